@@ -1,0 +1,51 @@
+# slsa-dist developer entry points. `make test` and `make demo` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+# Real users bring their own torch; here the CPU build on disk must be installed first,
+# or pip resolves a multi-GB CUDA build. Override with `make TORCH_SPEC=torch==2.x ...`.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := swtpm swtpm-tools tpm2-tools
+
+.PHONY: install system-deps lint typecheck test demo bench proto clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev,torch]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# System packages the tests need (software TPM). Best effort: only as root with apt;
+# tests that need a missing component skip on a user's machine and fail under CI=true.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing"; \
+	  fi; \
+	else echo "not root or no apt-get: skipping system packages ($(APT_PACKAGES))"; fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check slsa_dist tests bench
+	$(BIN)/mypy
+
+test: $(STAMP) system-deps lint
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python -m slsa_dist._internal.demo --out demo-out
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+proto: $(STAMP)
+	$(BIN)/python -m slsa_dist._internal.protogen
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

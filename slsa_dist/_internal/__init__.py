@@ -1,0 +1,1 @@
+"""Machinery behind the public modules. Not a public API."""

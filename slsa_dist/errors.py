@@ -1,0 +1,59 @@
+"""Errors, split by who is at fault.
+
+Every error slsa-dist raises derives from :class:`Error`. The subclasses say
+whose fault it is, so an operator knows where to look:
+
+* :class:`InputError` -- the caller gave something malformed (a bad file, a
+  key of the wrong type, a path that does not exist).
+* :class:`VerificationError` -- a signature, digest or policy check failed:
+  the artifact or its provenance is not what it claims to be.
+* :class:`ReportError` -- a rank or node sent a report that breaks the
+  collection contract (wrong job, rank out of range, duplicate identity).
+* :class:`TransportError` -- the network or the coordinator is unavailable.
+* :class:`SigningError` -- the coordinator could not sign.
+
+Messages say what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Error",
+    "InputError",
+    "ReportError",
+    "SigningError",
+    "TransportError",
+    "VerificationError",
+]
+
+
+class Error(Exception):
+    """Root of every slsa-dist error."""
+
+
+class InputError(Error):
+    """Malformed input from the caller: a file, a key, an argument."""
+
+
+class VerificationError(Error):
+    """A signature, digest, completeness or policy check failed."""
+
+
+class ReportError(Error):
+    """A rank or node report breaks the collection contract.
+
+    ``code`` names the gRPC status the coordinator answers with; the mapping
+    to real status codes lives in one place, ``slsa_dist.coordinator``.
+    """
+
+    def __init__(self, message: str, *, code: str = "INVALID_ARGUMENT") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransportError(Error):
+    """The coordinator could not be reached or answered with an error."""
+
+
+class SigningError(Error):
+    """Signing the provenance failed."""

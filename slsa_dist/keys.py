@@ -1,0 +1,221 @@
+"""Signing keys: generate, load from PEM files, sign and verify raw bytes.
+
+Two algorithms, both from ``cryptography``:
+
+* ECDSA P-256 with SHA-256 (the default; what SLSA and in-toto recommend),
+  signatures DER-encoded as ``securesystemslib`` and Sigstore write them;
+* Ed25519 (deterministic signatures, used for reproducible test vectors).
+
+A key id is the lowercase hex SHA-256 of the public key's DER
+SubjectPublicKeyInfo. It is only a hint for picking a key, never trusted.
+
+>>> signer = Signer.generate("ed25519")
+>>> verifier = signer.public()
+>>> verifier.verify(signer.sign(b"data"), b"data")
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from slsa_dist.errors import InputError, SigningError
+
+__all__ = ["Algorithm", "Signer", "Verifier", "keygen", "load_signer", "load_verifier"]
+
+Algorithm = Literal["ecdsa-p256", "ed25519"]
+
+_PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+_PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+
+def _algorithm_of(key: _PublicKey) -> Algorithm:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if key.curve.name != "secp256r1":
+        raise InputError(f"expected an ECDSA key on P-256, found curve {key.curve.name}")
+    return "ecdsa-p256"
+
+
+def _key_id(key: _PublicKey) -> str:
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+class Verifier:
+    """A public key that checks signatures over raw bytes."""
+
+    def __init__(self, *, key: _PublicKey) -> None:
+        self._key = key
+        self.algorithm: Algorithm = _algorithm_of(key)
+        self.keyid = _key_id(key)
+
+    @classmethod
+    def from_pem(cls, data: bytes, *, source: str = "public key") -> Verifier:
+        """Load a PEM SubjectPublicKeyInfo. Raises :class:`InputError`."""
+        try:
+            key = serialization.load_pem_public_key(data)
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise InputError(
+                f"{source}: expected a PEM public key (ECDSA P-256 or Ed25519), "
+                f"found data that does not parse as one ({exc})"
+            ) from None
+        if not isinstance(key, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
+            raise InputError(
+                f"{source}: expected an ECDSA P-256 or Ed25519 public key, "
+                f"found {type(key).__name__}"
+            )
+        return cls(key=key)
+
+    def public_pem(self) -> bytes:
+        """The key as PEM SubjectPublicKeyInfo."""
+        return self._key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    @property
+    def crypto_key(self) -> _PublicKey:
+        """The underlying ``cryptography`` key, for interop."""
+        return self._key
+
+    def verify(self, signature: bytes, data: bytes) -> bool:
+        """True when ``signature`` is valid over ``data``; never raises on a bad one."""
+        try:
+            if isinstance(self._key, ed25519.Ed25519PublicKey):
+                self._key.verify(signature, data)
+            else:
+                self._key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
+
+class Signer:
+    """A private key that signs raw bytes. Only the coordinator holds one."""
+
+    def __init__(self, *, key: _PrivateKey) -> None:
+        self._key = key
+        self._public = Verifier(key=key.public_key())
+
+    @classmethod
+    def generate(cls, algorithm: Algorithm = "ecdsa-p256") -> Signer:
+        """A fresh key of ``algorithm``."""
+        if algorithm == "ed25519":
+            return cls(key=ed25519.Ed25519PrivateKey.generate())
+        return cls(key=ec.generate_private_key(ec.SECP256R1()))
+
+    @classmethod
+    def from_pem(cls, data: bytes, *, source: str = "private key") -> Signer:
+        """Load an unencrypted PKCS#8 (or SEC1) PEM private key."""
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except TypeError:
+            raise InputError(
+                f"{source}: expected an unencrypted private key, found an encrypted one"
+            ) from None
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise InputError(
+                f"{source}: expected a PEM private key (ECDSA P-256 or Ed25519), "
+                f"found data that does not parse as one ({exc})"
+            ) from None
+        if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
+            raise InputError(
+                f"{source}: expected an ECDSA P-256 or Ed25519 private key, "
+                f"found {type(key).__name__}"
+            )
+        return cls(key=key)
+
+    @property
+    def keyid(self) -> str:
+        return self._public.keyid
+
+    @property
+    def algorithm(self) -> Algorithm:
+        return self._public.algorithm
+
+    def public(self) -> Verifier:
+        """The matching public key."""
+        return self._public
+
+    def private_pem(self) -> bytes:
+        """The key as unencrypted PKCS#8 PEM. Write it 0600."""
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def sign(self, data: bytes) -> bytes:
+        """Sign ``data``. Raises :class:`SigningError`."""
+        try:
+            if isinstance(self._key, ed25519.Ed25519PrivateKey):
+                return self._key.sign(data)
+            return self._key.sign(data, ec.ECDSA(hashes.SHA256()))
+        except Exception as exc:  # a failing HSM-like backend must not crash callers
+            raise SigningError(f"signing with key {self.keyid[:16]} failed: {exc}") from exc
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what}: expected a PEM file at {path}, found no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{what}: expected a PEM file at {path}, found a directory") from None
+    except OSError as exc:
+        raise InputError(f"{what}: cannot read {path}: {exc.strerror}") from None
+
+
+def load_signer(path: str | os.PathLike[str]) -> Signer:
+    """Load a private key from a PEM file."""
+    p = Path(path)
+    return Signer.from_pem(_read(p, "private key"), source=str(p))
+
+
+def load_verifier(path: str | os.PathLike[str]) -> Verifier:
+    """Load a public key from a PEM file.
+
+    A private key file is accepted too and reduced to its public half, so an
+    operator can verify with the key the coordinator signed with.
+    """
+    p = Path(path)
+    data = _read(p, "public key")
+    if b"PRIVATE KEY" in data:
+        return Signer.from_pem(data, source=str(p)).public()
+    return Verifier.from_pem(data, source=str(p))
+
+
+def keygen(out_dir: str | os.PathLike[str], *, algorithm: Algorithm = "ecdsa-p256",
+           name: str = "signing") -> tuple[Path, Path]:
+    """Write ``<name>.key`` (mode 0600) and ``<name>.pub`` into ``out_dir``.
+
+    The private key file is created with 0600 from the start (no window in
+    which it is readable by others) and is never overwritten.
+
+    Returns:
+        The private and public key paths.
+    """
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    private_path = directory / f"{name}.key"
+    public_path = directory / f"{name}.pub"
+    signer = Signer.generate(algorithm)
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InputError(
+            f"expected no key at {private_path}, found one; refusing to overwrite it"
+        ) from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(signer.private_pem())
+    public_path.write_bytes(signer.public().public_pem())
+    return private_path, public_path

@@ -1,0 +1,487 @@
+"""The in-toto Statement v1 with a SLSA Provenance v1 predicate for training jobs.
+
+Where each field goes is specified in ``docs/buildtype.md``. In short:
+
+* ``subject``: the final artifacts; a checkpoint directory is ONE subject whose
+  ``sha256`` is its OMS manifest root, with the per-file list in a byproduct;
+* ``externalParameters``: what the user chose (entry point, arguments, world size);
+* ``internalParameters``: what the platform chose (launcher, rendezvous, restarts);
+* ``resolvedDependencies``: code, images, packages, dataset shards, input models,
+  deduplicated by digest;
+* ``byproducts``: per-rank, per-node and per-checkpoint records and a
+  completeness record (missing ranks, missing files, failed evidence).
+
+Output is canonical JSON (sorted keys, integers stay integers).
+
+>>> b = ProvenanceBuilder(builder_id="https://example.com/builder", invocation_id="job-1")
+>>> b.add_subject(ResourceDescriptor(name="model", digest={"sha256": "ab" * 32}))
+>>> b.build().predicate_type
+'https://slsa.dev/provenance/v1'
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from slsa_dist._internal import canonical
+from slsa_dist.digest import Manifest
+from slsa_dist.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
+from slsa_dist.errors import InputError
+from slsa_dist.keys import Signer
+
+__all__ = [
+    "BUILD_TYPE",
+    "DEFAULT_BUILDER_ID",
+    "MEDIA_CHECKPOINT",
+    "MEDIA_COMPLETENESS",
+    "MEDIA_NODE",
+    "MEDIA_RANK",
+    "PREDICATE_TYPE",
+    "STATEMENT_TYPE",
+    "Provenance",
+    "ProvenanceBuilder",
+    "ResourceDescriptor",
+    "Statement",
+    "artifact_descriptors",
+    "format_timestamp",
+    "record_descriptor",
+    "sign_statement",
+]
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+BUILD_TYPE = "https://slsa-dist.dev/buildtypes/distributed-training/v1"
+DEFAULT_BUILDER_ID = "https://slsa-dist.dev/builders/coordinator/v1"
+
+MEDIA_RANK = "application/vnd.slsa-dist.rank.v1+json"
+MEDIA_NODE = "application/vnd.slsa-dist.node.v1+json"
+MEDIA_CHECKPOINT = "application/vnd.slsa-dist.checkpoint.v1+json"
+MEDIA_COMPLETENESS = "application/vnd.slsa-dist.completeness.v1+json"
+
+# Digest encodings we can check; other algorithms are carried but not validated
+# (in-toto: consumers ignore algorithms they do not know).
+_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128, "blake3": 64, "sha1": 40}
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def format_timestamp(when: dt.datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, whole seconds."""
+    if when.tzinfo is None:
+        raise InputError("timestamp: expected a timezone-aware datetime, found a naive one")
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_digest(digest: Mapping[str, str], where: str) -> None:
+    for algorithm, value in digest.items():
+        if not isinstance(value, str):
+            raise InputError(f"{where}.digest.{algorithm}: expected a hex string, found "
+                             f"{type(value).__name__}")
+        length = _HEX_LENGTHS.get(algorithm)
+        if length is not None and (len(value) != length or not _HEX.match(value)):
+            raise InputError(
+                f"{where}.digest.{algorithm}: expected {length} lowercase hex digits, "
+                f"found {value[:80]!r}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourceDescriptor:
+    """An in-toto ResourceDescriptor; at least one of uri, digest, content is set."""
+
+    name: str | None = None
+    uri: str | None = None
+    digest: Mapping[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    download_location: str | None = None
+    media_type: str | None = None
+    annotations: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (self.uri or self.digest or self.content):
+            raise InputError(
+                f"resource descriptor {self.name!r}: expected at least one of uri, digest, "
+                "content, found none"
+            )
+        _check_digest(self.digest, f"resource {self.name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.uri is not None:
+            out["uri"] = self.uri
+        if self.digest:
+            out["digest"] = dict(self.digest)
+        if self.content is not None:
+            out["content"] = base64.b64encode(self.content).decode("ascii")
+        if self.download_location is not None:
+            out["downloadLocation"] = self.download_location
+        if self.media_type is not None:
+            out["mediaType"] = self.media_type
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: object, *, where: str = "resource") -> ResourceDescriptor:
+        """Parse a descriptor; unknown fields are ignored."""
+        if not isinstance(data, dict):
+            raise InputError(f"{where}: expected a JSON object, found {type(data).__name__}")
+        digest = data.get("digest") or {}
+        if not isinstance(digest, dict):
+            raise InputError(f"{where}.digest: expected an object, found {type(digest).__name__}")
+        content = data.get("content")
+        annotations = data.get("annotations") or {}
+        if not isinstance(annotations, dict):
+            raise InputError(f"{where}.annotations: expected an object")
+        for key in ("name", "uri", "downloadLocation", "mediaType"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise InputError(f"{where}.{key}: expected a string, found "
+                                 f"{type(data[key]).__name__}")
+        try:
+            raw_content = None if content is None else base64.b64decode(content, validate=True)
+        except (ValueError, TypeError):
+            raise InputError(f"{where}.content: expected base64, found {content!r:.40}") from None
+        return cls(
+            name=data.get("name"),
+            uri=data.get("uri"),
+            digest=digest,
+            content=raw_content,
+            download_location=data.get("downloadLocation"),
+            media_type=data.get("mediaType"),
+            annotations=annotations,
+        )
+
+
+def record_descriptor(
+    *, name: str, media_type: str, record: Mapping[str, Any]
+) -> ResourceDescriptor:
+    """A byproduct carrying a structured record in ``annotations``.
+
+    Its ``sha256`` is over the record's canonical JSON, so the descriptor is
+    valid in-toto (it has a digest) and a record can be cited by digest.
+    """
+    digest = hashlib.sha256(canonical.dumps_bytes(dict(record))).hexdigest()
+    return ResourceDescriptor(
+        name=name, media_type=media_type, digest={"sha256": digest}, annotations=record
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Statement:
+    """An in-toto Statement v1."""
+
+    subjects: tuple[ResourceDescriptor, ...]
+    predicate_type: str
+    predicate: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        if not self.subjects:
+            raise InputError("statement.subject: expected at least one subject, found none")
+        for index, subject in enumerate(self.subjects):
+            if not subject.digest:
+                raise InputError(
+                    f"statement.subject[{index}] ({subject.name!r}): expected a digest, found none"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "_type": STATEMENT_TYPE,
+            "subject": [s.to_dict() for s in self.subjects],
+            "predicateType": self.predicate_type,
+            "predicate": dict(self.predicate),
+        }
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON: the bytes that get signed."""
+        return canonical.dumps_bytes(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: object) -> Statement:
+        """Parse a Statement; unknown fields are ignored. Raises :class:`InputError`."""
+        if not isinstance(data, dict):
+            raise InputError(f"statement: expected a JSON object, found {type(data).__name__}")
+        if data.get("_type") != STATEMENT_TYPE:
+            raise InputError(
+                f"statement._type: expected {STATEMENT_TYPE!r}, found {data.get('_type')!r}"
+            )
+        raw_subjects = data.get("subject")
+        if not isinstance(raw_subjects, list) or not raw_subjects:
+            raise InputError("statement.subject: expected a non-empty list, found "
+                             f"{raw_subjects!r:.40}")
+        predicate_type = data.get("predicateType")
+        if not isinstance(predicate_type, str) or not predicate_type:
+            raise InputError(
+                f"statement.predicateType: expected a type URI, found {predicate_type!r}"
+            )
+        predicate = data.get("predicate") or {}
+        if not isinstance(predicate, dict):
+            raise InputError(
+                f"statement.predicate: expected an object, found {type(predicate).__name__}"
+            )
+        return cls(
+            subjects=tuple(
+                ResourceDescriptor.from_dict(s, where=f"statement.subject[{i}]")
+                for i, s in enumerate(raw_subjects)
+            ),
+            predicate_type=predicate_type,
+            predicate=predicate,
+        )
+
+
+def _dependency_key(rd: ResourceDescriptor) -> tuple[str, ...]:
+    if rd.digest:
+        return tuple(sorted(f"{k}:{v}" for k, v in rd.digest.items()))
+    return ("uri", rd.uri or "", (rd.content or b"").hex())
+
+
+class ProvenanceBuilder:
+    """Assembles a SLSA Provenance v1 Statement for one training job.
+
+    Dependencies are deduplicated by digest: the same dataset shard read by
+    many ranks appears once, with the names merged into ``annotations``.
+    Subjects and byproducts are sorted by name so output is deterministic.
+    """
+
+    def __init__(
+        self,
+        *,
+        builder_id: str = DEFAULT_BUILDER_ID,
+        build_type: str = BUILD_TYPE,
+        invocation_id: str,
+    ) -> None:
+        if not invocation_id:
+            raise InputError("invocation_id: expected a job id, found an empty string")
+        self._builder_id = builder_id
+        self._build_type = build_type
+        self._invocation_id = invocation_id
+        self._subjects: dict[str, ResourceDescriptor] = {}
+        self._external: dict[str, Any] = {}
+        self._internal: dict[str, Any] = {}
+        self._dependencies: dict[tuple[str, ...], ResourceDescriptor] = {}
+        self._byproducts: dict[str, ResourceDescriptor] = {}
+        self._builder_version: dict[str, str] = {}
+        self._builder_dependencies: list[ResourceDescriptor] = []
+        self._started: dt.datetime | None = None
+        self._finished: dt.datetime | None = None
+
+    def add_subject(self, subject: ResourceDescriptor) -> None:
+        if not subject.digest:
+            raise InputError(f"subject {subject.name!r}: expected a digest, found none")
+        key = subject.name or subject.uri or _dependency_key(subject)[0]
+        previous = self._subjects.get(key)
+        if previous is not None and previous.digest != subject.digest:
+            raise InputError(
+                f"subject {key!r}: expected one digest, found {dict(previous.digest)} "
+                f"and {dict(subject.digest)}"
+            )
+        self._subjects[key] = subject
+
+    def set_external_parameters(self, parameters: Mapping[str, Any]) -> None:
+        canonical.dumps(dict(parameters))  # refuses floats early, with a path
+        self._external = dict(parameters)
+
+    def set_internal_parameters(self, parameters: Mapping[str, Any]) -> None:
+        canonical.dumps(dict(parameters))
+        self._internal = dict(parameters)
+
+    def add_dependency(self, dependency: ResourceDescriptor) -> None:
+        """Add an input; one with a digest already present is merged, not repeated."""
+        key = _dependency_key(dependency)
+        existing = self._dependencies.get(key)
+        if existing is None:
+            self._dependencies[key] = dependency
+            return
+        names = set(existing.annotations.get("slsadist_names", [existing.name or ""]))
+        names.add(dependency.name or "")
+        names.discard("")
+        if len(names) > 1:
+            annotations = dict(existing.annotations)
+            annotations["slsadist_names"] = sorted(names)
+            self._dependencies[key] = ResourceDescriptor(
+                name=existing.name, uri=existing.uri, digest=existing.digest,
+                content=existing.content, download_location=existing.download_location,
+                media_type=existing.media_type, annotations=annotations,
+            )
+
+    def add_byproduct(self, byproduct: ResourceDescriptor) -> None:
+        key = byproduct.name or _dependency_key(byproduct)[0]
+        if key in self._byproducts:
+            raise InputError(f"byproduct {key!r}: expected a unique name, found a second one")
+        self._byproducts[key] = byproduct
+
+    def set_builder(self, *, version: Mapping[str, str] | None = None,
+                    dependencies: Iterable[ResourceDescriptor] = ()) -> None:
+        self._builder_version = dict(version or {})
+        self._builder_dependencies = list(dependencies)
+
+    def set_times(self, *, started: dt.datetime, finished: dt.datetime) -> None:
+        if finished < started:
+            raise InputError(
+                f"finishedOn: expected a time after startedOn {format_timestamp(started)}, "
+                f"found {format_timestamp(finished)}"
+            )
+        self._started, self._finished = started, finished
+
+    def build(self) -> Statement:
+        builder: dict[str, Any] = {"id": self._builder_id}
+        if self._builder_version:
+            builder["version"] = self._builder_version
+        if self._builder_dependencies:
+            builder["builderDependencies"] = [d.to_dict() for d in self._builder_dependencies]
+        metadata: dict[str, Any] = {"invocationId": self._invocation_id}
+        if self._started is not None and self._finished is not None:
+            metadata["startedOn"] = format_timestamp(self._started)
+            metadata["finishedOn"] = format_timestamp(self._finished)
+        dependencies = sorted(
+            (d.to_dict() for d in self._dependencies.values()),
+            key=canonical.dumps,
+        )
+        predicate: dict[str, Any] = {
+            "buildDefinition": {
+                "buildType": self._build_type,
+                "externalParameters": self._external,
+                "internalParameters": self._internal,
+                "resolvedDependencies": dependencies,
+            },
+            "runDetails": {
+                "builder": builder,
+                "metadata": metadata,
+                "byproducts": [self._byproducts[k].to_dict() for k in sorted(self._byproducts)],
+            },
+        }
+        return Statement(
+            subjects=tuple(self._subjects[k] for k in sorted(self._subjects)),
+            predicate_type=PREDICATE_TYPE,
+            predicate=predicate,
+        )
+
+
+def _get(mapping: Mapping[str, Any], *path: str) -> Any:
+    value: Any = mapping
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """A read-only view of a verified SLSA Provenance v1 Statement.
+
+    Unknown fields are ignored; missing optional fields read as empty.
+    """
+
+    statement: Statement
+
+    @classmethod
+    def from_statement(cls, statement: Statement) -> Provenance:
+        if statement.predicate_type != PREDICATE_TYPE:
+            raise InputError(
+                f"predicateType: expected {PREDICATE_TYPE!r}, found {statement.predicate_type!r}"
+            )
+        if not isinstance(_get(statement.predicate, "buildDefinition"), Mapping):
+            raise InputError("predicate.buildDefinition: expected an object, found none")
+        if not isinstance(_get(statement.predicate, "runDetails", "builder", "id"), str):
+            raise InputError("predicate.runDetails.builder.id: expected a URI, found none")
+        return cls(statement)
+
+    @property
+    def builder_id(self) -> str:
+        return str(_get(self.statement.predicate, "runDetails", "builder", "id"))
+
+    @property
+    def build_type(self) -> str | None:
+        value = _get(self.statement.predicate, "buildDefinition", "buildType")
+        return value if isinstance(value, str) else None
+
+    @property
+    def invocation_id(self) -> str | None:
+        value = _get(self.statement.predicate, "runDetails", "metadata", "invocationId")
+        return value if isinstance(value, str) else None
+
+    @property
+    def external_parameters(self) -> Mapping[str, Any]:
+        value = _get(self.statement.predicate, "buildDefinition", "externalParameters")
+        return value if isinstance(value, Mapping) else {}
+
+    @property
+    def internal_parameters(self) -> Mapping[str, Any]:
+        value = _get(self.statement.predicate, "buildDefinition", "internalParameters")
+        return value if isinstance(value, Mapping) else {}
+
+    def _descriptors(self, *path: str) -> list[ResourceDescriptor]:
+        raw = _get(self.statement.predicate, *path)
+        if not isinstance(raw, list):
+            return []
+        return [ResourceDescriptor.from_dict(item, where=".".join(path)) for item in raw]
+
+    @property
+    def dependencies(self) -> list[ResourceDescriptor]:
+        return self._descriptors("buildDefinition", "resolvedDependencies")
+
+    @property
+    def byproducts(self) -> list[ResourceDescriptor]:
+        return self._descriptors("runDetails", "byproducts")
+
+    def records(self, media_type: str) -> list[Mapping[str, Any]]:
+        """The annotations of every byproduct of ``media_type``."""
+        return [b.annotations for b in self.byproducts if b.media_type == media_type]
+
+    @property
+    def world_size(self) -> int | None:
+        value = self.external_parameters.get("worldSize")
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+        return None
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        value = _get(self.statement.predicate, "runDetails", "metadata")
+        return value if isinstance(value, Mapping) else {}
+
+
+def artifact_descriptors(manifest: Manifest, *, name: str | None = None,
+                         uri: str | None = None) -> tuple[ResourceDescriptor, ResourceDescriptor]:
+    """The subject for an artifact and the byproduct holding its per-file list.
+
+    A plain file becomes a subject with its own ``sha256``; a directory (a
+    sharded checkpoint) becomes ONE subject whose ``sha256`` is the OMS
+    manifest root, so ``model_signing`` and slsa-dist name it the same way.
+    """
+    label = name or manifest.name
+    if len(manifest.resources) == 1 and manifest.resources[0].path == "." \
+            and manifest.algorithm == "sha256" and manifest.method == "files":
+        digest = manifest.resources[0].digest
+    else:
+        digest = manifest.root_digest
+    subject = ResourceDescriptor(name=label, uri=uri, digest={"sha256": digest})
+    record = {
+        "name": label,
+        "rootDigest": {"sha256": manifest.root_digest},
+        "serialization": manifest.serialization(),
+        "resources": [
+            {"name": r.name, "algorithm": r.algorithm, "digest": r.digest}
+            for r in manifest.resources
+        ],
+        "totalBytes": manifest.total_bytes,
+    }
+    return subject, record_descriptor(name=f"checkpoint/{label}", media_type=MEDIA_CHECKPOINT,
+                                      record=record)
+
+
+def sign_statement(statement: Statement, signers: Sequence[Signer]) -> Envelope:
+    """Sign the Statement's canonical bytes as a DSSE envelope."""
+    return sign_envelope(statement.to_bytes(), payload_type=IN_TOTO_PAYLOAD_TYPE,
+                         signers=signers)
