@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
     forged = tampered / "forged.intoto.jsonl"
     line = json.loads(bundle.read_text().splitlines()[0])
-    line["payload"] = line["payload"][:-8] + ("A" * 8 if line["payload"][-8:] != "A" * 8 else "B" * 8)
+    tail = "A" * 8 if line["payload"][-8:] != "A" * 8 else "B" * 8
+    line["payload"] = line["payload"][:-8] + tail
     forged.write_text(json.dumps(line) + "\n")
     forged_run = subprocess.run([*cli, "verify", str(forged), "--key", str(public)],
                                 capture_output=True, text=True, check=False, timeout=120)

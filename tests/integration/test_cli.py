@@ -61,7 +61,7 @@ def test_json_output_lists_every_check(capsys, vectors: Path) -> None:  # type: 
 ])
 def test_negative_vectors_fail_verification(capsys, vectors: Path, vector: str,  # type: ignore[no-untyped-def]
                                             message: str) -> None:
-    code, out, err = run(capsys, "verify", vectors / f"{vector}.intoto.jsonl", "--key",
+    code, out, _ = run(capsys, "verify", vectors / f"{vector}.intoto.jsonl", "--key",
                          vectors / "good.pub")
     assert code == 1
     assert message in out

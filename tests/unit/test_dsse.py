@@ -111,7 +111,7 @@ def test_we_verify_securesystemslib_envelope(algorithm: str) -> None:
     signer = Signer.generate(algorithm)  # type: ignore[arg-type]
     theirs = SslibEnvelope(payload=b'{"from":"sslib"}', payload_type=IN_TOTO_PAYLOAD_TYPE,
                            signatures={})
-    sslib_signer = CryptoSigner(signer._key)  # noqa: SLF001 -- same key material, their code
+    sslib_signer = CryptoSigner(signer._key)
     theirs.sign(sslib_signer)
     ours = Envelope.from_dict(theirs.to_dict())
     assert verify_envelope(ours, [signer.public()]) == b'{"from":"sslib"}'
