@@ -72,7 +72,7 @@ def train(shards: list[Path], checkpoint: Path, *, world_size: int) -> dict[int,
                 x, y = torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"])
             optim.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optim.step()
     checkpoint.mkdir(parents=True, exist_ok=True)
     torch.save({"weight": model.weight.detach()}, checkpoint / "rank0.pt")
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     from securesystemslib.dsse import Envelope as SslibEnvelope
-    from securesystemslib.signer import SSlibKey
+    from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
 
     from slsa_dist.keys import load_verifier
 
