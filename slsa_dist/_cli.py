@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from slsa_dist import __version__
 from slsa_dist.errors import Error, InputError, VerificationError
+from slsa_dist.provenance import DEFAULT_BUILDER_ID
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -110,6 +111,62 @@ def _cmd_digest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_coordinator(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from slsa_dist.coordinator import Coordinator
+    from slsa_dist.keys import load_signer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    signer = load_signer(args.key)
+
+    async def serve() -> int:
+        coordinator = Coordinator(
+            job_id=args.job_id, signer=signer, out_dir=args.out, world_size=args.world_size,
+            journal_path=args.journal, builder_id=args.builder_id,
+            idle_timeout=args.idle_timeout, settle=args.settle)
+        port = await coordinator.start(args.listen)
+        host = args.listen.rsplit(":", 1)[0]
+        print(f"listening on {host}:{port} (job {args.job_id}, "
+              f"{coordinator.replayed} journal entries replayed)", flush=True)
+        if args.port_file:
+            args.port_file.write_text(f"{host}:{port}\n")
+        try:
+            result = await coordinator.wait_finalized()
+        finally:
+            await coordinator.stop(grace=2.0)
+        missing = f", missing ranks {list(result.missing_ranks)}" if result.missing_ranks else ""
+        print(f"wrote {result.bundle} ({'complete' if result.complete else 'INCOMPLETE'}"
+              f"{missing})", flush=True)
+        return EXIT_OK
+
+    return asyncio.run(serve())
+
+
+def _cmd_finalize(args: argparse.Namespace) -> int:
+    import grpc
+
+    from slsa_dist._pb.v1 import collector_pb2 as pb
+    from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
+    from slsa_dist.coordinator import is_loopback
+    from slsa_dist.errors import TransportError
+
+    if not is_loopback(args.coordinator):
+        raise InputError(f"coordinator: plaintext is allowed on loopback only; expected "
+                         f"127.0.0.1/::1/localhost, found {args.coordinator!r}")
+    with grpc.insecure_channel(args.coordinator) as channel:
+        stub = pb_grpc.CollectorStub(channel)
+        try:
+            reply = stub.Finalize(pb.FinalizeRequest(job_id=args.job_id, reason="request"),
+                                  timeout=args.timeout)
+        except grpc.RpcError as exc:
+            raise TransportError(f"finalize: {exc.code().name}: {exc.details()}") from None
+    print(f"{reply.bundle_path} complete={str(reply.complete).lower()} "
+          f"missing_ranks={list(reply.missing_ranks)}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="slsa-dist", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"slsa-dist {__version__}")
@@ -149,6 +206,27 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--json", action="store_true", help="one JSON document")
     digest.set_defaults(handler=_cmd_digest)
 
+    coordinator = sub.add_parser("coordinator", help="run a job's coordinator")
+    coordinator.add_argument("--job-id", required=True)
+    coordinator.add_argument("--listen", required=True, help="host:port (port 0 picks one)")
+    coordinator.add_argument("--key", required=True, type=Path, help="signing key (PEM)")
+    coordinator.add_argument("--out", required=True, type=Path, help="where bundles go")
+    coordinator.add_argument("--world-size", type=int)
+    coordinator.add_argument("--journal", type=Path,
+                             help="journal path (default OUT/JOB.journal.sqlite)")
+    coordinator.add_argument("--builder-id", default=DEFAULT_BUILDER_ID)
+    coordinator.add_argument("--idle-timeout", type=float,
+                             help="finalize after this many seconds without a message")
+    coordinator.add_argument("--settle", type=float, default=5.0,
+                             help="seconds to wait for node reports after all ranks completed")
+    coordinator.add_argument("--port-file", type=Path, help="write host:port here once bound")
+    coordinator.set_defaults(handler=_cmd_coordinator)
+
+    finalize = sub.add_parser("finalize", help="ask a coordinator to finalize now")
+    finalize.add_argument("--coordinator", required=True, help="host:port")
+    finalize.add_argument("--job-id", required=True)
+    finalize.add_argument("--timeout", type=float, default=60.0)
+    finalize.set_defaults(handler=_cmd_finalize)
     return parser
 
 

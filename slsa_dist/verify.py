@@ -48,7 +48,7 @@ class Check:
         return {"check": self.name, "ok": self.ok, "detail": self.detail}
 
 
-class VerificationFailed(VerificationError):
+class VerificationFailed(VerificationError):  # noqa: N818 -- reads as a verdict
     """Verification failed; ``checks`` holds every check that ran."""
 
     def __init__(self, checks: Sequence[Check]) -> None:

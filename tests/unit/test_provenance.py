@@ -8,7 +8,6 @@ from google.protobuf import json_format
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor as ItoRD
 from in_toto_attestation.v1.statement import Statement as ItoStatement
-from vectors import statement as vector_statement
 
 from slsa_dist._internal import canonical
 from slsa_dist.errors import InputError
@@ -19,6 +18,8 @@ from slsa_dist.provenance import (
     ResourceDescriptor,
     Statement,
 )
+
+from vectors import statement as vector_statement
 
 SHA = "ab" * 32
 

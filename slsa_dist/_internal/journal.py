@@ -1,0 +1,134 @@
+"""The coordinator's durable journal: SQLite in WAL mode, fsync on commit.
+
+Each row is one serialized ``JournalEntry`` in acceptance order. Writes are
+grouped: concurrent RPCs wait on one transaction (group commit), so an
+acknowledgement always follows a completed fsync without paying one fsync
+per batch. A write failure (disk full, I/O error) is sticky: the coordinator
+stops acknowledging and must be restarted from what is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from slsa_dist.errors import InputError
+
+__all__ = ["GroupCommitter", "Journal", "JournalFailed"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+"""
+FORMAT_VERSION = "1"
+
+
+class JournalFailed(Exception):  # noqa: N818 -- a state, raised to every waiter
+    """A journal write failed; nothing after the last good commit is durable."""
+
+
+class Journal:
+    """Append-only log of accepted messages for one job."""
+
+    def __init__(self, path: str | os.PathLike[str], *, job_id: str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread=False: opened on the event loop's thread, written on the
+        # committer's single worker thread; never used by two threads at once.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if not stored:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO meta VALUES (?, ?)",
+                                 [("job_id", job_id), ("format", FORMAT_VERSION)])
+            self._db.execute("COMMIT")
+        elif stored.get("job_id") != job_id:
+            raise InputError(f"journal {self.path}: expected job {job_id!r}, "
+                             f"found job {stored.get('job_id')!r}")
+        elif stored.get("format") != FORMAT_VERSION:
+            raise InputError(f"journal {self.path}: expected format {FORMAT_VERSION}, "
+                             f"found {stored.get('format')!r}")
+
+    def entries(self) -> Iterator[bytes]:
+        """Every entry, oldest first."""
+        for (data,) in self._db.execute("SELECT data FROM entries ORDER BY id"):
+            yield bytes(data)
+
+    def append(self, entries: list[bytes]) -> None:
+        """Write ``entries`` in one durable transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT INTO entries (data) VALUES (?)",
+                                 [(e,) for e in entries])
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class GroupCommitter:
+    """Batches journal writes from concurrent RPCs into few transactions."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._pending: list[bytes] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal")
+        self.failure: BaseException | None = None
+        self.commits = 0
+
+    async def write(self, entry: bytes | None) -> None:
+        """Return once ``entry`` (and everything queued before it) is durable.
+
+        ``None`` queues nothing and only waits: a barrier for replies that
+        acknowledge events accepted by another, still committing, RPC.
+
+        Raises:
+            JournalFailed: the journal cannot be written any more.
+        """
+        if self.failure is not None:
+            raise JournalFailed(str(self.failure))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        if entry is not None:
+            self._pending.append(entry)
+        self._waiters.append(waiter)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain())
+        await waiter
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiters:
+            entries, self._pending = self._pending, []
+            waiters, self._waiters = self._waiters, []
+            try:
+                if entries:
+                    await loop.run_in_executor(self._executor, self._journal.append, entries)
+                    self.commits += 1
+            except Exception as exc:
+                self.failure = exc
+                for waiter in waiters + self._waiters:
+                    if not waiter.done():
+                        waiter.set_exception(JournalFailed(f"journal write failed: {exc}"))
+                self._waiters = []
+                return
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._journal.close()

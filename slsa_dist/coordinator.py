@@ -1,0 +1,377 @@
+"""The coordinator: one per job, a ``grpc.aio`` service around the merge.
+
+It accepts registrations and event batches from rank and node agents,
+journals every accepted message (SQLite WAL, group commit) before it
+acknowledges it, and when the job is over merges everything into ONE SLSA
+Provenance, signs it (DSSE) and writes ``<out>/<job>.intoto.jsonl``.
+
+The servicer is a thin shell: every rule lives in
+``slsa_dist._internal.merge.JobState`` (pure, no I/O). A restarted
+coordinator replays its journal into a fresh state and carries on.
+
+Finalization happens when every rank's latest attempt completed (and every
+registered node reported its final attempt state, or ``settle`` seconds
+passed), on a ``Finalize`` RPC (``slsa-dist finalize``), or after
+``idle_timeout`` seconds without a message. Missing ranks and files are
+recorded in the provenance, never hidden.
+
+>>> # coordinator = Coordinator(job_id="job-1", signer=load_signer("k.key"), out_dir="out")
+>>> # port = await coordinator.start("127.0.0.1:0"); await coordinator.wait_finalized()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import ipaddress
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from grpc import aio
+
+from slsa_dist import __version__
+from slsa_dist._internal.journal import GroupCommitter, Journal, JournalFailed
+from slsa_dist._internal.merge import EvidenceVerifier, JobState, Limits
+from slsa_dist._pb.v1 import collector_pb2 as pb
+from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
+from slsa_dist._pb.v1 import journal_pb2
+from slsa_dist.dsse import write_bundle
+from slsa_dist.errors import InputError, ReportError
+from slsa_dist.keys import Signer
+from slsa_dist.provenance import DEFAULT_BUILDER_ID, sign_statement
+
+__all__ = ["MAX_MESSAGE_BYTES", "Coordinator", "FinalResult", "is_loopback"]
+
+log = logging.getLogger(__name__)
+
+# gRPC message size cap: a full batch (10,000 events) of typical events is
+# ~1 MiB; 8 MiB leaves room for evidence blobs while bounding memory per RPC.
+MAX_MESSAGE_BYTES = 8 << 20
+
+T = TypeVar("T")
+
+
+def is_loopback(address: str) -> bool:
+    """True when ``host:port`` names a loopback interface."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _from_nanos(nanos: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(nanos / 1e9, tz=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    bundle: Path
+    statement_sha256: str
+    complete: bool
+    missing_ranks: tuple[int, ...]
+
+
+class Coordinator:
+    """One job's coordinator. Keyword-only; everything it needs is explicit."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        signer: Signer,
+        out_dir: str | os.PathLike[str],
+        world_size: int | None = None,
+        journal_path: str | os.PathLike[str] | None = None,
+        builder_id: str = DEFAULT_BUILDER_ID,
+        idle_timeout: float | None = None,
+        settle: float = 5.0,
+        limits: Limits | None = None,
+        evidence_verifier: EvidenceVerifier | None = None,
+        internal_parameters: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise InputError(f"job id: expected a non-empty name without '/', found {job_id!r}")
+        self.job_id = job_id
+        self._signer = signer
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.journal_path = Path(journal_path or self.out_dir / f"{job_id}.journal.sqlite")
+        self._builder_id = builder_id
+        self._idle_timeout = idle_timeout
+        self._settle = settle
+        self._internal = dict(internal_parameters or {})
+        kwargs: dict[str, Any] = {"job_id": job_id, "world_size": world_size, "limits": limits}
+        if evidence_verifier is not None:
+            kwargs["evidence_verifier"] = evidence_verifier
+        self.state = JobState(**kwargs)
+        self._journal = Journal(self.journal_path, job_id=job_id)
+        self.replayed = self._replay()
+        self._committer = GroupCommitter(self._journal)
+        self._server: aio.Server | None = None
+        self._final: FinalResult | None = None
+        self._finalizing: asyncio.Lock | None = None
+        self._finalized_event: asyncio.Event | None = None
+        self._last_message = time.monotonic()
+        self._all_done_since: float | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    # -- journal replay ---------------------------------------------------------------
+
+    def _replay(self) -> int:
+        """Feed every journaled entry back into the state machine."""
+        count = 0
+        for data in self._journal.entries():
+            entry = journal_pb2.JournalEntry.FromString(data)
+            now = _from_nanos(entry.time_unix_nanos)
+            which = entry.WhichOneof("entry")
+            if which == "challenge":
+                self.state.challenge(self.job_id, entry.challenge.node_id,
+                                     entry.challenge.nonce, now)
+            elif which == "node":
+                self.state.register_node(entry.node, now)
+            elif which == "rank":
+                self.state.register_rank(entry.rank, now)
+            elif which == "batch":
+                self.state.accept(entry.batch, now)
+            elif which == "finalize":
+                self.state.finalize(entry.finalize.job_id, entry.finalize.reason, now)
+            count += 1
+        return count
+
+    @staticmethod
+    def _entry(now: dt.datetime, **fields: Any) -> bytes:
+        nanos = int(now.timestamp() * 1e9)
+        return journal_pb2.JournalEntry(time_unix_nanos=nanos, **fields).SerializeToString()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, listen: str, *, credentials: grpc.ServerCredentials | None = None
+                    ) -> int:
+        """Serve on ``listen`` (``host:port``; port 0 picks one). Returns the port.
+
+        Without ``credentials`` the server is plaintext, allowed on loopback only.
+        """
+        if credentials is None and not is_loopback(listen):
+            raise InputError(f"listen: plaintext is allowed on loopback only; expected "
+                             f"127.0.0.1/::1/localhost, found {listen!r}")
+        self._finalizing = asyncio.Lock()
+        self._finalized_event = asyncio.Event()
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.so_reuseport", 0)]
+        self._server = aio.server(options=options)
+        pb_grpc.add_CollectorServicer_to_server(_Servicer(self), self._server)
+        if credentials is None:
+            port = self._server.add_insecure_port(listen)
+        else:
+            port = self._server.add_secure_port(listen, credentials)
+        if port == 0:
+            raise InputError(f"listen: cannot bind {listen!r}")
+        await self._server.start()
+        self._watch = asyncio.get_running_loop().create_task(self._watchdog())
+        if self.state.finalized:
+            await self.finalize("replayed-finalized")
+        return port
+
+    async def wait_finalized(self) -> FinalResult:
+        assert self._finalized_event is not None, "start() first"
+        await self._finalized_event.wait()
+        assert self._final is not None
+        return self._final
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        if self._server is not None:
+            await self._server.stop(grace)
+        self._committer.close()
+
+    async def _watchdog(self) -> None:
+        while not self.state.finalized:
+            await asyncio.sleep(0.2)
+            if self._committer.failure is not None:
+                continue  # never finalize from a state that is ahead of the journal
+            now = time.monotonic()
+            if self._all_done_since is not None and now - self._all_done_since >= self._settle:
+                await self._finalize_quietly("all-ranks-complete")
+            elif self._idle_timeout is not None and now - self._last_message > self._idle_timeout:
+                await self._finalize_quietly("timeout")
+
+    async def _finalize_quietly(self, reason: str) -> None:
+        try:
+            await self.finalize(reason)
+        except Exception:  # the watchdog must survive; the RPC path reports errors
+            log.exception("automatic finalization (%s) failed", reason)
+
+    def _check_done(self) -> None:
+        """Arm finalization once every rank is done; finalize now if nodes are too."""
+        if not self.state.all_ranks_complete():
+            return
+        if self._all_done_since is None:
+            self._all_done_since = time.monotonic()
+        if self.state.nodes_finished():
+            self._all_done_since = time.monotonic() - self._settle
+
+    async def finalize(self, reason: str) -> FinalResult:
+        """Close the job, merge, sign and write the bundle (idempotent)."""
+        assert self._finalizing is not None, "start() first"
+        assert self._finalized_event is not None, "start() first"
+        async with self._finalizing:
+            if self._final is not None:
+                return self._final
+            now = _now()
+            if not self.state.finalized:
+                self.state.finalize(self.job_id, reason, now)
+                await self._committer.write(self._entry(
+                    now, finalize=pb.FinalizeRequest(job_id=self.job_id, reason=reason)))
+            self._final = await asyncio.to_thread(self._write_bundle)
+            self._finalized_event.set()
+            log.info("finalized %s: %s", self.job_id, self._final.bundle)
+            return self._final
+
+    def _write_bundle(self) -> FinalResult:
+        statement = self.state.statement(
+            builder_id=self._builder_id, builder_version={"slsa-dist": __version__},
+            internal=self._internal)
+        payload = statement.to_bytes()
+        envelope = sign_statement(statement, [self._signer])
+        bundle = write_bundle(self.out_dir / f"{self.job_id}.intoto.jsonl", [envelope])
+        return FinalResult(bundle=bundle, statement_sha256=hashlib.sha256(payload).hexdigest(),
+                           complete=not self.state.missing_ranks(),
+                           missing_ranks=tuple(self.state.missing_ranks()))
+
+    # -- RPC bodies (called by the servicer) -------------------------------------------
+
+    def touch(self) -> None:
+        """Note that a message arrived (for the idle timeout)."""
+        self._last_message = time.monotonic()
+
+    @property
+    def journal_failure(self) -> BaseException | None:
+        """Why the journal stopped accepting writes, or None while it works."""
+        return self._committer.failure
+
+    async def _durable(self, entry: bytes | None) -> None:
+        await self._committer.write(entry)
+
+    async def challenge(self, req: pb.ChallengeRequest) -> pb.ChallengeResponse:
+        now = _now()
+        nonce = secrets.token_bytes(32)
+        self.state.challenge(req.job_id, req.node_id, nonce, now)
+        await self._durable(self._entry(now, challenge=journal_pb2.ChallengeIssued(
+            node_id=req.node_id, nonce=nonce)))
+        return pb.ChallengeResponse(nonce=nonce)
+
+    async def register_node(self, req: pb.RegisterNodeRequest) -> pb.RegisterResponse:
+        now = _now()
+        registered = self.state.register_node(req, now)
+        await self._durable(self._entry(now, node=req) if registered.new else None)
+        return pb.RegisterResponse(sender=registered.sender,
+                                   next_sequence=registered.next_sequence)
+
+    async def register_rank(self, req: pb.RegisterRankRequest) -> pb.RegisterResponse:
+        now = _now()
+        registered = self.state.register_rank(req, now)
+        await self._durable(self._entry(now, rank=req) if registered.new else None)
+        return pb.RegisterResponse(sender=registered.sender,
+                                   next_sequence=registered.next_sequence)
+
+    async def report(self, req: pb.ReportRequest) -> pb.ReportResponse:
+        now = _now()
+        start, duplicates = self.state.accept(req, now)
+        acked = self.state.acked_through(req.sender)
+        entry = None
+        if start < len(req.events):
+            tail = req if start == 0 else pb.ReportRequest(
+                job_id=req.job_id, sender=req.sender, first_sequence=req.first_sequence + start,
+                events=req.events[start:])
+            entry = self._entry(now, batch=tail)
+        await self._durable(entry)
+        self._check_done()
+        return pb.ReportResponse(acked_through=acked, duplicates=duplicates)
+
+    async def finalize_rpc(self, req: pb.FinalizeRequest) -> pb.FinalizeResponse:
+        if req.job_id != self.job_id:
+            raise ReportError(f"job id: expected {self.job_id!r}, found {req.job_id!r}",
+                              code="NOT_FOUND")
+        result = await self.finalize(req.reason or "request")
+        return pb.FinalizeResponse(bundle_path=str(result.bundle),
+                                   statement_sha256=result.statement_sha256,
+                                   complete=result.complete,
+                                   missing_ranks=list(result.missing_ranks))
+
+    async def status(self, req: pb.StatusRequest) -> pb.StatusResponse:
+        if req.job_id != self.job_id:
+            raise ReportError(f"job id: expected {self.job_id!r}, found {req.job_id!r}",
+                              code="NOT_FOUND")
+        state = "finalized" if self._final else ("degraded" if self._committer.failure
+                                                 else "collecting")
+        return pb.StatusResponse(state=state, world_size=self.state.world_size or 0,
+                                 ranks_completed=len(self.state.completed_ranks()),
+                                 events=self.state.events,
+                                 bundle_path=str(self._final.bundle) if self._final else "")
+
+
+class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated base
+    """Maps errors to gRPC status codes in exactly one place (``_call``)."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self._c = coordinator
+
+    async def _call(self, context: aio.ServicerContext[Any, Any],
+                    body: Callable[[], Awaitable[T]], *, mutates: bool = True) -> T:
+        self._c.touch()
+        if mutates and self._c.journal_failure is not None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                "journal: expected a writable journal, found it failed "
+                                f"({self._c.journal_failure}); restart the coordinator")
+        try:
+            return await body()
+        except ReportError as exc:
+            code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INVALID_ARGUMENT)
+            await context.abort(code, str(exc))
+        except JournalFailed as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"{exc}; not acknowledged, keep it spooled and retry")
+        except InputError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        raise AssertionError("unreachable: abort raises")
+
+    async def Challenge(self, request: pb.ChallengeRequest,  # noqa: N802 -- gRPC's method names
+                        context: aio.ServicerContext[Any, Any]) -> pb.ChallengeResponse:
+        return await self._call(context, lambda: self._c.challenge(request))
+
+    async def RegisterNode(self, request: pb.RegisterNodeRequest,  # noqa: N802
+                           context: aio.ServicerContext[Any, Any]) -> pb.RegisterResponse:
+        return await self._call(context, lambda: self._c.register_node(request))
+
+    async def RegisterRank(self, request: pb.RegisterRankRequest,  # noqa: N802
+                           context: aio.ServicerContext[Any, Any]) -> pb.RegisterResponse:
+        return await self._call(context, lambda: self._c.register_rank(request))
+
+    async def Report(self, request: pb.ReportRequest,  # noqa: N802
+                     context: aio.ServicerContext[Any, Any]) -> pb.ReportResponse:
+        return await self._call(context, lambda: self._c.report(request))
+
+    async def Finalize(self, request: pb.FinalizeRequest,  # noqa: N802
+                       context: aio.ServicerContext[Any, Any]) -> pb.FinalizeResponse:
+        return await self._call(context, lambda: self._c.finalize_rpc(request))
+
+    async def GetStatus(self, request: pb.StatusRequest,  # noqa: N802
+                        context: aio.ServicerContext[Any, Any]) -> pb.StatusResponse:
+        return await self._call(context, lambda: self._c.status(request), mutates=False)
