@@ -1,0 +1,250 @@
+"""The coordinator over real gRPC on loopback, with real agents and real processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from slsa_dist._pb.v1 import collector_pb2 as pb
+from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
+from slsa_dist.agent import Agent, RankIdentity
+from slsa_dist.coordinator import Coordinator
+from slsa_dist.dsse import read_bundle
+from slsa_dist.errors import InputError
+from slsa_dist.keys import Signer, load_verifier
+from slsa_dist.provenance import MEDIA_COMPLETENESS, MEDIA_RANK, Provenance, Statement
+from slsa_dist.verify import verify_bundle
+
+from helpers import CoordinatorThread, cli, coordinator_process, free_port, signing_key
+
+pytestmark = pytest.mark.grpc
+
+ASSETS = Path(__file__).parents[1] / "assets"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_provenance(bundle: Path) -> Provenance:
+    (envelope,) = read_bundle(bundle)
+    return Provenance.from_statement(Statement.from_dict(json.loads(envelope.payload)))
+
+
+def test_64_ranks_report_concurrently_into_one_verified_provenance(tmp_path: Path) -> None:
+    signer = Signer.generate()
+    world, events = 64, 300
+    with CoordinatorThread(job_id="job-64", signer=signer, out_dir=tmp_path / "out",
+                           world_size=world, settle=0.2) as server:
+        errors: list[BaseException] = []
+
+        def rank(r: int) -> None:
+            try:
+                agent = Agent(coordinator=server.address, job_id="job-64",
+                              spool_dir=tmp_path / "spool",
+                              identity=RankIdentity(rank=r, world_size=world, node_id=f"n{r // 8}"))
+                for i in range(events):
+                    agent.record_shard(f"shard-{(r + i) % 128}", {"sha256": sha(f"s{(r + i) % 128}")},
+                                       samples=4, epoch=i // 128)
+                agent.record_file("ckpt/final", f"__{r}_0.distcp", {"sha256": sha(f"f{r}")},
+                                  size=100, role="final")
+                agent.complete()
+                assert agent.close(60), agent.stats()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors
+        result = server.wait_finalized(60)
+    assert result.complete
+    provenance = verify_bundle(result.bundle, keys=[signer.public()])
+    ranks = provenance.records(MEDIA_RANK)
+    assert len(ranks) == world
+    assert all(r["events"] == events + 2 for r in ranks)
+    assert len(provenance.dependencies) == 128  # 64 x 300 reads of 128 shards, deduplicated
+    assert [s.name for s in provenance.statement.subjects] == ["ckpt/final"]
+
+
+@pytest.mark.multiprocess
+def test_coordinator_killed_mid_stream_and_restarted_loses_nothing_acked(tmp_path: Path) -> None:
+    key, public = signing_key(tmp_path)
+    port, world, events = free_port(), 6, 1500
+    address = f"127.0.0.1:{port}"
+    procs = []
+    with coordinator_process(tmp_path, job_id="job-k", port=port, key=key,
+                             world_size=world) as first:
+        procs = [subprocess.Popen(
+            [sys.executable, str(ASSETS / "rank_agent.py"), address, "job-k", str(r), str(world),
+             str(events), str(tmp_path / "spool"), "0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(world)]
+        wal = tmp_path / "out" / "job-k.journal.sqlite-wal"  # WAL mode: new pages land here
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not wal.exists() or wal.stat().st_size < 50_000):
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)  # mid-stream: agents are still sending
+        first.wait(10)
+    assert all(p.poll() is None for p in procs), "agents must outlive the coordinator"
+    time.sleep(1.0)  # agents keep recording and spooling while nothing listens
+    with coordinator_process(tmp_path, job_id="job-k", port=port, key=key, world_size=world,
+                             log_name="coordinator2.log") as second:
+        outputs = [p.communicate(timeout=120) for p in procs]
+        second.wait(60)  # exits by itself once every rank completed
+        assert second.returncode == 0, (tmp_path / "coordinator2.log").read_text()
+    reports = [json.loads(out) for out, _ in outputs]
+    assert all(r["flushed"] and r["dropped"] == 0 for r in reports), outputs
+    log = (tmp_path / "coordinator2.log").read_text()
+    assert "journal entries replayed" in log
+    assert " 0 journal entries" not in log
+    provenance = verify_bundle(tmp_path / "out" / "job-k.intoto.jsonl",
+                               keys=[load_verifier(public)])
+    by_rank = {r["rank"]: r for r in provenance.records(MEDIA_RANK)}
+    for report in reports:
+        assert by_rank[report["rank"]]["events"] == report["recorded"] == report["acked_through"]
+    (completeness,) = provenance.records(MEDIA_COMPLETENESS)
+    assert completeness["complete"] is True
+    assert completeness["events"] == world * (events + 1)
+
+
+def _stub(address: str) -> tuple[grpc.Channel, pb_grpc.CollectorStub]:
+    channel = grpc.insecure_channel(address)
+    return channel, pb_grpc.CollectorStub(channel)
+
+
+def _code(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+def test_duplicate_and_out_of_order_batches_over_grpc(tmp_path: Path) -> None:
+    def batch(sender: str, first: int, count: int) -> pb.ReportRequest:
+        return pb.ReportRequest(job_id="j", sender=sender, first_sequence=first, events=[
+            pb.Event(shard=pb.ShardConsumed(name=f"s{first + i}", digest={"sha256": sha(str(first + i))}))
+            for i in range(count)])
+
+    with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path,
+                           world_size=1) as server:
+        channel, stub = _stub(server.address)
+        sender = stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=0, world_size=1)).sender
+        assert stub.Report(batch(sender, 1, 10)).acked_through == 10
+        duplicate = stub.Report(batch(sender, 1, 10))
+        assert (duplicate.acked_through, duplicate.duplicates) == (10, 10)
+        code, details = _code(lambda: stub.Report(batch(sender, 21, 10)))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "expected 11, found 21" in details
+        assert stub.Report(batch(sender, 11, 10)).acked_through == 20
+        assert stub.Report(batch(sender, 15, 10)).acked_through == 24  # overlapping
+        assert server.coordinator is not None
+        assert server.coordinator.state.events == 24
+        channel.close()
+
+
+def test_bad_input_gets_specific_status_codes_and_loses_nothing(tmp_path: Path) -> None:
+    signer = Signer.generate()
+    with CoordinatorThread(job_id="j", signer=signer, out_dir=tmp_path, world_size=4) as server:
+        channel, stub = _stub(server.address)
+        ok = stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=0, world_size=4,
+                                                      node_id="n0", pid=1))
+        accepted = pb.ReportRequest(job_id="j", sender=ok.sender, first_sequence=1, events=[
+            pb.Event(shard=pb.ShardConsumed(name="kept", digest={"sha256": sha("kept")}))])
+        assert stub.Report(accepted).acked_through == 1
+        cases = [
+            (lambda: stub.RegisterRank(pb.RegisterRankRequest(job_id="nope", rank=0, world_size=4)),
+             grpc.StatusCode.NOT_FOUND, "job id: expected 'j', found 'nope'"),
+            (lambda: stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=4, world_size=4)),
+             grpc.StatusCode.OUT_OF_RANGE, "rank: expected 0..3, found 4"),
+            (lambda: stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=1, world_size=8)),
+             grpc.StatusCode.FAILED_PRECONDITION, "world size: expected 4, found 8"),
+            (lambda: stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=0, world_size=4,
+                                                              node_id="n9", pid=1)),
+             grpc.StatusCode.ALREADY_EXISTS, "registered as (node, run id, pid)"),
+            (lambda: stub.Report(pb.ReportRequest(job_id="j", sender=ok.sender, first_sequence=2,
+                                                  events=[pb.Event(shard=pb.ShardConsumed(
+                                                      name="x", digest={"sha256": "nothex"}))])),
+             grpc.StatusCode.INVALID_ARGUMENT, "expected 64 lowercase hex digits"),
+            (lambda: stub.Report(pb.ReportRequest(job_id="j", sender=ok.sender, first_sequence=2,
+                                                  events=[pb.Event(evidence=pb.Evidence(
+                                                      blob=b"\0" * (9 << 20)))])),
+             grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
+        ]
+        for call, expected_code, message in cases:
+            code, details = _code(call)
+            assert code == expected_code, details
+            assert message in details
+        # The coordinator is still up and kept what it acknowledged.
+        assert stub.GetStatus(pb.StatusRequest(job_id="j")).events == 1
+        channel.close()
+        result = server.finalize()
+    provenance = verify_bundle(result.bundle, keys=[signer.public()]) if result.complete else \
+        read_provenance(result.bundle)
+    (rank,) = provenance.records(MEDIA_RANK)
+    assert [s["name"] for s in rank["shards"]] == ["kept"]
+
+
+def test_plaintext_off_loopback_is_refused(tmp_path: Path) -> None:
+    import asyncio
+
+    async def start() -> None:
+        coordinator = Coordinator(job_id="j", signer=Signer.generate(), out_dir=tmp_path)
+        await coordinator.start("0.0.0.0:0")
+
+    with pytest.raises(InputError, match="plaintext is allowed on loopback only"):
+        asyncio.run(start())
+    with pytest.raises(InputError, match="plaintext is allowed on loopback only"):
+        Agent(coordinator="10.1.2.3:50051", job_id="j",
+              identity=RankIdentity(rank=0, world_size=1, node_id="n"))
+
+
+@pytest.mark.multiprocess
+def test_finalize_command_records_missing_ranks_and_verify_names_them(tmp_path: Path) -> None:
+    key, public = signing_key(tmp_path)
+    port = free_port()
+    with coordinator_process(tmp_path, job_id="job-f", port=port, key=key, world_size=2) as proc:
+        agent = Agent(coordinator=f"127.0.0.1:{port}", job_id="job-f", spool_dir=tmp_path / "s",
+                      identity=RankIdentity(rank=0, world_size=2, node_id="n0"))
+        agent.complete()
+        assert agent.close(30)
+        done = subprocess.run([*cli(), "finalize", "--coordinator", f"127.0.0.1:{port}",
+                               "--job-id", "job-f"], capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        assert "missing_ranks=[1]" in done.stdout
+        proc.wait(30)
+    verified = subprocess.run([*cli(), "verify", str(tmp_path / "out" / "job-f.intoto.jsonl"),
+                               "--key", str(public)], capture_output=True, text=True, timeout=60,
+                              check=False)
+    assert verified.returncode == 1
+    assert "ranks without a completed report: 1" in verified.stdout
+    assert "missing ranks: 1" in verified.stdout
+
+
+def test_restarted_coordinator_replays_to_the_same_statement(tmp_path: Path) -> None:
+    signer = Signer.generate()
+    kwargs = {"job_id": "j", "signer": signer, "out_dir": tmp_path, "world_size": 2}
+    with CoordinatorThread(**kwargs) as server:
+        channel, stub = _stub(server.address)
+        for r in range(2):
+            sender = stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=r, world_size=2)).sender
+            stub.Report(pb.ReportRequest(job_id="j", sender=sender, first_sequence=1, events=[
+                pb.Event(file=pb.FileWritten(artifact="m", path=f"{r}.bin",
+                                             digest={"sha256": sha(str(r))}))]))
+        channel.close()
+        first = server.finalize()
+    statement = read_bundle(first.bundle)[0].payload
+    first.bundle.unlink()
+    with CoordinatorThread(**kwargs) as again:  # replays the journal, finds it finalized
+        second = again.wait_finalized(30)
+    assert read_bundle(second.bundle)[0].payload == statement

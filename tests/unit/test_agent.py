@@ -1,0 +1,125 @@
+"""The agent: never blocks, spools through outages and restarts, survives fork."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from slsa_dist.agent import Agent, RankIdentity, jsonable
+from slsa_dist.dsse import read_bundle
+from slsa_dist.errors import InputError
+from slsa_dist.keys import Signer
+from slsa_dist.provenance import MEDIA_COMPLETENESS, MEDIA_RANK, Provenance, Statement
+
+from helpers import CoordinatorThread, free_port
+
+pytestmark = pytest.mark.grpc
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def provenance_of(bundle: Path) -> Provenance:
+    return Provenance.from_statement(Statement.from_dict(json.loads(read_bundle(bundle)[0].payload)))
+
+
+def test_recording_with_no_coordinator_returns_immediately(tmp_path: Path) -> None:
+    agent = Agent(coordinator=f"127.0.0.1:{free_port()}", job_id="j", spool_dir=tmp_path,
+                  identity=RankIdentity(rank=0, world_size=1, node_id="n"), rpc_timeout=0.5)
+    start = time.perf_counter()
+    for i in range(20_000):
+        agent.record_shard("s", {"sha256": sha("s")}, samples=i)
+    elapsed = time.perf_counter() - start
+    # Nothing listens: had recording waited on the network it would take seconds per call.
+    assert elapsed < 5.0
+    assert agent.close(timeout=0.5) is False
+    assert agent.stats().unacked + agent.stats().queued == 20_000
+
+
+def test_events_spooled_during_an_outage_arrive_from_a_restarted_agent(tmp_path: Path) -> None:
+    signer = Signer.generate()
+    identity = RankIdentity(rank=0, world_size=1, node_id="n")
+    offline = Agent(coordinator=f"127.0.0.1:{free_port()}", job_id="j", spool_dir=tmp_path / "sp",
+                    identity=identity, rpc_timeout=0.2)
+    for i in range(100):
+        offline.record_shard(f"s{i % 5}", {"sha256": sha(f"s{i % 5}")}, samples=1)
+    assert offline.close(timeout=1.0) is False  # nothing acknowledged; all of it is spooled
+    assert (tmp_path / "sp" / "j" / identity.spool_name()).stat().st_size > 0
+    with CoordinatorThread(job_id="j", signer=signer, out_dir=tmp_path / "out", world_size=1,
+                           settle=0.1) as server:
+        restarted = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "sp",
+                          identity=identity)
+        restarted.complete()
+        assert restarted.close(30)
+        result = server.wait_finalized(30)
+    (rank,) = provenance_of(result.bundle).records(MEDIA_RANK)
+    assert rank["events"] == 101
+    assert rank["samples"] == 100
+    assert not (tmp_path / "sp" / "j" / identity.spool_name()).exists()  # acked: spool emptied
+
+
+def test_a_forked_child_reports_as_its_own_sender(tmp_path: Path) -> None:
+    signer = Signer.generate()
+    with CoordinatorThread(job_id="j", signer=signer, out_dir=tmp_path / "out", world_size=1,
+                           settle=0.1) as server:
+        agent = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "sp",
+                      identity=RankIdentity(rank=0, world_size=1, node_id="n"))
+        agent.record_shard("parent", {"sha256": sha("parent")}, samples=1)
+        assert agent.flush(30)  # the parent's channel is open before the fork
+        pid = os.fork()
+        if pid == 0:  # a DataLoader-like worker
+            code = 1
+            try:
+                agent.record_shard("child", {"sha256": sha("child")}, samples=2)
+                code = 0 if agent.close(30) else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        agent.complete()
+        assert agent.close(30)
+        result = server.wait_finalized(30)
+    (rank,) = provenance_of(result.bundle).records(MEDIA_RANK)
+    assert sorted(s["name"] for s in rank["shards"]) == ["child", "parent"]
+    assert rank["attempts"][0]["workers"][0] == 0
+    assert len(rank["attempts"][0]["workers"]) == 2
+
+
+def test_overflow_drops_are_counted_and_shown_in_the_provenance(tmp_path: Path) -> None:
+    signer = Signer.generate()
+    identity = RankIdentity(rank=0, world_size=1, node_id="n")
+    agent = Agent(coordinator=f"127.0.0.1:{free_port()}", job_id="j", spool_dir=tmp_path / "sp",
+                  identity=identity, queue_limit=10, rpc_timeout=0.2)
+    for i in range(15):
+        agent.record_shard("s", {"sha256": sha("s")}, samples=i)
+    assert agent.stats().dropped == 5
+    agent.close(timeout=0.5)
+    with CoordinatorThread(job_id="j", signer=signer, out_dir=tmp_path / "out", world_size=1,
+                           settle=0.1) as server:
+        again = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "sp",
+                      identity=identity, queue_limit=10)
+        again.record_shard("after", {"sha256": sha("after")})  # carries the dropped count
+        again.complete()
+        assert again.close(30)
+        result = server.wait_finalized(30)
+    (completeness,) = provenance_of(result.bundle).records(MEDIA_COMPLETENESS)
+    assert completeness["sequenceGaps"] == ["rank/0/0/0: 5 event(s) dropped by the agent"]
+    assert completeness["complete"] is False
+
+
+def test_floats_become_strings_before_they_leave_the_process() -> None:
+    assert jsonable({"lr": 0.001, "steps": [1, 2.5], "name": "x"}) == {
+        "lr": "0.001", "steps": [1, "2.5"], "name": "x"}
+
+
+def test_unknown_role_is_refused(tmp_path: Path) -> None:
+    agent = Agent(coordinator="127.0.0.1:1", job_id="j", spool_dir=tmp_path,
+                  identity=RankIdentity(rank=0, world_size=1, node_id="n"))
+    with pytest.raises(InputError, match=r"role: expected one of \['checkpoint', 'final', 'output'\]"):
+        agent.record_file("a", "p", {"sha256": sha("p")}, role="weights")
