@@ -37,14 +37,32 @@ def _check(value: object, path: str) -> None:
     raise TypeError(f"{path}: expected a JSON value, found {type(value).__name__}")
 
 
+def _no_float(text: str) -> float:
+    raise _FloatFoundError(text)
+
+
+class _FloatFoundError(Exception):
+    pass
+
+
 def dumps(value: JSONValue) -> str:
     """Serialize ``value`` as canonical JSON text.
+
+    The C encoder does the work; parsing its output back (also in C) finds
+    any float, since only floats print with a point or an exponent. Only
+    then does the slow walk run, to name the float's path.
 
     Raises:
         TypeError: ``value`` holds a float or a non-JSON type.
     """
-    _check(value, "$")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+        json.loads(text, parse_float=_no_float)
+    except (_FloatFoundError, ValueError, TypeError):
+        _check(value, "$")
+        raise  # _check found nothing more specific: the original error stands
+    return text
 
 
 def dumps_bytes(value: JSONValue) -> bytes:

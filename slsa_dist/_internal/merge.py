@@ -182,6 +182,17 @@ class _Artifact:
     conflicts: list[str] = field(default_factory=list)
 
 
+def _spans(values: set[int]) -> list[list[int]]:
+    """``{0, 1, 2, 5}`` -> ``[[0, 2], [5, 5]]``: epochs read stay small in the record."""
+    spans: list[list[int]] = []
+    for value in sorted(values):
+        if spans and value == spans[-1][1] + 1:
+            spans[-1][1] = value
+        else:
+            spans.append([value, value])
+    return spans
+
+
 def _reject(code: str, message: str) -> ReportError:
     return ReportError(message, code=code)
 
@@ -249,6 +260,7 @@ class JobState:
         self._last: dt.datetime | None = None
         self._finalized: tuple[str, dt.datetime] | None = None
         self.events = 0
+        self._completed: set[int] | None = None  # cache; reset by registrations, completions
 
     # -- queries ------------------------------------------------------------------------
 
@@ -258,6 +270,8 @@ class JobState:
 
     def completed_ranks(self) -> set[int]:
         """Ranks whose latest attempt's main process completed successfully."""
+        if self._completed is not None:
+            return self._completed
         done = set()
         for rank in self._ranks.values():
             if not rank.attempts:
@@ -265,6 +279,7 @@ class JobState:
             latest = rank.attempts[max(rank.attempts)]
             if latest.completed is not None and latest.completed[0] == 0:
                 done.add(rank.rank)
+        self._completed = done
         return done
 
     def all_ranks_complete(self) -> bool:
@@ -354,6 +369,7 @@ class JobState:
                 attempt=req.attempt, node=req.node_id, run_id=req.run_id,
                 registered=_timestamp(now))
         attempt.workers.add(req.worker)
+        self._completed = None
         self._touch(now)
         return Registered(key, 1, new=True)
 
@@ -536,6 +552,7 @@ class JobState:
             worker = int(sender.key.rsplit("/", 1)[1])
             if worker == 0:
                 rank.attempts[sender.attempt].completed = sender.completed
+                self._completed = None
         del now
 
     def _artifact(self, name: str, role: int) -> _Artifact:
@@ -620,6 +637,8 @@ class JobState:
             raise _reject("FAILED_PRECONDITION", "statement: expected a finalized job, found open")
         reason, finished = self._finalized
         started = self._started or finished
+        completed = self.completed_ranks()
+        missing_ranks = [r for r in range(self.world_size or 0) if r not in completed]
         builder = ProvenanceBuilder(builder_id=builder_id, invocation_id=self.job_id)
         external = dict(self._external)
         if self.world_size is not None:
@@ -667,8 +686,9 @@ class JobState:
                 builder.add_dependency(ResourceDescriptor(
                     name=shard.name or None, uri=shard.uri or None, digest=shard.digest,
                     annotations={"slsadist_kind": "dataset"}))
-            builder.add_byproduct(record_descriptor(name=f"rank/{rank.rank}", media_type=MEDIA_RANK,
-                                                    record=self._rank_record(rank)))
+            builder.add_byproduct(record_descriptor(
+                name=f"rank/{rank.rank}", media_type=MEDIA_RANK,
+                record=self._rank_record(rank, completed=rank.rank in completed)))
         gaps: list[str] = []
         failed_evidence: list[str] = []
         for sender in self._senders.values():
@@ -684,7 +704,6 @@ class JobState:
                                                     media_type=MEDIA_NODE, record=node_record))
             failed_evidence.extend(f"{node.node}: {e['kind']}: {e['reason']}"
                                    for e in node.evidence if e["status"] == "failed")
-        missing_ranks = self.missing_ranks()
         completeness = {
             "complete": not (missing_ranks or missing_files or failed_evidence or gaps
                              or conflicts),
@@ -717,7 +736,7 @@ class JobState:
                 chosen.add(max(checkpoints, key=lambda a: a.order).name)
         return chosen
 
-    def _rank_record(self, rank: _Rank) -> dict[str, Any]:
+    def _rank_record(self, rank: _Rank, *, completed: bool) -> dict[str, Any]:
         attempts = []
         for number in sorted(rank.attempts):
             attempt = rank.attempts[number]
@@ -734,7 +753,7 @@ class JobState:
         record: dict[str, Any] = {
             "rank": rank.rank,
             "node": latest.node if latest else "",
-            "completed": rank.rank in self.completed_ranks(),
+            "completed": completed,
             "attempts": attempts,
             "events": rank.events,
             "shardCount": len(shards),
@@ -743,7 +762,7 @@ class JobState:
         if len(shards) <= _INLINE_SHARDS:
             record["shards"] = [
                 {"name": s.name, "digest": s.digest, "samples": s.samples, "reads": s.events,
-                 "epochs": sorted(s.epochs), "indexDigest": s.index_chain.hexdigest(),
+                 "epochs": _spans(s.epochs), "indexDigest": s.index_chain.hexdigest(),
                  **({"sampler": s.sampler} if s.sampler else {})}
                 for s in shards
             ]

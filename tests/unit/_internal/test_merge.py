@@ -48,7 +48,7 @@ def test_byproducts_say_which_rank_read_which_shard() -> None:
     cluster.rank(0).report(shard("a", samples=5), shard("a", samples=7, epoch=1), done())
     cluster.rank(1).report(shard("b", samples=3), done())
     ranks = {r["rank"]: r for r in cluster.finalize().records(MEDIA_RANK)}
-    assert [(s["name"], s["samples"], s["epochs"]) for s in ranks[0]["shards"]] == [("a", 12, [0, 1])]
+    assert [(s["name"], s["samples"], s["epochs"]) for s in ranks[0]["shards"]] == [("a", 12, [[0, 1]])]
     assert [s["name"] for s in ranks[1]["shards"]] == ["b"]
 
 

@@ -1,0 +1,32 @@
+"""A coordinator process for benchmarks: serves until finalized, then prints JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+from pathlib import Path
+
+from slsa_dist.coordinator import Coordinator
+from slsa_dist.keys import Signer
+
+
+async def main(out: Path, job: str, world: int) -> None:
+    coordinator = Coordinator(job_id=job, signer=Signer.generate(), out_dir=out,
+                              world_size=world, settle=3600)
+    port = await coordinator.start("127.0.0.1:0")
+    print(json.dumps({"port": port}), flush=True)
+    result = await coordinator.wait_finalized()
+    await coordinator.stop(0.5)
+    print(json.dumps({
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "bundle_bytes": result.bundle.stat().st_size,
+        "complete": result.complete,
+        "events": coordinator.state.events,
+        "commits": coordinator._committer.commits,  # noqa: SLF001 -- benchmark introspection
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
