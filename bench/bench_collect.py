@@ -56,9 +56,9 @@ def rank_events(rank: int, count: int) -> list[pb.Event]:
     return events
 
 
-def rss_mib(pid: int) -> float:
+def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -85,7 +85,7 @@ async def drive(port: int, job: str, world: int, events: int, pid: int
         start = time.perf_counter()
         await asyncio.gather(*(send(r) for r in requests))
         ingest = time.perf_counter() - start
-        after_ingest = rss_mib(pid)
+        after_ingest = peak_rss_mib(pid)
         start = time.perf_counter()
         final = await stub.Finalize(pb.FinalizeRequest(job_id=job, reason="request"))
         finalize = time.perf_counter() - start
@@ -121,7 +121,7 @@ def main() -> int:
         rows = [run_size(world, args.events, Path(tmp)) for world in sizes]
     base = rows[0]["ingest_s"] / rows[0]["events"]
     print(f"{'ranks':>6} {'events':>10} {'events/s':>10} {'finalize s':>11} {'peak RSS MiB':>13} "
-          f"{'RSS after ingest':>17} {'bundle MiB':>11} {'cost/event vs first':>20}")
+          f"{'peak after ingest':>17} {'bundle MiB':>11} {'cost/event vs first':>20}")
     for row in rows:
         growth = (row["ingest_s"] / row["events"]) / base
         print(f"{row['ranks']:>6} {row['events']:>10,} {row['events_per_s']:>10,.0f} "

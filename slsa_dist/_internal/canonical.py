@@ -41,6 +41,10 @@ def _no_float(text: str) -> float:
     raise _FloatFoundError(text)
 
 
+def _discard(pairs: object) -> None:
+    del pairs
+
+
 class _FloatFoundError(Exception):
     pass
 
@@ -58,7 +62,9 @@ def dumps(value: JSONValue) -> str:
     try:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False)
-        json.loads(text, parse_float=_no_float)
+        # object_pairs_hook drops each object as soon as it is parsed: the check
+        # costs time linear in the text and almost no memory.
+        json.loads(text, parse_float=_no_float, object_pairs_hook=_discard)
     except (_FloatFoundError, ValueError, TypeError):
         _check(value, "$")
         raise  # _check found nothing more specific: the original error stands
