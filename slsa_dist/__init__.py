@@ -19,6 +19,8 @@ Public modules, by what a user does:
 * :mod:`slsa_dist.verify` -- checking a bundle against keys and artifacts.
 * :mod:`slsa_dist.agent`, :mod:`slsa_dist.coordinator` -- collection over gRPC.
 * :mod:`slsa_dist.errors` -- one root error, split by who is at fault.
+* :mod:`slsa_dist.torch` -- torchrun plugin, data capture, DCP writer.
+* :func:`init`, :func:`record_artifact`, :func:`record_input` -- for training code.
 
 Everything under ``slsa_dist._internal`` and ``slsa_dist._pb`` is private.
 
@@ -36,4 +38,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from slsa_dist._internal.runtime import (
+    init,
+    record_artifact,
+    record_hyperparameters,
+    record_input,
+)
+
+__all__ = ["__version__", "init", "record_artifact", "record_hyperparameters", "record_input"]

@@ -134,6 +134,9 @@ def _cmd_coordinator(args: argparse.Namespace) -> int:
             args.port_file.write_text(f"{host}:{port}\n")
         try:
             result = await coordinator.wait_finalized()
+            # Stragglers get FAILED_PRECONDITION ("finalized") and stop retrying,
+            # instead of retrying into a closed port until their flush timeout.
+            await asyncio.sleep(args.linger)
         finally:
             await coordinator.stop(grace=2.0)
         missing = f", missing ranks {list(result.missing_ranks)}" if result.missing_ranks else ""
@@ -164,6 +167,22 @@ def _cmd_finalize(args: argparse.Namespace) -> int:
             raise TransportError(f"finalize: {exc.code().name}: {exc.details()}") from None
     print(f"{reply.bundle_path} complete={str(reply.complete).lower()} "
           f"missing_ranks={list(reply.missing_ranks)}")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from slsa_dist.keys import load_signer
+    from slsa_dist.run import run_step
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    result = run_step(command, outputs=args.output, inputs=args.input,
+                      input_models=args.input_model, signer=load_signer(args.key),
+                      bundle=args.bundle, step_id=args.step_id, step_type=args.step_type)
+    for subject in result.subjects:
+        print(f"{subject.digest['sha256']}  {subject.name}")
+    print(f"wrote {result.bundle}")
     return EXIT_OK
 
 
@@ -206,6 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--json", action="store_true", help="one JSON document")
     digest.set_defaults(handler=_cmd_digest)
 
+    run = sub.add_parser("run", help="run one step and sign its provenance")
+    run.add_argument("--input", action="append", default=[], type=Path,
+                     help="an input dataset (file or directory); repeatable")
+    run.add_argument("--input-model", action="append", default=[], type=Path,
+                     help="an input model; repeatable")
+    run.add_argument("--output", action="append", default=[], type=Path, required=True,
+                     help="an output the step produces; repeatable")
+    run.add_argument("--key", required=True, type=Path, help="signing key (PEM)")
+    run.add_argument("--bundle", required=True, type=Path, help="where to write the bundle")
+    run.add_argument("--step-id", help="invocation id (default: step-<time>)")
+    run.add_argument("--step-type", default="transform",
+                     help="what the step does: cleaning, tokenization, quantization, ...")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    run.set_defaults(handler=_cmd_run)
+
     coordinator = sub.add_parser("coordinator", help="run a job's coordinator")
     coordinator.add_argument("--job-id", required=True)
     coordinator.add_argument("--listen", required=True, help="host:port (port 0 picks one)")
@@ -217,8 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     coordinator.add_argument("--builder-id", default=DEFAULT_BUILDER_ID)
     coordinator.add_argument("--idle-timeout", type=float,
                              help="finalize after this many seconds without a message")
-    coordinator.add_argument("--settle", type=float, default=5.0,
-                             help="seconds to wait for node reports after all ranks completed")
+    coordinator.add_argument("--settle", type=float, default=30.0,
+                             help="after all ranks completed, seconds to wait for node agents' "
+                                  "final reports (default 30)")
+    coordinator.add_argument("--linger", type=float, default=5.0,
+                             help="after finalizing, seconds to keep answering stragglers "
+                                  "that the job is closed (default 5)")
     coordinator.add_argument("--port-file", type=Path, help="write host:port here once bound")
     coordinator.set_defaults(handler=_cmd_coordinator)
 

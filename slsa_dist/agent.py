@@ -283,6 +283,9 @@ class Agent:
         """Flush, stop the sender thread and close the channel. Idempotent."""
         if self._pid != os.getpid():
             return True
+        with self._lock:
+            if self._closing:
+                return not (self._queue or self._unacked)
         flushed = self.flush(timeout)
         with self._cond:
             self._closing = True

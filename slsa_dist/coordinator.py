@@ -11,8 +11,9 @@ coordinator replays its journal into a fresh state and carries on.
 
 Finalization happens when every rank's latest attempt completed (and every
 registered node reported its final attempt state, or ``settle`` seconds
-passed), on a ``Finalize`` RPC (``slsa-dist finalize``), or after
-``idle_timeout`` seconds without a message. Missing ranks and files are
+passed: a node agent that died must not hold the job open forever), on a
+``Finalize`` RPC (``slsa-dist finalize``), or after ``idle_timeout`` seconds
+without a message. Missing ranks and files are
 recorded in the provenance, never hidden.
 
 >>> # coordinator = Coordinator(job_id="job-1", signer=load_signer("k.key"), out_dir="out")
@@ -99,7 +100,7 @@ class Coordinator:
         journal_path: str | os.PathLike[str] | None = None,
         builder_id: str = DEFAULT_BUILDER_ID,
         idle_timeout: float | None = None,
-        settle: float = 5.0,
+        settle: float = 30.0,
         limits: Limits | None = None,
         evidence_verifier: EvidenceVerifier | None = None,
         internal_parameters: Mapping[str, Any] | None = None,

@@ -68,8 +68,15 @@ class _Outcome:
 
 
 def _subject_for(path: Path, subjects: Sequence[ResourceDescriptor]) -> ResourceDescriptor | None:
+    """The subject named like ``path``: its name's components end ``path``'s, else
+    the last component alone matches (a checkpoint copied elsewhere)."""
+    parts = path.resolve().parts
     for subject in subjects:
-        if subject.name in (path.name, str(path)):
+        name = Path(subject.name or "").parts
+        if name and parts[-len(name):] == name:
+            return subject
+    for subject in subjects:
+        if subject.name and Path(subject.name).name == path.name:
             return subject
     return None
 

@@ -1,133 +1,126 @@
-"""The job `make demo` runs, end to end, on embedded defaults.
+"""The job ``make demo`` runs, end to end, on embedded defaults.
 
-Everything lands in ``--out`` (``demo-out/``): data shards, checkpoints, keys,
-bundles and a summary. Every step is real: real data (scikit-learn's digits),
-a real torch model, real digests, a real signature, the real CLI verifying,
-``securesystemslib`` verifying independently, and tampered copies rejected.
+Everything lands in ``--out`` (``demo-out/``):
+
+a. data preparation (scikit-learn's bundled digits -> 4 shards) under
+   ``slsa-dist run``, with its own signed provenance;
+b. DDP training over gloo, 2 ranks through ``slsa-torchrun``, DCP
+   checkpoints, one coordinator: ONE signed provenance whose dependencies are
+   the shards from (a) by digest and whose byproducts say which rank read
+   which shard;
+c. fine-tuning that starts from (b)'s final checkpoint, so the base model is
+   a dependency by digest;
+d. ``slsa-dist verify`` of each bundle (and ``securesystemslib`` verifying
+   the training envelope independently), a tampered checkpoint and a forged
+   bundle rejected, and a one-screen summary.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from slsa_dist.digest import digest_path
-from slsa_dist.dsse import read_bundle, write_bundle
-from slsa_dist.keys import keygen, load_signer
-from slsa_dist.provenance import (
-    MEDIA_RANK,
-    ProvenanceBuilder,
-    ResourceDescriptor,
-    artifact_descriptors,
-    record_descriptor,
-    sign_statement,
-)
-
-SHARDS = 4
+HERE = Path(__file__).parent
 
 
 def _say(text: str) -> None:
     print(f"[demo] {text}", flush=True)
 
 
-def prepare_data(out: Path) -> list[Path]:
-    """Turn scikit-learn's bundled digits into shards (no download)."""
-    import numpy as np
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    data_dir = out / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    features = (digits.data / 16.0).astype(np.float32)
-    labels = digits.target.astype(np.int64)
-    paths = []
-    for index, (x, y) in enumerate(zip(np.array_split(features, SHARDS),
-                                       np.array_split(labels, SHARDS), strict=True)):
-        path = data_dir / f"digits-{index:05d}.npz"
-        with path.open("wb") as handle:
-            np.savez(handle, x=x, y=y)
-        paths.append(path)
-    return paths
+def _cli(*args: str | Path, check: bool = True, quiet: bool = False,
+         timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "slsa_dist._cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    if not quiet:
+        print(done.stdout, end="")
+    if check and done.returncode != 0:
+        raise SystemExit(f"[demo] FAILED: slsa-dist {args[0]} exited {done.returncode}\n"
+                         f"{done.stdout}{done.stderr}")
+    return done
 
 
-def train(shards: list[Path], checkpoint: Path, *, world_size: int) -> dict[int, list[str]]:
-    """A small softmax classifier; rank r reads shards r, r+world, ... ."""
-    import numpy as np
-    import torch
-
-    torch.manual_seed(0)
-    model = torch.nn.Linear(64, 10)
-    optim = torch.optim.SGD(model.parameters(), lr=0.5)
-    assignment: dict[int, list[str]] = {}
-    for rank in range(world_size):
-        assignment[rank] = [s.name for s in shards[rank::world_size]]
-    for _ in range(20):
-        for path in shards:
-            with np.load(path) as arrays:
-                x, y = torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"])
-            optim.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optim.step()
-    checkpoint.mkdir(parents=True, exist_ok=True)
-    torch.save({"weight": model.weight.detach()}, checkpoint / "rank0.pt")
-    torch.save({"bias": model.bias.detach()}, checkpoint / "rank1.pt")
-    _say(f"trained: final loss {loss.item():.3f}")
-    return assignment
+def _job(out: Path, job_id: str, key: Path, script_args: list[str]) -> Path:
+    """A coordinator and a 2-rank slsa-torchrun job; returns the bundle."""
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    port_file = out / f"{job_id}.port"
+    port_file.unlink(missing_ok=True)
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "slsa_dist._cli", "coordinator", "--job-id", job_id,
+         "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--key", str(key),
+         "--out", str(out / "provenance"), "--world-size", "2", "--linger", "1"],
+        stdout=(logs / f"{job_id}.coordinator.log").open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not port_file.exists() or not port_file.read_text().strip():
+        if coordinator.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"[demo] FAILED: the coordinator did not start (see {logs})")
+        time.sleep(0.05)
+    address = port_file.read_text().strip()
+    env = {**os.environ, "SLSA_ARTIFACT_ROOT": str(out), "OMP_NUM_THREADS": "1"}
+    with (logs / f"{job_id}.torchrun.log").open("w") as log:
+        trained = subprocess.run(
+            [sys.executable, "-m", "slsa_dist.torch.launcher", "--slsa-coordinator", address,
+             "--slsa-job-id", job_id, "--slsa-spool-dir", str(out / "spool"),
+             "--nproc-per-node", "2", "--max-restarts", "0", "--monitor-interval", "0.2",
+             "-m", "slsa_dist.exec", str(HERE / "demo_train.py"), *script_args],
+            stdout=log, stderr=subprocess.STDOUT, env=env, timeout=300, check=False)
+    if trained.returncode != 0:
+        coordinator.kill()
+        raise SystemExit(f"[demo] FAILED: training exited {trained.returncode} "
+                         f"(see {logs / f'{job_id}.torchrun.log'})")
+    if coordinator.wait(timeout=120) != 0:
+        raise SystemExit(f"[demo] FAILED: the coordinator exited {coordinator.returncode}")
+    return out / "provenance" / f"{job_id}.intoto.jsonl"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slsa-dist-demo")
     parser.add_argument("--out", type=Path, default=Path("demo-out"))
     args = parser.parse_args(argv)
-    out: Path = args.out
+    out: Path = args.out.resolve()
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    started = dt.datetime.now(dt.timezone.utc)
+    start = time.monotonic()
+    from slsa_dist._internal.demo_data import digits_csv
 
-    private, public = keygen(out / "keys")
-    shards = prepare_data(out)
-    _say(f"prepared {len(shards)} data shards from scikit-learn digits")
-    checkpoint = out / "checkpoints" / "final"
-    world_size = 2
-    assignment = train(shards, checkpoint, world_size=world_size)
+    _cli("keygen", "--out", out / "keys", quiet=True)
+    key, public = out / "keys" / "signing.key", out / "keys" / "signing.pub"
+    (out / "provenance").mkdir()
 
-    builder = ProvenanceBuilder(invocation_id="demo-train-1")
-    manifest = digest_path(checkpoint)
-    subject, checkpoint_record = artifact_descriptors(manifest, name="final")
-    builder.add_subject(subject)
-    builder.add_byproduct(checkpoint_record)
-    for shard in shards:
-        builder.add_dependency(ResourceDescriptor(
-            name=shard.name, uri=f"file:data/{shard.name}",
-            digest={"sha256": digest_path(shard).resources[0].digest},
-            annotations={"slsadist_kind": "dataset"}))
-    for rank, names in assignment.items():
-        builder.add_byproduct(record_descriptor(
-            name=f"rank/{rank}", media_type=MEDIA_RANK,
-            record={"rank": rank, "completed": True, "node": "localhost",
-                    "shards": names, "attempts": [{"attempt": 0, "exitCode": 0}]}))
-    builder.set_external_parameters({"entryPoint": "slsa_dist._internal.demo",
-                                     "worldSize": world_size, "epochs": 20})
-    builder.set_times(started=started, finished=dt.datetime.now(dt.timezone.utc))
-    envelope = sign_statement(builder.build(), [load_signer(private)])
-    bundle = write_bundle(out / "demo-train-1.intoto.jsonl", [envelope])
-    _say(f"signed provenance: {bundle}")
+    _say("a. data preparation: scikit-learn digits -> 4 shards, under `slsa-dist run`")
+    data = out / "data"
+    _cli("run", "--input", digits_csv(), "--output", data, "--key", key,
+         "--bundle", out / "provenance" / "data-prep.intoto.jsonl", "--step-id", "data-prep-1",
+         "--step-type", "cleaning", "--", sys.executable, "-m", "slsa_dist._internal.demo_data",
+         "--out", data)
 
-    cli = [sys.executable, "-m", "slsa_dist._cli"]
-    verify = subprocess.run([*cli, "verify", str(bundle), "--key", str(public),
-                             "--artifact", str(checkpoint)], capture_output=True, text=True,
-                            check=False, timeout=120)
-    print(verify.stdout, end="")
-    if verify.returncode != 0:
-        _say("FAILED: the bundle did not verify")
-        return 1
+    _say("b. training: DDP over gloo, 2 ranks, slsa-torchrun, DCP checkpoints")
+    train = _job(out, "train-1", key, ["--data", str(data), "--out", str(out / "train"),
+                                       "--epochs", "3"])
+    _say(f"   one provenance for the whole job: {train.relative_to(out)}")
+
+    _say("c. fine-tuning from b's final checkpoint (the base model is a dependency by digest)")
+    tune = _job(out, "finetune-1", key, ["--data", str(data), "--out", str(out / "finetune"),
+                                         "--epochs", "2", "--lr", "0.1",
+                                         "--init-from", str(out / "train" / "final")])
+
+    _say("d. verification")
+    checks = [
+        ("data-prep", out / "provenance" / "data-prep.intoto.jsonl", data),
+        ("training", train, out / "train" / "final"),
+        ("fine-tuning", tune, out / "finetune" / "final"),
+    ]
+    for _, bundle, artifact in checks:
+        _say(f"   slsa-dist verify {bundle.relative_to(out)} "
+             f"--artifact {artifact.relative_to(out)}")
+        _cli("verify", bundle, "--key", public, "--artifact", artifact)
 
     from securesystemslib.dsse import Envelope as SslibEnvelope
     from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
@@ -135,43 +128,37 @@ def main(argv: list[str] | None = None) -> int:
     from slsa_dist.keys import load_verifier
 
     verifier = load_verifier(public)
-    theirs = SslibEnvelope.from_dict(json.loads(bundle.read_text().splitlines()[0]))
+    theirs = SslibEnvelope.from_dict(json.loads(train.read_text().splitlines()[0]))
     theirs.verify([SSlibKey.from_crypto(verifier.crypto_key, keyid=verifier.keyid)], 1)
-    _say("securesystemslib verified the same envelope independently")
+    _say("   securesystemslib verified the training envelope independently")
 
-    tampered = out / "tampered"
-    shutil.copytree(checkpoint, tampered / "final")
-    weights = tampered / "final" / "rank1.pt"
-    data = bytearray(weights.read_bytes())
-    data[-20] ^= 0xFF
-    weights.write_bytes(bytes(data))
-    rejected = subprocess.run([*cli, "verify", str(bundle), "--key", str(public),
-                               "--artifact", str(tampered / "final")], capture_output=True,
-                              text=True, check=False, timeout=120)
-    print(rejected.stdout, end="")
+    tampered = out / "tampered" / "final"
+    shutil.copytree(out / "train" / "final", tampered)
+    victim = sorted(tampered.glob("__1_*.distcp"))[0]
+    blob = bytearray(victim.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    victim.write_bytes(bytes(blob))
+    rejected = _cli("verify", train, "--key", public, "--artifact", tampered, check=False,
+                    quiet=True)
     if rejected.returncode != 1:
-        _say("FAILED: a tampered checkpoint was not rejected")
-        return 1
-    _say("tampered checkpoint rejected, as it must be")
+        raise SystemExit("[demo] FAILED: a tampered checkpoint was not rejected")
+    _say(f"   tampered checkpoint rejected: {rejected.stdout.splitlines()[2][:110]}")
+    forged = out / "tampered" / "forged.intoto.jsonl"
+    envelope = json.loads(train.read_text().splitlines()[0])
+    envelope["payload"] = envelope["payload"][:-8] + ("A" * 8 if not envelope["payload"]
+                                                      .endswith("A" * 8) else "B" * 8)
+    forged.write_text(json.dumps(envelope) + "\n")
+    if _cli("verify", forged, "--key", public, check=False, quiet=True).returncode == 0:
+        raise SystemExit("[demo] FAILED: a forged bundle verified")
+    _say("   forged bundle rejected")
 
-    forged = tampered / "forged.intoto.jsonl"
-    line = json.loads(bundle.read_text().splitlines()[0])
-    tail = "A" * 8 if line["payload"][-8:] != "A" * 8 else "B" * 8
-    line["payload"] = line["payload"][:-8] + tail
-    forged.write_text(json.dumps(line) + "\n")
-    forged_run = subprocess.run([*cli, "verify", str(forged), "--key", str(public)],
-                                capture_output=True, text=True, check=False, timeout=120)
-    if forged_run.returncode == 0:
-        _say("FAILED: a forged bundle verified")
-        return 1
-    _say("forged bundle rejected, as it must be")
-
-    summary = subprocess.run([*cli, "inspect", str(bundle), "--key", str(public)],
-                             capture_output=True, text=True, check=True, timeout=120).stdout
-    (out / "summary.txt").write_text(summary)
-    print(summary)
-    assert read_bundle(bundle)
-    _say(f"everything is under {out}/")
+    summary = [_cli("inspect", bundle, "--key", public, quiet=True).stdout
+               for _, bundle, _ in checks]
+    (out / "summary.txt").write_text("\n".join(summary))
+    print()
+    print(summary[1])
+    _say(f"done in {time.monotonic() - start:.0f} s; everything is under {out}/ "
+         f"(summaries: summary.txt)")
     return 0
 
 

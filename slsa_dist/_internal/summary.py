@@ -62,7 +62,9 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
     ranks = provenance.records(MEDIA_RANK)
     world = provenance.world_size
     done = sum(1 for r in ranks if r.get("completed") is True)
-    lines.append(f"ranks:       {done}/{world if world is not None else len(ranks)} completed")
+    if ranks or world is not None:
+        lines.append(f"ranks:       {done}/{world if world is not None else len(ranks)} "
+                     "completed")
     for rank in sorted(ranks, key=lambda r: int(r.get("rank", 0)))[:16]:
         shards = rank.get("shards") or []
         attempts = rank.get("attempts") or []
@@ -72,9 +74,11 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
     if len(ranks) > 16:
         lines.append(f"  ... {len(ranks) - 16} more ranks")
     nodes = provenance.records(MEDIA_NODE)
-    lines.append(f"nodes ({len(nodes)}):")
+    if nodes:
+        lines.append(f"nodes ({len(nodes)}):")
     for node in nodes:
-        devices = node.get("devices") or []
+        gpus = node.get("gpus")
+        devices = gpus.get("devices") or [] if isinstance(gpus, Mapping) else []
         evidence = node.get("evidence") or []
         verdicts = ", ".join(f"{e.get('kind')}={e.get('status')}" for e in evidence) or "none"
         lines.append(f"  {node.get('node')}: {len(devices)} device(s); attestations: {verdicts}")

@@ -1,0 +1,190 @@
+"""Host, software and device inventory of the node a rank runs on.
+
+Everything here is best effort and never raises: a field that cannot be read
+is recorded with the reason, so a gap is visible instead of silent.
+
+GPUs are read through NVML (``libnvidia-ml.so.1``) with ``ctypes``, so no
+extra Python package is needed on GPU nodes: name, UUID, serial, VBIOS,
+driver version and the confidential-computing state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import os
+import platform
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["collect", "gpu_inventory", "python_packages", "torch_build"]
+
+_NVML_SUCCESS = 0
+_NVML_NOT_SUPPORTED = 3
+_CC_ENVIRONMENTS = {0: "unavailable", 1: "sim", 2: "prod"}
+_CC_FEATURE = {0: "disabled", 1: "enabled"}
+
+
+class _CCState(ctypes.Structure):
+    _fields_ = [("environment", ctypes.c_uint), ("ccFeature", ctypes.c_uint),
+                ("devToolsMode", ctypes.c_uint)]
+
+
+class Nvml:
+    """A thin ctypes binding to the NVML calls slsa-dist needs."""
+
+    def __init__(self, library: str = "libnvidia-ml.so.1") -> None:
+        self._lib = ctypes.CDLL(library)
+        self._lib.nvmlErrorString.restype = ctypes.c_char_p
+        self._check(self._lib.nvmlInit_v2(), "nvmlInit_v2")
+
+    def _check(self, code: int, call: str) -> None:
+        if code != _NVML_SUCCESS:
+            message = self._lib.nvmlErrorString(code).decode(errors="replace")
+            raise OSError(code, f"{call}: {message}")
+
+    def _text(self, function: str, *args: Any, size: int = 96) -> str:
+        buffer = ctypes.create_string_buffer(size)
+        self._check(getattr(self._lib, function)(*args, buffer, ctypes.c_uint(size)), function)
+        return buffer.value.decode(errors="replace")
+
+    def driver_version(self) -> str:
+        return self._text("nvmlSystemGetDriverVersion")
+
+    def device_count(self) -> int:
+        count = ctypes.c_uint()
+        self._check(self._lib.nvmlDeviceGetCount_v2(ctypes.byref(count)), "nvmlDeviceGetCount_v2")
+        return count.value
+
+    def device(self, index: int) -> dict[str, Any]:
+        handle = ctypes.c_void_p()
+        self._check(self._lib.nvmlDeviceGetHandleByIndex_v2(ctypes.c_uint(index),
+                                                            ctypes.byref(handle)),
+                    "nvmlDeviceGetHandleByIndex_v2")
+        info: dict[str, Any] = {"index": index}
+        for key, function in (("name", "nvmlDeviceGetName"), ("uuid", "nvmlDeviceGetUUID"),
+                              ("serial", "nvmlDeviceGetSerial"),
+                              ("vbios", "nvmlDeviceGetVbiosVersion")):
+            try:
+                info[key] = self._text(function, handle)
+            except OSError as exc:
+                info[key] = None
+                info.setdefault("unavailable", {})[key] = str(exc.args[-1])
+        return info
+
+    def confidential_computing(self) -> dict[str, Any]:
+        state = _CCState()
+        try:
+            self._check(self._lib.nvmlSystemGetConfComputeState(ctypes.byref(state)),
+                        "nvmlSystemGetConfComputeState")
+        except (OSError, AttributeError) as exc:
+            return {"mode": "unknown", "reason": str(exc)}
+        return {"environment": _CC_ENVIRONMENTS.get(state.environment, str(state.environment)),
+                "mode": _CC_FEATURE.get(state.ccFeature, str(state.ccFeature)),
+                "devToolsMode": bool(state.devToolsMode)}
+
+    def close(self) -> None:
+        self._lib.nvmlShutdown()
+
+
+def gpu_inventory() -> dict[str, Any]:
+    """Every visible GPU through NVML, or the reason there is none."""
+    try:
+        nvml = Nvml()
+    except OSError as exc:
+        return {"available": False, "reason": f"NVML not available: {exc}", "devices": []}
+    try:
+        devices = [nvml.device(i) for i in range(nvml.device_count())]
+        return {"available": True, "driver": nvml.driver_version(), "devices": devices,
+                "confidentialComputing": nvml.confidential_computing()}
+    except OSError as exc:
+        return {"available": False, "reason": str(exc), "devices": []}
+    finally:
+        nvml.close()
+
+
+def torch_build() -> dict[str, Any]:
+    """torch's version and build: CUDA, cuDNN, NCCL when present (never imports torch)."""
+    if "torch" not in sys.modules:
+        try:
+            version = importlib.metadata.version("torch")
+        except importlib.metadata.PackageNotFoundError:
+            return {"available": False}
+        return {"available": True, "version": version, "imported": False}
+    import torch
+
+    info: dict[str, Any] = {"available": True, "version": torch.__version__,
+                            "git": getattr(torch.version, "git_version", None),
+                            "cuda": torch.version.cuda, "hip": getattr(torch.version, "hip", None)}
+    try:
+        cudnn = torch.backends.cudnn
+        info["cudnn"] = cudnn.version() if cudnn.is_available() else None  # type: ignore[no-untyped-call]
+    except RuntimeError as exc:
+        info["cudnn"] = f"unavailable: {exc}"
+    try:
+        nccl = torch.cuda.nccl.version() if torch.cuda.is_available() else None  # type: ignore[no-untyped-call]
+        info["nccl"] = ".".join(map(str, nccl)) if isinstance(nccl, tuple) else nccl
+    except (RuntimeError, AttributeError) as exc:
+        info["nccl"] = f"unavailable: {exc}"
+    info["cudaDevices"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return info
+
+
+def python_packages() -> dict[str, str]:
+    """Installed distributions, name -> version."""
+    packages: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            packages[name.lower()] = dist.version
+    return dict(sorted(packages.items()))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _container() -> dict[str, Any]:
+    """What can be known from inside: runtime hints, and an image the launcher declared."""
+    info: dict[str, Any] = {}
+    if Path("/.dockerenv").exists():
+        info["runtime"] = "docker"
+    elif Path("/run/.containerenv").exists():
+        info["runtime"] = "podman"
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        info["runtime"] = "kubernetes"
+    image = os.environ.get("SLSA_CONTAINER_IMAGE")
+    if image:
+        info["image"] = image
+    digest = os.environ.get("SLSA_CONTAINER_IMAGE_DIGEST")
+    if digest:
+        info["imageDigest"] = digest
+    return info
+
+
+def collect(*, packages: bool = True) -> dict[str, Any]:
+    """The node's inventory as a JSON object (integers and strings only)."""
+    uname = platform.uname()
+    inventory: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "os": {"system": uname.system, "release": uname.release, "version": uname.version,
+               "machine": uname.machine},
+        "cpu": {"model": _cpu_model(), "count": os.cpu_count() or 0},
+        "python": {"version": platform.python_version(),
+                   "implementation": platform.python_implementation(),
+                   "executable": sys.executable},
+        "torch": torch_build(),
+        "gpus": gpu_inventory(),
+        "container": _container(),
+    }
+    if packages:
+        inventory["packages"] = python_packages()
+    return inventory

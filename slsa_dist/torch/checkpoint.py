@@ -1,0 +1,159 @@
+"""A ``torch.distributed.checkpoint`` writer that digests every file as it writes it.
+
+Each rank reports the SHA-256 of every ``.distcp`` file it wrote; the
+coordinator rank also reports ``.metadata`` and the list of files the
+checkpoint must contain, so the coordinator detects a missing shard.
+
+Digests are taken while writing: the writer's file streams hash every byte
+on its way to disk, so no file is read a second time. If anything seeks
+inside a stream (nothing in DCP does today), the writer notices that the
+hashed byte count and the file size disagree and reads that file once more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Generator, Iterable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from torch.distributed.checkpoint.filesystem import FileSystem, FileSystemWriter
+from torch.distributed.checkpoint.metadata import Metadata
+from torch.distributed.checkpoint.planner import SavePlan, SavePlanner
+from torch.distributed.checkpoint.storage import WriteResult
+from torch.futures import Future
+
+from slsa_dist._internal import runtime as _runtime
+from slsa_dist.digest import digest_path
+
+__all__ = ["DigestingFileSystemWriter"]
+
+_METADATA = ".metadata"
+
+
+class _HashingStream(io.RawIOBase):
+    """A write-only file that hashes what passes through it."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.hasher = hashlib.sha256()
+        self.hashed = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        written = self.raw.write(view)
+        count = len(view) if written is None else written
+        self.hasher.update(view[:count])
+        self.hashed += count
+        return count
+
+    def tell(self) -> int:
+        return int(self.raw.tell())
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.hashed = -1  # the digest no longer describes the file; re-read it
+        return int(self.raw.seek(offset, whence))
+
+    def fileno(self) -> int:
+        return int(self.raw.fileno())
+
+    def flush(self) -> None:
+        if not self.raw.closed:  # DCP closes streams itself inside the with-block
+            self.raw.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+        super().close()
+
+
+class _HashingFileSystem(FileSystem):
+    def __init__(self) -> None:
+        super().__init__()
+        self.digests: dict[str, tuple[str, int]] = {}  # path -> (sha256, size)
+
+    @contextmanager
+    def create_stream(self, path: str | os.PathLike[str], mode: str
+                      ) -> Generator[io.IOBase, None, None]:
+        if "w" not in mode:
+            with super().create_stream(path, mode) as stream:
+                yield stream
+            return
+        with super().create_stream(path, mode) as raw:
+            stream = _HashingStream(raw)
+            yield stream
+            stream.flush()
+        size = Path(path).stat().st_size
+        if stream.hashed == size:
+            self.digests[str(path)] = (stream.hasher.hexdigest(), size)
+        else:
+            self.digests.pop(str(path), None)  # a seek happened: digest it from disk later
+
+
+class DigestingFileSystemWriter(FileSystemWriter):
+    """``FileSystemWriter`` that reports what each rank wrote to the slsa-dist agent.
+
+    Args:
+        path: the checkpoint directory (as for ``FileSystemWriter``).
+        role: ``checkpoint`` (intermediate) or ``final`` (the model: a subject).
+        name: the artifact's name in the provenance (default: ``path``
+            relative to ``SLSA_ARTIFACT_ROOT`` or the working directory).
+        **kwargs: passed to ``FileSystemWriter``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, role: str = "checkpoint",
+                 name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.fs: _HashingFileSystem = _HashingFileSystem()
+        self._role = role
+        self._name = name
+        self.records: list[dict[str, Any]] = []
+
+    def _artifact(self) -> str:
+        if self._name:
+            return self._name
+        runtime = _runtime.current()
+        return runtime.artifact_name(self.path) if runtime else Path(self.path).as_posix()
+
+    def _report(self, files: Iterable[str]) -> None:
+        runtime = _runtime.current()
+        for relative in sorted(files):
+            full = str(self.fs.concat_path(self.path, relative))
+            digest, size = self.fs.digests.get(full) or _read_digest(full)
+            self.records.append({"file": relative, "sha256": digest, "size": size})
+            if runtime is not None:
+                runtime.agent.record_file(self._artifact(), relative, {"sha256": digest},
+                                          size=size, role=self._role)
+
+    def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
+        future = super().write_data(plan, planner)
+        results = future.wait()  # FileSystemWriter completes synchronously
+        self._report({r.storage_data.relative_path for r in results})
+        return future
+
+    def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
+        super().finish(metadata, results)  # coordinator rank only: writes .metadata
+        expected = {r.storage_data.relative_path for rank in results for r in rank}
+        metadata_name = _METADATA if self.use_collectives or self.rank is None \
+            else f"__{self.rank}{_METADATA}"
+        # .metadata is written to a temporary name and renamed: digest it under its final name.
+        tmp = str(self.fs.concat_path(self.path, f"{metadata_name}.tmp"))
+        final = str(self.fs.concat_path(self.path, metadata_name))
+        if tmp in self.fs.digests:
+            self.fs.digests[final] = self.fs.digests.pop(tmp)
+        self._report([metadata_name])
+        runtime = _runtime.current()
+        if runtime is not None:
+            runtime.agent.plan_artifact(self._artifact(), sorted(expected | {metadata_name}),
+                                        role=self._role)
+
+
+def _read_digest(path: str) -> tuple[str, int]:
+    manifest = digest_path(path)
+    return manifest.resources[0].digest, manifest.resources[0].size

@@ -1,0 +1,195 @@
+"""Which data each rank consumed, recorded compactly.
+
+* :class:`RecordingSampler` wraps the index sampler of a map-style dataset.
+  The sampler runs in the rank's main process (DataLoader workers only
+  receive indices), so it sees every index without IPC. Per epoch and per
+  shard it reports the number of samples and a digest over the indices in
+  order, plus the sampler's parameters (seed, replicas, rank, shuffle): with
+  those a verifier can regenerate the exact index sequence of a
+  ``DistributedSampler`` and compare digests, without the provenance holding
+  per-sample lists.
+* :class:`RecordingIterable` wraps an iterable dataset whose samples name
+  their shard (webdataset's ``__url__``). It runs in DataLoader workers and
+  reports per shard as the shard changes; each forked worker reports as its
+  own sender.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import os
+import struct
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from slsa_dist._internal import runtime as _runtime
+from slsa_dist.digest import digest_path
+from slsa_dist.errors import InputError
+
+__all__ = ["RecordingIterable", "RecordingSampler", "Shard", "shards_from_files"]
+
+T = TypeVar("T")
+_INDEX = struct.Struct("<q")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shard:
+    """One shard of a dataset and the global index range ``[start, stop)`` it holds."""
+
+    name: str
+    digest: Mapping[str, str]
+    start: int
+    stop: int
+    uri: str = ""
+
+
+def shards_from_files(files: Sequence[str | os.PathLike[str]], sizes: Sequence[int],
+                      *, root: str | os.PathLike[str] | None = None) -> list[Shard]:
+    """Shards for a dataset concatenated from ``files`` holding ``sizes`` samples each."""
+    if len(files) != len(sizes):
+        raise InputError(f"shards: expected one size per file, found {len(files)} files "
+                         f"and {len(sizes)} sizes")
+    shards, start = [], 0
+    for path, size in zip(files, sizes, strict=True):
+        p = Path(path)
+        name = p.resolve().relative_to(Path(root).resolve()).as_posix() if root else p.name
+        digest = digest_path(p).resources[0].digest
+        shards.append(Shard(name=name, digest={"sha256": digest}, start=start,
+                            stop=start + size, uri=f"file://{p.resolve()}"))
+        start += size
+    return shards
+
+
+class _Tally:
+    __slots__ = ("count", "hasher")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.hasher = hashlib.sha256()
+
+
+def _sampler_parameters(sampler: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"type": type(sampler).__name__}
+    for attribute in ("seed", "num_replicas", "rank", "shuffle", "drop_last", "num_samples",
+                      "total_size"):
+        if hasattr(sampler, attribute):
+            params[attribute] = getattr(sampler, attribute)
+    return params
+
+
+class RecordingSampler(Generic[T]):
+    """Wraps a sampler; reports per epoch which shards (and how much of them) it yielded.
+
+    Args:
+        sampler: any iterable of dataset indices (``DistributedSampler`` typically).
+        shards: the dataset's shards by index range; unknown indices go to one
+            pseudo-shard named ``dataset`` with ``dataset_digest``.
+        dataset_digest: the digest of a single-shard dataset.
+    """
+
+    def __init__(self, sampler: Any, *, shards: Sequence[Shard] = (),
+                 dataset_digest: Mapping[str, str] | None = None,
+                 dataset_name: str = "dataset") -> None:
+        if not shards and not dataset_digest:
+            raise InputError("RecordingSampler: expected shards or a dataset_digest, found "
+                             "neither (the provenance must name the data by digest)")
+        self.sampler = sampler
+        self._shards = sorted(shards, key=lambda s: s.start)
+        self._starts = [s.start for s in self._shards]
+        self._fallback = Shard(name=dataset_name, digest=dict(dataset_digest or {}), start=0,
+                               stop=2**62)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def _shard_of(self, index: int) -> Shard:
+        position = bisect.bisect_right(self._starts, index) - 1
+        if position >= 0 and self._shards[position].stop > index:
+            return self._shards[position]
+        return self._fallback
+
+    def __iter__(self) -> Iterator[T]:
+        tallies: dict[str, tuple[Shard, _Tally]] = {}
+        try:
+            for index in self.sampler:
+                shard = self._shard_of(int(index))
+                entry = tallies.get(shard.name)
+                if entry is None:
+                    entry = tallies[shard.name] = (shard, _Tally())
+                entry[1].count += 1
+                entry[1].hasher.update(_INDEX.pack(int(index)))
+                yield index
+        finally:  # also runs when the loop stops mid-epoch (the generator is closed)
+            self._report(tallies)
+
+    def _report(self, tallies: Mapping[str, tuple[Shard, _Tally]]) -> None:
+        runtime = _runtime.current()
+        if runtime is None or not tallies:
+            return
+        params = _sampler_parameters(self.sampler)
+        for shard, tally in tallies.values():
+            runtime.agent.record_shard(shard.name, shard.digest, uri=shard.uri,
+                                       samples=tally.count, index_digest=tally.hasher.hexdigest(),
+                                       epoch=self.epoch, sampler=params)
+
+
+class RecordingIterable(Generic[T]):
+    """Wraps an iterable dataset whose samples name their shard.
+
+    Args:
+        dataset: yields samples (mappings) carrying ``shard_key``.
+        shard_key: the sample field naming the shard (webdataset: ``__url__``).
+        digest: maps a shard name to its digest; default: the SHA-256 of the
+            local file of that name (paths and ``file://`` URLs).
+    """
+
+    def __init__(self, dataset: Any, *, shard_key: str = "__url__",
+                 digest: Callable[[str], Mapping[str, str]] | None = None, epoch: int = 0) -> None:
+        self.dataset = dataset
+        self.shard_key = shard_key
+        self._digest = digest or _file_digest
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[T]:
+        current: str | None = None
+        count = 0
+        try:
+            for sample in self.dataset:
+                name = sample[self.shard_key] if isinstance(sample, Mapping) else None
+                if name != current:
+                    self._report(current, count)
+                    current, count = name, 0
+                count += 1
+                yield sample
+        finally:
+            self._report(current, count)
+
+    def _report(self, name: str | None, count: int) -> None:
+        runtime = _runtime.current()
+        if runtime is None or name is None or count == 0:
+            return
+        runtime.agent.record_shard(Path(name.removeprefix("file://")).name, self._digest(name),
+                                   uri=name, samples=count, epoch=self.epoch,
+                                   sampler={"type": "iterable", "worker": _worker_id()})
+
+
+def _file_digest(name: str) -> Mapping[str, str]:
+    return {"sha256": digest_path(name.removeprefix("file://")).resources[0].digest}
+
+
+def _worker_id() -> int:
+    try:
+        from torch.utils.data import get_worker_info
+    except ImportError:
+        return 0
+    info = get_worker_info()
+    return 0 if info is None else int(info.id)
