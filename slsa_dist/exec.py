@@ -11,9 +11,11 @@ however it ends (return, ``sys.exit``, or an exception).
 from __future__ import annotations
 
 import runpy
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from types import FrameType
 
 from slsa_dist._internal.runtime import init
 
@@ -28,6 +30,16 @@ def _exit_code(code: object) -> int:
     return 1
 
 
+class _Terminated(BaseException):
+    """SIGTERM (torchrun stopping a worker group): unwinds the script so the rank
+    can report how it ended before it exits."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    del frame
+    raise _Terminated(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
@@ -39,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = args[1:]
     runtime = init(argv=args, script=None if module else args[0], finish_at_exit=False)
     sys.argv = list(args)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     code, state = 0, "SUCCEEDED"
     try:
         if module:
@@ -48,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         code = _exit_code(exc.code)
         state = "SUCCEEDED" if code == 0 else "FAILED"
+    except _Terminated:
+        code, state = 128 + signal.SIGTERM, "TERMINATED"
     except BaseException:
         traceback.print_exc()
         code, state = 1, "FAILED"

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from slsa_dist._internal.localjob import run_local_job
 
 HERE = Path(__file__).parent
 
@@ -47,36 +48,14 @@ def _cli(*args: str | Path, check: bool = True, quiet: bool = False,
 
 def _job(out: Path, job_id: str, key: Path, script_args: list[str]) -> Path:
     """A coordinator and a 2-rank slsa-torchrun job; returns the bundle."""
-    logs = out / "logs"
-    logs.mkdir(exist_ok=True)
-    port_file = out / f"{job_id}.port"
-    port_file.unlink(missing_ok=True)
-    coordinator = subprocess.Popen(
-        [sys.executable, "-m", "slsa_dist._cli", "coordinator", "--job-id", job_id,
-         "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--key", str(key),
-         "--out", str(out / "provenance"), "--world-size", "2", "--linger", "1"],
-        stdout=(logs / f"{job_id}.coordinator.log").open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while not port_file.exists() or not port_file.read_text().strip():
-        if coordinator.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"[demo] FAILED: the coordinator did not start (see {logs})")
-        time.sleep(0.05)
-    address = port_file.read_text().strip()
-    env = {**os.environ, "SLSA_ARTIFACT_ROOT": str(out), "OMP_NUM_THREADS": "1"}
-    with (logs / f"{job_id}.torchrun.log").open("w") as log:
-        trained = subprocess.run(
-            [sys.executable, "-m", "slsa_dist.torch.launcher", "--slsa-coordinator", address,
-             "--slsa-job-id", job_id, "--slsa-spool-dir", str(out / "spool"),
-             "--nproc-per-node", "2", "--max-restarts", "0", "--monitor-interval", "0.2",
-             "-m", "slsa_dist.exec", str(HERE / "demo_train.py"), *script_args],
-            stdout=log, stderr=subprocess.STDOUT, env=env, timeout=300, check=False)
-    if trained.returncode != 0:
-        coordinator.kill()
-        raise SystemExit(f"[demo] FAILED: training exited {trained.returncode} "
-                         f"(see {logs / f'{job_id}.torchrun.log'})")
-    if coordinator.wait(timeout=120) != 0:
-        raise SystemExit(f"[demo] FAILED: the coordinator exited {coordinator.returncode}")
-    return out / "provenance" / f"{job_id}.intoto.jsonl"
+    job = run_local_job(job_id=job_id, key=key, out=out, script=HERE / "demo_train.py",
+                        script_args=script_args)
+    if job.torchrun_exit != 0:
+        raise SystemExit(f"[demo] FAILED: training exited {job.torchrun_exit} "
+                         f"(see {job.torchrun_log})")
+    if not job.bundle.exists():
+        raise SystemExit(f"[demo] FAILED: no bundle (see {job.coordinator_log})")
+    return job.bundle
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args()
 
-    # Failure injection for tests: fail before the first collective (gloo can hang after one).
+    # Failure injection for tests, before any rank touches gloo (it can hang or race when
+    # a peer dies mid-rendezvous): the chosen rank fails, the others wait to be stopped.
     fail_rank = os.environ.get("SLSA_TEST_FAIL_RANK")
-    if fail_rank is not None and os.environ.get("RANK") == fail_rank \
-            and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
-        print(f"rank {fail_rank}: injected failure on attempt 0", flush=True)
-        return 3
+    if fail_rank is not None and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
+        if os.environ.get("RANK") == fail_rank:
+            print(f"rank {fail_rank}: injected failure on attempt 0", flush=True)
+            return 3
+        time.sleep(120)  # torchrun terminates this worker when the failing rank exits
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()
@@ -84,6 +87,11 @@ def main() -> int:
                                                           role="final" if final else "checkpoint"))
     if rank == 0:
         print(f"trained {args.epochs} epochs, final loss {loss.item():.3f}", flush=True)
+    # Teardown order matters with gloo: free DDP's reducer while its process group is
+    # alive and every rank has arrived, then destroy the group (the other order can
+    # hang in ~ProcessGroupGloo joining its worker threads).
+    dist.barrier()
+    del ddp, optimizer
     dist.destroy_process_group()
     return 0
 
