@@ -52,6 +52,7 @@ __all__ = [
     "digest_file",
     "digest_path",
     "digest_tensor",
+    "new_hasher",
 ]
 
 Algorithm = Literal["sha256", "sha512", "blake3"]
@@ -69,7 +70,8 @@ class _Hasher(Protocol):
     def hexdigest(self) -> str: ...
 
 
-def _new_hasher(algorithm: str, *, parallel: bool = False) -> _Hasher:
+def new_hasher(algorithm: str, *, parallel: bool = False) -> _Hasher:
+    """A streaming hasher for ``algorithm`` (blake3 single-threaded unless ``parallel``)."""
     if algorithm == "sha256":
         return hashlib.sha256()
     if algorithm == "sha512":
@@ -187,7 +189,7 @@ class Manifest:
 
 def digest_bytes(data: bytes | memoryview, algorithm: str = "sha256") -> str:
     """Hex digest of an in-memory buffer."""
-    hasher = _new_hasher(algorithm, parallel=len(data) >= _BLAKE3_PARALLEL_MIN)
+    hasher = new_hasher(algorithm, parallel=len(data) >= _BLAKE3_PARALLEL_MIN)
     hasher.update(data)
     return hasher.hexdigest()
 
@@ -211,7 +213,7 @@ def _uint8(tensor: Any) -> Any:
 
 def _hash_range(path: Path, start: int, end: int, algorithm: str, *, parallel: bool,
                 buffer: bytearray, on_bytes: Callable[[int], None] | None) -> str:
-    hasher = _new_hasher(algorithm, parallel=parallel)
+    hasher = new_hasher(algorithm, parallel=parallel)
     view = memoryview(buffer)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))

@@ -62,6 +62,9 @@ from slsa_dist.provenance import (
 __all__ = ["EvidenceVerdict", "EvidenceVerifier", "JobState", "Limits", "Registered"]
 
 _FINAL_ROLES = (pb.FINAL, pb.OUTPUT)
+# Per-file digests of an artifact: one algorithm per artifact, as OMS manifests
+# require; the root (the subject digest) is SHA-256 either way.
+_FILE_ALGORITHMS = ("sha256", "blake3")
 # A rank record lists its shards inline up to this many; beyond it the record
 # carries a count and a root digest (the shards themselves are dependencies).
 _INLINE_SHARDS = 256
@@ -176,8 +179,9 @@ class _Artifact:
     name: str
     role: int
     order: int
-    # path -> (sha256, size, rank that wrote it)
+    # path -> (digest, size, rank that wrote it)
     files: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    algorithm: str = "sha256"
     planned: set[str] = field(default_factory=set)
     conflicts: list[str] = field(default_factory=list)
 
@@ -224,10 +228,11 @@ def _refuse_float(text: str) -> Any:
 def _check_digest(digest: Mapping[str, str], what: str) -> None:
     if not digest:
         raise _reject("INVALID_ARGUMENT", f"{what}: expected a digest, found none")
-    value = digest.get("sha256")
-    if value is not None and (len(value) != 64 or value.strip("0123456789abcdef")):
-        raise _reject("INVALID_ARGUMENT",
-                      f"{what}: expected 64 lowercase hex digits for sha256, found {value[:80]!r}")
+    for algorithm in ("sha256", "blake3"):
+        value = digest.get(algorithm)
+        if value is not None and (len(value) != 64 or value.strip("0123456789abcdef")):
+            raise _reject("INVALID_ARGUMENT", f"{what}: expected 64 lowercase hex digits for "
+                          f"{algorithm}, found {value[:80]!r}")
 
 
 class JobState:
@@ -429,10 +434,16 @@ class JobState:
                 _check_digest(event.shard.digest, f"{where} shard {event.shard.name!r}")
             elif kind == "file":
                 _check_digest(event.file.digest, f"{where} file {event.file.path!r}")
-                if "sha256" not in event.file.digest:
+                algorithms = sorted(event.file.digest)
+                if len(algorithms) != 1 or algorithms[0] not in _FILE_ALGORITHMS:
                     raise _reject("INVALID_ARGUMENT", f"{where} file {event.file.path!r}: "
-                                  "expected a sha256 digest (manifest roots are SHA-256), "
-                                  f"found {sorted(event.file.digest)}")
+                                  f"expected one digest of {list(_FILE_ALGORITHMS)}, "
+                                  f"found {algorithms}")
+                known = self._artifacts.get(event.file.artifact)
+                if known is not None and known.files and known.algorithm != algorithms[0]:
+                    raise _reject("INVALID_ARGUMENT", f"{where} file {event.file.path!r}: "
+                                  f"expected {known.algorithm} like the rest of artifact "
+                                  f"{event.file.artifact!r}, found {algorithms[0]}")
                 if not event.file.artifact:
                     raise _reject("INVALID_ARGUMENT", f"{where}: file without an artifact name")
                 if not event.file.path or event.file.path.startswith("/") \
@@ -567,7 +578,7 @@ class JobState:
     def _apply_file(self, sender: _Sender, written: pb.FileWritten) -> None:
         assert sender.rank is not None or sender.node
         artifact = self._artifact(written.artifact, written.role)
-        digest = written.digest["sha256"]
+        (artifact.algorithm, digest), = written.digest.items()
         previous = artifact.files.get(written.path)
         if previous is not None and previous[0] != digest:
             artifact.conflicts.append(f"{written.path}: {previous[0][:16]} (rank {previous[2]}) "
@@ -576,7 +587,8 @@ class JobState:
                                         -1 if sender.rank is None else sender.rank)
         if sender.rank is not None:
             self._ranks[sender.rank].files.append(
-                {"artifact": written.artifact, "path": written.path, "sha256": digest})
+                {"artifact": written.artifact, "path": written.path,
+                 artifact.algorithm: digest})
 
     def _apply_evidence(self, sender: _Sender, evidence: pb.Evidence, *, oversized: bool) -> None:
         node = self._nodes.get(sender.node)
@@ -658,9 +670,9 @@ class JobState:
                 missing_files.extend(f"{artifact.name}/{p}" for p in sorted(artifact.planned))
                 continue
             manifest = Manifest(
-                name=artifact.name, algorithm="sha256", method="files",
+                name=artifact.name, algorithm=artifact.algorithm, method="files",
                 resources=tuple(sorted(
-                    (Resource(path=p, digest=d, algorithm="sha256", size=s)
+                    (Resource(path=p, digest=d, algorithm=artifact.algorithm, size=s)
                      for p, (d, s, _) in artifact.files.items()), key=Resource.sort_key)),
                 ignore_paths=(),
             )

@@ -3,9 +3,9 @@
 * :class:`RecordingSampler` wraps the index sampler of a map-style dataset.
   The sampler runs in the rank's main process (DataLoader workers only
   receive indices), so it sees every index without IPC. Per epoch and per
-  shard it reports the number of samples and a digest over the indices in
-  order, plus the sampler's parameters (seed, replicas, rank, shuffle): with
-  those a verifier can regenerate the exact index sequence of a
+  shard it reports the number of samples, a SHA-256 over the indices in
+  order (each a little-endian int64), and the sampler's parameters (seed,
+  replicas, rank, shuffle): with those a verifier can regenerate the exact index sequence of a
   ``DistributedSampler`` and compare digests, without the provenance holding
   per-sample lists.
 * :class:`RecordingIterable` wraps an iterable dataset whose samples name
@@ -16,10 +16,9 @@
 
 from __future__ import annotations
 
-import bisect
 import hashlib
+import itertools
 import os
-import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from slsa_dist.errors import InputError
 __all__ = ["RecordingIterable", "RecordingSampler", "Shard", "shards_from_files"]
 
 T = TypeVar("T")
-_INDEX = struct.Struct("<q")
+_CHUNK = 1024  # indices tallied per numpy call
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +98,10 @@ class RecordingSampler(Generic[T]):
         self.sampler = sampler
         self._shards = sorted(shards, key=lambda s: s.start)
         self._starts = [s.start for s in self._shards]
+        import numpy as np
+
+        self._starts_array = np.asarray(self._starts, dtype="<i8")
+        self._stops_array = np.asarray([s.stop for s in self._shards], dtype="<i8")
         self._fallback = Shard(name=dataset_name, digest=dict(dataset_digest or {}), start=0,
                                stop=2**62)
         self.epoch = 0
@@ -111,25 +114,48 @@ class RecordingSampler(Generic[T]):
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def _shard_of(self, index: int) -> Shard:
-        position = bisect.bisect_right(self._starts, index) - 1
-        if position >= 0 and self._shards[position].stop > index:
-            return self._shards[position]
-        return self._fallback
-
     def __iter__(self) -> Iterator[T]:
+        # Indices are tallied a chunk at a time with numpy, after the chunk was consumed
+        # (or, when the loop stops early, only the part that was): per index, the
+        # training loop pays one yield, not a shard lookup and a hash update.
         tallies: dict[str, tuple[Shard, _Tally]] = {}
+        source = iter(self.sampler)
+        chunk: list[Any] = []
+        consumed = 0
         try:
-            for index in self.sampler:
-                shard = self._shard_of(int(index))
-                entry = tallies.get(shard.name)
-                if entry is None:
-                    entry = tallies[shard.name] = (shard, _Tally())
-                entry[1].count += 1
-                entry[1].hasher.update(_INDEX.pack(int(index)))
-                yield index
+            while True:
+                chunk = list(itertools.islice(source, _CHUNK))
+                if not chunk:
+                    break
+                consumed = 0
+                for index in chunk:
+                    consumed += 1  # counted when handed out: a close at the yield keeps it
+                    yield index
+                self._tally(tallies, chunk)
+                chunk = []
         finally:  # also runs when the loop stops mid-epoch (the generator is closed)
+            if chunk and consumed:
+                self._tally(tallies, chunk[:consumed])
             self._report(tallies)
+
+    def _tally(self, tallies: dict[str, tuple[Shard, _Tally]], chunk: Sequence[Any]) -> None:
+        import numpy as np
+
+        indices = np.asarray([int(i) for i in chunk], dtype="<i8")
+        if self._shards:
+            positions = np.searchsorted(self._starts_array, indices, side="right") - 1
+            inside = (positions >= 0) & (indices < self._stops_array[positions.clip(0)])
+            positions = np.where(inside, positions, -1)
+        else:
+            positions = np.full(len(indices), -1)
+        for position in dict.fromkeys(positions.tolist()):  # first-seen order
+            shard = self._shards[position] if position >= 0 else self._fallback
+            entry = tallies.get(shard.name)
+            if entry is None:
+                entry = tallies[shard.name] = (shard, _Tally())
+            mine = indices[positions == position]
+            entry[1].count += len(mine)
+            entry[1].hasher.update(mine.tobytes())
 
     def _report(self, tallies: Mapping[str, tuple[Shard, _Tally]]) -> None:
         runtime = _runtime.current()
