@@ -186,6 +186,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_oms(args: argparse.Namespace) -> int:
+    from slsa_dist import oms
+    from slsa_dist.keys import load_signer, load_verifier
+
+    if args.oms_command == "sign":
+        path = oms.sign_model(args.model, signer=load_signer(args.key), signature=args.signature)
+        print(f"wrote {path}")
+        return EXIT_OK
+    manifest = oms.verify_model(args.model, signature=args.signature,
+                                key=load_verifier(args.key))
+    print(f"verified {args.model}: {len(manifest.resources)} resource(s), "
+          f"root sha256 {manifest.root_digest}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="slsa-dist", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"slsa-dist {__version__}")
@@ -224,6 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--cache", type=Path, help="digest cache file (default: ~/.cache/...)")
     digest.add_argument("--json", action="store_true", help="one JSON document")
     digest.set_defaults(handler=_cmd_digest)
+
+    oms_parser = sub.add_parser("oms", help="OpenSSF Model Signing signature files")
+    oms_sub = oms_parser.add_subparsers(dest="oms_command", required=True, parser_class=_Parser)
+    for name, key_help in (("sign", "ECDSA P-256 private key (PEM)"),
+                           ("verify", "public key (PEM)")):
+        command = oms_sub.add_parser(name, help=f"{name} an OMS signature file (key-based)")
+        command.add_argument("model", type=Path)
+        command.add_argument("--key", required=True, type=Path, help=key_help)
+        command.add_argument("--signature", required=True, type=Path, help="e.g. model.sig")
+        command.set_defaults(handler=_cmd_oms)
 
     run = sub.add_parser("run", help="run one step and sign its provenance")
     run.add_argument("--input", action="append", default=[], type=Path,
