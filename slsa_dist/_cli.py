@@ -97,6 +97,7 @@ def _cmd_digest(args: argparse.Namespace) -> int:
             allow_symlinks=args.allow_symlinks,
             cache=cache,
             progress=_progress(sys.stderr),
+            use_mmap=args.mmap,
         )
     finally:
         if cache is not None:
@@ -236,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--allow-symlinks", action="store_true",
                         help="follow symlinks that stay inside PATH")
     digest.add_argument("--no-cache", action="store_true", help="do not use the digest cache")
+    digest.add_argument("--mmap", action="store_true",
+                        help="hash from the page cache without copying (~10%% faster); only "
+                             "for files nothing else modifies: a file truncated while mapped "
+                             "ends the process with SIGBUS")
     digest.add_argument("--cache", type=Path, help="digest cache file (default: ~/.cache/...)")
     digest.add_argument("--json", action="store_true", help="one JSON document")
     digest.set_defaults(handler=_cmd_digest)

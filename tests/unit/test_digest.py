@@ -154,3 +154,11 @@ def test_cache_from_another_machine_is_discarded(model: Path, tmp_path: Path) ->
     reopened = DigestCache(path=path)
     digest_path(model, cache=reopened)
     assert reopened.hits == 0
+
+
+def test_mmap_mode_gives_the_same_manifest(model: Path) -> None:
+    for method in ("files", "shards"):
+        plain = digest_path(model, method=method, shard_size=1_000_000)  # type: ignore[arg-type]
+        mapped = digest_path(model, method=method, shard_size=1_000_000,  # type: ignore[arg-type]
+                             use_mmap=True)
+        assert plain == mapped
