@@ -65,6 +65,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     checks, provenance = check_bundle(
         args.bundle, keys=keys, artifacts=args.artifact, builder_id=args.builder_id
     )
+    if args.require_attestation and provenance is not None:
+        from slsa_dist.attest.policy import require_attestation
+
+        checks.append(require_attestation(provenance, args.require_attestation))
     verified = provenance is not None and all(c.ok for c in checks)
     if args.json:
         print(json.dumps({"verified": verified, "bundle": str(args.bundle),
@@ -220,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--artifact", action="append", default=[], type=Path,
                         help="file or directory that must match a subject; repeatable")
     verify.add_argument("--builder-id", help="the builder.id to require")
+    verify.add_argument("--require-attestation", choices=["tpm", "tdx", "snp", "nvidia-cc", "any"],
+                        help="fail unless every node has verified evidence of this kind")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(handler=_cmd_verify)
 

@@ -117,8 +117,11 @@ class Coordinator:
         self._settle = settle
         self._internal = dict(internal_parameters or {})
         kwargs: dict[str, Any] = {"job_id": job_id, "world_size": world_size, "limits": limits}
-        if evidence_verifier is not None:
-            kwargs["evidence_verifier"] = evidence_verifier
+        if evidence_verifier is None:
+            from slsa_dist.attest import verify_evidence
+
+            evidence_verifier = verify_evidence
+        kwargs["evidence_verifier"] = evidence_verifier
         self.state = JobState(**kwargs)
         self._journal = Journal(self.journal_path, job_id=job_id)
         self.replayed = self._replay()

@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from slsa_dist._internal import swtpm
 from slsa_dist._internal.localjob import run_local_job
 
 HERE = Path(__file__).parent
@@ -46,10 +47,11 @@ def _cli(*args: str | Path, check: bool = True, quiet: bool = False,
     return done
 
 
-def _job(out: Path, job_id: str, key: Path, script_args: list[str]) -> Path:
+def _job(out: Path, job_id: str, key: Path, script_args: list[str],
+         env: dict[str, str]) -> Path:
     """A coordinator and a 2-rank slsa-torchrun job; returns the bundle."""
     job = run_local_job(job_id=job_id, key=key, out=out, script=HERE / "demo_train.py",
-                        script_args=script_args)
+                        script_args=script_args, env=env)
     if job.torchrun_exit != 0:
         raise SystemExit(f"[demo] FAILED: training exited {job.torchrun_exit} "
                          f"(see {job.torchrun_log})")
@@ -62,7 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slsa-dist-demo")
     parser.add_argument("--out", type=Path, default=Path("demo-out"))
     args = parser.parse_args(argv)
-    out: Path = args.out.resolve()
+    if swtpm.available() is not None:
+        _say(f"no software TPM ({swtpm.available()}): nodes will record why they have no "
+             "TPM evidence")
+        return _main(args.out.resolve(), env={})
+    with swtpm.swtpm() as tcti:
+        _say(f"software TPM on loopback ({tcti}): each node quotes its PCRs for the job")
+        return _main(args.out.resolve(), env={"TPM2TOOLS_TCTI": tcti})
+
+
+def _main(out: Path, *, env: dict[str, str]) -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -82,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
 
     _say("b. training: DDP over gloo, 2 ranks, slsa-torchrun, DCP checkpoints")
     train = _job(out, "train-1", key, ["--data", str(data), "--out", str(out / "train"),
-                                       "--epochs", "3"])
+                                       "--epochs", "3"], env)
     _say(f"   one provenance for the whole job: {train.relative_to(out)}")
 
     _say("c. fine-tuning from b's final checkpoint (the base model is a dependency by digest)")
     tune = _job(out, "finetune-1", key, ["--data", str(data), "--out", str(out / "finetune"),
                                          "--epochs", "2", "--lr", "0.1",
-                                         "--init-from", str(out / "train" / "final")])
+                                         "--init-from", str(out / "train" / "final")], env)
 
     _say("d. verification")
     checks = [
@@ -97,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         ("fine-tuning", tune, out / "finetune" / "final"),
     ]
     for _, bundle, artifact in checks:
+        policy = ["--require-attestation", "tpm"] if env and bundle != checks[0][1] else []
         _say(f"   slsa-dist verify {bundle.relative_to(out)} "
-             f"--artifact {artifact.relative_to(out)}")
-        _cli("verify", bundle, "--key", public, "--artifact", artifact)
+             f"--artifact {artifact.relative_to(out)} {' '.join(policy)}".rstrip())
+        _cli("verify", bundle, "--key", public, "--artifact", artifact, *policy)
 
     from securesystemslib.dsse import Envelope as SslibEnvelope
     from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]

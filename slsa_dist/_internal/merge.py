@@ -65,6 +65,7 @@ _FINAL_ROLES = (pb.FINAL, pb.OUTPUT)
 # Per-file digests of an artifact: one algorithm per artifact, as OMS manifests
 # require; the root (the subject digest) is SHA-256 either way.
 _FILE_ALGORITHMS = ("sha256", "blake3")
+_UNAVAILABLE = "unavailable"  # evidence format: the blob is the reason there is none
 # A rank record lists its shards inline up to this many; beyond it the record
 # carries a count and a root digest (the shards themselves are dependencies).
 _INLINE_SHARDS = 256
@@ -597,6 +598,12 @@ class JobState:
         blob_digest = hashlib.sha256(evidence.blob).hexdigest()
         record: dict[str, Any] = {"kind": evidence.kind, "format": evidence.format,
                                   "sha256": blob_digest, "size": len(evidence.blob)}
+        if evidence.format == _UNAVAILABLE and not oversized:
+            # No evidence, and the node said why: recorded, never a silent gap.
+            record.update(status="unavailable", verified=[], notVerified=[],
+                          reason=evidence.blob[:500].decode("utf-8", "replace"))
+            node.evidence.append(record)
+            return
         if oversized:
             verdict = EvidenceVerdict(status="failed", reason=(
                 f"evidence: expected at most {self.limits.max_evidence_bytes} bytes, "

@@ -58,11 +58,26 @@ class _Node:
         self.agent.record_inventory(found)
         for name, version in packages.items():
             self.agent.record_dependency("package", uri=f"pkg:pypi/{name}@{version}")
+        self._attest()
         self.attempt = -1
         self.run_id = ""
         self.ranks: list[int] = []
         self.exit_codes: dict[int, int] = {}
         self.finished = False
+
+    def _attest(self) -> None:
+        """Evidence for every attester, answering a fresh nonce from the coordinator."""
+        from slsa_dist.attest import UNAVAILABLE, collect_all
+        from slsa_dist.errors import TransportError
+
+        try:
+            nonce = self.agent.challenge()
+        except TransportError as exc:
+            self.agent.record_evidence("any", f"no nonce from the coordinator: {exc}".encode(),
+                                       nonce=b"", fmt=UNAVAILABLE)
+            return
+        for kind, blob, fmt in collect_all(nonce, self.job_id, self.node_id):
+            self.agent.record_evidence(kind, blob, nonce=nonce, fmt=fmt)
 
     @classmethod
     def get(cls, *, job_id: str, node_rank: int) -> _Node:

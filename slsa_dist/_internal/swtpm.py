@@ -1,0 +1,75 @@
+"""A software TPM (swtpm) on loopback, for tests and the demo.
+
+Started with ``--flags not-need-init,startup-clear`` so it is usable at once;
+its TCTI string goes into ``TPM2TOOLS_TCTI`` for tpm2-tools.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from slsa_dist.errors import InputError
+
+__all__ = ["available", "swtpm"]
+
+
+def available() -> str | None:
+    for tool in ("swtpm", "tpm2_quote"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed (Debian packages swtpm, swtpm-tools, tpm2-tools)"
+    return None
+
+
+def _free_ports() -> tuple[int, int]:
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port, port + 1
+    raise InputError("swtpm: could not find two adjacent free ports on loopback")
+
+
+@contextmanager
+def swtpm(state_dir: Path | None = None) -> Iterator[str]:
+    """Run swtpm until the block ends; yields its TCTI string."""
+    why = available()
+    if why is not None:
+        raise InputError(f"swtpm: {why}")
+    with tempfile.TemporaryDirectory(prefix="slsa-swtpm-") as tmp:
+        state = state_dir or Path(tmp)
+        port, ctrl = _free_ports()
+        proc = subprocess.Popen(
+            [shutil.which("swtpm") or "swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
+             "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
+             "--ctrl", f"type=tcp,port={ctrl},bindaddr=127.0.0.1",
+             "--flags", "not-need-init,startup-clear"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    error = proc.stderr.read().decode() if proc.stderr else ""
+                    raise InputError(f"swtpm did not start: {error.strip()[-300:]}")
+                time.sleep(0.02)
+            yield f"swtpm:host=127.0.0.1,port={port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)

@@ -1,0 +1,71 @@
+"""NVIDIA GPUs: identity through NVML, confidential-computing evidence when CC is on.
+
+Device identity (name, UUID, serial, VBIOS, driver, CC mode) is in the node
+inventory (:func:`slsa_dist.inventory.gpu_inventory`). Evidence: when a GPU
+is in CC mode and NVIDIA's attestation SDK (``nv-attestation-sdk``) is
+installed, its local verifier is run and its outcome recorded; otherwise the
+reason there is no evidence is recorded. Nothing here claims a verification
+it did not perform.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from typing import Any
+
+from slsa_dist import inventory
+from slsa_dist.errors import InputError
+
+__all__ = ["FORMAT", "available", "collect", "verify"]
+
+FORMAT = "nvidia-cc/v1"
+
+
+def available() -> str | None:
+    gpus = inventory.gpu_inventory()
+    if not gpus["available"]:
+        return str(gpus.get("reason", "NVML not available"))
+    if not gpus["devices"]:
+        return "NVML reports no GPUs"
+    mode = gpus.get("confidentialComputing", {}).get("mode")
+    if mode != "enabled":
+        return f"GPU confidential computing mode is {mode!r}, not 'enabled'"
+    if importlib.util.find_spec("nv_attestation_sdk") is None:
+        return "GPU CC mode is on but nv-attestation-sdk is not installed"
+    return None
+
+
+def collect(nonce: bytes, job_id: str, node_id: str) -> bytes:
+    """Run NVIDIA's local GPU attestation with the binding as nonce; returns its outcome."""
+    why = available()
+    if why is not None:
+        raise InputError(why)
+    from nv_attestation_sdk import attestation  # type: ignore[import-not-found]
+
+    from slsa_dist.attest.binding import report_data
+
+    client = attestation.Attestation()
+    client.set_name(node_id)
+    client.set_nonce(report_data(nonce, job_id, node_id).hex())
+    client.add_verifier(attestation.Devices.GPU, attestation.Environment.LOCAL, "", "")
+    passed = bool(client.attest())
+    token = client.get_token()
+    return json.dumps({"format": FORMAT, "passed": passed, "token": token,
+                       "devices": inventory.gpu_inventory()["devices"]}, sort_keys=True).encode()
+
+
+def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> dict[str, Any]:
+    """Record the SDK's outcome; the EAT token's signature is not re-verified here."""
+    del nonce, job_id, node_id
+    try:
+        evidence = json.loads(blob)
+        passed = evidence["passed"]
+    except (ValueError, KeyError, TypeError) as exc:
+        return {"status": "failed", "reason": f"malformed NVIDIA evidence: {exc}"}
+    not_verified = ["the EAT token's signature, re-checked by the coordinator"]
+    if passed is True:
+        return {"status": "verified", "verified": ["NVIDIA local GPU verifier passed on the node"],
+                "not_verified": not_verified}
+    return {"status": "failed", "reason": "NVIDIA local GPU verifier did not pass",
+            "not_verified": not_verified}

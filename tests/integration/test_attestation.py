@@ -1,0 +1,78 @@
+"""Node evidence end to end: challenge, real swtpm quote, coordinator verification, policy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from slsa_dist._cli import main as cli_main
+from slsa_dist._internal import swtpm
+from slsa_dist.agent import Agent, NodeIdentity, RankIdentity
+from slsa_dist.attest import UNAVAILABLE, collect_all
+from slsa_dist.keys import Signer
+
+from conftest import need
+from helpers import CoordinatorThread
+
+pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
+
+
+def run_job(tmp_path: Path, *, with_tpm: bool) -> tuple[Path, Path]:
+    signer = Signer.generate()
+    public = tmp_path / "signing.pub"
+    public.write_bytes(signer.public().public_pem())
+    with CoordinatorThread(job_id="j", signer=signer, out_dir=tmp_path / "out", world_size=1,
+                           settle=0.2) as server:
+        node = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "spool",
+                     identity=NodeIdentity(node_id="node-a", hostname="host-a"))
+        nonce = node.challenge()
+        for kind, blob, fmt in collect_all(nonce, "j", "node-a"):
+            if kind == "tpm" or not with_tpm:
+                node.record_evidence(kind, blob, nonce=nonce, fmt=fmt)
+        node.record_attempt(attempt=0, run_id="r", ranks=[0], state="SUCCEEDED")
+        assert node.close(30)
+        rank = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "spool",
+                     identity=RankIdentity(rank=0, world_size=1, node_id="node-a"))
+        rank.complete()
+        assert rank.close(30)
+        return server.wait_finalized(30).bundle, public
+
+
+@pytest.mark.tpm
+def test_verified_tpm_evidence_satisfies_the_policy(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    with swtpm.swtpm() as tcti:
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        bundle, public = run_job(tmp_path, with_tpm=True)
+    code = cli_main(["verify", str(bundle), "--key", str(public), "--require-attestation", "tpm"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PASS  attestation tpm: verified tpm evidence from all 1 node(s)" in out
+
+
+def test_a_node_without_evidence_fails_the_policy_naming_it(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    monkeypatch.delenv("TPM2TOOLS_TCTI", raising=False)
+    if Path("/dev/tpmrm0").exists():
+        pytest.skip("this machine has a hardware TPM; the test needs a node without one")
+    bundle, public = run_job(tmp_path, with_tpm=False)
+    code = cli_main(["verify", str(bundle), "--key", str(public), "--require-attestation", "tpm"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL  attestation tpm: expected verified tpm evidence from every node, found none " \
+           "for: node-a (tpm: unavailable: no TPM: /dev/tpmrm0 absent and TPM2TOOLS_TCTI " \
+           "unset)" in out
+
+
+def test_unavailable_attesters_say_why() -> None:
+    found = {kind: (blob, fmt) for kind, blob, fmt in collect_all(b"n", "j", "n")
+             if fmt == UNAVAILABLE}
+    if not os.path.isdir("/sys/kernel/config/tsm/report"):
+        assert b"configfs-tsm not available" in found["tsm"][0]
+    assert "nvidia-cc" in found  # no GPU here: a reason, never a silent gap

@@ -1,0 +1,109 @@
+"""TDX quotes and SEV-SNP reports built byte by byte from the published layouts."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import struct
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
+
+from slsa_dist.attest import tsm, verify_evidence
+from slsa_dist.attest.binding import report_data
+
+NONCE = b"\x07" * 32
+
+
+def tdx_quote(data: bytes) -> bytes:
+    header = struct.pack("<HHI", 4, 2, 0x81) + b"\0" * 40  # version, key type, tee type
+    body = bytearray(584)
+    body[136:184] = b"\x11" * 48  # MRTD
+    body[520:584] = data
+    return header + bytes(body) + struct.pack("<I", 0)  # empty signature data
+
+
+def snp_report(data: bytes, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
+    report = bytearray(0x4A0)
+    struct.pack_into("<IIQ", report, 0, 2, 1, 0x30000)
+    struct.pack_into("<II", report, 0x30, 0, 1)  # vmpl, signature algorithm
+    report[0x50:0x90] = data
+    report[0x90:0xC0] = b"\x22" * 48  # measurement
+    if key is not None:
+        r, s = decode_dss_signature(key.sign(bytes(report[:0x2A0]), ec.ECDSA(hashes.SHA384())))
+        report[0x2A0:0x2A0 + 72] = r.to_bytes(72, "little")
+        report[0x2A0 + 72:0x2A0 + 144] = s.to_bytes(72, "little")
+    return bytes(report)
+
+
+def evidence(provider: str, out: bytes) -> bytes:
+    return json.dumps({"format": tsm.FORMAT, "provider": provider, "generation": "1",
+                       "outblob": base64.b64encode(out).decode()}).encode()
+
+
+def vcek(key: ec.EllipticCurvePrivateKey) -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SEV-VCEK")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA384()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_tdx_quote_with_the_right_binding_verifies_structure_and_binding() -> None:
+    blob = evidence("tdx_guest", tdx_quote(report_data(NONCE, "j", "n", size=64)))
+    result = tsm.verify(blob, NONCE, "j", "n")
+    assert result["status"] == "verified"
+    assert result["claims"]["mrTd"] == "11" * 48
+    assert any("PCK certificate chain" in n for n in result["not_verified"])
+
+
+def test_tdx_quote_for_another_job_is_rejected() -> None:
+    blob = evidence("tdx_guest", tdx_quote(report_data(NONCE, "other", "n", size=64)))
+    assert tsm.verify(blob, NONCE, "j", "n")["reason"].startswith("nonce binding")
+
+
+def test_truncated_tdx_quote_is_rejected_with_sizes() -> None:
+    blob = evidence("tdx_guest", tdx_quote(report_data(NONCE, "j", "n", size=64))[:300])
+    assert "expected at least 632 bytes, found 300" in tsm.verify(blob, NONCE, "j", "n")["reason"]
+
+
+def test_snp_report_signed_by_the_supplied_vcek_verifies() -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    blob = evidence("sev_guest", snp_report(report_data(NONCE, "j", "n", size=64), key))
+    result = tsm.verify(blob, NONCE, "j", "n", vcek_pem=vcek(key))
+    assert result["status"] == "verified"
+    assert "report signature by the supplied VCEK" in result["verified"]
+    assert result["claims"]["measurement"] == "22" * 48
+
+
+def test_snp_report_with_a_changed_byte_fails_the_vcek_signature() -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    report = bytearray(snp_report(report_data(NONCE, "j", "n", size=64), key))
+    report[0x90] ^= 1  # the measurement
+    result = tsm.verify(evidence("sev_guest", bytes(report)), NONCE, "j", "n",
+                        vcek_pem=vcek(key))
+    assert result["reason"] == "SNP report signature: not valid for the VCEK"
+
+
+def test_snp_without_collateral_says_the_signature_was_not_verified() -> None:
+    blob = evidence("sev_guest", snp_report(report_data(NONCE, "j", "n", size=64)))
+    result = tsm.verify(blob, NONCE, "j", "n")
+    assert result["status"] == "verified"
+    assert result["not_verified"][0] == "report signature (no VCEK certificate supplied)"
+
+
+def test_evidence_claiming_the_wrong_tee_kind_fails() -> None:
+    blob = evidence("sev_guest", snp_report(report_data(NONCE, "j", "n", size=64)))
+    verdict = verify_evidence("tdx", blob, NONCE, "j", "n")
+    assert verdict.status == "failed"
+    assert verdict.reason == "kind: claimed 'tdx', found a 'snp' report"
+
+
+def test_an_unknown_provider_is_rejected() -> None:
+    result = tsm.verify(evidence("arm_cca", b"x"), NONCE, "j", "n")
+    assert "expected tdx_guest or sev_guest, found 'arm_cca'" in result["reason"]
