@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := swtpm swtpm-tools tpm2-tools shellcheck
+APT_PACKAGES := swtpm swtpm-tools tpm2-tools shellcheck chromium
 
 .PHONY: install system-deps lint typecheck test demo bench proto clean
 

@@ -61,6 +61,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from slsa_dist.keys import load_verifier
     from slsa_dist.verify import check_bundle
 
+    if args.chain is not None:
+        return _verify_chain(args)
+    if args.bundle is None or not args.key:
+        raise InputError("verify: expected BUNDLE and --key (or --chain ARTIFACT --store DIR "
+                         "--policy FILE), found neither")
     keys = [load_verifier(path) for path in args.key]
     checks, provenance = check_bundle(
         args.bundle, keys=keys, artifacts=args.artifact, builder_id=args.builder_id
@@ -69,7 +74,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         from slsa_dist.attest.policy import require_attestation
 
         checks.append(require_attestation(provenance, args.require_attestation))
-    verified = provenance is not None and all(c.ok for c in checks)
+    verified = bool(checks) and all(c.ok for c in checks)
     if args.json:
         print(json.dumps({"verified": verified, "bundle": str(args.bundle),
                           "checks": [c.to_dict() for c in checks]}, indent=2))
@@ -78,6 +83,81 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             print(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
         print("verified" if verified else "NOT verified")
     return EXIT_OK if verified else EXIT_FAILED
+
+
+def _verify_chain(args: argparse.Namespace) -> int:
+    from slsa_dist.chain import ChainPolicy, artifact_digest, verify_chain
+    from slsa_dist.dsse import write_bundle
+    from slsa_dist.keys import load_signer
+    from slsa_dist.store import Store
+
+    if args.store is None or args.policy is None:
+        raise InputError("verify --chain: expected --store DIR and --policy FILE, found "
+                         f"{'no --store' if args.store is None else 'no --policy'}")
+    policy = ChainPolicy.load(args.policy)
+    artifact = Path(args.chain)
+    if artifact.exists():
+        root, name = artifact_digest(artifact), artifact.name
+    elif len(args.chain) == 64 and not args.chain.strip("0123456789abcdef"):
+        root, name = args.chain, f"sha256:{args.chain[:16]}"
+    else:
+        raise InputError(f"--chain: expected an artifact path or a sha256 digest, "
+                         f"found {args.chain!r}")
+    result = verify_chain(root, name=name, store=Store(args.store), policy=policy)
+    if args.json:
+        print(json.dumps({"verified": result.ok, "root": root, "graph": list(result.lines()),
+                          "gaps": [g.__dict__ for g in result.gaps],
+                          "steps": [s.name for s in result.unique_steps()]}, indent=2))
+    else:
+        for line in result.lines():
+            print(line)
+        print(f"chain {'verified' if result.ok else 'NOT verified'}: "
+              f"{len(result.unique_steps())} step(s), {len(result.gaps)} gap(s)")
+    if args.emit_vsa is not None:
+        if args.vsa_key is None:
+            raise InputError("--emit-vsa: expected --vsa-key KEY to sign it, found none")
+        from slsa_dist.vsa import summarize
+
+        envelope = summarize(result, policy=policy, signer=load_signer(args.vsa_key),
+                             resource_uri=args.resource_uri or artifact.resolve().as_uri())
+        print(f"wrote {write_bundle(args.emit_vsa, [envelope])}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _cmd_store(args: argparse.Namespace) -> int:
+    from slsa_dist.store import Store
+
+    store = Store(args.store)
+    if args.store_command == "add":
+        for bundle in args.bundles:
+            name, digests = store.add(bundle)
+            print(f"{bundle} -> {name} ({len(digests)} digest(s) indexed)")
+        return EXIT_OK
+    found = store.find(args.digest)
+    for path in found:
+        print(path)
+    return EXIT_OK if found else EXIT_FAILED
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from slsa_dist.keys import load_verifier
+    from slsa_dist.report import write_report
+
+    lines: list[str] = []
+    if args.chain is not None:
+        from slsa_dist.chain import ChainPolicy, artifact_digest, verify_chain
+        from slsa_dist.store import Store
+
+        if args.store is None or args.policy is None:
+            raise InputError("report --chain: expected --store and --policy, found neither")
+        artifact = Path(args.chain)
+        result = verify_chain(artifact_digest(artifact), name=artifact.name,
+                              store=Store(args.store), policy=ChainPolicy.load(args.policy))
+        lines = [*result.lines(), f"chain {'verified' if result.ok else 'NOT verified'}"]
+    path = write_report(args.output, args.bundles, keys=[load_verifier(k) for k in args.key],
+                        chain_lines=lines)
+    print(f"wrote {path}")
+    return EXIT_OK
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -218,8 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.set_defaults(handler=_cmd_keygen)
 
     verify = sub.add_parser("verify", help="verify a provenance bundle")
-    verify.add_argument("bundle", type=Path)
-    verify.add_argument("--key", required=True, action="append", type=Path,
+    verify.add_argument("bundle", type=Path, nargs="?")
+    verify.add_argument("--key", action="append", default=[], type=Path,
                         help="trusted public key (PEM); repeatable")
     verify.add_argument("--artifact", action="append", default=[], type=Path,
                         help="file or directory that must match a subject; repeatable")
@@ -227,7 +307,36 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--require-attestation", choices=["tpm", "tdx", "snp", "nvidia-cc", "any"],
                         help="fail unless every node has verified evidence of this kind")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument("--chain", metavar="ARTIFACT",
+                        help="follow ARTIFACT (a path or a sha256) back through its provenance")
+    verify.add_argument("--store", type=Path, help="attestation store for --chain")
+    verify.add_argument("--policy", type=Path, help="chain policy file (JSON or YAML)")
+    verify.add_argument("--emit-vsa", type=Path, metavar="OUT",
+                        help="write a signed Verification Summary Attestation")
+    verify.add_argument("--vsa-key", type=Path, help="key that signs the VSA")
+    verify.add_argument("--resource-uri", help="the VSA's resourceUri (default: the artifact)")
     verify.set_defaults(handler=_cmd_verify)
+
+    store = sub.add_parser("store", help="an attestation store indexed by subject digest")
+    store_sub = store.add_subparsers(dest="store_command", required=True, parser_class=_Parser)
+    store_add = store_sub.add_parser("add", help="add bundles and index what they produced")
+    store_add.add_argument("bundles", nargs="+", type=Path)
+    store_add.add_argument("--store", required=True, type=Path)
+    store_add.set_defaults(handler=_cmd_store)
+    store_find = store_sub.add_parser("find", help="bundles that produced a sha256 digest")
+    store_find.add_argument("digest")
+    store_find.add_argument("--store", required=True, type=Path)
+    store_find.set_defaults(handler=_cmd_store)
+
+    report = sub.add_parser("report", help="one self-contained HTML report")
+    report.add_argument("bundles", nargs="+", type=Path)
+    report.add_argument("-o", "--output", required=True, type=Path)
+    report.add_argument("--key", action="append", default=[], type=Path,
+                        help="verify each bundle with this public key too")
+    report.add_argument("--chain", help="include chain verification of this artifact")
+    report.add_argument("--store", type=Path)
+    report.add_argument("--policy", type=Path)
+    report.set_defaults(handler=_cmd_report)
 
     inspect = sub.add_parser("inspect", help="summarize a provenance bundle")
     inspect.add_argument("bundle", type=Path)

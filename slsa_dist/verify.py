@@ -33,7 +33,9 @@ from slsa_dist.provenance import (
     Statement,
 )
 
-__all__ = ["Check", "VerificationFailed", "check_bundle", "verify_bundle"]
+__all__ = ["VSA_PREDICATE_TYPE", "Check", "VerificationFailed", "check_bundle", "verify_bundle"]
+
+VSA_PREDICATE_TYPE = "https://slsa.dev/verification_summary/v1"
 
 
 @dataclass(frozen=True)
@@ -230,9 +232,12 @@ def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier],
         out.add("statement", False, str(exc))
         yield out.checks[-1]
         return
+    if statement.predicate_type == VSA_PREDICATE_TYPE:
+        yield from _vsa_checks(out, statement, artifacts)
+        return
     if statement.predicate_type != PREDICATE_TYPE:
-        out.add("predicateType", False, f"expected {PREDICATE_TYPE!r}, found "
-                f"{statement.predicate_type!r}")
+        out.add("predicateType", False, f"expected {PREDICATE_TYPE!r} or "
+                f"{VSA_PREDICATE_TYPE!r}, found {statement.predicate_type!r}")
         yield out.checks[-1]
         return
     try:
@@ -256,6 +261,33 @@ def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier],
     yield from out.checks[before:]
 
 
+def _vsa_checks(out: _Outcome, statement: Statement,
+                artifacts: Sequence[str | os.PathLike[str]]) -> Iterator[Check]:
+    """A Verification Summary: its result, its levels, and the artifacts it names."""
+    predicate = statement.predicate
+    out.add("predicateType", True, VSA_PREDICATE_TYPE)
+    yield out.checks[-1]
+    verifier = (predicate.get("verifier") or {}).get("id")
+    result = predicate.get("verificationResult")
+    levels = predicate.get("verifiedLevels")
+    out.add("verificationResult", result == "PASSED",
+            f"expected 'PASSED', found {result!r} (verifier {verifier}, levels {levels})")
+    yield out.checks[-1]
+    for artifact in artifacts:
+        path = Path(artifact)
+        if not path.exists():
+            raise InputError(f"artifact: expected a file or directory at {path}, found nothing")
+        manifest = digest_path(path)
+        digests = {manifest.root_digest}
+        if path.is_file():
+            digests.add(manifest.resources[0].digest)
+        match = [s for s in statement.subjects if s.digest.get("sha256") in digests]
+        out.add(f"artifact {path}", bool(match),
+                f"matches VSA subject {match[0].name!r}" if match else
+                f"expected a subject with sha256 {manifest.root_digest[:16]}..., found none")
+        yield out.checks[-1]
+
+
 def check_bundle(
     bundle: str | os.PathLike[str],
     *,
@@ -263,7 +295,9 @@ def check_bundle(
     artifacts: Sequence[str | os.PathLike[str]] = (),
     builder_id: str | None = None,
 ) -> tuple[list[Check], Provenance | None]:
-    """All checks for ``bundle`` and the provenance when the signature held.
+    """All checks for ``bundle``, and its provenance when it is one and the signature held.
+
+    A Verification Summary Attestation yields its own checks and no provenance.
 
     Raises:
         InputError: the bundle or an artifact cannot be read.

@@ -12,12 +12,15 @@ c. fine-tuning that starts from (b)'s final checkpoint, so the base model is
    a dependency by digest;
 d. ``slsa-dist verify`` of each bundle (and ``securesystemslib`` verifying
    the training envelope independently), a tampered checkpoint and a forged
-   bundle rejected, and a one-screen summary.
+   bundle rejected;
+e. ``slsa-dist verify --chain`` from the fine-tuned model back to the raw
+   data, a VSA for it, ``report.html`` and a one-screen summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import subprocess
@@ -108,10 +111,10 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
         ("fine-tuning", tune, out / "finetune" / "final"),
     ]
     for _, bundle, artifact in checks:
-        policy = ["--require-attestation", "tpm"] if env and bundle != checks[0][1] else []
+        require = ["--require-attestation", "tpm"] if env and bundle != checks[0][1] else []
         _say(f"   slsa-dist verify {bundle.relative_to(out)} "
-             f"--artifact {artifact.relative_to(out)} {' '.join(policy)}".rstrip())
-        _cli("verify", bundle, "--key", public, "--artifact", artifact, *policy)
+             f"--artifact {artifact.relative_to(out)} {' '.join(require)}".rstrip())
+        _cli("verify", bundle, "--key", public, "--artifact", artifact, *require)
 
     from securesystemslib.dsse import Envelope as SslibEnvelope
     from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
@@ -142,6 +145,36 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
     if _cli("verify", forged, "--key", public, check=False, quiet=True).returncode == 0:
         raise SystemExit("[demo] FAILED: a forged bundle verified")
     _say("   forged bundle rejected")
+
+    _say("e. the whole chain: fine-tuned model -> base model -> data shards -> raw data")
+    store = out / "store"
+    _cli("store", "add", *(bundle for _, bundle, _ in checks), "--store", store, quiet=True)
+    policy = out / "policy.json"
+    training = {"buildType": "https://slsa-dist.dev/buildtypes/distributed-training/v1",
+                "keys": ["keys/signing.pub"],
+                "builderIds": ["https://slsa-dist.dev/builders/coordinator/v1"],
+                "slsaBuildLevel": 1}
+    if env:
+        training["requireAttestation"] = "tpm"
+    policy.write_text(json.dumps({
+        "version": 1, "maxDepth": 5,
+        "steps": [training, {"buildType": "https://slsa-dist.dev/buildtypes/step/v1",
+                             "keys": ["keys/signing.pub"], "slsaBuildLevel": 1}],
+        "allowedDatasets": [hashlib.sha256(digits_csv().read_bytes()).hexdigest()],
+    }, indent=2) + "\n")
+    vsa = out / "provenance" / "finetune-final.vsa.intoto.jsonl"
+    chain = _cli("verify", "--chain", out / "finetune" / "final", "--store", store,
+                 "--policy", policy, "--emit-vsa", vsa, "--vsa-key", key, quiet=True)
+    for line in chain.stdout.splitlines():
+        if "(inputs shown above)" not in line:
+            print(f"   {line}")
+    _cli("verify", vsa, "--key", public, "--artifact", out / "finetune" / "final", quiet=True)
+    _say(f"   VSA for the fine-tuned model: {vsa.relative_to(out)} (verifies)")
+    report = out / "report.html"
+    _cli("report", *(bundle for _, bundle, _ in checks), "-o", report, "--key", public,
+         "--chain", out / "finetune" / "final", "--store", store, "--policy", policy,
+         quiet=True)
+    _say(f"   report: {report.relative_to(out)} (self-contained HTML)")
 
     summary = [_cli("inspect", bundle, "--key", public, quiet=True).stdout
                for _, bundle, _ in checks]
