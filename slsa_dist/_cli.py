@@ -211,7 +211,10 @@ def _cmd_coordinator(args: argparse.Namespace) -> int:
             job_id=args.job_id, signer=signer, out_dir=args.out, world_size=args.world_size,
             journal_path=args.journal, builder_id=args.builder_id,
             idle_timeout=args.idle_timeout, settle=args.settle)
-        port = await coordinator.start(args.listen)
+        if args.tls is None and not args.plaintext:
+            raise InputError("coordinator: expected --tls DIR (mutual TLS) or --plaintext "
+                             "(loopback only), found neither")
+        port = await coordinator.start(args.listen, tls=args.tls)
         host = args.listen.rsplit(":", 1)[0]
         print(f"listening on {host}:{port} (job {args.job_id}, "
               f"{coordinator.replayed} journal entries replayed)", flush=True)
@@ -232,6 +235,20 @@ def _cmd_coordinator(args: argparse.Namespace) -> int:
     return asyncio.run(serve())
 
 
+def _cmd_ca(args: argparse.Namespace) -> int:
+    from slsa_dist.ca import Identity, JobCA
+
+    if args.ca_command == "init":
+        ca = JobCA.create(args.job_id, days=args.days)
+        print(f"wrote {ca.write(args.out)}/ca.pem and ca.key (0600)")
+        return EXIT_OK
+    ca = JobCA.load(args.ca)
+    identity = Identity(job=ca.job, role=args.role, name=args.name or "")
+    issued = ca.issue(identity, hosts=tuple(args.host), days=args.days)
+    print(f"wrote {issued.write(args.out)}: {identity.uri()}")
+    return EXIT_OK
+
+
 def _cmd_finalize(args: argparse.Namespace) -> int:
     import grpc
 
@@ -240,10 +257,16 @@ def _cmd_finalize(args: argparse.Namespace) -> int:
     from slsa_dist.coordinator import is_loopback
     from slsa_dist.errors import TransportError
 
-    if not is_loopback(args.coordinator):
+    if args.tls is not None:
+        from slsa_dist.ca import channel_credentials
+
+        channel = grpc.secure_channel(args.coordinator, channel_credentials(args.tls))
+    elif is_loopback(args.coordinator):
+        channel = grpc.insecure_channel(args.coordinator)
+    else:
         raise InputError(f"coordinator: plaintext is allowed on loopback only; expected "
-                         f"127.0.0.1/::1/localhost, found {args.coordinator!r}")
-    with grpc.insecure_channel(args.coordinator) as channel:
+                         f"127.0.0.1/::1/localhost or --tls, found {args.coordinator!r}")
+    with channel:
         stub = pb_grpc.CollectorStub(channel)
         try:
             reply = stub.Finalize(pb.FinalizeRequest(job_id=args.job_id, reason="request"),
@@ -403,12 +426,38 @@ def build_parser() -> argparse.ArgumentParser:
                              help="after finalizing, seconds to keep answering stragglers "
                                   "that the job is closed (default 5)")
     coordinator.add_argument("--port-file", type=Path, help="write host:port here once bound")
+    transport = coordinator.add_mutually_exclusive_group()
+    transport.add_argument("--tls", type=Path, metavar="DIR",
+                           help="mutual TLS: cert.pem, key.pem, ca.pem from "
+                                "`slsa-dist ca issue --role coordinator`")
+    transport.add_argument("--plaintext", action="store_true",
+                           help="no TLS; allowed on loopback only")
     coordinator.set_defaults(handler=_cmd_coordinator)
+
+    ca = sub.add_parser("ca", help="job CA and per-identity certificates (mutual TLS)")
+    ca_sub = ca.add_subparsers(dest="ca_command", required=True, parser_class=_Parser)
+    ca_init = ca_sub.add_parser("init", help="create a job CA")
+    ca_init.add_argument("--job-id", required=True)
+    ca_init.add_argument("--out", required=True, type=Path)
+    ca_init.add_argument("--days", type=int, default=30)
+    ca_init.set_defaults(handler=_cmd_ca)
+    ca_issue = ca_sub.add_parser("issue", help="issue a certificate for one identity")
+    ca_issue.add_argument("--ca", required=True, type=Path, help="directory from `ca init`")
+    ca_issue.add_argument("--role", required=True,
+                          choices=["coordinator", "node", "rank", "admin"])
+    ca_issue.add_argument("--name", help="node id or rank number")
+    ca_issue.add_argument("--host", action="append", default=[],
+                          help="DNS name or IP the coordinator is reached at; repeatable")
+    ca_issue.add_argument("--out", required=True, type=Path)
+    ca_issue.add_argument("--days", type=int, default=30)
+    ca_issue.set_defaults(handler=_cmd_ca)
 
     finalize = sub.add_parser("finalize", help="ask a coordinator to finalize now")
     finalize.add_argument("--coordinator", required=True, help="host:port")
     finalize.add_argument("--job-id", required=True)
     finalize.add_argument("--timeout", type=float, default=60.0)
+    finalize.add_argument("--tls", type=Path, metavar="DIR",
+                          help="an admin certificate directory (mutual TLS)")
     finalize.set_defaults(handler=_cmd_finalize)
     return parser
 

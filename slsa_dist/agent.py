@@ -128,6 +128,10 @@ class Agent:
     ) -> None:
         from slsa_dist.coordinator import MAX_MESSAGE_BYTES, is_loopback
 
+        if credentials is None and os.environ.get("SLSA_TLS_DIR"):
+            from slsa_dist.ca import channel_credentials
+
+            credentials = channel_credentials(os.environ["SLSA_TLS_DIR"])
         if credentials is None and not is_loopback(coordinator):
             raise InputError(f"coordinator: plaintext is allowed on loopback only; expected "
                              f"127.0.0.1/::1/localhost, found {coordinator!r}")

@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from grpc import aio
@@ -46,6 +46,9 @@ from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
 from slsa_dist._pb.v1 import journal_pb2
 from slsa_dist.dsse import write_bundle
 from slsa_dist.errors import InputError, ReportError
+
+if TYPE_CHECKING:
+    from slsa_dist.ca import Identity
 from slsa_dist.keys import Signer
 from slsa_dist.provenance import DEFAULT_BUILDER_ID, sign_statement
 
@@ -56,6 +59,11 @@ log = logging.getLogger(__name__)
 # gRPC message size cap: a full batch (10,000 events) of typical events is
 # ~1 MiB; 8 MiB leaves room for evidence blobs while bounding memory per RPC.
 MAX_MESSAGE_BYTES = 8 << 20
+# Requests per second per peer (identity, or address on loopback), with a burst:
+# an agent sends a batch every 50 ms at most, and 1,024 ranks registering at once
+# over one relay connection fit in the burst; a runaway client is slowed, not served.
+RATE_PER_SECOND = 2_000
+RATE_BURST = 4_000
 
 T = TypeVar("T")
 
@@ -133,6 +141,8 @@ class Coordinator:
         self._last_message = time.monotonic()
         self._all_done_since: float | None = None
         self._watch: asyncio.Task[None] | None = None
+        self.tls = False
+        self._buckets: dict[str, tuple[float, float]] = {}  # peer -> (tokens, last refill)
 
     # -- journal replay ---------------------------------------------------------------
 
@@ -164,12 +174,21 @@ class Coordinator:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def start(self, listen: str, *, credentials: grpc.ServerCredentials | None = None
-                    ) -> int:
+    async def start(self, listen: str, *, tls: str | os.PathLike[str] | None = None) -> int:
         """Serve on ``listen`` (``host:port``; port 0 picks one). Returns the port.
 
-        Without ``credentials`` the server is plaintext, allowed on loopback only.
+        With ``tls`` (a directory holding ``cert.pem``, ``key.pem`` and the job's
+        ``ca.pem``, from ``slsa-dist ca issue --role coordinator``) every peer must
+        present a certificate from the job CA and may act only as the identity it
+        names. Without it the server is plaintext, on loopback only, and refuses
+        peers that are not on loopback.
         """
+        credentials = None
+        if tls is not None:
+            from slsa_dist.ca import server_credentials
+
+            credentials = server_credentials(tls)
+        self.tls = credentials is not None
         if credentials is None and not is_loopback(listen):
             raise InputError(f"listen: plaintext is allowed on loopback only; expected "
                              f"127.0.0.1/::1/localhost, found {listen!r}")
@@ -261,6 +280,17 @@ class Coordinator:
 
     # -- RPC bodies (called by the servicer) -------------------------------------------
 
+    def allow(self, peer: str) -> bool:
+        """Token bucket per peer: False when ``peer`` exceeds its request rate."""
+        now = time.monotonic()
+        tokens, last = self._buckets.get(peer, (float(RATE_BURST), now))
+        tokens = min(float(RATE_BURST), tokens + (now - last) * RATE_PER_SECOND)
+        if tokens < 1:
+            self._buckets[peer] = (tokens, now)
+            return False
+        self._buckets[peer] = (tokens - 1, now)
+        return True
+
     def touch(self) -> None:
         """Note that a message arrived (for the idle timeout)."""
         self._last_message = time.monotonic()
@@ -331,15 +361,83 @@ class Coordinator:
                                  bundle_path=str(self._final.bundle) if self._final else "")
 
 
+def _peer_is_loopback(peer: str) -> bool:
+    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` -> True."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return False
+    return is_loopback(rest)
+
+
+Authorize = Callable[["Identity | None"], None]
+
+
+def _as(role: str, name: str) -> Authorize:
+    """Only a peer whose certificate names ``role``/``name`` may do this."""
+    def check(identity: Identity | None) -> None:
+        if identity is None:
+            return  # plaintext on loopback: the operator chose to trust this host
+        if identity.role != role or identity.name != name:
+            raise ReportError(f"identity: expected {role} {name!r}, found the certificate of "
+                              f"{identity.role} {identity.name!r}", code="PERMISSION_DENIED")
+    return check
+
+
+def _finalizer(identity: Identity | None) -> None:
+    if identity is not None and identity.role not in ("coordinator", "admin"):
+        raise ReportError(f"finalize: expected an admin or coordinator certificate, found "
+                          f"{identity.role} {identity.name!r}", code="PERMISSION_DENIED")
+
+
+def _anyone(identity: Identity | None) -> None:
+    del identity
+
+
 class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated base
-    """Maps errors to gRPC status codes in exactly one place (``_call``)."""
+    """Authenticates, authorizes, rate-limits, and maps errors to gRPC status codes,
+    all in exactly one place (``_call``)."""
 
     def __init__(self, coordinator: Coordinator) -> None:
         self._c = coordinator
 
+    def _identity(self, context: aio.ServicerContext[Any, Any]) -> Identity | None:
+        if not self._c.tls:
+            if not _peer_is_loopback(context.peer()):
+                raise ReportError(f"transport: plaintext is accepted from loopback only, found "
+                                  f"{context.peer()}", code="UNAUTHENTICATED")
+            return None
+        from slsa_dist.ca import identity_from_pem
+
+        pems = list((context.auth_context() or {}).get("x509_pem_cert") or [])
+        if not pems:
+            raise ReportError("transport: expected a client certificate from the job CA, found "
+                              "none", code="UNAUTHENTICATED")
+        try:
+            identity = identity_from_pem(pems[0])
+        except InputError as exc:
+            raise ReportError(str(exc), code="UNAUTHENTICATED") from None
+        if identity.job != self._c.job_id:
+            raise ReportError(f"identity: expected a certificate for job {self._c.job_id!r}, "
+                              f"found one for job {identity.job!r}", code="PERMISSION_DENIED")
+        return identity
+
+    def _sender_rule(self, sender: str) -> Authorize:
+        kind, _, rest = sender.partition("/")
+        return _as("rank", rest.split("/")[0]) if kind == "rank" else _as("node", rest)
+
     async def _call(self, context: aio.ServicerContext[Any, Any],
-                    body: Callable[[], Awaitable[T]], *, mutates: bool = True) -> T:
+                    body: Callable[[], Awaitable[T]], *, authorize: Authorize,
+                    mutates: bool = True) -> T:
         self._c.touch()
+        try:
+            identity = self._identity(context)
+            authorize(identity)
+            peer = identity.uri() if identity is not None else context.peer().rsplit(":", 1)[0]
+            if not self._c.allow(peer):
+                raise ReportError(f"rate: expected at most {RATE_PER_SECOND} requests/s from "
+                                  f"{peer}, found more", code="RESOURCE_EXHAUSTED")
+        except ReportError as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         if mutates and self._c.journal_failure is not None:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 "journal: expected a writable journal, found it failed "
@@ -358,24 +456,30 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
 
     async def Challenge(self, request: pb.ChallengeRequest,  # noqa: N802 -- gRPC's method names
                         context: aio.ServicerContext[Any, Any]) -> pb.ChallengeResponse:
-        return await self._call(context, lambda: self._c.challenge(request))
+        return await self._call(context, lambda: self._c.challenge(request),
+                                authorize=_as("node", request.node_id))
 
     async def RegisterNode(self, request: pb.RegisterNodeRequest,  # noqa: N802
                            context: aio.ServicerContext[Any, Any]) -> pb.RegisterResponse:
-        return await self._call(context, lambda: self._c.register_node(request))
+        return await self._call(context, lambda: self._c.register_node(request),
+                                authorize=_as("node", request.node_id))
 
     async def RegisterRank(self, request: pb.RegisterRankRequest,  # noqa: N802
                            context: aio.ServicerContext[Any, Any]) -> pb.RegisterResponse:
-        return await self._call(context, lambda: self._c.register_rank(request))
+        return await self._call(context, lambda: self._c.register_rank(request),
+                                authorize=_as("rank", str(request.rank)))
 
     async def Report(self, request: pb.ReportRequest,  # noqa: N802
                      context: aio.ServicerContext[Any, Any]) -> pb.ReportResponse:
-        return await self._call(context, lambda: self._c.report(request))
+        return await self._call(context, lambda: self._c.report(request),
+                                authorize=self._sender_rule(request.sender))
 
     async def Finalize(self, request: pb.FinalizeRequest,  # noqa: N802
                        context: aio.ServicerContext[Any, Any]) -> pb.FinalizeResponse:
-        return await self._call(context, lambda: self._c.finalize_rpc(request))
+        return await self._call(context, lambda: self._c.finalize_rpc(request),
+                                authorize=_finalizer)
 
     async def GetStatus(self, request: pb.StatusRequest,  # noqa: N802
                         context: aio.ServicerContext[Any, Any]) -> pb.StatusResponse:
-        return await self._call(context, lambda: self._c.status(request), mutates=False)
+        return await self._call(context, lambda: self._c.status(request), authorize=_anyone,
+                                mutates=False)

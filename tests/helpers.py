@@ -79,7 +79,7 @@ def coordinator_process(tmp: Path, *, job_id: str, port: int, key: Path, world_s
     proc = subprocess.Popen(
         [*cli(), "coordinator", "--job-id", job_id, "--listen", f"127.0.0.1:{port}",
          "--key", str(key), "--out", str(tmp / "out"), "--world-size", str(world_size),
-         "--settle", str(settle)],
+         "--settle", str(settle), "--plaintext"],
         stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_listening(port, proc)

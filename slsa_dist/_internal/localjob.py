@@ -54,7 +54,8 @@ def run_local_job(
         coordinator = subprocess.Popen(
             [sys.executable, "-m", "slsa_dist._cli", "coordinator", "--job-id", job_id,
              "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--key", str(key),
-             "--out", str(out / "provenance"), "--world-size", str(nproc), "--linger", "1"],
+             "--out", str(out / "provenance"), "--world-size", str(nproc), "--linger", "1",
+             "--plaintext"],
             stdout=clog, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

@@ -1,0 +1,174 @@
+"""Mutual TLS: a rank reports only as itself, only into its job; plaintext only on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from slsa_dist._pb.v1 import collector_pb2 as pb
+from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
+from slsa_dist.agent import Agent, RankIdentity
+from slsa_dist.ca import Identity, JobCA, channel_credentials
+from slsa_dist.coordinator import Coordinator, _peer_is_loopback
+from slsa_dist.errors import InputError
+from slsa_dist.keys import Signer
+from slsa_dist.verify import verify_bundle
+
+from helpers import CoordinatorThread
+
+pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    ca = JobCA.create("job-t")
+    ca.write(tmp_path / "ca")
+    ca.issue(Identity(job="job-t", role="coordinator"),
+             hosts=("127.0.0.1", "localhost")).write(tmp_path / "coordinator")
+    for rank in ("0", "1"):
+        ca.issue(Identity(job="job-t", role="rank", name=rank)).write(tmp_path / f"rank-{rank}")
+    ca.issue(Identity(job="job-t", role="admin")).write(tmp_path / "admin")
+    # A CA reused for another job (a misconfiguration) must not let that job in.
+    reused = JobCA(job="other", key=ca._key, cert=ca.cert)
+    reused.issue(Identity(job="other", role="rank", name="0")).write(tmp_path / "other-job")
+    stranger = JobCA.create("job-t")  # a different CA for the same job name
+    stranger.issue(Identity(job="job-t", role="rank", name="0")).write(tmp_path / "stranger")
+    return tmp_path
+
+
+@pytest.fixture
+def server(pki: Path):  # type: ignore[no-untyped-def]
+    signer = Signer.generate()
+    thread = CoordinatorThread(job_id="job-t", signer=signer, out_dir=pki / "out",
+                               world_size=2, settle=0.2)
+    thread._thread.start()
+
+    async def start() -> int:
+        thread.coordinator = Coordinator(job_id="job-t", signer=signer, out_dir=pki / "out",
+                                         world_size=2, settle=0.2)
+        return await thread.coordinator.start("127.0.0.1:0", tls=pki / "coordinator")
+
+    thread.port = asyncio.run_coroutine_threadsafe(start(), thread._loop).result(30)
+    thread.signer = signer  # type: ignore[attr-defined]
+    yield thread
+    thread.__exit__()
+
+
+def stub(server, identity_dir: Path):  # type: ignore[no-untyped-def]
+    channel = grpc.secure_channel(server.address, channel_credentials(identity_dir))
+    return channel, pb_grpc.CollectorStub(channel)
+
+
+def code_of(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details() or ""
+
+
+def test_a_rank_registers_and_reports_as_itself(server, pki: Path) -> None:  # type: ignore[no-untyped-def]
+    channel, collector = stub(server, pki / "rank-0")
+    reply = collector.RegisterRank(pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2),
+                                   timeout=10)
+    assert reply.sender == "rank/0/0/0"
+    channel.close()
+
+
+def test_a_rank_cannot_register_as_another_rank(server, pki: Path) -> None:  # type: ignore[no-untyped-def]
+    channel, collector = stub(server, pki / "rank-1")
+    code, details = code_of(lambda: collector.RegisterRank(
+        pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2), timeout=10))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert details == "identity: expected rank '0', found the certificate of rank '1'"
+    channel.close()
+
+
+def test_a_rank_cannot_report_into_another_ranks_sender(server, pki: Path) -> None:  # type: ignore[no-untyped-def]
+    channel0, rank0 = stub(server, pki / "rank-0")
+    sender = rank0.RegisterRank(pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2),
+                                timeout=10).sender
+    channel1, rank1 = stub(server, pki / "rank-1")
+    code, _ = code_of(lambda: rank1.Report(pb.ReportRequest(
+        job_id="job-t", sender=sender, first_sequence=1,
+        events=[pb.Event(completed=pb.RankCompleted())]), timeout=10))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    channel0.close()
+    channel1.close()
+
+
+def test_a_certificate_for_another_job_is_refused(server, pki: Path) -> None:  # type: ignore[no-untyped-def]
+    channel, collector = stub(server, pki / "other-job")
+    code, details = code_of(lambda: collector.RegisterRank(
+        pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2), timeout=10))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert "expected a certificate for job 'job-t', found one for job 'other'" in details
+    channel.close()
+
+
+def test_only_an_admin_may_finalize(server, pki: Path) -> None:  # type: ignore[no-untyped-def]
+    channel, collector = stub(server, pki / "rank-0")
+    code, _ = code_of(lambda: collector.Finalize(pb.FinalizeRequest(job_id="job-t"), timeout=10))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    channel.close()
+    done = subprocess.run([sys.executable, "-m", "slsa_dist._cli", "finalize", "--coordinator",
+                           server.address, "--job-id", "job-t", "--tls", str(pki / "admin")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "missing_ranks=[0, 1]" in done.stdout
+
+
+@pytest.mark.parametrize("who", ["stranger", None])
+def test_no_certificate_or_a_foreign_ca_fails_the_handshake(server, pki: Path,  # type: ignore[no-untyped-def]
+                                                            who: str | None) -> None:
+    if who is None:
+        channel = grpc.secure_channel(server.address, grpc.ssl_channel_credentials(
+            root_certificates=(pki / "ca" / "ca.pem").read_bytes()))
+    else:
+        channel = grpc.secure_channel(server.address, channel_credentials(pki / who))
+    collector = pb_grpc.CollectorStub(channel)
+    code, _ = code_of(lambda: collector.GetStatus(pb.StatusRequest(job_id="job-t"), timeout=5))
+    assert code == grpc.StatusCode.UNAVAILABLE  # refused during the TLS handshake
+    channel.close()
+
+
+def test_agents_over_mutual_tls_produce_a_verified_provenance(server, pki: Path,  # type: ignore[no-untyped-def]
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    for rank in (0, 1):
+        monkeypatch.setenv("SLSA_TLS_DIR", str(pki / f"rank-{rank}"))
+        agent = Agent(coordinator=server.address, job_id="job-t", spool_dir=pki / "spool",
+                      identity=RankIdentity(rank=rank, world_size=2, node_id="n"))
+        agent.complete()
+        assert agent.close(30), agent.stats()
+    result = server.wait_finalized(30)
+    assert result.complete
+    verify_bundle(result.bundle, keys=[server.signer.public()])
+
+
+def test_plaintext_is_refused_off_loopback(tmp_path: Path) -> None:
+    assert _peer_is_loopback("ipv4:127.0.0.1:5000")
+    assert _peer_is_loopback("ipv6:[::1]:5000")
+    assert not _peer_is_loopback("ipv4:10.1.2.3:5000")
+    assert not _peer_is_loopback("unix:/tmp/x.sock")
+
+    async def start() -> None:
+        await Coordinator(job_id="j", signer=Signer.generate(), out_dir=tmp_path).start(
+            "0.0.0.0:0")
+
+    with pytest.raises(InputError, match="plaintext is allowed on loopback only"):
+        asyncio.run(start())
+
+
+def test_the_coordinator_command_requires_a_transport_choice(tmp_path: Path) -> None:
+    key = tmp_path / "k.key"
+    key.write_bytes(Signer.generate().private_pem())
+    done = subprocess.run([sys.executable, "-m", "slsa_dist._cli", "coordinator", "--job-id",
+                           "j", "--listen", "127.0.0.1:0", "--key", str(key), "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2
+    assert "expected --tls DIR (mutual TLS) or --plaintext (loopback only)" in done.stderr
