@@ -53,7 +53,8 @@ def test_json_output_lists_every_check(capsys, vectors: Path) -> None:  # type: 
     ("signed-by-untrusted-key", "expected 1 valid signature(s) from trusted keys"),
     ("payload-swapped-after-signing", "expected 1 valid signature(s) from trusted keys"),
     ("wrong-payload-type", "expected 'application/vnd.in-toto+json', found 'application/json'"),
-    ("unknown-predicate-type", "expected 'https://slsa.dev/provenance/v1', found "
+    ("unknown-predicate-type", "expected 'https://slsa.dev/provenance/v1' or "
+                               "'https://slsa.dev/verification_summary/v1', found "
                                "'https://example.com/unknown/v1'"),
     ("missing-subject", "statement.subject: expected a non-empty list"),
     ("malformed-json-payload", "expected a JSON in-toto Statement, found malformed JSON"),
