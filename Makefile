@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := swtpm swtpm-tools tpm2-tools shellcheck chromium
 
-.PHONY: install system-deps lint typecheck test demo bench proto clean
+.PHONY: install system-deps lint typecheck test demo bench proto clean fuzz
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,10 +42,14 @@ demo: $(STAMP)
 	$(BIN)/python -m slsa_dist._internal.demo --out demo-out
 
 bench: $(STAMP)
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/bench_*.py bench/reliability.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 proto: $(STAMP)
 	$(BIN)/python -m slsa_dist._internal.protogen
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache
+
+# The extended fuzz run: 10,000 generated inputs per property (outside `make test`).
+fuzz: $(STAMP)
+	SLSA_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/unit/test_fuzz.py

@@ -161,6 +161,7 @@ class Agent:
         self._acked_through = 0
         self._dropped = 0
         self._closing = False
+        self._stopped = False
         self._flushing = 0
         self._errors: list[str] = []
         self._sender: str | None = None
@@ -291,10 +292,21 @@ class Agent:
             if self._closing:
                 return not (self._queue or self._unacked)
         flushed = self.flush(timeout)
+        leftover: list[pb.Event] = []
         with self._cond:
             self._closing = True
+            if not flushed:
+                # Give up sending, not the events: whatever is still queued goes to the
+                # spool, where the next agent with this identity picks it up.
+                self._stopped = True
+                leftover, self._queue = list(self._queue), deque()
             self._cond.notify_all()
             thread = self._thread
+        if not flushed and leftover:
+            try:
+                self._spool_append(leftover, 0)
+            except OSError as exc:
+                self._note(f"spool: {exc}")
         if thread is not None:
             thread.join(timeout=max(1.0, timeout))
         if self._channel is not None:
@@ -420,7 +432,7 @@ class Agent:
         backoff = 0.05
         while True:
             with self._cond:
-                if self._closing and not self._queue and not self._unacked:
+                if self._stopped or (self._closing and not self._queue and not self._unacked):
                     return
                 if not self._queue and not self._unacked:
                     self._cond.wait()

@@ -112,6 +112,7 @@ class Coordinator:
         limits: Limits | None = None,
         evidence_verifier: EvidenceVerifier | None = None,
         internal_parameters: Mapping[str, Any] | None = None,
+        journal_max_bytes: int | None = None,
     ) -> None:
         if not job_id or "/" in job_id or job_id.startswith("."):
             raise InputError(f"job id: expected a non-empty name without '/', found {job_id!r}")
@@ -131,7 +132,7 @@ class Coordinator:
             evidence_verifier = verify_evidence
         kwargs["evidence_verifier"] = evidence_verifier
         self.state = JobState(**kwargs)
-        self._journal = Journal(self.journal_path, job_id=job_id)
+        self._journal = Journal(self.journal_path, job_id=job_id, max_bytes=journal_max_bytes)
         self.replayed = self._replay()
         self._committer = GroupCommitter(self._journal)
         self._server: aio.Server | None = None

@@ -34,7 +34,8 @@ class JournalFailed(Exception):  # noqa: N818 -- a state, raised to every waiter
 class Journal:
     """Append-only log of accepted messages for one job."""
 
-    def __init__(self, path: str | os.PathLike[str], *, job_id: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, job_id: str,
+                 max_bytes: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # check_same_thread=False: opened on the event loop's thread, written on the
@@ -43,6 +44,11 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        if max_bytes is not None:
+            # A quota on the journal: past it SQLite fails with SQLITE_FULL, exactly as
+            # on a full disk, and the coordinator stops acknowledging.
+            page = self._db.execute("PRAGMA page_size").fetchone()[0]
+            self._db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page)}")
         stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         if not stored:
             self._db.execute("BEGIN")
