@@ -131,7 +131,13 @@ class Agent:
         if credentials is None and os.environ.get("SLSA_TLS_DIR"):
             from slsa_dist.ca import channel_credentials
 
-            credentials = channel_credentials(os.environ["SLSA_TLS_DIR"])
+            # One directory per identity: "{kind}" (rank or node) and "{id}" (the rank
+            # number or node id) are filled in, e.g. SLSA_TLS_DIR=/pki/{kind}-{id}.
+            is_rank = isinstance(identity, RankIdentity)
+            directory = os.environ["SLSA_TLS_DIR"].format(
+                kind="rank" if is_rank else "node",
+                id=identity.rank if isinstance(identity, RankIdentity) else identity.node_id)
+            credentials = channel_credentials(directory)
         if credentials is None and not is_loopback(coordinator):
             raise InputError(f"coordinator: plaintext is allowed on loopback only; expected "
                              f"127.0.0.1/::1/localhost, found {coordinator!r}")

@@ -1,6 +1,6 @@
-"""Test helpers live in slsa_dist._internal.testing (shared with the fault harness)."""
+"""Test helpers live in slsa_dist._internal.background (shared with faults and Ray)."""
 
-from slsa_dist._internal.testing import (
+from slsa_dist._internal.background import (
     CoordinatorThread,
     cli,
     coordinator_process,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slsa_dist._internal.testing import (
+from slsa_dist._internal.background import (
     CoordinatorThread,
     coordinator_process,
     free_port,

@@ -1,0 +1,97 @@
+"""Ray Train V2 on a real local Ray cluster: 2 CPU workers, one forced failure and restart."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from slsa_dist.dsse import read_bundle  # noqa: E402
+from slsa_dist.keys import load_verifier  # noqa: E402
+from slsa_dist.provenance import (  # noqa: E402
+    MEDIA_CHECKPOINT,
+    MEDIA_NODE,
+    MEDIA_RANK,
+)
+from slsa_dist.verify import verify_bundle  # noqa: E402
+
+from helpers import signing_key  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
+
+
+def train_fn(config: dict) -> None:  # type: ignore[type-arg]
+    import ray.train
+
+    context = ray.train.get_context()
+    marker = Path(config["marker"])
+    if context.get_world_rank() == 1 and not marker.exists():
+        marker.write_text("failed once")
+        raise RuntimeError("injected failure on the first attempt")  # before any collective
+    for epoch in range(2):
+        with tempfile.TemporaryDirectory() as directory:
+            checkpoint = None
+            if context.get_world_rank() == 0:
+                (Path(directory) / "model.pt").write_bytes(f"weights {epoch}".encode())
+                checkpoint = ray.train.Checkpoint.from_directory(directory)
+            ray.train.report({"epoch": epoch}, checkpoint=checkpoint)
+
+
+@pytest.fixture(scope="module")
+def cluster():  # type: ignore[no-untyped-def]
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"RAY_DEDUP_LOGS": "0"}})
+    yield
+    ray.shutdown()
+
+
+def test_a_torch_trainer_run_with_a_restart_gives_one_verified_provenance(
+        cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from slsa_dist.ray import SlsaCallback
+
+    key, public = signing_key(tmp_path)
+    callback = SlsaCallback(key=key, out_dir=tmp_path / "provenance", job_id="ray-job-1")
+    trainer = TorchTrainer(
+        train_fn, train_loop_config={"marker": str(tmp_path / "failed-once")},
+        scaling_config=ScalingConfig(num_workers=2, use_gpu=False),
+        run_config=RunConfig(name="slsa-ray", storage_path=str(tmp_path / "ray-results"),
+                             failure_config=FailureConfig(max_failures=1),
+                             callbacks=[callback]))
+    result = trainer.fit()
+    assert result.error is None
+    bundle = tmp_path / "provenance" / "ray-job-1.intoto.jsonl"
+    provenance = verify_bundle(bundle, keys=[load_verifier(public)])
+    ranks = {r["rank"]: r for r in provenance.records(MEDIA_RANK)}
+    assert sorted(ranks) == [0, 1]  # both workers
+    assert [a["attempt"] for a in ranks[1]["attempts"]] == [0, 1]  # the restart
+    assert ranks[1]["attempts"][0]["state"] == "FAILED"
+    assert ranks[1]["attempts"][1]["state"] == "SUCCEEDED"
+    (controller,) = [n for n in provenance.records(MEDIA_NODE) if n["node"] == "ray-controller"]
+    states = [(a["attempt"], a["state"]) for a in controller["attempts"]]
+    assert (0, "RESTARTED") in states
+    assert (1, "SUCCEEDED") in states
+    topology = controller["annotations"]["topology/attempt-1"]
+    assert sorted(t["worldRank"] for t in topology) == [0, 1]
+    assert all(t["nodeId"] and t["nodeIp"] for t in topology)
+    # Checkpoints digested in the worker before upload; the persisted path is annotated.
+    checkpoints = {r["name"]: r for r in provenance.records(MEDIA_CHECKPOINT)}
+    assert set(checkpoints) == {"ray-report-0", "ray-report-1"}
+    import hashlib
+
+    assert checkpoints["ray-report-1"]["resources"] == [{
+        "name": "model.pt", "algorithm": "sha256",
+        "digest": hashlib.sha256(b"weights 1").hexdigest()}]
+    assert [s.name for s in provenance.statement.subjects] == ["ray-report-1"]
+    assert "checkpoint/ray-report-1" in controller["annotations"]
+    payload = json.loads(read_bundle(bundle)[0].payload)
+    assert payload["predicate"]["buildDefinition"]["internalParameters"]["launcher"] == \
+        "ray-train"
