@@ -29,8 +29,8 @@ def fuzz(examples: int) -> tuple[int, int, bool]:
                            str(ROOT / "tests" / "unit" / "test_fuzz.py")],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600,
                           check=False)
-    counts = [int(n) for n in re.findall(r"(\d+) passing examples?", done.stdout)]
-    properties = len(re.findall(r"^tests/unit/test_fuzz.py::", done.stdout, flags=re.M))
+    counts = [int(n) for n in re.findall(r"(\d+) passing, \d+ failing", done.stdout)]
+    properties = len(re.findall(r"^tests/unit/test_fuzz.py::\S+:$", done.stdout, flags=re.M))
     return sum(counts), properties, done.returncode == 0
 
 
