@@ -32,7 +32,7 @@ import mmap
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -145,6 +145,36 @@ class Manifest:
     @property
     def total_bytes(self) -> int:
         return sum(r.size for r in self.resources)
+
+    @classmethod
+    def from_oms(cls, *, name: str, serialization: Mapping[str, Any],
+                 resources: Sequence[Mapping[str, Any]]) -> Manifest:
+        """A manifest from an OMS ``serialization`` and ``resources`` list (as signed)."""
+        method = serialization.get("method")
+        if method not in ("files", "shards"):
+            raise InputError(f"serialization.method: expected 'files' or 'shards', "
+                             f"found {method!r}")
+        parsed = []
+        for index, item in enumerate(resources):
+            if not isinstance(item, Mapping):
+                raise InputError(f"resources[{index}]: expected an object")
+            path, start, end = str(item.get("name", "")), None, None
+            if method == "shards":
+                try:
+                    path, first, last = path.rsplit(":", 2)
+                    start, end = int(first), int(last)
+                except ValueError:
+                    raise InputError(f"resources[{index}].name: expected path:start:end, "
+                                     f"found {item.get('name')!r}") from None
+            parsed.append(Resource(path=path, digest=str(item.get("digest", "")),
+                                   algorithm=str(item.get("algorithm", "")), start=start,
+                                   end=end))
+        return cls(name=name, algorithm=str(serialization.get("hash_type", "sha256")),
+                   method="shards" if method == "shards" else "files",
+                   resources=tuple(sorted(parsed, key=Resource.sort_key)),
+                   shard_size=serialization.get("shard_size"),
+                   allow_symlinks=bool(serialization.get("allow_symlinks", False)),
+                   ignore_paths=tuple(serialization.get("ignore_paths") or ()))
 
     def serialization(self) -> dict[str, Any]:
         """The OMS ``predicate.serialization`` object."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from slsa_dist._internal import canonical
-from slsa_dist.digest import DEFAULT_SHARD_SIZE, Manifest, Resource, digest_path
+from slsa_dist.digest import DEFAULT_SHARD_SIZE, Manifest, digest_path
 from slsa_dist.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature, pae, verify_envelope
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.keys import Signer, Verifier
@@ -85,25 +85,10 @@ def _expected(predicate: dict[str, Any], name: str) -> Manifest:
     if not isinstance(serialization, dict) or not isinstance(resources, list):
         raise VerificationError("OMS predicate: expected 'serialization' and 'resources', "
                                 f"found {sorted(predicate)}")
-    method = serialization.get("method")
-    if method not in ("files", "shards"):
-        raise VerificationError(f"OMS serialization.method: expected 'files' or 'shards', "
-                                f"found {method!r}")
-    parsed = []
-    for item in resources:
-        rname = str(item.get("name", ""))
-        start = end = None
-        if method == "shards":
-            rname, first, last = rname.rsplit(":", 2)
-            start, end = int(first), int(last)
-        parsed.append(Resource(path=rname, digest=str(item.get("digest", "")),
-                               algorithm=str(item.get("algorithm", "")), start=start, end=end))
-    return Manifest(name=name, algorithm=str(serialization.get("hash_type", "sha256")),
-                    method="shards" if method == "shards" else "files",
-                    resources=tuple(sorted(parsed, key=Resource.sort_key)),
-                    shard_size=serialization.get("shard_size"),
-                    allow_symlinks=bool(serialization.get("allow_symlinks", False)),
-                    ignore_paths=tuple(serialization.get("ignore_paths") or ()))
+    try:
+        return Manifest.from_oms(name=name, serialization=serialization, resources=resources)
+    except InputError as exc:
+        raise VerificationError(f"OMS predicate: {exc}") from None
 
 
 def verify_model(model: str | os.PathLike[str], *, signature: str | os.PathLike[str],

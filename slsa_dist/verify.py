@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slsa_dist.digest import DEFAULT_SHARD_SIZE, Manifest, Method, Resource, digest_path
+from slsa_dist.digest import DEFAULT_SHARD_SIZE, Manifest, Method, digest_path
 from slsa_dist.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, read_bundle, verify_envelope
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.keys import Verifier
@@ -95,21 +95,10 @@ def _expected_manifest(record: Mapping[str, Any], name: str) -> Manifest | None:
     resources = record.get("resources")
     if not isinstance(serialization, Mapping) or not isinstance(resources, list):
         return None
-    parsed = []
-    for item in resources:
-        if not isinstance(item, Mapping):
-            return None
-        rname = str(item.get("name", ""))
-        start = end = None
-        if serialization.get("method") == "shards":
-            rname, start_text, end_text = rname.rsplit(":", 2)
-            start, end = int(start_text), int(end_text)
-        parsed.append(Resource(path=rname, digest=str(item.get("digest", "")),
-                               algorithm=str(item.get("algorithm", "")), start=start, end=end))
-    return Manifest(name=name, algorithm=str(serialization.get("hash_type", "sha256")),
-                    method="shards" if serialization.get("method") == "shards" else "files",
-                    resources=tuple(parsed),
-                    shard_size=serialization.get("shard_size"))
+    try:
+        return Manifest.from_oms(name=name, serialization=serialization, resources=resources)
+    except InputError:
+        return None  # the record is malformed: the digest comparison alone decides
 
 
 def _check_artifact(out: _Outcome, provenance: Provenance, path: Path) -> None:
