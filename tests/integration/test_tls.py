@@ -44,19 +44,10 @@ def pki(tmp_path: Path) -> Path:
 @pytest.fixture
 def server(pki: Path):  # type: ignore[no-untyped-def]
     signer = Signer.generate()
-    thread = CoordinatorThread(job_id="job-t", signer=signer, out_dir=pki / "out",
-                               world_size=2, settle=0.2)
-    thread._thread.start()
-
-    async def start() -> int:
-        thread.coordinator = Coordinator(job_id="job-t", signer=signer, out_dir=pki / "out",
-                                         world_size=2, settle=0.2)
-        return await thread.coordinator.start("127.0.0.1:0", tls=pki / "coordinator")
-
-    thread.port = asyncio.run_coroutine_threadsafe(start(), thread._loop).result(30)
-    thread.signer = signer  # type: ignore[attr-defined]
-    yield thread
-    thread.__exit__()
+    with CoordinatorThread(job_id="job-t", signer=signer, out_dir=pki / "out", world_size=2,
+                           settle=0.2, tls=pki / "coordinator") as thread:
+        thread.signer = signer  # type: ignore[attr-defined]
+        yield thread
 
 
 def stub(server, identity_dir: Path):  # type: ignore[no-untyped-def]
