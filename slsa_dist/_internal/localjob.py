@@ -38,8 +38,12 @@ def run_local_job(
     max_restarts: int = 0,
     env: Mapping[str, str] | None = None,
     timeout: float = 300,
+    bootstrap: bool = False,
 ) -> LocalJob:
     """Run the job to the end; the coordinator writes ``out/provenance/<job>.intoto.jsonl``.
+
+    The script runs under ``-m slsa_dist.exec``, or unchanged and directly with
+    ``bootstrap`` (the plugin's opt-in sitecustomize starts each rank's agent).
 
     Raises:
         Error: the coordinator did not start or did not finish in time.
@@ -73,7 +77,9 @@ def run_local_job(
                 [sys.executable, "-m", "slsa_dist.torch.launcher", "--slsa-coordinator", address,
                  "--slsa-job-id", job_id, "--slsa-spool-dir", str(out / "spool"),
                  "--nproc-per-node", str(nproc), "--max-restarts", str(max_restarts),
-                 "--monitor-interval", "0.2", "-m", "slsa_dist.exec", str(script),
+                 "--monitor-interval", "0.2",
+                 *(["--slsa-bootstrap", str(script)] if bootstrap
+                   else ["-m", "slsa_dist.exec", str(script)]),
                  *script_args],
                 stdout=log, stderr=subprocess.STDOUT, env=job_env, start_new_session=True)
             try:

@@ -124,3 +124,15 @@ def test_a_forced_restart_is_recorded_as_two_attempts(workdir: Path) -> None:
     (node,) = provenance.records(MEDIA_NODE)
     assert [(a["attempt"], a["state"]) for a in node["attempts"]] == [(0, "RESTARTED"),
                                                                        (1, "SUCCEEDED")]
+
+
+def test_an_unchanged_script_is_captured_with_the_opt_in_bootstrap(workdir: Path) -> None:
+    script = Path(__file__).parents[2] / "assets" / "plain_train.py"
+    job = run_local_job(job_id="bootstrap", key=workdir / "signing.key", out=workdir,
+                        script=script, script_args=[], bootstrap=True, timeout=180)
+    assert job.torchrun_exit == 0, job.torchrun_log.read_text()
+    provenance = verify_bundle(job.bundle, keys=[load_verifier(workdir / "signing.pub")])
+    ranks = {r["rank"]: r for r in provenance.records(MEDIA_RANK)}
+    assert sorted(ranks) == [0, 1]
+    assert all(r["completed"] for r in ranks.values())
+    assert provenance.external_parameters["entryPoint"].endswith("plain_train.py")
