@@ -37,6 +37,8 @@ def main() -> int:
     parser.add_argument("--lr", default="0.5")
     parser.add_argument("--init-from", type=Path)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--backend", choices=["gloo", "nccl"], default="gloo",
+                        help="nccl trains on this rank's GPU (LOCAL_RANK)")
     args = parser.parse_args()
 
     # Failure injection for tests, before any rank touches gloo (it can hang or race when
@@ -48,7 +50,11 @@ def main() -> int:
             return 3
         time.sleep(120)  # torchrun terminates this worker when the failing rank exits
 
-    dist.init_process_group("gloo")
+    device = torch.device("cpu")
+    if args.backend == "nccl":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group(args.backend)
     rank = dist.get_rank()
     torch.manual_seed(args.seed)
     slsa_dist.record_hyperparameters({"lr": args.lr, "epochs": args.epochs, "seed": args.seed,
@@ -64,25 +70,27 @@ def main() -> int:
     recording: RecordingSampler[int] = RecordingSampler(sampler, shards=shards)
     loader = DataLoader(TensorDataset(features, labels), batch_size=64, sampler=recording)
 
-    model = torch.nn.Linear(64, 10)
+    model = torch.nn.Linear(64, 10).to(device)
     if args.init_from is not None:
         state = {"model": model.state_dict()}
         dcp_load(state, checkpoint_id=str(args.init_from))
         model.load_state_dict(state["model"])
         slsa_dist.record_input(args.init_from, kind="model", name="base-model")
-    ddp = DistributedDataParallel(model)
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                  else None)
     optimizer = torch.optim.SGD(ddp.parameters(), lr=float(args.lr))
     loss = torch.tensor(0.0)
     for epoch in range(args.epochs):
         recording.set_epoch(epoch)
-        for x, y in loader:
+        for batch_x, batch_y in loader:
+            x, y = batch_x.to(device), batch_y.to(device)
             optimizer.zero_grad()
             loss = torch.nn.functional.cross_entropy(ddp(x), y)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
         final = epoch == args.epochs - 1
         target = args.out / ("final" if final else f"epoch-{epoch}")
-        dcp_save({"model": model.state_dict()},
+        dcp_save({"model": {k: v.cpu() for k, v in model.state_dict().items()}},
                  storage_writer=DigestingFileSystemWriter(target,
                                                           role="final" if final else "checkpoint"))
     if rank == 0:
