@@ -38,7 +38,7 @@ lint: $(STAMP)
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP)
+demo: $(STAMP) system-deps
 	$(BIN)/python -m slsa_dist._internal.demo --out demo-out
 
 bench: $(STAMP)
