@@ -94,6 +94,7 @@ def run_local_job(
         if coordinator.poll() is None:
             coordinator.kill()
             coordinator.wait(10)
+        port_file.unlink(missing_ok=True)
     return LocalJob(bundle=out / "provenance" / f"{job_id}.intoto.jsonl",
                     torchrun_exit=exit_code, coordinator_log=coordinator_log,
                     torchrun_log=torchrun_log)
