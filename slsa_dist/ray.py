@@ -227,4 +227,4 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
             rt.finish(exit_code=143, state="TERMINATED")
         else:
             rt.finish(exit_code=0, state="SUCCEEDED")
-        runtime._CURRENT = None  # noqa: SLF001 -- the actor may host the next attempt's worker
+        runtime.reset()  # the actor may host the next attempt's worker

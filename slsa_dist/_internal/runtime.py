@@ -37,7 +37,7 @@ from slsa_dist.digest import digest_path
 from slsa_dist.errors import InputError
 
 __all__ = ["Runtime", "current", "init", "record_artifact", "record_hyperparameters",
-           "record_input"]
+           "record_input", "reset"]
 
 _LOCK = threading.Lock()
 _CURRENT: Runtime | None = None
@@ -87,6 +87,17 @@ class Runtime:
 def current() -> Runtime | None:
     """This process's runtime, or None when ``init`` was not called."""
     return _CURRENT
+
+
+def reset() -> None:
+    """Forget this process's runtime (after ``finish``), so the next ``init`` starts anew.
+
+    For processes that host several ranks' lifetimes, like a Ray worker actor
+    that runs the next attempt's training function.
+    """
+    global _CURRENT  # noqa: PLW0603 -- one runtime per process, by design
+    with _LOCK:
+        _CURRENT = None
 
 
 def _code_dependency(script: Path | None) -> dict[str, Any] | None:
