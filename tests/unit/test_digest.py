@@ -107,11 +107,29 @@ def test_fifo_is_refused(model: Path) -> None:
 
 
 def test_unreadable_file_is_named(model: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads every file; permission errors cannot be produced")
     (model / "sub" / "x").chmod(0)
-    with pytest.raises(InputError, match="sub/x"):
-        digest_path(model)
+    if os.geteuid() != 0:
+        with pytest.raises(InputError, match="sub/x"):
+            digest_path(model)
+        return
+    # Root reads every file through CAP_DAC_OVERRIDE: digest in a child process that has
+    # dropped the capabilities that bypass file permissions (util-linux setpriv).
+    import shutil
+    import subprocess
+    import sys
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: permissions cannot be enforced")
+    caps = "-dac_override,-dac_read_search"
+    code = ("import sys\nfrom slsa_dist.digest import digest_path\nfrom slsa_dist.errors import "
+            "InputError\ntry:\n    digest_path(sys.argv[1])\nexcept InputError as exc:\n"
+            "    print(exc)\n    sys.exit(3)\n")
+    done = subprocess.run([setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}",
+                           sys.executable, "-c", code, str(model)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 3, done.stderr
+    assert "sub/x: expected a readable file, found one without read access" in done.stdout
 
 
 def test_file_changing_while_hashed_gives_no_digest(tmp_path: Path) -> None:
