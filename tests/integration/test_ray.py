@@ -95,3 +95,28 @@ def test_a_torch_trainer_run_with_a_restart_gives_one_verified_provenance(
     payload = json.loads(read_bundle(bundle)[0].payload)
     assert payload["predicate"]["buildDefinition"]["internalParameters"]["launcher"] == \
         "ray-train"
+
+
+def plain_train_fn(config: dict) -> None:  # type: ignore[type-arg]
+    import ray.train
+
+    ray.train.report({"done": 1})
+
+
+def test_ray_train_callbacks_env_var_needs_no_code_change(
+        cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    key, public = signing_key(tmp_path)
+    monkeypatch.setenv("RAY_TRAIN_CALLBACKS", "slsa_dist.ray.SlsaCallback")
+    monkeypatch.setenv("SLSA_KEY", str(key))
+    monkeypatch.setenv("SLSA_OUT", str(tmp_path / "provenance"))
+    monkeypatch.setenv("SLSA_JOB_ID", "ray-env-1")
+    trainer = TorchTrainer(plain_train_fn, scaling_config=ScalingConfig(num_workers=2),
+                           run_config=RunConfig(name="slsa-ray-env",
+                                                storage_path=str(tmp_path / "ray-results")))
+    assert trainer.fit().error is None
+    provenance = verify_bundle(tmp_path / "provenance" / "ray-env-1.intoto.jsonl",
+                               keys=[load_verifier(public)])
+    assert sorted(r["rank"] for r in provenance.records(MEDIA_RANK)) == [0, 1]
