@@ -196,10 +196,7 @@ class ChainResult:
 
 def artifact_digest(path: str | os.PathLike[str]) -> str:
     """The digest slsa-dist names an artifact by: a file's SHA-256, a directory's OMS root."""
-    manifest = digest_path(path)
-    if len(manifest.resources) == 1 and manifest.resources[0].path == ".":
-        return manifest.resources[0].digest
-    return manifest.root_digest
+    return digest_path(path).identity
 
 
 def _statements(bundle: Path) -> list[Statement]:

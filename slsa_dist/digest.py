@@ -143,6 +143,15 @@ class Manifest:
         return root.hexdigest()
 
     @property
+    def identity(self) -> str:
+        """The SHA-256 slsa-dist names this artifact by everywhere (subjects, inputs,
+        the store): a plain file's own digest, anything else's manifest root."""
+        if self.method == "files" and self.algorithm == "sha256" \
+                and len(self.resources) == 1 and self.resources[0].path == ".":
+            return self.resources[0].digest
+        return self.root_digest
+
+    @property
     def total_bytes(self) -> int:
         return sum(r.size for r in self.resources)
 

@@ -24,9 +24,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from slsa_dist._internal import canonical
@@ -50,6 +52,7 @@ __all__ = [
     "Statement",
     "artifact_descriptors",
     "format_timestamp",
+    "input_descriptor",
     "record_descriptor",
     "sign_statement",
 ]
@@ -461,12 +464,7 @@ def artifact_descriptors(manifest: Manifest, *, name: str | None = None,
     manifest root, so ``model_signing`` and slsa-dist name it the same way.
     """
     label = name or manifest.name
-    if len(manifest.resources) == 1 and manifest.resources[0].path == "." \
-            and manifest.algorithm == "sha256" and manifest.method == "files":
-        digest = manifest.resources[0].digest
-    else:
-        digest = manifest.root_digest
-    subject = ResourceDescriptor(name=label, uri=uri, digest={"sha256": digest})
+    subject = ResourceDescriptor(name=label, uri=uri, digest={"sha256": manifest.identity})
     record = {
         "name": label,
         "rootDigest": {"sha256": manifest.root_digest},
@@ -479,6 +477,16 @@ def artifact_descriptors(manifest: Manifest, *, name: str | None = None,
     }
     return subject, record_descriptor(name=f"checkpoint/{label}", media_type=MEDIA_CHECKPOINT,
                                       record=record)
+
+
+def input_descriptor(manifest: Manifest, path: str | os.PathLike[str], *, kind: str,
+                     name: str | None = None, uri: str | None = None) -> ResourceDescriptor:
+    """A dependency (a dataset, a base model) named by its digest, as subjects are."""
+    return ResourceDescriptor(name=name or Path(path).name,
+                              uri=uri or f"file://{Path(path).resolve()}",
+                              digest={"sha256": manifest.identity},
+                              annotations={"slsadist_kind": kind,
+                                           "slsadist_files": len(manifest.resources)})
 
 
 def sign_statement(statement: Statement, signers: Sequence[Signer]) -> Envelope:

@@ -28,6 +28,7 @@ from slsa_dist.provenance import (
     ProvenanceBuilder,
     ResourceDescriptor,
     artifact_descriptors,
+    input_descriptor,
     sign_statement,
 )
 
@@ -42,16 +43,6 @@ class StepResult:
     bundle: Path
     exit_code: int
     subjects: tuple[ResourceDescriptor, ...]
-
-
-def _input_descriptor(path: Path, kind: str) -> ResourceDescriptor:
-    manifest = digest_path(path)
-    single = len(manifest.resources) == 1 and manifest.resources[0].path == "."
-    digest = manifest.resources[0].digest if single else manifest.root_digest
-    return ResourceDescriptor(name=path.name, uri=f"file://{path.resolve()}",
-                              digest={"sha256": digest},
-                              annotations={"slsadist_kind": kind,
-                                           "slsadist_files": len(manifest.resources)})
 
 
 def run_step(
@@ -78,8 +69,8 @@ def run_step(
     if not outputs:
         raise InputError("outputs: expected at least one --output, found none")
     started = dt.datetime.now(dt.timezone.utc)
-    dependencies = [_input_descriptor(Path(p), "dataset") for p in inputs]
-    dependencies += [_input_descriptor(Path(p), "model") for p in input_models]
+    dependencies = [input_descriptor(digest_path(p), p, kind="dataset") for p in inputs]
+    dependencies += [input_descriptor(digest_path(p), p, kind="model") for p in input_models]
     try:
         exit_code = subprocess.run(list(command), check=False).returncode
     except OSError as exc:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slsa_dist.digest import DEFAULT_SHARD_SIZE, Manifest, Method, digest_path
+from slsa_dist.digest import DEFAULT_IGNORE, DEFAULT_SHARD_SIZE, Manifest, Method, digest_path
 from slsa_dist.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, read_bundle, verify_envelope
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.keys import Verifier
@@ -115,8 +115,7 @@ def _check_artifact(out: _Outcome, provenance: Provenance, path: Path) -> None:
         algorithm=str(serialization.get("hash_type", "sha256")),
         method=method,
         shard_size=int(serialization.get("shard_size") or DEFAULT_SHARD_SIZE),
-        ignore_paths=tuple(serialization.get("ignore_paths") or
-                           (".git", ".github", ".gitattributes", ".gitignore")),
+        ignore_paths=tuple(serialization.get("ignore_paths") or DEFAULT_IGNORE),
     )
     candidates = {manifest.root_digest}
     if path.is_file():

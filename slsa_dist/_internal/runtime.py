@@ -35,6 +35,7 @@ from slsa_dist import inventory
 from slsa_dist.agent import Agent, RankIdentity
 from slsa_dist.digest import digest_path
 from slsa_dist.errors import InputError
+from slsa_dist.provenance import input_descriptor
 
 __all__ = ["Runtime", "current", "init", "record_artifact", "record_hyperparameters",
            "record_input", "reset"]
@@ -238,14 +239,11 @@ def record_input(path: str | os.PathLike[str], *, kind: str = "model", name: str
     found by that digest. Returns the digest.
     """
     runtime = _require()
-    manifest = digest_path(path)
-    single = len(manifest.resources) == 1 and manifest.resources[0].path == "."
-    digest = manifest.resources[0].digest if single else manifest.root_digest
-    runtime.agent.record_dependency(kind, name=name or Path(path).name,
-                                    uri=uri or f"file://{Path(path).resolve()}",
-                                    digest={"sha256": digest},
-                                    annotations={"slsadist_files": len(manifest.resources)})
-    return digest
+    dependency = input_descriptor(digest_path(path), path, kind=kind, name=name, uri=uri)
+    runtime.agent.record_dependency(
+        kind, name=dependency.name or "", uri=dependency.uri or "", digest=dependency.digest,
+        annotations={k: v for k, v in dependency.annotations.items() if k != "slsadist_kind"})
+    return dependency.digest["sha256"]
 
 
 def record_hyperparameters(values: Mapping[str, Any]) -> None:
