@@ -275,9 +275,9 @@ class Coordinator:
         payload = statement.to_bytes()
         envelope = sign_statement(statement, [self._signer])
         bundle = write_bundle(self.out_dir / f"{self.job_id}.intoto.jsonl", [envelope])
+        missing = tuple(self.state.missing_ranks())
         return FinalResult(bundle=bundle, statement_sha256=hashlib.sha256(payload).hexdigest(),
-                           complete=not self.state.missing_ranks(),
-                           missing_ranks=tuple(self.state.missing_ranks()))
+                           complete=not missing, missing_ranks=missing)
 
     # -- RPC bodies (called by the servicer) -------------------------------------------
 
@@ -340,10 +340,13 @@ class Coordinator:
         self._check_done()
         return pb.ReportResponse(acked_through=acked, duplicates=duplicates)
 
-    async def finalize_rpc(self, req: pb.FinalizeRequest) -> pb.FinalizeResponse:
-        if req.job_id != self.job_id:
-            raise ReportError(f"job id: expected {self.job_id!r}, found {req.job_id!r}",
+    def _check_job(self, job_id: str) -> None:
+        if job_id != self.job_id:
+            raise ReportError(f"job id: expected {self.job_id!r}, found {job_id!r}",
                               code="NOT_FOUND")
+
+    async def finalize_rpc(self, req: pb.FinalizeRequest) -> pb.FinalizeResponse:
+        self._check_job(req.job_id)
         result = await self.finalize(req.reason or "request")
         return pb.FinalizeResponse(bundle_path=str(result.bundle),
                                    statement_sha256=result.statement_sha256,
@@ -351,9 +354,7 @@ class Coordinator:
                                    missing_ranks=list(result.missing_ranks))
 
     async def status(self, req: pb.StatusRequest) -> pb.StatusResponse:
-        if req.job_id != self.job_id:
-            raise ReportError(f"job id: expected {self.job_id!r}, found {req.job_id!r}",
-                              code="NOT_FOUND")
+        self._check_job(req.job_id)
         state = "finalized" if self._final else ("degraded" if self._committer.failure
                                                  else "collecting")
         return pb.StatusResponse(state=state, world_size=self.state.world_size or 0,

@@ -410,7 +410,7 @@ class JobState:
                           f"{self.limits.max_events_per_sender} events, found more")
         prepared = self._validate(sender, new)
         for event, extra in zip(new, prepared, strict=True):
-            self._apply(sender, event, extra, now)
+            self._apply(sender, event, extra)
         sender.next_sequence += len(new)
         sender.events += len(new)
         self.events += len(new)
@@ -451,8 +451,8 @@ class JobState:
                         or ".." in event.file.path.split("/"):
                     raise _reject("INVALID_ARGUMENT", f"{where}: expected a relative path inside "
                                   f"the artifact, found {event.file.path!r}")
-                if len(self._artifacts.get(event.file.artifact, _Artifact("", 0, 0)).files) \
-                        >= limits.max_artifact_files:
+                known = self._artifacts.get(event.file.artifact)
+                if known is not None and len(known.files) >= limits.max_artifact_files:
                     raise _reject("RESOURCE_EXHAUSTED", f"{where}: artifact has "
                                   f"{limits.max_artifact_files} files already")
             elif kind == "planned":
@@ -498,7 +498,7 @@ class JobState:
             prepared.append(extra)
         return prepared
 
-    def _apply(self, sender: _Sender, event: pb.Event, extra: Any, now: dt.datetime) -> None:
+    def _apply(self, sender: _Sender, event: pb.Event, extra: Any) -> None:
         kind = event.WhichOneof("kind")
         rank = self._ranks[sender.rank] if sender.rank is not None else None
         if event.dropped_before:
@@ -565,7 +565,6 @@ class JobState:
             if worker == 0:
                 rank.attempts[sender.attempt].completed = sender.completed
                 self._completed = None
-        del now
 
     def _artifact(self, name: str, role: int) -> _Artifact:
         artifact = self._artifacts.get(name)
@@ -657,7 +656,7 @@ class JobState:
         reason, finished = self._finalized
         started = self._started or finished
         completed = self.completed_ranks()
-        missing_ranks = [r for r in range(self.world_size or 0) if r not in completed]
+        missing_ranks = self.missing_ranks()
         builder = ProvenanceBuilder(builder_id=builder_id, invocation_id=self.job_id)
         external = dict(self._external)
         if self.world_size is not None:
