@@ -24,7 +24,7 @@ from typing import Any
 
 from slsa_dist._internal import canonical
 from slsa_dist.digest import DEFAULT_SHARD_SIZE, Manifest, digest_path
-from slsa_dist.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature, pae, verify_envelope
+from slsa_dist.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, pae, verify_envelope
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.keys import Signer, Verifier
 from slsa_dist.provenance import STATEMENT_TYPE
@@ -120,13 +120,8 @@ def verify_model(model: str | os.PathLike[str], *, signature: str | os.PathLike[
     raw = bundle.get("dsseEnvelope")
     if not isinstance(raw, dict):
         raise InputError(f"signature {path}: expected a dsseEnvelope, found none")
-    envelope = Envelope.from_dict({**raw, "signatures": [
-        {"keyid": s.get("keyid", ""), "sig": s.get("sig", "")} for s in raw.get("signatures", [])
-    ]})
-    envelope = Envelope(payload=envelope.payload, payload_type=envelope.payload_type,
-                        signatures=tuple(Signature(keyid=key.keyid, sig=s.sig)
-                                         for s in envelope.signatures))
-    payload = verify_envelope(envelope, [key])  # the exact bytes, before parsing
+    # OMS leaves keyid empty; ours is only a search hint, so the envelope verifies as is.
+    payload = verify_envelope(Envelope.from_dict(raw), [key])  # exact bytes, before parsing
     statement = json.loads(payload)
     if statement.get("predicateType") != OMS_PREDICATE_TYPE:
         raise VerificationError(f"predicateType: expected {OMS_PREDICATE_TYPE!r}, "
