@@ -12,11 +12,14 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from slsa_dist import __version__
 from slsa_dist.errors import Error, InputError, VerificationError
 from slsa_dist.provenance import DEFAULT_BUILDER_ID
+
+if TYPE_CHECKING:
+    from slsa_dist.chain import ChainPolicy, ChainResult
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -85,14 +88,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if verified else EXIT_FAILED
 
 
-def _verify_chain(args: argparse.Namespace) -> int:
+def _walk_chain(args: argparse.Namespace, command: str) -> tuple[ChainResult, ChainPolicy]:
+    """``--chain ARTIFACT --store DIR --policy FILE``, shared by verify and report."""
     from slsa_dist.chain import ChainPolicy, artifact_digest, verify_chain
-    from slsa_dist.dsse import write_bundle
-    from slsa_dist.keys import load_signer
     from slsa_dist.store import Store
 
     if args.store is None or args.policy is None:
-        raise InputError("verify --chain: expected --store DIR and --policy FILE, found "
+        raise InputError(f"{command} --chain: expected --store DIR and --policy FILE, found "
                          f"{'no --store' if args.store is None else 'no --policy'}")
     policy = ChainPolicy.load(args.policy)
     artifact = Path(args.chain)
@@ -103,9 +105,18 @@ def _verify_chain(args: argparse.Namespace) -> int:
     else:
         raise InputError(f"--chain: expected an artifact path or a sha256 digest, "
                          f"found {args.chain!r}")
-    result = verify_chain(root, name=name, store=Store(args.store), policy=policy)
+    return verify_chain(root, name=name, store=Store(args.store), policy=policy), policy
+
+
+def _verify_chain(args: argparse.Namespace) -> int:
+    from slsa_dist.dsse import write_bundle
+    from slsa_dist.keys import load_signer
+
+    result, policy = _walk_chain(args, "verify")
+    artifact = Path(args.chain)
     if args.json:
-        print(json.dumps({"verified": result.ok, "root": root, "graph": list(result.lines()),
+        print(json.dumps({"verified": result.ok, "root": result.root,
+                          "graph": list(result.lines()),
                           "gaps": [g.__dict__ for g in result.gaps],
                           "steps": [s.name for s in result.unique_steps()]}, indent=2))
     else:
@@ -145,14 +156,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     lines: list[str] = []
     if args.chain is not None:
-        from slsa_dist.chain import ChainPolicy, artifact_digest, verify_chain
-        from slsa_dist.store import Store
-
-        if args.store is None or args.policy is None:
-            raise InputError("report --chain: expected --store and --policy, found neither")
-        artifact = Path(args.chain)
-        result = verify_chain(artifact_digest(artifact), name=artifact.name,
-                              store=Store(args.store), policy=ChainPolicy.load(args.policy))
+        result, _ = _walk_chain(args, "report")
         lines = [*result.lines(), f"chain {'verified' if result.ok else 'NOT verified'}"]
     path = write_report(args.output, args.bundles, keys=[load_verifier(k) for k in args.key],
                         chain_lines=lines)

@@ -189,3 +189,15 @@ def test_the_report_renders_in_headless_chromium(chain: dict[str, Path], tmp_pat
     assert present(lambda c: c[1] > 120 and c[0] < 100 and c[2] < 120)  # green datasets
     assert present(lambda c: c[0] > 180 and 100 < c[1] < 160 and c[2] < 90)  # orange models
     assert len(colors) > 50  # text, lines and shapes, not a blank page
+
+
+def test_chain_json_output_names_the_root_steps_and_gaps(chain: dict[str, Path],
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    assert cli_main(["verify", "--chain", str(chain["artifact"]), "--store", str(chain["store"]),
+                     "--policy", str(chain["policy"]), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verified"] is True
+    assert report["root"] == hashlib.sha256(b"w8").hexdigest()
+    assert sorted(report["steps"]) == ["clean-1", "quantize-1", "train-1"]
+    assert report["gaps"] == []
