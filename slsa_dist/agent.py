@@ -265,7 +265,7 @@ class Agent:
         self._register()
         try:
             reply = self._stub.Challenge(pb.ChallengeRequest(
-                job_id=self.job_id, node_id=self._node_id()), timeout=self._timeout)
+                job_id=self.job_id, node_id=self.identity.node_id), timeout=self._timeout)
         except grpc.RpcError as exc:
             raise TransportError(f"challenge: {exc.code().name}: {exc.details()}") from None
         return bytes(reply.nonce)
@@ -327,9 +327,6 @@ class Agent:
                               errors=tuple(self._errors))
 
     # -- the sender thread ---------------------------------------------------------------
-
-    def _node_id(self) -> str:
-        return self.identity.node_id
 
     def _connect(self) -> None:
         if self._channel is not None:

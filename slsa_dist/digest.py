@@ -50,7 +50,6 @@ __all__ = [
     "Method",
     "Resource",
     "digest_bytes",
-    "digest_file",
     "digest_path",
     "digest_tensor",
     "new_hasher",
@@ -208,13 +207,6 @@ class Manifest:
                 for r in self.resources
             ],
         }
-
-    def files(self) -> dict[str, list[Resource]]:
-        """Resources grouped by file path."""
-        grouped: dict[str, list[Resource]] = {}
-        for resource in self.resources:
-            grouped.setdefault(resource.path, []).append(resource)
-        return grouped
 
     def diff(self, other: Manifest) -> list[str]:
         """Human-readable differences from ``other`` (the expected manifest)."""
@@ -512,12 +504,3 @@ def _resource(entry: _Entry, digest: str, algorithm: str, start: int, end: int, 
         path=entry.relative, digest=digest, algorithm=algorithm,
         start=start if is_shard else None, end=end if is_shard else None, size=end - start,
     )
-
-
-def digest_file(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
-    """Plain digest of one regular file's bytes (not a manifest root)."""
-    manifest = digest_path(path, algorithm=algorithm)
-    if len(manifest.resources) != 1 or manifest.resources[0].path != ".":
-        raise InputError(f"{path}: expected a regular file, found a directory")
-    return manifest.resources[0].digest
-

@@ -28,6 +28,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -379,7 +380,8 @@ def _get(mapping: Mapping[str, Any], *path: str) -> Any:
 class Provenance:
     """A read-only view of a verified SLSA Provenance v1 Statement.
 
-    Unknown fields are ignored; missing optional fields read as empty.
+    Unknown fields are ignored; missing optional fields read as empty. The
+    descriptor lists are parsed once (the statement is immutable).
     """
 
     statement: Statement
@@ -426,11 +428,11 @@ class Provenance:
             return []
         return [ResourceDescriptor.from_dict(item, where=".".join(path)) for item in raw]
 
-    @property
+    @cached_property
     def dependencies(self) -> list[ResourceDescriptor]:
         return self._descriptors("buildDefinition", "resolvedDependencies")
 
-    @property
+    @cached_property
     def byproducts(self) -> list[ResourceDescriptor]:
         return self._descriptors("runDetails", "byproducts")
 

@@ -9,12 +9,12 @@ import pytest
 
 from slsa_dist._cli import main as cli_main
 from slsa_dist._internal import swtpm
+from slsa_dist._internal.background import CoordinatorThread
 from slsa_dist.agent import Agent, NodeIdentity, RankIdentity
 from slsa_dist.attest import UNAVAILABLE, collect_all
 from slsa_dist.keys import Signer
 
 from conftest import need
-from helpers import CoordinatorThread
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from slsa_dist._cli import main as cli_main
+from slsa_dist._internal.background import signing_key
 from slsa_dist.chain import ChainPolicy
 from slsa_dist.errors import InputError
 
 from conftest import need
-from helpers import signing_key
 
 RUN = [sys.executable, "-c"]
 

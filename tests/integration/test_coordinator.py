@@ -11,6 +11,13 @@ from pathlib import Path
 import grpc
 import pytest
 
+from slsa_dist._internal.background import (
+    CoordinatorThread,
+    cli,
+    coordinator_process,
+    free_port,
+    signing_key,
+)
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
 from slsa_dist.agent import Agent, RankIdentity
@@ -20,8 +27,6 @@ from slsa_dist.errors import InputError
 from slsa_dist.keys import Signer
 from slsa_dist.provenance import MEDIA_RANK, Provenance, Statement
 from slsa_dist.verify import verify_bundle
-
-from helpers import CoordinatorThread, cli, coordinator_process, free_port, signing_key
 
 pytestmark = pytest.mark.grpc
 

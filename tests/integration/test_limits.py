@@ -8,12 +8,11 @@ import grpc
 import pytest
 
 from slsa_dist import coordinator as coordinator_module
+from slsa_dist._internal.background import CoordinatorThread
 from slsa_dist._internal.merge import Limits
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
 from slsa_dist.keys import Signer
-
-from helpers import CoordinatorThread
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(60)]
 

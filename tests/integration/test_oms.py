@@ -13,10 +13,9 @@ import pytest
 
 from slsa_dist import oms
 from slsa_dist._cli import main as cli_main
+from slsa_dist._internal.background import signing_key
 from slsa_dist.errors import VerificationError
 from slsa_dist.keys import load_signer, load_verifier
-
-from helpers import signing_key
 
 MODEL_SIGNING = shutil.which("model_signing", path=str(Path(sys.executable).parent))
 

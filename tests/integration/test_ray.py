@@ -11,6 +11,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from slsa_dist._internal.background import signing_key  # noqa: E402
 from slsa_dist.dsse import read_bundle  # noqa: E402
 from slsa_dist.keys import load_verifier  # noqa: E402
 from slsa_dist.provenance import (  # noqa: E402
@@ -19,8 +20,6 @@ from slsa_dist.provenance import (  # noqa: E402
     MEDIA_RANK,
 )
 from slsa_dist.verify import verify_bundle  # noqa: E402
-
-from helpers import signing_key  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 

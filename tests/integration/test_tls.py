@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from slsa_dist._internal.background import CoordinatorThread
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
 from slsa_dist.agent import Agent, RankIdentity
@@ -18,8 +19,6 @@ from slsa_dist.coordinator import Coordinator, _peer_is_loopback
 from slsa_dist.errors import InputError
 from slsa_dist.keys import Signer
 from slsa_dist.verify import verify_bundle
-
-from helpers import CoordinatorThread
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from slsa_dist._internal.background import CoordinatorThread, free_port
 from slsa_dist.agent import Agent, RankIdentity, jsonable
 from slsa_dist.dsse import read_bundle
 from slsa_dist.errors import InputError
 from slsa_dist.keys import Signer
 from slsa_dist.provenance import MEDIA_COMPLETENESS, MEDIA_RANK, Provenance, Statement
-
-from helpers import CoordinatorThread, free_port
 
 pytestmark = pytest.mark.grpc
 

@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 
 from slsa_dist._internal import demo_data
+from slsa_dist._internal.background import signing_key
 from slsa_dist._internal.localjob import LocalJob, run_local_job
 from slsa_dist.dsse import read_bundle
 from slsa_dist.keys import load_verifier
 from slsa_dist.provenance import MEDIA_CHECKPOINT, MEDIA_NODE, MEDIA_RANK, Provenance, Statement
 from slsa_dist.verify import verify_bundle
-
-from helpers import signing_key
 
 pytestmark = [pytest.mark.torchrun, pytest.mark.multiprocess, pytest.mark.timeout(240)]
 
