@@ -5,13 +5,14 @@ coordinator rank also reports ``.metadata`` and the list of files the
 checkpoint must contain, so the coordinator detects a missing shard.
 
 Digests are taken while writing: the writer's file streams hash every byte
-on its way to disk, so no file is read a second time. Hashing runs on a
-thread of its own, overlapped with serialization and the write itself; a
-stream waits for its hasher before it closes. Large buffers (tensor storage,
-alive for the whole save) are hashed without a copy; small ones (zip headers
-from reused buffers) are copied. If anything seeks inside a stream (nothing
-in DCP does today), the hashed byte count and the file size disagree and the
-file is read once more instead.
+on its way to disk, so no file is read a second time. A stream writes in
+4 MiB slices and hands each slice, once written, to a hashing thread of its
+own, so hashing runs beside the writing of the next slice and at most one
+slice is left to hash when the file closes. Slices of large buffers (tensor
+storage, alive for the whole save) are hashed without a copy; small writes
+(zip headers from reused buffers) are copied. If anything seeks inside a
+stream (nothing in DCP does today), the digest no longer describes the file,
+and the file is read once more instead.
 """
 
 from __future__ import annotations
@@ -39,20 +40,28 @@ __all__ = ["DigestingFileSystemWriter"]
 _METADATA = ".metadata"
 
 
+_SLICE = 4 << 20  # bytes per write(): the hasher starts after the first slice, not the last
 _COPY_BELOW = 1 << 20  # smaller writes come from reused buffers: copy them
 _QUEUE_DEPTH = 64  # bounds what waits for the hasher (large entries are zero-copy views)
 
 
 class _HashingStream(io.RawIOBase):
-    """A write-only file that hashes what passes through it, on a thread of its own."""
+    """A write-only file that hashes what passes through it, on a thread of its own.
 
-    def __init__(self, raw: Any, algorithm: str) -> None:
+    ``hashed`` counts the bytes handed to the hasher; ``seeked`` says the byte
+    stream and the file may differ (then the caller digests the file instead).
+    """
+
+    def __init__(self, raw: Any, algorithm: str, *, hashing: bool = True) -> None:
         self.raw = raw
         self.hasher = new_hasher(algorithm)
         self.hashed = 0
+        self.seeked = False
+        self._hashing = hashing
         self._queue: queue.Queue[memoryview | bytes | None] = queue.Queue(_QUEUE_DEPTH)
         self._thread = threading.Thread(target=self._hash, name="slsa-dcp-hash", daemon=True)
-        self._thread.start()
+        if hashing:
+            self._thread.start()
 
     def _hash(self) -> None:
         update = self.hasher.update
@@ -70,19 +79,30 @@ class _HashingStream(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
+        """Write all of ``data`` in slices; returns the bytes written (short only if
+        the file itself took less, and then only what it took is hashed)."""
         view = memoryview(data).cast("B")
-        written = self.raw.write(view)
-        count = len(view) if written is None else written
-        part = view[:count]
-        self._queue.put(part if count >= _COPY_BELOW else bytes(part))
-        self.hashed += count
-        return count
+        total = len(view)
+        done = 0
+        while done < total:
+            piece = view[done: done + _SLICE]
+            written = self.raw.write(piece)
+            count = len(piece) if written is None else int(written)
+            if count:
+                part = piece[:count]
+                if self._hashing:
+                    self._queue.put(part if len(view) >= _COPY_BELOW else bytes(part))
+                self.hashed += count
+                done += count
+            if count < len(piece):
+                break  # the file took less than offered: report it, as a raw write does
+        return done
 
     def tell(self) -> int:
         return int(self.raw.tell())
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self.hashed = -1  # the digest no longer describes the file; re-read it
+        self.seeked = True
         return int(self.raw.seek(offset, whence))
 
     def fileno(self) -> int:
@@ -99,9 +119,10 @@ class _HashingStream(io.RawIOBase):
 
 
 class _HashingFileSystem(FileSystem):
-    def __init__(self, algorithm: str) -> None:
+    def __init__(self, algorithm: str, *, hashing: bool = True) -> None:
         super().__init__()
         self.algorithm = algorithm
+        self.hashing = hashing  # False only for the benchmark's sliced-write baseline
         self.digests: dict[str, tuple[str, int]] = {}  # path -> (digest, size)
 
     @contextmanager
@@ -112,12 +133,12 @@ class _HashingFileSystem(FileSystem):
                 yield stream
             return
         with super().create_stream(path, mode) as raw:
-            stream = _HashingStream(raw, self.algorithm)
+            stream = _HashingStream(raw, self.algorithm, hashing=self.hashing)
             yield stream
             stream.flush()
         size = Path(path).stat().st_size
         digest = stream.digest()
-        if stream.hashed == size:
+        if self.hashing and not stream.seeked and stream.hashed == size:
             self.digests[str(path)] = (digest, size)
         else:
             self.digests.pop(str(path), None)  # a seek happened: digest it from disk later

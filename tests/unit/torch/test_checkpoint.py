@@ -1,0 +1,95 @@
+"""The digesting DCP writer: digests taken while writing equal the bytes on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch.distributed.checkpoint.state_dict_saver import save  # noqa: E402
+
+from slsa_dist.digest import new_hasher  # noqa: E402
+from slsa_dist.torch.checkpoint import (  # noqa: E402
+    _SLICE,
+    DigestingFileSystemWriter,
+    _HashingFileSystem,
+    _HashingStream,
+)
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    hasher = new_hasher(algorithm)
+    hasher.update(path.read_bytes())
+    return str(hasher.hexdigest())
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "blake3"])
+def test_a_save_spanning_many_slices_is_digested_as_written(tmp_path: Path,
+                                                           algorithm: str) -> None:
+    # 2.5 slices of one tensor: several full slices and one that ends mid-slice, plus
+    # small tensors whose bytes arrive as copies.
+    big = torch.arange(int(2.5 * _SLICE) // 4, dtype=torch.float32)
+    state = {"big": big, "small": torch.ones(3), "odd": torch.zeros(1001, dtype=torch.int8)}
+    writer = DigestingFileSystemWriter(tmp_path / "ckpt", algorithm=algorithm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no process group: DCP warns and saves locally
+        save({"model": state}, storage_writer=writer)
+    written = {r["file"]: r for r in writer.records}
+    on_disk = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert set(written) == on_disk
+    assert any(r["size"] > 2 * _SLICE for r in written.values())
+    for name, record in written.items():
+        path = tmp_path / "ckpt" / name
+        assert record[algorithm] == file_digest(path, algorithm), name
+        assert record["size"] == path.stat().st_size
+
+
+class ShortFile(io.RawIOBase):
+    """A raw file that takes at most ``limit`` bytes per write."""
+
+    def __init__(self, limit: int) -> None:
+        self.data = bytearray()
+        self.limit = limit
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
+        taken = bytes(memoryview(data)[: self.limit])
+        self.data += taken
+        return len(taken)
+
+
+def test_a_short_write_hashes_only_what_the_file_took() -> None:
+    raw = ShortFile(limit=1000)
+    stream = _HashingStream(raw, "sha256")
+    payload = bytes(range(256)) * 20
+    assert stream.write(payload) == 1000
+    assert stream.write(payload[1000:]) == 1000
+    assert stream.hashed == 2000
+    assert stream.digest() == hashlib.sha256(payload[:2000]).hexdigest()
+    assert bytes(raw.data) == payload[:2000]
+
+
+def test_a_seek_inside_a_stream_falls_back_to_reading_the_file(tmp_path: Path) -> None:
+    fs = _HashingFileSystem("sha256")
+    path = tmp_path / "f.bin"
+    with fs.create_stream(path, "wb") as stream:
+        stream.write(b"a" * 100)
+        stream.seek(10)
+        stream.write(b"b" * 10)
+    assert path.read_bytes() == b"a" * 10 + b"b" * 10 + b"a" * 80
+    assert str(path) not in fs.digests  # the streamed digest would be of other bytes
+
+
+def test_an_unseeked_stream_records_the_digest_of_the_file(tmp_path: Path) -> None:
+    fs = _HashingFileSystem("sha256")
+    path = tmp_path / "f.bin"
+    with fs.create_stream(path, "wb") as stream:
+        stream.write(b"x" * (_SLICE + 7))
+    assert fs.digests[str(path)] == (file_digest(path, "sha256"), _SLICE + 7)
