@@ -12,7 +12,14 @@ the coordinator acknowledges that they are durably journaled.
   resends what the old one left.
 * Bounded: past ``queue_limit`` pending events new events are dropped and
   counted, and the count is reported with the next event so the provenance
-  shows the gap; the training loop is never blocked.
+  shows the gap; the training loop is never blocked. A rank's completion is
+  never dropped: without it the rank would read as missing.
+* Resynchronizing: a refusal marked ``slsa-resync`` (the coordinator does not
+  know this sender, or expects an earlier sequence number because it lost
+  its journal) makes the agent register again and renumber what it still
+  holds from the coordinator's count; the events the coordinator had
+  acknowledged and lost are reported as a gap, and nothing still held is
+  dropped.
 * Fork-safe: no gRPC channel is opened before first use, and a forked child
   (a DataLoader worker) starts afresh as its own sender (``worker`` = pid).
 
@@ -126,7 +133,7 @@ class Agent:
         queue_limit: int = 1_000_000,
         rpc_timeout: float = 10.0,
     ) -> None:
-        from slsa_dist.coordinator import MAX_MESSAGE_BYTES, is_loopback
+        from slsa_dist.coordinator import MAX_MESSAGE_BYTES, RESYNC_KEY, is_loopback
 
         if credentials is None and os.environ.get("SLSA_TLS_DIR"):
             from slsa_dist.ca import channel_credentials
@@ -146,6 +153,7 @@ class Agent:
         self.identity = identity
         self._credentials = credentials
         self._max_message = MAX_MESSAGE_BYTES
+        self._resync_key = RESYNC_KEY
         self._batch_max = batch_max
         self._interval = flush_interval
         self._limit = queue_limit
@@ -166,6 +174,7 @@ class Agent:
         self._next_seq = 1
         self._acked_through = 0
         self._dropped = 0
+        self._lost = 0  # acknowledged by a coordinator that then lost its journal
         self._closing = False
         self._stopped = False
         self._flushing = 0
@@ -191,7 +200,8 @@ class Agent:
         with self._cond:
             if self._closing:
                 raise TransportError("agent: expected an open agent, found it closed")
-            if len(self._queue) + len(self._unacked) >= self._limit:
+            if len(self._queue) + len(self._unacked) >= self._limit \
+                    and event.WhichOneof("kind") != "completed":
                 self._dropped += 1
                 return
             self._queue.append(event)
@@ -356,18 +366,32 @@ class Agent:
             reply = self._stub.RegisterNode(pb.RegisterNodeRequest(
                 job_id=self.job_id, node_id=identity.node_id, hostname=identity.hostname,
                 node_rank=identity.node_rank), timeout=self._timeout)
+        expected = int(reply.next_sequence)
         with self._lock:
             self._sender = reply.sender
-            # The coordinator's count wins: it may hold events a lost spool forgot.
-            while self._unacked and self._unacked[0][0] < reply.next_sequence:
+            # The coordinator's count wins. Below it: events it already holds (sent
+            # before an agent restart, never acknowledged to us). Above it: either a
+            # lost spool forgot events the coordinator holds (renumber up), or the
+            # coordinator lost events it had acknowledged (renumber down; the gap is
+            # reported with the next event).
+            while self._unacked and self._unacked[0][0] < expected:
                 self._unacked.popleft()
-            if reply.next_sequence > self._next_seq:
-                self._renumber(reply.next_sequence)
-            self._acked_through = reply.next_sequence - 1
+            first = self._unacked[0][0] if self._unacked else self._next_seq
+            renumbered = first != expected
+            if renumbered:
+                if first > expected:
+                    self._lost += first - expected
+                self._renumber(expected)
+            self._acked_through = expected - 1
+        if renumbered:
+            self._compact_spool()  # the spool holds sequence numbers: keep it in step
 
     def _renumber(self, start: int) -> None:
-        """Shift unacked events so they start at ``start`` (spool older than coordinator)."""
+        """Shift unacked events so they start at ``start``; carry a pending gap on the first."""
         events = [e for _, e in self._unacked]
+        if events and self._lost:
+            events[0].lost_before += self._lost
+            self._lost = 0
         self._unacked = deque((start + i, e) for i, e in enumerate(events))
         self._next_seq = start + len(events)
 
@@ -401,6 +425,9 @@ class Agent:
             events[0].dropped_before += dropped
         records = []
         with self._lock:
+            if self._lost:
+                events[0].lost_before += self._lost
+                self._lost = 0
             start = self._next_seq
             self._next_seq += len(events)
         chunks = []
@@ -445,7 +472,9 @@ class Agent:
                     self._cond.wait(self._interval)
                 drained = list(self._queue)
                 self._queue.clear()
-                dropped, self._dropped = self._dropped, 0
+                dropped = 0
+                if drained:  # the count rides on an event; with none it waits for one
+                    dropped, self._dropped = self._dropped, 0
             try:
                 if not self._spool_loaded:
                     self._load_spool()
@@ -456,7 +485,9 @@ class Agent:
                 if self._send_batch():
                     backoff = 0.05
             except grpc.RpcError as exc:
-                if exc.code() not in _RETRYABLE:
+                if self._wants_resync(exc):
+                    self._resync(f"{exc.code().name}: {exc.details()}")
+                elif exc.code() not in _RETRYABLE:
                     self._give_up(f"{exc.code().name}: {exc.details()}")
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -484,6 +515,16 @@ class Agent:
             self._compact_spool()
         return True
 
+    def _wants_resync(self, exc: grpc.RpcError) -> bool:
+        trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+        return any(item.key == self._resync_key for item in (trailing or ()))
+
+    def _resync(self, why: str) -> None:
+        """The coordinator lost track of us: register again; nothing held is dropped."""
+        with self._lock:
+            self._sender = None
+        log.warning("agent %s: registering again: %s", self.identity, why)
+
     def _give_up(self, why: str) -> None:
         """A batch the coordinator refuses for good: drop it, count it, say why."""
         with self._cond:
@@ -493,9 +534,6 @@ class Agent:
             self._errors.append(why)
             self._cond.notify_all()
         log.error("agent %s: coordinator refused %d event(s): %s", self.identity, len(lost), why)
-        if why.startswith("FAILED_PRECONDITION") and "sequence gap" not in why:
-            with self._lock:
-                self._sender = None  # re-register (e.g. a restarted coordinator lost us)
         self._compact_spool()
 
     def _note(self, why: str) -> None:

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 from slsa_dist.keys import Signer
 from slsa_dist.provenance import DEFAULT_BUILDER_ID, sign_statement
 
-__all__ = ["MAX_MESSAGE_BYTES", "Coordinator", "FinalResult", "is_loopback"]
+__all__ = ["MAX_MESSAGE_BYTES", "RESYNC_KEY", "Coordinator", "FinalResult", "is_loopback"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ MAX_MESSAGE_BYTES = 8 << 20
 # over one relay connection fit in the burst; a runaway client is slowed, not served.
 RATE_PER_SECOND = 2_000
 RATE_BURST = 4_000
+# Trailing metadata on a refusal that registering again cures (ReportError.resync).
+RESYNC_KEY = "slsa-resync"
 
 T = TypeVar("T")
 
@@ -448,7 +450,8 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
             return await body()
         except ReportError as exc:
             code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INVALID_ARGUMENT)
-            await context.abort(code, str(exc))
+            await context.abort(code, str(exc),
+                                trailing_metadata=((RESYNC_KEY, "1"),) if exc.resync else ())
         except JournalFailed as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"{exc}; not acknowledged, keep it spooled and retry")

@@ -44,11 +44,17 @@ class ReportError(Error):
 
     ``code`` names the gRPC status the coordinator answers with; the mapping
     to real status codes lives in one place, ``slsa_dist.coordinator``.
+    ``resync`` marks a refusal that registering again cures (the coordinator
+    does not know the sender, or expects an earlier sequence number: it lost
+    its journal); agents learn it from the ``slsa-resync`` trailing metadata,
+    never from the message text.
     """
 
-    def __init__(self, message: str, *, code: str = "INVALID_ARGUMENT") -> None:
+    def __init__(self, message: str, *, code: str = "INVALID_ARGUMENT",
+                 resync: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.resync = resync
 
 
 class TransportError(Error):

@@ -129,6 +129,7 @@ class _Sender:
     next_sequence: int = 1
     events: int = 0
     dropped: int = 0
+    lost: int = 0
     completed: tuple[int, str] | None = None
 
 
@@ -198,8 +199,8 @@ def _spans(values: set[int]) -> list[list[int]]:
     return spans
 
 
-def _reject(code: str, message: str) -> ReportError:
-    return ReportError(message, code=code)
+def _reject(code: str, message: str, *, resync: bool = False) -> ReportError:
+    return ReportError(message, code=code, resync=resync)
 
 
 def _timestamp(now: dt.datetime) -> str:
@@ -389,7 +390,8 @@ class JobState:
         sender = self._senders.get(req.sender)
         if sender is None:
             raise _reject("FAILED_PRECONDITION",
-                          f"sender: expected a registered sender, found {req.sender!r}")
+                          f"sender: expected a registered sender, found {req.sender!r}",
+                          resync=True)
         count = len(req.events)
         if count > self.limits.max_batch_events:
             raise _reject("RESOURCE_EXHAUSTED", f"batch: expected at most "
@@ -400,7 +402,7 @@ class JobState:
         if req.first_sequence > sender.next_sequence:
             raise _reject("FAILED_PRECONDITION",
                           f"sequence gap from {req.sender}: expected {sender.next_sequence}, "
-                          f"found {req.first_sequence}")
+                          f"found {req.first_sequence}", resync=True)
         start = sender.next_sequence - req.first_sequence
         if start >= count:
             return count, count
@@ -503,6 +505,8 @@ class JobState:
         rank = self._ranks[sender.rank] if sender.rank is not None else None
         if event.dropped_before:
             sender.dropped += event.dropped_before
+        if event.lost_before:
+            sender.lost += event.lost_before
         if rank is not None:
             rank.events += 1
         if kind == "shard":
@@ -712,6 +716,9 @@ class JobState:
         for sender in self._senders.values():
             if sender.dropped:
                 gaps.append(f"{sender.key}: {sender.dropped} event(s) dropped by the agent")
+            if sender.lost:
+                gaps.append(f"{sender.key}: {sender.lost} acknowledged event(s) lost by the "
+                            "coordinator (its journal was lost)")
         for node in self._nodes.values():
             node_record: dict[str, Any] = {
                 "node": node.node, "hostname": node.hostname, "nodeRank": node.node_rank,

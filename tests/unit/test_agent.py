@@ -122,3 +122,62 @@ def test_unknown_role_is_refused(tmp_path: Path) -> None:
                   identity=RankIdentity(rank=0, world_size=1, node_id="n"))
     with pytest.raises(InputError, match=r"role: expected one of \['checkpoint', 'final', 'output'\]"):
         agent.record_file("a", "p", {"sha256": sha("p")}, role="weights")
+
+
+def test_under_an_outage_the_drop_count_and_the_completion_both_survive(tmp_path: Path) -> None:
+    port = free_port()
+    agent = Agent(coordinator=f"127.0.0.1:{port}", job_id="j", spool_dir=tmp_path / "sp",
+                  identity=RankIdentity(rank=0, world_size=1, node_id="n"), queue_limit=10,
+                  rpc_timeout=0.2)
+    for i in range(10):
+        agent.record_shard("s", {"sha256": sha("s")}, samples=i)
+    deadline = time.monotonic() + 10
+    while agent.stats().unacked < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (agent.stats().queued, agent.stats().unacked) == (0, 10)  # all spooled, none acked
+    for i in range(5):
+        agent.record_shard("s", {"sha256": sha("s")}, samples=i)  # over the limit: dropped
+    time.sleep(2.5)  # the sender loops (and backs off) over an empty queue meanwhile
+    assert agent.stats().dropped == 5  # still counted: it waits for an event to carry it
+    agent.complete()  # over the limit too, but a completion is never dropped
+    assert agent.stats().dropped == 5
+    with CoordinatorThread(listen=f"127.0.0.1:{port}", job_id="j", signer=Signer.generate(),
+                           out_dir=tmp_path / "out", world_size=1, settle=0.1) as server:
+        assert agent.close(30)
+        result = server.wait_finalized(30)
+    provenance = provenance_of(result.bundle)
+    (completeness,) = provenance.records(MEDIA_COMPLETENESS)
+    assert completeness["missingRanks"] == []
+    assert completeness["sequenceGaps"] == ["rank/0/0/0: 5 event(s) dropped by the agent"]
+    (rank,) = provenance.records(MEDIA_RANK)
+    assert rank["events"] == 11
+
+
+def test_a_coordinator_back_on_an_empty_journal_gets_every_later_event(tmp_path: Path) -> None:
+    port = free_port()
+    identity = RankIdentity(rank=0, world_size=1, node_id="n")
+    agent = Agent(coordinator=f"127.0.0.1:{port}", job_id="j", spool_dir=tmp_path / "sp",
+                  identity=identity, rpc_timeout=2.0)
+    with CoordinatorThread(listen=f"127.0.0.1:{port}", job_id="j", signer=Signer.generate(),
+                           out_dir=tmp_path / "first", world_size=1, settle=0.1):
+        for i in range(7):
+            agent.record_shard(f"early{i}", {"sha256": sha(f"early{i}")}, samples=1)
+        assert agent.flush(30)  # acknowledged, so gone from the agent
+    # The same job comes back on the same port with nothing journaled: it knows no
+    # sender, and every sequence number the agent would use is past what it expects.
+    with CoordinatorThread(listen=f"127.0.0.1:{port}", job_id="j", signer=Signer.generate(),
+                           out_dir=tmp_path / "second", world_size=1, settle=0.1) as server:
+        for i in range(5):
+            agent.record_shard(f"late{i}", {"sha256": sha(f"late{i}")}, samples=1)
+        agent.complete()
+        assert agent.close(30)
+        result = server.wait_finalized(30)
+    assert agent.stats().dropped == 0
+    provenance = provenance_of(result.bundle)
+    (rank,) = provenance.records(MEDIA_RANK)
+    assert sorted(s["name"] for s in rank["shards"]) == [f"late{i}" for i in range(5)]
+    (completeness,) = provenance.records(MEDIA_COMPLETENESS)
+    assert completeness["missingRanks"] == []
+    assert completeness["sequenceGaps"] == [
+        "rank/0/0/0: 7 acknowledged event(s) lost by the coordinator (its journal was lost)"]
+    assert completeness["complete"] is False

@@ -221,7 +221,7 @@ class RankCompleted(_message.Message):
     def __init__(self, exit_code: _Optional[int] = ..., state: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("shard", "file", "planned", "dependency", "parameters", "inventory", "evidence", "annotation", "attempt", "completed", "dropped_before")
+    __slots__ = ("shard", "file", "planned", "dependency", "parameters", "inventory", "evidence", "annotation", "attempt", "completed", "dropped_before", "lost_before")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     PLANNED_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +233,7 @@ class Event(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     DROPPED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    LOST_BEFORE_FIELD_NUMBER: _ClassVar[int]
     shard: ShardConsumed
     file: FileWritten
     planned: ArtifactPlanned
@@ -244,7 +245,8 @@ class Event(_message.Message):
     attempt: AttemptRecord
     completed: RankCompleted
     dropped_before: int
-    def __init__(self, shard: _Optional[_Union[ShardConsumed, _Mapping]] = ..., file: _Optional[_Union[FileWritten, _Mapping]] = ..., planned: _Optional[_Union[ArtifactPlanned, _Mapping]] = ..., dependency: _Optional[_Union[Dependency, _Mapping]] = ..., parameters: _Optional[_Union[Parameters, _Mapping]] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., evidence: _Optional[_Union[Evidence, _Mapping]] = ..., annotation: _Optional[_Union[Annotation, _Mapping]] = ..., attempt: _Optional[_Union[AttemptRecord, _Mapping]] = ..., completed: _Optional[_Union[RankCompleted, _Mapping]] = ..., dropped_before: _Optional[int] = ...) -> None: ...
+    lost_before: int
+    def __init__(self, shard: _Optional[_Union[ShardConsumed, _Mapping]] = ..., file: _Optional[_Union[FileWritten, _Mapping]] = ..., planned: _Optional[_Union[ArtifactPlanned, _Mapping]] = ..., dependency: _Optional[_Union[Dependency, _Mapping]] = ..., parameters: _Optional[_Union[Parameters, _Mapping]] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., evidence: _Optional[_Union[Evidence, _Mapping]] = ..., annotation: _Optional[_Union[Annotation, _Mapping]] = ..., attempt: _Optional[_Union[AttemptRecord, _Mapping]] = ..., completed: _Optional[_Union[RankCompleted, _Mapping]] = ..., dropped_before: _Optional[int] = ..., lost_before: _Optional[int] = ...) -> None: ...
 
 class ReportRequest(_message.Message):
     __slots__ = ("job_id", "sender", "first_sequence", "events")
