@@ -11,7 +11,10 @@
 * :class:`RecordingIterable` wraps an iterable dataset whose samples name
   their shard (webdataset's ``__url__``). It runs in DataLoader workers and
   reports per shard as the shard changes; each forked worker reports as its
-  own sender.
+  own sender. A local shard file is hashed once per process and file
+  version (device, inode, size, mtime, ctime), not at every switch to it:
+  with ``persistent_workers=True`` once per job, otherwise once per worker
+  and epoch.
 """
 
 from __future__ import annotations
@@ -208,8 +211,21 @@ class RecordingIterable(Generic[T]):
                                    sampler={"type": "iterable", "worker": _worker_id()})
 
 
+_FileVersion = tuple[str, int, int, int, int, int]
+_SHARD_DIGESTS: dict[_FileVersion, Mapping[str, str]] = {}  # per process; a fork inherits it
+
+
 def _file_digest(name: str) -> Mapping[str, str]:
-    return {"sha256": digest_path(name.removeprefix("file://")).resources[0].digest}
+    path = name.removeprefix("file://")
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"shard {name!r}: expected a readable local file, found {exc}") from None
+    version = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    digest = _SHARD_DIGESTS.get(version)
+    if digest is None:  # a rewritten file is a new version: hashed again
+        digest = _SHARD_DIGESTS[version] = {"sha256": digest_path(path).resources[0].digest}
+    return digest
 
 
 def _worker_id() -> int:

@@ -103,6 +103,34 @@ def test_iterable_reports_each_shard_it_streamed(live, tmp_path: Path) -> None: 
     assert shards["shard-0.tar"]["digest"] == {"sha256": hashlib.sha256(b"tar 0").hexdigest()}
 
 
+def test_a_shard_is_hashed_once_per_file_version_not_every_epoch(
+        live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from slsa_dist.torch import data
+
+    hashed: list[str] = []
+    real = data.digest_path
+
+    def counting(path, **kwargs):  # type: ignore[no-untyped-def]
+        hashed.append(str(path))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(data, "digest_path", counting)
+    shard = tmp_path / "shard-0.tar"
+    shard.write_bytes(b"first")
+    samples = [{"__url__": str(shard), "x": i} for i in range(4)]
+    for epoch in range(3):
+        assert len(list(RecordingIterable(samples, epoch=epoch))) == 4
+    assert hashed == [str(shard)]  # three epochs, one read
+    shard.write_bytes(b"second")  # a new version of the file: hashed again
+    os.utime(shard, ns=(1, 1))
+    assert len(list(RecordingIterable(samples, epoch=3))) == 4
+    assert hashed == [str(shard)] * 2
+    digests = {s["digest"]["sha256"] for s in live()}
+    assert digests == {hashlib.sha256(b"first").hexdigest(), hashlib.sha256(b"second").hexdigest()}
+
+
 def test_a_sampler_without_data_identity_is_refused() -> None:
     from slsa_dist.errors import InputError
 
