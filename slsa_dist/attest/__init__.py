@@ -42,11 +42,13 @@ def collect_all(nonce: bytes, job_id: str, node_id: str) -> list[tuple[str, byte
             except (InputError, OSError) as exc:
                 why = f"collection failed: {exc}"
             else:
-                reported = kind
-                if kind == "tsm":  # the provider says which TEE wrote the report
-                    reported = "tdx" if b'"provider": "tdx' in blob else "snp"
-                found.append((reported, blob, "evidence"))
-                continue
+                try:  # for configfs-tsm the provider says which TEE wrote the report
+                    reported = tsm.report_kind(blob) if kind == "tsm" else kind
+                except InputError as exc:
+                    why = f"collection failed: {exc}"
+                else:
+                    found.append((reported, blob, "evidence"))
+                    continue
         found.append((kind, why.encode(), UNAVAILABLE))
     return found
 

@@ -33,7 +33,7 @@ from cryptography.x509 import load_pem_x509_certificate
 from slsa_dist.attest.binding import report_data
 from slsa_dist.errors import InputError
 
-__all__ = ["FORMAT", "TSM_ROOT", "collect", "parse_snp", "parse_tdx", "verify"]
+__all__ = ["FORMAT", "TSM_ROOT", "collect", "parse_snp", "parse_tdx", "report_kind", "verify"]
 
 FORMAT = "configfs-tsm/v1"
 TSM_ROOT = Path("/sys/kernel/config/tsm/report")
@@ -89,19 +89,32 @@ def _snp_signature(report: bytes) -> bytes:
     return encode_dss_signature(r, s)
 
 
+def report_kind(blob: bytes) -> str:
+    """``tdx`` or ``snp``: which TEE wrote a configfs-tsm evidence blob (its provider).
+
+    Raises:
+        InputError: the blob is not a JSON object, or its provider is neither.
+    """
+    try:
+        provider = str(json.loads(blob)["provider"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"TSM evidence: expected a JSON object with a provider, found "
+                         f"{exc!r}") from None
+    if provider.startswith("tdx"):
+        return "tdx"
+    if provider.startswith("sev"):
+        return "snp"
+    raise InputError(f"provider: expected tdx_guest or sev_guest, found {provider!r}")
+
+
 def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
            *, vcek_pem: bytes | None = None) -> dict[str, Any]:
     """Check a configfs-tsm evidence blob; never raises on bad evidence."""
     try:
+        kind = report_kind(blob)
         evidence = json.loads(blob)
-        provider = str(evidence["provider"])
         out = base64.b64decode(evidence["outblob"], validate=True)
-        if provider.startswith("tdx"):
-            kind, fields = "tdx", parse_tdx(out)
-        elif provider.startswith("sev"):
-            kind, fields = "snp", parse_snp(out)
-        else:
-            raise InputError(f"provider: expected tdx_guest or sev_guest, found {provider!r}")
+        fields = parse_tdx(out) if kind == "tdx" else parse_snp(out)
     except (ValueError, KeyError, TypeError, InputError) as exc:
         return {"status": "failed", "reason": f"malformed TSM evidence: {exc}"}
     not_verified = (["quote signature and PCK certificate chain (needs Intel collateral)",
@@ -115,6 +128,9 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
                 "reason": f"nonce binding: expected report data {expected[:16]}... for this "
                           f"nonce, job and node, found {fields['reportData'][:16]}..."}
     verified = ["report structure", "nonce, job and node binding"]
+    # The verifier's own VCEK (offline collateral) is evidence; one the node sent along
+    # only shows the report matches the certificate the node chose, and is named so.
+    from_node = vcek_pem is None and bool(evidence.get("vcekPem"))
     collateral = vcek_pem or (evidence.get("vcekPem") or "").encode() or None
     if kind == "snp" and collateral:
         key = load_pem_x509_certificate(collateral).public_key()
@@ -125,7 +141,9 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
         except InvalidSignature:
             return {"status": "failed", "reason": "SNP report signature: not valid for the VCEK",
                     "not_verified": not_verified, "claims": fields}
-        verified.append("report signature by the supplied VCEK")
+        verified.append("report signature by the node's VCEK certificate (sent with the "
+                        "report)" if from_node else
+                        "report signature by the VCEK certificate supplied to the verifier")
     elif kind == "snp":
         not_verified.insert(0, "report signature (no VCEK certificate supplied)")
     return {"status": "verified", "verified": verified, "not_verified": not_verified,

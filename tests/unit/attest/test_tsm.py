@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import struct
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -77,8 +78,21 @@ def test_snp_report_signed_by_the_supplied_vcek_verifies() -> None:
     blob = evidence("sev_guest", snp_report(report_data(NONCE, "j", "n", size=64), key))
     result = tsm.verify(blob, NONCE, "j", "n", vcek_pem=vcek(key))
     assert result["status"] == "verified"
-    assert "report signature by the supplied VCEK" in result["verified"]
+    assert "report signature by the VCEK certificate supplied to the verifier" in \
+        result["verified"]
     assert result["claims"]["measurement"] == "22" * 48
+
+
+def test_a_vcek_the_node_sent_along_is_named_as_the_nodes() -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    report = snp_report(report_data(NONCE, "j", "n", size=64), key)
+    blob = json.dumps({**json.loads(evidence("sev_guest", report)),
+                       "vcekPem": vcek(key).decode()}).encode()
+    result = tsm.verify(blob, NONCE, "j", "n")
+    assert result["status"] == "verified"
+    assert "report signature by the node's VCEK certificate (sent with the report)" in \
+        result["verified"]
+    assert "VCEK certificate chain to AMD's root key" in result["not_verified"]
 
 
 def test_snp_report_with_a_changed_byte_fails_the_vcek_signature() -> None:
@@ -107,3 +121,22 @@ def test_evidence_claiming_the_wrong_tee_kind_fails() -> None:
 def test_an_unknown_provider_is_rejected() -> None:
     result = tsm.verify(evidence("arm_cca", b"x"), NONCE, "j", "n")
     assert "expected tdx_guest or sev_guest, found 'arm_cca'" in result["reason"]
+
+
+def test_collection_names_the_tee_from_the_provider_and_records_an_unknown_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import slsa_dist.attest as attest
+
+    def attesters(provider: str) -> tuple:  # type: ignore[type-arg]
+        blob = evidence(provider, snp_report(report_data(NONCE, "j", "n", size=64)))
+        return (("tsm", lambda: None, lambda nonce, job, node: blob),)
+
+    monkeypatch.setattr(attest, "_ATTESTERS", attesters("sev_guest"))
+    ((kind, _, fmt),) = attest.collect_all(NONCE, "j", "n")
+    assert (kind, fmt) == ("snp", "evidence")
+    # A provider whose bytes merely mention "tdx" must not pass for either kind.
+    monkeypatch.setattr(attest, "_ATTESTERS", attesters('arm_cca "provider": "tdx'))
+    ((kind, why, fmt),) = attest.collect_all(NONCE, "j", "n")
+    assert (kind, fmt) == ("tsm", attest.UNAVAILABLE)
+    assert why.decode().startswith("collection failed: provider: expected tdx_guest or "
+                                   "sev_guest, found 'arm_cca")
