@@ -69,6 +69,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.bundle is None or not args.key:
         raise InputError("verify: expected BUNDLE and --key (or --chain ARTIFACT --store DIR "
                          "--policy FILE), found neither")
+    trusted_aks = None
+    if args.trusted_aks is not None:
+        from slsa_dist.attest.tpm import load_trusted_aks
+
+        if args.require_attestation != "tpm":
+            raise InputError("--trusted-aks: expected it with --require-attestation tpm, found "
+                             f"{args.require_attestation or 'no attestation requirement'}")
+        trusted_aks = load_trusted_aks(args.trusted_aks)
     keys = [load_verifier(path) for path in args.key]
     checks, provenance = check_bundle(
         args.bundle, keys=keys, artifacts=args.artifact, builder_id=args.builder_id
@@ -76,7 +84,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.require_attestation and provenance is not None:
         from slsa_dist.attest.policy import require_attestation
 
-        checks.append(require_attestation(provenance, args.require_attestation))
+        checks.append(require_attestation(provenance, args.require_attestation,
+                                          trusted_aks=trusted_aks))
     verified = bool(checks) and all(c.ok for c in checks)
     if args.json:
         print(json.dumps({"verified": verified, "bundle": str(args.bundle),
@@ -313,6 +322,22 @@ def _cmd_oms(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_tpm(args: argparse.Namespace) -> int:
+    import socket
+
+    from slsa_dist.attest import tpm
+
+    fingerprint, created = tpm.enroll()
+    line = f"{fingerprint} {args.name or socket.gethostname()}"
+    if args.append is not None:
+        with args.append.open("a") as handle:
+            handle.write(line + "\n")
+    print(line)
+    print(f"{'enrolled a new' if created else 'kept the enrolled'} AK at persistent handle "
+          f"{tpm.AK_HANDLE:#x}", file=sys.stderr)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="slsa-dist", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"slsa-dist {__version__}")
@@ -333,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--builder-id", help="the builder.id to require")
     verify.add_argument("--require-attestation", choices=["tpm", "tdx", "snp", "nvidia-cc", "any"],
                         help="fail unless every node has verified evidence of this kind")
+    verify.add_argument("--trusted-aks", type=Path, metavar="FILE",
+                        help="with --require-attestation tpm: count only quotes by these AKs "
+                             "(lines from `slsa-dist tpm enroll`)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.add_argument("--chain", metavar="ARTIFACT",
                         help="follow ARTIFACT (a path or a sha256) back through its provenance")
@@ -455,6 +483,16 @@ def build_parser() -> argparse.ArgumentParser:
     ca_issue.add_argument("--out", required=True, type=Path)
     ca_issue.add_argument("--days", type=int, default=30)
     ca_issue.set_defaults(handler=_cmd_ca)
+
+    tpm = sub.add_parser("tpm", help="this node's TPM")
+    tpm_sub = tpm.add_subparsers(dest="tpm_command", required=True, parser_class=_Parser)
+    enroll = tpm_sub.add_parser("enroll", help="keep one attestation key (AK) in this node's "
+                                "TPM and print its fingerprint for --trusted-aks")
+    enroll.add_argument("--name", help="the name printed after the fingerprint (default: "
+                        "the host name)")
+    enroll.add_argument("--append", type=Path, metavar="FILE",
+                        help="also append the line to FILE (a trusted AK list)")
+    enroll.set_defaults(handler=_cmd_tpm)
 
     finalize = sub.add_parser("finalize", help="ask a coordinator to finalize now")
     finalize.add_argument("--coordinator", required=True, help="host:port")

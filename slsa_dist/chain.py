@@ -19,6 +19,7 @@ Policy file (JSON, or YAML when PyYAML is installed)::
          "keys": ["keys/signing.pub"],
          "builderIds": ["https://slsa-dist.dev/builders/coordinator/v1"],
          "requireAttestation": "tpm",
+         "trustedAks": ["sha256:<fingerprint from slsa-dist tpm enroll>"],
          "slsaBuildLevel": 2},
         {"buildType": "https://slsa-dist.dev/buildtypes/step/v1",
          "keys": ["keys/signing.pub"], "slsaBuildLevel": 1}
@@ -27,9 +28,11 @@ Policy file (JSON, or YAML when PyYAML is installed)::
       "allowedModels": []
     }
 
-Key paths are relative to the policy file. ``builderIds`` and
-``requireAttestation`` are optional; ``slsaBuildLevel`` is what the verifier
-grants that build type (it goes into the VSA).
+Key paths are relative to the policy file. ``builderIds``,
+``requireAttestation`` and ``trustedAks`` (only with ``requireAttestation:
+tpm``: quotes count only from these attestation keys) are optional;
+``slsaBuildLevel`` is what the verifier grants that build type (it goes
+into the VSA).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class StepRule:
     keys: tuple[Verifier, ...]
     builder_ids: tuple[str, ...] = ()
     require_attestation: str | None = None
+    trusted_aks: frozenset[str] | None = None
     level: int = 1
 
 
@@ -104,11 +108,16 @@ class ChainPolicy:
         for index, step in enumerate(steps):
             if not isinstance(step, dict) or not step.get("buildType") or not step.get("keys"):
                 raise InputError(f"policy {file}: steps[{index}]: expected buildType and keys")
+            trusted_aks = None
+            if "trustedAks" in step:
+                trusted_aks = _trusted_aks(step["trustedAks"], step.get("requireAttestation"),
+                                           f"policy {file}: steps[{index}].trustedAks")
             rules.append(StepRule(
                 build_type=str(step["buildType"]),
                 keys=tuple(load_verifier(file.parent / k) for k in step["keys"]),
                 builder_ids=tuple(step.get("builderIds") or ()),
                 require_attestation=step.get("requireAttestation"),
+                trusted_aks=trusted_aks,
                 level=int(step.get("slsaBuildLevel", 1))))
         allowed = frozenset(str(d) for d in [*(data.get("allowedDatasets") or []),
                                              *(data.get("allowedModels") or [])])
@@ -117,6 +126,18 @@ class ChainPolicy:
 
     def rule_for(self, build_type: str | None) -> StepRule | None:
         return next((r for r in self.rules if r.build_type == build_type), None)
+
+
+def _trusted_aks(value: Any, requirement: Any, where: str) -> frozenset[str]:
+    if requirement != "tpm":
+        raise InputError(f"{where}: expected it with \"requireAttestation\": \"tpm\", found "
+                         f"{requirement!r}")
+    if not isinstance(value, list) or not value:
+        raise InputError(f"{where}: expected a non-empty list of 'sha256:<hex>', found "
+                         f"{value!r:.60}")
+    from slsa_dist.attest.tpm import check_ak_fingerprint
+
+    return frozenset(check_ak_fingerprint(str(entry), where) for entry in value)
 
 
 @dataclass
@@ -278,7 +299,8 @@ def _producer(digest: str, store: Store, policy: ChainPolicy,
         if rule.require_attestation:
             from slsa_dist.attest.policy import require_attestation
 
-            checks.append(require_attestation(provenance, rule.require_attestation))
+            checks.append(require_attestation(provenance, rule.require_attestation,
+                                              trusted_aks=rule.trusted_aks))
         failed_checks = [c for c in checks if not c.ok]
         if failed_checks:
             reasons.append(f"step {provenance.invocation_id}: " + "; ".join(

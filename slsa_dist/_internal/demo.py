@@ -1,6 +1,8 @@
 """The job ``make demo`` runs, end to end, on embedded defaults.
 
-Everything lands in ``--out`` (``demo-out/``):
+Everything lands in ``--out`` (``demo-out/``). With a software TPM, the
+demo's node enrolls its attestation key first (``slsa-dist tpm enroll``) and
+the training bundles verify with ``--require-attestation tpm --trusted-aks``.
 
 a. data preparation (scikit-learn's bundled digits -> 4 shards) under
    ``slsa-dist run``, with its own signed provenance;
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,9 +42,11 @@ def _say(text: str) -> None:
 
 
 def _cli(*args: str | Path, check: bool = True, quiet: bool = False,
-         timeout: float = 300) -> subprocess.CompletedProcess[str]:
+         timeout: float = 300, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([sys.executable, "-m", "slsa_dist._cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
     if not quiet:
         print(done.stdout, end="")
     if check and done.returncode != 0:
@@ -86,6 +91,12 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
     _cli("keygen", "--out", out / "keys", quiet=True)
     key, public = out / "keys" / "signing.key", out / "keys" / "signing.pub"
     (out / "provenance").mkdir()
+    trusted_aks = out / "trusted-aks.txt"
+    if env:
+        enrolled = _cli("tpm", "enroll", "--name", "demo-node", "--append", trusted_aks,
+                        env=env, quiet=True)
+        _say(f"enrolled the node's TPM attestation key: {enrolled.stdout.split()[0][:23]}... "
+             f"-> {trusted_aks.relative_to(out)}")
 
     _say("a. data preparation: scikit-learn digits -> 4 shards, under `slsa-dist run`")
     data = out / "data"
@@ -111,9 +122,11 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
         ("fine-tuning", tune, out / "finetune" / "final"),
     ]
     for _, bundle, artifact in checks:
-        require = ["--require-attestation", "tpm"] if env and bundle != checks[0][1] else []
+        require = ["--require-attestation", "tpm", "--trusted-aks", str(trusted_aks)] \
+            if env and bundle != checks[0][1] else []
+        shown = [a.replace(f"{out}/", "") for a in require]
         _say(f"   slsa-dist verify {bundle.relative_to(out)} "
-             f"--artifact {artifact.relative_to(out)} {' '.join(require)}".rstrip())
+             f"--artifact {artifact.relative_to(out)} {' '.join(shown)}".rstrip())
         _cli("verify", bundle, "--key", public, "--artifact", artifact, *require)
 
     from securesystemslib.dsse import Envelope as SslibEnvelope
@@ -156,6 +169,8 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
                 "slsaBuildLevel": 1}
     if env:
         training["requireAttestation"] = "tpm"
+        training["trustedAks"] = sorted(
+            line.split()[0] for line in trusted_aks.read_text().splitlines() if line.strip())
     policy.write_text(json.dumps({
         "version": 1, "maxDepth": 5,
         "steps": [training, {"buildType": "https://slsa-dist.dev/buildtypes/step/v1",

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from slsa_dist.errors import InputError
 from slsa_dist.provenance import MEDIA_NODE, Provenance
 from slsa_dist.verify import Check
 
 __all__ = ["require_attestation"]
 
 
-def require_attestation(provenance: Provenance, kind: str) -> Check:
-    """Pass when every node recorded verified evidence of ``kind`` (``any``: of some kind)."""
-    name = f"attestation {kind}"
+def _counts(evidence: Mapping[str, Any], trusted_aks: frozenset[str] | None) -> str | None:
+    """None when this evidence counts, else why not."""
+    if evidence.get("status") != "verified":
+        return f"{evidence.get('status')}: {evidence.get('reason', '')}"
+    if trusted_aks is not None and evidence.get("kind") == "tpm":
+        ak = str((evidence.get("claims") or {}).get("akSha256", ""))
+        if ak not in trusted_aks:
+            return f"verified, but signed by AK {ak or '(none recorded)'}, not a trusted AK"
+    return None
+
+
+def require_attestation(provenance: Provenance, kind: str, *,
+                        trusted_aks: frozenset[str] | None = None) -> Check:
+    """Pass when every node recorded verified evidence of ``kind`` (``any``: of some kind).
+
+    With ``trusted_aks`` (fingerprints from ``slsa-dist tpm enroll``), TPM evidence
+    counts only when its quote was signed by one of those attestation keys.
+
+    Raises:
+        InputError: ``trusted_aks`` given for a kind other than ``tpm``.
+    """
+    if trusted_aks is not None and kind != "tpm":
+        raise InputError(f"trusted AKs: expected them with a tpm requirement, found "
+                         f"{kind!r}")
+    name = f"attestation {kind}" + (" (trusted AKs)" if trusted_aks is not None else "")
     nodes = provenance.records(MEDIA_NODE)
     if not nodes:
         return Check(name, False, "expected node records with evidence, found no nodes")
@@ -18,10 +44,11 @@ def require_attestation(provenance: Provenance, kind: str) -> Check:
     for node in nodes:
         evidence = [e for e in node.get("evidence") or []
                     if kind == "any" or e.get("kind") == kind]
-        if any(e.get("status") == "verified" for e in evidence):
+        reasons = [(e, _counts(e, trusted_aks)) for e in evidence]
+        if any(why is None for _, why in reasons):
             continue
-        why = "; ".join(f"{e.get('kind')}: {e.get('status')}: {e.get('reason', '')}"
-                        for e in evidence) or f"no {kind} evidence recorded"
+        why = "; ".join(f"{e.get('kind')}: {reason}" for e, reason in reasons) \
+            or f"no {kind} evidence recorded"
         lacking.append(f"{node.get('node')} ({why})")
     if lacking:
         return Check(name, False, f"expected verified {kind} evidence from every node, found "

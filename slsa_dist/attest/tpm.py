@@ -1,10 +1,20 @@
 """TPM 2.0 quotes: collected with tpm2-tools, verified in Python with ``cryptography``.
 
-Collection (on the node): create the endorsement key and an ECDSA P-256
-attestation key (AK) under it, and quote PCRs 0-7 (SHA-256 bank) with the
-binding of :func:`slsa_dist.attest.binding.report_data` as qualifying data.
-The TPM is reached through ``TPM2TOOLS_TCTI`` (e.g. a software TPM:
+Collection (on the node): quote PCRs 0-7 (SHA-256 bank) with the binding
+of :func:`slsa_dist.attest.binding.report_data` as qualifying data, by the
+node's enrolled attestation key (AK) when it has one, else by a throwaway
+ECDSA P-256 AK made under the endorsement key for this quote. The TPM is
+reached through ``TPM2TOOLS_TCTI`` (e.g. a software TPM:
 ``swtpm:host=127.0.0.1,port=2321``) or the kernel resource manager.
+
+Enrollment (:func:`enroll`, ``slsa-dist tpm enroll``): make the AK once,
+keep it at the persistent handle :data:`AK_HANDLE`, and print its
+fingerprint (``sha256:`` of its DER SubjectPublicKeyInfo) for the
+verifier's list of trusted AKs (``verify --trusted-aks``). A throwaway AK
+proves only that *some* key signed the quote; anyone can make one. An AK on
+the trusted list, enrolled while the operator controlled the node, ties the
+quote to that node's TPM. Enrollment is only as strong as that moment:
+credential activation against the EK certificate is not performed.
 
 Verification (on the coordinator, no TPM needed): parse TPMS_ATTEST, check
 the magic and type, the AK's signature over it, that ``extraData`` equals the
@@ -12,8 +22,9 @@ expected binding (fresh nonce, this job, this node), and that the quoted PCR
 digest equals the SHA-256 of the reported PCR values.
 
 Not verified, and recorded as such: that the AK lives in a genuine TPM
-(that needs the EK certificate chain and credential activation), and that
-the PCR values match known-good reference values (none are configured).
+(that needs the EK certificate chain and credential activation; a trusted
+AK list stands in for it), and that the PCR values match known-good
+reference values (none are configured).
 """
 
 from __future__ import annotations
@@ -38,10 +49,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from slsa_dist.attest.binding import report_data
 from slsa_dist.errors import InputError
 
-__all__ = ["FORMAT", "Quote", "collect", "parse_attest", "verify"]
+__all__ = ["AK_HANDLE", "FORMAT", "Quote", "ak_fingerprint", "check_ak_fingerprint", "collect",
+           "enroll", "load_trusted_aks", "parse_attest", "verify"]
 
 FORMAT = "tpm2-quote/v1"
 PCRS = tuple(range(8))
+# The enrolled AK's persistent handle: owner range 0x81000000-0x817FFFFF, clear of the
+# EK (0x81010001/0x81010002) and SRK (0x81000001) handles the TCG guidance assigns.
+AK_HANDLE = 0x81010051
 _MAGIC = 0xFF544347  # TPM_GENERATED_VALUE
 _ST_ATTEST_QUOTE = 0x8018
 _ALG_SHA256 = 0x000B
@@ -132,6 +147,54 @@ def _der_signature(data: bytes) -> bytes:
     return encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
 
 
+def ak_fingerprint(pem: str | bytes) -> str:
+    """``sha256:<hex>`` of an AK's DER SubjectPublicKeyInfo (independent of PEM layout).
+
+    Raises:
+        InputError: not a PEM public key.
+    """
+    try:
+        key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    except ValueError as exc:
+        raise InputError(f"AK: expected a PEM public key, found {exc}") from None
+    der = key.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def check_ak_fingerprint(value: str, where: str) -> str:
+    """``value`` when it is ``sha256:<64 lowercase hex>``; else InputError naming ``where``."""
+    digest = value.removeprefix("sha256:")
+    if not value.startswith("sha256:") or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise InputError(f"{where}: expected 'sha256:<64 lowercase hex>', found {value!r:.80}")
+    return value
+
+
+def load_trusted_aks(path: str | os.PathLike[str]) -> frozenset[str]:
+    """Read a trusted AK list: one ``sha256:<64 hex>`` per line, then anything (a host
+    name, say); blank lines and ``#`` comments are skipped.
+
+    Raises:
+        InputError: a missing file, a malformed line (named by number), or no entry.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise InputError(f"trusted AKs: expected a readable file at {file}, found {exc}") \
+            from None
+    found = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        entry = line.split("#", 1)[0].split()
+        if not entry:
+            continue
+        found.add(check_ak_fingerprint(entry[0], f"trusted AKs {file} line {number}"))
+    if not found:
+        raise InputError(f"trusted AKs {file}: expected at least one 'sha256:...' line, "
+                         "found none")
+    return frozenset(found)
+
+
 def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> dict[str, Any]:
     """Check a TPM evidence blob; returns the verdict fields. Never raises on bad evidence."""
     not_verified = ["AK certified by the TPM's endorsement key (no EK chain or credential "
@@ -142,6 +205,7 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> dict[str, An
         attest = base64.b64decode(evidence["attest"], validate=True)
         signature = _der_signature(base64.b64decode(evidence["signature"], validate=True))
         ak = serialization.load_pem_public_key(evidence["akPublicPem"].encode())
+        fingerprint = ak_fingerprint(evidence["akPublicPem"])
         quote = parse_attest(attest)
     except (ValueError, KeyError, TypeError, InputError) as exc:
         return {"status": "failed", "reason": f"malformed TPM evidence: {exc}",
@@ -173,7 +237,7 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> dict[str, An
                 "hash to the quoted digest", "not_verified": not_verified}
     claims = {"pcrs": {str(p): pcrs[str(p)] for p in selected}, "clock": quote.clock,
               "resetCount": quote.reset_count, "firmwareVersion": f"{quote.firmware_version:#x}",
-              "akSha256": hashlib.sha256(evidence["akPublicPem"].encode()).hexdigest(),
+              "akSha256": fingerprint, "akEnrolled": evidence.get("akEnrolled") is True,
               "ekCertificate": "present" if evidence.get("ekCertificate") else "absent"}
     return {"status": "verified",
             "verified": ["quote signed by the reported AK", "nonce, job and node binding",
@@ -211,8 +275,49 @@ def _flush(cwd: Path) -> None:
         _run(["tpm2_flushcontext", kind], cwd, check=False)
 
 
+def _enrolled_ak(cwd: Path) -> bool:
+    """Write the enrolled AK's public key to ``ak.pem``; False when none is enrolled."""
+    done = _run(["tpm2_readpublic", "-c", f"{AK_HANDLE:#x}", "-f", "pem", "-o", "ak.pem"], cwd,
+                check=False)
+    return done.returncode == 0 and (cwd / "ak.pem").exists()
+
+
+def _create_ak(cwd: Path) -> None:
+    """A new ECDSA P-256 AK under the EK: ``ak.ctx`` (transient) and ``ak.pem``."""
+    _run(["tpm2_createek", "-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub"], cwd)
+    _run(["tpm2_createak", "-C", "ek.ctx", "-c", "ak.ctx", "-G", "ecc", "-g", "sha256",
+          "-s", "ecdsa", "-u", "ak.pem", "-f", "pem", "-n", "ak.name"], cwd)
+
+
+def enroll() -> tuple[str, bool]:
+    """Make this TPM's AK persistent once; returns (fingerprint, whether it was created now).
+
+    Enrolling again returns the same fingerprint: the AK at :data:`AK_HANDLE` is kept.
+
+    Raises:
+        InputError: no TPM, or a tpm2-tools command failed.
+    """
+    why = available()
+    if why is not None:
+        raise InputError(f"TPM: {why}")
+    with tempfile.TemporaryDirectory(prefix="slsa-tpm-") as tmp:
+        cwd = Path(tmp)
+        _flush(cwd)
+        try:
+            if _enrolled_ak(cwd):
+                return ak_fingerprint((cwd / "ak.pem").read_bytes()), False
+            _create_ak(cwd)
+            _flush(cwd)
+            _run(["tpm2_evictcontrol", "-C", "o", "-c", "ak.ctx", f"{AK_HANDLE:#x}"], cwd)
+        finally:
+            _flush(cwd)
+        return ak_fingerprint((cwd / "ak.pem").read_bytes()), True
+
+
 def collect(nonce: bytes, job_id: str, node_id: str) -> bytes:
     """Quote PCRs 0-7 with the job binding; returns the evidence blob (JSON).
+
+    The enrolled AK signs when there is one (``akEnrolled``), else a throwaway AK.
 
     Raises:
         InputError: no TPM, or a tpm2-tools command failed.
@@ -226,11 +331,12 @@ def collect(nonce: bytes, job_id: str, node_id: str) -> bytes:
         cwd = Path(tmp)
         _flush(cwd)
         try:
-            _run(["tpm2_createek", "-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub"], cwd)
-            _run(["tpm2_createak", "-C", "ek.ctx", "-c", "ak.ctx", "-G", "ecc", "-g", "sha256",
-                  "-s", "ecdsa", "-u", "ak.pem", "-f", "pem", "-n", "ak.name"], cwd)
+            enrolled = _enrolled_ak(cwd)
+            signer = f"{AK_HANDLE:#x}" if enrolled else "ak.ctx"
+            if not enrolled:
+                _create_ak(cwd)
             _flush(cwd)
-            _run(["tpm2_quote", "-c", "ak.ctx", "-l", selection, "-q", qualifying,
+            _run(["tpm2_quote", "-c", signer, "-l", selection, "-q", qualifying,
                   "-m", "quote.msg", "-s", "quote.sig", "-o", "pcrs.bin", "-F", "values",
                   "-g", "sha256"], cwd)
         finally:
@@ -248,6 +354,7 @@ def collect(nonce: bytes, job_id: str, node_id: str) -> bytes:
             "attest": base64.b64encode((cwd / "quote.msg").read_bytes()).decode(),
             "signature": base64.b64encode((cwd / "quote.sig").read_bytes()).decode(),
             "akPublicPem": (cwd / "ak.pem").read_text(),
+            "akEnrolled": enrolled,
             "pcrs": {"sha256": pcrs},
             "ekCertificate": ek_cert,
         }

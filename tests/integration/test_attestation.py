@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
 
 def run_job(tmp_path: Path, *, with_tpm: bool) -> tuple[Path, Path]:
     signer = Signer.generate()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     public = tmp_path / "signing.pub"
     public.write_bytes(signer.public().public_pem())
     with CoordinatorThread(job_id="j", signer=signer, out_dir=tmp_path / "out", world_size=1,
@@ -52,6 +53,57 @@ def test_verified_tpm_evidence_satisfies_the_policy(tmp_path: Path,
     out = capsys.readouterr().out
     assert code == 0, out
     assert "PASS  attestation tpm: verified tpm evidence from all 1 node(s)" in out
+
+
+@pytest.mark.tpm
+def test_only_quotes_by_a_trusted_ak_count_when_a_list_is_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    aks = tmp_path / "trusted-aks.txt"
+    with swtpm.swtpm() as tcti:
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        throwaway, first_key = run_job(tmp_path / "before", with_tpm=True)  # not enrolled
+        assert cli_main(["tpm", "enroll", "--name", "node-a", "--append", str(aks)]) == 0
+        enrolled_line = capsys.readouterr().out.strip()
+        enrolled, public = run_job(tmp_path / "after", with_tpm=True)
+    fingerprint = enrolled_line.split()[0]
+    assert aks.read_text() == f"{fingerprint} node-a\n"
+
+    def verify(bundle: Path, *extra: str) -> tuple[int, str]:
+        code = cli_main(["verify", str(bundle), "--key", str(public), "--key", str(first_key),
+                         "--require-attestation", "tpm", *extra])
+        return code, capsys.readouterr().out
+
+    code, out = verify(enrolled, "--trusted-aks", str(aks))
+    assert code == 0, out
+    assert "PASS  attestation tpm (trusted AKs): verified tpm evidence from all 1 node(s)" in out
+    code, out = verify(throwaway, "--trusted-aks", str(aks))  # a valid quote, untrusted key
+    assert code == 1
+    assert "FAIL  attestation tpm (trusted AKs): expected verified tpm evidence from every " \
+           "node, found none for: node-a (tpm: verified, but signed by AK sha256:" in out
+    assert "not a trusted AK)" in out
+    assert verify(throwaway)[0] == 0  # without a list any well-formed quote passes
+    other = tmp_path / "other-aks.txt"
+    other.write_text("sha256:" + "0" * 64 + " someone-else\n")
+    assert verify(enrolled, "--trusted-aks", str(other))[0] == 1
+
+
+def test_trusted_aks_are_refused_without_a_tpm_requirement_or_when_malformed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    aks = tmp_path / "aks.txt"
+    aks.write_text("sha256:" + "ab" * 32 + "\n")
+    bundle = tmp_path / "any.intoto.jsonl"  # never read: the arguments are refused first
+    code = cli_main(["verify", str(bundle), "--key", str(aks), "--trusted-aks", str(aks)])
+    assert code == 2
+    assert "--trusted-aks: expected it with --require-attestation tpm, found no attestation " \
+           "requirement" in capsys.readouterr().err
+    aks.write_text("node-a sha256:" + "ab" * 32 + "\n")
+    code = cli_main(["verify", str(bundle), "--key", str(aks), "--require-attestation", "tpm",
+                     "--trusted-aks", str(aks)])
+    assert code == 2
+    assert f"trusted AKs {aks} line 1: expected 'sha256:<64 lowercase hex>', found 'node-a'" \
+        in capsys.readouterr().err
 
 
 def test_a_node_without_evidence_fails_the_policy_naming_it(tmp_path: Path,

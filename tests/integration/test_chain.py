@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -147,11 +148,20 @@ def test_vsa_is_emitted_and_verifies(chain: dict[str, Path], tmp_path: Path,
     ('{"version": 2}', 'expected an object with "version": 1, found 2'),
     ('{"version": 1, "steps": []}', 'expected a non-empty "steps" list'),
     ('{"version": 1, "steps": [{"buildType": "x"}]}', "steps[0]: expected buildType and keys"),
+    ('{"version": 1, "steps": [{"buildType": "x", "keys": ["k.pub"], "trustedAks": ["sha256:'
+     + "ab" * 32 + '"]}]}',
+     'steps[0].trustedAks: expected it with "requireAttestation": "tpm", found None'),
+    ('{"version": 1, "steps": [{"buildType": "x", "keys": ["k.pub"], "requireAttestation": '
+     '"tpm", "trustedAks": ["node-a"]}]}',
+     "steps[0].trustedAks: expected 'sha256:<64 lowercase hex>', found 'node-a'"),
+    ('{"version": 1, "steps": [{"buildType": "x", "keys": ["k.pub"], "requireAttestation": '
+     '"tpm", "trustedAks": []}]}',
+     "steps[0].trustedAks: expected a non-empty list of 'sha256:<hex>', found []"),
 ])
 def test_bad_policy_files_say_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "policy.json"
     path.write_text(content)
-    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(InputError, match=re.escape(message)):
         ChainPolicy.load(path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -111,3 +112,61 @@ def test_truncated_attest_structure_names_the_offset(blob: bytes) -> None:
     result = tpm.verify(_edit(blob, attest=base64.b64encode(attest[:40]).decode()), NONCE,
                         "job-1", "node-0")
     assert "TPMS_ATTEST: expected" in result["reason"]
+
+
+@pytest.fixture
+def fresh_tpm(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A TPM of its own: enrollment changes the TPM for every later quote."""
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    with swtpm.swtpm() as address:
+        monkeypatch.setenv("TPM2TOOLS_TCTI", address)
+        yield address
+
+
+def _ak(blob: bytes) -> tuple[str, bool]:
+    claims = tpm.verify(blob, NONCE, "job-1", "node-0")["claims"]
+    return claims["akSha256"], claims["akEnrolled"]
+
+
+def test_enrolling_keeps_one_ak_and_every_later_quote_is_signed_by_it(fresh_tpm: str) -> None:
+    before, enrolled_before = _ak(tpm.collect(NONCE, "job-1", "node-0"))
+    assert enrolled_before is False  # a throwaway AK: anyone can make one
+    fingerprint, created = tpm.enroll()
+    assert created is True
+    assert tpm.enroll() == (fingerprint, False)  # enrolling again keeps the same AK
+    assert fingerprint != before
+    for _ in range(2):
+        assert _ak(tpm.collect(NONCE, "job-1", "node-0")) == (fingerprint, True)
+
+
+def test_the_ak_fingerprint_does_not_depend_on_pem_layout(blob: bytes) -> None:
+    pem = json.loads(blob)["akPublicPem"]
+    body = "".join(pem.strip().splitlines()[1:-1])
+    relaid = "-----BEGIN PUBLIC KEY-----\n" + "\n".join(
+        body[i:i + 40] for i in range(0, len(body), 40)) + "\n-----END PUBLIC KEY-----\n"
+    assert relaid != pem
+    assert tpm.ak_fingerprint(relaid) == tpm.ak_fingerprint(pem)
+    assert tpm.ak_fingerprint(pem) == _ak(blob)[0]
+
+
+def test_a_trusted_ak_list_is_read_with_names_and_comments(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    good = "sha256:" + "ab" * 32
+    path = tmp_path / "aks.txt"
+    path.write_text(f"# enrolled 2026-11-27\n\n{good} node-a  # rack 4\n")
+    assert tpm.load_trusted_aks(path) == frozenset({good})
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("sha256:" + "ab" * 32 + "\nsha1:abcd node-b\n",
+     "line 2: expected 'sha256:<64 lowercase hex>', found 'sha1:abcd'"),
+    ("sha256:" + "AB" * 32 + "\n", "line 1: expected 'sha256:<64 lowercase hex>'"),
+    ("# nothing\n", "expected at least one 'sha256:...' line, found none"),
+])
+def test_a_malformed_trusted_ak_list_is_refused_naming_the_line(
+        tmp_path, text: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    from slsa_dist.errors import InputError
+
+    path = tmp_path / "aks.txt"
+    path.write_text(text)
+    with pytest.raises(InputError, match=re.escape(message)):
+        tpm.load_trusted_aks(path)
