@@ -5,14 +5,15 @@ coordinator rank also reports ``.metadata`` and the list of files the
 checkpoint must contain, so the coordinator detects a missing shard.
 
 Digests are taken while writing: the writer's file streams hash every byte
-on its way to disk, so no file is read a second time. A stream writes in
-4 MiB slices and hands each slice, once written, to a hashing thread of its
-own, so hashing runs beside the writing of the next slice and at most one
-slice is left to hash when the file closes. Slices of large buffers (tensor
-storage, alive for the whole save) are hashed without a copy; small writes
-(zip headers from reused buffers) are copied. If anything seeks inside a
-stream (nothing in DCP does today), the digest no longer describes the file,
-and the file is read once more instead.
+on its way to disk, so no file is read a second time. A stream cuts writes
+into 4 MiB slices and hands each slice to a hashing thread of its own just
+before writing it, so the hasher works on a slice while the file takes it
+and is at most a few slices behind when the file closes. Slices of large
+buffers (tensor storage, alive for the whole save) are hashed without a
+copy; small writes (zip headers from reused buffers) are copied. If the
+byte stream and the file may differ (a seek, or a file that took less than
+it was offered; nothing in DCP does either today), the file is read once
+more instead.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ _QUEUE_DEPTH = 64  # bounds what waits for the hasher (large entries are zero-co
 class _HashingStream(io.RawIOBase):
     """A write-only file that hashes what passes through it, on a thread of its own.
 
-    ``hashed`` counts the bytes handed to the hasher; ``seeked`` says the byte
+    ``hashed`` counts the bytes handed to the hasher; ``diverged`` says the hashed
     stream and the file may differ (then the caller digests the file instead).
     """
 
@@ -56,7 +57,7 @@ class _HashingStream(io.RawIOBase):
         self.raw = raw
         self.hasher = new_hasher(algorithm)
         self.hashed = 0
-        self.seeked = False
+        self.diverged = False
         self._hashing = hashing
         self._queue: queue.Queue[memoryview | bytes | None] = queue.Queue(_QUEUE_DEPTH)
         self._thread = threading.Thread(target=self._hash, name="slsa-dcp-hash", daemon=True)
@@ -79,30 +80,29 @@ class _HashingStream(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        """Write all of ``data`` in slices; returns the bytes written (short only if
-        the file itself took less, and then only what it took is hashed)."""
+        """Write ``data`` in slices; returns the bytes written (short only if the file
+        itself took less, as a raw write may: then the stream is ``diverged``)."""
         view = memoryview(data).cast("B")
-        total = len(view)
+        copy = len(view) < _COPY_BELOW
         done = 0
-        while done < total:
+        while done < len(view):
             piece = view[done: done + _SLICE]
+            if self._hashing:  # hashed while the file takes it, not after
+                self._queue.put(bytes(piece) if copy else piece)
+            self.hashed += len(piece)
             written = self.raw.write(piece)
             count = len(piece) if written is None else int(written)
-            if count:
-                part = piece[:count]
-                if self._hashing:
-                    self._queue.put(part if len(view) >= _COPY_BELOW else bytes(part))
-                self.hashed += count
-                done += count
+            done += count
             if count < len(piece):
-                break  # the file took less than offered: report it, as a raw write does
+                self.diverged = True  # the hasher saw bytes the file did not take
+                break
         return done
 
     def tell(self) -> int:
         return int(self.raw.tell())
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self.seeked = True
+        self.diverged = True
         return int(self.raw.seek(offset, whence))
 
     def fileno(self) -> int:
@@ -138,10 +138,10 @@ class _HashingFileSystem(FileSystem):
             stream.flush()
         size = Path(path).stat().st_size
         digest = stream.digest()
-        if self.hashing and not stream.seeked and stream.hashed == size:
+        if self.hashing and not stream.diverged and stream.hashed == size:
             self.digests[str(path)] = (digest, size)
         else:
-            self.digests.pop(str(path), None)  # a seek happened: digest it from disk later
+            self.digests.pop(str(path), None)  # stream and file differ: digest it from disk
 
 
 class DigestingFileSystemWriter(FileSystemWriter):

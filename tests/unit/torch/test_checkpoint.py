@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -65,15 +64,23 @@ class ShortFile(io.RawIOBase):
         return len(taken)
 
 
-def test_a_short_write_hashes_only_what_the_file_took() -> None:
+def test_a_short_write_is_reported_and_marks_the_stream_for_a_reread() -> None:
     raw = ShortFile(limit=1000)
     stream = _HashingStream(raw, "sha256")
     payload = bytes(range(256)) * 20
-    assert stream.write(payload) == 1000
-    assert stream.write(payload[1000:]) == 1000
-    assert stream.hashed == 2000
-    assert stream.digest() == hashlib.sha256(payload[:2000]).hexdigest()
-    assert bytes(raw.data) == payload[:2000]
+    assert stream.write(payload) == 1000  # what the file took, as a raw write reports it
+    assert bytes(raw.data) == payload[:1000]
+    assert stream.diverged  # the hasher was handed more than the file took
+
+
+def test_a_stream_that_diverged_is_digested_from_the_file(tmp_path: Path) -> None:
+    fs = _HashingFileSystem("sha256")
+    path = tmp_path / "f.bin"
+    with fs.create_stream(path, "wb") as stream:
+        stream.write(b"a" * 100)
+        assert isinstance(stream, _HashingStream)
+        stream.diverged = True  # as after a short write
+    assert str(path) not in fs.digests
 
 
 def test_a_seek_inside_a_stream_falls_back_to_reading_the_file(tmp_path: Path) -> None:
