@@ -75,7 +75,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     total = int(args.gib * 2**30)
-    with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
+    out = Path("bench-out")  # git ignores it: a run's gigabytes never reach a commit
+    out.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
         root = Path(tmp)
         directory = root / "model"
         directory.mkdir()
