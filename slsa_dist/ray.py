@@ -13,7 +13,12 @@ and the persisted location of every checkpoint reported. In each worker it
 starts the rank agent (inventory, code, parameters; data capture reuses the
 torch integration: ``slsa_dist.torch.RecordingSampler``), digests every
 checkpoint handed to ``ray.train.report`` *before* upload (no download in the
-controller), and reports the worker's final state.
+controller), and reports the worker's final state. The first worker on each
+Ray node (local rank 0) also runs that node's agent for the attempt: it
+registers the node (by Ray node id), reports its inventory and packages, and
+its hardware evidence answering a fresh nonce (TPM through
+``TPM2TOOLS_TCTI`` or ``/dev/tpmrm0``, TDX/SEV-SNP, NVIDIA CC; or why
+there is none), and the attempt's state as that worker saw it.
 
 Settings: ``SLSA_COORDINATOR`` (an existing coordinator; otherwise one runs in
 the controller, which needs ``SLSA_KEY``), ``SLSA_JOB_ID`` (default: Ray's
@@ -39,6 +44,8 @@ import ray
 from ray.train import UserCallback  # the base when Ray is not 2.60.x
 
 from slsa_dist._internal import runtime
+from slsa_dist._internal.node import start_node_agent
+from slsa_dist.agent import Agent
 from slsa_dist.digest import digest_path
 
 __all__ = ["SlsaCallback", "report"]
@@ -105,6 +112,8 @@ class _Controller:
 
 
 _STATE = _Controller()
+# The node agent this worker process runs, when it is its node's first worker.
+_NODE: list[Agent] = []
 
 
 class SlsaCallback(*_BASES):  # type: ignore[misc]
@@ -208,9 +217,17 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
 
     def after_init_train_context(self) -> None:
         context = ray.train.get_context()
+        node_id = ray.get_runtime_context().get_node_id()
+        if context.get_local_rank() == 0 and self.coordinator and self.job_id:
+            # Ray node ranks change between attempts; the node id is the stable identity.
+            node = start_node_agent(coordinator=self.coordinator, job_id=self.job_id,
+                                    node_id=node_id, spool_dir=self.spool_dir)
+            node.record_attempt(attempt=self.attempt, run_id=self.job_id,
+                                ranks=[context.get_world_rank()], state="STARTED")
+            _NODE.append(node)
         runtime.init(coordinator=self.coordinator, job_id=self.job_id,
                      rank=context.get_world_rank(), world_size=context.get_world_size(),
-                     attempt=self.attempt, node_id=ray.get_runtime_context().get_node_id(),
+                     attempt=self.attempt, node_id=node_id,
                      spool_dir=self.spool_dir, finish_at_exit=False, argv=["ray.train"])
         ray.train.report = report  # digest checkpoints before upload, without code changes
 
@@ -222,9 +239,15 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
 
         runner = get_train_context().execution_context.training_thread_runner
         if runner.get_error() is not None:
-            rt.finish(exit_code=1, state="FAILED")
+            code, state = 1, "FAILED"
         elif runner.is_running():
-            rt.finish(exit_code=143, state="TERMINATED")
+            code, state = 143, "TERMINATED"
         else:
-            rt.finish(exit_code=0, state="SUCCEEDED")
+            code, state = 0, "SUCCEEDED"
+        rt.finish(exit_code=code, state=state)
         runtime.reset()  # the actor may host the next attempt's worker
+        while _NODE:
+            node = _NODE.pop()
+            node.record_attempt(attempt=self.attempt, run_id=self.job_id or "",
+                                ranks=[rt.rank], state=state, exit_codes={rt.rank: code})
+            node.close(timeout=float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")))

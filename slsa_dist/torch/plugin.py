@@ -29,8 +29,7 @@ from typing import Any
 
 from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, LogsDest
 
-from slsa_dist import inventory
-from slsa_dist.agent import Agent, NodeIdentity
+from slsa_dist._internal.node import start_node_agent
 
 __all__ = ["SlsaEventHandler", "SlsaLogsSpecs"]
 
@@ -48,36 +47,14 @@ class _Node:
         self.coordinator = os.environ["SLSA_COORDINATOR"]
         self.job_id = job_id
         self.node_id = os.environ.get("SLSA_NODE_ID") or socket.gethostname()
-        self.agent = Agent(coordinator=self.coordinator, job_id=job_id,
-                           spool_dir=os.environ.get("SLSA_SPOOL_DIR"),
-                           identity=NodeIdentity(node_id=self.node_id,
-                                                 hostname=socket.gethostname(),
-                                                 node_rank=node_rank))
-        found = inventory.collect(packages=True)
-        packages = found.pop("packages")
-        self.agent.record_inventory(found)
-        for name, version in packages.items():
-            self.agent.record_dependency("package", uri=f"pkg:pypi/{name}@{version}")
-        self._attest()
+        self.agent = start_node_agent(coordinator=self.coordinator, job_id=job_id,
+                                      node_id=self.node_id, node_rank=node_rank,
+                                      spool_dir=os.environ.get("SLSA_SPOOL_DIR"))
         self.attempt = -1
         self.run_id = ""
         self.ranks: list[int] = []
         self.exit_codes: dict[int, int] = {}
         self.finished = False
-
-    def _attest(self) -> None:
-        """Evidence for every attester, answering a fresh nonce from the coordinator."""
-        from slsa_dist.attest import UNAVAILABLE, collect_all
-        from slsa_dist.errors import TransportError
-
-        try:
-            nonce = self.agent.challenge()
-        except TransportError as exc:
-            self.agent.record_evidence("any", f"no nonce from the coordinator: {exc}".encode(),
-                                       nonce=b"", fmt=UNAVAILABLE)
-            return
-        for kind, blob, fmt in collect_all(nonce, self.job_id, self.node_id):
-            self.agent.record_evidence(kind, blob, nonce=nonce, fmt=fmt)
 
     @classmethod
     def get(cls, *, job_id: str, node_rank: int) -> _Node:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -11,6 +12,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from slsa_dist._internal import swtpm  # noqa: E402
 from slsa_dist._internal.background import signing_key  # noqa: E402
 from slsa_dist.dsse import read_bundle  # noqa: E402
 from slsa_dist.keys import load_verifier  # noqa: E402
@@ -20,6 +22,8 @@ from slsa_dist.provenance import (  # noqa: E402
     MEDIA_RANK,
 )
 from slsa_dist.verify import verify_bundle  # noqa: E402
+
+from conftest import IN_CI  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -43,11 +47,16 @@ def train_fn(config: dict) -> None:  # type: ignore[type-arg]
 
 @pytest.fixture(scope="module")
 def cluster():  # type: ignore[no-untyped-def]
+    """A local Ray cluster whose workers reach a software TPM when one is installed."""
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"RAY_DEDUP_LOGS": "0"}})
-    yield
-    ray.shutdown()
+    with contextlib.ExitStack() as stack:
+        env = {"RAY_DEDUP_LOGS": "0"}
+        if swtpm.available() is None:
+            env["TPM2TOOLS_TCTI"] = stack.enter_context(swtpm.swtpm())
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": env})
+        yield env
+        ray.shutdown()
 
 
 def test_a_torch_trainer_run_with_a_restart_gives_one_verified_provenance(
@@ -81,6 +90,19 @@ def test_a_torch_trainer_run_with_a_restart_gives_one_verified_provenance(
     topology = controller["annotations"]["topology/attempt-1"]
     assert sorted(t["worldRank"] for t in topology) == [0, 1]
     assert all(t["nodeId"] and t["nodeIp"] for t in topology)
+    # The Ray node itself: registered by its first worker in each attempt, with its
+    # inventory and hardware evidence for this job (or the reason there is none).
+    (node,) = [n for n in provenance.records(MEDIA_NODE) if n["node"] == topology[0]["nodeId"]]
+    assert [(a["attempt"], a["state"]) for a in node["attempts"]][-1] == (1, "SUCCEEDED")
+    assert node["challenges"] == 2  # one fresh nonce per attempt
+    tpm = [e for e in node["evidence"] if e["kind"] == "tpm"]
+    assert len(tpm) == 2
+    if "TPM2TOOLS_TCTI" in cluster:
+        assert {e["status"] for e in tpm} == {"verified"}
+        assert "nonce, job and node binding" in tpm[0]["verified"]
+    else:  # no swtpm here: each attempt recorded why (CI installs swtpm and must quote)
+        assert not IN_CI, f"required under CI: software TPM: {swtpm.available()}"
+        assert {e["status"] for e in tpm} == {"unavailable"}
     # Checkpoints digested in the worker before upload; the persisted path is annotated.
     checkpoints = {r["name"]: r for r in provenance.records(MEDIA_CHECKPOINT)}
     assert set(checkpoints) == {"ray-report-0", "ray-report-1"}
