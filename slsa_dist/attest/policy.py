@@ -1,4 +1,10 @@
-"""``slsa-dist verify --require-attestation KIND``: every node has valid evidence of KIND."""
+"""``slsa-dist verify --require-attestation KIND``: every node has valid evidence of KIND.
+
+"Every node" is every node a rank ran on (from the rank records, so a rank on
+a node that never reported is caught), plus every node record when no rank
+names one. A node record that hosted no rank (the Ray Train controller) is
+not asked for evidence.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from slsa_dist.errors import InputError
-from slsa_dist.provenance import MEDIA_NODE, Provenance
+from slsa_dist.provenance import MEDIA_NODE, MEDIA_RANK, Provenance
 from slsa_dist.verify import Check
 
 __all__ = ["require_attestation"]
@@ -37,11 +43,18 @@ def require_attestation(provenance: Provenance, kind: str, *,
         raise InputError(f"trusted AKs: expected them with a tpm requirement, found "
                          f"{kind!r}")
     name = f"attestation {kind}" + (" (trusted AKs)" if trusted_aks is not None else "")
-    nodes = provenance.records(MEDIA_NODE)
+    records = {str(n.get("node")): n for n in provenance.records(MEDIA_NODE)}
+    ran_ranks = sorted({str(a.get("node")) for r in provenance.records(MEDIA_RANK)
+                        for a in r.get("attempts") or [] if a.get("node")})
+    nodes = ran_ranks or sorted(records)
     if not nodes:
         return Check(name, False, "expected node records with evidence, found no nodes")
     lacking = []
-    for node in nodes:
+    for node_id in nodes:
+        node = records.get(node_id)
+        if node is None:
+            lacking.append(f"{node_id} (ran ranks, but no node agent reported for it)")
+            continue
         evidence = [e for e in node.get("evidence") or []
                     if kind == "any" or e.get("kind") == kind]
         reasons = [(e, _counts(e, trusted_aks)) for e in evidence]
@@ -49,7 +62,7 @@ def require_attestation(provenance: Provenance, kind: str, *,
             continue
         why = "; ".join(f"{e.get('kind')}: {reason}" for e, reason in reasons) \
             or f"no {kind} evidence recorded"
-        lacking.append(f"{node.get('node')} ({why})")
+        lacking.append(f"{node_id} ({why})")
     if lacking:
         return Check(name, False, f"expected verified {kind} evidence from every node, found "
                      f"none for: {', '.join(lacking)}")

@@ -106,6 +106,46 @@ def test_trusted_aks_are_refused_without_a_tpm_requirement_or_when_malformed(
         in capsys.readouterr().err
 
 
+@pytest.mark.tpm
+def test_every_node_a_rank_ran_on_must_prove_itself_and_only_those(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    signer = Signer.generate()
+    public = tmp_path / "signing.pub"
+    public.write_bytes(signer.public().public_pem())
+    with swtpm.swtpm() as tcti, CoordinatorThread(
+            job_id="j", signer=signer, out_dir=tmp_path / "out", world_size=2,
+            settle=0.2) as server:
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        spool = tmp_path / "spool"
+        node = Agent(coordinator=server.address, job_id="j", spool_dir=spool,
+                     identity=NodeIdentity(node_id="node-a", hostname="host-a"))
+        nonce = node.challenge()
+        for kind, blob, fmt in collect_all(nonce, "j", "node-a"):
+            node.record_evidence(kind, blob, nonce=nonce, fmt=fmt)
+        node.record_attempt(attempt=0, run_id="r", ranks=[0], state="SUCCEEDED")
+        # A controller-like node that runs no rank and has no evidence: not asked for any.
+        controller = Agent(coordinator=server.address, job_id="j", spool_dir=spool,
+                           identity=NodeIdentity(node_id="controller", hostname="host-c"))
+        controller.record_attempt(attempt=0, run_id="r", ranks=[], state="SUCCEEDED")
+        for agent in (node, controller):
+            assert agent.close(30)
+        # Rank 1 runs on node-b, which never reports: no record, so no evidence.
+        for rank, where in ((0, "node-a"), (1, "node-b")):
+            agent = Agent(coordinator=server.address, job_id="j", spool_dir=spool,
+                          identity=RankIdentity(rank=rank, world_size=2, node_id=where))
+            agent.complete()
+            assert agent.close(30)
+        bundle = server.wait_finalized(30).bundle
+    code = cli_main(["verify", str(bundle), "--key", str(public), "--require-attestation", "tpm"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL  attestation tpm: expected verified tpm evidence from every node, found none " \
+           "for: node-b (ran ranks, but no node agent reported for it)" in out
+    assert "controller" not in out.split("attestation tpm:")[1].splitlines()[0]
+
+
 def test_a_node_without_evidence_fails_the_policy_naming_it(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]

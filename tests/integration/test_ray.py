@@ -100,6 +100,11 @@ def test_a_torch_trainer_run_with_a_restart_gives_one_verified_provenance(
     if "TPM2TOOLS_TCTI" in cluster:
         assert {e["status"] for e in tpm} == {"verified"}
         assert "nonce, job and node binding" in tpm[0]["verified"]
+        from slsa_dist.attest.policy import require_attestation
+
+        # The controller's pseudo-node ran no rank: the Ray node is what must prove itself.
+        check = require_attestation(provenance, "tpm")
+        assert check.ok, check.detail
     else:  # no swtpm here: each attempt recorded why (CI installs swtpm and must quote)
         assert not IN_CI, f"required under CI: software TPM: {swtpm.available()}"
         assert {e["status"] for e in tpm} == {"unavailable"}
