@@ -14,7 +14,7 @@ from torch.distributed.checkpoint.state_dict_saver import save  # noqa: E402
 
 from slsa_dist.digest import new_hasher  # noqa: E402
 from slsa_dist.torch.checkpoint import (  # noqa: E402
-    _SLICE,
+    _COPY_BELOW,
     DigestingFileSystemWriter,
     _HashingFileSystem,
     _HashingStream,
@@ -28,11 +28,10 @@ def file_digest(path: Path, algorithm: str) -> str:
 
 
 @pytest.mark.parametrize("algorithm", ["sha256", "blake3"])
-def test_a_save_spanning_many_slices_is_digested_as_written(tmp_path: Path,
-                                                           algorithm: str) -> None:
-    # 2.5 slices of one tensor: several full slices and one that ends mid-slice, plus
-    # small tensors whose bytes arrive as copies.
-    big = torch.arange(int(2.5 * _SLICE) // 4, dtype=torch.float32)
+def test_a_save_is_digested_as_written(tmp_path: Path, algorithm: str) -> None:
+    # A tensor far over the copy threshold (hashed in place, beside the write), plus
+    # small tensors and zip headers whose bytes arrive as copies.
+    big = torch.arange(int(10.5 * _COPY_BELOW) // 4, dtype=torch.float32)
     state = {"big": big, "small": torch.ones(3), "odd": torch.zeros(1001, dtype=torch.int8)}
     writer = DigestingFileSystemWriter(tmp_path / "ckpt", algorithm=algorithm)
     with warnings.catch_warnings():
@@ -41,7 +40,7 @@ def test_a_save_spanning_many_slices_is_digested_as_written(tmp_path: Path,
     written = {r["file"]: r for r in writer.records}
     on_disk = {p.name for p in (tmp_path / "ckpt").iterdir()}
     assert set(written) == on_disk
-    assert any(r["size"] > 2 * _SLICE for r in written.values())
+    assert any(r["size"] > 10 * _COPY_BELOW for r in written.values())
     for name, record in written.items():
         path = tmp_path / "ckpt" / name
         assert record[algorithm] == file_digest(path, algorithm), name
@@ -69,6 +68,7 @@ def test_a_short_write_is_reported_and_marks_the_stream_for_a_reread() -> None:
     stream = _HashingStream(raw, "sha256")
     payload = bytes(range(256)) * 20
     assert stream.write(payload) == 1000  # what the file took, as a raw write reports it
+    stream.digest()
     assert bytes(raw.data) == payload[:1000]
     assert stream.diverged  # the hasher was handed more than the file took
 
@@ -98,5 +98,6 @@ def test_an_unseeked_stream_records_the_digest_of_the_file(tmp_path: Path) -> No
     fs = _HashingFileSystem("sha256")
     path = tmp_path / "f.bin"
     with fs.create_stream(path, "wb") as stream:
-        stream.write(b"x" * (_SLICE + 7))
-    assert fs.digests[str(path)] == (file_digest(path, "sha256"), _SLICE + 7)
+        stream.write(b"x" * (_COPY_BELOW + 7))  # in place
+        stream.write(b"y" * 7)  # copied
+    assert fs.digests[str(path)] == (file_digest(path, "sha256"), _COPY_BELOW + 14)
