@@ -175,6 +175,7 @@ class Agent:
         self._acked_through = 0
         self._dropped = 0
         self._lost = 0  # acknowledged by a coordinator that then lost its journal
+        self._maybe_sent = 0  # the highest sequence number that may have reached it
         self._closing = False
         self._stopped = False
         self._flushing = 0
@@ -369,12 +370,14 @@ class Agent:
         expected = int(reply.next_sequence)
         with self._lock:
             self._sender = reply.sender
-            # The coordinator's count wins. Below it: events it already holds (sent
-            # before an agent restart, never acknowledged to us). Above it: either a
-            # lost spool forgot events the coordinator holds (renumber up), or the
-            # coordinator lost events it had acknowledged (renumber down; the gap is
-            # reported with the next event).
-            while self._unacked and self._unacked[0][0] < expected:
+            # The coordinator's count wins. Below it, events that may have been sent
+            # (from the spool of an agent that died before the acknowledgement): it
+            # holds them already. Events numbered here and never sent are renumbered
+            # from its count instead (a new agent under an identity that reported
+            # before, its spool emptied). Above it: the coordinator lost events it
+            # had acknowledged (renumber down; the gap goes with the next event).
+            while self._unacked and self._unacked[0][0] < expected \
+                    and self._unacked[0][0] <= self._maybe_sent:
                 self._unacked.popleft()
             first = self._unacked[0][0] if self._unacked else self._next_seq
             renumbered = first != expected
@@ -394,6 +397,7 @@ class Agent:
             self._lost = 0
         self._unacked = deque((start + i, e) for i, e in enumerate(events))
         self._next_seq = start + len(events)
+        self._maybe_sent = start - 1  # none of them went out under its new number
 
     def _spool_path(self) -> Path:
         return self._spool_dir / self.identity.spool_name()
@@ -418,6 +422,7 @@ class Agent:
             with self._lock:
                 self._unacked.extendleft(reversed(loaded))
                 self._next_seq = max(self._next_seq, loaded[-1][0] + 1)
+                self._maybe_sent = max(self._maybe_sent, loaded[-1][0])
             log.info("agent %s: resending %d spooled event(s)", self.identity, len(loaded))
 
     def _spool_append(self, events: list[pb.Event], dropped: int) -> None:
@@ -500,6 +505,8 @@ class Agent:
         assert self._stub is not None
         with self._lock:
             batch = list(self._unacked)[: self._batch_max]
+            if batch:
+                self._maybe_sent = max(self._maybe_sent, batch[-1][0])
         if not batch:
             return True
         reply = self._stub.Report(pb.ReportRequest(

@@ -15,7 +15,7 @@ from slsa_dist.agent import Agent, RankIdentity, jsonable
 from slsa_dist.dsse import read_bundle
 from slsa_dist.errors import InputError
 from slsa_dist.keys import Signer
-from slsa_dist.provenance import MEDIA_COMPLETENESS, MEDIA_RANK, Provenance, Statement
+from slsa_dist.provenance import MEDIA_COMPLETENESS, MEDIA_NODE, MEDIA_RANK, Provenance, Statement
 
 pytestmark = pytest.mark.grpc
 
@@ -181,3 +181,34 @@ def test_a_coordinator_back_on_an_empty_journal_gets_every_later_event(tmp_path:
     assert completeness["sequenceGaps"] == [
         "rank/0/0/0: 7 acknowledged event(s) lost by the coordinator (its journal was lost)"]
     assert completeness["complete"] is False
+
+
+def test_a_second_agent_with_the_same_node_identity_loses_none_of_its_events(
+        tmp_path: Path) -> None:
+    # A Ray node gets a new node agent in every attempt, under the same identity; the
+    # first one's spool is gone (all acknowledged) when the second one starts.
+    from slsa_dist.agent import NodeIdentity
+
+    identity = NodeIdentity(node_id="n", hostname="h")
+    with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path / "out",
+                           world_size=1, settle=0.1) as server:
+        for attempt, state in ((0, "STARTED"), (1, "SUCCEEDED")):
+            agent = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "sp",
+                          identity=identity)
+            for i in range(5):
+                agent.annotate(f"attempt-{attempt}/{i}", i)
+            agent.record_attempt(attempt=attempt, run_id="r", ranks=[0], state=state)
+            assert agent.close(30)
+        rank = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "sp",
+                     identity=RankIdentity(rank=0, world_size=1, node_id="n"))
+        rank.complete()
+        assert rank.close(30)
+        result = server.wait_finalized(30)
+    provenance = provenance_of(result.bundle)
+    (node,) = provenance.records(MEDIA_NODE)
+    assert [(a["attempt"], a["state"]) for a in node["attempts"]] == [(0, "STARTED"),
+                                                                      (1, "SUCCEEDED")]
+    assert sorted(node["annotations"]) == sorted(f"attempt-{a}/{i}" for a in (0, 1)
+                                                 for i in range(5))
+    (completeness,) = provenance.records(MEDIA_COMPLETENESS)
+    assert completeness["sequenceGaps"] == []
