@@ -44,6 +44,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from slsa_dist.attest.binding import report_data
@@ -157,6 +158,10 @@ def ak_fingerprint(pem: str | bytes) -> str:
         key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
     except ValueError as exc:
         raise InputError(f"AK: expected a PEM public key, found {exc}") from None
+    return _fingerprint(key)
+
+
+def _fingerprint(key: PublicKeyTypes) -> str:
     der = key.public_bytes(serialization.Encoding.DER,
                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return "sha256:" + hashlib.sha256(der).hexdigest()
@@ -205,7 +210,6 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> dict[str, An
         attest = base64.b64decode(evidence["attest"], validate=True)
         signature = _der_signature(base64.b64decode(evidence["signature"], validate=True))
         ak = serialization.load_pem_public_key(evidence["akPublicPem"].encode())
-        fingerprint = ak_fingerprint(evidence["akPublicPem"])
         quote = parse_attest(attest)
     except (ValueError, KeyError, TypeError, InputError) as exc:
         return {"status": "failed", "reason": f"malformed TPM evidence: {exc}",
@@ -237,7 +241,7 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> dict[str, An
                 "hash to the quoted digest", "not_verified": not_verified}
     claims = {"pcrs": {str(p): pcrs[str(p)] for p in selected}, "clock": quote.clock,
               "resetCount": quote.reset_count, "firmwareVersion": f"{quote.firmware_version:#x}",
-              "akSha256": fingerprint, "akEnrolled": evidence.get("akEnrolled") is True,
+              "akSha256": _fingerprint(ak), "akEnrolled": evidence.get("akEnrolled") is True,
               "ekCertificate": "present" if evidence.get("ekCertificate") else "absent"}
     return {"status": "verified",
             "verified": ["quote signed by the reported AK", "nonce, job and node binding",
