@@ -151,6 +151,12 @@ class Manifest:
         return self.root_digest
 
     @property
+    def subject_digests(self) -> frozenset[str]:
+        """Every SHA-256 a subject may name this artifact by: its identity, and its
+        manifest root (which a provenance may carry for a single file too)."""
+        return frozenset({self.identity, self.root_digest})
+
+    @property
     def total_bytes(self) -> int:
         return sum(r.size for r in self.resources)
 
@@ -218,6 +224,13 @@ class Manifest:
             f"changed: {n}" for n in sorted(mine.keys() & theirs.keys()) if mine[n] != theirs[n]
         ]
         return problems
+
+    def diff_summary(self, other: Manifest, *, shown: int = 10) -> str:
+        """:meth:`diff` in one line: the first ``shown`` differences and a count of the
+        rest; empty when the manifests agree."""
+        problems = self.diff(other)
+        more = len(problems) - shown
+        return ", ".join(problems[:shown]) + (f" (+{more} more)" if more > 0 else "")
 
 
 def digest_bytes(data: bytes | memoryview, algorithm: str = "sha256") -> str:

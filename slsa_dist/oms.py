@@ -135,9 +135,7 @@ def verify_model(model: str | os.PathLike[str], *, signature: str | os.PathLike[
                          shard_size=expected.shard_size or DEFAULT_SHARD_SIZE,
                          allow_symlinks=expected.allow_symlinks,
                          ignore_paths=expected.ignore_paths)
-    problems = actual.diff(expected)
-    if problems:
-        shown = ", ".join(problems[:10]) + (f" (+{len(problems) - 10} more)"
-                                            if len(problems) > 10 else "")
-        raise VerificationError(f"model {model}: does not match its signature: {shown}")
+    differences = actual.diff_summary(expected)
+    if differences:
+        raise VerificationError(f"model {model}: does not match its signature: {differences}")
     return actual

@@ -117,9 +117,7 @@ def _check_artifact(out: _Outcome, provenance: Provenance, path: Path) -> None:
         shard_size=int(serialization.get("shard_size") or DEFAULT_SHARD_SIZE),
         ignore_paths=tuple(serialization.get("ignore_paths") or DEFAULT_IGNORE),
     )
-    candidates = {manifest.root_digest}
-    if path.is_file():
-        candidates.add(manifest.resources[0].digest)  # a plain file's own sha256
+    candidates = manifest.subject_digests
     matched = [s for s in subjects if s.digest.get("sha256") in candidates]
     if matched:
         out.add(name, True, f"matches subject {matched[0].name!r} "
@@ -132,12 +130,9 @@ def _check_artifact(out: _Outcome, provenance: Provenance, path: Path) -> None:
     detail = (f"expected sha256 {subject.digest.get('sha256', '?')[:16]}... for subject "
               f"{subject.name!r}, found {manifest.root_digest[:16]}...")
     expected = _expected_manifest(record, subject.name or "") if record else None
-    if expected is not None:
-        problems = manifest.diff(expected)
-        if problems:
-            detail += "; " + ", ".join(problems[:10])
-            if len(problems) > 10:
-                detail += f" (+{len(problems) - 10} more)"
+    differences = manifest.diff_summary(expected) if expected is not None else ""
+    if differences:
+        detail += "; " + differences
     out.add(name, False, detail)
 
 
@@ -266,10 +261,8 @@ def _vsa_checks(out: _Outcome, statement: Statement,
         if not path.exists():
             raise InputError(f"artifact: expected a file or directory at {path}, found nothing")
         manifest = digest_path(path)
-        digests = {manifest.root_digest}
-        if path.is_file():
-            digests.add(manifest.resources[0].digest)
-        match = [s for s in statement.subjects if s.digest.get("sha256") in digests]
+        match = [s for s in statement.subjects
+                 if s.digest.get("sha256") in manifest.subject_digests]
         out.add(f"artifact {path}", bool(match),
                 f"matches VSA subject {match[0].name!r}" if match else
                 f"expected a subject with sha256 {manifest.root_digest[:16]}..., found none")

@@ -58,7 +58,7 @@ def shards_from_files(files: Sequence[str | os.PathLike[str]], sizes: Sequence[i
     for path, size in zip(files, sizes, strict=True):
         p = Path(path)
         name = p.resolve().relative_to(Path(root).resolve()).as_posix() if root else p.name
-        digest = digest_path(p).resources[0].digest
+        digest = digest_path(p).identity
         shards.append(Shard(name=name, digest={"sha256": digest}, start=start,
                             stop=start + size, uri=f"file://{p.resolve()}"))
         start += size
@@ -224,7 +224,7 @@ def _file_digest(name: str) -> Mapping[str, str]:
     version = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     digest = _SHARD_DIGESTS.get(version)
     if digest is None:  # a rewritten file is a new version: hashed again
-        digest = _SHARD_DIGESTS[version] = {"sha256": digest_path(path).resources[0].digest}
+        digest = _SHARD_DIGESTS[version] = {"sha256": digest_path(path).identity}
     return digest
 
 

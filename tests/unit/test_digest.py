@@ -180,3 +180,22 @@ def test_mmap_mode_gives_the_same_manifest(model: Path) -> None:
         mapped = digest_path(model, method=method, shard_size=1_000_000,  # type: ignore[arg-type]
                              use_mmap=True)
         assert plain == mapped
+
+
+def test_a_manifest_difference_is_summarized_with_a_count_of_the_rest(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    for i in range(13):
+        (model / f"w{i:02d}.bin").write_bytes(b"%d" % i)
+    expected = digest_path(model)
+    assert expected.diff_summary(digest_path(model)) == ""
+    (model / "w00.bin").write_bytes(b"changed")
+    for i in range(1, 13):
+        (model / f"w{i:02d}.bin").unlink()
+    (model / "extra.bin").write_bytes(b"x")
+    summary = digest_path(model).diff_summary(expected, shown=3)
+    assert summary == "missing: w01.bin, missing: w02.bin, missing: w03.bin (+11 more)"
+    assert digest_path(model).subject_digests == {digest_path(model).root_digest}
+    single = digest_path(model / "extra.bin")
+    assert single.subject_digests == {single.identity, single.root_digest}
+    assert single.identity == hashlib.sha256(b"x").hexdigest()
