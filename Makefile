@@ -32,20 +32,20 @@ system-deps:
 	else echo "not root or no apt-get: skipping system packages ($(APT_PACKAGES))"; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check slsa_dist tests bench
+	$(BIN)/ruff check slsa_dist tests bench examples tools
 	$(BIN)/mypy
 
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) system-deps
-	$(BIN)/python -m slsa_dist._internal.demo --out demo-out
+	PYTHONPATH=.:tests $(BIN)/python examples/demo/demo.py --out demo-out
 
 bench: $(STAMP)
-	@for b in bench/bench_*.py bench/reliability.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/bench_*.py bench/reliability.py; do echo "== $$b"; PYTHONPATH=.:tests $(BIN)/python $$b || exit 1; done
 
 proto: $(STAMP)
-	$(BIN)/python -m slsa_dist._internal.protogen
+	$(BIN)/python tools/protogen.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from slsa_dist.coordinator import Coordinator
-from slsa_dist.keys import Signer
+from slsa_dist.collect.coordinator import Coordinator
+from slsa_dist.sign.keys import Signer
 
 
 def peak_rss_mib() -> float:

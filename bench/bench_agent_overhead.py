@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from slsa_dist._internal import runtime
+from slsa_dist.capture import runtime
 from slsa_dist.torch.data import RecordingSampler, Shard
 
 TARGET = 1.01

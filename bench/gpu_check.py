@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import torch
+from support.background import signing_key
+from support.localjob import run_local_job
 
-from slsa_dist._internal import demo_data
-from slsa_dist._internal.background import signing_key
-from slsa_dist._internal.localjob import run_local_job
-from slsa_dist.keys import load_verifier
+from examples.demo import data as demo_data
 from slsa_dist.provenance import MEDIA_NODE
-from slsa_dist.verify import verify_bundle
+from slsa_dist.sign.keys import load_verifier
+from slsa_dist.verify.bundle import verify_bundle
 
 
 def main() -> int:
@@ -37,7 +37,7 @@ def main() -> int:
     demo_data.main(["--out", str(out / "data")])
     key, public = signing_key(out)
     job = run_local_job(job_id="gpu-check", key=key, out=out, nproc=count, timeout=480,
-                        script=Path(demo_data.__file__).parent / "demo_train.py",
+                        script=Path(demo_data.__file__).parent / "train.py",
                         script_args=["--data", str(out / "data"), "--out", str(out / "train"),
                                      "--epochs", "2", "--backend", "nccl"])
     if job.torchrun_exit != 0:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from slsa_dist._internal import faults
+from support import faults
 
 ROOT = Path(__file__).resolve().parents[1]
 

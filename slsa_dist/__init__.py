@@ -1,32 +1,28 @@
 """slsa-dist: one signed SLSA provenance for a whole distributed training job.
 
-How the pieces fit::
+The package is laid out by the stage each module serves (ADR 0007)::
 
-    rank process                 node                       coordinator (one per job)
-    ------------                 ----                       -------------------------
-    slsa_dist.agent.RankAgent -- gRPC, batched, acked, -->  slsa_dist.coordinator
-      shards read, files           spooled to disk            journal (SQLite WAL)
-      written, artifacts                                      _internal.merge (pure)
-                                                              -> provenance.Statement
-                                                              -> dsse envelope, signed
-                                                              -> <job>.intoto.jsonl
+    capture/   in the training process and on its node: what a rank read and
+               wrote, the node's inventory        (+ torch/, ray.py, exec.py)
+    collect/   agent -> gRPC -> coordinator: journal, then merge into ONE Statement
+    attest/    hardware evidence: TPM, TDX/SEV-SNP (configfs-tsm), NVIDIA CC
+    sign/      keys, DSSE envelopes, the job CA (mutual TLS), OMS signatures
+    verify/    a bundle, a model's chain, the attestation store, VSAs
+    report/    HTML and terminal summaries
+    provenance.py, records.py, digest.py, errors.py: the model every stage shares
 
-Public modules, by what a user does:
+Flow: ``capture`` records -> ``collect`` journals and merges -> ``sign``
+wraps the Statement in a DSSE envelope -> ``verify`` re-checks it ->
+``report`` shows it. ``docs/architecture.md`` draws it.
 
-* :mod:`slsa_dist.provenance` -- the Statement / SLSA Provenance v1 model.
-* :mod:`slsa_dist.dsse`, :mod:`slsa_dist.keys` -- signing and envelopes.
-* :mod:`slsa_dist.digest` -- fast hashing, OMS-compatible manifests.
-* :mod:`slsa_dist.verify` -- checking a bundle against keys and artifacts.
-* :mod:`slsa_dist.agent`, :mod:`slsa_dist.coordinator` -- collection over gRPC.
-* :mod:`slsa_dist.errors` -- one root error, split by who is at fault.
-* :mod:`slsa_dist.torch` -- torchrun plugin, data capture, DCP writer.
-* :func:`init`, :func:`record_artifact`, :func:`record_input` -- for training code.
-
-Everything under ``slsa_dist._internal`` and ``slsa_dist._pb`` is private.
+For training code: :func:`init`, :func:`record_artifact`,
+:func:`record_input`, :func:`record_hyperparameters` (or nothing at all, under
+``slsa-torchrun ... -m slsa_dist.exec``). Everything under
+``slsa_dist._internal`` and ``slsa_dist._pb`` is private.
 
 Example (verify what a job produced)::
 
-    from slsa_dist.keys import load_verifier
+    from slsa_dist.sign.keys import load_verifier
     from slsa_dist.verify import verify_bundle
 
     provenance = verify_bundle("job.intoto.jsonl", keys=[load_verifier("signing.pub")],
@@ -38,11 +34,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from slsa_dist._internal.runtime import (
+from slsa_dist._internal import compat as _compat
+from slsa_dist.capture.runtime import (
     init,
     record_artifact,
     record_hyperparameters,
     record_input,
 )
+
+_compat.install()
 
 __all__ = ["__version__", "init", "record_artifact", "record_hyperparameters", "record_input"]

@@ -43,7 +43,7 @@ class ReportError(Error):
     """A rank or node report breaks the collection contract.
 
     ``code`` names the gRPC status the coordinator answers with; the mapping
-    to real status codes lives in one place, ``slsa_dist.coordinator``.
+    to real status codes lives in one place, ``slsa_dist.collect.coordinator``.
     ``resync`` marks a refusal that registering again cures (the coordinator
     does not know the sender, or expects an earlier sequence number: it lost
     its journal); agents learn it from the ``slsa-resync`` trailing metadata,

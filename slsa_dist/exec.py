@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from types import FrameType
 
-from slsa_dist._internal.runtime import init
+from slsa_dist.capture.runtime import init
 
 __all__ = ["main"]
 

@@ -34,9 +34,9 @@ from typing import Any
 
 from slsa_dist._internal import canonical
 from slsa_dist.digest import Manifest
-from slsa_dist.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
 from slsa_dist.errors import InputError
-from slsa_dist.keys import Signer
+from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
+from slsa_dist.sign.keys import Signer
 
 __all__ = [
     "BUILD_TYPE",

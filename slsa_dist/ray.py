@@ -43,9 +43,9 @@ from typing import Any
 import ray
 from ray.train import UserCallback  # the base when Ray is not 2.60.x
 
-from slsa_dist._internal import runtime
-from slsa_dist._internal.node import start_node_agent
-from slsa_dist.agent import Agent
+from slsa_dist.capture import runtime
+from slsa_dist.collect.agent import Agent
+from slsa_dist.collect.node import start_node_agent
 from slsa_dist.digest import digest_path
 
 __all__ = ["SlsaCallback", "report"]
@@ -135,7 +135,7 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
     # -- controller ---------------------------------------------------------------------
 
     def after_controller_start(self, train_run_context: Any) -> None:
-        from slsa_dist.agent import Agent, NodeIdentity
+        from slsa_dist.collect.agent import Agent, NodeIdentity
 
         state = _STATE
         state.job_id = self.job_id or f"ray-{train_run_context.run_id}"
@@ -145,8 +145,8 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
             if not self.key:
                 raise ValueError("slsa-dist: set SLSA_COORDINATOR, or SLSA_KEY so the "
                                  "controller can run the coordinator")
-            from slsa_dist._internal.background import CoordinatorThread
-            from slsa_dist.keys import load_signer
+            from slsa_dist.collect.coordinator import CoordinatorThread
+            from slsa_dist.sign.keys import load_signer
 
             state.server = CoordinatorThread(
                 job_id=state.job_id, signer=load_signer(self.key), out_dir=self.out_dir,

@@ -12,16 +12,18 @@ Kinds: ``tpm``, ``tdx``, ``snp``, ``nvidia-cc``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from slsa_dist._internal.merge import EvidenceVerdict
 from slsa_dist.attest import nvidia, tpm, tsm
+from slsa_dist.attest.verdict import (
+    KINDS,
+    UNAVAILABLE,
+    EvidenceVerdict,
+    EvidenceVerifier,
+)
 from slsa_dist.errors import InputError
 
-__all__ = ["KINDS", "UNAVAILABLE", "collect_all", "verify_evidence"]
-
-KINDS = ("tpm", "tdx", "snp", "nvidia-cc")
-UNAVAILABLE = "unavailable"  # the format of an evidence event that carries only a reason
+__all__ = ["KINDS", "UNAVAILABLE", "EvidenceVerdict", "EvidenceVerifier", "collect_all",
+           "verify_evidence"]
 
 _Collector = Callable[[bytes, str, str], bytes]
 _ATTESTERS: tuple[tuple[str, Callable[[], str | None], _Collector], ...] = (
@@ -53,23 +55,17 @@ def collect_all(nonce: bytes, job_id: str, node_id: str) -> list[tuple[str, byte
     return found
 
 
-def _verdict(result: dict[str, Any]) -> EvidenceVerdict:
-    return EvidenceVerdict(status=result["status"], verified=tuple(result.get("verified", ())),
-                           not_verified=tuple(result.get("not_verified", ())),
-                           reason=result.get("reason", ""), claims=result.get("claims", {}))
-
-
 def verify_evidence(kind: str, blob: bytes, nonce: bytes, job_id: str,
                     node_id: str) -> EvidenceVerdict:
     """The coordinator's evidence verifier (pure computation, no I/O)."""
     if kind == "tpm":
-        return _verdict(tpm.verify(blob, nonce, job_id, node_id))
+        return tpm.verify(blob, nonce, job_id, node_id)
     if kind in ("tdx", "snp"):
-        result = tsm.verify(blob, nonce, job_id, node_id)
-        if result["status"] == "verified" and result.get("kind") != kind:
+        verdict = tsm.verify(blob, nonce, job_id, node_id)
+        if verdict.status == "verified" and tsm.report_kind(blob) != kind:
             return EvidenceVerdict(status="failed", reason=(
-                f"kind: claimed {kind!r}, found a {result.get('kind')!r} report"))
-        return _verdict(result)
+                f"kind: claimed {kind!r}, found a {tsm.report_kind(blob)!r} report"))
+        return verdict
     if kind == "nvidia-cc":
-        return _verdict(nvidia.verify(blob, nonce, job_id, node_id))
+        return nvidia.verify(blob, nonce, job_id, node_id)
     return EvidenceVerdict(status="unverified", reason=f"no verifier for evidence kind {kind!r}")

@@ -1,7 +1,7 @@
 """NVIDIA GPUs: identity through NVML, confidential-computing evidence when CC is on.
 
 Device identity (name, UUID, serial, VBIOS, driver, CC mode) is in the node
-inventory (:func:`slsa_dist.inventory.gpu_inventory`). Evidence: when a GPU
+inventory (:func:`slsa_dist.capture.inventory.gpu_inventory`). Evidence: when a GPU
 is in CC mode and NVIDIA's attestation SDK (``nv-attestation-sdk``) is
 installed, its local verifier is run and its outcome recorded; otherwise the
 reason there is no evidence is recorded. Nothing here claims a verification
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from typing import Any
 
-from slsa_dist import inventory
+from slsa_dist.attest.verdict import EvidenceVerdict
+from slsa_dist.capture import inventory
 from slsa_dist.errors import InputError
 
 __all__ = ["FORMAT", "available", "collect", "verify"]
@@ -55,7 +55,7 @@ def collect(nonce: bytes, job_id: str, node_id: str) -> bytes:
                        "devices": inventory.gpu_inventory()["devices"]}, sort_keys=True).encode()
 
 
-def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> dict[str, Any]:
+def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> EvidenceVerdict:
     """Record the outcome the node's SDK reported; nothing here re-verifies the GPU.
 
     NVIDIA's local verifier runs on the node and signs its token with a fixed
@@ -67,15 +67,16 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> dict[str, An
         evidence = json.loads(blob)
         passed = evidence["passed"]
     except (ValueError, KeyError, TypeError) as exc:
-        return {"status": "failed", "reason": f"malformed NVIDIA evidence: {exc}"}
+        return EvidenceVerdict(status="failed", reason=f"malformed NVIDIA evidence: {exc}")
     not_verified = [
         "the GPU's attestation report and certificate chain, by the coordinator (the node's "
         "local verifier checked them; its token is signed with a fixed HS256 key, so the "
         "outcome is the node's report)",
         "the nonce binding inside the token"]
     if passed is True:
-        return {"status": "verified",
-                "verified": ["the node reports that NVIDIA's local GPU verifier passed"],
-                "not_verified": not_verified}
-    return {"status": "failed", "reason": "the node reports that NVIDIA's local GPU verifier "
-            "did not pass", "not_verified": not_verified}
+        return EvidenceVerdict(
+            status="verified", not_verified=not_verified,
+            verified=["the node reports that NVIDIA's local GPU verifier passed"])
+    return EvidenceVerdict(status="failed", reason="the node reports that NVIDIA's local GPU "
+                           "verifier "
+            "did not pass", not_verified=not_verified)

@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from slsa_dist.attest.verdict import KINDS
 from slsa_dist.errors import InputError
 from slsa_dist.provenance import MEDIA_NODE, MEDIA_RANK, Provenance
-from slsa_dist.verify import Check
+from slsa_dist.verify.bundle import Check
 
-__all__ = ["require_attestation"]
+__all__ = ["REQUIREMENTS", "require_attestation"]
+
+# What --require-attestation accepts: one evidence kind, or any kind at all.
+REQUIREMENTS = (*KINDS, "any")
 
 
 def _counts(evidence: Mapping[str, Any], trusted_aks: frozenset[str] | None) -> str | None:

@@ -39,7 +39,6 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -48,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from slsa_dist.attest.binding import report_data
+from slsa_dist.attest.verdict import EvidenceVerdict
 from slsa_dist.errors import InputError
 
 __all__ = ["AK_HANDLE", "FORMAT", "Quote", "ak_fingerprint", "check_ak_fingerprint", "collect",
@@ -200,11 +200,14 @@ def load_trusted_aks(path: str | os.PathLike[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> dict[str, Any]:
+def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> EvidenceVerdict:
     """Check a TPM evidence blob; returns the verdict fields. Never raises on bad evidence."""
     not_verified = ["AK certified by the TPM's endorsement key (no EK chain or credential "
                     "activation performed)",
                     "PCR values against reference values (none configured)"]
+    def fail(reason: str) -> EvidenceVerdict:
+        return EvidenceVerdict(status="failed", reason=reason, not_verified=not_verified)
+
     try:
         evidence = json.loads(blob)
         attest = base64.b64decode(evidence["attest"], validate=True)
@@ -212,42 +215,34 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> dict[str, An
         ak = serialization.load_pem_public_key(evidence["akPublicPem"].encode())
         quote = parse_attest(attest)
     except (ValueError, KeyError, TypeError, InputError) as exc:
-        return {"status": "failed", "reason": f"malformed TPM evidence: {exc}",
-                "not_verified": not_verified}
+        return fail(f"malformed TPM evidence: {exc}")
     if not isinstance(ak, ec.EllipticCurvePublicKey):
-        return {"status": "failed", "reason": "AK: expected an ECDSA key, found "
-                f"{type(ak).__name__}", "not_verified": not_verified}
+        return fail(f"AK: expected an ECDSA key, found {type(ak).__name__}")
     try:
         ak.verify(signature, attest, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
-        return {"status": "failed", "reason": "quote signature: not valid for the reported AK",
-                "not_verified": not_verified}
+        return fail("quote signature: not valid for the reported AK")
     expected = report_data(nonce, job_id, node_id)
     if quote.extra_data != expected:
-        return {"status": "failed", "reason": (
-            f"nonce binding: expected qualifying data {expected.hex()[:16]}... for this nonce, "
-            f"job and node, found {quote.extra_data.hex()[:16]}..."),
-            "not_verified": not_verified}
+        return fail(f"nonce binding: expected qualifying data {expected.hex()[:16]}... for this "
+                    f"nonce, job and node, found {quote.extra_data.hex()[:16]}...")
     pcrs = evidence.get("pcrs", {}).get("sha256", {})
     selected = [p for algorithm, indices in quote.selections if algorithm == _ALG_SHA256
                 for p in indices]
     try:
         values = b"".join(bytes.fromhex(pcrs[str(p)]) for p in selected)
     except (KeyError, ValueError) as exc:
-        return {"status": "failed", "reason": f"PCR values: missing or malformed {exc}",
-                "not_verified": not_verified}
+        return fail(f"PCR values: missing or malformed {exc}")
     if hashlib.sha256(values).digest() != quote.pcr_digest:
-        return {"status": "failed", "reason": "PCR digest: the reported PCR values do not "
-                "hash to the quoted digest", "not_verified": not_verified}
+        return fail("PCR digest: the reported PCR values do not hash to the quoted digest")
     claims = {"pcrs": {str(p): pcrs[str(p)] for p in selected}, "clock": quote.clock,
               "resetCount": quote.reset_count, "firmwareVersion": f"{quote.firmware_version:#x}",
               "akSha256": _fingerprint(ak), "akEnrolled": evidence.get("akEnrolled") is True,
               "ekCertificate": "present" if evidence.get("ekCertificate") else "absent"}
-    return {"status": "verified",
-            "verified": ["quote signed by the reported AK", "nonce, job and node binding",
-                         "PCR digest matches the reported SHA-256 PCR values"],
-            "not_verified": not_verified, "claims": claims}
-
+    return EvidenceVerdict(status="verified", not_verified=not_verified, claims=claims,
+                           verified=["quote signed by the reported AK",
+                                     "nonce, job and node binding",
+                                     "PCR digest matches the reported SHA-256 PCR values"])
 
 def available() -> str | None:
     """None when a TPM can be used, else why not."""

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import load_pem_x509_certificate
 
 from slsa_dist.attest.binding import report_data
+from slsa_dist.attest.verdict import EvidenceVerdict
 from slsa_dist.errors import InputError
 
 __all__ = ["FORMAT", "TSM_ROOT", "collect", "parse_snp", "parse_tdx", "report_kind", "verify"]
@@ -108,7 +109,7 @@ def report_kind(blob: bytes) -> str:
 
 
 def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
-           *, vcek_pem: bytes | None = None) -> dict[str, Any]:
+           *, vcek_pem: bytes | None = None) -> EvidenceVerdict:
     """Check a configfs-tsm evidence blob; never raises on bad evidence."""
     try:
         kind = report_kind(blob)
@@ -116,7 +117,7 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
         out = base64.b64decode(evidence["outblob"], validate=True)
         fields = parse_tdx(out) if kind == "tdx" else parse_snp(out)
     except (ValueError, KeyError, TypeError, InputError) as exc:
-        return {"status": "failed", "reason": f"malformed TSM evidence: {exc}"}
+        return EvidenceVerdict(status="failed", reason=f"malformed TSM evidence: {exc}")
     not_verified = (["quote signature and PCK certificate chain (needs Intel collateral)",
                      "measurements against reference values (none configured)"]
                     if kind == "tdx" else
@@ -124,9 +125,10 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
                      "measurement against reference values (none configured)"])
     expected = report_data(nonce, job_id, node_id, size=64).hex()
     if fields["reportData"] != expected:
-        return {"status": "failed", "not_verified": not_verified, "claims": fields,
-                "reason": f"nonce binding: expected report data {expected[:16]}... for this "
-                          f"nonce, job and node, found {fields['reportData'][:16]}..."}
+        return EvidenceVerdict(
+            status="failed", not_verified=not_verified, claims=fields,
+            reason=f"nonce binding: expected report data {expected[:16]}... for this "
+                   f"nonce, job and node, found {fields['reportData'][:16]}...")
     verified = ["report structure", "nonce, job and node binding"]
     # The verifier's own VCEK (offline collateral) is evidence; one the node sent along
     # only shows the report matches the certificate the node chose, and is named so.
@@ -135,19 +137,20 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
     if kind == "snp" and collateral:
         key = load_pem_x509_certificate(collateral).public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey):
-            return {"status": "failed", "reason": "VCEK: expected an ECDSA key"}
+            return EvidenceVerdict(status="failed", reason="VCEK: expected an ECDSA key")
         try:
             key.verify(_snp_signature(out), out[:_SNP_SIGNED], ec.ECDSA(hashes.SHA384()))
         except InvalidSignature:
-            return {"status": "failed", "reason": "SNP report signature: not valid for the VCEK",
-                    "not_verified": not_verified, "claims": fields}
+            return EvidenceVerdict(status="failed", not_verified=not_verified,
+                                   claims=fields, reason="SNP report signature: not "
+                                   "valid for the VCEK")
         verified.append("report signature by the node's VCEK certificate (sent with the "
                         "report)" if from_node else
                         "report signature by the VCEK certificate supplied to the verifier")
     elif kind == "snp":
         not_verified.insert(0, "report signature (no VCEK certificate supplied)")
-    return {"status": "verified", "verified": verified, "not_verified": not_verified,
-            "claims": fields, "kind": kind}
+    return EvidenceVerdict(status="verified", verified=verified, not_verified=not_verified,
+                           claims=fields)
 
 
 def available(root: Path = TSM_ROOT) -> str | None:

@@ -37,7 +37,7 @@ from torch.distributed.checkpoint.planner import SavePlan, SavePlanner
 from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
 
-from slsa_dist._internal import runtime as _runtime
+from slsa_dist.capture import runtime as _runtime
 from slsa_dist.digest import digest_path, new_hasher
 
 __all__ = ["DigestingFileSystemWriter"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from slsa_dist._internal import runtime as _runtime
+from slsa_dist.capture import runtime as _runtime
 from slsa_dist.digest import digest_path
 from slsa_dist.errors import InputError
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, LogsDest
 
-from slsa_dist._internal.node import start_node_agent
+from slsa_dist.collect.node import start_node_agent
 
 __all__ = ["SlsaEventHandler", "SlsaLogsSpecs"]
 

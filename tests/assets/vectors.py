@@ -17,8 +17,6 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from slsa_dist.dsse import Envelope, sign_envelope
-from slsa_dist.keys import Signer
 from slsa_dist.provenance import (
     MEDIA_RANK,
     ProvenanceBuilder,
@@ -27,6 +25,8 @@ from slsa_dist.provenance import (
     record_descriptor,
     sign_statement,
 )
+from slsa_dist.sign.dsse import Envelope, sign_envelope
+from slsa_dist.sign.keys import Signer
 
 HERE = Path(__file__).parent / "vectors"
 CLOCK = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)

@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from support import swtpm
 
-from slsa_dist._cli import main as cli_main
-from slsa_dist._internal import swtpm
-from slsa_dist._internal.background import CoordinatorThread
-from slsa_dist.agent import Agent, NodeIdentity, RankIdentity
 from slsa_dist.attest import UNAVAILABLE, collect_all
-from slsa_dist.keys import Signer
+from slsa_dist.cli import main as cli_main
+from slsa_dist.collect.agent import Agent, NodeIdentity, RankIdentity
+from slsa_dist.collect.coordinator import CoordinatorThread
+from slsa_dist.sign.keys import Signer
 
 from conftest import need
 

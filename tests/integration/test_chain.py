@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.background import signing_key
 
-from slsa_dist._cli import main as cli_main
-from slsa_dist._internal.background import signing_key
-from slsa_dist.chain import ChainPolicy
+from slsa_dist.cli import main as cli_main
 from slsa_dist.errors import InputError
+from slsa_dist.verify.chain import ChainPolicy
 
 from conftest import need
 
@@ -101,8 +101,8 @@ def test_a_removed_link_fails_naming_the_step(chain: dict[str, Path],
 
 def test_a_link_signed_by_an_untrusted_key_fails_naming_the_step(
         chain: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from slsa_dist.dsse import read_bundle, sign_envelope, write_bundle
-    from slsa_dist.keys import Signer
+    from slsa_dist.sign.dsse import read_bundle, sign_envelope, write_bundle
+    from slsa_dist.sign.keys import Signer
 
     (envelope,) = read_bundle(chain["train"])
     forged = write_bundle(tmp_path / "forged.intoto.jsonl", [sign_envelope(
@@ -126,7 +126,7 @@ def test_vsa_is_emitted_and_verifies(chain: dict[str, Path], tmp_path: Path,
                      "--policy", str(chain["policy"]), "--emit-vsa", str(vsa),
                      "--vsa-key", str(chain["key"])]) == 0
     capsys.readouterr()
-    from slsa_dist.dsse import read_bundle
+    from slsa_dist.sign.dsse import read_bundle
 
     predicate = json.loads(read_bundle(vsa)[0].payload)["predicate"]
     assert predicate["verificationResult"] == "PASSED"

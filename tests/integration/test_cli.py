@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist._cli import main
+from slsa_dist.cli import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

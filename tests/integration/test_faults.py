@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from slsa_dist._internal import faults
+from support import faults
 
 pytestmark = [pytest.mark.grpc, pytest.mark.multiprocess]
 

@@ -8,11 +8,11 @@ import grpc
 import pytest
 
 from slsa_dist import coordinator as coordinator_module
-from slsa_dist._internal.background import CoordinatorThread
-from slsa_dist._internal.merge import Limits
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
-from slsa_dist.keys import Signer
+from slsa_dist.collect.coordinator import CoordinatorThread
+from slsa_dist.collect.merge import Limits
+from slsa_dist.sign.keys import Signer
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(60)]
 

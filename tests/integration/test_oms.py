@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.background import signing_key
 
-from slsa_dist import oms
-from slsa_dist._cli import main as cli_main
-from slsa_dist._internal.background import signing_key
+from slsa_dist.cli import main as cli_main
 from slsa_dist.errors import VerificationError
-from slsa_dist.keys import load_signer, load_verifier
+from slsa_dist.sign import oms
+from slsa_dist.sign.keys import load_signer, load_verifier
 
 MODEL_SIGNING = shutil.which("model_signing", path=str(Path(sys.executable).parent))
 

@@ -12,16 +12,17 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from slsa_dist._internal import swtpm  # noqa: E402
-from slsa_dist._internal.background import signing_key  # noqa: E402
-from slsa_dist.dsse import read_bundle  # noqa: E402
-from slsa_dist.keys import load_verifier  # noqa: E402
+from support import swtpm  # noqa: E402
+from support.background import signing_key  # noqa: E402
+
 from slsa_dist.provenance import (  # noqa: E402
     MEDIA_CHECKPOINT,
     MEDIA_NODE,
     MEDIA_RANK,
 )
-from slsa_dist.verify import verify_bundle  # noqa: E402
+from slsa_dist.sign.dsse import read_bundle  # noqa: E402
+from slsa_dist.sign.keys import load_verifier  # noqa: E402
+from slsa_dist.verify.bundle import verify_bundle  # noqa: E402
 
 from conftest import IN_CI  # noqa: E402
 

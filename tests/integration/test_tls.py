@@ -10,15 +10,15 @@ from pathlib import Path
 import grpc
 import pytest
 
-from slsa_dist._internal.background import CoordinatorThread
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
-from slsa_dist.agent import Agent, RankIdentity
-from slsa_dist.ca import Identity, JobCA, channel_credentials
-from slsa_dist.coordinator import Coordinator, _peer_is_loopback
+from slsa_dist.collect.agent import Agent, RankIdentity
+from slsa_dist.collect.coordinator import Coordinator, CoordinatorThread
+from slsa_dist.collect.wire import peer_is_loopback
 from slsa_dist.errors import InputError
-from slsa_dist.keys import Signer
-from slsa_dist.verify import verify_bundle
+from slsa_dist.sign.ca import Identity, JobCA, channel_credentials
+from slsa_dist.sign.keys import Signer
+from slsa_dist.verify.bundle import verify_bundle
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
 
@@ -104,7 +104,7 @@ def test_only_an_admin_may_finalize(server, pki: Path) -> None:  # type: ignore[
     code, _ = code_of(lambda: collector.Finalize(pb.FinalizeRequest(job_id="job-t"), timeout=10))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     channel.close()
-    done = subprocess.run([sys.executable, "-m", "slsa_dist._cli", "finalize", "--coordinator",
+    done = subprocess.run([sys.executable, "-m", "slsa_dist.cli", "finalize", "--coordinator",
                            server.address, "--job-id", "job-t", "--tls", str(pki / "admin")],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
@@ -140,10 +140,10 @@ def test_agents_over_mutual_tls_produce_a_verified_provenance(server, pki: Path,
 
 
 def test_plaintext_is_refused_off_loopback(tmp_path: Path) -> None:
-    assert _peer_is_loopback("ipv4:127.0.0.1:5000")
-    assert _peer_is_loopback("ipv6:[::1]:5000")
-    assert not _peer_is_loopback("ipv4:10.1.2.3:5000")
-    assert not _peer_is_loopback("unix:/tmp/x.sock")
+    assert peer_is_loopback("ipv4:127.0.0.1:5000")
+    assert peer_is_loopback("ipv6:[::1]:5000")
+    assert not peer_is_loopback("ipv4:10.1.2.3:5000")
+    assert not peer_is_loopback("unix:/tmp/x.sock")
 
     async def start() -> None:
         await Coordinator(job_id="j", signer=Signer.generate(), out_dir=tmp_path).start(
@@ -156,7 +156,7 @@ def test_plaintext_is_refused_off_loopback(tmp_path: Path) -> None:
 def test_the_coordinator_command_requires_a_transport_choice(tmp_path: Path) -> None:
     key = tmp_path / "k.key"
     key.write_bytes(Signer.generate().private_pem())
-    done = subprocess.run([sys.executable, "-m", "slsa_dist._cli", "coordinator", "--job-id",
+    done = subprocess.run([sys.executable, "-m", "slsa_dist.cli", "coordinator", "--job-id",
                            "j", "--listen", "127.0.0.1:0", "--key", str(key), "--out",
                            str(tmp_path)], capture_output=True, text=True, timeout=60,
                           check=False)

@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
+from support.background import free_port
 
-from slsa_dist._internal.background import CoordinatorThread, free_port
-from slsa_dist.agent import Agent, RankIdentity, jsonable
-from slsa_dist.dsse import read_bundle
+from slsa_dist.collect.agent import Agent, RankIdentity, jsonable
+from slsa_dist.collect.coordinator import CoordinatorThread
 from slsa_dist.errors import InputError
-from slsa_dist.keys import Signer
 from slsa_dist.provenance import MEDIA_COMPLETENESS, MEDIA_NODE, MEDIA_RANK, Provenance, Statement
+from slsa_dist.sign.dsse import read_bundle
+from slsa_dist.sign.keys import Signer
 
 pytestmark = pytest.mark.grpc
 
@@ -187,7 +188,7 @@ def test_a_second_agent_with_the_same_node_identity_loses_none_of_its_events(
         tmp_path: Path) -> None:
     # A Ray node gets a new node agent in every attempt, under the same identity; the
     # first one's spool is gone (all acknowledged) when the second one starts.
-    from slsa_dist.agent import NodeIdentity
+    from slsa_dist.collect.agent import NodeIdentity
 
     identity = NodeIdentity(node_id="n", hostname="h")
     with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path / "out",

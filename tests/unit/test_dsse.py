@@ -7,7 +7,8 @@ import pytest
 from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
-from slsa_dist.dsse import (
+from slsa_dist.errors import InputError, VerificationError
+from slsa_dist.sign.dsse import (
     IN_TOTO_PAYLOAD_TYPE,
     Envelope,
     pae,
@@ -16,8 +17,7 @@ from slsa_dist.dsse import (
     verify_envelope,
     write_bundle,
 )
-from slsa_dist.errors import InputError, VerificationError
-from slsa_dist.keys import Signer
+from slsa_dist.sign.keys import Signer
 
 
 def test_pae_matches_the_dsse_spec_vector() -> None:

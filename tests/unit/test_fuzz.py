@@ -15,12 +15,12 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slsa_dist._internal.merge import JobState, Limits
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.attest import tpm, tsm
-from slsa_dist.dsse import Envelope
+from slsa_dist.collect.merge import JobState, Limits
 from slsa_dist.errors import InputError, ReportError
 from slsa_dist.provenance import Provenance, Statement
+from slsa_dist.sign.dsse import Envelope
 
 EXAMPLES = int(os.environ.get("SLSA_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 300,
@@ -130,10 +130,10 @@ def test_envelope_and_statement_parsers_only_raise_input_errors(data: bytes) -> 
 def test_evidence_parsers_never_raise(blob: bytes, nonce: bytes, job: str, node: str) -> None:
     for verify in (tpm.verify, tsm.verify):
         result = verify(blob, nonce, job, node)
-        assert result["status"] in ("failed", "verified")
+        assert result.status in ("failed", "verified")
     wrapped = json.dumps({"attest": blob.hex(), "signature": "", "akPublicPem": "",
                           "provider": "tdx_guest", "outblob": ""}).encode()
-    assert tpm.verify(wrapped, nonce, job, node)["status"] == "failed"
+    assert tpm.verify(wrapped, nonce, job, node).status == "failed"
 
 
 @FUZZ

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slsa_dist._internal import protogen
+from tools import protogen
 
 
 def test_generated_code_is_not_stale() -> None:

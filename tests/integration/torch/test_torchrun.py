@@ -13,18 +13,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.background import signing_key
+from support.localjob import LocalJob, run_local_job
 
-from slsa_dist._internal import demo_data
-from slsa_dist._internal.background import signing_key
-from slsa_dist._internal.localjob import LocalJob, run_local_job
-from slsa_dist.dsse import read_bundle
-from slsa_dist.keys import load_verifier
+from examples.demo import data as demo_data
 from slsa_dist.provenance import MEDIA_CHECKPOINT, MEDIA_NODE, MEDIA_RANK, Provenance, Statement
-from slsa_dist.verify import verify_bundle
+from slsa_dist.sign.dsse import read_bundle
+from slsa_dist.sign.keys import load_verifier
+from slsa_dist.verify.bundle import verify_bundle
 
 pytestmark = [pytest.mark.torchrun, pytest.mark.multiprocess, pytest.mark.timeout(240)]
 
-TRAIN = Path(demo_data.__file__).parent / "demo_train.py"
+TRAIN = Path(demo_data.__file__).parent / "train.py"
+FAILING_TRAIN = Path(__file__).parents[2] / "assets" / "failing_train.py"
 
 
 def provenance_of(job: LocalJob) -> Provenance:
@@ -96,7 +97,7 @@ def test_a_deleted_checkpoint_shard_is_detected_by_verify(two_ranks: LocalJob,
     copy = tmp_path / "train" / "final"
     shutil.copytree(workdir / "train" / "final", copy)
     (copy / "__1_0.distcp").unlink()
-    done = subprocess.run([sys.executable, "-m", "slsa_dist._cli", "verify", str(two_ranks.bundle),
+    done = subprocess.run([sys.executable, "-m", "slsa_dist.cli", "verify", str(two_ranks.bundle),
                            "--key", str(workdir / "signing.pub"), "--artifact", str(copy)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
@@ -105,7 +106,7 @@ def test_a_deleted_checkpoint_shard_is_detected_by_verify(two_ranks: LocalJob,
 
 def test_a_forced_restart_is_recorded_as_two_attempts(workdir: Path) -> None:
     job = run_local_job(job_id="restart", key=workdir / "signing.key", out=workdir,
-                        script=TRAIN, max_restarts=1, timeout=180,
+                        script=FAILING_TRAIN, max_restarts=1, timeout=180,
                         env={"SLSA_TEST_FAIL_RANK": "1"},
                         script_args=["--data", str(workdir / "data"), "--out",
                                      str(workdir / "restart"), "--epochs", "1"])

@@ -9,8 +9,8 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from support import swtpm
 
-from slsa_dist._internal import swtpm
 from slsa_dist.attest import tpm
 
 from conftest import need
@@ -48,10 +48,10 @@ def _edit(blob: bytes, **changes: object) -> bytes:
 
 def test_a_real_quote_verifies(blob: bytes) -> None:
     result = tpm.verify(blob, NONCE, "job-1", "node-0")
-    assert result["status"] == "verified", result
-    assert "nonce, job and node binding" in result["verified"]
-    assert set(result["claims"]["pcrs"]) == {str(i) for i in range(8)}
-    assert any("endorsement key" in n for n in result["not_verified"])
+    assert result.status == "verified", result
+    assert "nonce, job and node binding" in result.verified
+    assert set(result.claims["pcrs"]) == {str(i) for i in range(8)}
+    assert any("endorsement key" in n for n in result.not_verified)
 
 
 def test_the_quote_structure_is_parsed(blob: bytes) -> None:
@@ -64,16 +64,16 @@ def test_the_quote_structure_is_parsed(blob: bytes) -> None:
 
 def test_a_wrong_nonce_is_rejected(blob: bytes) -> None:
     result = tpm.verify(blob, bytes(32), "job-1", "node-0")
-    assert result["status"] == "failed"
-    assert result["reason"].startswith("nonce binding: expected qualifying data")
+    assert result.status == "failed"
+    assert result.reason.startswith("nonce binding: expected qualifying data")
 
 
 def test_a_quote_replayed_into_another_job_is_rejected(blob: bytes) -> None:
-    assert tpm.verify(blob, NONCE, "job-2", "node-0")["reason"].startswith("nonce binding")
+    assert tpm.verify(blob, NONCE, "job-2", "node-0").reason.startswith("nonce binding")
 
 
 def test_a_quote_replayed_by_another_node_is_rejected(blob: bytes) -> None:
-    assert tpm.verify(blob, NONCE, "job-1", "node-1")["reason"].startswith("nonce binding")
+    assert tpm.verify(blob, NONCE, "job-1", "node-1").reason.startswith("nonce binding")
 
 
 def test_every_tampered_byte_of_the_quote_is_rejected(blob: bytes) -> None:
@@ -81,7 +81,7 @@ def test_every_tampered_byte_of_the_quote_is_rejected(blob: bytes) -> None:
     for index in range(len(attest)):
         attest[index] ^= 0x01
         tampered = _edit(blob, attest=base64.b64encode(bytes(attest)).decode())
-        assert tpm.verify(tampered, NONCE, "job-1", "node-0")["status"] == "failed", index
+        assert tpm.verify(tampered, NONCE, "job-1", "node-0").status == "failed", index
         attest[index] ^= 0x01
 
 
@@ -89,13 +89,13 @@ def test_a_tampered_pcr_value_is_rejected(blob: bytes) -> None:
     evidence = json.loads(blob)
     evidence["pcrs"]["sha256"]["0"] = "11" * 32
     result = tpm.verify(json.dumps(evidence).encode(), NONCE, "job-1", "node-0")
-    assert result["reason"].startswith("PCR digest")
+    assert result.reason.startswith("PCR digest")
 
 
 def test_a_signature_from_another_ak_is_rejected(blob: bytes, tcti: str) -> None:
     other = json.loads(tpm.collect(NONCE, "job-1", "node-0"))
     mixed = _edit(blob, akPublicPem=other["akPublicPem"])
-    assert tpm.verify(mixed, NONCE, "job-1", "node-0")["reason"].startswith("quote signature")
+    assert tpm.verify(mixed, NONCE, "job-1", "node-0").reason.startswith("quote signature")
 
 
 @pytest.mark.parametrize("bad", [b"", b"{", b'{"attest": "!!"}', b"[]",
@@ -103,15 +103,15 @@ def test_a_signature_from_another_ak_is_rejected(blob: bytes, tcti: str) -> None
                                              "akPublicPem": "x"}).encode()])
 def test_malformed_or_truncated_evidence_is_rejected_with_a_reason(bad: bytes) -> None:
     result = tpm.verify(bad, NONCE, "job-1", "node-0")
-    assert result["status"] == "failed"
-    assert result["reason"].startswith("malformed TPM evidence")
+    assert result.status == "failed"
+    assert result.reason.startswith("malformed TPM evidence")
 
 
 def test_truncated_attest_structure_names_the_offset(blob: bytes) -> None:
     attest = base64.b64decode(json.loads(blob)["attest"])
     result = tpm.verify(_edit(blob, attest=base64.b64encode(attest[:40]).decode()), NONCE,
                         "job-1", "node-0")
-    assert "TPMS_ATTEST: expected" in result["reason"]
+    assert "TPMS_ATTEST: expected" in result.reason
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def fresh_tpm(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def _ak(blob: bytes) -> tuple[str, bool]:
-    claims = tpm.verify(blob, NONCE, "job-1", "node-0")["claims"]
+    claims = tpm.verify(blob, NONCE, "job-1", "node-0").claims
     return claims["akSha256"], claims["akEnrolled"]
 
 

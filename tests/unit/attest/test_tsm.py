@@ -58,29 +58,29 @@ def vcek(key: ec.EllipticCurvePrivateKey) -> bytes:
 def test_tdx_quote_with_the_right_binding_verifies_structure_and_binding() -> None:
     blob = evidence("tdx_guest", tdx_quote(report_data(NONCE, "j", "n", size=64)))
     result = tsm.verify(blob, NONCE, "j", "n")
-    assert result["status"] == "verified"
-    assert result["claims"]["mrTd"] == "11" * 48
-    assert any("PCK certificate chain" in n for n in result["not_verified"])
+    assert result.status == "verified"
+    assert result.claims["mrTd"] == "11" * 48
+    assert any("PCK certificate chain" in n for n in result.not_verified)
 
 
 def test_tdx_quote_for_another_job_is_rejected() -> None:
     blob = evidence("tdx_guest", tdx_quote(report_data(NONCE, "other", "n", size=64)))
-    assert tsm.verify(blob, NONCE, "j", "n")["reason"].startswith("nonce binding")
+    assert tsm.verify(blob, NONCE, "j", "n").reason.startswith("nonce binding")
 
 
 def test_truncated_tdx_quote_is_rejected_with_sizes() -> None:
     blob = evidence("tdx_guest", tdx_quote(report_data(NONCE, "j", "n", size=64))[:300])
-    assert "expected at least 632 bytes, found 300" in tsm.verify(blob, NONCE, "j", "n")["reason"]
+    assert "expected at least 632 bytes, found 300" in tsm.verify(blob, NONCE, "j", "n").reason
 
 
 def test_snp_report_signed_by_the_supplied_vcek_verifies() -> None:
     key = ec.generate_private_key(ec.SECP384R1())
     blob = evidence("sev_guest", snp_report(report_data(NONCE, "j", "n", size=64), key))
     result = tsm.verify(blob, NONCE, "j", "n", vcek_pem=vcek(key))
-    assert result["status"] == "verified"
+    assert result.status == "verified"
     assert "report signature by the VCEK certificate supplied to the verifier" in \
-        result["verified"]
-    assert result["claims"]["measurement"] == "22" * 48
+        result.verified
+    assert result.claims["measurement"] == "22" * 48
 
 
 def test_a_vcek_the_node_sent_along_is_named_as_the_nodes() -> None:
@@ -89,10 +89,10 @@ def test_a_vcek_the_node_sent_along_is_named_as_the_nodes() -> None:
     blob = json.dumps({**json.loads(evidence("sev_guest", report)),
                        "vcekPem": vcek(key).decode()}).encode()
     result = tsm.verify(blob, NONCE, "j", "n")
-    assert result["status"] == "verified"
+    assert result.status == "verified"
     assert "report signature by the node's VCEK certificate (sent with the report)" in \
-        result["verified"]
-    assert "VCEK certificate chain to AMD's root key" in result["not_verified"]
+        result.verified
+    assert "VCEK certificate chain to AMD's root key" in result.not_verified
 
 
 def test_snp_report_with_a_changed_byte_fails_the_vcek_signature() -> None:
@@ -101,14 +101,14 @@ def test_snp_report_with_a_changed_byte_fails_the_vcek_signature() -> None:
     report[0x90] ^= 1  # the measurement
     result = tsm.verify(evidence("sev_guest", bytes(report)), NONCE, "j", "n",
                         vcek_pem=vcek(key))
-    assert result["reason"] == "SNP report signature: not valid for the VCEK"
+    assert result.reason == "SNP report signature: not valid for the VCEK"
 
 
 def test_snp_without_collateral_says_the_signature_was_not_verified() -> None:
     blob = evidence("sev_guest", snp_report(report_data(NONCE, "j", "n", size=64)))
     result = tsm.verify(blob, NONCE, "j", "n")
-    assert result["status"] == "verified"
-    assert result["not_verified"][0] == "report signature (no VCEK certificate supplied)"
+    assert result.status == "verified"
+    assert result.not_verified[0] == "report signature (no VCEK certificate supplied)"
 
 
 def test_evidence_claiming_the_wrong_tee_kind_fails() -> None:
@@ -120,7 +120,7 @@ def test_evidence_claiming_the_wrong_tee_kind_fails() -> None:
 
 def test_an_unknown_provider_is_rejected() -> None:
     result = tsm.verify(evidence("arm_cca", b"x"), NONCE, "j", "n")
-    assert "expected tdx_guest or sev_guest, found 'arm_cca'" in result["reason"]
+    assert "expected tdx_guest or sev_guest, found 'arm_cca'" in result.reason
 
 
 def test_collection_names_the_tee_from_the_provider_and_records_an_unknown_one(

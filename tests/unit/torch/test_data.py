@@ -11,11 +11,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from slsa_dist._internal import runtime  # noqa: E402
-from slsa_dist._internal.background import CoordinatorThread  # noqa: E402
-from slsa_dist.dsse import read_bundle  # noqa: E402
-from slsa_dist.keys import Signer  # noqa: E402
+from slsa_dist.capture import runtime  # noqa: E402
+from slsa_dist.collect.coordinator import CoordinatorThread  # noqa: E402
 from slsa_dist.provenance import MEDIA_RANK, Provenance, Statement  # noqa: E402
+from slsa_dist.sign.dsse import read_bundle  # noqa: E402
+from slsa_dist.sign.keys import Signer  # noqa: E402
 from slsa_dist.torch.data import RecordingIterable, RecordingSampler, Shard  # noqa: E402
 
 pytestmark = pytest.mark.grpc

@@ -1,0 +1,111 @@
+"""``slsa-dist coordinator`` (serve one job) and ``slsa-dist finalize`` (close it now)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slsa_dist.cli._common import EXIT_OK
+from slsa_dist.errors import InputError
+from slsa_dist.provenance import DEFAULT_BUILDER_ID
+
+if TYPE_CHECKING:
+    from slsa_dist.cli._common import Subparsers
+
+__all__ = ["register"]
+
+
+def _coordinator(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from slsa_dist.collect.coordinator import Coordinator
+    from slsa_dist.sign.keys import load_signer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    signer = load_signer(args.key)
+
+    async def serve() -> int:
+        coordinator = Coordinator(
+            job_id=args.job_id, signer=signer, out_dir=args.out, world_size=args.world_size,
+            journal_path=args.journal, builder_id=args.builder_id,
+            idle_timeout=args.idle_timeout, settle=args.settle)
+        if args.tls is None and not args.plaintext:
+            raise InputError("coordinator: expected --tls DIR (mutual TLS) or --plaintext "
+                             "(loopback only), found neither")
+        port = await coordinator.start(args.listen, tls=args.tls)
+        host = args.listen.rsplit(":", 1)[0]
+        print(f"listening on {host}:{port} (job {args.job_id}, "
+              f"{coordinator.replayed} journal entries replayed)", flush=True)
+        if args.port_file:
+            args.port_file.write_text(f"{host}:{port}\n")
+        try:
+            result = await coordinator.wait_finalized()
+            # Stragglers get FAILED_PRECONDITION ("finalized") and stop retrying,
+            # instead of retrying into a closed port until their flush timeout.
+            await asyncio.sleep(args.linger)
+        finally:
+            await coordinator.stop(grace=2.0)
+        missing = f", missing ranks {list(result.missing_ranks)}" if result.missing_ranks else ""
+        print(f"wrote {result.bundle} ({'complete' if result.complete else 'INCOMPLETE'}"
+              f"{missing})", flush=True)
+        return EXIT_OK
+
+    return asyncio.run(serve())
+
+
+def _finalize(args: argparse.Namespace) -> int:
+    import grpc
+
+    from slsa_dist._pb.v1 import collector_pb2 as pb
+    from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
+    from slsa_dist.collect.wire import open_channel
+    from slsa_dist.errors import TransportError
+
+    with open_channel(args.coordinator, tls_dir=args.tls) as channel:
+        stub = pb_grpc.CollectorStub(channel)
+        try:
+            reply = stub.Finalize(pb.FinalizeRequest(job_id=args.job_id, reason="request"),
+                                  timeout=args.timeout)
+        except grpc.RpcError as exc:
+            raise TransportError(f"finalize: {exc.code().name}: {exc.details()}") from None
+    print(f"{reply.bundle_path} complete={str(reply.complete).lower()} "
+          f"missing_ranks={list(reply.missing_ranks)}")
+    return EXIT_OK
+
+
+def register(sub: Subparsers) -> None:
+    coordinator = sub.add_parser("coordinator", help="run a job's coordinator")
+    coordinator.add_argument("--job-id", required=True)
+    coordinator.add_argument("--listen", required=True, help="host:port (port 0 picks one)")
+    coordinator.add_argument("--key", required=True, type=Path, help="signing key (PEM)")
+    coordinator.add_argument("--out", required=True, type=Path, help="where bundles go")
+    coordinator.add_argument("--world-size", type=int)
+    coordinator.add_argument("--journal", type=Path,
+                             help="journal path (default OUT/JOB.journal.sqlite)")
+    coordinator.add_argument("--builder-id", default=DEFAULT_BUILDER_ID)
+    coordinator.add_argument("--idle-timeout", type=float,
+                             help="finalize after this many seconds without a message")
+    coordinator.add_argument("--settle", type=float, default=30.0,
+                             help="after all ranks completed, seconds to wait for node agents' "
+                                  "final reports (default 30)")
+    coordinator.add_argument("--linger", type=float, default=5.0,
+                             help="after finalizing, seconds to keep answering stragglers "
+                                  "that the job is closed (default 5)")
+    coordinator.add_argument("--port-file", type=Path, help="write host:port here once bound")
+    transport = coordinator.add_mutually_exclusive_group()
+    transport.add_argument("--tls", type=Path, metavar="DIR",
+                           help="mutual TLS: cert.pem, key.pem, ca.pem from "
+                                "`slsa-dist ca issue --role coordinator`")
+    transport.add_argument("--plaintext", action="store_true",
+                           help="no TLS; allowed on loopback only")
+    coordinator.set_defaults(handler=_coordinator)
+
+    finalize = sub.add_parser("finalize", help="ask a coordinator to finalize now")
+    finalize.add_argument("--coordinator", required=True, help="host:port")
+    finalize.add_argument("--job-id", required=True)
+    finalize.add_argument("--timeout", type=float, default=60.0)
+    finalize.add_argument("--tls", type=Path, metavar="DIR",
+                          help="an admin certificate directory (mutual TLS)")
+    finalize.set_defaults(handler=_finalize)

@@ -1,0 +1,43 @@
+"""``slsa-dist store add|find``: the attestation store a chain is followed through."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from slsa_dist.cli._common import Subparsers
+
+__all__ = ["register"]
+
+
+def _store(args: argparse.Namespace) -> int:
+    from slsa_dist.verify.store import Store
+
+    store = Store(args.store)
+    if args.store_command == "add":
+        for bundle in args.bundles:
+            name, digests = store.add(bundle)
+            print(f"{bundle} -> {name} ({len(digests)} digest(s) indexed)")
+        return EXIT_OK
+    found = store.find(args.digest)
+    for path in found:
+        print(path)
+    return EXIT_OK if found else EXIT_FAILED
+
+
+def register(sub: Subparsers) -> None:
+    store = sub.add_parser("store", help="an attestation store indexed by subject digest")
+    store_sub = store.add_subparsers(dest="store_command", required=True,
+                                     parser_class=type(store))
+    store_add = store_sub.add_parser("add", help="add bundles and index what they produced")
+    store_add.add_argument("bundles", nargs="+", type=Path)
+    store_add.add_argument("--store", required=True, type=Path)
+    store_add.set_defaults(handler=_store)
+    store_find = store_sub.add_parser("find", help="bundles that produced a sha256 digest")
+    store_find.add_argument("digest")
+    store_find.add_argument("--store", required=True, type=Path)
+    store_find.set_defaults(handler=_store)

@@ -1,0 +1,146 @@
+"""``slsa-dist verify BUNDLE`` and ``slsa-dist verify chain ARTIFACT``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slsa_dist.attest.policy import REQUIREMENTS
+from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, deprecated
+from slsa_dist.errors import InputError
+
+if TYPE_CHECKING:
+    from slsa_dist.cli._common import Subparsers
+    from slsa_dist.verify.chain import ChainPolicy, ChainResult
+
+__all__ = ["register"]
+
+
+def _verify_bundle(args: argparse.Namespace) -> int:
+    from slsa_dist.sign.keys import load_verifier
+    from slsa_dist.verify.bundle import check_bundle
+
+    if args.chain is not None:
+        deprecated("`slsa-dist verify --chain ARTIFACT` is now `slsa-dist verify chain ARTIFACT`")
+        return _verify_chain(args)
+    if args.bundle is None or not args.key:
+        raise InputError("verify: expected BUNDLE and --key (or `verify chain ARTIFACT --store "
+                         "DIR --policy FILE`), found neither")
+    trusted_aks = None
+    if args.trusted_aks is not None:
+        from slsa_dist.attest.tpm import load_trusted_aks
+
+        if args.require_attestation != "tpm":
+            raise InputError("--trusted-aks: expected it with --require-attestation tpm, found "
+                             f"{args.require_attestation or 'no attestation requirement'}")
+        trusted_aks = load_trusted_aks(args.trusted_aks)
+    keys = [load_verifier(path) for path in args.key]
+    checks, provenance = check_bundle(
+        args.bundle, keys=keys, artifacts=args.artifact, builder_id=args.builder_id
+    )
+    if args.require_attestation and provenance is not None:
+        from slsa_dist.attest.policy import require_attestation
+
+        checks.append(require_attestation(provenance, args.require_attestation,
+                                          trusted_aks=trusted_aks))
+    verified = bool(checks) and all(c.ok for c in checks)
+    if args.json:
+        print(json.dumps({"verified": verified, "bundle": str(args.bundle),
+                          "checks": [c.to_dict() for c in checks]}, indent=2))
+    else:
+        for check in checks:
+            print(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+        print("verified" if verified else "NOT verified")
+    return EXIT_OK if verified else EXIT_FAILED
+
+
+def walk_chain(args: argparse.Namespace, command: str) -> tuple[ChainResult, ChainPolicy]:
+    """``ARTIFACT --store DIR --policy FILE``, shared by ``verify chain`` and ``report``."""
+    from slsa_dist.verify.chain import ChainPolicy, artifact_digest, verify_chain
+    from slsa_dist.verify.store import Store
+
+    if args.store is None or args.policy is None:
+        raise InputError(f"{command}: expected --store DIR and --policy FILE, found "
+                         f"{'no --store' if args.store is None else 'no --policy'}")
+    policy = ChainPolicy.load(args.policy)
+    artifact = Path(args.chain)
+    if artifact.exists():
+        root, name = artifact_digest(artifact), artifact.name
+    elif len(args.chain) == 64 and not args.chain.strip("0123456789abcdef"):
+        root, name = args.chain, f"sha256:{args.chain[:16]}"
+    else:
+        raise InputError(f"{command}: expected an artifact path or a sha256 digest, "
+                         f"found {args.chain!r}")
+    return verify_chain(root, name=name, store=Store(args.store), policy=policy), policy
+
+
+def _verify_chain(args: argparse.Namespace) -> int:
+    from slsa_dist.sign.dsse import write_bundle
+    from slsa_dist.sign.keys import load_signer
+
+    result, policy = walk_chain(args, "verify chain")
+    artifact = Path(args.chain)
+    if args.json:
+        print(json.dumps({"verified": result.ok, "root": result.root,
+                          "graph": list(result.lines()),
+                          "gaps": [g.__dict__ for g in result.gaps],
+                          "steps": [s.name for s in result.unique_steps()]}, indent=2))
+    else:
+        for line in result.lines():
+            print(line)
+        print(f"chain {'verified' if result.ok else 'NOT verified'}: "
+              f"{len(result.unique_steps())} step(s), {len(result.gaps)} gap(s)")
+    if args.emit_vsa is not None:
+        if args.vsa_key is None:
+            raise InputError("--emit-vsa: expected --vsa-key KEY to sign it, found none")
+        from slsa_dist.verify.vsa import summarize
+
+        envelope = summarize(result, policy=policy, signer=load_signer(args.vsa_key),
+                             resource_uri=args.resource_uri or artifact.resolve().as_uri())
+        print(f"wrote {write_bundle(args.emit_vsa, [envelope])}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def add_chain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", type=Path, help="attestation store (`slsa-dist store add`)")
+    parser.add_argument("--policy", type=Path, help="chain policy file (JSON or YAML)")
+
+
+def _add_vsa_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--emit-vsa", type=Path, metavar="OUT",
+                        help="write a signed Verification Summary Attestation")
+    parser.add_argument("--vsa-key", type=Path, help="key that signs the VSA")
+    parser.add_argument("--resource-uri", help="the VSA's resourceUri (default: the artifact)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def register(sub: Subparsers) -> None:
+    verify = sub.add_parser("verify", help="verify a provenance bundle (or `verify chain`)",
+                            epilog="`slsa-dist verify chain ARTIFACT ...` follows a model back "
+                                   "through its inputs' provenance.")
+    verify.add_argument("bundle", type=Path, nargs="?")
+    verify.add_argument("--key", action="append", default=[], type=Path,
+                        help="trusted public key (PEM); repeatable")
+    verify.add_argument("--artifact", action="append", default=[], type=Path,
+                        help="file or directory that must match a subject; repeatable")
+    verify.add_argument("--builder-id", help="the builder.id to require")
+    verify.add_argument("--require-attestation", choices=REQUIREMENTS,
+                        help="fail unless every node has verified evidence of this kind")
+    verify.add_argument("--trusted-aks", type=Path, metavar="FILE",
+                        help="with --require-attestation tpm: count only quotes by these AKs "
+                             "(lines from `slsa-dist tpm enroll`)")
+    verify.add_argument("--chain", metavar="ARTIFACT",
+                        help="deprecated: use `slsa-dist verify chain ARTIFACT`")
+    add_chain_arguments(verify)
+    _add_vsa_arguments(verify)
+    verify.set_defaults(handler=_verify_bundle)
+
+    chain = sub.add_parser("verify-chain", prog="slsa-dist verify chain",
+                           help="follow an artifact back through its provenance (spelled "
+                                "`verify chain`)")
+    chain.add_argument("chain", metavar="ARTIFACT", help="an artifact path or a sha256 digest")
+    add_chain_arguments(chain)
+    _add_vsa_arguments(chain)
+    chain.set_defaults(handler=_verify_chain)

@@ -1,0 +1,506 @@
+"""The coordinator: one per job, a ``grpc.aio`` service around the merge.
+
+It accepts registrations and event batches from rank and node agents,
+journals every accepted message (SQLite WAL, group commit) before it
+acknowledges it, and when the job is over merges everything into ONE SLSA
+Provenance, signs it (DSSE) and writes ``<out>/<job>.intoto.jsonl``.
+
+The servicer is a thin shell: every rule lives in
+``slsa_dist.collect.merge.JobState`` (pure, no I/O). A restarted
+coordinator replays its journal into a fresh state and carries on.
+
+Finalization happens when every rank's latest attempt completed (and every
+registered node reported its final attempt state, or ``settle`` seconds
+passed: a node agent that died must not hold the job open forever), on a
+``Finalize`` RPC (``slsa-dist finalize``), or after ``idle_timeout`` seconds
+without a message. Missing ranks and files are
+recorded in the provenance, never hidden.
+
+>>> # coordinator = Coordinator(job_id="job-1", signer=load_signer("k.key"), out_dir="out")
+>>> # port = await coordinator.start("127.0.0.1:0"); await coordinator.wait_finalized()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+from grpc import aio
+
+from slsa_dist import __version__
+from slsa_dist._pb.v1 import collector_pb2 as pb
+from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
+from slsa_dist._pb.v1 import journal_pb2
+from slsa_dist.collect import wire
+from slsa_dist.collect.journal import GroupCommitter, Journal, JournalFailed
+from slsa_dist.collect.merge import EvidenceVerifier, JobState, Limits
+from slsa_dist.errors import InputError, ReportError
+from slsa_dist.sign.dsse import write_bundle
+
+if TYPE_CHECKING:
+    from slsa_dist.sign.ca import Identity
+from slsa_dist.provenance import DEFAULT_BUILDER_ID, sign_statement
+from slsa_dist.sign.keys import Signer
+
+__all__ = ["Coordinator", "CoordinatorThread", "FinalResult"]
+
+log = logging.getLogger(__name__)
+
+# Requests per second per peer (identity, or address on loopback), with a burst:
+# an agent sends a batch every 50 ms at most, and 1,024 ranks registering at once
+# over one relay connection fit in the burst; a runaway client is slowed, not served.
+RATE_PER_SECOND = 2_000
+RATE_BURST = 4_000
+T = TypeVar("T")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _from_nanos(nanos: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(nanos / 1e9, tz=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    bundle: Path
+    statement_sha256: str
+    complete: bool
+    missing_ranks: tuple[int, ...]
+
+
+class Coordinator:
+    """One job's coordinator. Keyword-only; everything it needs is explicit."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        signer: Signer,
+        out_dir: str | os.PathLike[str],
+        world_size: int | None = None,
+        journal_path: str | os.PathLike[str] | None = None,
+        builder_id: str = DEFAULT_BUILDER_ID,
+        idle_timeout: float | None = None,
+        settle: float = 30.0,
+        limits: Limits | None = None,
+        evidence_verifier: EvidenceVerifier | None = None,
+        internal_parameters: Mapping[str, Any] | None = None,
+        journal_max_bytes: int | None = None,
+    ) -> None:
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise InputError(f"job id: expected a non-empty name without '/', found {job_id!r}")
+        self.job_id = job_id
+        self._signer = signer
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.journal_path = Path(journal_path or self.out_dir / f"{job_id}.journal.sqlite")
+        self._builder_id = builder_id
+        self._idle_timeout = idle_timeout
+        self._settle = settle
+        self._internal = dict(internal_parameters or {})
+        kwargs: dict[str, Any] = {"job_id": job_id, "world_size": world_size, "limits": limits}
+        if evidence_verifier is None:
+            from slsa_dist.attest import verify_evidence
+
+            evidence_verifier = verify_evidence
+        kwargs["evidence_verifier"] = evidence_verifier
+        self.state = JobState(**kwargs)
+        self._journal = Journal(self.journal_path, job_id=job_id, max_bytes=journal_max_bytes)
+        self.replayed = self._replay()
+        self._committer = GroupCommitter(self._journal)
+        self._server: aio.Server | None = None
+        self._final: FinalResult | None = None
+        self._finalizing: asyncio.Lock | None = None
+        self._finalized_event: asyncio.Event | None = None
+        self._last_message = time.monotonic()
+        self._all_done_since: float | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self.tls = False
+        self._buckets: dict[str, tuple[float, float]] = {}  # peer -> (tokens, last refill)
+
+    # -- journal replay ---------------------------------------------------------------
+
+    def _replay(self) -> int:
+        """Feed every journaled entry back into the state machine."""
+        count = 0
+        for data in self._journal.entries():
+            entry = journal_pb2.JournalEntry.FromString(data)
+            now = _from_nanos(entry.time_unix_nanos)
+            which = entry.WhichOneof("entry")
+            if which == "challenge":
+                self.state.challenge(self.job_id, entry.challenge.node_id,
+                                     entry.challenge.nonce, now)
+            elif which == "node":
+                self.state.register_node(entry.node, now)
+            elif which == "rank":
+                self.state.register_rank(entry.rank, now)
+            elif which == "batch":
+                self.state.accept(entry.batch, now)
+            elif which == "finalize":
+                self.state.finalize(entry.finalize.job_id, entry.finalize.reason, now)
+            count += 1
+        return count
+
+    @staticmethod
+    def _entry(now: dt.datetime, **fields: Any) -> bytes:
+        nanos = int(now.timestamp() * 1e9)
+        return journal_pb2.JournalEntry(time_unix_nanos=nanos, **fields).SerializeToString()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, listen: str, *, tls: str | os.PathLike[str] | None = None) -> int:
+        """Serve on ``listen`` (``host:port``; port 0 picks one). Returns the port.
+
+        With ``tls`` (a directory holding ``cert.pem``, ``key.pem`` and the job's
+        ``ca.pem``, from ``slsa-dist ca issue --role coordinator``) every peer must
+        present a certificate from the job CA and may act only as the identity it
+        names. Without it the server is plaintext, on loopback only, and refuses
+        peers that are not on loopback.
+        """
+        credentials = None
+        if tls is not None:
+            from slsa_dist.sign.ca import server_credentials
+
+            credentials = server_credentials(tls)
+        self.tls = credentials is not None
+        wire.require_tls_or_loopback(listen, tls=credentials is not None, what="listen")
+        self._finalizing = asyncio.Lock()
+        self._finalized_event = asyncio.Event()
+        self._server = aio.server(options=wire.SERVER_OPTIONS)
+        pb_grpc.add_CollectorServicer_to_server(_Servicer(self), self._server)
+        if credentials is None:
+            port = self._server.add_insecure_port(listen)
+        else:
+            port = self._server.add_secure_port(listen, credentials)
+        if port == 0:
+            raise InputError(f"listen: cannot bind {listen!r}")
+        await self._server.start()
+        self._watch = asyncio.get_running_loop().create_task(self._watchdog())
+        if self.state.finalized:
+            await self.finalize("replayed-finalized")
+        return port
+
+    async def wait_finalized(self) -> FinalResult:
+        assert self._finalized_event is not None, "start() first"
+        await self._finalized_event.wait()
+        assert self._final is not None
+        return self._final
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        if self._server is not None:
+            await self._server.stop(grace)
+        self._committer.close()
+
+    async def _watchdog(self) -> None:
+        while not self.state.finalized:
+            await asyncio.sleep(0.2)
+            if self._committer.failure is not None:
+                continue  # never finalize from a state that is ahead of the journal
+            now = time.monotonic()
+            if self._all_done_since is not None and now - self._all_done_since >= self._settle:
+                await self._finalize_quietly("all-ranks-complete")
+            elif self._idle_timeout is not None and now - self._last_message > self._idle_timeout:
+                await self._finalize_quietly("timeout")
+
+    async def _finalize_quietly(self, reason: str) -> None:
+        try:
+            await self.finalize(reason)
+        except Exception:  # the watchdog must survive; the RPC path reports errors
+            log.exception("automatic finalization (%s) failed", reason)
+
+    def _check_done(self) -> None:
+        """Arm finalization once every rank is done; finalize now if nodes are too."""
+        if not self.state.all_ranks_complete():
+            return
+        if self._all_done_since is None:
+            self._all_done_since = time.monotonic()
+        if self.state.nodes_finished():
+            self._all_done_since = time.monotonic() - self._settle
+
+    async def finalize(self, reason: str) -> FinalResult:
+        """Close the job, merge, sign and write the bundle (idempotent)."""
+        assert self._finalizing is not None, "start() first"
+        assert self._finalized_event is not None, "start() first"
+        async with self._finalizing:
+            if self._final is not None:
+                return self._final
+            now = _now()
+            if not self.state.finalized:
+                self.state.finalize(self.job_id, reason, now)
+                await self._committer.write(self._entry(
+                    now, finalize=pb.FinalizeRequest(job_id=self.job_id, reason=reason)))
+            self._final = await asyncio.to_thread(self._write_bundle)
+            self._finalized_event.set()
+            log.info("finalized %s: %s", self.job_id, self._final.bundle)
+            return self._final
+
+    def _write_bundle(self) -> FinalResult:
+        statement = self.state.statement(
+            builder_id=self._builder_id, builder_version={"slsa-dist": __version__},
+            internal=self._internal)
+        payload = statement.to_bytes()
+        envelope = sign_statement(statement, [self._signer])
+        bundle = write_bundle(self.out_dir / f"{self.job_id}.intoto.jsonl", [envelope])
+        missing = tuple(self.state.missing_ranks())
+        return FinalResult(bundle=bundle, statement_sha256=hashlib.sha256(payload).hexdigest(),
+                           complete=not missing, missing_ranks=missing)
+
+    # -- RPC bodies (called by the servicer) -------------------------------------------
+
+    def allow(self, peer: str) -> bool:
+        """Token bucket per peer: False when ``peer`` exceeds its request rate."""
+        now = time.monotonic()
+        tokens, last = self._buckets.get(peer, (float(RATE_BURST), now))
+        tokens = min(float(RATE_BURST), tokens + (now - last) * RATE_PER_SECOND)
+        if tokens < 1:
+            self._buckets[peer] = (tokens, now)
+            return False
+        self._buckets[peer] = (tokens - 1, now)
+        return True
+
+    def touch(self) -> None:
+        """Note that a message arrived (for the idle timeout)."""
+        self._last_message = time.monotonic()
+
+    @property
+    def journal_failure(self) -> BaseException | None:
+        """Why the journal stopped accepting writes, or None while it works."""
+        return self._committer.failure
+
+    async def _durable(self, entry: bytes | None) -> None:
+        await self._committer.write(entry)
+
+    async def challenge(self, req: pb.ChallengeRequest) -> pb.ChallengeResponse:
+        now = _now()
+        nonce = secrets.token_bytes(32)
+        self.state.challenge(req.job_id, req.node_id, nonce, now)
+        await self._durable(self._entry(now, challenge=journal_pb2.ChallengeIssued(
+            node_id=req.node_id, nonce=nonce)))
+        return pb.ChallengeResponse(nonce=nonce)
+
+    async def register_node(self, req: pb.RegisterNodeRequest) -> pb.RegisterResponse:
+        now = _now()
+        registered = self.state.register_node(req, now)
+        await self._durable(self._entry(now, node=req) if registered.new else None)
+        return pb.RegisterResponse(sender=registered.sender,
+                                   next_sequence=registered.next_sequence)
+
+    async def register_rank(self, req: pb.RegisterRankRequest) -> pb.RegisterResponse:
+        now = _now()
+        registered = self.state.register_rank(req, now)
+        await self._durable(self._entry(now, rank=req) if registered.new else None)
+        return pb.RegisterResponse(sender=registered.sender,
+                                   next_sequence=registered.next_sequence)
+
+    async def report(self, req: pb.ReportRequest) -> pb.ReportResponse:
+        now = _now()
+        start, duplicates = self.state.accept(req, now)
+        acked = self.state.acked_through(req.sender)
+        entry = None
+        if start < len(req.events):
+            tail = req if start == 0 else pb.ReportRequest(
+                job_id=req.job_id, sender=req.sender, first_sequence=req.first_sequence + start,
+                events=req.events[start:])
+            entry = self._entry(now, batch=tail)
+        await self._durable(entry)
+        self._check_done()
+        return pb.ReportResponse(acked_through=acked, duplicates=duplicates)
+
+    def _check_job(self, job_id: str) -> None:
+        if job_id != self.job_id:
+            raise ReportError(f"job id: expected {self.job_id!r}, found {job_id!r}",
+                              code="NOT_FOUND")
+
+    async def finalize_rpc(self, req: pb.FinalizeRequest) -> pb.FinalizeResponse:
+        self._check_job(req.job_id)
+        result = await self.finalize(req.reason or "request")
+        return pb.FinalizeResponse(bundle_path=str(result.bundle),
+                                   statement_sha256=result.statement_sha256,
+                                   complete=result.complete,
+                                   missing_ranks=list(result.missing_ranks))
+
+    async def status(self, req: pb.StatusRequest) -> pb.StatusResponse:
+        self._check_job(req.job_id)
+        state = "finalized" if self._final else ("degraded" if self._committer.failure
+                                                 else "collecting")
+        return pb.StatusResponse(state=state, world_size=self.state.world_size or 0,
+                                 ranks_completed=len(self.state.completed_ranks()),
+                                 events=self.state.events,
+                                 bundle_path=str(self._final.bundle) if self._final else "")
+
+
+Authorize = Callable[["Identity | None"], None]
+
+
+def _as(role: str, name: str) -> Authorize:
+    """Only a peer whose certificate names ``role``/``name`` may do this."""
+    def check(identity: Identity | None) -> None:
+        if identity is None:
+            return  # plaintext on loopback: the operator chose to trust this host
+        if identity.role != role or identity.name != name:
+            raise ReportError(f"identity: expected {role} {name!r}, found the certificate of "
+                              f"{identity.role} {identity.name!r}", code="PERMISSION_DENIED")
+    return check
+
+
+def _finalizer(identity: Identity | None) -> None:
+    if identity is not None and identity.role not in ("coordinator", "admin"):
+        raise ReportError(f"finalize: expected an admin or coordinator certificate, found "
+                          f"{identity.role} {identity.name!r}", code="PERMISSION_DENIED")
+
+
+def _anyone(identity: Identity | None) -> None:
+    del identity
+
+
+class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated base
+    """Authenticates, authorizes, rate-limits, and maps errors to gRPC status codes,
+    all in exactly one place (``_call``)."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self._c = coordinator
+
+    def _identity(self, context: aio.ServicerContext[Any, Any]) -> Identity | None:
+        if not self._c.tls:
+            if not wire.peer_is_loopback(context.peer()):
+                raise ReportError(f"transport: plaintext is accepted from loopback only, found "
+                                  f"{context.peer()}", code="UNAUTHENTICATED")
+            return None
+        from slsa_dist.sign.ca import identity_from_pem
+
+        pems = list((context.auth_context() or {}).get("x509_pem_cert") or [])
+        if not pems:
+            raise ReportError("transport: expected a client certificate from the job CA, found "
+                              "none", code="UNAUTHENTICATED")
+        try:
+            identity = identity_from_pem(pems[0])
+        except InputError as exc:
+            raise ReportError(str(exc), code="UNAUTHENTICATED") from None
+        if identity.job != self._c.job_id:
+            raise ReportError(f"identity: expected a certificate for job {self._c.job_id!r}, "
+                              f"found one for job {identity.job!r}", code="PERMISSION_DENIED")
+        return identity
+
+    def _sender_rule(self, sender: str) -> Authorize:
+        kind, _, rest = sender.partition("/")
+        return _as("rank", rest.split("/")[0]) if kind == "rank" else _as("node", rest)
+
+    async def _call(self, context: aio.ServicerContext[Any, Any],
+                    body: Callable[[], Awaitable[T]], *, authorize: Authorize,
+                    mutates: bool = True) -> T:
+        self._c.touch()
+        try:
+            identity = self._identity(context)
+            authorize(identity)
+            peer = identity.uri() if identity is not None else context.peer().rsplit(":", 1)[0]
+            if not self._c.allow(peer):
+                raise ReportError(f"rate: expected at most {RATE_PER_SECOND} requests/s from "
+                                  f"{peer}, found more", code="RESOURCE_EXHAUSTED")
+        except ReportError as exc:
+            await context.abort(*wire.status_of(exc))
+        if mutates and self._c.journal_failure is not None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                "journal: expected a writable journal, found it failed "
+                                f"({self._c.journal_failure}); restart the coordinator")
+        try:
+            return await body()
+        except (ReportError, JournalFailed, InputError) as exc:
+            code, detail = wire.status_of(exc)
+            trailer = wire.resync_trailer(exc) if isinstance(exc, ReportError) else ()
+            await context.abort(code, detail, trailing_metadata=trailer)
+        raise AssertionError("unreachable: abort raises")
+
+    async def Challenge(self, request: pb.ChallengeRequest,  # noqa: N802 -- gRPC's method names
+                        context: aio.ServicerContext[Any, Any]) -> pb.ChallengeResponse:
+        return await self._call(context, lambda: self._c.challenge(request),
+                                authorize=_as("node", request.node_id))
+
+    async def RegisterNode(self, request: pb.RegisterNodeRequest,  # noqa: N802
+                           context: aio.ServicerContext[Any, Any]) -> pb.RegisterResponse:
+        return await self._call(context, lambda: self._c.register_node(request),
+                                authorize=_as("node", request.node_id))
+
+    async def RegisterRank(self, request: pb.RegisterRankRequest,  # noqa: N802
+                           context: aio.ServicerContext[Any, Any]) -> pb.RegisterResponse:
+        return await self._call(context, lambda: self._c.register_rank(request),
+                                authorize=_as("rank", str(request.rank)))
+
+    async def Report(self, request: pb.ReportRequest,  # noqa: N802
+                     context: aio.ServicerContext[Any, Any]) -> pb.ReportResponse:
+        return await self._call(context, lambda: self._c.report(request),
+                                authorize=self._sender_rule(request.sender))
+
+    async def Finalize(self, request: pb.FinalizeRequest,  # noqa: N802
+                       context: aio.ServicerContext[Any, Any]) -> pb.FinalizeResponse:
+        return await self._call(context, lambda: self._c.finalize_rpc(request),
+                                authorize=_finalizer)
+
+    async def GetStatus(self, request: pb.StatusRequest,  # noqa: N802
+                        context: aio.ServicerContext[Any, Any]) -> pb.StatusResponse:
+        return await self._call(context, lambda: self._c.status(request), authorize=_anyone,
+                                mutates=False)
+
+
+class CoordinatorThread:
+    """A Coordinator on its own event loop in a daemon thread, for callers that are not
+    async themselves: the Ray Train callback runs the job's coordinator in the driver
+    this way, and tests run one in-process.
+
+    >>> # with CoordinatorThread(job_id="j", signer=signer, out_dir="out") as server:
+    >>> #     ...; server.wait_finalized()
+    """
+
+    def __init__(self, *, listen: str = "127.0.0.1:0", tls: Path | None = None,
+                 **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._listen = listen
+        self._tls = tls
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.coordinator: Coordinator | None = None
+        self.port = 0
+
+    def __enter__(self) -> CoordinatorThread:
+        self._thread.start()
+
+        async def start() -> int:
+            self.coordinator = Coordinator(**self._kwargs)
+            return await self.coordinator.start(self._listen, tls=self._tls)
+
+        self.port = asyncio.run_coroutine_threadsafe(start(), self._loop).result(30)
+        return self
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def wait_finalized(self, timeout: float = 60) -> FinalResult:
+        assert self.coordinator is not None
+        return asyncio.run_coroutine_threadsafe(self.coordinator.wait_finalized(),
+                                                self._loop).result(timeout)
+
+    def finalize(self, reason: str = "request") -> FinalResult:
+        assert self.coordinator is not None
+        return asyncio.run_coroutine_threadsafe(self.coordinator.finalize(reason),
+                                                self._loop).result(60)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.coordinator is not None:
+            asyncio.run_coroutine_threadsafe(self.coordinator.stop(0.5), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

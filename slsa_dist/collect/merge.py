@@ -1,0 +1,788 @@
+"""The merge: a pure state machine from accepted messages to ONE Statement.
+
+No I/O happens here: no sockets, no files, no clocks (times are passed in),
+no randomness (nonces are passed in). The gRPC servicer is a thin shell that
+journals what this machine accepts and replays the journal into it after a
+restart, so replay rebuilds exactly the state that was acknowledged.
+
+Messages are the wire types of ``slsa_dist._pb.v1`` (this module is private;
+nothing here leaks into the public API). Every refusal raises
+:class:`~slsa_dist.errors.ReportError` with a status name and a message
+saying what was expected and what was found; a refused message changes
+nothing.
+
+The contract:
+
+1. Every message names this coordinator's job id (else ``NOT_FOUND``).
+2. The world size is fixed by configuration or by the first rank that
+   registers; every registration agrees with it (``FAILED_PRECONDITION``)
+   and every rank lies in ``[0, world_size)`` (``OUT_OF_RANGE``).
+3. Each (rank, attempt, worker) registers once. Registering again with the
+   same identity (node, run id, pid) is the same registration and answers the
+   same sender and next sequence number (a retried RPC); with a different
+   identity it is refused (``ALREADY_EXISTS``). Nodes likewise, by node id.
+4. Sequence numbers are per sender, start at 1 and are consecutive within and
+   across batches. A batch whose events were all accepted before is a
+   duplicate: ignored and acknowledged. A batch that starts past the next
+   expected number is a gap: refused (``FAILED_PRECONDITION``, naming the
+   number expected) so the agent resends from there. An overlapping batch
+   is accepted from its first new event. Delivery is therefore idempotent.
+5. A batch is validated whole before any of it is applied.
+6. ``RankCompleted`` is a sender's last event; anything after it is refused.
+7. Evidence must answer a nonce issued to the same node by ``challenge``.
+8. Nothing is accepted after finalization (``FAILED_PRECONDITION``);
+   finalizing again returns the same result.
+9. Limits (each with its reason) are checked before anything is applied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from slsa_dist._pb.v1 import collector_pb2 as pb
+from slsa_dist.attest.verdict import UNAVAILABLE, EvidenceVerdict, EvidenceVerifier
+from slsa_dist.digest import Manifest, Resource
+from slsa_dist.errors import ReportError
+from slsa_dist.provenance import (
+    DEFAULT_BUILDER_ID,
+    MEDIA_COMPLETENESS,
+    MEDIA_NODE,
+    MEDIA_RANK,
+    ProvenanceBuilder,
+    ResourceDescriptor,
+    Statement,
+    artifact_descriptors,
+    record_descriptor,
+)
+
+__all__ = ["EvidenceVerdict", "EvidenceVerifier", "JobState", "Limits", "Registered"]
+
+_FINAL_ROLES = (pb.FINAL, pb.OUTPUT)
+# Per-file digests of an artifact: one algorithm per artifact, as OMS manifests
+# require; the root (the subject digest) is SHA-256 either way.
+_FILE_ALGORITHMS = ("sha256", "blake3")
+# A rank record lists its shards inline up to this many; beyond it the record
+# carries a count and a root digest (the shards themselves are dependencies).
+_INLINE_SHARDS = 256
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that keep one coordinator's memory and CPU predictable."""
+
+    # Ranks per job: 64Ki covers today's largest jobs; above it, shard the job.
+    max_world_size: int = 65_536
+    # Events per batch: bounds the work one RPC can demand before it is acked.
+    max_batch_events: int = 10_000
+    # Events per sender: a runaway reporter cannot exhaust the coordinator.
+    max_events_per_sender: int = 10_000_000
+    # Evidence blob: TPM quotes are ~1 KiB, TDX/SNP reports ~5 KiB, NVIDIA
+    # evidence for 8 GPUs tens of KiB; 1 MiB leaves room without inviting abuse.
+    max_evidence_bytes: int = 1 << 20
+    # JSON payloads (inventory, parameters, annotations): an inventory with
+    # every installed distribution is ~50 KiB.
+    max_json_bytes: int = 1 << 20
+    # Distinct artifacts and files: bounds the size of the provenance.
+    max_artifact_files: int = 1_000_000
+
+
+def _no_verifier(kind: str, blob: bytes, nonce: bytes, job_id: str, node: str) -> EvidenceVerdict:
+    del blob, nonce, job_id, node
+    return EvidenceVerdict(status="unverified",
+                           reason=f"no verifier for evidence kind {kind!r} in this coordinator")
+
+
+@dataclass(frozen=True)
+class Registered:
+    sender: str
+    next_sequence: int
+    new: bool  # False when this repeated an earlier registration (nothing to journal)
+
+
+@dataclass
+class _Sender:
+    key: str
+    identity: tuple[Any, ...]
+    rank: int | None
+    attempt: int
+    node: str
+    next_sequence: int = 1
+    events: int = 0
+    dropped: int = 0
+    lost: int = 0
+    completed: tuple[int, str] | None = None
+
+
+@dataclass
+class _Shard:
+    name: str
+    uri: str
+    digest: dict[str, str]
+    samples: int = 0
+    events: int = 0
+    epochs: set[int] = field(default_factory=set)
+    index_chain: Any = field(default_factory=hashlib.sha256)
+    sampler: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Attempt:
+    attempt: int
+    node: str
+    run_id: str
+    registered: str
+    workers: set[int] = field(default_factory=set)
+    completed: tuple[int, str] | None = None
+
+
+@dataclass
+class _Rank:
+    rank: int
+    attempts: dict[int, _Attempt] = field(default_factory=dict)
+    shards: dict[str, _Shard] = field(default_factory=dict)
+    files: list[dict[str, Any]] = field(default_factory=list)
+    annotations: dict[str, Any] = field(default_factory=dict)
+    events: int = 0
+
+
+@dataclass
+class _Node:
+    node: str
+    hostname: str
+    node_rank: int
+    nonces: list[bytes] = field(default_factory=list)
+    inventory: dict[str, Any] = field(default_factory=dict)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    attempts: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class _Artifact:
+    name: str
+    role: int
+    order: int
+    # path -> (digest, size, rank that wrote it)
+    files: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    algorithm: str = "sha256"
+    planned: set[str] = field(default_factory=set)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def _spans(values: set[int]) -> list[list[int]]:
+    """``{0, 1, 2, 5}`` -> ``[[0, 2], [5, 5]]``: epochs read stay small in the record."""
+    spans: list[list[int]] = []
+    for value in sorted(values):
+        if spans and value == spans[-1][1] + 1:
+            spans[-1][1] = value
+        else:
+            spans.append([value, value])
+    return spans
+
+
+def _reject(code: str, message: str, *, resync: bool = False) -> ReportError:
+    return ReportError(message, code=code, resync=resync)
+
+
+def _timestamp(now: dt.datetime) -> str:
+    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json_object(text: str, what: str, limit: int) -> dict[str, Any]:
+    if not text:
+        return {}
+    if len(text) > limit:
+        raise _reject("RESOURCE_EXHAUSTED",
+                      f"{what}: expected at most {limit} bytes of JSON, found {len(text)}")
+    try:
+        value = json.loads(text, parse_float=_refuse_float)
+    except ValueError as exc:
+        raise _reject("INVALID_ARGUMENT", f"{what}: expected a JSON object, found {exc}") from None
+    if not isinstance(value, dict):
+        raise _reject("INVALID_ARGUMENT",
+                      f"{what}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _refuse_float(text: str) -> Any:
+    raise ValueError(f"a float ({text}); send it as a string")
+
+
+def _check_digest(digest: Mapping[str, str], what: str) -> None:
+    if not digest:
+        raise _reject("INVALID_ARGUMENT", f"{what}: expected a digest, found none")
+    for algorithm in ("sha256", "blake3"):
+        value = digest.get(algorithm)
+        if value is not None and (len(value) != 64 or value.strip("0123456789abcdef")):
+            raise _reject("INVALID_ARGUMENT", f"{what}: expected 64 lowercase hex digits for "
+                          f"{algorithm}, found {value[:80]!r}")
+
+
+class JobState:
+    """Everything accepted for one job, and the merge into one Statement."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        world_size: int | None = None,
+        limits: Limits | None = None,
+        evidence_verifier: EvidenceVerifier = _no_verifier,
+    ) -> None:
+        self.job_id = job_id
+        self.limits = limits or Limits()
+        if world_size is not None and not 0 < world_size <= self.limits.max_world_size:
+            raise _reject("INVALID_ARGUMENT", "world size: expected 1.."
+                          f"{self.limits.max_world_size}, found {world_size}")
+        self.world_size = world_size
+        self._verify_evidence = evidence_verifier
+        self._senders: dict[str, _Sender] = {}
+        self._ranks: dict[int, _Rank] = {}
+        self._nodes: dict[str, _Node] = {}
+        self._artifacts: dict[str, _Artifact] = {}
+        self._dependencies: list[ResourceDescriptor] = []
+        self._external: dict[str, Any] = {}
+        self._internal: dict[str, Any] = {}
+        self._conflicts: list[str] = []
+        self._started: dt.datetime | None = None
+        self._last: dt.datetime | None = None
+        self._finalized: tuple[str, dt.datetime] | None = None
+        self.events = 0
+        self._completed: set[int] | None = None  # cache; reset by registrations, completions
+
+    # -- queries ------------------------------------------------------------------------
+
+    @property
+    def finalized(self) -> bool:
+        return self._finalized is not None
+
+    def completed_ranks(self) -> set[int]:
+        """Ranks whose latest attempt's main process completed successfully."""
+        if self._completed is not None:
+            return self._completed
+        done = set()
+        for rank in self._ranks.values():
+            if not rank.attempts:
+                continue
+            latest = rank.attempts[max(rank.attempts)]
+            if latest.completed is not None and latest.completed[0] == 0:
+                done.add(rank.rank)
+        self._completed = done
+        return done
+
+    def all_ranks_complete(self) -> bool:
+        return self.world_size is not None and len(self.completed_ranks()) == self.world_size
+
+    def nodes_finished(self) -> bool:
+        """Every registered node reported a terminal state for some attempt."""
+        return all(any(a["state"] in ("SUCCEEDED", "FAILED") for a in node.attempts.values())
+                   for node in self._nodes.values())
+
+    def acked_through(self, sender: str) -> int:
+        state = self._senders.get(sender)
+        return 0 if state is None else state.next_sequence - 1
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _check_open(self, job_id: str) -> None:
+        if job_id != self.job_id:
+            raise _reject("NOT_FOUND", f"job id: expected {self.job_id!r}, found {job_id!r}")
+        if self._finalized is not None:
+            raise _reject("FAILED_PRECONDITION",
+                          f"job {self.job_id!r}: expected an open job, found it finalized "
+                          f"({self._finalized[0]})")
+
+    def _touch(self, now: dt.datetime) -> None:
+        if self._started is None:
+            self._started = now
+        self._last = now
+
+    def challenge(self, job_id: str, node_id: str, nonce: bytes, now: dt.datetime) -> None:
+        """Record a nonce issued to ``node_id`` (the caller made it)."""
+        self._check_open(job_id)
+        if node_id not in self._nodes:
+            raise _reject("FAILED_PRECONDITION",
+                          f"challenge: expected node {node_id!r} to be registered, found it not")
+        self._nodes[node_id].nonces.append(nonce)
+        self._touch(now)
+
+    def register_node(self, req: pb.RegisterNodeRequest, now: dt.datetime) -> Registered:
+        self._check_open(req.job_id)
+        if not req.node_id:
+            raise _reject("INVALID_ARGUMENT", "node id: expected a non-empty string, found ''")
+        key = f"node/{req.node_id}"
+        identity = (req.hostname, req.node_rank)
+        existing = self._senders.get(key)
+        if existing is not None:
+            if existing.identity != identity:
+                raise _reject("ALREADY_EXISTS",
+                              f"node {req.node_id!r}: registered as (hostname, node rank) "
+                              f"{existing.identity}, found {identity}")
+            return Registered(key, existing.next_sequence, new=False)
+        self._senders[key] = _Sender(key=key, identity=identity, rank=None, attempt=0,
+                                     node=req.node_id)
+        self._nodes[req.node_id] = _Node(node=req.node_id, hostname=req.hostname,
+                                         node_rank=req.node_rank)
+        self._touch(now)
+        return Registered(key, 1, new=True)
+
+    def register_rank(self, req: pb.RegisterRankRequest, now: dt.datetime) -> Registered:
+        self._check_open(req.job_id)
+        if req.world_size == 0 or req.world_size > self.limits.max_world_size:
+            raise _reject("INVALID_ARGUMENT", "world size: expected 1.."
+                          f"{self.limits.max_world_size}, found {req.world_size}")
+        if self.world_size is not None and req.world_size != self.world_size:
+            raise _reject("FAILED_PRECONDITION",
+                          f"world size: expected {self.world_size}, found {req.world_size}")
+        if req.rank >= req.world_size:
+            raise _reject("OUT_OF_RANGE",
+                          f"rank: expected 0..{req.world_size - 1}, found {req.rank}")
+        key = f"rank/{req.rank}/{req.attempt}/{req.worker}"
+        identity = (req.node_id, req.run_id, req.pid)
+        existing = self._senders.get(key)
+        if existing is not None:
+            if existing.identity != identity:
+                raise _reject("ALREADY_EXISTS",
+                              f"rank {req.rank} attempt {req.attempt} worker {req.worker}: "
+                              f"registered as (node, run id, pid) {existing.identity}, "
+                              f"found {identity}")
+            return Registered(key, existing.next_sequence, new=False)
+        self.world_size = req.world_size
+        self._senders[key] = _Sender(key=key, identity=identity, rank=req.rank,
+                                     attempt=req.attempt, node=req.node_id)
+        rank = self._ranks.setdefault(req.rank, _Rank(rank=req.rank))
+        attempt = rank.attempts.get(req.attempt)
+        if attempt is None:
+            attempt = rank.attempts[req.attempt] = _Attempt(
+                attempt=req.attempt, node=req.node_id, run_id=req.run_id,
+                registered=_timestamp(now))
+        attempt.workers.add(req.worker)
+        self._completed = None
+        self._touch(now)
+        return Registered(key, 1, new=True)
+
+    def accept(self, req: pb.ReportRequest, now: dt.datetime) -> tuple[int, int]:
+        """Apply a batch. Returns (index of the first new event, duplicates).
+
+        The caller journals ``req.events[index:]``; the acknowledgement is
+        :meth:`acked_through` once that is durable.
+        """
+        self._check_open(req.job_id)
+        sender = self._senders.get(req.sender)
+        if sender is None:
+            raise _reject("FAILED_PRECONDITION",
+                          f"sender: expected a registered sender, found {req.sender!r}",
+                          resync=True)
+        count = len(req.events)
+        if count > self.limits.max_batch_events:
+            raise _reject("RESOURCE_EXHAUSTED", f"batch: expected at most "
+                          f"{self.limits.max_batch_events} events, found {count}")
+        if req.first_sequence < 1:
+            raise _reject("INVALID_ARGUMENT",
+                          f"first sequence: expected 1 or more, found {req.first_sequence}")
+        if req.first_sequence > sender.next_sequence:
+            raise _reject("FAILED_PRECONDITION",
+                          f"sequence gap from {req.sender}: expected {sender.next_sequence}, "
+                          f"found {req.first_sequence}", resync=True)
+        start = sender.next_sequence - req.first_sequence
+        if start >= count:
+            return count, count
+        new = req.events[start:]
+        if sender.events + len(new) > self.limits.max_events_per_sender:
+            raise _reject("RESOURCE_EXHAUSTED", f"{req.sender}: expected at most "
+                          f"{self.limits.max_events_per_sender} events, found more")
+        prepared = self._validate(sender, new)
+        for event, extra in zip(new, prepared, strict=True):
+            self._apply(sender, event, extra)
+        sender.next_sequence += len(new)
+        sender.events += len(new)
+        self.events += len(new)
+        self._touch(now)
+        return start, start
+
+    def _validate(self, sender: _Sender, events: Sequence[pb.Event]) -> list[Any]:
+        """Check every event first; return parsed extras so JSON is read once."""
+        prepared: list[Any] = []
+        limits = self.limits
+        completed = sender.completed is not None
+        for index, event in enumerate(events):
+            where = f"{sender.key} event {index}"
+            if completed:
+                raise _reject("FAILED_PRECONDITION",
+                              f"{where}: expected nothing after RankCompleted, found more events")
+            kind = event.WhichOneof("kind")
+            extra: Any = None
+            if kind == "shard":
+                if sender.rank is None:
+                    raise _reject("INVALID_ARGUMENT", f"{where}: shards are reported by ranks")
+                _check_digest(event.shard.digest, f"{where} shard {event.shard.name!r}")
+            elif kind == "file":
+                _check_digest(event.file.digest, f"{where} file {event.file.path!r}")
+                algorithms = sorted(event.file.digest)
+                if len(algorithms) != 1 or algorithms[0] not in _FILE_ALGORITHMS:
+                    raise _reject("INVALID_ARGUMENT", f"{where} file {event.file.path!r}: "
+                                  f"expected one digest of {list(_FILE_ALGORITHMS)}, "
+                                  f"found {algorithms}")
+                known = self._artifacts.get(event.file.artifact)
+                if known is not None and known.files and known.algorithm != algorithms[0]:
+                    raise _reject("INVALID_ARGUMENT", f"{where} file {event.file.path!r}: "
+                                  f"expected {known.algorithm} like the rest of artifact "
+                                  f"{event.file.artifact!r}, found {algorithms[0]}")
+                if not event.file.artifact:
+                    raise _reject("INVALID_ARGUMENT", f"{where}: file without an artifact name")
+                if not event.file.path or event.file.path.startswith("/") \
+                        or ".." in event.file.path.split("/"):
+                    raise _reject("INVALID_ARGUMENT", f"{where}: expected a relative path inside "
+                                  f"the artifact, found {event.file.path!r}")
+                known = self._artifacts.get(event.file.artifact)
+                if known is not None and len(known.files) >= limits.max_artifact_files:
+                    raise _reject("RESOURCE_EXHAUSTED", f"{where}: artifact has "
+                                  f"{limits.max_artifact_files} files already")
+            elif kind == "planned":
+                if not event.planned.artifact:
+                    raise _reject("INVALID_ARGUMENT", f"{where}: plan without an artifact name")
+            elif kind == "dependency":
+                dep = event.dependency
+                extra = _json_object(dep.annotations_json, f"{where} dependency annotations",
+                                     limits.max_json_bytes)
+                if dep.digest:
+                    _check_digest(dep.digest, f"{where} dependency {dep.name!r}")
+                elif not dep.uri:
+                    raise _reject("INVALID_ARGUMENT", f"{where} dependency {dep.name!r}: "
+                                  "expected a uri or a digest, found neither")
+            elif kind == "parameters":
+                extra = (_json_object(event.parameters.external_json, f"{where} external "
+                                      "parameters", limits.max_json_bytes),
+                         _json_object(event.parameters.internal_json, f"{where} internal "
+                                      "parameters", limits.max_json_bytes))
+            elif kind == "inventory":
+                extra = _json_object(event.inventory.json, f"{where} inventory",
+                                     limits.max_json_bytes)
+            elif kind == "evidence":
+                if len(event.evidence.blob) > limits.max_evidence_bytes:
+                    # Recorded as failed evidence, not refused: the node must not be able to
+                    # hide its other events behind an oversized blob.
+                    extra = "oversized"
+            elif kind == "annotation":
+                if not event.annotation.key:
+                    raise _reject("INVALID_ARGUMENT", f"{where}: annotation without a key")
+                extra = _json_object('{"v":' + (event.annotation.value_json or "null") + "}",
+                                     f"{where} annotation {event.annotation.key!r}",
+                                     limits.max_json_bytes)["v"]
+            elif kind == "attempt":
+                if sender.rank is not None:
+                    raise _reject("INVALID_ARGUMENT", f"{where}: attempts are reported by nodes")
+            elif kind == "completed":
+                if sender.rank is None:
+                    raise _reject("INVALID_ARGUMENT", f"{where}: completion is reported by ranks")
+                completed = True
+            else:
+                raise _reject("INVALID_ARGUMENT", f"{where}: expected an event kind, found none")
+            prepared.append(extra)
+        return prepared
+
+    def _apply(self, sender: _Sender, event: pb.Event, extra: Any) -> None:
+        kind = event.WhichOneof("kind")
+        rank = self._ranks[sender.rank] if sender.rank is not None else None
+        if event.dropped_before:
+            sender.dropped += event.dropped_before
+        if event.lost_before:
+            sender.lost += event.lost_before
+        if rank is not None:
+            rank.events += 1
+        if kind == "shard":
+            assert rank is not None
+            shard_event = event.shard
+            key = shard_event.digest.get("sha256") or json.dumps(dict(shard_event.digest),
+                                                                 sort_keys=True)
+            shard = rank.shards.get(key)
+            if shard is None:
+                shard = rank.shards[key] = _Shard(name=shard_event.name, uri=shard_event.uri,
+                                                  digest=dict(shard_event.digest))
+            shard.samples += shard_event.samples
+            shard.events += 1
+            shard.epochs.add(shard_event.epoch)
+            if shard_event.index_digest:
+                shard.index_chain.update(shard_event.index_digest.encode())
+            if shard_event.sampler:
+                shard.sampler = dict(shard_event.sampler)
+        elif kind == "file":
+            self._apply_file(sender, event.file)
+        elif kind == "planned":
+            plan = event.planned
+            artifact = self._artifact(plan.artifact, plan.role)
+            artifact.planned.update(plan.files)
+        elif kind == "dependency":
+            dep = event.dependency
+            annotations = dict(extra)
+            annotations["slsadist_kind"] = dep.kind or "other"
+            self._dependencies.append(ResourceDescriptor(
+                name=dep.name or None, uri=dep.uri or None, digest=dict(dep.digest),
+                annotations=annotations))
+        elif kind == "parameters":
+            external, internal = extra
+            self._merge_parameters(self._external, external, sender.key)
+            self._merge_parameters(self._internal, internal, sender.key)
+        elif kind == "inventory":
+            if rank is not None:
+                rank.annotations.setdefault("inventory", extra)
+            else:
+                self._nodes[sender.node].inventory = extra
+        elif kind == "evidence":
+            self._apply_evidence(sender, event.evidence, oversized=extra == "oversized")
+        elif kind == "annotation":
+            if rank is not None:
+                rank.annotations[event.annotation.key] = extra
+            else:
+                self._nodes[sender.node].inventory.setdefault("annotations", {})[
+                    event.annotation.key] = extra
+        elif kind == "attempt":
+            record = event.attempt
+            self._nodes[sender.node].attempts[record.attempt] = {
+                "attempt": record.attempt, "runId": record.run_id, "ranks": list(record.ranks),
+                "state": record.state,
+                "exitCodes": {str(k): v for k, v in sorted(record.exit_codes.items())},
+            }
+        elif kind == "completed":
+            assert rank is not None
+            sender.completed = (event.completed.exit_code, event.completed.state)
+            worker = int(sender.key.rsplit("/", 1)[1])
+            if worker == 0:
+                rank.attempts[sender.attempt].completed = sender.completed
+                self._completed = None
+
+    def _artifact(self, name: str, role: int) -> _Artifact:
+        artifact = self._artifacts.get(name)
+        if artifact is None:
+            artifact = self._artifacts[name] = _Artifact(name=name, role=role,
+                                                         order=len(self._artifacts))
+        elif role in _FINAL_ROLES and artifact.role not in _FINAL_ROLES:
+            artifact.role = role
+        return artifact
+
+    def _apply_file(self, sender: _Sender, written: pb.FileWritten) -> None:
+        assert sender.rank is not None or sender.node
+        artifact = self._artifact(written.artifact, written.role)
+        (artifact.algorithm, digest), = written.digest.items()
+        previous = artifact.files.get(written.path)
+        if previous is not None and previous[0] != digest:
+            artifact.conflicts.append(f"{written.path}: {previous[0][:16]} (rank {previous[2]}) "
+                                      f"vs {digest[:16]} ({sender.key})")
+        artifact.files[written.path] = (digest, written.size,
+                                        -1 if sender.rank is None else sender.rank)
+        if sender.rank is not None:
+            self._ranks[sender.rank].files.append(
+                {"artifact": written.artifact, "path": written.path,
+                 artifact.algorithm: digest})
+
+    def _apply_evidence(self, sender: _Sender, evidence: pb.Evidence, *, oversized: bool) -> None:
+        node = self._nodes.get(sender.node)
+        if node is None:  # a rank reporting evidence for a node that never registered
+            node = self._nodes[sender.node] = _Node(node=sender.node, hostname="", node_rank=0)
+        blob_digest = hashlib.sha256(evidence.blob).hexdigest()
+        record: dict[str, Any] = {"kind": evidence.kind, "format": evidence.format,
+                                  "sha256": blob_digest, "size": len(evidence.blob)}
+        if evidence.format == UNAVAILABLE and not oversized:
+            # No evidence, and the node said why: recorded, never a silent gap.
+            record.update(status="unavailable", verified=[], notVerified=[],
+                          reason=evidence.blob[:500].decode("utf-8", "replace"))
+            node.evidence.append(record)
+            return
+        if oversized:
+            verdict = EvidenceVerdict(status="failed", reason=(
+                f"evidence: expected at most {self.limits.max_evidence_bytes} bytes, "
+                f"found {len(evidence.blob)}"))
+        elif evidence.nonce not in node.nonces:
+            verdict = EvidenceVerdict(status="failed", reason=(
+                f"nonce: expected one issued to node {sender.node!r} for job {self.job_id!r}, "
+                f"found {evidence.nonce.hex()[:32] or 'none'}"))
+        else:
+            try:
+                verdict = self._verify_evidence(evidence.kind, evidence.blob, evidence.nonce,
+                                                self.job_id, sender.node)
+            except Exception as exc:  # a verifier bug must not take the coordinator down
+                verdict = EvidenceVerdict(status="failed",
+                                          reason=f"verifier raised {type(exc).__name__}: {exc}")
+        record.update(status=verdict.status, verified=list(verdict.verified),
+                      notVerified=list(verdict.not_verified), reason=verdict.reason)
+        if verdict.claims:
+            record["claims"] = dict(verdict.claims)
+        node.evidence.append(record)
+
+    def _merge_parameters(self, into: dict[str, Any], new: Mapping[str, Any], who: str) -> None:
+        for key, value in new.items():
+            if key in into and into[key] != value:
+                self._conflicts.append(f"{key}: {json.dumps(into[key])[:60]} vs "
+                                       f"{json.dumps(value)[:60]} ({who})")
+                continue
+            into[key] = value
+
+    # -- finalization ---------------------------------------------------------------------
+
+    def finalize(self, job_id: str, reason: str, now: dt.datetime) -> None:
+        """Close the job; idempotent. ``reason`` says what triggered it."""
+        if job_id != self.job_id:
+            raise _reject("NOT_FOUND", f"job id: expected {self.job_id!r}, found {job_id!r}")
+        if self._finalized is None:
+            self._finalized = (reason or "request", now)
+
+    def missing_ranks(self) -> list[int]:
+        if self.world_size is None:
+            return []
+        done = self.completed_ranks()
+        return [r for r in range(self.world_size) if r not in done]
+
+    def statement(self, *, builder_id: str = DEFAULT_BUILDER_ID,
+                  builder_version: Mapping[str, str] | None = None,
+                  internal: Mapping[str, Any] | None = None) -> Statement:
+        """Merge everything into ONE Statement. Requires :meth:`finalize` first."""
+        if self._finalized is None:
+            raise _reject("FAILED_PRECONDITION", "statement: expected a finalized job, found open")
+        reason, finished = self._finalized
+        started = self._started or finished
+        completed = self.completed_ranks()
+        missing_ranks = self.missing_ranks()
+        builder = ProvenanceBuilder(builder_id=builder_id, invocation_id=self.job_id)
+        external = dict(self._external)
+        if self.world_size is not None:
+            external["worldSize"] = self.world_size
+        if self._nodes:
+            external.setdefault("nodes", len(self._nodes))
+        builder.set_external_parameters(external)
+        builder.set_internal_parameters({**self._internal, **(internal or {})})
+        builder.set_builder(version=builder_version)
+        builder.set_times(started=started, finished=max(finished, started))
+
+        missing_files: list[str] = []
+        conflicts = list(self._conflicts)
+        subjects = self._subject_artifacts()
+        for artifact in sorted(self._artifacts.values(), key=lambda a: a.order):
+            if not artifact.files:
+                missing_files.extend(f"{artifact.name}/{p}" for p in sorted(artifact.planned))
+                continue
+            manifest = Manifest(
+                name=artifact.name, algorithm=artifact.algorithm, method="files",
+                resources=tuple(sorted(
+                    (Resource(path=p, digest=d, algorithm=artifact.algorithm, size=s)
+                     for p, (d, s, _) in artifact.files.items()), key=Resource.sort_key)),
+                ignore_paths=(),
+            )
+            subject, record = artifact_descriptors(manifest, name=artifact.name)
+            annotations = dict(record.annotations)
+            annotations["role"] = "final" if artifact.name in subjects else "intermediate"
+            annotations["writtenBy"] = {p: r for p, (_, _, r) in sorted(artifact.files.items())}
+            if artifact.planned:
+                annotations["expectedFiles"] = sorted(artifact.planned)
+                missing = sorted(artifact.planned - artifact.files.keys())
+                missing_files.extend(f"{artifact.name}/{p}" for p in missing)
+            conflicts.extend(f"{artifact.name}/{c}" for c in artifact.conflicts)
+            builder.add_byproduct(record_descriptor(name=f"checkpoint/{artifact.name}",
+                                                    media_type=record.media_type or "",
+                                                    record=annotations))
+            if artifact.name in subjects:
+                builder.add_subject(subject)
+
+        for dependency in self._dependencies:
+            builder.add_dependency(dependency)
+        for rank in self._ranks.values():
+            for shard in rank.shards.values():
+                builder.add_dependency(ResourceDescriptor(
+                    name=shard.name or None, uri=shard.uri or None, digest=shard.digest,
+                    annotations={"slsadist_kind": "dataset"}))
+            builder.add_byproduct(record_descriptor(
+                name=f"rank/{rank.rank}", media_type=MEDIA_RANK,
+                record=self._rank_record(rank, completed=rank.rank in completed)))
+        gaps: list[str] = []
+        failed_evidence: list[str] = []
+        for sender in self._senders.values():
+            if sender.dropped:
+                gaps.append(f"{sender.key}: {sender.dropped} event(s) dropped by the agent")
+            if sender.lost:
+                gaps.append(f"{sender.key}: {sender.lost} acknowledged event(s) lost by the "
+                            "coordinator (its journal was lost)")
+        for node in self._nodes.values():
+            node_record: dict[str, Any] = {
+                "node": node.node, "hostname": node.hostname, "nodeRank": node.node_rank,
+                "evidence": node.evidence, "challenges": len(node.nonces),
+                "attempts": [node.attempts[a] for a in sorted(node.attempts)]}
+            node_record.update({k: v for k, v in node.inventory.items() if k not in node_record})
+            builder.add_byproduct(record_descriptor(name=f"node/{node.node}",
+                                                    media_type=MEDIA_NODE, record=node_record))
+            failed_evidence.extend(f"{node.node}: {e['kind']}: {e['reason']}"
+                                   for e in node.evidence if e["status"] == "failed")
+        completeness = {
+            "complete": not (missing_ranks or missing_files or failed_evidence or gaps
+                             or conflicts),
+            "finalizedBy": reason,
+            "missingRanks": missing_ranks,
+            "missingFiles": missing_files,
+            "failedEvidence": failed_evidence,
+            "sequenceGaps": gaps,
+            "conflicts": conflicts,
+            "events": self.events,
+        }
+        builder.add_byproduct(record_descriptor(name="completeness",
+                                                media_type=MEDIA_COMPLETENESS,
+                                                record=completeness))
+        if not subjects:
+            # A job that wrote nothing still gets a provenance: its subject is the job's
+            # own record, so what ran (and what is missing) is signed all the same.
+            builder.add_subject(ResourceDescriptor(
+                name=f"job/{self.job_id}",
+                digest={"sha256": hashlib.sha256(
+                    json.dumps(completeness, sort_keys=True).encode()).hexdigest()}))
+        return builder.build()
+
+    def _subject_artifacts(self) -> set[str]:
+        with_files = [a for a in self._artifacts.values() if a.files]
+        chosen = {a.name for a in with_files if a.role in _FINAL_ROLES}
+        if not any(a.role == pb.FINAL for a in with_files):
+            checkpoints = [a for a in with_files if a.role not in _FINAL_ROLES]
+            if checkpoints:  # no final named: the last checkpoint written is the model
+                chosen.add(max(checkpoints, key=lambda a: a.order).name)
+        return chosen
+
+    def _rank_record(self, rank: _Rank, *, completed: bool) -> dict[str, Any]:
+        attempts = []
+        for number in sorted(rank.attempts):
+            attempt = rank.attempts[number]
+            entry: dict[str, Any] = {"attempt": number, "node": attempt.node,
+                                     "runId": attempt.run_id, "registered": attempt.registered,
+                                     "workers": sorted(attempt.workers)}
+            if attempt.completed is not None:
+                entry["exitCode"], entry["state"] = attempt.completed
+            else:
+                entry["state"] = "NO_COMPLETION_REPORTED"
+            attempts.append(entry)
+        latest = rank.attempts[max(rank.attempts)] if rank.attempts else None
+        shards = sorted(rank.shards.values(), key=lambda s: (s.name, json.dumps(s.digest)))
+        record: dict[str, Any] = {
+            "rank": rank.rank,
+            "node": latest.node if latest else "",
+            "completed": completed,
+            "attempts": attempts,
+            "events": rank.events,
+            "shardCount": len(shards),
+            "samples": sum(s.samples for s in shards),
+        }
+        if len(shards) <= _INLINE_SHARDS:
+            record["shards"] = [
+                {"name": s.name, "digest": s.digest, "samples": s.samples, "reads": s.events,
+                 "epochs": _spans(s.epochs), "indexDigest": s.index_chain.hexdigest(),
+                 **({"sampler": s.sampler} if s.sampler else {})}
+                for s in shards
+            ]
+        else:
+            root = hashlib.sha256()
+            for shard in shards:
+                root.update(json.dumps(shard.digest, sort_keys=True).encode())
+            record["shardsRoot"] = {"sha256": root.hexdigest()}
+        if rank.files:
+            record["files"] = rank.files
+        if rank.annotations:
+            record["annotations"] = rank.annotations
+        return record

@@ -1,0 +1,48 @@
+"""A node agent's start: register the node, report what it is, prove it for this job.
+
+Shared by the torchrun plugin (one per torchrun agent) and the Ray Train
+callback (one per Ray node, in its first worker): the node's inventory, its
+installed packages as dependencies, and hardware evidence from every
+attester answering a fresh nonce from the coordinator (or, when there is no
+nonce or no attester, the reason, recorded: never a silent gap).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from slsa_dist.capture import inventory
+from slsa_dist.collect.agent import Agent, NodeIdentity
+
+__all__ = ["attest", "start_node_agent"]
+
+
+def attest(agent: Agent, job_id: str, node_id: str) -> None:
+    """Evidence for every attester, answering a fresh nonce from the coordinator."""
+    from slsa_dist.attest import UNAVAILABLE, collect_all
+    from slsa_dist.errors import TransportError
+
+    try:
+        nonce = agent.challenge()
+    except TransportError as exc:
+        agent.record_evidence("any", f"no nonce from the coordinator: {exc}".encode(),
+                              nonce=b"", fmt=UNAVAILABLE)
+        return
+    for kind, blob, fmt in collect_all(nonce, job_id, node_id):
+        agent.record_evidence(kind, blob, nonce=nonce, fmt=fmt)
+
+
+def start_node_agent(*, coordinator: str, job_id: str, node_id: str, node_rank: int = 0,
+                     spool_dir: str | os.PathLike[str] | None = None) -> Agent:
+    """Register ``node_id``, report its inventory and packages, and attest it."""
+    agent = Agent(coordinator=coordinator, job_id=job_id, spool_dir=spool_dir,
+                  identity=NodeIdentity(node_id=node_id, hostname=socket.gethostname(),
+                                        node_rank=node_rank))
+    found = inventory.collect(packages=True)
+    packages = found.pop("packages")
+    agent.record_inventory(found)
+    for name, version in packages.items():
+        agent.record_dependency("package", uri=f"pkg:pypi/{name}@{version}")
+    attest(agent, job_id, node_id)
+    return agent

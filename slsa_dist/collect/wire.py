@@ -1,0 +1,119 @@
+"""The transport rules both ends of the collector protocol share, in one place.
+
+* **Channels.** :func:`open_channel` is how every client (agent, ``slsa-dist
+  finalize``) reaches a coordinator: mutual TLS with a job-CA certificate, or
+  plaintext on loopback only (:func:`require_tls_or_loopback`).
+* **Limits.** :data:`MAX_MESSAGE_BYTES` caps every message both ways.
+* **Resync.** A refusal that registering again cures carries the
+  :data:`RESYNC_KEY` trailer (:func:`resync_trailer`, :func:`wants_resync`).
+* **Status codes.** :func:`status_of` maps the errors of
+  :mod:`slsa_dist.errors` to gRPC status codes; the servicer calls nothing else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+import grpc
+
+from slsa_dist.errors import InputError, ReportError
+
+__all__ = ["CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "RESYNC_KEY", "SERVER_OPTIONS",
+           "is_loopback", "open_channel", "peer_is_loopback", "require_tls_or_loopback",
+           "resync_trailer", "status_of", "wants_resync"]
+
+# gRPC message size cap: a full batch (10,000 events) of typical events is
+# ~1 MiB; 8 MiB leaves room for evidence blobs while bounding memory per RPC.
+MAX_MESSAGE_BYTES = 8 << 20
+# Trailing metadata on a refusal that registering again cures (ReportError.resync).
+RESYNC_KEY = "slsa-resync"
+
+# Clients retry themselves (the agent's spool and sequence numbers make resending
+# safe); gRPC's transparent retries would only hide how often that happens.
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.enable_retries", 0),
+)
+# One coordinator per port: a second one on the same port must fail to bind.
+SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+)
+
+
+def is_loopback(address: str) -> bool:
+    """True when ``host:port`` names a loopback interface."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def peer_is_loopback(peer: str) -> bool:
+    """A gRPC peer string (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``) on loopback."""
+    kind, _, rest = peer.partition(":")
+    return kind in ("ipv4", "ipv6") and is_loopback(rest)
+
+
+def require_tls_or_loopback(address: str, *, tls: bool, what: str = "coordinator") -> None:
+    """The one loopback rule: plaintext only where nothing leaves the host.
+
+    Raises:
+        InputError: plaintext asked for on an address that is not loopback.
+    """
+    if not tls and not is_loopback(address):
+        raise InputError(f"{what}: plaintext is allowed on loopback only; expected "
+                         f"127.0.0.1/::1/localhost or TLS, found {address!r}")
+
+
+def open_channel(address: str, *, credentials: grpc.ChannelCredentials | None = None,
+                 tls_dir: str | os.PathLike[str] | None = None) -> grpc.Channel:
+    """A channel to a coordinator: TLS with ``credentials`` or a certificate
+    directory (``cert.pem``, ``key.pem``, ``ca.pem``), else plaintext on loopback.
+
+    Raises:
+        InputError: plaintext to an address that is not loopback, or a bad TLS directory.
+    """
+    if credentials is None and tls_dir is not None:
+        from slsa_dist.sign.ca import channel_credentials
+
+        credentials = channel_credentials(tls_dir)
+    require_tls_or_loopback(address, tls=credentials is not None)
+    if credentials is None:
+        return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+
+
+def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status and detail for an error a handler raised.
+
+    :class:`ReportError` carries its own code (who is at fault is the sender);
+    :class:`InputError` is the sender's too; a failed journal is ours, and
+    retrying later may succeed (``UNAVAILABLE``).
+    """
+    from slsa_dist.collect.journal import JournalFailed
+
+    if isinstance(exc, ReportError):
+        return getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INVALID_ARGUMENT), str(exc)
+    if isinstance(exc, JournalFailed):
+        return grpc.StatusCode.UNAVAILABLE, f"{exc}; not acknowledged, keep it spooled and retry"
+    if isinstance(exc, InputError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    raise TypeError(f"no gRPC status for {type(exc).__name__}") from exc
+
+
+def resync_trailer(exc: ReportError) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata for a refusal: the resync mark when registering again cures it."""
+    return ((RESYNC_KEY, "1"),) if exc.resync else ()
+
+
+def wants_resync(exc: grpc.RpcError) -> bool:
+    """True when the coordinator marked this refusal as cured by registering again."""
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    return any(item.key == RESYNC_KEY for item in (trailing or ()))

@@ -1,0 +1,113 @@
+"""Readable one-screen summaries of provenance bundles (``slsa-dist inspect``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from slsa_dist.errors import InputError, VerificationError
+from slsa_dist.provenance import (
+    MEDIA_CHECKPOINT,
+    MEDIA_COMPLETENESS,
+    MEDIA_NODE,
+    MEDIA_RANK,
+    Provenance,
+    Statement,
+)
+from slsa_dist.sign.dsse import read_bundle, verify_envelope
+from slsa_dist.sign.keys import load_verifier
+
+__all__ = ["summarize_bundle", "summarize_provenance"]
+
+
+def _short(digest: Mapping[str, str]) -> str:
+    if not digest:
+        return "-"
+    algorithm, value = sorted(digest.items())[0]
+    return f"{algorithm}:{value[:16]}"
+
+
+def summarize_provenance(provenance: Provenance) -> list[str]:
+    """Lines describing job, ranks, nodes, datasets, subjects and attestations."""
+    lines: list[str] = []
+    meta = provenance.metadata
+    ext = provenance.external_parameters
+    lines.append(f"job:         {provenance.invocation_id or '-'}")
+    lines.append(f"builder:     {provenance.builder_id}")
+    lines.append(f"buildType:   {provenance.build_type or '-'}")
+    if meta.get("startedOn"):
+        lines.append(f"ran:         {meta.get('startedOn')} -> {meta.get('finishedOn', '?')}")
+    if ext:
+        shown = {k: v for k, v in ext.items() if k != "hyperparameters"}
+        lines.append(f"parameters:  {json.dumps(shown, sort_keys=True)[:200]}")
+    lines.append(f"subjects ({len(provenance.statement.subjects)}):")
+    for subject in provenance.statement.subjects:
+        lines.append(f"  {subject.name or '-'}  {_short(subject.digest)}")
+    for record in provenance.records(MEDIA_CHECKPOINT):
+        resources = record.get("resources") or []
+        lines.append(f"  checkpoint {record.get('name')}: {len(resources)} file(s)")
+    deps = provenance.dependencies
+    kinds: dict[str, int] = {}
+    for dep in deps:
+        kind = str(dep.annotations.get("slsadist_kind", "other"))
+        kinds[kind] = kinds.get(kind, 0) + 1
+    lines.append(f"dependencies ({len(deps)}): "
+                 + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"))
+    for dep in deps:
+        if dep.annotations.get("slsadist_kind") in ("dataset", "model"):
+            lines.append(f"  {dep.annotations['slsadist_kind']:<8}{dep.name or dep.uri}  "
+                         f"{_short(dep.digest)}")
+    ranks = provenance.records(MEDIA_RANK)
+    world = provenance.world_size
+    done = sum(1 for r in ranks if r.get("completed") is True)
+    if ranks or world is not None:
+        lines.append(f"ranks:       {done}/{world if world is not None else len(ranks)} "
+                     "completed")
+    for rank in sorted(ranks, key=lambda r: int(r.get("rank", 0)))[:16]:
+        shards = rank.get("shards") or []
+        attempts = rank.get("attempts") or []
+        lines.append(f"  rank {rank.get('rank')}: node {rank.get('node', '-')}, "
+                     f"{len(attempts)} attempt(s), {len(shards)} shard(s) read, "
+                     f"{len(rank.get('files') or [])} file(s) written")
+    if len(ranks) > 16:
+        lines.append(f"  ... {len(ranks) - 16} more ranks")
+    nodes = provenance.records(MEDIA_NODE)
+    if nodes:
+        lines.append(f"nodes ({len(nodes)}):")
+    for node in nodes:
+        gpus = node.get("gpus")
+        devices = gpus.get("devices") or [] if isinstance(gpus, Mapping) else []
+        evidence = node.get("evidence") or []
+        verdicts = ", ".join(f"{e.get('kind')}={e.get('status')}" for e in evidence) or "none"
+        lines.append(f"  {node.get('node')}: {len(devices)} device(s); attestations: {verdicts}")
+    for record in provenance.records(MEDIA_COMPLETENESS):
+        gaps = {k: v for k, v in record.items() if v and k != "complete"}
+        lines.append("completeness: " + ("complete" if not gaps else json.dumps(gaps)[:300]))
+    return lines
+
+
+def summarize_bundle(path: str | os.PathLike[str], *, key_paths: Sequence[Any] = ()) -> str:
+    """Summarize every envelope in a bundle; signatures are checked when keys are given."""
+    keys = [load_verifier(p) for p in key_paths]
+    out: list[str] = []
+    for index, envelope in enumerate(read_bundle(path), start=1):
+        header = f"envelope {index}: {envelope.payload_type}"
+        if keys:
+            try:
+                verify_envelope(envelope, keys, payload_type=None)
+                header += " (signature verified)"
+            except VerificationError as exc:
+                header += f" (SIGNATURE INVALID: {exc})"
+        else:
+            header += " (signature not checked; pass --key)"
+        out.append(header)
+        try:
+            statement = Statement.from_dict(json.loads(envelope.payload))
+            provenance = Provenance.from_statement(statement)
+        except (ValueError, InputError) as exc:
+            out.append(f"  not a provenance this tool reads: {exc}")
+            continue
+        out.extend("  " + line for line in summarize_provenance(provenance))
+    return "\n".join(out)

@@ -1,0 +1,141 @@
+"""OpenSSF Model Signing (OMS) v1.0 signature files, in both directions.
+
+* :func:`sign_model` writes a signature file (a Sigstore bundle v0.3 holding a
+  DSSE envelope, key-based, no transparency log) that
+  ``model_signing verify key MODEL --signature FILE --public_key PUB`` accepts.
+* :func:`verify_model` checks a signature file written by ``model_signing
+  sign key`` (or by :func:`sign_model`): the signature over the exact payload
+  bytes, the key hint, the predicate, and every file of the model on disk
+  against the signed manifest, re-hashed with the signed serialization.
+
+The manifest is slsa-dist's own (:func:`slsa_dist.digest.digest_path`), so
+the OMS subject digest is the same root digest slsa-dist provenance uses for
+the model: one identity in both ecosystems.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from slsa_dist._internal import canonical
+from slsa_dist.digest import DEFAULT_SHARD_SIZE, Manifest, digest_path
+from slsa_dist.errors import InputError, VerificationError
+from slsa_dist.provenance import STATEMENT_TYPE
+from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, pae, verify_envelope
+from slsa_dist.sign.keys import Signer, Verifier
+
+__all__ = ["BUNDLE_MEDIA_TYPE", "OMS_PREDICATE_TYPE", "sign_model", "verify_model"]
+
+OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+
+def _key_hint(verifier: Verifier) -> str:
+    """OMS's key hint: SHA-256 of the public key's PEM bytes, hex."""
+    return hashlib.sha256(verifier.public_pem()).hexdigest()
+
+
+def statement_for(manifest: Manifest) -> dict[str, Any]:
+    """The OMS v1.0 in-toto Statement for ``manifest``."""
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": manifest.name, "digest": {"sha256": manifest.root_digest}}],
+        "predicateType": OMS_PREDICATE_TYPE,
+        "predicate": {
+            "serialization": manifest.serialization(),
+            "resources": [{"name": r.name, "algorithm": r.algorithm, "digest": r.digest}
+                          for r in manifest.resources],
+        },
+    }
+
+
+def sign_model(model: str | os.PathLike[str], *, signer: Signer,
+               signature: str | os.PathLike[str], manifest: Manifest | None = None) -> Path:
+    """Hash ``model`` (unless ``manifest`` is given) and write an OMS signature file.
+
+    Raises:
+        InputError: the key is not ECDSA (OMS key signing is ECDSA-only).
+    """
+    if signer.algorithm != "ecdsa-p256":
+        raise InputError(f"OMS signing key: expected ECDSA P-256, found {signer.algorithm}")
+    manifest = manifest or digest_path(model)
+    payload = canonical.dumps_bytes(statement_for(manifest))
+    sig = signer.sign(pae(IN_TOTO_PAYLOAD_TYPE, payload))
+    bundle = {
+        "mediaType": BUNDLE_MEDIA_TYPE,
+        "verificationMaterial": {"publicKey": {"hint": _key_hint(signer.public())},
+                                 "tlogEntries": []},
+        "dsseEnvelope": {"payload": base64.b64encode(payload).decode(),
+                         "payloadType": IN_TOTO_PAYLOAD_TYPE,
+                         "signatures": [{"sig": base64.b64encode(sig).decode(), "keyid": ""}]},
+    }
+    path = Path(signature)
+    path.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _expected(predicate: dict[str, Any], name: str) -> Manifest:
+    serialization = predicate.get("serialization")
+    resources = predicate.get("resources")
+    if not isinstance(serialization, dict) or not isinstance(resources, list):
+        raise VerificationError("OMS predicate: expected 'serialization' and 'resources', "
+                                f"found {sorted(predicate)}")
+    try:
+        return Manifest.from_oms(name=name, serialization=serialization, resources=resources)
+    except InputError as exc:
+        raise VerificationError(f"OMS predicate: {exc}") from None
+
+
+def verify_model(model: str | os.PathLike[str], *, signature: str | os.PathLike[str],
+                 key: Verifier) -> Manifest:
+    """Verify an OMS key-signed signature file against ``model`` on disk.
+
+    Returns:
+        The manifest of the model as re-hashed.
+
+    Raises:
+        InputError: the signature file is not an OMS bundle.
+        VerificationError: wrong key, bad signature, or the model differs.
+    """
+    path = Path(signature)
+    try:
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"signature: expected a file at {path}, found none") from None
+    except ValueError as exc:
+        raise InputError(f"signature {path}: expected JSON, found {exc}") from None
+    if not isinstance(bundle, dict) or bundle.get("mediaType") != BUNDLE_MEDIA_TYPE:
+        found = bundle.get("mediaType") if isinstance(bundle, dict) else type(bundle).__name__
+        raise InputError(f"signature {path}: expected mediaType {BUNDLE_MEDIA_TYPE!r}, "
+                         f"found {found!r}")
+    hint = (bundle.get("verificationMaterial") or {}).get("publicKey", {}).get("hint")
+    if hint and hint != _key_hint(key):
+        raise VerificationError(f"key: the signature names key {hint[:16]}..., "
+                                f"found {_key_hint(key)[:16]}... given")
+    raw = bundle.get("dsseEnvelope")
+    if not isinstance(raw, dict):
+        raise InputError(f"signature {path}: expected a dsseEnvelope, found none")
+    # OMS leaves keyid empty; ours is only a search hint, so the envelope verifies as is.
+    payload = verify_envelope(Envelope.from_dict(raw), [key])  # exact bytes, before parsing
+    statement = json.loads(payload)
+    if statement.get("predicateType") != OMS_PREDICATE_TYPE:
+        raise VerificationError(f"predicateType: expected {OMS_PREDICATE_TYPE!r}, "
+                                f"found {statement.get('predicateType')!r}")
+    subject = (statement.get("subject") or [{}])[0]
+    expected = _expected(statement.get("predicate") or {}, str(subject.get("name", "")))
+    if subject.get("digest", {}).get("sha256") != expected.root_digest:
+        raise VerificationError("OMS subject: the root digest does not match the signed "
+                                "resources")
+    actual = digest_path(model, algorithm=expected.algorithm, method=expected.method,
+                         shard_size=expected.shard_size or DEFAULT_SHARD_SIZE,
+                         allow_symlinks=expected.allow_symlinks,
+                         ignore_paths=expected.ignore_paths)
+    differences = actual.diff_summary(expected)
+    if differences:
+        raise VerificationError(f"model {model}: does not match its signature: {differences}")
+    return actual

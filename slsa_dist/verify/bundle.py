@@ -1,0 +1,309 @@
+"""Verify a provenance bundle: signature, predicate, subjects, builder, completeness.
+
+Each check yields a :class:`Check`; :func:`verify_bundle` returns the verified
+:class:`~slsa_dist.provenance.Provenance` or raises :class:`VerificationError`
+carrying every check that ran, so a CLI can print one line per check.
+
+The envelope's exact payload bytes are verified before anything parses them.
+
+>>> # verify_bundle("job.intoto.jsonl", keys=[load_verifier("signing.pub")],
+>>> #               artifacts=["checkpoints/final"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slsa_dist.digest import DEFAULT_IGNORE, DEFAULT_SHARD_SIZE, Manifest, Method, digest_path
+from slsa_dist.errors import InputError, VerificationError
+from slsa_dist.provenance import (
+    MEDIA_CHECKPOINT,
+    MEDIA_COMPLETENESS,
+    MEDIA_RANK,
+    PREDICATE_TYPE,
+    Provenance,
+    ResourceDescriptor,
+    Statement,
+)
+from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, read_bundle, verify_envelope
+from slsa_dist.sign.keys import Verifier
+
+__all__ = ["VSA_PREDICATE_TYPE", "Check", "VerificationFailed", "check_bundle", "verify_bundle"]
+
+VSA_PREDICATE_TYPE = "https://slsa.dev/verification_summary/v1"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+
+
+class VerificationFailed(VerificationError):  # noqa: N818 -- reads as a verdict
+    """Verification failed; ``checks`` holds every check that ran."""
+
+    def __init__(self, checks: Sequence[Check]) -> None:
+        failed = [c for c in checks if not c.ok]
+        super().__init__("; ".join(f"{c.name}: {c.detail}" for c in failed))
+        self.checks = list(checks)
+
+
+@dataclass
+class _Outcome:
+    checks: list[Check] = field(default_factory=list)
+    provenance: Provenance | None = None
+
+    def add(self, name: str, ok: bool, detail: str) -> bool:
+        self.checks.append(Check(name, ok, detail))
+        return ok
+
+
+def _subject_for(path: Path, subjects: Sequence[ResourceDescriptor]) -> ResourceDescriptor | None:
+    """The subject named like ``path``: its name's components end ``path``'s, else
+    the last component alone matches (a checkpoint copied elsewhere)."""
+    parts = path.resolve().parts
+    for subject in subjects:
+        name = Path(subject.name or "").parts
+        if name and parts[-len(name):] == name:
+            return subject
+    for subject in subjects:
+        if subject.name and Path(subject.name).name == path.name:
+            return subject
+    return None
+
+
+def _checkpoint_record(provenance: Provenance, name: str | None) -> Mapping[str, Any] | None:
+    for record in provenance.records(MEDIA_CHECKPOINT):
+        if record.get("name") == name:
+            return record
+    return None
+
+
+def _expected_manifest(record: Mapping[str, Any], name: str) -> Manifest | None:
+    serialization = record.get("serialization")
+    resources = record.get("resources")
+    if not isinstance(serialization, Mapping) or not isinstance(resources, list):
+        return None
+    try:
+        return Manifest.from_oms(name=name, serialization=serialization, resources=resources)
+    except InputError:
+        return None  # the record is malformed: the digest comparison alone decides
+
+
+def _check_artifact(out: _Outcome, provenance: Provenance, path: Path) -> None:
+    name = f"artifact {path}"
+    if not path.exists():
+        raise InputError(f"artifact: expected a file or directory at {path}, found nothing")
+    subjects = provenance.statement.subjects
+    subject = _subject_for(path, subjects)
+    record = _checkpoint_record(provenance, subject.name if subject else path.name)
+    serialization: Mapping[str, Any] = (record or {}).get("serialization") or {}
+    method: Method = "shards" if serialization.get("method") == "shards" else "files"
+    manifest = digest_path(
+        path,
+        algorithm=str(serialization.get("hash_type", "sha256")),
+        method=method,
+        shard_size=int(serialization.get("shard_size") or DEFAULT_SHARD_SIZE),
+        ignore_paths=tuple(serialization.get("ignore_paths") or DEFAULT_IGNORE),
+    )
+    candidates = manifest.subject_digests
+    matched = [s for s in subjects if s.digest.get("sha256") in candidates]
+    if matched:
+        out.add(name, True, f"matches subject {matched[0].name!r} "
+                f"(sha256 {matched[0].digest['sha256'][:16]}...)")
+        return
+    if subject is None:
+        out.add(name, False, "expected a subject with this digest, found none "
+                f"(sha256 {manifest.root_digest[:16]}... is not among {len(subjects)} subject(s))")
+        return
+    detail = (f"expected sha256 {subject.digest.get('sha256', '?')[:16]}... for subject "
+              f"{subject.name!r}, found {manifest.root_digest[:16]}...")
+    expected = _expected_manifest(record, subject.name or "") if record else None
+    differences = manifest.diff_summary(expected) if expected is not None else ""
+    if differences:
+        detail += "; " + differences
+    out.add(name, False, detail)
+
+
+def _check_completeness(out: _Outcome, provenance: Provenance) -> None:
+    world_size = provenance.world_size
+    completeness = provenance.records(MEDIA_COMPLETENESS)
+    if world_size is None and not completeness:
+        return
+    problems: list[str] = []
+    if world_size is not None:
+        reported = {r.get("rank") for r in provenance.records(MEDIA_RANK)
+                    if r.get("completed") is True}
+        missing = [r for r in range(world_size) if r not in reported]
+        if missing:
+            problems.append(f"ranks without a completed report: {_ranges(missing)}")
+    for record in completeness:
+        for key, label in (("missingRanks", "missing ranks"),
+                           ("missingFiles", "missing checkpoint files"),
+                           ("failedEvidence", "failed evidence"),
+                           ("sequenceGaps", "event gaps")):
+            value = record.get(key)
+            if value:
+                problems.append(f"{label}: {_summary(value)}")
+    if problems:
+        out.add("completeness", False, "; ".join(problems))
+    else:
+        size = f"all {world_size} ranks reported" if world_size is not None else "no gaps recorded"
+        out.add("completeness", True, size)
+
+
+def _summary(value: object) -> str:
+    if isinstance(value, list):
+        if all(isinstance(v, int) for v in value):
+            return _ranges(int(v) for v in value)
+        text = ", ".join(json.dumps(v, sort_keys=True) if not isinstance(v, str) else v
+                         for v in value[:5])
+        return text + (f" (+{len(value) - 5} more)" if len(value) > 5 else "")
+    return str(value)
+
+
+def _ranges(values: Iterable[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``: long rank lists stay one line."""
+    ordered = sorted(set(values))
+    parts: list[str] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier],
+         artifacts: Sequence[str | os.PathLike[str]], builder_id: str | None) -> Iterator[Check]:
+    payload: bytes | None = None
+    errors: list[str] = []
+    for index, envelope in enumerate(envelopes):
+        try:
+            payload = verify_envelope(envelope, keys, payload_type=IN_TOTO_PAYLOAD_TYPE)
+        except VerificationError as exc:
+            errors.append(f"envelope {index + 1}: {exc}")
+            continue
+        break
+    if payload is None:
+        out.add("signature", False, "; ".join(errors))
+        yield out.checks[-1]
+        return
+    out.add("signature", True, f"DSSE signature by a trusted key over {len(payload)} bytes")
+    yield out.checks[-1]
+    try:
+        statement = Statement.from_dict(json.loads(payload))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        out.add("statement", False, f"expected a JSON in-toto Statement, found malformed JSON "
+                f"({exc})")
+        yield out.checks[-1]
+        return
+    except InputError as exc:
+        out.add("statement", False, str(exc))
+        yield out.checks[-1]
+        return
+    if statement.predicate_type == VSA_PREDICATE_TYPE:
+        yield from _vsa_checks(out, statement, artifacts)
+        return
+    if statement.predicate_type != PREDICATE_TYPE:
+        out.add("predicateType", False, f"expected {PREDICATE_TYPE!r} or "
+                f"{VSA_PREDICATE_TYPE!r}, found {statement.predicate_type!r}")
+        yield out.checks[-1]
+        return
+    try:
+        provenance = Provenance.from_statement(statement)
+    except InputError as exc:
+        out.add("predicate", False, str(exc))
+        yield out.checks[-1]
+        return
+    out.provenance = provenance
+    out.add("predicateType", True, PREDICATE_TYPE)
+    yield out.checks[-1]
+    if builder_id is not None:
+        out.add("builder.id", provenance.builder_id == builder_id,
+                f"expected {builder_id!r}, found {provenance.builder_id!r}")
+        yield out.checks[-1]
+    for artifact in artifacts:
+        _check_artifact(out, provenance, Path(artifact))
+        yield out.checks[-1]
+    before = len(out.checks)
+    _check_completeness(out, provenance)
+    yield from out.checks[before:]
+
+
+def _vsa_checks(out: _Outcome, statement: Statement,
+                artifacts: Sequence[str | os.PathLike[str]]) -> Iterator[Check]:
+    """A Verification Summary: its result, its levels, and the artifacts it names."""
+    predicate = statement.predicate
+    out.add("predicateType", True, VSA_PREDICATE_TYPE)
+    yield out.checks[-1]
+    verifier = (predicate.get("verifier") or {}).get("id")
+    result = predicate.get("verificationResult")
+    levels = predicate.get("verifiedLevels")
+    out.add("verificationResult", result == "PASSED",
+            f"expected 'PASSED', found {result!r} (verifier {verifier}, levels {levels})")
+    yield out.checks[-1]
+    for artifact in artifacts:
+        path = Path(artifact)
+        if not path.exists():
+            raise InputError(f"artifact: expected a file or directory at {path}, found nothing")
+        manifest = digest_path(path)
+        match = [s for s in statement.subjects
+                 if s.digest.get("sha256") in manifest.subject_digests]
+        out.add(f"artifact {path}", bool(match),
+                f"matches VSA subject {match[0].name!r}" if match else
+                f"expected a subject with sha256 {manifest.root_digest[:16]}..., found none")
+        yield out.checks[-1]
+
+
+def check_bundle(
+    bundle: str | os.PathLike[str],
+    *,
+    keys: Sequence[Verifier],
+    artifacts: Sequence[str | os.PathLike[str]] = (),
+    builder_id: str | None = None,
+) -> tuple[list[Check], Provenance | None]:
+    """All checks for ``bundle``, and its provenance when it is one and the signature held.
+
+    A Verification Summary Attestation yields its own checks and no provenance.
+
+    Raises:
+        InputError: the bundle or an artifact cannot be read.
+    """
+    envelopes = read_bundle(bundle)
+    out = _Outcome()
+    checks = list(_run(out, envelopes, keys, artifacts, builder_id))
+    return checks, out.provenance
+
+
+def verify_bundle(
+    bundle: str | os.PathLike[str],
+    *,
+    keys: Sequence[Verifier],
+    artifacts: Sequence[str | os.PathLike[str]] = (),
+    builder_id: str | None = None,
+) -> Provenance:
+    """Verify ``bundle`` and return its provenance.
+
+    Raises:
+        VerificationFailed: any check failed (``.checks`` lists them all).
+        InputError: the bundle or an artifact cannot be read.
+    """
+    checks, provenance = check_bundle(bundle, keys=keys, artifacts=artifacts,
+                                      builder_id=builder_id)
+    if provenance is None or not all(c.ok for c in checks):
+        raise VerificationFailed(checks)
+    return provenance

@@ -1,0 +1,349 @@
+"""The merge contract, scenario by scenario, on the in-memory cluster."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+from support.sim import Cluster, done, sha, shard, written
+
+from slsa_dist._pb.v1 import collector_pb2 as pb
+from slsa_dist.collect.merge import EvidenceVerdict, Limits
+from slsa_dist.errors import ReportError
+from slsa_dist.provenance import MEDIA_CHECKPOINT, MEDIA_COMPLETENESS, MEDIA_NODE, MEDIA_RANK
+
+
+@contextlib.contextmanager
+def refused(code: str, match: str) -> Iterator[None]:
+    """The block raises ReportError with this gRPC status name and message."""
+    with pytest.raises(ReportError, match=match) as info:
+        yield
+    assert info.value.code == code
+
+
+def test_4_ranks_complete_gives_one_complete_provenance() -> None:
+    cluster = Cluster(world_size=4)
+    cluster.run_all()
+    provenance = cluster.finalize("all-ranks-complete")
+    assert [s.name for s in provenance.statement.subjects] == ["ckpt"]
+    (completeness,) = provenance.records(MEDIA_COMPLETENESS)
+    assert completeness["complete"] is True
+    assert completeness["finalizedBy"] == "all-ranks-complete"
+    assert sorted(r["rank"] for r in provenance.records(MEDIA_RANK)) == [0, 1, 2, 3]
+    assert provenance.world_size == 4
+
+
+def test_shards_read_by_many_ranks_are_one_dependency_each() -> None:
+    cluster = Cluster(world_size=4)
+    cluster.run_all(shards_per_rank=3)
+    deps = cluster.finalize().dependencies
+    assert sorted(d.name or "" for d in deps) == ["shard-0", "shard-1", "shard-2", "shard-3"]
+    assert {d.digest["sha256"] for d in deps} == {sha(f"shard-{i}") for i in range(4)}
+
+
+def test_byproducts_say_which_rank_read_which_shard() -> None:
+    cluster = Cluster(world_size=2)
+    cluster.rank(0).report(shard("a", samples=5), shard("a", samples=7, epoch=1), done())
+    cluster.rank(1).report(shard("b", samples=3), done())
+    ranks = {r["rank"]: r for r in cluster.finalize().records(MEDIA_RANK)}
+    assert [(s["name"], s["samples"], s["epochs"]) for s in ranks[0]["shards"]] == [("a", 12, [[0, 1]])]
+    assert [s["name"] for s in ranks[1]["shards"]] == ["b"]
+
+
+def test_checkpoint_subject_digest_is_the_manifest_root_of_its_files() -> None:
+    from slsa_dist.digest import Manifest, Resource
+
+    cluster = Cluster(world_size=2)
+    cluster.run_all()
+    provenance = cluster.finalize()
+    expected = Manifest(name="ckpt", algorithm="sha256", method="files", resources=tuple(sorted(
+        (Resource(path=f"__{r}_0.distcp", digest=sha(f"ckpt__{r}_0.distcp"), algorithm="sha256")
+         for r in range(2)), key=Resource.sort_key)))
+    assert provenance.statement.subjects[0].digest == {"sha256": expected.root_digest}
+    (record,) = provenance.records(MEDIA_CHECKPOINT)
+    assert record["writtenBy"] == {"__0_0.distcp": 0, "__1_0.distcp": 1}
+
+
+def test_the_final_artifact_is_the_subject_and_earlier_checkpoints_are_byproducts() -> None:
+    cluster = Cluster(world_size=1)
+    cluster.rank(0).report(written("step-1", "a"), written("step-2", "a"),
+                           written("final", "model.pt", role=pb.FINAL), done())
+    provenance = cluster.finalize()
+    assert [s.name for s in provenance.statement.subjects] == ["final"]
+    roles = {r["name"]: r["role"] for r in provenance.records(MEDIA_CHECKPOINT)}
+    assert roles == {"step-1": "intermediate", "step-2": "intermediate", "final": "final"}
+
+
+def test_without_a_final_artifact_the_last_checkpoint_is_the_subject() -> None:
+    cluster = Cluster(world_size=1)
+    cluster.rank(0).report(written("step-1", "a"), written("step-2", "a"), done())
+    assert [s.name for s in cluster.finalize().statement.subjects] == ["step-2"]
+
+
+# --- registration ------------------------------------------------------------------------
+
+
+def test_unknown_job_is_not_found() -> None:
+    cluster = Cluster(world_size=2)
+    with refused("NOT_FOUND", "job id: expected 'job-1', found 'other'"):
+        cluster.state.register_rank(pb.RegisterRankRequest(job_id="other", rank=0, world_size=2),
+                                    cluster.tick())
+
+
+def test_8_ranks_rank_8_is_out_of_range() -> None:
+    with refused("OUT_OF_RANGE", "rank: expected 0..7, found 8"):
+        Cluster(world_size=8).rank(8, world_size=8)
+
+
+def test_world_size_disagreeing_is_refused() -> None:
+    cluster = Cluster()
+    cluster.rank(0, world_size=4)
+    with refused("FAILED_PRECONDITION", "world size: expected 4, found 8"):
+        cluster.rank(1, world_size=8)
+
+
+def test_same_rank_attempt_twice_with_same_identity_is_the_same_registration() -> None:
+    cluster = Cluster(world_size=2)
+    first = cluster.rank(0)
+    first.report(shard("a"))
+    again = cluster.state.register_rank(pb.RegisterRankRequest(
+        job_id="job-1", rank=0, world_size=2, node_id="node-0", run_id="run", pid=100),
+        cluster.tick())
+    assert (again.sender, again.next_sequence, again.new) == (first.key, 2, False)
+
+
+def test_same_rank_attempt_from_another_node_is_refused() -> None:
+    cluster = Cluster(world_size=2)
+    cluster.rank(0, node="node-0")
+    with refused("ALREADY_EXISTS", r"registered as \(node, run id, pid\) \('node-0'"):
+        cluster.rank(0, node="node-1")
+
+
+def test_a_restart_registers_a_new_attempt_and_both_are_recorded() -> None:
+    cluster = Cluster(world_size=1)
+    cluster.rank(0, attempt=0).report(done(exit_code=1))
+    cluster.rank(0, attempt=1, pid=200).report(done())
+    (rank,) = cluster.finalize().records(MEDIA_RANK)
+    assert [(a["attempt"], a["exitCode"]) for a in rank["attempts"]] == [(0, 1), (1, 0)]
+    assert rank["completed"] is True
+
+
+# --- sequence numbers ----------------------------------------------------------------------
+
+
+def test_a_duplicate_batch_is_ignored_and_acknowledged() -> None:
+    cluster = Cluster(world_size=1)
+    sender = cluster.rank(0)
+    sender.report(shard("a"), shard("b"))
+    assert sender.report(shard("a"), shard("b"), first=1) == (2, 2)
+    assert cluster.state.events == 2
+    assert cluster.state.acked_through(sender.key) == 2
+
+
+def test_an_overlapping_batch_is_accepted_from_its_first_new_event() -> None:
+    cluster = Cluster(world_size=1)
+    sender = cluster.rank(0)
+    sender.report(shard("a"), shard("b"))
+    assert sender.report(shard("b"), shard("c"), first=2) == (1, 1)
+    assert cluster.state.events == 3
+
+
+def test_a_gap_is_refused_naming_the_expected_number() -> None:
+    cluster = Cluster(world_size=1)
+    sender = cluster.rank(0)
+    sender.report(shard("a"))
+    with refused("FAILED_PRECONDITION", "sequence gap from rank/0/0/0: expected 2, found 5"):
+        sender.report(shard("e"), first=5)
+    assert cluster.state.events == 1
+
+
+def test_a_bad_event_refuses_the_whole_batch_and_changes_nothing() -> None:
+    cluster = Cluster(world_size=1)
+    sender = cluster.rank(0)
+    bad = pb.Event(shard=pb.ShardConsumed(name="x", digest={"sha256": "XYZ"}))
+    with refused("INVALID_ARGUMENT", "expected 64 lowercase hex digits for sha256, found 'XYZ'"):
+        sender.report(shard("a"), bad)
+    assert cluster.state.events == 0
+    assert cluster.state.acked_through(sender.key) == 0
+    sender.report(shard("a"), first=1)
+    assert cluster.state.events == 1
+
+
+def test_nothing_is_accepted_after_rank_completed() -> None:
+    cluster = Cluster(world_size=2)
+    sender = cluster.rank(0)
+    sender.report(done())
+    with refused("FAILED_PRECONDITION", "expected nothing after RankCompleted"):
+        sender.report(shard("late"))
+
+
+def test_unregistered_sender_is_refused() -> None:
+    cluster = Cluster(world_size=1)
+    with refused("FAILED_PRECONDITION", "expected a registered sender, found 'rank/9/0/0'"):
+        cluster.state.accept(pb.ReportRequest(job_id="job-1", sender="rank/9/0/0",
+                                              first_sequence=1, events=[shard("a")]),
+                             cluster.tick())
+
+
+def test_oversized_batch_is_refused() -> None:
+    cluster = Cluster(world_size=1, limits=Limits(max_batch_events=3))
+    with refused("RESOURCE_EXHAUSTED", "expected at most 3 events, found 4"):
+        cluster.rank(0).report(*[shard("a")] * 4)
+
+
+def test_floats_in_parameters_are_refused() -> None:
+    cluster = Cluster(world_size=1)
+    event = pb.Event(parameters=pb.Parameters(external_json='{"lr": 0.1}'))
+    with refused("INVALID_ARGUMENT", r"a float \(0.1\); send it as a string"):
+        cluster.rank(0).report(event)
+
+
+def test_malformed_json_is_refused() -> None:
+    cluster = Cluster(world_size=1)
+    event = pb.Event(inventory=pb.Inventory(json="{not json"))
+    with refused("INVALID_ARGUMENT", "inventory: expected a JSON object"):
+        cluster.rank(0).report(event)
+
+
+def test_an_event_without_a_kind_is_refused() -> None:
+    with refused("INVALID_ARGUMENT", "expected an event kind, found none"):
+        Cluster(world_size=1).rank(0).report(pb.Event())
+
+
+def test_a_file_path_escaping_its_artifact_is_refused() -> None:
+    with refused("INVALID_ARGUMENT", "expected a relative path inside the artifact"):
+        Cluster(world_size=1).rank(0).report(written("ckpt", "../../etc/passwd"))
+
+
+# --- finalization --------------------------------------------------------------------------
+
+
+def test_nothing_is_accepted_after_finalization() -> None:
+    cluster = Cluster(world_size=2)
+    sender = cluster.rank(0)
+    cluster.finalize()
+    with refused("FAILED_PRECONDITION", "found it finalized"):
+        sender.report(shard("a"))
+    with refused("FAILED_PRECONDITION", "found it finalized"):
+        cluster.rank(1)
+
+
+def test_finalizing_twice_keeps_the_first_reason() -> None:
+    cluster = Cluster(world_size=1)
+    cluster.run_all()
+    cluster.state.finalize("job-1", "all-ranks-complete", cluster.tick())
+    cluster.state.finalize("job-1", "timeout", cluster.tick())
+    (completeness,) = cluster.finalize().records(MEDIA_COMPLETENESS)
+    assert completeness["finalizedBy"] == "all-ranks-complete"
+
+
+def test_8_ranks_rank_5_silent_timeout_records_it_missing() -> None:
+    cluster = Cluster(world_size=8)
+    for r in range(8):
+        if r != 5:
+            cluster.rank(r).report(shard(f"s{r}"), done())
+    provenance = cluster.finalize("timeout")
+    (completeness,) = provenance.records(MEDIA_COMPLETENESS)
+    assert completeness["missingRanks"] == [5]
+    assert completeness["complete"] is False
+
+
+def test_a_rank_whose_last_attempt_failed_is_missing() -> None:
+    cluster = Cluster(world_size=1)
+    cluster.rank(0).report(done(exit_code=3))
+    (completeness,) = cluster.finalize().records(MEDIA_COMPLETENESS)
+    assert completeness["missingRanks"] == [0]
+
+
+def test_a_planned_checkpoint_file_never_written_is_missing() -> None:
+    cluster = Cluster(world_size=2)
+    plan = pb.Event(planned=pb.ArtifactPlanned(artifact="ckpt", files=[
+        ".metadata", "__0_0.distcp", "__1_0.distcp"]))
+    cluster.rank(0).report(plan, written("ckpt", ".metadata"), written("ckpt", "__0_0.distcp"),
+                           done())
+    cluster.rank(1).report(done())  # rank 1's shard never arrived
+    (completeness,) = cluster.finalize().records(MEDIA_COMPLETENESS)
+    assert completeness["missingFiles"] == ["ckpt/__1_0.distcp"]
+
+
+def test_two_ranks_reporting_different_bytes_for_one_file_is_a_conflict() -> None:
+    cluster = Cluster(world_size=2)
+    cluster.rank(0).report(written("ckpt", "a"), done())
+    other = pb.Event(file=pb.FileWritten(artifact="ckpt", path="a", digest={"sha256": sha("x")}))
+    cluster.rank(1).report(other, done())
+    (completeness,) = cluster.finalize().records(MEDIA_COMPLETENESS)
+    assert completeness["conflicts"][0].startswith("ckpt/a: ")
+
+
+def test_a_job_that_wrote_nothing_still_gets_a_signed_record() -> None:
+    cluster = Cluster(world_size=1)
+    cluster.rank(0).report(shard("a"), done())
+    (subject,) = cluster.finalize().statement.subjects
+    assert subject.name == "job/job-1"
+
+
+# --- evidence ------------------------------------------------------------------------------
+
+
+def _verifier(kind: str, blob: bytes, nonce: bytes, job_id: str, node: str) -> EvidenceVerdict:
+    ok = blob == nonce + job_id.encode() + node.encode()
+    return EvidenceVerdict(status="verified" if ok else "failed", verified=("binding",) if ok else (),
+                           reason="" if ok else "binding mismatch")
+
+
+def test_evidence_answering_its_nonce_is_verified() -> None:
+    cluster = Cluster(world_size=1, evidence_verifier=_verifier)
+    node = cluster.node("node-0")
+    nonce = cluster.challenge("node-0")
+    node.report(pb.Event(evidence=pb.Evidence(kind="test", blob=nonce + b"job-1node-0",
+                                              nonce=nonce)))
+    (record,) = cluster.finalize().records(MEDIA_NODE)
+    assert record["evidence"][0]["status"] == "verified"
+
+
+def test_evidence_with_a_nonce_never_issued_fails_and_says_why() -> None:
+    cluster = Cluster(world_size=1, evidence_verifier=_verifier)
+    node = cluster.node("node-0")
+    cluster.challenge("node-0")
+    node.report(pb.Event(evidence=pb.Evidence(kind="test", blob=b"x", nonce=b"replayed")))
+    provenance = cluster.finalize()
+    (record,) = provenance.records(MEDIA_NODE)
+    assert record["evidence"][0]["status"] == "failed"
+    assert "nonce: expected one issued to node 'node-0'" in record["evidence"][0]["reason"]
+    (completeness,) = provenance.records(MEDIA_COMPLETENESS)
+    assert completeness["failedEvidence"]
+
+
+def test_oversized_evidence_is_recorded_failed_not_refused() -> None:
+    cluster = Cluster(world_size=1, limits=Limits(max_evidence_bytes=8))
+    node = cluster.node("node-0")
+    nonce = cluster.challenge("node-0")
+    node.report(pb.Event(evidence=pb.Evidence(kind="tpm", blob=b"x" * 9, nonce=nonce)))
+    (record,) = cluster.finalize().records(MEDIA_NODE)
+    assert record["evidence"][0]["reason"] == "evidence: expected at most 8 bytes, found 9"
+
+
+def test_a_crashing_verifier_is_recorded_not_fatal() -> None:
+    def broken(*_: object) -> EvidenceVerdict:
+        raise ValueError("parser bug")
+
+    cluster = Cluster(world_size=1, evidence_verifier=broken)
+    node = cluster.node("node-0")
+    nonce = cluster.challenge("node-0")
+    node.report(pb.Event(evidence=pb.Evidence(kind="tpm", blob=b"x", nonce=nonce)))
+    (record,) = cluster.finalize().records(MEDIA_NODE)
+    assert record["evidence"][0]["reason"] == "verifier raised ValueError: parser bug"
+
+
+# --- determinism ---------------------------------------------------------------------------
+
+
+def test_the_same_messages_give_the_same_statement_bytes() -> None:
+    def run() -> bytes:
+        cluster = Cluster(world_size=4)
+        cluster.run_all()
+        cluster.state.finalize("job-1", "request", cluster.tick())
+        return cluster.statement().to_bytes()
+
+    assert run() == run()
