@@ -4,7 +4,7 @@ Runs the demo's training with NCCL on every local GPU through slsa-torchrun,
 then asserts that NVML device identity (name, UUID, driver) and the
 confidential-computing mode landed in the signed provenance, and prints them.
 
-    .venv/bin/python bench/gpu_check.py [--out gpu-check-out]
+    PYTHONPATH=.:tests .venv/bin/python bench/gpu_check.py [--out gpu-check-out]
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 
 import torch
-from support.background import signing_key
-from support.localjob import run_local_job
 
-from examples.demo import data as demo_data
 from slsa_dist.provenance import MEDIA_NODE
 from slsa_dist.sign.keys import load_verifier
 from slsa_dist.verify.bundle import verify_bundle
+
+from examples.demo import data as demo_data
+from support.background import signing_key
+from support.localjob import run_local_job
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 Prints faults survived, inputs fuzzed, events recorded, acknowledged and in
 the provenance, and events lost (must be 0).
 
-    .venv/bin/python bench/reliability.py [--outage 30] [--fuzz 10000]
+    PYTHONPATH=.:tests .venv/bin/python bench/reliability.py [--outage 30] [--fuzz 10000]
 """
 
 from __future__ import annotations

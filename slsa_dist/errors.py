@@ -7,7 +7,7 @@ whose fault it is, so an operator knows where to look:
   key of the wrong type, a path that does not exist).
 * :class:`VerificationError` -- a signature, digest or policy check failed:
   the artifact or its provenance is not what it claims to be.
-* :class:`ReportError` -- a rank or node sent a report that breaks the
+* :class:`SenderError` -- a rank or node sent events that break the
   collection contract (wrong job, rank out of range, duplicate identity).
 * :class:`TransportError` -- the network or the coordinator is unavailable.
 * :class:`SigningError` -- the coordinator could not sign.
@@ -20,7 +20,7 @@ from __future__ import annotations
 __all__ = [
     "Error",
     "InputError",
-    "ReportError",
+    "SenderError",
     "SigningError",
     "TransportError",
     "VerificationError",
@@ -39,11 +39,11 @@ class VerificationError(Error):
     """A signature, digest, completeness or policy check failed."""
 
 
-class ReportError(Error):
-    """A rank or node report breaks the collection contract.
+class SenderError(Error):
+    """A rank or node sent events or a registration that break the collection contract.
 
     ``code`` names the gRPC status the coordinator answers with; the mapping
-    to real status codes lives in one place, ``slsa_dist.collect.coordinator``.
+    to real status codes lives in one place, :func:`slsa_dist.collect.wire.status_of`.
     ``resync`` marks a refusal that registering again cures (the coordinator
     does not know the sender, or expects an earlier sequence number: it lost
     its journal); agents learn it from the ``slsa-resync`` trailing metadata,
@@ -55,6 +55,10 @@ class ReportError(Error):
         super().__init__(message)
         self.code = code
         self.resync = resync
+
+
+# The name before 0.2 ("report" also named an RPC, a command and a Ray helper).
+ReportError = SenderError
 
 
 class TransportError(Error):

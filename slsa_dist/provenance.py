@@ -35,6 +35,7 @@ from typing import Any
 from slsa_dist._internal import canonical
 from slsa_dist.digest import Manifest
 from slsa_dist.errors import InputError
+from slsa_dist.records import Checkpoint, Completeness, NodeRecord, RankRecord
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
 from slsa_dist.sign.keys import Signer
 
@@ -52,6 +53,7 @@ __all__ = [
     "ResourceDescriptor",
     "Statement",
     "artifact_descriptors",
+    "checkpoint_record",
     "format_timestamp",
     "input_descriptor",
     "record_descriptor",
@@ -437,8 +439,26 @@ class Provenance:
         return self._descriptors("runDetails", "byproducts")
 
     def records(self, media_type: str) -> list[Mapping[str, Any]]:
-        """The annotations of every byproduct of ``media_type``."""
+        """The annotations of every byproduct of ``media_type``, as signed (plain JSON)."""
         return [b.annotations for b in self.byproducts if b.media_type == media_type]
+
+    def rank_records(self) -> list[RankRecord]:
+        """Every ``rank/<r>`` record, typed, in rank order."""
+        return sorted((RankRecord.from_dict(r) for r in self.records(MEDIA_RANK)),
+                      key=lambda r: r.rank)
+
+    def node_records(self) -> list[NodeRecord]:
+        """Every ``node/<id>`` record, typed."""
+        return [NodeRecord.from_dict(r) for r in self.records(MEDIA_NODE)]
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every ``checkpoint/<name>`` record, typed."""
+        return [Checkpoint.from_dict(r) for r in self.records(MEDIA_CHECKPOINT)]
+
+    def completeness(self) -> Completeness | None:
+        """The ``completeness`` record; None for a provenance without one (``slsa-dist run``)."""
+        found = self.records(MEDIA_COMPLETENESS)
+        return Completeness.from_dict(found[0]) if found else None
 
     @property
     def world_size(self) -> int | None:
@@ -467,18 +487,21 @@ def artifact_descriptors(manifest: Manifest, *, name: str | None = None,
     """
     label = name or manifest.name
     subject = ResourceDescriptor(name=label, uri=uri, digest={"sha256": manifest.identity})
-    record = {
-        "name": label,
-        "rootDigest": {"sha256": manifest.root_digest},
-        "serialization": manifest.serialization(),
-        "resources": [
-            {"name": r.name, "algorithm": r.algorithm, "digest": r.digest}
-            for r in manifest.resources
-        ],
-        "totalBytes": manifest.total_bytes,
-    }
+    record = checkpoint_record(manifest, name=label)
     return subject, record_descriptor(name=f"checkpoint/{label}", media_type=MEDIA_CHECKPOINT,
-                                      record=record)
+                                      record=record.to_dict())
+
+
+def checkpoint_record(manifest: Manifest, *, name: str) -> Checkpoint:
+    """The ``checkpoint/<name>`` record of a manifest: its root and every file by digest."""
+    return Checkpoint(
+        name=name,
+        root_digest={"sha256": manifest.root_digest},
+        serialization=manifest.serialization(),
+        resources=tuple({"name": r.name, "algorithm": r.algorithm, "digest": r.digest}
+                        for r in manifest.resources),
+        total_bytes=manifest.total_bytes,
+    )
 
 
 def input_descriptor(manifest: Manifest, path: str | os.PathLike[str], *, kind: str,

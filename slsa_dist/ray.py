@@ -48,7 +48,7 @@ from slsa_dist.collect.agent import Agent
 from slsa_dist.collect.node import start_node_agent
 from slsa_dist.digest import digest_path
 
-__all__ = ["SlsaCallback", "report"]
+__all__ = ["SlsaCallback", "report_with_digests"]
 
 log = logging.getLogger(__name__)
 SUPPORTED = ray.__version__.startswith("2.60.")
@@ -85,7 +85,8 @@ def _record_checkpoint(checkpoint: Any, index: int) -> None:
 _REPORTS = [0]
 
 
-def report(metrics: dict[str, Any], checkpoint: Any = None, **kwargs: Any) -> None:
+def report_with_digests(metrics: dict[str, Any], checkpoint: Any = None,
+                        **kwargs: Any) -> None:
     """``ray.train.report`` that first digests the checkpoint's files in this worker."""
     index = _REPORTS[0]
     _REPORTS[0] += 1
@@ -229,7 +230,8 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
                      rank=context.get_world_rank(), world_size=context.get_world_size(),
                      attempt=self.attempt, node_id=node_id,
                      spool_dir=self.spool_dir, finish_at_exit=False, argv=["ray.train"])
-        ray.train.report = report  # digest checkpoints before upload, without code changes
+        # digest checkpoints before upload, without code changes
+        ray.train.report = report_with_digests
 
     def before_worker_shutdown(self) -> None:
         rt = runtime.current()

@@ -15,7 +15,7 @@ c. fine-tuning that starts from (b)'s final checkpoint, so the base model is
 d. ``slsa-dist verify`` of each bundle (and ``securesystemslib`` verifying
    the training envelope independently), a tampered checkpoint and a forged
    bundle rejected;
-e. ``slsa-dist verify --chain`` from the fine-tuned model back to the raw
+e. ``slsa-dist verify chain`` from the fine-tuned model back to the raw
    data, a VSA for it, ``report.html`` and a one-screen summary.
 """
 
@@ -178,7 +178,7 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
         "allowedDatasets": [hashlib.sha256(digits_csv().read_bytes()).hexdigest()],
     }, indent=2) + "\n")
     vsa = out / "provenance" / "finetune-final.vsa.intoto.jsonl"
-    chain = _cli("verify", "--chain", out / "finetune" / "final", "--store", store,
+    chain = _cli("verify", "chain", out / "finetune" / "final", "--store", store,
                  "--policy", policy, "--emit-vsa", vsa, "--vsa-key", key, quiet=True)
     for line in chain.stdout.splitlines():
         if "(inputs shown above)" not in line:

@@ -8,12 +8,10 @@ not asked for evidence.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from slsa_dist.attest.verdict import KINDS
 from slsa_dist.errors import InputError
-from slsa_dist.provenance import MEDIA_NODE, MEDIA_RANK, Provenance
+from slsa_dist.provenance import Provenance
+from slsa_dist.records import EvidenceRecord
 from slsa_dist.verify.bundle import Check
 
 __all__ = ["REQUIREMENTS", "require_attestation"]
@@ -22,12 +20,12 @@ __all__ = ["REQUIREMENTS", "require_attestation"]
 REQUIREMENTS = (*KINDS, "any")
 
 
-def _counts(evidence: Mapping[str, Any], trusted_aks: frozenset[str] | None) -> str | None:
+def _counts(evidence: EvidenceRecord, trusted_aks: frozenset[str] | None) -> str | None:
     """None when this evidence counts, else why not."""
-    if evidence.get("status") != "verified":
-        return f"{evidence.get('status')}: {evidence.get('reason', '')}"
-    if trusted_aks is not None and evidence.get("kind") == "tpm":
-        ak = str((evidence.get("claims") or {}).get("akSha256", ""))
+    if evidence.status != "verified":
+        return f"{evidence.status}: {evidence.reason}"
+    if trusted_aks is not None and evidence.kind == "tpm":
+        ak = str(evidence.claims.get("akSha256", ""))
         if ak not in trusted_aks:
             return f"verified, but signed by AK {ak or '(none recorded)'}, not a trusted AK"
     return None
@@ -47,9 +45,8 @@ def require_attestation(provenance: Provenance, kind: str, *,
         raise InputError(f"trusted AKs: expected them with a tpm requirement, found "
                          f"{kind!r}")
     name = f"attestation {kind}" + (" (trusted AKs)" if trusted_aks is not None else "")
-    records = {str(n.get("node")): n for n in provenance.records(MEDIA_NODE)}
-    ran_ranks = sorted({str(a.get("node")) for r in provenance.records(MEDIA_RANK)
-                        for a in r.get("attempts") or [] if a.get("node")})
+    records = {n.node: n for n in provenance.node_records()}
+    ran_ranks = sorted({node for r in provenance.rank_records() for node in r.nodes()})
     nodes = ran_ranks or sorted(records)
     if not nodes:
         return Check(name, False, "expected node records with evidence, found no nodes")
@@ -59,12 +56,11 @@ def require_attestation(provenance: Provenance, kind: str, *,
         if node is None:
             lacking.append(f"{node_id} (ran ranks, but no node agent reported for it)")
             continue
-        evidence = [e for e in node.get("evidence") or []
-                    if kind == "any" or e.get("kind") == kind]
-        reasons = [(e, _counts(e, trusted_aks)) for e in evidence]
+        reasons = [(e, _counts(e, trusted_aks)) for e in node.evidence
+                   if kind in ("any", e.kind)]
         if any(why is None for _, why in reasons):
             continue
-        why = "; ".join(f"{e.get('kind')}: {reason}" for e, reason in reasons) \
+        why = "; ".join(f"{e.kind}: {reason}" for e, reason in reasons) \
             or f"no {kind} evidence recorded"
         lacking.append(f"{node_id} ({why})")
     if lacking:

@@ -213,7 +213,7 @@ class Agent:
         """A data shard (or part of one) this rank consumed."""
         self._emit(pb.Event(shard=pb.ShardConsumed(
             name=name, uri=uri, digest=dict(digest), samples=samples, index_digest=index_digest,
-            epoch=epoch, sampler={k: str(jsonable(v)) for k, v in (sampler or {}).items()})))
+            epoch=epoch, sampler_json=_dumps(sampler))))
 
     def record_file(self, artifact: str, path: str, digest: Mapping[str, str], *, size: int = 0,
                     role: str = "checkpoint") -> None:

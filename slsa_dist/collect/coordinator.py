@@ -42,10 +42,11 @@ from slsa_dist import __version__
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
 from slsa_dist._pb.v1 import journal_pb2
+from slsa_dist.attest.verdict import EvidenceVerifier
 from slsa_dist.collect import wire
 from slsa_dist.collect.journal import GroupCommitter, Journal, JournalFailed
-from slsa_dist.collect.merge import EvidenceVerifier, JobState, Limits
-from slsa_dist.errors import InputError, ReportError
+from slsa_dist.collect.merge import JobState, Limits
+from slsa_dist.errors import InputError, SenderError
 from slsa_dist.sign.dsse import write_bundle
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 from slsa_dist.provenance import DEFAULT_BUILDER_ID, sign_statement
 from slsa_dist.sign.keys import Signer
 
-__all__ = ["Coordinator", "CoordinatorThread", "FinalResult"]
+__all__ = ["Coordinator", "CoordinatorThread", "FinalResult", "Limits"]
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +308,7 @@ class Coordinator:
         return pb.RegisterResponse(sender=registered.sender,
                                    next_sequence=registered.next_sequence)
 
-    async def report(self, req: pb.ReportRequest) -> pb.ReportResponse:
+    async def accept_batch(self, req: pb.ReportRequest) -> pb.ReportResponse:
         now = _now()
         start, duplicates = self.state.accept(req, now)
         acked = self.state.acked_through(req.sender)
@@ -323,7 +324,7 @@ class Coordinator:
 
     def _check_job(self, job_id: str) -> None:
         if job_id != self.job_id:
-            raise ReportError(f"job id: expected {self.job_id!r}, found {job_id!r}",
+            raise SenderError(f"job id: expected {self.job_id!r}, found {job_id!r}",
                               code="NOT_FOUND")
 
     async def finalize_rpc(self, req: pb.FinalizeRequest) -> pb.FinalizeResponse:
@@ -353,14 +354,14 @@ def _as(role: str, name: str) -> Authorize:
         if identity is None:
             return  # plaintext on loopback: the operator chose to trust this host
         if identity.role != role or identity.name != name:
-            raise ReportError(f"identity: expected {role} {name!r}, found the certificate of "
+            raise SenderError(f"identity: expected {role} {name!r}, found the certificate of "
                               f"{identity.role} {identity.name!r}", code="PERMISSION_DENIED")
     return check
 
 
 def _finalizer(identity: Identity | None) -> None:
     if identity is not None and identity.role not in ("coordinator", "admin"):
-        raise ReportError(f"finalize: expected an admin or coordinator certificate, found "
+        raise SenderError(f"finalize: expected an admin or coordinator certificate, found "
                           f"{identity.role} {identity.name!r}", code="PERMISSION_DENIED")
 
 
@@ -378,21 +379,21 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
     def _identity(self, context: aio.ServicerContext[Any, Any]) -> Identity | None:
         if not self._c.tls:
             if not wire.peer_is_loopback(context.peer()):
-                raise ReportError(f"transport: plaintext is accepted from loopback only, found "
+                raise SenderError(f"transport: plaintext is accepted from loopback only, found "
                                   f"{context.peer()}", code="UNAUTHENTICATED")
             return None
         from slsa_dist.sign.ca import identity_from_pem
 
         pems = list((context.auth_context() or {}).get("x509_pem_cert") or [])
         if not pems:
-            raise ReportError("transport: expected a client certificate from the job CA, found "
+            raise SenderError("transport: expected a client certificate from the job CA, found "
                               "none", code="UNAUTHENTICATED")
         try:
             identity = identity_from_pem(pems[0])
         except InputError as exc:
-            raise ReportError(str(exc), code="UNAUTHENTICATED") from None
+            raise SenderError(str(exc), code="UNAUTHENTICATED") from None
         if identity.job != self._c.job_id:
-            raise ReportError(f"identity: expected a certificate for job {self._c.job_id!r}, "
+            raise SenderError(f"identity: expected a certificate for job {self._c.job_id!r}, "
                               f"found one for job {identity.job!r}", code="PERMISSION_DENIED")
         return identity
 
@@ -409,9 +410,9 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
             authorize(identity)
             peer = identity.uri() if identity is not None else context.peer().rsplit(":", 1)[0]
             if not self._c.allow(peer):
-                raise ReportError(f"rate: expected at most {RATE_PER_SECOND} requests/s from "
+                raise SenderError(f"rate: expected at most {RATE_PER_SECOND} requests/s from "
                                   f"{peer}, found more", code="RESOURCE_EXHAUSTED")
-        except ReportError as exc:
+        except SenderError as exc:
             await context.abort(*wire.status_of(exc))
         if mutates and self._c.journal_failure is not None:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
@@ -419,9 +420,9 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
                                 f"({self._c.journal_failure}); restart the coordinator")
         try:
             return await body()
-        except (ReportError, JournalFailed, InputError) as exc:
+        except (SenderError, JournalFailed, InputError) as exc:
             code, detail = wire.status_of(exc)
-            trailer = wire.resync_trailer(exc) if isinstance(exc, ReportError) else ()
+            trailer = wire.resync_trailer(exc) if isinstance(exc, SenderError) else ()
             await context.abort(code, detail, trailing_metadata=trailer)
         raise AssertionError("unreachable: abort raises")
 
@@ -442,7 +443,7 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
 
     async def Report(self, request: pb.ReportRequest,  # noqa: N802
                      context: aio.ServicerContext[Any, Any]) -> pb.ReportResponse:
-        return await self._call(context, lambda: self._c.report(request),
+        return await self._call(context, lambda: self._c.accept_batch(request),
                                 authorize=self._sender_rule(request.sender))
 
     async def Finalize(self, request: pb.FinalizeRequest,  # noqa: N802

@@ -7,7 +7,7 @@ restart, so replay rebuilds exactly the state that was acknowledged.
 
 Messages are the wire types of ``slsa_dist._pb.v1`` (this module is private;
 nothing here leaks into the public API). Every refusal raises
-:class:`~slsa_dist.errors.ReportError` with a status name and a message
+:class:`~slsa_dist.errors.SenderError` with a status name and a message
 saying what was expected and what was found; a refused message changes
 nothing.
 
@@ -40,16 +40,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, ClassVar
 
+from slsa_dist import records
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.attest.verdict import UNAVAILABLE, EvidenceVerdict, EvidenceVerifier
 from slsa_dist.digest import Manifest, Resource
-from slsa_dist.errors import ReportError
+from slsa_dist.errors import SenderError
 from slsa_dist.provenance import (
     DEFAULT_BUILDER_ID,
+    MEDIA_CHECKPOINT,
     MEDIA_COMPLETENESS,
     MEDIA_NODE,
     MEDIA_RANK,
@@ -57,10 +60,11 @@ from slsa_dist.provenance import (
     ResourceDescriptor,
     Statement,
     artifact_descriptors,
+    checkpoint_record,
     record_descriptor,
 )
 
-__all__ = ["EvidenceVerdict", "EvidenceVerifier", "JobState", "Limits", "Registered"]
+__all__ = ["JobState", "Limits", "Registered"]
 
 _FINAL_ROLES = (pb.FINAL, pb.OUTPUT)
 # Per-file digests of an artifact: one algorithm per artifact, as OMS manifests
@@ -127,7 +131,13 @@ class _Shard:
     events: int = 0
     epochs: set[int] = field(default_factory=set)
     index_chain: Any = field(default_factory=hashlib.sha256)
-    sampler: dict[str, str] = field(default_factory=dict)
+    sampler: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> records.ShardRead:
+        return records.ShardRead(name=self.name, digest=self.digest, samples=self.samples,
+                                 reads=self.events, epochs=_spans(self.epochs),
+                                 index_digest=self.index_chain.hexdigest(),
+                                 sampler=self.sampler)
 
 
 @dataclass
@@ -145,8 +155,9 @@ class _Rank:
     rank: int
     attempts: dict[int, _Attempt] = field(default_factory=dict)
     shards: dict[str, _Shard] = field(default_factory=dict)
-    files: list[dict[str, Any]] = field(default_factory=list)
-    annotations: dict[str, Any] = field(default_factory=dict)
+    files: list[records.FileWritten] = field(default_factory=list)
+    inventory: dict[str, Any] | None = None
+    reported: dict[str, Any] = field(default_factory=dict)
     events: int = 0
 
 
@@ -157,8 +168,16 @@ class _Node:
     node_rank: int
     nonces: list[bytes] = field(default_factory=list)
     inventory: dict[str, Any] = field(default_factory=dict)
-    evidence: list[dict[str, Any]] = field(default_factory=list)
-    attempts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reported: dict[str, Any] = field(default_factory=dict)
+    evidence: list[records.EvidenceRecord] = field(default_factory=list)
+    attempts: dict[int, records.NodeAttempt] = field(default_factory=dict)
+
+    def record(self) -> records.NodeRecord:
+        return records.NodeRecord(
+            node=self.node, hostname=self.hostname, node_rank=self.node_rank,
+            evidence=tuple(self.evidence), challenges=len(self.nonces),
+            attempts=tuple(self.attempts[a] for a in sorted(self.attempts)),
+            inventory=self.inventory, reported=self.reported)
 
 
 @dataclass
@@ -173,19 +192,19 @@ class _Artifact:
     conflicts: list[str] = field(default_factory=list)
 
 
-def _spans(values: set[int]) -> list[list[int]]:
-    """``{0, 1, 2, 5}`` -> ``[[0, 2], [5, 5]]``: epochs read stay small in the record."""
+def _spans(values: set[int]) -> tuple[tuple[int, int], ...]:
+    """``{0, 1, 2, 5}`` -> ``((0, 2), (5, 5))``: epochs read stay small in the record."""
     spans: list[list[int]] = []
     for value in sorted(values):
         if spans and value == spans[-1][1] + 1:
             spans[-1][1] = value
         else:
             spans.append([value, value])
-    return spans
+    return tuple((first, last) for first, last in spans)
 
 
-def _reject(code: str, message: str, *, resync: bool = False) -> ReportError:
-    return ReportError(message, code=code, resync=resync)
+def _reject(code: str, message: str, *, resync: bool = False) -> SenderError:
+    return SenderError(message, code=code, resync=resync)
 
 
 def _timestamp(now: dt.datetime) -> str:
@@ -279,7 +298,7 @@ class JobState:
 
     def nodes_finished(self) -> bool:
         """Every registered node reported a terminal state for some attempt."""
-        return all(any(a["state"] in ("SUCCEEDED", "FAILED") for a in node.attempts.values())
+        return all(any(a.state in ("SUCCEEDED", "FAILED") for a in node.attempts.values())
                    for node in self._nodes.values())
 
     def acked_through(self, sender: str) -> int:
@@ -405,9 +424,8 @@ class JobState:
         return start, start
 
     def _validate(self, sender: _Sender, events: Sequence[pb.Event]) -> list[Any]:
-        """Check every event first; return parsed extras so JSON is read once."""
+        """Check every event first; return what each check parsed, so JSON is read once."""
         prepared: list[Any] = []
-        limits = self.limits
         completed = sender.completed is not None
         for index, event in enumerate(events):
             where = f"{sender.key} event {index}"
@@ -415,145 +433,208 @@ class JobState:
                 raise _reject("FAILED_PRECONDITION",
                               f"{where}: expected nothing after RankCompleted, found more events")
             kind = event.WhichOneof("kind")
-            extra: Any = None
-            if kind == "shard":
-                if sender.rank is None:
-                    raise _reject("INVALID_ARGUMENT", f"{where}: shards are reported by ranks")
-                _check_digest(event.shard.digest, f"{where} shard {event.shard.name!r}")
-            elif kind == "file":
-                _check_digest(event.file.digest, f"{where} file {event.file.path!r}")
-                algorithms = sorted(event.file.digest)
-                if len(algorithms) != 1 or algorithms[0] not in _FILE_ALGORITHMS:
-                    raise _reject("INVALID_ARGUMENT", f"{where} file {event.file.path!r}: "
-                                  f"expected one digest of {list(_FILE_ALGORITHMS)}, "
-                                  f"found {algorithms}")
-                known = self._artifacts.get(event.file.artifact)
-                if known is not None and known.files and known.algorithm != algorithms[0]:
-                    raise _reject("INVALID_ARGUMENT", f"{where} file {event.file.path!r}: "
-                                  f"expected {known.algorithm} like the rest of artifact "
-                                  f"{event.file.artifact!r}, found {algorithms[0]}")
-                if not event.file.artifact:
-                    raise _reject("INVALID_ARGUMENT", f"{where}: file without an artifact name")
-                if not event.file.path or event.file.path.startswith("/") \
-                        or ".." in event.file.path.split("/"):
-                    raise _reject("INVALID_ARGUMENT", f"{where}: expected a relative path inside "
-                                  f"the artifact, found {event.file.path!r}")
-                known = self._artifacts.get(event.file.artifact)
-                if known is not None and len(known.files) >= limits.max_artifact_files:
-                    raise _reject("RESOURCE_EXHAUSTED", f"{where}: artifact has "
-                                  f"{limits.max_artifact_files} files already")
-            elif kind == "planned":
-                if not event.planned.artifact:
-                    raise _reject("INVALID_ARGUMENT", f"{where}: plan without an artifact name")
-            elif kind == "dependency":
-                dep = event.dependency
-                extra = _json_object(dep.annotations_json, f"{where} dependency annotations",
-                                     limits.max_json_bytes)
-                if dep.digest:
-                    _check_digest(dep.digest, f"{where} dependency {dep.name!r}")
-                elif not dep.uri:
-                    raise _reject("INVALID_ARGUMENT", f"{where} dependency {dep.name!r}: "
-                                  "expected a uri or a digest, found neither")
-            elif kind == "parameters":
-                extra = (_json_object(event.parameters.external_json, f"{where} external "
-                                      "parameters", limits.max_json_bytes),
-                         _json_object(event.parameters.internal_json, f"{where} internal "
-                                      "parameters", limits.max_json_bytes))
-            elif kind == "inventory":
-                extra = _json_object(event.inventory.json, f"{where} inventory",
-                                     limits.max_json_bytes)
-            elif kind == "evidence":
-                if len(event.evidence.blob) > limits.max_evidence_bytes:
-                    # Recorded as failed evidence, not refused: the node must not be able to
-                    # hide its other events behind an oversized blob.
-                    extra = "oversized"
-            elif kind == "annotation":
-                if not event.annotation.key:
-                    raise _reject("INVALID_ARGUMENT", f"{where}: annotation without a key")
-                extra = _json_object('{"v":' + (event.annotation.value_json or "null") + "}",
-                                     f"{where} annotation {event.annotation.key!r}",
-                                     limits.max_json_bytes)["v"]
-            elif kind == "attempt":
-                if sender.rank is not None:
-                    raise _reject("INVALID_ARGUMENT", f"{where}: attempts are reported by nodes")
-            elif kind == "completed":
-                if sender.rank is None:
-                    raise _reject("INVALID_ARGUMENT", f"{where}: completion is reported by ranks")
-                completed = True
-            else:
+            if kind is None or kind not in self._HANDLERS:
                 raise _reject("INVALID_ARGUMENT", f"{where}: expected an event kind, found none")
-            prepared.append(extra)
+            check, _ = self._HANDLERS[kind]
+            prepared.append(check(self, sender, getattr(event, kind), where))
+            completed = kind == "completed"
         return prepared
 
     def _apply(self, sender: _Sender, event: pb.Event, extra: Any) -> None:
-        kind = event.WhichOneof("kind")
-        rank = self._ranks[sender.rank] if sender.rank is not None else None
         if event.dropped_before:
             sender.dropped += event.dropped_before
         if event.lost_before:
             sender.lost += event.lost_before
-        if rank is not None:
-            rank.events += 1
-        if kind == "shard":
-            assert rank is not None
-            shard_event = event.shard
-            key = shard_event.digest.get("sha256") or json.dumps(dict(shard_event.digest),
-                                                                 sort_keys=True)
-            shard = rank.shards.get(key)
-            if shard is None:
-                shard = rank.shards[key] = _Shard(name=shard_event.name, uri=shard_event.uri,
-                                                  digest=dict(shard_event.digest))
-            shard.samples += shard_event.samples
-            shard.events += 1
-            shard.epochs.add(shard_event.epoch)
-            if shard_event.index_digest:
-                shard.index_chain.update(shard_event.index_digest.encode())
-            if shard_event.sampler:
-                shard.sampler = dict(shard_event.sampler)
-        elif kind == "file":
-            self._apply_file(sender, event.file)
-        elif kind == "planned":
-            plan = event.planned
-            artifact = self._artifact(plan.artifact, plan.role)
-            artifact.planned.update(plan.files)
-        elif kind == "dependency":
-            dep = event.dependency
-            annotations = dict(extra)
-            annotations["slsadist_kind"] = dep.kind or "other"
-            self._dependencies.append(ResourceDescriptor(
-                name=dep.name or None, uri=dep.uri or None, digest=dict(dep.digest),
-                annotations=annotations))
-        elif kind == "parameters":
-            external, internal = extra
-            self._merge_parameters(self._external, external, sender.key)
-            self._merge_parameters(self._internal, internal, sender.key)
-        elif kind == "inventory":
-            if rank is not None:
-                rank.annotations.setdefault("inventory", extra)
-            else:
-                self._nodes[sender.node].inventory = extra
-        elif kind == "evidence":
-            self._apply_evidence(sender, event.evidence, oversized=extra == "oversized")
-        elif kind == "annotation":
-            if rank is not None:
-                rank.annotations[event.annotation.key] = extra
-            else:
-                self._nodes[sender.node].inventory.setdefault("annotations", {})[
-                    event.annotation.key] = extra
-        elif kind == "attempt":
-            record = event.attempt
-            self._nodes[sender.node].attempts[record.attempt] = {
-                "attempt": record.attempt, "runId": record.run_id, "ranks": list(record.ranks),
-                "state": record.state,
-                "exitCodes": {str(k): v for k, v in sorted(record.exit_codes.items())},
-            }
-        elif kind == "completed":
-            assert rank is not None
-            sender.completed = (event.completed.exit_code, event.completed.state)
-            worker = int(sender.key.rsplit("/", 1)[1])
-            if worker == 0:
-                rank.attempts[sender.attempt].completed = sender.completed
-                self._completed = None
+        if sender.rank is not None:
+            self._ranks[sender.rank].events += 1
+        kind = event.WhichOneof("kind")
+        assert kind is not None  # validated
+        _, apply = self._HANDLERS[kind]
+        apply(self, sender, getattr(event, kind), extra)
+
+    # -- one check/apply pair per event kind (dispatched by _HANDLERS) ---------------------
+    # A check raises SenderError and changes nothing; it returns what the apply needs.
+    # An apply cannot fail: everything it relies on was checked for the whole batch.
+
+    def _check_shard(self, sender: _Sender, shard: pb.ShardConsumed, where: str) -> Any:
+        if sender.rank is None:
+            raise _reject("INVALID_ARGUMENT", f"{where}: shards are reported by ranks")
+        _check_digest(shard.digest, f"{where} shard {shard.name!r}")
+        if shard.sampler_json:
+            return _json_object(shard.sampler_json, f"{where} sampler", self.limits.max_json_bytes)
+        return dict(shard.sampler)  # an agent before sampler_json: every value a string
+
+    def _apply_shard(self, sender: _Sender, shard: pb.ShardConsumed, sampler: Any) -> None:
+        assert sender.rank is not None
+        rank = self._ranks[sender.rank]
+        key = shard.digest.get("sha256") or json.dumps(dict(shard.digest), sort_keys=True)
+        state = rank.shards.get(key)
+        if state is None:
+            state = rank.shards[key] = _Shard(name=shard.name, uri=shard.uri,
+                                              digest=dict(shard.digest))
+        state.samples += shard.samples
+        state.events += 1
+        state.epochs.add(shard.epoch)
+        if shard.index_digest:
+            state.index_chain.update(shard.index_digest.encode())
+        if sampler:
+            state.sampler = sampler
+
+    def _check_file(self, sender: _Sender, file: pb.FileWritten, where: str) -> Any:
+        del sender
+        _check_digest(file.digest, f"{where} file {file.path!r}")
+        algorithms = sorted(file.digest)
+        if len(algorithms) != 1 or algorithms[0] not in _FILE_ALGORITHMS:
+            raise _reject("INVALID_ARGUMENT", f"{where} file {file.path!r}: expected one digest "
+                          f"of {list(_FILE_ALGORITHMS)}, found {algorithms}")
+        if not file.artifact:
+            raise _reject("INVALID_ARGUMENT", f"{where}: file without an artifact name")
+        if not file.path or file.path.startswith("/") or ".." in file.path.split("/"):
+            raise _reject("INVALID_ARGUMENT", f"{where}: expected a relative path inside "
+                          f"the artifact, found {file.path!r}")
+        known = self._artifacts.get(file.artifact)
+        if known is not None and known.files and known.algorithm != algorithms[0]:
+            raise _reject("INVALID_ARGUMENT", f"{where} file {file.path!r}: expected "
+                          f"{known.algorithm} like the rest of artifact {file.artifact!r}, "
+                          f"found {algorithms[0]}")
+        if known is not None and len(known.files) >= self.limits.max_artifact_files:
+            raise _reject("RESOURCE_EXHAUSTED", f"{where}: artifact has "
+                          f"{self.limits.max_artifact_files} files already")
+        return None
+
+    def _apply_file(self, sender: _Sender, written: pb.FileWritten, extra: Any) -> None:
+        del extra
+        artifact = self._artifact(written.artifact, written.role)
+        (artifact.algorithm, digest), = written.digest.items()
+        previous = artifact.files.get(written.path)
+        if previous is not None and previous[0] != digest:
+            artifact.conflicts.append(f"{written.path}: {previous[0][:16]} (rank {previous[2]}) "
+                                      f"vs {digest[:16]} ({sender.key})")
+        artifact.files[written.path] = (digest, written.size,
+                                        -1 if sender.rank is None else sender.rank)
+        if sender.rank is not None:
+            self._ranks[sender.rank].files.append(records.FileWritten(
+                artifact=written.artifact, path=written.path, algorithm=artifact.algorithm,
+                digest=digest))
+
+    def _check_planned(self, sender: _Sender, plan: pb.ArtifactPlanned, where: str) -> Any:
+        del sender
+        if not plan.artifact:
+            raise _reject("INVALID_ARGUMENT", f"{where}: plan without an artifact name")
+        return None
+
+    def _apply_planned(self, sender: _Sender, plan: pb.ArtifactPlanned, extra: Any) -> None:
+        del sender, extra
+        self._artifact(plan.artifact, plan.role).planned.update(plan.files)
+
+    def _check_dependency(self, sender: _Sender, dep: pb.Dependency, where: str) -> Any:
+        del sender
+        annotations = _json_object(dep.annotations_json, f"{where} dependency annotations",
+                                   self.limits.max_json_bytes)
+        if dep.digest:
+            _check_digest(dep.digest, f"{where} dependency {dep.name!r}")
+        elif not dep.uri:
+            raise _reject("INVALID_ARGUMENT", f"{where} dependency {dep.name!r}: "
+                          "expected a uri or a digest, found neither")
+        return annotations
+
+    def _apply_dependency(self, sender: _Sender, dep: pb.Dependency, annotations: Any) -> None:
+        del sender
+        self._dependencies.append(ResourceDescriptor(
+            name=dep.name or None, uri=dep.uri or None, digest=dict(dep.digest),
+            annotations={**annotations, "slsadist_kind": dep.kind or "other"}))
+
+    def _check_parameters(self, sender: _Sender, params: pb.Parameters, where: str) -> Any:
+        del sender
+        limit = self.limits.max_json_bytes
+        return (_json_object(params.external_json, f"{where} external parameters", limit),
+                _json_object(params.internal_json, f"{where} internal parameters", limit))
+
+    def _apply_parameters(self, sender: _Sender, params: pb.Parameters, parsed: Any) -> None:
+        del params
+        external, internal = parsed
+        self._merge_parameters(self._external, external, sender.key)
+        self._merge_parameters(self._internal, internal, sender.key)
+
+    def _check_inventory(self, sender: _Sender, inventory: pb.Inventory, where: str) -> Any:
+        del sender
+        return _json_object(inventory.json, f"{where} inventory", self.limits.max_json_bytes)
+
+    def _apply_inventory(self, sender: _Sender, inventory: pb.Inventory, parsed: Any) -> None:
+        del inventory
+        if sender.rank is not None:
+            rank = self._ranks[sender.rank]
+            if rank.inventory is None:
+                rank.inventory = parsed
+        else:
+            self._nodes[sender.node].inventory = parsed
+
+    def _check_evidence(self, sender: _Sender, evidence: pb.Evidence, where: str) -> Any:
+        del sender, where
+        # An oversized blob is recorded as failed evidence, not refused: the node must not
+        # be able to hide its other events behind it.
+        return len(evidence.blob) > self.limits.max_evidence_bytes
+
+    def _apply_evidence(self, sender: _Sender, evidence: pb.Evidence, oversized: Any) -> None:
+        node = self._nodes.get(sender.node)
+        if node is None:  # a rank reporting evidence for a node that never registered
+            node = self._nodes[sender.node] = _Node(node=sender.node, hostname="", node_rank=0)
+        node.evidence.append(self._appraise(sender, evidence, oversized=bool(oversized)))
+
+    def _check_annotation(self, sender: _Sender, note: pb.Annotation, where: str) -> Any:
+        del sender
+        if not note.key:
+            raise _reject("INVALID_ARGUMENT", f"{where}: annotation without a key")
+        return _json_object('{"v":' + (note.value_json or "null") + "}",
+                            f"{where} annotation {note.key!r}", self.limits.max_json_bytes)["v"]
+
+    def _apply_annotation(self, sender: _Sender, note: pb.Annotation, value: Any) -> None:
+        if sender.rank is not None:
+            self._ranks[sender.rank].reported[note.key] = value
+        else:
+            self._nodes[sender.node].reported[note.key] = value
+
+    def _check_attempt(self, sender: _Sender, attempt: pb.AttemptRecord, where: str) -> Any:
+        del attempt
+        if sender.rank is not None:
+            raise _reject("INVALID_ARGUMENT", f"{where}: attempts are reported by nodes")
+        return None
+
+    def _apply_attempt(self, sender: _Sender, attempt: pb.AttemptRecord, extra: Any) -> None:
+        del extra
+        self._nodes[sender.node].attempts[attempt.attempt] = records.NodeAttempt(
+            attempt=attempt.attempt, run_id=attempt.run_id, ranks=tuple(attempt.ranks),
+            state=attempt.state, exit_codes={str(k): v for k, v in attempt.exit_codes.items()})
+
+    def _check_completed(self, sender: _Sender, done: pb.RankCompleted, where: str) -> Any:
+        del done
+        if sender.rank is None:
+            raise _reject("INVALID_ARGUMENT", f"{where}: completion is reported by ranks")
+        return None
+
+    def _apply_completed(self, sender: _Sender, done: pb.RankCompleted, extra: Any) -> None:
+        del extra
+        assert sender.rank is not None
+        sender.completed = (done.exit_code, done.state)
+        worker = int(sender.key.rsplit("/", 1)[1])
+        if worker == 0:
+            self._ranks[sender.rank].attempts[sender.attempt].completed = sender.completed
+            self._completed = None
+
+    # kind of event (the oneof field's name) -> (check, apply). A new kind: one pair above,
+    # one line here, one message in proto/slsa_dist/v1/collector.proto.
+    _HANDLERS: ClassVar[dict[str, tuple[Callable[..., Any], Callable[..., None]]]] = {
+        "shard": (_check_shard, _apply_shard),
+        "file": (_check_file, _apply_file),
+        "planned": (_check_planned, _apply_planned),
+        "dependency": (_check_dependency, _apply_dependency),
+        "parameters": (_check_parameters, _apply_parameters),
+        "inventory": (_check_inventory, _apply_inventory),
+        "evidence": (_check_evidence, _apply_evidence),
+        "annotation": (_check_annotation, _apply_annotation),
+        "attempt": (_check_attempt, _apply_attempt),
+        "completed": (_check_completed, _apply_completed),
+    }
 
     def _artifact(self, name: str, role: int) -> _Artifact:
         artifact = self._artifacts.get(name)
@@ -564,54 +645,34 @@ class JobState:
             artifact.role = role
         return artifact
 
-    def _apply_file(self, sender: _Sender, written: pb.FileWritten) -> None:
-        assert sender.rank is not None or sender.node
-        artifact = self._artifact(written.artifact, written.role)
-        (artifact.algorithm, digest), = written.digest.items()
-        previous = artifact.files.get(written.path)
-        if previous is not None and previous[0] != digest:
-            artifact.conflicts.append(f"{written.path}: {previous[0][:16]} (rank {previous[2]}) "
-                                      f"vs {digest[:16]} ({sender.key})")
-        artifact.files[written.path] = (digest, written.size,
-                                        -1 if sender.rank is None else sender.rank)
-        if sender.rank is not None:
-            self._ranks[sender.rank].files.append(
-                {"artifact": written.artifact, "path": written.path,
-                 artifact.algorithm: digest})
-
-    def _apply_evidence(self, sender: _Sender, evidence: pb.Evidence, *, oversized: bool) -> None:
-        node = self._nodes.get(sender.node)
-        if node is None:  # a rank reporting evidence for a node that never registered
-            node = self._nodes[sender.node] = _Node(node=sender.node, hostname="", node_rank=0)
-        blob_digest = hashlib.sha256(evidence.blob).hexdigest()
-        record: dict[str, Any] = {"kind": evidence.kind, "format": evidence.format,
-                                  "sha256": blob_digest, "size": len(evidence.blob)}
+    def _appraise(self, sender: _Sender, evidence: pb.Evidence, *,
+                  oversized: bool) -> records.EvidenceRecord:
+        """The evidence record: the verifier's verdict on a blob answering our nonce."""
+        blob = evidence.blob
+        record = partial(records.EvidenceRecord, kind=evidence.kind, format=evidence.format,
+                         sha256=hashlib.sha256(blob).hexdigest(), size=len(blob))
         if evidence.format == UNAVAILABLE and not oversized:
             # No evidence, and the node said why: recorded, never a silent gap.
-            record.update(status="unavailable", verified=[], notVerified=[],
-                          reason=evidence.blob[:500].decode("utf-8", "replace"))
-            node.evidence.append(record)
-            return
+            return record(status="unavailable",
+                          reason=blob[:500].decode("utf-8", "replace"))
         if oversized:
             verdict = EvidenceVerdict(status="failed", reason=(
                 f"evidence: expected at most {self.limits.max_evidence_bytes} bytes, "
-                f"found {len(evidence.blob)}"))
-        elif evidence.nonce not in node.nonces:
+                f"found {len(blob)}"))
+        elif evidence.nonce not in self._nodes[sender.node].nonces:
             verdict = EvidenceVerdict(status="failed", reason=(
                 f"nonce: expected one issued to node {sender.node!r} for job {self.job_id!r}, "
                 f"found {evidence.nonce.hex()[:32] or 'none'}"))
         else:
             try:
-                verdict = self._verify_evidence(evidence.kind, evidence.blob, evidence.nonce,
+                verdict = self._verify_evidence(evidence.kind, blob, evidence.nonce,
                                                 self.job_id, sender.node)
             except Exception as exc:  # a verifier bug must not take the coordinator down
                 verdict = EvidenceVerdict(status="failed",
                                           reason=f"verifier raised {type(exc).__name__}: {exc}")
-        record.update(status=verdict.status, verified=list(verdict.verified),
-                      notVerified=list(verdict.not_verified), reason=verdict.reason)
-        if verdict.claims:
-            record["claims"] = dict(verdict.claims)
-        node.evidence.append(record)
+        return record(status=verdict.status, verified=tuple(verdict.verified),
+                      not_verified=tuple(verdict.not_verified), reason=verdict.reason,
+                      claims=dict(verdict.claims))
 
     def _merge_parameters(self, into: dict[str, Any], new: Mapping[str, Any], who: str) -> None:
         for key, value in new.items():
@@ -644,9 +705,31 @@ class JobState:
             raise _reject("FAILED_PRECONDITION", "statement: expected a finalized job, found open")
         reason, finished = self._finalized
         started = self._started or finished
-        completed = self.completed_ranks()
-        missing_ranks = self.missing_ranks()
         builder = ProvenanceBuilder(builder_id=builder_id, invocation_id=self.job_id)
+        self._add_parameters(builder, internal)
+        builder.set_builder(version=builder_version)
+        builder.set_times(started=started, finished=max(finished, started))
+        missing_files, conflicts = self._add_artifacts(builder)
+        self._add_dependencies(builder)
+        completed = self.completed_ranks()
+        for rank in self._ranks.values():
+            builder.add_byproduct(_byproduct(f"rank/{rank.rank}", MEDIA_RANK,
+                                             self._rank_record(rank, rank.rank in completed)))
+        for node in self._nodes.values():
+            builder.add_byproduct(_byproduct(f"node/{node.node}", MEDIA_NODE, node.record()))
+        completeness = self._completeness(reason, missing_files, conflicts)
+        builder.add_byproduct(_byproduct("completeness", MEDIA_COMPLETENESS, completeness))
+        if not self._subject_artifacts():
+            # A job that wrote nothing still gets a provenance: its subject is the job's
+            # own record, so what ran (and what is missing) is signed all the same.
+            builder.add_subject(ResourceDescriptor(
+                name=f"job/{self.job_id}",
+                digest={"sha256": hashlib.sha256(
+                    json.dumps(completeness.to_dict(), sort_keys=True).encode()).hexdigest()}))
+        return builder.build()
+
+    def _add_parameters(self, builder: ProvenanceBuilder,
+                        internal: Mapping[str, Any] | None) -> None:
         external = dict(self._external)
         if self.world_size is not None:
             external["worldSize"] = self.world_size
@@ -654,9 +737,9 @@ class JobState:
             external.setdefault("nodes", len(self._nodes))
         builder.set_external_parameters(external)
         builder.set_internal_parameters({**self._internal, **(internal or {})})
-        builder.set_builder(version=builder_version)
-        builder.set_times(started=started, finished=max(finished, started))
 
+    def _add_artifacts(self, builder: ProvenanceBuilder) -> tuple[list[str], list[str]]:
+        """Subjects and checkpoint records; returns (missing files, conflicts)."""
         missing_files: list[str] = []
         conflicts = list(self._conflicts)
         subjects = self._subject_artifacts()
@@ -671,21 +754,22 @@ class JobState:
                      for p, (d, s, _) in artifact.files.items()), key=Resource.sort_key)),
                 ignore_paths=(),
             )
-            subject, record = artifact_descriptors(manifest, name=artifact.name)
-            annotations = dict(record.annotations)
-            annotations["role"] = "final" if artifact.name in subjects else "intermediate"
-            annotations["writtenBy"] = {p: r for p, (_, _, r) in sorted(artifact.files.items())}
-            if artifact.planned:
-                annotations["expectedFiles"] = sorted(artifact.planned)
-                missing = sorted(artifact.planned - artifact.files.keys())
-                missing_files.extend(f"{artifact.name}/{p}" for p in missing)
+            subject, _ = artifact_descriptors(manifest, name=artifact.name)
+            record = replace(
+                checkpoint_record(manifest, name=artifact.name),
+                role="final" if artifact.name in subjects else "intermediate",
+                written_by={p: r for p, (_, _, r) in artifact.files.items()},
+                expected_files=tuple(sorted(artifact.planned)) if artifact.planned else None)
+            missing_files.extend(f"{artifact.name}/{p}"
+                                 for p in sorted(artifact.planned - artifact.files.keys()))
             conflicts.extend(f"{artifact.name}/{c}" for c in artifact.conflicts)
-            builder.add_byproduct(record_descriptor(name=f"checkpoint/{artifact.name}",
-                                                    media_type=record.media_type or "",
-                                                    record=annotations))
+            builder.add_byproduct(_byproduct(f"checkpoint/{artifact.name}", MEDIA_CHECKPOINT,
+                                             record))
             if artifact.name in subjects:
                 builder.add_subject(subject)
+        return missing_files, conflicts
 
+    def _add_dependencies(self, builder: ProvenanceBuilder) -> None:
         for dependency in self._dependencies:
             builder.add_dependency(dependency)
         for rank in self._ranks.values():
@@ -693,49 +777,25 @@ class JobState:
                 builder.add_dependency(ResourceDescriptor(
                     name=shard.name or None, uri=shard.uri or None, digest=shard.digest,
                     annotations={"slsadist_kind": "dataset"}))
-            builder.add_byproduct(record_descriptor(
-                name=f"rank/{rank.rank}", media_type=MEDIA_RANK,
-                record=self._rank_record(rank, completed=rank.rank in completed)))
+
+    def _completeness(self, reason: str, missing_files: list[str],
+                      conflicts: list[str]) -> records.Completeness:
         gaps: list[str] = []
-        failed_evidence: list[str] = []
         for sender in self._senders.values():
             if sender.dropped:
                 gaps.append(f"{sender.key}: {sender.dropped} event(s) dropped by the agent")
             if sender.lost:
                 gaps.append(f"{sender.key}: {sender.lost} acknowledged event(s) lost by the "
                             "coordinator (its journal was lost)")
-        for node in self._nodes.values():
-            node_record: dict[str, Any] = {
-                "node": node.node, "hostname": node.hostname, "nodeRank": node.node_rank,
-                "evidence": node.evidence, "challenges": len(node.nonces),
-                "attempts": [node.attempts[a] for a in sorted(node.attempts)]}
-            node_record.update({k: v for k, v in node.inventory.items() if k not in node_record})
-            builder.add_byproduct(record_descriptor(name=f"node/{node.node}",
-                                                    media_type=MEDIA_NODE, record=node_record))
-            failed_evidence.extend(f"{node.node}: {e['kind']}: {e['reason']}"
-                                   for e in node.evidence if e["status"] == "failed")
-        completeness = {
-            "complete": not (missing_ranks or missing_files or failed_evidence or gaps
-                             or conflicts),
-            "finalizedBy": reason,
-            "missingRanks": missing_ranks,
-            "missingFiles": missing_files,
-            "failedEvidence": failed_evidence,
-            "sequenceGaps": gaps,
-            "conflicts": conflicts,
-            "events": self.events,
-        }
-        builder.add_byproduct(record_descriptor(name="completeness",
-                                                media_type=MEDIA_COMPLETENESS,
-                                                record=completeness))
-        if not subjects:
-            # A job that wrote nothing still gets a provenance: its subject is the job's
-            # own record, so what ran (and what is missing) is signed all the same.
-            builder.add_subject(ResourceDescriptor(
-                name=f"job/{self.job_id}",
-                digest={"sha256": hashlib.sha256(
-                    json.dumps(completeness, sort_keys=True).encode()).hexdigest()}))
-        return builder.build()
+        failed_evidence = [f"{node.node}: {e.kind}: {e.reason}" for node in self._nodes.values()
+                           for e in node.evidence if e.status == "failed"]
+        missing_ranks = self.missing_ranks()
+        return records.Completeness(
+            complete=not (missing_ranks or missing_files or failed_evidence or gaps
+                          or conflicts),
+            finalized_by=reason, missing_ranks=tuple(missing_ranks),
+            missing_files=tuple(missing_files), failed_evidence=tuple(failed_evidence),
+            sequence_gaps=tuple(gaps), conflicts=tuple(conflicts), events=self.events)
 
     def _subject_artifacts(self) -> set[str]:
         with_files = [a for a in self._artifacts.values() if a.files]
@@ -746,43 +806,31 @@ class JobState:
                 chosen.add(max(checkpoints, key=lambda a: a.order).name)
         return chosen
 
-    def _rank_record(self, rank: _Rank, *, completed: bool) -> dict[str, Any]:
-        attempts = []
-        for number in sorted(rank.attempts):
-            attempt = rank.attempts[number]
-            entry: dict[str, Any] = {"attempt": number, "node": attempt.node,
-                                     "runId": attempt.run_id, "registered": attempt.registered,
-                                     "workers": sorted(attempt.workers)}
-            if attempt.completed is not None:
-                entry["exitCode"], entry["state"] = attempt.completed
-            else:
-                entry["state"] = "NO_COMPLETION_REPORTED"
-            attempts.append(entry)
-        latest = rank.attempts[max(rank.attempts)] if rank.attempts else None
+    def _rank_record(self, rank: _Rank, completed: bool) -> records.RankRecord:
+        attempts = tuple(
+            records.RankAttempt(
+                attempt=number, node=attempt.node, run_id=attempt.run_id,
+                registered=attempt.registered, workers=tuple(sorted(attempt.workers)),
+                exit_code=attempt.completed[0] if attempt.completed else None,
+                state=attempt.completed[1] if attempt.completed else "NO_COMPLETION_REPORTED")
+            for number, attempt in sorted(rank.attempts.items()))
         shards = sorted(rank.shards.values(), key=lambda s: (s.name, json.dumps(s.digest)))
-        record: dict[str, Any] = {
-            "rank": rank.rank,
-            "node": latest.node if latest else "",
-            "completed": completed,
-            "attempts": attempts,
-            "events": rank.events,
-            "shardCount": len(shards),
-            "samples": sum(s.samples for s in shards),
-        }
-        if len(shards) <= _INLINE_SHARDS:
-            record["shards"] = [
-                {"name": s.name, "digest": s.digest, "samples": s.samples, "reads": s.events,
-                 "epochs": _spans(s.epochs), "indexDigest": s.index_chain.hexdigest(),
-                 **({"sampler": s.sampler} if s.sampler else {})}
-                for s in shards
-            ]
-        else:
-            root = hashlib.sha256()
+        inline = len(shards) <= _INLINE_SHARDS
+        root = None
+        if not inline:
+            digests = hashlib.sha256()
             for shard in shards:
-                root.update(json.dumps(shard.digest, sort_keys=True).encode())
-            record["shardsRoot"] = {"sha256": root.hexdigest()}
-        if rank.files:
-            record["files"] = rank.files
-        if rank.annotations:
-            record["annotations"] = rank.annotations
-        return record
+                digests.update(json.dumps(shard.digest, sort_keys=True).encode())
+            root = {"sha256": digests.hexdigest()}
+        return records.RankRecord(
+            rank=rank.rank, node=attempts[-1].node if attempts else "", completed=completed,
+            attempts=attempts, events=rank.events, shard_count=len(shards),
+            samples=sum(s.samples for s in shards),
+            shards=tuple(s.record() for s in shards) if inline else None, shards_root=root,
+            files=tuple(rank.files), inventory=rank.inventory, reported=dict(rank.reported))
+
+
+def _byproduct(name: str, media_type: str,
+               record: records.RankRecord | records.NodeRecord | records.Checkpoint
+               | records.Completeness) -> ResourceDescriptor:
+    return record_descriptor(name=name, media_type=media_type, record=record.to_dict())

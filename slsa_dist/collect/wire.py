@@ -17,7 +17,7 @@ import os
 
 import grpc
 
-from slsa_dist.errors import InputError, ReportError
+from slsa_dist.errors import InputError, SenderError
 
 __all__ = ["CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "RESYNC_KEY", "SERVER_OPTIONS",
            "is_loopback", "open_channel", "peer_is_loopback", "require_tls_or_loopback",
@@ -26,7 +26,7 @@ __all__ = ["CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "RESYNC_KEY", "SERVER_OPTIONS
 # gRPC message size cap: a full batch (10,000 events) of typical events is
 # ~1 MiB; 8 MiB leaves room for evidence blobs while bounding memory per RPC.
 MAX_MESSAGE_BYTES = 8 << 20
-# Trailing metadata on a refusal that registering again cures (ReportError.resync).
+# Trailing metadata on a refusal that registering again cures (SenderError.resync).
 RESYNC_KEY = "slsa-resync"
 
 # Clients retry themselves (the agent's spool and sequence numbers make resending
@@ -93,13 +93,13 @@ def open_channel(address: str, *, credentials: grpc.ChannelCredentials | None = 
 def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     """The gRPC status and detail for an error a handler raised.
 
-    :class:`ReportError` carries its own code (who is at fault is the sender);
+    :class:`SenderError` carries its own code (who is at fault is the sender);
     :class:`InputError` is the sender's too; a failed journal is ours, and
     retrying later may succeed (``UNAVAILABLE``).
     """
     from slsa_dist.collect.journal import JournalFailed
 
-    if isinstance(exc, ReportError):
+    if isinstance(exc, SenderError):
         return getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INVALID_ARGUMENT), str(exc)
     if isinstance(exc, JournalFailed):
         return grpc.StatusCode.UNAVAILABLE, f"{exc}; not acknowledged, keep it spooled and retry"
@@ -108,7 +108,7 @@ def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     raise TypeError(f"no gRPC status for {type(exc).__name__}") from exc
 
 
-def resync_trailer(exc: ReportError) -> tuple[tuple[str, str], ...]:
+def resync_trailer(exc: SenderError) -> tuple[tuple[str, str], ...]:
     """Trailing metadata for a refusal: the resync mark when registering again cures it."""
     return ((RESYNC_KEY, "1"),) if exc.resync else ()
 

@@ -18,10 +18,6 @@ from typing import Any
 
 from slsa_dist.errors import InputError
 from slsa_dist.provenance import (
-    MEDIA_CHECKPOINT,
-    MEDIA_COMPLETENESS,
-    MEDIA_NODE,
-    MEDIA_RANK,
     Provenance,
     Statement,
 )
@@ -121,9 +117,9 @@ def _graph(jobs: Sequence[_Job]) -> str:
             edges.add((step, key))
     # Files inside another step's output (a data step's shards): link output -> file.
     for job in jobs:
-        for record in job.provenance.records(MEDIA_CHECKPOINT):
-            owner = f"a:{(record.get('rootDigest') or {}).get('sha256', '')}"
-            files = {str(r.get("digest")) for r in record.get("resources", [])}
+        for checkpoint in job.provenance.checkpoints():
+            owner = f"a:{checkpoint.root_digest.get('sha256', '')}"
+            files = {str(r.get("digest")) for r in checkpoint.resources}
             if owner not in nodes:
                 continue
             for key in list(nodes):
@@ -193,49 +189,48 @@ def _job_sections(job: _Job) -> str:
             f"</span> {_e(c.name)}: {_e(c.detail)}</div>" for c in job.checks))
     else:
         out.append('<p class="muted">Signature not checked (no key given to the report).</p>')
-    nodes = p.records(MEDIA_NODE)
+    nodes = p.node_records()
     if nodes:
         rows = []
         for node in nodes:
-            gpus = (node.get("gpus") or {}).get("devices") or []
-            rows.append((node.get("node"), node.get("hostname"),
-                         (node.get("cpu") or {}).get("model", "-"),
+            gpus = (node.inventory.get("gpus") or {}).get("devices") or []
+            rows.append((node.node, node.hostname,
+                         (node.inventory.get("cpu") or {}).get("model", "-"),
                          ", ".join(f"{g.get('name')} {g.get('uuid')}" for g in gpus) or "none",
-                         ((node.get("torch") or {}).get("version", "-"))))
+                         ((node.inventory.get("torch") or {}).get("version", "-"))))
         out.append("<h4>Nodes and devices</h4>" + _table(
             ["node", "host", "CPU", "GPUs", "torch"], rows))
-        evidence_rows = [(node.get("node"), e.get("kind"), e.get("status"),
-                          "; ".join(e.get("verified") or []) or "-",
-                          "; ".join(e.get("notVerified") or []) or "-", e.get("reason") or "")
-                         for node in nodes for e in node.get("evidence") or []]
+        evidence_rows = [(node.node, e.kind, e.status, "; ".join(e.verified) or "-",
+                          "; ".join(e.not_verified) or "-", e.reason)
+                         for node in nodes for e in node.evidence]
         out.append("<h4>Attestation</h4>" + _table(
             ["node", "kind", "status", "verified", "not verified", "reason"], evidence_rows))
-        attempts = [(node.get("node"), a.get("attempt"), a.get("state"),
-                     json.dumps(a.get("exitCodes") or {})) for node in nodes
-                    for a in node.get("attempts") or []]
+        attempts = [(node.node, a.attempt, a.state, json.dumps(dict(a.exit_codes)))
+                    for node in nodes for a in node.attempts]
         if attempts:
             out.append("<h4>Attempts and restarts (per node)</h4>" + _table(
                 ["node", "attempt", "state", "exit codes by rank"], attempts))
-    ranks = sorted(p.records(MEDIA_RANK), key=lambda r: int(r.get("rank", 0)))
+    ranks = p.rank_records()
     if ranks:
         out.append("<h4>Ranks</h4>" + _table(
             ["rank", "node", "completed", "attempts", "events", "samples", "files written"],
-            [(r.get("rank"), r.get("node"), r.get("completed"),
-              ", ".join(f"{a.get('attempt')}:{a.get('state')}" for a in r.get("attempts", [])),
-              r.get("events"), r.get("samples"), len(r.get("files") or [])) for r in ranks]))
-        shard_rows = [(r.get("rank"), s.get("name"), _short(s.get("digest") or {}),
-                       s.get("samples"), json.dumps(s.get("epochs")))
-                      for r in ranks for s in r.get("shards") or []]
+            [(r.rank, r.node, r.completed,
+              ", ".join(f"{a.attempt}:{a.state}" for a in r.attempts),
+              r.events, r.samples, len(r.files)) for r in ranks]))
+        shard_rows = [(r.rank, s.name, _short(s.digest), s.samples,
+                       json.dumps([list(span) for span in s.epochs]))
+                      for r in ranks for s in r.shards or ()]
         if shard_rows:
             out.append("<h4>Which rank read which shard</h4>" + _table(
                 ["rank", "shard", "sha256", "samples", "epochs"], shard_rows))
-    for record in p.records(MEDIA_COMPLETENESS):
-        gaps = {k: v for k, v in record.items() if v and k not in ("complete", "finalizedBy",
-                                                                   "events")}
-        state = '<span class="pass">complete</span>' if record.get("complete") else \
+    completeness = p.completeness()
+    if completeness is not None:
+        gaps = {k: v for k, v in completeness.to_dict().items()
+                if v and k not in ("complete", "finalizedBy", "events", "formatVersion")}
+        state = '<span class="pass">complete</span>' if completeness.complete else \
             '<span class="fail">incomplete</span>'
         out.append(f"<h4>Completeness</h4><p>{state}, finalized by "
-                   f"{_e(record.get('finalizedBy'))}, {_e(record.get('events'))} events"
+                   f"{_e(completeness.finalized_by)}, {_e(completeness.events)} events"
                    + (f"<br><code>{_e(json.dumps(gaps))}</code>" if gaps else "") + "</p>")
     out.append("</div>")
     return "".join(out)

@@ -9,10 +9,6 @@ from typing import Any
 
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.provenance import (
-    MEDIA_CHECKPOINT,
-    MEDIA_COMPLETENESS,
-    MEDIA_NODE,
-    MEDIA_RANK,
     Provenance,
     Statement,
 )
@@ -45,9 +41,8 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
     lines.append(f"subjects ({len(provenance.statement.subjects)}):")
     for subject in provenance.statement.subjects:
         lines.append(f"  {subject.name or '-'}  {_short(subject.digest)}")
-    for record in provenance.records(MEDIA_CHECKPOINT):
-        resources = record.get("resources") or []
-        lines.append(f"  checkpoint {record.get('name')}: {len(resources)} file(s)")
+    for checkpoint in provenance.checkpoints():
+        lines.append(f"  checkpoint {checkpoint.name}: {len(checkpoint.resources)} file(s)")
     deps = provenance.dependencies
     kinds: dict[str, int] = {}
     for dep in deps:
@@ -59,31 +54,31 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
         if dep.annotations.get("slsadist_kind") in ("dataset", "model"):
             lines.append(f"  {dep.annotations['slsadist_kind']:<8}{dep.name or dep.uri}  "
                          f"{_short(dep.digest)}")
-    ranks = provenance.records(MEDIA_RANK)
+    ranks = provenance.rank_records()
     world = provenance.world_size
-    done = sum(1 for r in ranks if r.get("completed") is True)
+    done = sum(1 for r in ranks if r.completed)
     if ranks or world is not None:
         lines.append(f"ranks:       {done}/{world if world is not None else len(ranks)} "
                      "completed")
-    for rank in sorted(ranks, key=lambda r: int(r.get("rank", 0)))[:16]:
-        shards = rank.get("shards") or []
-        attempts = rank.get("attempts") or []
-        lines.append(f"  rank {rank.get('rank')}: node {rank.get('node', '-')}, "
-                     f"{len(attempts)} attempt(s), {len(shards)} shard(s) read, "
-                     f"{len(rank.get('files') or [])} file(s) written")
+    for rank in ranks[:16]:
+        shards = rank.shard_count if rank.shards is None else len(rank.shards)
+        lines.append(f"  rank {rank.rank}: node {rank.node or '-'}, "
+                     f"{len(rank.attempts)} attempt(s), {shards} shard(s) read, "
+                     f"{len(rank.files)} file(s) written")
     if len(ranks) > 16:
         lines.append(f"  ... {len(ranks) - 16} more ranks")
-    nodes = provenance.records(MEDIA_NODE)
+    nodes = provenance.node_records()
     if nodes:
         lines.append(f"nodes ({len(nodes)}):")
     for node in nodes:
-        gpus = node.get("gpus")
+        gpus = node.inventory.get("gpus")
         devices = gpus.get("devices") or [] if isinstance(gpus, Mapping) else []
-        evidence = node.get("evidence") or []
-        verdicts = ", ".join(f"{e.get('kind')}={e.get('status')}" for e in evidence) or "none"
-        lines.append(f"  {node.get('node')}: {len(devices)} device(s); attestations: {verdicts}")
-    for record in provenance.records(MEDIA_COMPLETENESS):
-        gaps = {k: v for k, v in record.items() if v and k != "complete"}
+        verdicts = ", ".join(f"{e.kind}={e.status}" for e in node.evidence) or "none"
+        lines.append(f"  {node.node}: {len(devices)} device(s); attestations: {verdicts}")
+    completeness = provenance.completeness()
+    if completeness is not None:
+        gaps = {k: v for k, v in completeness.to_dict().items()
+                if v and k not in ("complete", "formatVersion")}
         lines.append("completeness: " + ("complete" if not gaps else json.dumps(gaps)[:300]))
     return lines
 

@@ -22,14 +22,12 @@ from typing import Any
 from slsa_dist.digest import DEFAULT_IGNORE, DEFAULT_SHARD_SIZE, Manifest, Method, digest_path
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.provenance import (
-    MEDIA_CHECKPOINT,
-    MEDIA_COMPLETENESS,
-    MEDIA_RANK,
     PREDICATE_TYPE,
     Provenance,
     ResourceDescriptor,
     Statement,
 )
+from slsa_dist.records import Checkpoint
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, read_bundle, verify_envelope
 from slsa_dist.sign.keys import Verifier
 
@@ -83,20 +81,16 @@ def _subject_for(path: Path, subjects: Sequence[ResourceDescriptor]) -> Resource
     return None
 
 
-def _checkpoint_record(provenance: Provenance, name: str | None) -> Mapping[str, Any] | None:
-    for record in provenance.records(MEDIA_CHECKPOINT):
-        if record.get("name") == name:
-            return record
-    return None
+def _checkpoint_record(provenance: Provenance, name: str | None) -> Checkpoint | None:
+    return next((c for c in provenance.checkpoints() if c.name == name), None)
 
 
-def _expected_manifest(record: Mapping[str, Any], name: str) -> Manifest | None:
-    serialization = record.get("serialization")
-    resources = record.get("resources")
-    if not isinstance(serialization, Mapping) or not isinstance(resources, list):
+def _expected_manifest(record: Checkpoint, name: str) -> Manifest | None:
+    if not record.serialization or not record.resources:
         return None
     try:
-        return Manifest.from_oms(name=name, serialization=serialization, resources=resources)
+        return Manifest.from_oms(name=name, serialization=record.serialization,
+                                 resources=list(record.resources))
     except InputError:
         return None  # the record is malformed: the digest comparison alone decides
 
@@ -108,7 +102,7 @@ def _check_artifact(out: _Outcome, provenance: Provenance, path: Path) -> None:
     subjects = provenance.statement.subjects
     subject = _subject_for(path, subjects)
     record = _checkpoint_record(provenance, subject.name if subject else path.name)
-    serialization: Mapping[str, Any] = (record or {}).get("serialization") or {}
+    serialization: Mapping[str, Any] = record.serialization if record else {}
     method: Method = "shards" if serialization.get("method") == "shards" else "files"
     manifest = digest_path(
         path,
@@ -138,24 +132,18 @@ def _check_artifact(out: _Outcome, provenance: Provenance, path: Path) -> None:
 
 def _check_completeness(out: _Outcome, provenance: Provenance) -> None:
     world_size = provenance.world_size
-    completeness = provenance.records(MEDIA_COMPLETENESS)
-    if world_size is None and not completeness:
+    completeness = provenance.completeness()
+    if world_size is None and completeness is None:
         return
     problems: list[str] = []
     if world_size is not None:
-        reported = {r.get("rank") for r in provenance.records(MEDIA_RANK)
-                    if r.get("completed") is True}
+        reported = {r.rank for r in provenance.rank_records() if r.completed}
         missing = [r for r in range(world_size) if r not in reported]
         if missing:
             problems.append(f"ranks without a completed report: {_ranges(missing)}")
-    for record in completeness:
-        for key, label in (("missingRanks", "missing ranks"),
-                           ("missingFiles", "missing checkpoint files"),
-                           ("failedEvidence", "failed evidence"),
-                           ("sequenceGaps", "event gaps")):
-            value = record.get(key)
-            if value:
-                problems.append(f"{label}: {_summary(value)}")
+    if completeness is not None:
+        problems.extend(f"{label}: {_summary(list(entries))}"
+                        for label, entries in completeness.problems)
     if problems:
         out.add("completeness", False, "; ".join(problems))
     else:

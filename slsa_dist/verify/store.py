@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from slsa_dist.errors import InputError
-from slsa_dist.provenance import MEDIA_CHECKPOINT, Statement
+from slsa_dist.provenance import Provenance, Statement
 from slsa_dist.sign.dsse import read_bundle
 
 __all__ = ["Store"]
@@ -53,12 +53,13 @@ class Store:
             except (ValueError, InputError):
                 continue  # not a statement we can index; verification will say more
             digests += [s.digest["sha256"] for s in statement.subjects if "sha256" in s.digest]
-            byproducts = statement.predicate.get("runDetails", {}).get("byproducts", [])
-            for byproduct in byproducts if isinstance(byproducts, list) else []:
-                if isinstance(byproduct, dict) and byproduct.get("mediaType") == MEDIA_CHECKPOINT:
-                    record = byproduct.get("annotations") or {}
-                    if record.get("serialization", {}).get("hash_type") == "sha256":
-                        digests += [str(r.get("digest")) for r in record.get("resources", [])]
+            try:
+                checkpoints = Provenance.from_statement(statement).checkpoints()
+            except InputError:
+                checkpoints = []  # not a provenance: its subjects are indexed all the same
+            for checkpoint in checkpoints:
+                if checkpoint.serialization.get("hash_type") == "sha256":
+                    digests += [str(r.get("digest")) for r in checkpoint.resources]
         for digest in dict.fromkeys(digests):
             index = self._index(digest)
             index.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-from support import swtpm
 
 from slsa_dist.attest import UNAVAILABLE, collect_all
 from slsa_dist.cli import main as cli_main
@@ -15,6 +14,7 @@ from slsa_dist.collect.coordinator import CoordinatorThread
 from slsa_dist.sign.keys import Signer
 
 from conftest import need
+from support import swtpm
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
 

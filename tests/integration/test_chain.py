@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.background import signing_key
 
 from slsa_dist.cli import main as cli_main
 from slsa_dist.errors import InputError
 from slsa_dist.verify.chain import ChainPolicy
 
 from conftest import need
+from support.background import signing_key
 
 RUN = [sys.executable, "-c"]
 
@@ -76,7 +76,7 @@ def test_store_finds_the_bundle_that_produced_a_digest(chain: dict[str, Path],
 def test_the_chain_verifies_back_to_an_allowed_raw_dataset(chain: dict[str, Path],
                                                           capsys: pytest.CaptureFixture[str]
                                                           ) -> None:
-    code = cli_main(["verify", "--chain", str(chain["artifact"]), "--store", str(chain["store"]),
+    code = cli_main(["verify", "chain", str(chain["artifact"]), "--store", str(chain["store"]),
                      "--policy", str(chain["policy"])])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -91,7 +91,7 @@ def test_a_removed_link_fails_naming_the_step(chain: dict[str, Path],
     for bundle in (chain["store"] / "bundles").iterdir():
         if bundle.read_bytes() == chain["clean"].read_bytes():
             bundle.unlink()
-    code = cli_main(["verify", "--chain", str(chain["artifact"]), "--store", str(chain["store"]),
+    code = cli_main(["verify", "chain", str(chain["artifact"]), "--store", str(chain["store"]),
                      "--policy", str(chain["policy"])])
     out = capsys.readouterr().out
     assert code == 1
@@ -111,7 +111,7 @@ def test_a_link_signed_by_an_untrusted_key_fails_naming_the_step(
     cli_main(["store", "add", str(chain["clean"]), str(forged), str(chain["quant"]),
               "--store", str(store)])
     capsys.readouterr()
-    code = cli_main(["verify", "--chain", str(chain["artifact"]), "--store", str(store),
+    code = cli_main(["verify", "chain", str(chain["artifact"]), "--store", str(store),
                      "--policy", str(chain["policy"])])
     out = capsys.readouterr().out
     assert code == 1
@@ -122,7 +122,7 @@ def test_a_link_signed_by_an_untrusted_key_fails_naming_the_step(
 def test_vsa_is_emitted_and_verifies(chain: dict[str, Path], tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     vsa = tmp_path / "model-q.vsa.intoto.jsonl"
-    assert cli_main(["verify", "--chain", str(chain["artifact"]), "--store", str(chain["store"]),
+    assert cli_main(["verify", "chain", str(chain["artifact"]), "--store", str(chain["store"]),
                      "--policy", str(chain["policy"]), "--emit-vsa", str(vsa),
                      "--vsa-key", str(chain["key"])]) == 0
     capsys.readouterr()
@@ -206,7 +206,11 @@ def test_chain_json_output_names_the_root_steps_and_gaps(chain: dict[str, Path],
                                                          ) -> None:
     assert cli_main(["verify", "--chain", str(chain["artifact"]), "--store", str(chain["store"]),
                      "--policy", str(chain["policy"]), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    # the old spelling still works for a release, and says what replaces it
+    assert "deprecated: `slsa-dist verify --chain ARTIFACT` is now `slsa-dist verify chain " \
+        "ARTIFACT`" in captured.err
     assert report["verified"] is True
     assert report["root"] == hashlib.sha256(b"w8").hexdigest()
     assert sorted(report["steps"]) == ["clean-1", "quantize-1", "train-1"]

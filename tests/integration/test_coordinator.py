@@ -10,23 +10,23 @@ from pathlib import Path
 
 import grpc
 import pytest
-from support.background import (
-    CoordinatorThread,
-    cli,
-    coordinator_process,
-    free_port,
-    signing_key,
-)
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
 from slsa_dist.collect.agent import Agent, RankIdentity
-from slsa_dist.collect.coordinator import Coordinator
+from slsa_dist.collect.coordinator import Coordinator, CoordinatorThread
 from slsa_dist.errors import InputError
 from slsa_dist.provenance import MEDIA_RANK, Provenance, Statement
 from slsa_dist.sign.dsse import read_bundle
 from slsa_dist.sign.keys import Signer
 from slsa_dist.verify.bundle import verify_bundle
+
+from support.background import (
+    cli,
+    coordinator_process,
+    free_port,
+    signing_key,
+)
 
 pytestmark = pytest.mark.grpc
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from slsa_dist import coordinator as coordinator_module
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
+from slsa_dist.collect import coordinator as coordinator_module
 from slsa_dist.collect.coordinator import CoordinatorThread
 from slsa_dist.collect.merge import Limits
 from slsa_dist.sign.keys import Signer

@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.background import signing_key
 
 from slsa_dist.cli import main as cli_main
 from slsa_dist.errors import VerificationError
 from slsa_dist.sign import oms
 from slsa_dist.sign.keys import load_signer, load_verifier
+
+from support.background import signing_key
 
 MODEL_SIGNING = shutil.which("model_signing", path=str(Path(sys.executable).parent))
 

@@ -12,9 +12,6 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from support import swtpm  # noqa: E402
-from support.background import signing_key  # noqa: E402
-
 from slsa_dist.provenance import (  # noqa: E402
     MEDIA_CHECKPOINT,
     MEDIA_NODE,
@@ -25,6 +22,8 @@ from slsa_dist.sign.keys import load_verifier  # noqa: E402
 from slsa_dist.verify.bundle import verify_bundle  # noqa: E402
 
 from conftest import IN_CI  # noqa: E402
+from support import swtpm  # noqa: E402
+from support.background import signing_key  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -88,7 +87,7 @@ def test_a_torch_trainer_run_with_a_restart_gives_one_verified_provenance(
     states = [(a["attempt"], a["state"]) for a in controller["attempts"]]
     assert (0, "RESTARTED") in states
     assert (1, "SUCCEEDED") in states
-    topology = controller["annotations"]["topology/attempt-1"]
+    topology = controller["reported"]["topology/attempt-1"]
     assert sorted(t["worldRank"] for t in topology) == [0, 1]
     assert all(t["nodeId"] and t["nodeIp"] for t in topology)
     # The Ray node itself: registered by its first worker in each attempt, with its
@@ -118,7 +117,7 @@ def test_a_torch_trainer_run_with_a_restart_gives_one_verified_provenance(
         "name": "model.pt", "algorithm": "sha256",
         "digest": hashlib.sha256(b"weights 1").hexdigest()}]
     assert [s.name for s in provenance.statement.subjects] == ["ray-report-1"]
-    assert "checkpoint/ray-report-1" in controller["annotations"]
+    assert "checkpoint/ray-report-1" in controller["reported"]
     payload = json.loads(read_bundle(bundle)[0].payload)
     assert payload["predicate"]["buildDefinition"]["internalParameters"]["launcher"] == \
         "ray-train"

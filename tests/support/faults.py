@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from slsa_dist.collect.agent import Agent, RankIdentity
+from slsa_dist.collect.coordinator import CoordinatorThread
 from slsa_dist.provenance import MEDIA_COMPLETENESS, MEDIA_RANK, Provenance, Statement
 from slsa_dist.sign.dsse import read_bundle
 from slsa_dist.sign.keys import Signer, load_verifier
 from slsa_dist.verify.bundle import verify_bundle
+
 from support.background import (
-    CoordinatorThread,
     coordinator_process,
     free_port,
     signing_key,

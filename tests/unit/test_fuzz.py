@@ -1,6 +1,6 @@
 """Property-based fuzzing of every RPC message, and of the bundle and evidence parsers.
 
-The coordinator never crashes (only ReportError, which becomes a gRPC status)
+The coordinator never crashes (only SenderError, which becomes a gRPC status)
 and never reaches an invalid state. ``make fuzz`` runs 10,000 inputs per
 property (SLSA_FUZZ_EXAMPLES); the default suite runs a few hundred.
 """
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.attest import tpm, tsm
 from slsa_dist.collect.merge import JobState, Limits
-from slsa_dist.errors import InputError, ReportError
+from slsa_dist.errors import InputError, SenderError
 from slsa_dist.provenance import Provenance, Statement
 from slsa_dist.sign.dsse import Envelope
 
@@ -94,7 +94,7 @@ def test_any_message_sequence_leaves_the_state_valid(messages) -> None:  # type:
                     else f"rank/{number}/0/0"
                 state.accept(pb.ReportRequest(job_id=job, sender=sender,
                                               first_sequence=first % 12, events=batch), T0)
-        except ReportError as exc:
+        except SenderError as exc:
             codes.append(exc.code)
         for sender in senders:  # acknowledgements only grow
             now = state.acked_through(sender)

@@ -74,7 +74,7 @@ class RegisterResponse(_message.Message):
     def __init__(self, sender: _Optional[str] = ..., next_sequence: _Optional[int] = ...) -> None: ...
 
 class ShardConsumed(_message.Message):
-    __slots__ = ("name", "uri", "digest", "samples", "index_digest", "epoch", "sampler")
+    __slots__ = ("name", "uri", "digest", "samples", "index_digest", "epoch", "sampler", "sampler_json")
     class DigestEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class ShardConsumed(_message.Message):
     INDEX_DIGEST_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SAMPLER_FIELD_NUMBER: _ClassVar[int]
+    SAMPLER_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     uri: str
     digest: _containers.ScalarMap[str, str]
@@ -103,7 +104,8 @@ class ShardConsumed(_message.Message):
     index_digest: str
     epoch: int
     sampler: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., uri: _Optional[str] = ..., digest: _Optional[_Mapping[str, str]] = ..., samples: _Optional[int] = ..., index_digest: _Optional[str] = ..., epoch: _Optional[int] = ..., sampler: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    sampler_json: str
+    def __init__(self, name: _Optional[str] = ..., uri: _Optional[str] = ..., digest: _Optional[_Mapping[str, str]] = ..., samples: _Optional[int] = ..., index_digest: _Optional[str] = ..., epoch: _Optional[int] = ..., sampler: _Optional[_Mapping[str, str]] = ..., sampler_json: _Optional[str] = ...) -> None: ...
 
 class FileWritten(_message.Message):
     __slots__ = ("artifact", "path", "digest", "size", "role")

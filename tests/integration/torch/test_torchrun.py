@@ -13,14 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.background import signing_key
-from support.localjob import LocalJob, run_local_job
 
-from examples.demo import data as demo_data
 from slsa_dist.provenance import MEDIA_CHECKPOINT, MEDIA_NODE, MEDIA_RANK, Provenance, Statement
 from slsa_dist.sign.dsse import read_bundle
 from slsa_dist.sign.keys import load_verifier
 from slsa_dist.verify.bundle import verify_bundle
+
+from examples.demo import data as demo_data
+from support.background import signing_key
+from support.localjob import LocalJob, run_local_job
 
 pytestmark = [pytest.mark.torchrun, pytest.mark.multiprocess, pytest.mark.timeout(240)]
 
@@ -71,8 +72,8 @@ def test_each_rank_records_its_shards_compactly(two_ranks: LocalJob) -> None:
         for shard in rank["shards"]:
             assert shard["epochs"] == [[0, 1]]
             assert len(shard["indexDigest"]) == 64
-            assert shard["sampler"]["num_replicas"] == "2"
-            assert shard["sampler"]["rank"] == str(rank["rank"])
+            assert shard["sampler"]["num_replicas"] == 2
+            assert shard["sampler"]["rank"] == rank["rank"]
     # DistributedSampler pads to equal halves: together the ranks read every sample each epoch.
     total = sum(r["samples"] for r in ranks.values())
     assert total == 2 * 1798  # 1,797 samples, padded to 1,798, over 2 epochs

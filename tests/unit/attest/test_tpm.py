@@ -9,11 +9,11 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from support import swtpm
 
 from slsa_dist.attest import tpm
 
 from conftest import need
+from support import swtpm
 
 pytestmark = [pytest.mark.tpm, pytest.mark.timeout(120)]
 

@@ -6,18 +6,19 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
-from support.sim import Cluster, done, sha, shard, written
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.collect.merge import EvidenceVerdict, Limits
-from slsa_dist.errors import ReportError
+from slsa_dist.errors import SenderError
 from slsa_dist.provenance import MEDIA_CHECKPOINT, MEDIA_COMPLETENESS, MEDIA_NODE, MEDIA_RANK
+
+from support.sim import Cluster, done, sha, shard, written
 
 
 @contextlib.contextmanager
 def refused(code: str, match: str) -> Iterator[None]:
-    """The block raises ReportError with this gRPC status name and message."""
-    with pytest.raises(ReportError, match=match) as info:
+    """The block raises SenderError with this gRPC status name and message."""
+    with pytest.raises(SenderError, match=match) as info:
         yield
     assert info.value.code == code
 

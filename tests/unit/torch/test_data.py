@@ -83,10 +83,10 @@ def test_distributed_sampler_parameters_are_recorded(live) -> None:  # type: ign
     consumed = list(sampler)
     shards = live()
     assert sum(s["samples"] for s in shards) == len(consumed) == 150
-    assert shards[0]["sampler"] == {"type": "DistributedSampler", "seed": "5",
-                                    "num_replicas": "2", "rank": "1", "shuffle": "True",
-                                    "drop_last": "False", "num_samples": "150",
-                                    "total_size": "300"}
+    assert shards[0]["sampler"] == {"type": "DistributedSampler", "seed": 5,
+                                    "num_replicas": 2, "rank": 1, "shuffle": True,
+                                    "drop_last": False, "num_samples": 150,
+                                    "total_size": 300}
     assert shards[0]["epochs"] == [[3, 3]]
 
 

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from support.background import free_port
 
 from slsa_dist.collect.agent import Agent, RankIdentity, jsonable
 from slsa_dist.collect.coordinator import CoordinatorThread
@@ -17,6 +16,8 @@ from slsa_dist.errors import InputError
 from slsa_dist.provenance import MEDIA_COMPLETENESS, MEDIA_NODE, MEDIA_RANK, Provenance, Statement
 from slsa_dist.sign.dsse import read_bundle
 from slsa_dist.sign.keys import Signer
+
+from support.background import free_port
 
 pytestmark = pytest.mark.grpc
 
@@ -209,7 +210,7 @@ def test_a_second_agent_with_the_same_node_identity_loses_none_of_its_events(
     (node,) = provenance.records(MEDIA_NODE)
     assert [(a["attempt"], a["state"]) for a in node["attempts"]] == [(0, "STARTED"),
                                                                       (1, "SUCCEEDED")]
-    assert sorted(node["annotations"]) == sorted(f"attempt-{a}/{i}" for a in (0, 1)
+    assert sorted(node["reported"]) == sorted(f"attempt-{a}/{i}" for a in (0, 1)
                                                  for i in range(5))
     (completeness,) = provenance.records(MEDIA_COMPLETENESS)
     assert completeness["sequenceGaps"] == []
