@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from slsa_dist._internal import canonical
 from slsa_dist.digest import Manifest
@@ -53,10 +54,12 @@ __all__ = [
     "ResourceDescriptor",
     "Statement",
     "artifact_descriptors",
+    "check_digest",
     "checkpoint_record",
     "format_timestamp",
     "input_descriptor",
     "record_descriptor",
+    "redact_url",
     "sign_statement",
 ]
 
@@ -74,6 +77,7 @@ MEDIA_COMPLETENESS = "application/vnd.slsa-dist.completeness.v1+json"
 # (in-toto: consumers ignore algorithms they do not know).
 _HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128, "blake3": 64, "sha1": 40}
 _HEX = re.compile(r"^[0-9a-f]+$")
+_ALGORITHM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def format_timestamp(when: dt.datetime) -> str:
@@ -83,17 +87,49 @@ def format_timestamp(when: dt.datetime) -> str:
     return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _check_digest(digest: Mapping[str, str], where: str) -> None:
+# scp-like git addresses: user@host:path (no scheme).
+_SCP_LIKE = re.compile(r"^[^/:@\s]+@([^/:\s]+:.*)$")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user-info or a query: what a signed provenance may carry.
+
+    ``https://token@host/r.git?sig=...`` -> ``https://host/r.git``; ``git@host:r.git``
+    -> ``host:r.git``. Anything that is not a URL (a purl, a name) is returned as is.
+    """
+    if not url:
+        return url
+    scp = _SCP_LIKE.match(url)
+    if scp is not None and "://" not in url:
+        return scp.group(1)
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", parts.fragment))
+
+
+def check_digest(digest: Mapping[str, Any], where: str) -> None:
+    """The one digest rule, for the merge at ingest and the model when it is built.
+
+    Algorithm names are in-toto's (``sha256``, ``gitCommit``, ...); values are
+    non-empty strings, and lowercase hex of the right length for the algorithms
+    whose encoding is known.
+
+    Raises:
+        InputError: naming the algorithm, what was expected and what was found.
+    """
     for algorithm, value in digest.items():
-        if not isinstance(value, str):
+        if not _ALGORITHM.match(algorithm):
+            raise InputError(f"{where}.digest: expected an algorithm name like 'sha256', "
+                             f"found {algorithm!r:.40}")
+        if not isinstance(value, str) or not value:
             raise InputError(f"{where}.digest.{algorithm}: expected a hex string, found "
-                             f"{type(value).__name__}")
+                             f"{value!r:.40}")
         length = _HEX_LENGTHS.get(algorithm)
         if length is not None and (len(value) != length or not _HEX.match(value)):
-            raise InputError(
-                f"{where}.digest.{algorithm}: expected {length} lowercase hex digits, "
-                f"found {value[:80]!r}"
-            )
+            raise InputError(f"{where}.digest: expected {length} lowercase hex digits for "
+                             f"{algorithm}, found {value[:80]!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +150,7 @@ class ResourceDescriptor:
                 f"resource descriptor {self.name!r}: expected at least one of uri, digest, "
                 "content, found none"
             )
-        _check_digest(self.digest, f"resource {self.name!r}")
+        check_digest(self.digest, f"resource {self.name!r}")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

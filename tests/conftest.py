@@ -26,3 +26,14 @@ def need(condition: bool, reason: str) -> None:
 @pytest.fixture
 def vectors() -> Path:
     return ASSETS / "vectors"
+
+
+@pytest.fixture
+def chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Path]:
+    """raw.csv -> clean (data step) -> model (training step) -> quantized (model step),
+    real ``slsa-dist run`` bundles in a store, and a policy (support/chains.py)."""
+    from support.chains import build_chain
+
+    built = build_chain(tmp_path)
+    capsys.readouterr()
+    return built

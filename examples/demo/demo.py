@@ -35,6 +35,7 @@ from support import swtpm
 from support.localjob import run_local_job
 
 HERE = Path(__file__).parent
+VERIFIER_ID = "https://slsa-dist.dev/verifiers/chain/v1"  # slsa_dist.verify.vsa.VERIFIER_ID
 
 
 def _say(text: str) -> None:
@@ -161,7 +162,8 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
 
     _say("e. the whole chain: fine-tuned model -> base model -> data shards -> raw data")
     store = out / "store"
-    _cli("store", "add", *(bundle for _, bundle, _ in checks), "--store", store, quiet=True)
+    _cli("store", "add", *(bundle for _, bundle, _ in checks), "--store", store, "--key", public,
+         quiet=True)
     policy = out / "policy.json"
     training = {"buildType": "https://slsa-dist.dev/buildtypes/distributed-training/v1",
                 "keys": ["keys/signing.pub"],
@@ -178,12 +180,16 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
         "allowedDatasets": [hashlib.sha256(digits_csv().read_bytes()).hexdigest()],
     }, indent=2) + "\n")
     vsa = out / "provenance" / "finetune-final.vsa.intoto.jsonl"
+    resource = "https://models.example/digits/finetune-1"  # where the model is published
     chain = _cli("verify", "chain", out / "finetune" / "final", "--store", store,
-                 "--policy", policy, "--emit-vsa", vsa, "--vsa-key", key, quiet=True)
+                 "--policy", policy, "--emit-vsa", vsa, "--vsa-key", key,
+                 "--resource-uri", resource, quiet=True)
     for line in chain.stdout.splitlines():
         if "(inputs shown above)" not in line:
             print(f"   {line}")
-    _cli("verify", vsa, "--key", public, "--artifact", out / "finetune" / "final", quiet=True)
+    _cli("verify", vsa, "--key", public, "--artifact", out / "finetune" / "final",
+         "--resource-uri", resource, "--verifier-id", VERIFIER_ID, "--verified-level", "1",
+         quiet=True)
     _say(f"   VSA for the fine-tuned model: {vsa.relative_to(out)} (verifies)")
     report = out / "report.html"
     _cli("report", *(bundle for _, bundle, _ in checks), "-o", report, "--key", public,

@@ -35,7 +35,7 @@ from slsa_dist.capture import inventory
 from slsa_dist.collect.agent import Agent, RankIdentity
 from slsa_dist.digest import digest_path
 from slsa_dist.errors import InputError
-from slsa_dist.provenance import input_descriptor
+from slsa_dist.provenance import input_descriptor, redact_url
 
 __all__ = ["Runtime", "current", "init", "record_artifact", "record_hyperparameters",
            "record_input", "reset"]
@@ -115,7 +115,8 @@ def _code_dependency(script: Path | None) -> dict[str, Any] | None:
 
     commit = git("rev-parse", "HEAD")
     if commit:
-        remote = git("config", "--get", "remote.origin.url") or f"file://{where}"
+        # A remote may carry a token (https://token@host/...): never into the provenance.
+        remote = redact_url(git("config", "--get", "remote.origin.url") or f"file://{where}")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
         return {"name": "code", "uri": f"git+{remote}@{commit}", "digest": {"gitCommit": commit},
                 "annotations": {"slsadist_dirty": dirty}}

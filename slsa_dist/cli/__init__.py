@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from slsa_dist import __version__
 from slsa_dist.cli import capture, collect, report, sign, store, verify
-from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Handler, Parser
+from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Handler, Parser, say
 from slsa_dist.errors import Error, InputError, VerificationError
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -54,13 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except InputError as exc:
-        print(f"slsa-dist: error: {exc}", file=sys.stderr)
+        say(f"slsa-dist: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except VerificationError as exc:
-        print(f"slsa-dist: verification failed: {exc}", file=sys.stderr)
+        say(f"slsa-dist: verification failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except Error as exc:
-        print(f"slsa-dist: error: {exc}", file=sys.stderr)
+        say(f"slsa-dist: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "Handler", "Parser", "deprecated", "progress"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "Handler", "Parser", "deprecated", "progress",
+           "say"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -23,6 +24,14 @@ class Parser(argparse.ArgumentParser):
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[Parser]  # noqa: SLF001 -- argparse has no public name
+
+
+def say(text: str, *, file: TextIO | None = None) -> None:
+    """Print one line; control characters a tenant put in names, hosts or details are
+    shown escaped (``\\x1b``), never acted on by the terminal."""
+    from slsa_dist.report.text import printable
+
+    print(printable(text), file=file or sys.stdout, flush=True)
 
 
 def deprecated(message: str) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slsa_dist.cli._common import EXIT_OK
+from slsa_dist.cli._common import EXIT_OK, say
 
 if TYPE_CHECKING:
     from slsa_dist.cli._common import Subparsers
@@ -26,8 +26,8 @@ def _run(args: argparse.Namespace) -> int:
                       input_models=args.input_model, signer=load_signer(args.key),
                       bundle=args.bundle, step_id=args.step_id, step_type=args.step_type)
     for subject in result.subjects:
-        print(f"{subject.digest['sha256']}  {subject.name}")
-    print(f"wrote {result.bundle}")
+        say(f"{subject.digest['sha256']}  {subject.name}")
+    say(f"wrote {result.bundle}")
     return EXIT_OK
 
 
@@ -41,8 +41,8 @@ def _tpm_enroll(args: argparse.Namespace) -> int:
     if args.append is not None:
         with args.append.open("a") as handle:
             handle.write(line + "\n")
-    print(line)
-    print(f"{'enrolled a new' if created else 'kept the enrolled'} AK at persistent handle "
+    say(line)
+    say(f"{'enrolled a new' if created else 'kept the enrolled'} AK at persistent handle "
           f"{tpm.AK_HANDLE:#x}", file=sys.stderr)
     return EXIT_OK
 

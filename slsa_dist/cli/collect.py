@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slsa_dist.cli._common import EXIT_OK
+from slsa_dist.cli._common import EXIT_OK, say
 from slsa_dist.errors import InputError
 from slsa_dist.provenance import DEFAULT_BUILDER_ID
 
@@ -36,8 +36,8 @@ def _coordinator(args: argparse.Namespace) -> int:
                              "(loopback only), found neither")
         port = await coordinator.start(args.listen, tls=args.tls)
         host = args.listen.rsplit(":", 1)[0]
-        print(f"listening on {host}:{port} (job {args.job_id}, "
-              f"{coordinator.replayed} journal entries replayed)", flush=True)
+        say(f"listening on {host}:{port} (job {args.job_id}, "
+              f"{coordinator.replayed} journal entries replayed)")
         if args.port_file:
             args.port_file.write_text(f"{host}:{port}\n")
         try:
@@ -48,8 +48,8 @@ def _coordinator(args: argparse.Namespace) -> int:
         finally:
             await coordinator.stop(grace=2.0)
         missing = f", missing ranks {list(result.missing_ranks)}" if result.missing_ranks else ""
-        print(f"wrote {result.bundle} ({'complete' if result.complete else 'INCOMPLETE'}"
-              f"{missing})", flush=True)
+        say(f"wrote {result.bundle} ({'complete' if result.complete else 'INCOMPLETE'}"
+              f"{missing})")
         return EXIT_OK
 
     return asyncio.run(serve())
@@ -70,7 +70,7 @@ def _finalize(args: argparse.Namespace) -> int:
                                   timeout=args.timeout)
         except grpc.RpcError as exc:
             raise TransportError(f"finalize: {exc.code().name}: {exc.details()}") from None
-    print(f"{reply.bundle_path} complete={str(reply.complete).lower()} "
+    say(f"{reply.bundle_path} complete={str(reply.complete).lower()} "
           f"missing_ranks={list(reply.missing_ranks)}")
     return EXIT_OK
 

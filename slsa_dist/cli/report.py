@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slsa_dist.cli._common import EXIT_OK
+from slsa_dist.cli._common import EXIT_OK, say
 from slsa_dist.cli.verify import add_chain_arguments, walk_chain
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def _report(args: argparse.Namespace) -> int:
         lines = [*result.lines(), f"chain {'verified' if result.ok else 'NOT verified'}"]
     path = write_report(args.output, args.bundles, keys=[load_verifier(k) for k in args.key],
                         chain_lines=lines)
-    print(f"wrote {path}")
+    say(f"wrote {path}")
     return EXIT_OK
 
 

@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slsa_dist.cli._common import EXIT_OK, progress
+from slsa_dist.cli._common import EXIT_OK, progress, say
 from slsa_dist.digest import ALGORITHMS
 from slsa_dist.sign.ca import ROLES
 from slsa_dist.sign.keys import Algorithm
@@ -24,8 +24,8 @@ def _keygen(args: argparse.Namespace) -> int:
     from slsa_dist.sign.keys import keygen
 
     private, public = keygen(args.out, algorithm=args.algorithm, name=args.name)
-    print(f"private key: {private} (mode 0600)")
-    print(f"public key:  {public}")
+    say(f"private key: {private} (mode 0600)")
+    say(f"public key:  {public}")
     return EXIT_OK
 
 
@@ -34,12 +34,12 @@ def _ca(args: argparse.Namespace) -> int:
 
     if args.ca_command == "init":
         ca = JobCA.create(args.job_id, days=args.days)
-        print(f"wrote {ca.write(args.out)}/ca.pem and ca.key (0600)")
+        say(f"wrote {ca.write(args.out)}/ca.pem and ca.key (0600)")
         return EXIT_OK
     ca = JobCA.load(args.ca)
     identity = Identity(job=ca.job, role=args.role, name=args.name or "")
     issued = ca.issue(identity, hosts=tuple(args.host), days=args.days)
-    print(f"wrote {issued.write(args.out)}: {identity.uri()}")
+    say(f"wrote {issued.write(args.out)}: {identity.uri()}")
     return EXIT_OK
 
 
@@ -66,8 +66,8 @@ def _digest(args: argparse.Namespace) -> int:
         print(json.dumps(manifest.to_json(), indent=2, sort_keys=True))
         return EXIT_OK
     for resource in manifest.resources:
-        print(f"{resource.digest}  {resource.name}")
-    print(f"{manifest.root_digest}  (root, sha256 over {len(manifest.resources)} "
+        say(f"{resource.digest}  {resource.name}")
+    say(f"{manifest.root_digest}  (root, sha256 over {len(manifest.resources)} "
           f"{manifest.algorithm} digest(s), {manifest.method})")
     return EXIT_OK
 
@@ -78,11 +78,11 @@ def _oms(args: argparse.Namespace) -> int:
 
     if args.oms_command == "sign":
         path = oms.sign_model(args.model, signer=load_signer(args.key), signature=args.signature)
-        print(f"wrote {path}")
+        say(f"wrote {path}")
         return EXIT_OK
     manifest = oms.verify_model(args.model, signature=args.signature,
                                 key=load_verifier(args.key))
-    print(f"verified {args.model}: {len(manifest.resources)} resource(s), "
+    say(f"verified {args.model}: {len(manifest.resources)} resource(s), "
           f"root sha256 {manifest.root_digest}")
     return EXIT_OK
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK
+from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, say
 
 if TYPE_CHECKING:
     from slsa_dist.cli._common import Subparsers
@@ -15,17 +15,19 @@ __all__ = ["register"]
 
 
 def _store(args: argparse.Namespace) -> int:
+    from slsa_dist.sign.keys import load_verifier
     from slsa_dist.verify.store import Store
 
     store = Store(args.store)
     if args.store_command == "add":
+        keys = [load_verifier(path) for path in args.key]
         for bundle in args.bundles:
-            name, digests = store.add(bundle)
-            print(f"{bundle} -> {name} ({len(digests)} digest(s) indexed)")
+            name, digests = store.add(bundle, keys=keys)
+            say(f"{bundle} -> {name} ({len(digests)} digest(s) indexed)")
         return EXIT_OK
     found = store.find(args.digest)
     for path in found:
-        print(path)
+        say(str(path))
     return EXIT_OK if found else EXIT_FAILED
 
 
@@ -33,9 +35,12 @@ def register(sub: Subparsers) -> None:
     store = sub.add_parser("store", help="an attestation store indexed by subject digest")
     store_sub = store.add_subparsers(dest="store_command", required=True,
                                      parser_class=type(store))
-    store_add = store_sub.add_parser("add", help="add bundles and index what they produced")
+    store_add = store_sub.add_parser("add", help="add bundles and index what their envelopes "
+                                     "signed by --key produced")
     store_add.add_argument("bundles", nargs="+", type=Path)
     store_add.add_argument("--store", required=True, type=Path)
+    store_add.add_argument("--key", action="append", required=True, type=Path,
+                           help="public key (PEM) whose envelopes are indexed; repeatable")
     store_add.set_defaults(handler=_store)
     store_find = store_sub.add_parser("find", help="bundles that produced a sha256 digest")
     store_find.add_argument("digest")

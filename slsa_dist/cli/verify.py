@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slsa_dist.attest.policy import REQUIREMENTS
-from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, deprecated
+from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, deprecated, say
 from slsa_dist.errors import InputError
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ __all__ = ["register"]
 
 def _verify_bundle(args: argparse.Namespace) -> int:
     from slsa_dist.sign.keys import load_verifier
-    from slsa_dist.verify.bundle import check_bundle
+    from slsa_dist.verify.bundle import VsaExpectations, check_bundle
 
     if args.chain is not None:
         deprecated("`slsa-dist verify --chain ARTIFACT` is now `slsa-dist verify chain ARTIFACT`")
@@ -37,9 +37,16 @@ def _verify_bundle(args: argparse.Namespace) -> int:
                              f"{args.require_attestation or 'no attestation requirement'}")
         trusted_aks = load_trusted_aks(args.trusted_aks)
     keys = [load_verifier(path) for path in args.key]
+    warnings: list[str] = []
+    provenance_flags = [flag for flag, value in (("--require-attestation",
+                                                  args.require_attestation),
+                                                 ("--trusted-aks", args.trusted_aks))
+                        if value is not None]
     checks, provenance = check_bundle(
-        args.bundle, keys=keys, artifacts=args.artifact, builder_id=args.builder_id
-    )
+        args.bundle, keys=keys, artifacts=args.artifact, builder_id=args.builder_id,
+        vsa=VsaExpectations(verifier_id=args.verifier_id, resource_uri=args.resource_uri,
+                            verified_level=args.verified_level),
+        provenance_flags=provenance_flags, warnings=warnings)
     if args.require_attestation and provenance is not None:
         from slsa_dist.attest.policy import require_attestation
 
@@ -48,11 +55,14 @@ def _verify_bundle(args: argparse.Namespace) -> int:
     verified = bool(checks) and all(c.ok for c in checks)
     if args.json:
         print(json.dumps({"verified": verified, "bundle": str(args.bundle),
-                          "checks": [c.to_dict() for c in checks]}, indent=2))
+                          "checks": [c.to_dict() for c in checks], "warnings": warnings},
+                         indent=2))
     else:
         for check in checks:
-            print(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
-        print("verified" if verified else "NOT verified")
+            say(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+        for warning in warnings:
+            say(f"WARN  {warning}")
+        say("verified" if verified else "NOT verified")
     return EXIT_OK if verified else EXIT_FAILED
 
 
@@ -89,8 +99,8 @@ def _verify_chain(args: argparse.Namespace) -> int:
                           "steps": [s.name for s in result.unique_steps()]}, indent=2))
     else:
         for line in result.lines():
-            print(line)
-        print(f"chain {'verified' if result.ok else 'NOT verified'}: "
+            say(line)
+        say(f"chain {'verified' if result.ok else 'NOT verified'}: "
               f"{len(result.unique_steps())} step(s), {len(result.gaps)} gap(s)")
     if args.emit_vsa is not None:
         if args.vsa_key is None:
@@ -99,7 +109,7 @@ def _verify_chain(args: argparse.Namespace) -> int:
 
         envelope = summarize(result, policy=policy, signer=load_signer(args.vsa_key),
                              resource_uri=args.resource_uri or artifact.resolve().as_uri())
-        print(f"wrote {write_bundle(args.emit_vsa, [envelope])}")
+        say(f"wrote {write_bundle(args.emit_vsa, [envelope])}")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -112,7 +122,8 @@ def _add_vsa_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--emit-vsa", type=Path, metavar="OUT",
                         help="write a signed Verification Summary Attestation")
     parser.add_argument("--vsa-key", type=Path, help="key that signs the VSA")
-    parser.add_argument("--resource-uri", help="the VSA's resourceUri (default: the artifact)")
+    parser.add_argument("--resource-uri", help="the VSA's resourceUri: written with --emit-vsa "
+                        "(default: the artifact), required when verifying a VSA")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -131,6 +142,9 @@ def register(sub: Subparsers) -> None:
     verify.add_argument("--trusted-aks", type=Path, metavar="FILE",
                         help="with --require-attestation tpm: count only quotes by these AKs "
                              "(lines from `slsa-dist tpm enroll`)")
+    verify.add_argument("--verifier-id", help="for a VSA: the verifier.id to require")
+    verify.add_argument("--verified-level", type=int, choices=range(5), metavar="N",
+                        help="for a VSA: require SLSA_BUILD_LEVEL_N or higher")
     verify.add_argument("--chain", metavar="ARTIFACT",
                         help="deprecated: use `slsa-dist verify chain ARTIFACT`")
     add_chain_arguments(verify)

@@ -49,7 +49,7 @@ from slsa_dist import records
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.attest.verdict import UNAVAILABLE, EvidenceVerdict, EvidenceVerifier
 from slsa_dist.digest import Manifest, Resource
-from slsa_dist.errors import SenderError
+from slsa_dist.errors import InputError, SenderError
 from slsa_dist.provenance import (
     DEFAULT_BUILDER_ID,
     MEDIA_CHECKPOINT,
@@ -60,8 +60,10 @@ from slsa_dist.provenance import (
     ResourceDescriptor,
     Statement,
     artifact_descriptors,
+    check_digest,
     checkpoint_record,
     record_descriptor,
+    redact_url,
 )
 
 __all__ = ["JobState", "Limits", "Registered"]
@@ -211,6 +213,13 @@ def _timestamp(now: dt.datetime) -> str:
     return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# JSON a sender may nest: inventories and parameters are a few levels deep; past this
+# the parser's own stack is at stake.
+_MAX_JSON_DEPTH = 64
+# Integers every verifier reads alike: JavaScript and Go's JSON decoders use doubles.
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
 def _json_object(text: str, what: str, limit: int) -> dict[str, Any]:
     if not text:
         return {}
@@ -218,27 +227,53 @@ def _json_object(text: str, what: str, limit: int) -> dict[str, Any]:
         raise _reject("RESOURCE_EXHAUSTED",
                       f"{what}: expected at most {limit} bytes of JSON, found {len(text)}")
     try:
-        value = json.loads(text, parse_float=_refuse_float)
+        value = json.loads(text, parse_float=_refuse_float, parse_int=_safe_int)
+    except RecursionError:
+        value = None  # the depth check below names it
     except ValueError as exc:
         raise _reject("INVALID_ARGUMENT", f"{what}: expected a JSON object, found {exc}") from None
+    if value is None or _depth(value) > _MAX_JSON_DEPTH:
+        raise _reject("INVALID_ARGUMENT", f"{what}: expected JSON nested at most "
+                      f"{_MAX_JSON_DEPTH} levels, found it nested deeper than that")
     if not isinstance(value, dict):
         raise _reject("INVALID_ARGUMENT",
                       f"{what}: expected a JSON object, found {type(value).__name__}")
     return value
 
 
+def _depth(value: Any) -> int:
+    """Nesting depth, without recursion (the value may be as deep as the parser allows)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > _MAX_JSON_DEPTH:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
 def _refuse_float(text: str) -> Any:
     raise ValueError(f"a float ({text}); send it as a string")
+
+
+def _safe_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > _MAX_SAFE_INTEGER:
+        raise ValueError(f"an integer beyond ±2^53 ({text[:40]}); send it as a string")
+    return value
 
 
 def _check_digest(digest: Mapping[str, str], what: str) -> None:
     if not digest:
         raise _reject("INVALID_ARGUMENT", f"{what}: expected a digest, found none")
-    for algorithm in ("sha256", "blake3"):
-        value = digest.get(algorithm)
-        if value is not None and (len(value) != 64 or value.strip("0123456789abcdef")):
-            raise _reject("INVALID_ARGUMENT", f"{what}: expected 64 lowercase hex digits for "
-                          f"{algorithm}, found {value[:80]!r}")
+    try:
+        check_digest(digest, what)
+    except InputError as exc:
+        raise _reject("INVALID_ARGUMENT", str(exc)) from None
 
 
 class JobState:
@@ -539,10 +574,12 @@ class JobState:
         return annotations
 
     def _apply_dependency(self, sender: _Sender, dep: pb.Dependency, annotations: Any) -> None:
-        del sender
-        self._dependencies.append(ResourceDescriptor(
-            name=dep.name or None, uri=dep.uri or None, digest=dict(dep.digest),
-            annotations={**annotations, "slsadist_kind": dep.kind or "other"}))
+        try:
+            self._dependencies.append(ResourceDescriptor(
+                name=dep.name or None, uri=redact_url(dep.uri) or None, digest=dict(dep.digest),
+                annotations={**annotations, "slsadist_kind": dep.kind or "other"}))
+        except InputError as exc:  # journaled before ingest checked digests: say so, go on
+            self._conflicts.append(f"{sender.key}: dependency {dep.name!r} left out: {exc}")
 
     def _check_parameters(self, sender: _Sender, params: pb.Parameters, where: str) -> Any:
         del sender
@@ -710,7 +747,7 @@ class JobState:
         builder.set_builder(version=builder_version)
         builder.set_times(started=started, finished=max(finished, started))
         missing_files, conflicts = self._add_artifacts(builder)
-        self._add_dependencies(builder)
+        conflicts.extend(self._add_dependencies(builder))
         completed = self.completed_ranks()
         for rank in self._ranks.values():
             builder.add_byproduct(_byproduct(f"rank/{rank.rank}", MEDIA_RANK,
@@ -769,14 +806,20 @@ class JobState:
                 builder.add_subject(subject)
         return missing_files, conflicts
 
-    def _add_dependencies(self, builder: ProvenanceBuilder) -> None:
+    def _add_dependencies(self, builder: ProvenanceBuilder) -> list[str]:
+        """Declared dependencies and every shard read; returns what had to be left out."""
+        left_out: list[str] = []
         for dependency in self._dependencies:
             builder.add_dependency(dependency)
         for rank in self._ranks.values():
             for shard in rank.shards.values():
-                builder.add_dependency(ResourceDescriptor(
-                    name=shard.name or None, uri=shard.uri or None, digest=shard.digest,
-                    annotations={"slsadist_kind": "dataset"}))
+                try:
+                    builder.add_dependency(ResourceDescriptor(
+                        name=shard.name or None, uri=redact_url(shard.uri) or None,
+                        digest=shard.digest, annotations={"slsadist_kind": "dataset"}))
+                except InputError as exc:  # journaled before ingest checked digests
+                    left_out.append(f"rank {rank.rank}: shard {shard.name!r} left out: {exc}")
+        return left_out
 
     def _completeness(self, reason: str, missing_files: list[str],
                       conflicts: list[str]) -> records.Completeness:

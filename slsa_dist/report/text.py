@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,7 +16,16 @@ from slsa_dist.provenance import (
 from slsa_dist.sign.dsse import read_bundle, verify_envelope
 from slsa_dist.sign.keys import load_verifier
 
-__all__ = ["summarize_bundle", "summarize_provenance"]
+__all__ = ["printable", "summarize_bundle", "summarize_provenance"]
+
+# C0 controls, DEL and C1 controls: what a terminal acts on instead of showing.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as ``\\xNN``: a name, host or
+    command line a tenant chose cannot move the cursor, recolour or forge a line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _short(digest: Mapping[str, str]) -> str:
@@ -105,4 +115,4 @@ def summarize_bundle(path: str | os.PathLike[str], *, key_paths: Sequence[Any] =
             out.append(f"  not a provenance this tool reads: {exc}")
             continue
         out.extend("  " + line for line in summarize_provenance(provenance))
-    return "\n".join(out)
+    return "\n".join(printable(line) for line in out)

@@ -31,7 +31,8 @@ from slsa_dist.records import Checkpoint
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, read_bundle, verify_envelope
 from slsa_dist.sign.keys import Verifier
 
-__all__ = ["VSA_PREDICATE_TYPE", "Check", "VerificationFailed", "check_bundle", "verify_bundle"]
+__all__ = ["VSA_PREDICATE_TYPE", "Check", "VerificationFailed", "VsaExpectations", "check_bundle",
+           "verify_bundle"]
 
 VSA_PREDICATE_TYPE = "https://slsa.dev/verification_summary/v1"
 
@@ -61,6 +62,7 @@ class VerificationFailed(VerificationError):  # noqa: N818 -- reads as a verdict
 class _Outcome:
     checks: list[Check] = field(default_factory=list)
     provenance: Provenance | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, name: str, ok: bool, detail: str) -> bool:
         self.checks.append(Check(name, ok, detail))
@@ -114,8 +116,7 @@ def _check_artifact(out: _Outcome, provenance: Provenance, path: Path) -> None:
     candidates = manifest.subject_digests
     matched = [s for s in subjects if s.digest.get("sha256") in candidates]
     if matched:
-        out.add(name, True, f"matches subject {matched[0].name!r} "
-                f"(sha256 {matched[0].digest['sha256'][:16]}...)")
+        _check_named_files(out, provenance, path, manifest, subject=matched[0], hashed_with=record)
         return
     if subject is None:
         out.add(name, False, "expected a subject with this digest, found none "
@@ -128,6 +129,31 @@ def _check_artifact(out: _Outcome, provenance: Provenance, path: Path) -> None:
     if differences:
         detail += "; " + differences
     out.add(name, False, detail)
+
+
+def _check_named_files(out: _Outcome, provenance: Provenance, path: Path, manifest: Manifest, *,
+                       subject: ResourceDescriptor, hashed_with: Checkpoint | None) -> None:
+    """The digest matched; the files must be the ones the signed record names.
+
+    The OMS root covers per-file digests in name order, not the names: a rename
+    that keeps the order, or one file holding the raw digest list, reproduces it.
+    """
+    name = f"artifact {path}"
+    signed = _checkpoint_record(provenance, subject.name)
+    expected = _expected_manifest(signed, subject.name or "") if signed else None
+    if signed is not None and expected is not None:
+        if signed is not hashed_with:  # matched by digest under another name: hash its way
+            manifest = digest_path(path, algorithm=expected.algorithm, method=expected.method,
+                                   shard_size=expected.shard_size or DEFAULT_SHARD_SIZE,
+                                   ignore_paths=expected.ignore_paths or DEFAULT_IGNORE)
+        differences = manifest.diff_summary(expected)
+        if differences:
+            out.add(name, False, f"expected the files of subject {subject.name!r} as its signed "
+                    f"checkpoint record names them, found: {differences}")
+            return
+    out.add(name, True, f"matches subject {subject.name!r} "
+            f"(sha256 {subject.digest['sha256'][:16]}...)"
+            + (f", {len(manifest.resources)} file(s) by name" if expected is not None else ""))
 
 
 def _check_completeness(out: _Outcome, provenance: Provenance) -> None:
@@ -175,8 +201,9 @@ def _ranges(values: Iterable[int]) -> str:
     return ",".join(parts)
 
 
-def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier],
-         artifacts: Sequence[str | os.PathLike[str]], builder_id: str | None) -> Iterator[Check]:
+def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier], *,
+         artifacts: Sequence[str | os.PathLike[str]], builder_id: str | None,
+         vsa: VsaExpectations, provenance_flags: Sequence[str]) -> Iterator[Check]:
     payload: bytes | None = None
     errors: list[str] = []
     for index, envelope in enumerate(envelopes):
@@ -204,8 +231,15 @@ def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier],
         yield out.checks[-1]
         return
     if statement.predicate_type == VSA_PREDICATE_TYPE:
-        yield from _vsa_checks(out, statement, artifacts)
+        if provenance_flags:
+            raise InputError(f"{provenance_flags[0]}: expected a provenance bundle, found a "
+                             f"Verification Summary Attestation (a VSA carries no builder, "
+                             f"nodes or evidence to check)")
+        yield from _vsa_checks(out, statement, artifacts, vsa)
         return
+    if vsa != VsaExpectations():
+        raise InputError("--verifier-id/--resource-uri/--verified-level: expected a "
+                         "Verification Summary Attestation, found a provenance")
     if statement.predicate_type != PREDICATE_TYPE:
         out.add("predicateType", False, f"expected {PREDICATE_TYPE!r} or "
                 f"{VSA_PREDICATE_TYPE!r}, found {statement.predicate_type!r}")
@@ -232,9 +266,19 @@ def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier],
     yield from out.checks[before:]
 
 
-def _vsa_checks(out: _Outcome, statement: Statement,
-                artifacts: Sequence[str | os.PathLike[str]]) -> Iterator[Check]:
-    """A Verification Summary: its result, its levels, and the artifacts it names."""
+@dataclass(frozen=True)
+class VsaExpectations:
+    """What a VSA consumer requires of a Verification Summary (as slsa-verifier's
+    ``verify-vsa`` does); ``None`` leaves a field unchecked, and the output says so."""
+
+    verifier_id: str | None = None
+    resource_uri: str | None = None
+    verified_level: int | None = None
+
+
+def _vsa_checks(out: _Outcome, statement: Statement, artifacts: Sequence[str | os.PathLike[str]],
+                expect: VsaExpectations) -> Iterator[Check]:
+    """A Verification Summary: its result, verifier, resource, level and subjects."""
     predicate = statement.predicate
     out.add("predicateType", True, VSA_PREDICATE_TYPE)
     yield out.checks[-1]
@@ -244,6 +288,21 @@ def _vsa_checks(out: _Outcome, statement: Statement,
     out.add("verificationResult", result == "PASSED",
             f"expected 'PASSED', found {result!r} (verifier {verifier}, levels {levels})")
     yield out.checks[-1]
+    for field_name, flag, wanted, found in (
+            ("verifier.id", "--verifier-id", expect.verifier_id, verifier),
+            ("resourceUri", "--resource-uri", expect.resource_uri, predicate.get("resourceUri"))):
+        if wanted is None:
+            out.warnings.append(f"{field_name} not checked (the VSA says {found!r}); pass {flag}")
+            continue
+        out.add(field_name, found == wanted, f"expected {wanted!r}, found {found!r}")
+        yield out.checks[-1]
+    if expect.verified_level is not None:
+        granted = [int(v.rsplit("_", 1)[1]) for v in levels or []
+                   if isinstance(v, str) and v.startswith("SLSA_BUILD_LEVEL_")
+                   and v.rsplit("_", 1)[1].isdigit()]
+        out.add("verifiedLevels", any(g >= expect.verified_level for g in granted),
+                f"expected SLSA_BUILD_LEVEL_{expect.verified_level} or higher, found {levels}")
+        yield out.checks[-1]
     for artifact in artifacts:
         path = Path(artifact)
         if not path.exists():
@@ -263,17 +322,28 @@ def check_bundle(
     keys: Sequence[Verifier],
     artifacts: Sequence[str | os.PathLike[str]] = (),
     builder_id: str | None = None,
+    vsa: VsaExpectations | None = None,
+    provenance_flags: Sequence[str] = (),
+    warnings: list[str] | None = None,
 ) -> tuple[list[Check], Provenance | None]:
     """All checks for ``bundle``, and its provenance when it is one and the signature held.
 
-    A Verification Summary Attestation yields its own checks and no provenance.
+    A Verification Summary Attestation yields its own checks (against ``vsa``) and no
+    provenance. ``provenance_flags`` names options the caller will apply to a
+    provenance (``--require-attestation``); a VSA with any of them is refused.
+    What was left unchecked is appended to ``warnings``.
 
     Raises:
-        InputError: the bundle or an artifact cannot be read.
+        InputError: the bundle or an artifact cannot be read, or options that do not
+            fit the kind of attestation found.
     """
     envelopes = read_bundle(bundle)
     out = _Outcome()
-    checks = list(_run(out, envelopes, keys, artifacts, builder_id))
+    flags = [*(["--builder-id"] if builder_id is not None else []), *provenance_flags]
+    checks = list(_run(out, envelopes, keys, artifacts=artifacts, builder_id=builder_id,
+                       vsa=vsa or VsaExpectations(), provenance_flags=flags))
+    if warnings is not None:
+        warnings.extend(out.warnings)
     return checks, out.provenance
 
 

@@ -47,7 +47,7 @@ from typing import Any
 
 from slsa_dist.digest import digest_path
 from slsa_dist.errors import InputError
-from slsa_dist.provenance import PREDICATE_TYPE, Provenance, ResourceDescriptor, Statement
+from slsa_dist.provenance import Provenance, ResourceDescriptor, Statement
 from slsa_dist.sign.dsse import read_bundle
 from slsa_dist.sign.keys import Verifier, load_verifier
 from slsa_dist.verify.bundle import Check, check_bundle
@@ -271,27 +271,28 @@ def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy) -> 
 
 def _producer(digest: str, store: Store, policy: ChainPolicy,
               depth: int) -> tuple[Step | None, str]:
-    """The verified step that produced ``digest``, or why there is none."""
+    """The verified step that produced ``digest``, or why there is none.
+
+    The store only proposes candidates. A candidate counts when an envelope in it
+    verifies with the keys of a policy rule, the *verified* statement's buildType is
+    that rule's (rules are tried in policy order, so no hash seed decides), and the
+    verified statement names ``digest``: as a subject, or as a file of a verified
+    checkpoint record.
+    """
     candidates = store.find(digest)
     if not candidates:
         return None, "no provenance in the store produced this digest"
     reasons = []
     for bundle in candidates:
-        statements = [s for s in _statements(bundle) if s.predicate_type == PREDICATE_TYPE]
-        build_types = {s.predicate.get("buildDefinition", {}).get("buildType")
-                       for s in statements}
-        claimed = ", ".join(sorted({str(s.predicate.get("runDetails", {}).get("metadata", {})
-                                        .get("invocationId")) for s in statements}))
-        rule = next((policy.rule_for(b) for b in build_types if policy.rule_for(b)), None)
-        if rule is None:
-            reasons.append(f"{bundle.name[:12]}: build type {sorted(map(str, build_types))} "
-                           "is not in the policy")
-            continue
-        checks, provenance = check_bundle(bundle, keys=list(rule.keys))
+        provenance, checks, why = _verified_for_rule(bundle, policy)
         if provenance is None:
-            failed = "; ".join(c.detail for c in checks if not c.ok)
-            reasons.append(f"step {claimed} (name as claimed, unverified) is signed by a key "
-                           f"not trusted for {rule.build_type}: {failed}")
+            reasons.append(why)
+            continue
+        rule = policy.rule_for(provenance.build_type)
+        assert rule is not None  # _verified_for_rule matched it
+        if digest not in _named_digests(provenance):
+            reasons.append(f"step {provenance.invocation_id}: the verified statement does not "
+                           f"name this digest (the store's index claimed it)")
             continue
         if rule.builder_ids and provenance.builder_id not in rule.builder_ids:
             checks.append(Check("builder.id", False, f"expected one of {list(rule.builder_ids)}, "
@@ -311,15 +312,51 @@ def _producer(digest: str, store: Store, policy: ChainPolicy,
     return None, " | ".join(reasons)
 
 
+def _verified_for_rule(bundle: Path, policy: ChainPolicy
+                       ) -> tuple[Provenance | None, list[Check], str]:
+    """The provenance in ``bundle`` signed by a key its own buildType's rule trusts."""
+    failures = []
+    for rule in policy.rules:
+        checks, provenance = check_bundle(bundle, keys=list(rule.keys))
+        if provenance is not None and provenance.build_type == rule.build_type:
+            return provenance, checks, ""
+        if provenance is not None:
+            continue  # signed by this rule's key, but for another build type
+        failures.append("; ".join(c.detail for c in checks if not c.ok))
+    statements = _statements(bundle)
+    names = ", ".join(sorted({str(s.predicate.get("runDetails", {}).get("metadata", {})
+                                  .get("invocationId")) for s in statements}))
+    types = ", ".join(sorted({str(s.predicate.get("buildDefinition", {}).get("buildType"))
+                              for s in statements}))
+    return None, [], (f"step {names} (name as claimed, unverified) is signed by a key not "
+                      f"trusted for its build type ({types}): "
+                      + " | ".join(dict.fromkeys(failures)))
+
+
+def _named_digests(provenance: Provenance) -> set[str]:
+    """Every SHA-256 the verified statement says it produced."""
+    named = {s.digest["sha256"] for s in provenance.statement.subjects if "sha256" in s.digest}
+    for checkpoint in provenance.checkpoints():
+        if checkpoint.serialization.get("hash_type") == "sha256":
+            named.update(str(r.get("digest")) for r in checkpoint.resources)
+    return named
+
+
 def levels(result: ChainResult) -> tuple[int, dict[str, int]]:
-    """The lowest level over the chain, and how many dependency steps sit at each level."""
-    steps = result.unique_steps()
-    lowest = min((s.level for s in steps), default=0)
+    """The SLSA VSA levels of a chain: (the root artifact's own step level, counts of
+    dependency *artifacts* by the level of the step that produced each).
+
+    Per the VSA spec, ``verifiedLevels`` is the artifact's own producing step, not the
+    lowest anywhere in the chain, and ``dependencyLevels`` counts the dependencies;
+    one the policy allows without provenance counts as ``SLSA_BUILD_LEVEL_0``.
+    """
+    root_step = result.steps.get(result.root)
     counts: dict[str, int] = {}
-    for step in steps:
-        if step is result.steps.get(result.root):
+    for digest, step in result.steps.items():
+        if digest == result.root:
             continue
         key = f"SLSA_BUILD_LEVEL_{step.level}"
         counts[key] = counts.get(key, 0) + 1
-    return lowest, counts
-
+    if result.allowed_roots:
+        counts["SLSA_BUILD_LEVEL_0"] = len({d for d, _ in result.allowed_roots})
+    return (root_step.level if root_step is not None else 0), counts

@@ -7,8 +7,14 @@ Layout (plain files, easy to sync to object storage)::
 
 A bundle is indexed under every subject digest and every per-file digest of
 its artifacts (a checkpoint directory's files, a data step's shards), so a
-dependency recorded as one shard still finds the step that wrote it. The
-store is untrusted: nothing here verifies; ``verify --chain`` does.
+dependency recorded as one shard still finds the step that wrote it. Only
+envelopes that verify against the keys given to :meth:`Store.add` are
+indexed (an unsigned envelope appended to a signed bundle indexes nothing).
+
+The store is untrusted all the same: anyone who can write it can edit the
+index. :meth:`Store.find` follows only index entries that name a bundle file
+inside the store (``<64 hex>.intoto.jsonl``), and ``verify chain`` accepts a
+producer only when its *verified* statement names the digest.
 """
 
 from __future__ import annotations
@@ -16,14 +22,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
-from slsa_dist.errors import InputError
+from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.provenance import Provenance, Statement
-from slsa_dist.sign.dsse import read_bundle
+from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, read_bundle, verify_envelope
+from slsa_dist.sign.keys import Verifier
 
 __all__ = ["Store"]
+
+# The only index entries followed: a bundle file directly inside STORE/bundles.
+_BUNDLE_NAME = re.compile(r"[0-9a-f]{64}\.intoto\.jsonl")
 
 
 class Store:
@@ -37,10 +49,26 @@ class Store:
             raise InputError(f"digest: expected 64 lowercase hex digits, found {digest!r}")
         return self.root / "index" / "sha256" / digest
 
-    def add(self, bundle: str | os.PathLike[str]) -> tuple[str, list[str]]:
-        """Copy ``bundle`` in and index it. Returns its stored name and the digests."""
+    def add(self, bundle: str | os.PathLike[str], *,
+            keys: Sequence[Verifier]) -> tuple[str, list[str]]:
+        """Copy ``bundle`` in and index what its envelopes signed by ``keys`` produced.
+
+        Returns its stored name and the digests indexed.
+
+        Raises:
+            InputError: the bundle cannot be read, or no envelope verifies with ``keys``.
+        """
         source = Path(bundle)
-        envelopes = read_bundle(source)
+        envelopes = []
+        for envelope in read_bundle(source):
+            try:
+                verify_envelope(envelope, keys, payload_type=IN_TOTO_PAYLOAD_TYPE)
+            except VerificationError:
+                continue  # signed by nobody we were told to trust: indexes nothing
+            envelopes.append(envelope)
+        if not envelopes:
+            raise InputError(f"store add {source}: expected an envelope signed by one of "
+                             f"{len(keys)} key(s), found none that verifies")
         name = hashlib.sha256(source.read_bytes()).hexdigest() + ".intoto.jsonl"
         target = self.root / "bundles" / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,4 +103,4 @@ class Store:
         if not index.exists():
             return []
         return [self.root / "bundles" / name for name in index.read_text().split()
-                if (self.root / "bundles" / name).exists()]
+                if _BUNDLE_NAME.fullmatch(name) and (self.root / "bundles" / name).is_file()]

@@ -28,7 +28,7 @@ VERIFIER_ID = "https://slsa-dist.dev/verifiers/chain/v1"
 def summarize(result: ChainResult, *, policy: ChainPolicy, resource_uri: str,
               signer: Signer, now: dt.datetime | None = None) -> Envelope:
     """A signed VSA for ``result``'s root artifact."""
-    lowest, dependency_levels = levels(result)
+    own_level, dependency_levels = levels(result)
     inputs = []
     for step in result.unique_steps():
         data = step.bundle.read_bytes()
@@ -43,7 +43,7 @@ def summarize(result: ChainResult, *, policy: ChainPolicy, resource_uri: str,
                    "digest": {"sha256": policy.digest}},
         "inputAttestations": inputs,
         "verificationResult": "PASSED" if passed else "FAILED",
-        "verifiedLevels": [f"SLSA_BUILD_LEVEL_{lowest}"] if passed else ["FAILED"],
+        "verifiedLevels": [f"SLSA_BUILD_LEVEL_{own_level}"] if passed else ["FAILED"],
         "dependencyLevels": dependency_levels,
         "slsaVersion": "1.2",
     }

@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,51 +16,6 @@ from slsa_dist.errors import InputError
 from slsa_dist.verify.chain import ChainPolicy
 
 from conftest import need
-from support.background import signing_key
-
-RUN = [sys.executable, "-c"]
-
-
-def step(tmp: Path, key: Path, name: str, command: str, output: Path,
-         inputs: list[str]) -> Path:
-    bundle = tmp / f"{name}.intoto.jsonl"
-    args = ["run", "--output", str(output), "--key", str(key), "--bundle", str(bundle),
-            "--step-id", name, *inputs, "--", *RUN, command]
-    assert cli_main(args) == 0
-    return bundle
-
-
-@pytest.fixture
-def chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Path]:
-    """raw.csv -> clean (data step) -> model (training step) -> quantized (model step)."""
-    key, public = signing_key(tmp_path)
-    raw = tmp_path / "raw.csv"
-    raw.write_text("a,b\n1,2\n3,4\n")
-    clean, model, quant = tmp_path / "clean", tmp_path / "model.bin", tmp_path / "model-q.bin"
-    bundles = {
-        "clean": step(tmp_path, key, "clean-1",
-                      f"import os; os.makedirs({str(clean)!r}); "
-                      f"open({str(clean / 'part-0.csv')!r}, 'w').write('1,2\\n'); "
-                      f"open({str(clean / 'part-1.csv')!r}, 'w').write('3,4\\n')",
-                      clean, ["--input", str(raw)]),
-        "train": step(tmp_path, key, "train-1",
-                      f"open({str(model)!r}, 'wb').write(b'weights')", model,
-                      ["--input", str(clean)]),
-        "quant": step(tmp_path, key, "quantize-1",
-                      f"open({str(quant)!r}, 'wb').write(b'w8')", quant,
-                      ["--input-model", str(model)]),
-    }
-    store = tmp_path / "store"
-    assert cli_main(["store", "add", *map(str, bundles.values()), "--store", str(store)]) == 0
-    policy = tmp_path / "policy.json"
-    policy.write_text(json.dumps({
-        "version": 1, "maxDepth": 4,
-        "steps": [{"buildType": "https://slsa-dist.dev/buildtypes/step/v1",
-                   "keys": ["signing.pub"], "slsaBuildLevel": 1}],
-        "allowedDatasets": [hashlib.sha256(raw.read_bytes()).hexdigest()]}))
-    capsys.readouterr()
-    return {"store": store, "policy": policy, "artifact": quant, "key": key, "public": public,
-            **bundles}
 
 
 def test_store_finds_the_bundle_that_produced_a_digest(chain: dict[str, Path],
@@ -105,11 +59,15 @@ def test_a_link_signed_by_an_untrusted_key_fails_naming_the_step(
     from slsa_dist.sign.keys import Signer
 
     (envelope,) = read_bundle(chain["train"])
+    forger = Signer.generate()
     forged = write_bundle(tmp_path / "forged.intoto.jsonl", [sign_envelope(
-        envelope.payload, payload_type=envelope.payload_type, signers=[Signer.generate()])])
+        envelope.payload, payload_type=envelope.payload_type, signers=[forger])])
+    forger_pub = tmp_path / "forger.pub"
+    forger_pub.write_bytes(forger.public().public_pem())
     store = tmp_path / "store2"
+    # the store indexes what either key signed; the policy decides whom to trust
     cli_main(["store", "add", str(chain["clean"]), str(forged), str(chain["quant"]),
-              "--store", str(store)])
+              "--store", str(store), "--key", str(chain["public"]), "--key", str(forger_pub)])
     capsys.readouterr()
     code = cli_main(["verify", "chain", str(chain["artifact"]), "--store", str(store),
                      "--policy", str(chain["policy"])])
@@ -131,7 +89,8 @@ def test_vsa_is_emitted_and_verifies(chain: dict[str, Path], tmp_path: Path,
     predicate = json.loads(read_bundle(vsa)[0].payload)["predicate"]
     assert predicate["verificationResult"] == "PASSED"
     assert predicate["verifiedLevels"] == ["SLSA_BUILD_LEVEL_1"]  # a list, per the spec
-    assert predicate["dependencyLevels"] == {"SLSA_BUILD_LEVEL_1": 2}  # integers
+    # integers; artifacts, not bundles: model.bin and clean/ at level 1, raw.csv allowed (0)
+    assert predicate["dependencyLevels"] == {"SLSA_BUILD_LEVEL_1": 2, "SLSA_BUILD_LEVEL_0": 1}
     assert predicate["verifier"]["version"] == {"slsa-dist": "0.1.0"}
     assert len(predicate["inputAttestations"]) == 3
     assert predicate["policy"]["digest"]["sha256"] == hashlib.sha256(
