@@ -94,7 +94,9 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
     (out / "provenance").mkdir()
     trusted_aks = out / "trusted-aks.txt"
     if env:
-        enrolled = _cli("tpm", "enroll", "--name", "demo-node", "--append", trusted_aks,
+        # the name column is the node id the AK vouches for: the host name, as torchrun's
+        # node agent reports it
+        enrolled = _cli("tpm", "enroll", "--append", trusted_aks,
                         env=env, quiet=True)
         _say(f"enrolled the node's TPM attestation key: {enrolled.stdout.split()[0][:23]}... "
              f"-> {trusted_aks.relative_to(out)}")

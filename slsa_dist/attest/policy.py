@@ -20,23 +20,29 @@ __all__ = ["REQUIREMENTS", "require_attestation"]
 REQUIREMENTS = (*KINDS, "any")
 
 
-def _counts(evidence: EvidenceRecord, trusted_aks: frozenset[str] | None) -> str | None:
-    """None when this evidence counts, else why not."""
+def _counts(evidence: EvidenceRecord, node_id: str,
+            trusted_aks: frozenset[tuple[str, str]] | None) -> str | None:
+    """None when this evidence counts for ``node_id``, else why not."""
     if evidence.status != "verified":
         return f"{evidence.status}: {evidence.reason}"
     if trusted_aks is not None and evidence.kind == "tpm":
         ak = str(evidence.claims.get("akSha256", ""))
-        if ak not in trusted_aks:
-            return f"verified, but signed by AK {ak or '(none recorded)'}, not a trusted AK"
+        if (ak, node_id) in trusted_aks:
+            return None
+        vouches = sorted(node for fingerprint, node in trusted_aks if fingerprint == ak)
+        if vouches:
+            return (f"verified, but signed by AK {ak}, trusted for node(s) "
+                    f"{', '.join(vouches)}, not for {node_id}")
+        return f"verified, but signed by AK {ak or '(none recorded)'}, not a trusted AK"
     return None
 
 
 def require_attestation(provenance: Provenance, kind: str, *,
-                        trusted_aks: frozenset[str] | None = None) -> Check:
+                        trusted_aks: frozenset[tuple[str, str]] | None = None) -> Check:
     """Pass when every node recorded verified evidence of ``kind`` (``any``: of some kind).
 
-    With ``trusted_aks`` (fingerprints from ``slsa-dist tpm enroll``), TPM evidence
-    counts only when its quote was signed by one of those attestation keys.
+    With ``trusted_aks`` ((fingerprint, node id) pairs from ``slsa-dist tpm enroll``),
+    TPM evidence counts only when its quote was signed by the AK enrolled for that node.
 
     Raises:
         InputError: ``trusted_aks`` given for a kind other than ``tpm``.
@@ -56,7 +62,7 @@ def require_attestation(provenance: Provenance, kind: str, *,
         if node is None:
             lacking.append(f"{node_id} (ran ranks, but no node agent reported for it)")
             continue
-        reasons = [(e, _counts(e, trusted_aks)) for e in node.evidence
+        reasons = [(e, _counts(e, node_id, trusted_aks)) for e in node.evidence
                    if kind in ("any", e.kind)]
         if any(why is None for _, why in reasons):
             continue

@@ -175,9 +175,26 @@ def check_ak_fingerprint(value: str, where: str) -> str:
     return value
 
 
-def load_trusted_aks(path: str | os.PathLike[str]) -> frozenset[str]:
-    """Read a trusted AK list: one ``sha256:<64 hex>`` per line, then anything (a host
-    name, say); blank lines and ``#`` comments are skipped.
+def trusted_ak_entry(value: str, where: str) -> tuple[str, str]:
+    """``sha256:<64 hex> NODE-ID`` -> (fingerprint, node id); else InputError naming ``where``.
+
+    The node id is part of the trust: an AK vouches for the node it was enrolled on,
+    and a quote by node A's AK does not count for node M.
+    """
+    fields = value.split()
+    fingerprint = check_ak_fingerprint(fields[0] if fields else "", where)
+    if len(fields) != 2:
+        raise InputError(f"{where}: expected 'sha256:<64 hex> NODE-ID' (the node the AK was "
+                         f"enrolled on), found {value!r:.100}")
+    return fingerprint, fields[1]
+
+
+def load_trusted_aks(path: str | os.PathLike[str]) -> frozenset[tuple[str, str]]:
+    """Read a trusted AK list: one ``sha256:<64 hex> NODE-ID`` per line (what ``slsa-dist
+    tpm enroll`` prints); blank lines and ``#`` comments are skipped.
+
+    Returns:
+        (fingerprint, node id) pairs: a quote counts only from its own node's AK.
 
     Raises:
         InputError: a missing file, a malformed line (named by number), or no entry.
@@ -190,10 +207,9 @@ def load_trusted_aks(path: str | os.PathLike[str]) -> frozenset[str]:
             from None
     found = set()
     for number, line in enumerate(text.splitlines(), 1):
-        entry = line.split("#", 1)[0].split()
-        if not entry:
-            continue
-        found.add(check_ak_fingerprint(entry[0], f"trusted AKs {file} line {number}"))
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            found.add(trusted_ak_entry(entry, f"trusted AKs {file} line {number}"))
     if not found:
         raise InputError(f"trusted AKs {file}: expected at least one 'sha256:...' line, "
                          "found none")

@@ -149,7 +149,13 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
                         "report signature by the VCEK certificate supplied to the verifier")
     elif kind == "snp":
         not_verified.insert(0, "report signature (no VCEK certificate supplied)")
-    return EvidenceVerdict(status="verified", verified=verified, not_verified=not_verified,
+    # Structure and binding alone prove nothing: anyone can write a zero-filled report
+    # with the right report data. Only a signature by a key the verifier was given (an
+    # SNP VCEK as offline collateral) makes it evidence; everything else is
+    # "structure-only", which --require-attestation does not count.
+    signed = kind == "snp" and vcek_pem is not None
+    return EvidenceVerdict(status="verified" if signed else "structure-only",
+                           verified=verified, not_verified=not_verified,
                            claims=fields)
 
 

@@ -11,9 +11,12 @@ __all__ = ["KINDS", "UNAVAILABLE", "EvidenceVerdict", "EvidenceVerifier", "Statu
 KINDS = ("tpm", "tdx", "snp", "nvidia-cc")
 UNAVAILABLE = "unavailable"  # the format of an evidence event that carries only a reason
 
-# "verified": the checks in ``verified`` passed; "failed": one did not (``reason``);
-# "unverified": nothing here could check this kind.
-Status = Literal["verified", "failed", "unverified"]
+# "verified": the checks in ``verified`` passed, a signature by a trusted key among them;
+# "structure-only": well-formed and bound to the nonce, but no signature chain was
+# verified (anyone could have written it); "failed": a check did not pass (``reason``);
+# "unverified": nothing here could check this kind. Only "verified" counts for
+# --require-attestation.
+Status = Literal["verified", "structure-only", "failed", "unverified"]
 
 
 @dataclass(frozen=True)

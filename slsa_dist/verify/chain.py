@@ -19,7 +19,7 @@ Policy file (JSON, or YAML when PyYAML is installed)::
          "keys": ["keys/signing.pub"],
          "builderIds": ["https://slsa-dist.dev/builders/coordinator/v1"],
          "requireAttestation": "tpm",
-         "trustedAks": ["sha256:<fingerprint from slsa-dist tpm enroll>"],
+         "trustedAks": ["sha256:<fingerprint> <node id>  (a line of slsa-dist tpm enroll)"],
          "slsaBuildLevel": 2},
         {"buildType": "https://slsa-dist.dev/buildtypes/step/v1",
          "keys": ["keys/signing.pub"], "slsaBuildLevel": 1}
@@ -30,7 +30,8 @@ Policy file (JSON, or YAML when PyYAML is installed)::
 
 Key paths are relative to the policy file. ``builderIds``,
 ``requireAttestation`` and ``trustedAks`` (only with ``requireAttestation:
-tpm``: quotes count only from these attestation keys) are optional;
+tpm``: a node's quotes count only from the attestation key enrolled for that
+node) are optional;
 ``slsaBuildLevel`` is what the verifier grants that build type (it goes
 into the VSA).
 """
@@ -65,7 +66,7 @@ class StepRule:
     keys: tuple[Verifier, ...]
     builder_ids: tuple[str, ...] = ()
     require_attestation: str | None = None
-    trusted_aks: frozenset[str] | None = None
+    trusted_aks: frozenset[tuple[str, str]] | None = None
     level: int = 1
 
 
@@ -128,16 +129,16 @@ class ChainPolicy:
         return next((r for r in self.rules if r.build_type == build_type), None)
 
 
-def _trusted_aks(value: Any, requirement: Any, where: str) -> frozenset[str]:
+def _trusted_aks(value: Any, requirement: Any, where: str) -> frozenset[tuple[str, str]]:
     if requirement != "tpm":
         raise InputError(f"{where}: expected it with \"requireAttestation\": \"tpm\", found "
                          f"{requirement!r}")
     if not isinstance(value, list) or not value:
-        raise InputError(f"{where}: expected a non-empty list of 'sha256:<hex>', found "
+        raise InputError(f"{where}: expected a non-empty list of 'sha256:<hex> NODE-ID', found "
                          f"{value!r:.60}")
-    from slsa_dist.attest.tpm import check_ak_fingerprint
+    from slsa_dist.attest.tpm import trusted_ak_entry
 
-    return frozenset(check_ak_fingerprint(str(entry), where) for entry in value)
+    return frozenset(trusted_ak_entry(str(entry), where) for entry in value)
 
 
 @dataclass

@@ -115,7 +115,7 @@ def test_vsa_is_emitted_and_verifies(chain: dict[str, Path], tmp_path: Path,
      "steps[0].trustedAks: expected 'sha256:<64 lowercase hex>', found 'node-a'"),
     ('{"version": 1, "steps": [{"buildType": "x", "keys": ["k.pub"], "requireAttestation": '
      '"tpm", "trustedAks": []}]}',
-     "steps[0].trustedAks: expected a non-empty list of 'sha256:<hex>', found []"),
+     "steps[0].trustedAks: expected a non-empty list of 'sha256:<hex> NODE-ID', found []"),
 ])
 def test_bad_policy_files_say_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "policy.json"

@@ -69,7 +69,7 @@ def test_a_node_that_ran_no_rank_is_not_asked() -> None:
 def test_trusted_aks_count_only_listed_keys() -> None:
     other = "sha256:" + "cd" * 32
     check = require_attestation(provenance({"a": (tpm(ak=other),)}), "tpm",
-                                trusted_aks=frozenset({AK}))
+                                trusted_aks=frozenset({(AK, "a")}))
     assert not check.ok
     assert f"signed by AK {other}, not a trusted AK" in check.detail
 
@@ -88,4 +88,4 @@ def test_no_nodes_at_all_fails() -> None:
 
 def test_trusted_aks_for_another_kind_is_a_usage_error() -> None:
     with pytest.raises(InputError, match="expected them with a tpm requirement, found 'snp'"):
-        require_attestation(provenance({}), "snp", trusted_aks=frozenset({AK}))
+        require_attestation(provenance({}), "snp", trusted_aks=frozenset({(AK, "a")}))

@@ -153,12 +153,14 @@ def test_a_trusted_ak_list_is_read_with_names_and_comments(tmp_path) -> None:  #
     good = "sha256:" + "ab" * 32
     path = tmp_path / "aks.txt"
     path.write_text(f"# enrolled 2026-11-27\n\n{good} node-a  # rack 4\n")
-    assert tpm.load_trusted_aks(path) == frozenset({good})
+    assert tpm.load_trusted_aks(path) == frozenset({(good, "node-a")})
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("sha256:" + "ab" * 32 + "\nsha1:abcd node-b\n",
+    ("sha256:" + "ab" * 32 + " node-a\nsha1:abcd node-b\n",
      "line 2: expected 'sha256:<64 lowercase hex>', found 'sha1:abcd'"),
+    ("sha256:" + "ab" * 32 + "\n",
+     "line 1: expected 'sha256:<64 hex> NODE-ID' (the node the AK was enrolled on)"),
     ("sha256:" + "AB" * 32 + "\n", "line 1: expected 'sha256:<64 lowercase hex>'"),
     ("# nothing\n", "expected at least one 'sha256:...' line, found none"),
 ])

@@ -27,14 +27,14 @@ def test_a_policy_reads_its_rules_keys_and_allowed_roots(tmp_path: Path) -> None
         "version": 1, "maxDepth": 3, "allowedDatasets": ["aa" * 32],
         "steps": [{"buildType": TRAINING, "keys": ["keys/signing.pub"],
                    "builderIds": ["https://b/1"], "requireAttestation": "tpm",
-                   "trustedAks": ["sha256:" + "cd" * 32], "slsaBuildLevel": 2},
+                   "trustedAks": ["sha256:" + "cd" * 32 + " node-0"], "slsaBuildLevel": 2},
                   {"buildType": STEP, "keys": ["keys/signing.pub"]}]}))
     assert policy.max_depth == 3
     assert policy.allowed == {"aa" * 32}
     rule = policy.rule_for(TRAINING)
     assert rule is not None
-    assert (rule.level, rule.builder_ids, rule.trusted_aks) == (2, ("https://b/1",),
-                                                                 {"sha256:" + "cd" * 32})
+    assert (rule.level, rule.builder_ids, rule.trusted_aks) == (
+        2, ("https://b/1",), {("sha256:" + "cd" * 32, "node-0")})
     assert policy.rule_for(STEP) is not None
     assert policy.rule_for("https://other") is None
     assert len(policy.digest) == 64
