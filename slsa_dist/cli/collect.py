@@ -81,7 +81,9 @@ def register(sub: Subparsers) -> None:
     coordinator.add_argument("--listen", required=True, help="host:port (port 0 picks one)")
     coordinator.add_argument("--key", required=True, type=Path, help="signing key (PEM)")
     coordinator.add_argument("--out", required=True, type=Path, help="where bundles go")
-    coordinator.add_argument("--world-size", type=int)
+    coordinator.add_argument("--world-size", type=int, required=True,
+                             help="ranks in the job, as the launcher sees it (never taken "
+                                  "from a rank)")
     coordinator.add_argument("--journal", type=Path,
                              help="journal path (default OUT/JOB.journal.sqlite)")
     coordinator.add_argument("--builder-id", default=DEFAULT_BUILDER_ID)

@@ -91,7 +91,7 @@ class Coordinator:
         job_id: str,
         signer: Signer,
         out_dir: str | os.PathLike[str],
-        world_size: int | None = None,
+        world_size: int,
         journal_path: str | os.PathLike[str] | None = None,
         builder_id: str = DEFAULT_BUILDER_ID,
         idle_timeout: float | None = None,

@@ -14,9 +14,10 @@ nothing.
 The contract:
 
 1. Every message names this coordinator's job id (else ``NOT_FOUND``).
-2. The world size is fixed by configuration or by the first rank that
-   registers; every registration agrees with it (``FAILED_PRECONDITION``)
-   and every rank lies in ``[0, world_size)`` (``OUT_OF_RANGE``).
+2. The world size is fixed by the operator (configuration, or the launcher's
+   own view), never by a rank; every registration agrees with it
+   (``FAILED_PRECONDITION``) and every rank lies in ``[0, world_size)``
+   (``OUT_OF_RANGE``).
 3. Each (rank, attempt, worker) registers once. Registering again with the
    same identity (node, run id, pid) is the same registration and answers the
    same sender and next sequence number (a retried RPC); with a different
@@ -95,6 +96,9 @@ class Limits:
     max_json_bytes: int = 1 << 20
     # Distinct artifacts and files: bounds the size of the provenance.
     max_artifact_files: int = 1_000_000
+    # Nonces issued to one node: its agent asks once per attempt; 64 covers every
+    # restart budget in use, and a node cannot make the coordinator keep thousands.
+    max_challenges_per_node: int = 64
 
 
 def _no_verifier(kind: str, blob: bytes, nonce: bytes, job_id: str, node: str) -> EvidenceVerdict:
@@ -283,16 +287,16 @@ class JobState:
         self,
         *,
         job_id: str,
-        world_size: int | None = None,
+        world_size: int,
         limits: Limits | None = None,
         evidence_verifier: EvidenceVerifier = _no_verifier,
     ) -> None:
         self.job_id = job_id
         self.limits = limits or Limits()
-        if world_size is not None and not 0 < world_size <= self.limits.max_world_size:
+        if not 0 < world_size <= self.limits.max_world_size:
             raise _reject("INVALID_ARGUMENT", "world size: expected 1.."
                           f"{self.limits.max_world_size}, found {world_size}")
-        self.world_size = world_size
+        self.world_size = world_size  # the operator's, never a rank's (contract rule 2)
         self._verify_evidence = evidence_verifier
         self._senders: dict[str, _Sender] = {}
         self._ranks: dict[int, _Rank] = {}
@@ -329,7 +333,7 @@ class JobState:
         return done
 
     def all_ranks_complete(self) -> bool:
-        return self.world_size is not None and len(self.completed_ranks()) == self.world_size
+        return len(self.completed_ranks()) == self.world_size
 
     def nodes_finished(self) -> bool:
         """Every registered node reported a terminal state for some attempt."""
@@ -361,7 +365,12 @@ class JobState:
         if node_id not in self._nodes:
             raise _reject("FAILED_PRECONDITION",
                           f"challenge: expected node {node_id!r} to be registered, found it not")
-        self._nodes[node_id].nonces.append(nonce)
+        nonces = self._nodes[node_id].nonces
+        if len(nonces) >= self.limits.max_challenges_per_node:
+            raise _reject("RESOURCE_EXHAUSTED", f"challenge: expected at most "
+                          f"{self.limits.max_challenges_per_node} per node, found node "
+                          f"{node_id!r} asking for more")
+        nonces.append(nonce)
         self._touch(now)
 
     def register_node(self, req: pb.RegisterNodeRequest, now: dt.datetime) -> Registered:
@@ -389,7 +398,7 @@ class JobState:
         if req.world_size == 0 or req.world_size > self.limits.max_world_size:
             raise _reject("INVALID_ARGUMENT", "world size: expected 1.."
                           f"{self.limits.max_world_size}, found {req.world_size}")
-        if self.world_size is not None and req.world_size != self.world_size:
+        if req.world_size != self.world_size:
             raise _reject("FAILED_PRECONDITION",
                           f"world size: expected {self.world_size}, found {req.world_size}")
         if req.rank >= req.world_size:
@@ -405,7 +414,6 @@ class JobState:
                               f"registered as (node, run id, pid) {existing.identity}, "
                               f"found {identity}")
             return Registered(key, existing.next_sequence, new=False)
-        self.world_size = req.world_size
         self._senders[key] = _Sender(key=key, identity=identity, rank=req.rank,
                                      attempt=req.attempt, node=req.node_id)
         rank = self._ranks.setdefault(req.rank, _Rank(rank=req.rank))
@@ -729,8 +737,6 @@ class JobState:
             self._finalized = (reason or "request", now)
 
     def missing_ranks(self) -> list[int]:
-        if self.world_size is None:
-            return []
         done = self.completed_ranks()
         return [r for r in range(self.world_size) if r not in done]
 
@@ -768,8 +774,7 @@ class JobState:
     def _add_parameters(self, builder: ProvenanceBuilder,
                         internal: Mapping[str, Any] | None) -> None:
         external = dict(self._external)
-        if self.world_size is not None:
-            external["worldSize"] = self.world_size
+        external["worldSize"] = self.world_size
         if self._nodes:
             external.setdefault("nodes", len(self._nodes))
         builder.set_external_parameters(external)

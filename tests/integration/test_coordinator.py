@@ -160,7 +160,8 @@ def test_plaintext_off_loopback_is_refused(tmp_path: Path) -> None:
     import asyncio
 
     async def start() -> None:
-        coordinator = Coordinator(job_id="j", signer=Signer.generate(), out_dir=tmp_path)
+        coordinator = Coordinator(job_id="j", signer=Signer.generate(), out_dir=tmp_path,
+                                  world_size=1)
         await coordinator.start("0.0.0.0:0")
 
     with pytest.raises(InputError, match="plaintext is allowed on loopback only"):

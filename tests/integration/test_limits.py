@@ -34,7 +34,7 @@ def test_request_rate_per_peer_is_limited(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_ranks_per_job_are_limited(tmp_path: Path) -> None:
     with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path,
-                           limits=Limits(max_world_size=8)) as server:
+                           world_size=8, limits=Limits(max_world_size=8)) as server:
         with grpc.insecure_channel(server.address) as channel:
             stub = pb_grpc.CollectorStub(channel)
             with pytest.raises(grpc.RpcError) as info:

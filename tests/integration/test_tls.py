@@ -146,7 +146,8 @@ def test_plaintext_is_refused_off_loopback(tmp_path: Path) -> None:
     assert not peer_is_loopback("unix:/tmp/x.sock")
 
     async def start() -> None:
-        await Coordinator(job_id="j", signer=Signer.generate(), out_dir=tmp_path).start(
+        await Coordinator(job_id="j", signer=Signer.generate(), out_dir=tmp_path,
+                          world_size=1).start(
             "0.0.0.0:0")
 
     with pytest.raises(InputError, match="plaintext is allowed on loopback only"):
@@ -158,7 +159,8 @@ def test_the_coordinator_command_requires_a_transport_choice(tmp_path: Path) -> 
     key.write_bytes(Signer.generate().private_pem())
     done = subprocess.run([sys.executable, "-m", "slsa_dist.cli", "coordinator", "--job-id",
                            "j", "--listen", "127.0.0.1:0", "--key", str(key), "--out",
-                           str(tmp_path)], capture_output=True, text=True, timeout=60,
+                           str(tmp_path), "--world-size", "1"], capture_output=True, text=True,
+                          timeout=60,
                           check=False)
     assert done.returncode == 2
     assert "expected --tls DIR (mutual TLS) or --plaintext (loopback only)" in done.stderr

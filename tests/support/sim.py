@@ -52,7 +52,7 @@ class Sender:
 
 
 class Cluster:
-    def __init__(self, *, world_size: int | None = None, job_id: str = "job-1",
+    def __init__(self, *, world_size: int = 1, job_id: str = "job-1",
                  **kwargs: Any) -> None:
         self.job_id = job_id
         self.world_size = world_size

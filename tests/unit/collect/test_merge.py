@@ -98,7 +98,7 @@ def test_8_ranks_rank_8_is_out_of_range() -> None:
 
 
 def test_world_size_disagreeing_is_refused() -> None:
-    cluster = Cluster()
+    cluster = Cluster(world_size=4)
     cluster.rank(0, world_size=4)
     with refused("FAILED_PRECONDITION", "world size: expected 4, found 8"):
         cluster.rank(1, world_size=8)
