@@ -382,7 +382,8 @@ class Completeness:
         """(label, entries) for every non-empty gap, in a fixed order."""
         found: list[tuple[str, Sequence[Any]]] = [
             ("missing ranks", self.missing_ranks), ("missing checkpoint files", self.missing_files),
-            ("failed evidence", self.failed_evidence), ("event gaps", self.sequence_gaps)]
+            ("failed evidence", self.failed_evidence), ("event gaps", self.sequence_gaps),
+            ("conflicts", self.conflicts)]
         return [(label, entries) for label, entries in found if entries]
 
     def to_dict(self) -> dict[str, Any]:

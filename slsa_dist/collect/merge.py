@@ -837,6 +837,7 @@ class JobState:
                             "coordinator (its journal was lost)")
         failed_evidence = [f"{node.node}: {e.kind}: {e.reason}" for node in self._nodes.values()
                            for e in node.evidence if e.status == "failed"]
+        conflicts = [*conflicts, *self._exit_disagreements()]
         missing_ranks = self.missing_ranks()
         return records.Completeness(
             complete=not (missing_ranks or missing_files or failed_evidence or gaps
@@ -853,6 +854,27 @@ class JobState:
             if checkpoints:  # no final named: the last checkpoint written is the model
                 chosen.add(max(checkpoints, key=lambda a: a.order).name)
         return chosen
+
+    def _exit_disagreements(self) -> list[str]:
+        """Where a node's launcher and a rank disagree on whether the rank succeeded.
+
+        The rank reports its own exit (tenant data); the node agent saw the process
+        end (platform data). A rank that says SUCCEEDED while its launcher saw it
+        fail is a conflict, recorded, never resolved in the rank's favour.
+        """
+        found = []
+        for node in self._nodes.values():
+            for attempt in node.attempts.values():
+                for key, seen in sorted(attempt.exit_codes.items()):
+                    rank = self._ranks.get(int(key)) if key.lstrip("-").isdigit() else None
+                    state = rank.attempts.get(attempt.attempt) if rank is not None else None
+                    if state is None or state.completed is None:
+                        continue
+                    reported, how = state.completed
+                    if (reported == 0) != (seen == 0):
+                        found.append(f"rank {key} attempt {attempt.attempt}: the rank reported "
+                                     f"exit {reported} ({how}), node {node.node} saw exit {seen}")
+        return found
 
     def _rank_record(self, rank: _Rank, completed: bool) -> records.RankRecord:
         attempts = tuple(
