@@ -181,8 +181,11 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
                              "gpuIds": [str(g) for g in (meta.accelerator_ids or {}).get(
                                  "GPU", [])]})
         _STATE.agent.annotate(f"topology/attempt-{_STATE.attempt}", topology)
+        # An attempt record lists the ranks a node launched on itself (it binds them to
+        # that node); the controller launches none, so its membership view is the
+        # topology annotation above, and each Ray node's agent lists its own.
         _STATE.agent.record_attempt(attempt=_STATE.attempt, run_id=_STATE.job_id or "",
-                                    ranks=[t["worldRank"] for t in topology], state="STARTED")
+                                    ranks=[], state="STARTED")
 
     def after_controller_state_update(self, previous_state: Any, current_state: Any) -> None:
         if type(current_state).__name__ == "RestartingState" and _STATE.agent is not None:

@@ -404,6 +404,9 @@ class JobState:
         if req.rank >= req.world_size:
             raise _reject("OUT_OF_RANGE",
                           f"rank: expected 0..{req.world_size - 1}, found {req.rank}")
+        if not req.node_id:
+            raise _reject("INVALID_ARGUMENT", f"rank {req.rank}: expected the id of the node "
+                          "that launched it, found ''")
         key = f"rank/{req.rank}/{req.attempt}/{req.worker}"
         identity = (req.node_id, req.run_id, req.pid)
         existing = self._senders.get(key)
@@ -615,16 +618,16 @@ class JobState:
             self._nodes[sender.node].inventory = parsed
 
     def _check_evidence(self, sender: _Sender, evidence: pb.Evidence, where: str) -> Any:
-        del sender, where
+        if sender.rank is not None:  # a rank must not speak for a node's hardware
+            raise _reject("INVALID_ARGUMENT", f"{where}: evidence is reported by nodes, "
+                          "found it from a rank")
         # An oversized blob is recorded as failed evidence, not refused: the node must not
         # be able to hide its other events behind it.
         return len(evidence.blob) > self.limits.max_evidence_bytes
 
     def _apply_evidence(self, sender: _Sender, evidence: pb.Evidence, oversized: Any) -> None:
-        node = self._nodes.get(sender.node)
-        if node is None:  # a rank reporting evidence for a node that never registered
-            node = self._nodes[sender.node] = _Node(node=sender.node, hostname="", node_rank=0)
-        node.evidence.append(self._appraise(sender, evidence, oversized=bool(oversized)))
+        self._nodes[sender.node].evidence.append(
+            self._appraise(sender, evidence, oversized=bool(oversized)))
 
     def _check_annotation(self, sender: _Sender, note: pb.Annotation, where: str) -> Any:
         del sender
@@ -647,9 +650,14 @@ class JobState:
 
     def _apply_attempt(self, sender: _Sender, attempt: pb.AttemptRecord, extra: Any) -> None:
         del extra
-        self._nodes[sender.node].attempts[attempt.attempt] = records.NodeAttempt(
-            attempt=attempt.attempt, run_id=attempt.run_id, ranks=tuple(attempt.ranks),
-            state=attempt.state, exit_codes={str(k): v for k, v in attempt.exit_codes.items()})
+        attempts = self._nodes[sender.node].attempts
+        earlier = attempts.get(attempt.attempt)  # STARTED, then the final state: keep both's
+        attempts[attempt.attempt] = records.NodeAttempt(
+            attempt=attempt.attempt, run_id=attempt.run_id,
+            ranks=tuple(sorted({*(earlier.ranks if earlier else ()), *attempt.ranks})),
+            state=attempt.state,
+            exit_codes={**(earlier.exit_codes if earlier else {}),
+                        **{str(k): v for k, v in attempt.exit_codes.items()}})
 
     def _check_completed(self, sender: _Sender, done: pb.RankCompleted, where: str) -> Any:
         del done
@@ -837,7 +845,7 @@ class JobState:
                             "coordinator (its journal was lost)")
         failed_evidence = [f"{node.node}: {e.kind}: {e.reason}" for node in self._nodes.values()
                            for e in node.evidence if e.status == "failed"]
-        conflicts = [*conflicts, *self._exit_disagreements()]
+        conflicts = [*conflicts, *self._exit_disagreements(), *self._binding_disagreements()]
         missing_ranks = self.missing_ranks()
         return records.Completeness(
             complete=not (missing_ranks or missing_files or failed_evidence or gaps
@@ -874,6 +882,27 @@ class JobState:
                     if (reported == 0) != (seen == 0):
                         found.append(f"rank {key} attempt {attempt.attempt}: the rank reported "
                                      f"exit {reported} ({how}), node {node.node} saw exit {seen}")
+        return found
+
+    def _binding_disagreements(self) -> list[str]:
+        """A rank that claims one node while another node's launcher lists it as its own.
+
+        The launcher's list (platform data) binds a rank to the node that started it;
+        a rank's own claim of a node id is tenant data and cannot move it elsewhere.
+        """
+        launched: dict[tuple[int, int], set[str]] = {}
+        for node in self._nodes.values():
+            for record in node.attempts.values():
+                for listed in record.ranks:
+                    launched.setdefault((listed, record.attempt), set()).add(node.node)
+        found = []
+        for rank in self._ranks.values():
+            for number, attempt in sorted(rank.attempts.items()):
+                nodes = launched.get((rank.rank, number), set())
+                if nodes and attempt.node not in nodes:
+                    found.append(f"rank {rank.rank} attempt {number}: registered as node "
+                                 f"{attempt.node!r}, launched by node(s) "
+                                 f"{', '.join(sorted(nodes))}")
         return found
 
     def _rank_record(self, rank: _Rank, completed: bool) -> records.RankRecord:

@@ -100,7 +100,7 @@ def test_duplicate_and_out_of_order_batches_over_grpc(tmp_path: Path) -> None:
     with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path,
                            world_size=1) as server:
         channel, stub = _stub(server.address)
-        sender = stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=0, world_size=1)).sender
+        sender = stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=0, world_size=1, node_id="n")).sender
         assert stub.Report(batch(sender, 1, 10)).acked_through == 10
         duplicate = stub.Report(batch(sender, 1, 10))
         assert (duplicate.acked_through, duplicate.duplicates) == (10, 10)
@@ -200,7 +200,8 @@ def test_restarted_coordinator_replays_to_the_same_statement(tmp_path: Path) -> 
     with CoordinatorThread(**kwargs) as server:
         channel, stub = _stub(server.address)
         for r in range(2):
-            sender = stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=r, world_size=2)).sender
+            sender = stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=r, world_size=2,
+                                                                  node_id="n")).sender
             stub.Report(pb.ReportRequest(job_id="j", sender=sender, first_sequence=1, events=[
                 pb.Event(file=pb.FileWritten(artifact="m", path=f"{r}.bin",
                                              digest={"sha256": sha(str(r))}))]))

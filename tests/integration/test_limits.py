@@ -49,7 +49,7 @@ def test_events_per_rank_are_limited(tmp_path: Path) -> None:
                            world_size=1, limits=Limits(max_events_per_sender=3)) as server:
         with grpc.insecure_channel(server.address) as channel:
             stub = pb_grpc.CollectorStub(channel)
-            sender = stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=0, world_size=1),
+            sender = stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=0, world_size=1, node_id="n"),
                                        timeout=10).sender
             event = pb.Event(annotation=pb.Annotation(key="k", value_json="1"))
             stub.Report(pb.ReportRequest(job_id="j", sender=sender, first_sequence=1,

@@ -62,7 +62,7 @@ def code_of(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def
 
 def test_a_rank_registers_and_reports_as_itself(server, pki: Path) -> None:  # type: ignore[no-untyped-def]
     channel, collector = stub(server, pki / "rank-0")
-    reply = collector.RegisterRank(pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2),
+    reply = collector.RegisterRank(pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2, node_id="n"),
                                    timeout=10)
     assert reply.sender == "rank/0/0/0"
     channel.close()
@@ -71,7 +71,7 @@ def test_a_rank_registers_and_reports_as_itself(server, pki: Path) -> None:  # t
 def test_a_rank_cannot_register_as_another_rank(server, pki: Path) -> None:  # type: ignore[no-untyped-def]
     channel, collector = stub(server, pki / "rank-1")
     code, details = code_of(lambda: collector.RegisterRank(
-        pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2), timeout=10))
+        pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2, node_id="n"), timeout=10))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert details == "identity: expected rank '0', found the certificate of rank '1'"
     channel.close()
@@ -79,7 +79,7 @@ def test_a_rank_cannot_register_as_another_rank(server, pki: Path) -> None:  # t
 
 def test_a_rank_cannot_report_into_another_ranks_sender(server, pki: Path) -> None:  # type: ignore[no-untyped-def]
     channel0, rank0 = stub(server, pki / "rank-0")
-    sender = rank0.RegisterRank(pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2),
+    sender = rank0.RegisterRank(pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2, node_id="n"),
                                 timeout=10).sender
     channel1, rank1 = stub(server, pki / "rank-1")
     code, _ = code_of(lambda: rank1.Report(pb.ReportRequest(
@@ -93,7 +93,7 @@ def test_a_rank_cannot_report_into_another_ranks_sender(server, pki: Path) -> No
 def test_a_certificate_for_another_job_is_refused(server, pki: Path) -> None:  # type: ignore[no-untyped-def]
     channel, collector = stub(server, pki / "other-job")
     code, details = code_of(lambda: collector.RegisterRank(
-        pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2), timeout=10))
+        pb.RegisterRankRequest(job_id="job-t", rank=0, world_size=2, node_id="n"), timeout=10))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert "expected a certificate for job 'job-t', found one for job 'other'" in details
     channel.close()
