@@ -31,7 +31,8 @@ trap 'rm -f "$port_file"; [ -n "${coordinator_pid:-}" ] && kill "$coordinator_pi
 
 # Loopback only: plaintext gRPC is refused anywhere else.
 "$slsa_dist" coordinator --job-id "$job_id" --listen 127.0.0.1:0 --port-file "$port_file" \
-  --key "$key" --out "$out" --world-size "$nproc" --plaintext &
+  --key "$key" --out "$out" --world-size "$nproc" --plaintext \
+  --builder-id https://slsa-dist.dev/builders/local/v1 &
 coordinator_pid=$!
 for _ in $(seq 1 300); do
   [ -s "$port_file" ] && break

@@ -41,6 +41,7 @@ from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
 from slsa_dist.sign.keys import Signer
 
 __all__ = [
+    "BUILDER_IDS",
     "BUILD_TYPE",
     "DEFAULT_BUILDER_ID",
     "MEDIA_CHECKPOINT",
@@ -58,6 +59,8 @@ __all__ = [
     "checkpoint_record",
     "format_timestamp",
     "input_descriptor",
+    "invocation_id",
+    "job_id_of",
     "record_descriptor",
     "redact_url",
     "sign_statement",
@@ -66,7 +69,15 @@ __all__ = [
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://slsa-dist.dev/buildtypes/distributed-training/v1"
-DEFAULT_BUILDER_ID = "https://slsa-dist.dev/builders/coordinator/v1"
+# One builder.id per deployment mode: SLSA makes builder.id the sole determiner of the
+# level a consumer grants, and each mode isolates differently (docs/builder.md).
+BUILDER_IDS = {
+    "local": "https://slsa-dist.dev/builders/local/v1",
+    "slurm": "https://slsa-dist.dev/builders/slurm/v1",
+    "kubernetes": "https://slsa-dist.dev/builders/kubernetes/v1",
+    "ray": "https://slsa-dist.dev/builders/ray/v1",
+}
+DEFAULT_BUILDER_ID = BUILDER_IDS["local"]  # a coordinator nobody told where it runs
 
 MEDIA_RANK = "application/vnd.slsa-dist.rank.v1+json"
 MEDIA_NODE = "application/vnd.slsa-dist.node.v1+json"
@@ -77,7 +88,19 @@ MEDIA_COMPLETENESS = "application/vnd.slsa-dist.completeness.v1+json"
 # (in-toto: consumers ignore algorithms they do not know).
 _HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128, "blake3": 64, "sha1": 40}
 _HEX = re.compile(r"^[0-9a-f]+$")
+_RUN_SUFFIX = re.compile(r"/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ALGORITHM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def invocation_id(job_id: str, run_id: str) -> str:
+    """A globally unique ``invocationId``: the job id people know, and this run's UUID
+    (a rerun under the same job id, or the same id on another cluster, differs)."""
+    return f"{job_id}/{run_id}"
+
+
+def job_id_of(invocation: str) -> str:
+    """The job id in an ``invocationId``: without the run UUID :func:`invocation_id` added."""
+    return _RUN_SUFFIX.sub("", invocation)
 
 
 def format_timestamp(when: dt.datetime) -> str:
@@ -449,6 +472,13 @@ class Provenance:
     def invocation_id(self) -> str | None:
         value = _get(self.statement.predicate, "runDetails", "metadata", "invocationId")
         return value if isinstance(value, str) else None
+
+    @property
+    def job_id(self) -> str | None:
+        """The job or step id people name the run by: the invocationId without its run
+        UUID (``job-1/<uuid4>`` -> ``job-1``; ids written before run UUIDs as they are)."""
+        invocation = self.invocation_id
+        return None if invocation is None else job_id_of(invocation)
 
     @property
     def external_parameters(self) -> Mapping[str, Any]:

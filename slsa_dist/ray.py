@@ -47,6 +47,7 @@ from slsa_dist.capture import runtime
 from slsa_dist.collect.agent import Agent
 from slsa_dist.collect.node import start_node_agent
 from slsa_dist.digest import digest_path
+from slsa_dist.provenance import BUILDER_IDS
 
 __all__ = ["SlsaCallback", "report_with_digests"]
 
@@ -151,7 +152,7 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
 
             state.server = CoordinatorThread(
                 job_id=state.job_id, signer=load_signer(self.key), out_dir=self.out_dir,
-                world_size=world, settle=10.0,
+                world_size=world, settle=10.0, builder_id=BUILDER_IDS["ray"],
                 internal_parameters={"launcher": "ray-train", "rayVersion": ray.__version__})
             state.server.__enter__()
             state.coordinator = state.server.address

@@ -169,7 +169,7 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
     policy = out / "policy.json"
     training = {"buildType": "https://slsa-dist.dev/buildtypes/distributed-training/v1",
                 "keys": ["keys/signing.pub"],
-                "builderIds": ["https://slsa-dist.dev/builders/coordinator/v1"],
+                "builderIds": ["https://slsa-dist.dev/builders/local/v1"],  # a local run: L1
                 "slsaBuildLevel": 1}
     if env:
         training["requireAttestation"] = "tpm"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from slsa_dist.provenance import (
     ResourceDescriptor,
     artifact_descriptors,
     input_descriptor,
+    invocation_id,
     sign_statement,
 )
 from slsa_dist.sign.dsse import write_bundle
@@ -80,7 +82,9 @@ def run_step(
                          "no provenance written for a failed step")
     finished = dt.datetime.now(dt.timezone.utc)
     builder = ProvenanceBuilder(builder_id=builder_id, build_type=RUN_BUILD_TYPE,
-                                invocation_id=step_id or f"step-{started:%Y%m%dT%H%M%S%f}")
+                                invocation_id=invocation_id(
+                                    step_id or f"step-{started:%Y%m%dT%H%M%S%f}",
+                                    str(uuid.uuid4())))
     for output in outputs:
         path = Path(output)
         if not path.exists():

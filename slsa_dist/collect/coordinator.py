@@ -112,14 +112,13 @@ class Coordinator:
         self._idle_timeout = idle_timeout
         self._settle = settle
         self._internal = dict(internal_parameters or {})
-        kwargs: dict[str, Any] = {"job_id": job_id, "world_size": world_size, "limits": limits}
         if evidence_verifier is None:
             from slsa_dist.attest import verify_evidence
 
             evidence_verifier = verify_evidence
-        kwargs["evidence_verifier"] = evidence_verifier
-        self.state = JobState(**kwargs)
         self._journal = Journal(self.journal_path, job_id=job_id, max_bytes=journal_max_bytes)
+        self.state = JobState(job_id=job_id, world_size=world_size, run_id=self._journal.run_id,
+                              limits=limits, evidence_verifier=evidence_verifier)
         self.replayed = self._replay()
         self._committer = GroupCommitter(self._journal)
         self._server: aio.Server | None = None

@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,14 +54,21 @@ class Journal:
         if not stored:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO meta VALUES (?, ?)",
-                                 [("job_id", job_id), ("format", FORMAT_VERSION)])
+                                 [("job_id", job_id), ("format", FORMAT_VERSION),
+                                  ("run_id", str(uuid.uuid4()))])
             self._db.execute("COMMIT")
+            stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         elif stored.get("job_id") != job_id:
             raise InputError(f"journal {self.path}: expected job {job_id!r}, "
                              f"found job {stored.get('job_id')!r}")
         elif stored.get("format") != FORMAT_VERSION:
             raise InputError(f"journal {self.path}: expected format {FORMAT_VERSION}, "
                              f"found {stored.get('format')!r}")
+        if "run_id" not in stored:  # a journal from before run ids: this run gets one now
+            stored["run_id"] = str(uuid.uuid4())
+            self._db.execute("INSERT INTO meta VALUES ('run_id', ?)", (stored["run_id"],))
+        # This run's UUID: kept across coordinator restarts, new for every new journal.
+        self.run_id = stored["run_id"]
 
     def entries(self) -> Iterator[bytes]:
         """Every entry, oldest first."""

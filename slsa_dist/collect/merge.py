@@ -63,6 +63,7 @@ from slsa_dist.provenance import (
     artifact_descriptors,
     check_digest,
     checkpoint_record,
+    invocation_id,
     record_descriptor,
     redact_url,
 )
@@ -288,10 +289,12 @@ class JobState:
         *,
         job_id: str,
         world_size: int,
+        run_id: str,
         limits: Limits | None = None,
         evidence_verifier: EvidenceVerifier = _no_verifier,
     ) -> None:
         self.job_id = job_id
+        self.run_id = run_id  # with the job id, the globally unique invocationId
         self.limits = limits or Limits()
         if not 0 < world_size <= self.limits.max_world_size:
             raise _reject("INVALID_ARGUMENT", "world size: expected 1.."
@@ -756,7 +759,8 @@ class JobState:
             raise _reject("FAILED_PRECONDITION", "statement: expected a finalized job, found open")
         reason, finished = self._finalized
         started = self._started or finished
-        builder = ProvenanceBuilder(builder_id=builder_id, invocation_id=self.job_id)
+        builder = ProvenanceBuilder(builder_id=builder_id,
+                                    invocation_id=invocation_id(self.job_id, self.run_id))
         self._add_parameters(builder, internal)
         builder.set_builder(version=builder_version)
         builder.set_times(started=started, finished=max(finished, started))

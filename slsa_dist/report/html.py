@@ -46,7 +46,7 @@ class _Job:
 
     @property
     def name(self) -> str:
-        return self.provenance.invocation_id or self.bundle.name
+        return self.provenance.job_id or self.bundle.name
 
 
 def _e(value: object) -> str:

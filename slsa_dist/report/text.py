@@ -40,7 +40,8 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
     lines: list[str] = []
     meta = provenance.metadata
     ext = provenance.external_parameters
-    lines.append(f"job:         {provenance.invocation_id or '-'}")
+    lines.append(f"job:         {provenance.job_id or '-'} (invocation "
+                 f"{provenance.invocation_id or '-'})")
     lines.append(f"builder:     {provenance.builder_id}")
     lines.append(f"buildType:   {provenance.build_type or '-'}")
     if meta.get("startedOn"):

@@ -258,6 +258,9 @@ def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier],
         out.add("builder.id", provenance.builder_id == builder_id,
                 f"expected {builder_id!r}, found {provenance.builder_id!r}")
         yield out.checks[-1]
+    else:  # the builder id is what the level rests on: say when nobody checked it
+        out.warnings.append(f"builder.id not checked (the provenance says "
+                            f"{provenance.builder_id!r}); pass --builder-id")
     for artifact in artifacts:
         _check_artifact(out, provenance, Path(artifact))
         yield out.checks[-1]

@@ -48,7 +48,7 @@ from typing import Any
 
 from slsa_dist.digest import digest_path
 from slsa_dist.errors import InputError
-from slsa_dist.provenance import Provenance, ResourceDescriptor, Statement
+from slsa_dist.provenance import Provenance, ResourceDescriptor, Statement, job_id_of
 from slsa_dist.sign.dsse import read_bundle
 from slsa_dist.sign.keys import Verifier, load_verifier
 from slsa_dist.verify.bundle import Check, check_bundle
@@ -154,7 +154,7 @@ class Step:
 
     @property
     def name(self) -> str:
-        return self.provenance.invocation_id or self.bundle.name
+        return self.provenance.job_id or self.bundle.name
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,7 @@ def _producer(digest: str, store: Store, policy: ChainPolicy,
         rule = policy.rule_for(provenance.build_type)
         assert rule is not None  # _verified_for_rule matched it
         if digest not in _named_digests(provenance):
-            reasons.append(f"step {provenance.invocation_id}: the verified statement does not "
+            reasons.append(f"step {provenance.job_id}: the verified statement does not "
                            f"name this digest (the store's index claimed it)")
             continue
         if rule.builder_ids and provenance.builder_id not in rule.builder_ids:
@@ -305,7 +305,7 @@ def _producer(digest: str, store: Store, policy: ChainPolicy,
                                               trusted_aks=rule.trusted_aks))
         failed_checks = [c for c in checks if not c.ok]
         if failed_checks:
-            reasons.append(f"step {provenance.invocation_id}: " + "; ".join(
+            reasons.append(f"step {provenance.job_id}: " + "; ".join(
                 f"{c.name}: {c.detail}" for c in failed_checks))
             continue
         return Step(bundle=bundle, provenance=provenance, depth=depth, level=rule.level,
@@ -325,8 +325,9 @@ def _verified_for_rule(bundle: Path, policy: ChainPolicy
             continue  # signed by this rule's key, but for another build type
         failures.append("; ".join(c.detail for c in checks if not c.ok))
     statements = _statements(bundle)
-    names = ", ".join(sorted({str(s.predicate.get("runDetails", {}).get("metadata", {})
-                                  .get("invocationId")) for s in statements}))
+    names = ", ".join(sorted({job_id_of(str(s.predicate.get("runDetails", {})
+                                            .get("metadata", {}).get("invocationId")))
+                              for s in statements}))
     types = ", ".join(sorted({str(s.predicate.get("buildDefinition", {}).get("buildType"))
                               for s in statements}))
     return None, [], (f"step {names} (name as claimed, unverified) is signed by a key not "

@@ -39,7 +39,9 @@ def fixed_signer(label: str) -> Signer:
 
 
 def statement(*, world_size: int = 2, ranks: int = 2) -> Statement:
-    builder = ProvenanceBuilder(invocation_id="job-vector-1")
+    # The builder id of bundles written before per-mode ids: old bundles still verify.
+    builder = ProvenanceBuilder(invocation_id="job-vector-1",
+                                builder_id="https://slsa-dist.dev/builders/coordinator/v1")
     builder.add_subject(ResourceDescriptor(
         name="model.bin", digest={"sha256": hashlib.sha256(MODEL_FILE).hexdigest()}))
     builder.set_external_parameters({"entryPoint": "train.py", "worldSize": world_size,

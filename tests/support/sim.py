@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import uuid
 from typing import Any
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
@@ -52,11 +53,12 @@ class Sender:
 
 
 class Cluster:
-    def __init__(self, *, world_size: int = 1, job_id: str = "job-1",
+    def __init__(self, *, world_size: int = 1, job_id: str = "job-1", run_id: str = "",
                  **kwargs: Any) -> None:
         self.job_id = job_id
         self.world_size = world_size
-        self.state = JobState(job_id=job_id, world_size=world_size, **kwargs)
+        self.state = JobState(job_id=job_id, world_size=world_size,
+                              run_id=run_id or str(uuid.uuid4()), **kwargs)
         self.clock = 0
         self.nonces: dict[str, bytes] = {}
 

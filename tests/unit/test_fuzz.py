@@ -73,7 +73,7 @@ def _verify_evidence(kind: str, blob: bytes, nonce: bytes, job: str, node: str):
                           small, st.sampled_from(["job", "other"]), small,
                           st.lists(events, max_size=5), small), max_size=25))
 def test_any_message_sequence_leaves_the_state_valid(messages) -> None:  # type: ignore[no-untyped-def]
-    state = JobState(job_id="job", world_size=4, limits=Limits(max_batch_events=4),
+    state = JobState(job_id="job", world_size=4, run_id="r", limits=Limits(max_batch_events=4),
                      evidence_verifier=_verify_evidence)
     senders: list[str] = []
     acked: dict[str, int] = {}

@@ -342,7 +342,7 @@ def test_a_crashing_verifier_is_recorded_not_fatal() -> None:
 
 def test_the_same_messages_give_the_same_statement_bytes() -> None:
     def run() -> bytes:
-        cluster = Cluster(world_size=4)
+        cluster = Cluster(world_size=4, run_id="0c2f5a4e-8d1b-4f3a-9b7e-1a2b3c4d5e6f")
         cluster.run_all()
         cluster.state.finalize("job-1", "request", cluster.tick())
         return cluster.statement().to_bytes()
