@@ -139,7 +139,7 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
 
     verifier = load_verifier(public)
     theirs = SslibEnvelope.from_dict(json.loads(train.read_text().splitlines()[0]))
-    theirs.verify([SSlibKey.from_crypto(verifier.crypto_key, keyid=verifier.keyid)], 1)
+    theirs.verify([SSlibKey.from_crypto(verifier.crypto_key)], 1)  # no key id needed
     _say("   securesystemslib verified the training envelope independently")
 
     tampered = out / "tampered" / "final"

@@ -45,10 +45,24 @@ def _algorithm_of(key: _PublicKey) -> Algorithm:
 
 
 def _key_id(key: _PublicKey) -> str:
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).hexdigest()
+    """securesystemslib's default key id, so ``SSlibKey.from_crypto(public_key)`` finds
+    our signatures as they are: SHA-256 over the OLPC canonical JSON of the key's
+    ``keytype``, ``scheme`` and ``keyval.public`` (PEM for ECDSA, hex for Ed25519)."""
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        keytype = scheme = "ed25519"
+        public = key.public_bytes(serialization.Encoding.Raw,
+                                  serialization.PublicFormat.Raw).hex()
+    else:
+        keytype, scheme = "ecdsa", "ecdsa-sha2-nistp256"
+        public = key.public_bytes(serialization.Encoding.PEM,
+                                  serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def string(value: str) -> str:  # OLPC canonical JSON escapes only '\\' and '"'
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    canonical = (f'{{"keytype":{string(keytype)},"keyval":{{"public":{string(public)}}},'
+                 f'"scheme":{string(scheme)}}}')
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class Verifier:
