@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["collect", "gpu_inventory", "python_packages", "torch_build"]
+from packageurl import PackageURL
+
+__all__ = ["collect", "gpu_inventory", "package_url", "python_packages", "torch_build"]
 
 _NVML_SUCCESS = 0
 _NVML_NOT_SUPPORTED = 3
@@ -130,6 +132,13 @@ def torch_build() -> dict[str, Any]:
         info["nccl"] = f"unavailable: {exc}"
     info["cudaDevices"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return info
+
+
+def package_url(name: str, version: str) -> str:
+    """The canonical purl of a Python distribution, by the purl library: the name
+    lowercased with ``_`` as ``-`` (``pkg:pypi/typing-extensions``), the version
+    percent-encoded (``2.13.0+cpu`` -> ``2.13.0%2Bcpu``)."""
+    return str(PackageURL(type="pypi", name=name, version=version).to_string())
 
 
 def python_packages() -> dict[str, str]:

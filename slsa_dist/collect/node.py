@@ -43,6 +43,6 @@ def start_node_agent(*, coordinator: str, job_id: str, node_id: str, node_rank: 
     packages = found.pop("packages")
     agent.record_inventory(found)
     for name, version in packages.items():
-        agent.record_dependency("package", uri=f"pkg:pypi/{name}@{version}")
+        agent.record_dependency("package", uri=inventory.package_url(name, version))
     attest(agent, job_id, node_id)
     return agent
