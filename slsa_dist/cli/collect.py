@@ -36,6 +36,9 @@ def _coordinator(args: argparse.Namespace) -> int:
                              "(loopback only), found neither")
         port = await coordinator.start(args.listen, tls=args.tls)
         host = args.listen.rsplit(":", 1)[0]
+        coordinator.internal_parameters["coordinator"] = {
+            "address": f"{host}:{port}", "journal": str(coordinator.journal_path),
+            "transport": "mutual-tls" if args.tls is not None else "plaintext-loopback"}
         say(f"listening on {host}:{port} (job {args.job_id}, "
               f"{coordinator.replayed} journal entries replayed)")
         if args.port_file:

@@ -111,7 +111,8 @@ class Coordinator:
         self._builder_id = builder_id
         self._idle_timeout = idle_timeout
         self._settle = settle
-        self._internal = dict(internal_parameters or {})
+        # What the platform chose, merged over what node agents report (docs/buildtype.md).
+        self.internal_parameters = dict(internal_parameters or {})
         if evidence_verifier is None:
             from slsa_dist.attest import verify_evidence
 
@@ -252,7 +253,7 @@ class Coordinator:
     def _write_bundle(self) -> FinalResult:
         statement = self.state.statement(
             builder_id=self._builder_id, builder_version={"slsa-dist": __version__},
-            internal=self._internal)
+            internal=self.internal_parameters)
         payload = statement.to_bytes()
         envelope = sign_statement(statement, [self._signer])
         bundle = write_bundle(self.out_dir / f"{self.job_id}.intoto.jsonl", [envelope])

@@ -9,9 +9,11 @@ with ``SLSA_COORDINATOR``, ``SLSA_JOB_ID`` and ``SLSA_SPOOL_DIR`` set.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 _FLAGS = {"--slsa-coordinator": "SLSA_COORDINATOR", "--slsa-job-id": "SLSA_JOB_ID",
           "--slsa-spool-dir": "SLSA_SPOOL_DIR"}
@@ -36,8 +38,30 @@ def split_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     return settings, rest
 
 
+def launcher_parameters(torchrun_args: Sequence[str]) -> dict[str, Any]:
+    """What torchrun was told (``internalParameters``): rendezvous and restart policy.
+
+    Empty when torchrun's own parser refuses the arguments (torchrun says why).
+    """
+    from torch.distributed.run import get_args_parser
+
+    try:
+        args = get_args_parser().parse_args(list(torchrun_args))
+    except SystemExit:
+        return {}
+    if args.standalone:  # torchrun's single-node shorthand: its own local rendezvous
+        rendezvous = {"backend": "c10d", "endpoint": "localhost:0", "standalone": True}
+    else:
+        rendezvous = {"backend": args.rdzv_backend, "endpoint": args.rdzv_endpoint,
+                      "id": args.rdzv_id}
+    return {"launcher": "torchrun", "rendezvous": rendezvous,
+            "maxRestarts": int(args.max_restarts), "nnodes": str(args.nnodes),
+            "nprocPerNode": str(args.nproc_per_node)}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     settings, rest = split_args(sys.argv[1:] if argv is None else argv)
+    settings["SLSA_INTERNAL_PARAMETERS"] = json.dumps(launcher_parameters(rest), sort_keys=True)
     os.environ.update(settings)
     if not os.environ.get("SLSA_COORDINATOR"):
         raise SystemExit("slsa-torchrun: error: expected --slsa-coordinator or SLSA_COORDINATOR, "

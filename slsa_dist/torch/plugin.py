@@ -50,6 +50,8 @@ class _Node:
         self.agent = start_node_agent(coordinator=self.coordinator, job_id=job_id,
                                       node_id=self.node_id, node_rank=node_rank,
                                       spool_dir=os.environ.get("SLSA_SPOOL_DIR"))
+        launcher = json.loads(os.environ.get("SLSA_INTERNAL_PARAMETERS") or "{}")
+        self.agent.set_parameters(internal=launcher or {"launcher": "torchrun"})
         self.attempt = -1
         self.run_id = ""
         self.ranks: list[int] = []

@@ -64,6 +64,18 @@ def test_two_ranks_give_one_verified_provenance(two_ranks: LocalJob, workdir: Pa
     assert node["attempts"][0]["exitCodes"] == {"0": 0, "1": 0}
 
 
+def test_internal_parameters_record_launcher_rendezvous_restarts_and_coordinator(
+        two_ranks: LocalJob) -> None:
+    """#14 item 19: docs/buildtype.md promises these; torchrun jobs recorded none."""
+    internal = provenance_of(two_ranks).internal_parameters
+    assert internal["launcher"] == "torchrun"
+    assert internal["maxRestarts"] == 0
+    assert internal["rendezvous"]["backend"] in ("static", "c10d")
+    assert internal["nprocPerNode"] == "2"
+    assert internal["coordinator"]["transport"] == "plaintext-loopback"
+    assert internal["coordinator"]["journal"].endswith("two-ranks.journal.sqlite")
+
+
 def test_each_rank_records_its_shards_compactly(two_ranks: LocalJob) -> None:
     ranks = {r["rank"]: r for r in provenance_of(two_ranks).records(MEDIA_RANK)}
     for rank in ranks.values():
