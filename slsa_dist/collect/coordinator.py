@@ -117,7 +117,10 @@ class Coordinator:
             from slsa_dist.attest import verify_evidence
 
             evidence_verifier = verify_evidence
-        self._journal = Journal(self.journal_path, job_id=job_id, max_bytes=journal_max_bytes)
+        # The journal's MAC key: derived from the signing key, so only the coordinator
+        # can extend the journal in a way its replay accepts.
+        self._journal = Journal(self.journal_path, job_id=job_id, max_bytes=journal_max_bytes,
+                                key=signer.derive_secret("slsa-dist journal mac v1"))
         self.state = JobState(job_id=job_id, world_size=world_size, run_id=self._journal.run_id,
                               limits=limits, evidence_verifier=evidence_verifier)
         self.replayed = self._replay()

@@ -5,12 +5,24 @@ grouped: concurrent RPCs wait on one transaction (group commit), so an
 acknowledgement always follows a completed fsync without paying one fsync
 per batch. A write failure (disk full, I/O error) is sticky: the coordinator
 stops acknowledging and must be restarted from what is durable.
+
+Each row also carries a MAC chained over every entry before it
+(HMAC-SHA256 under a key only the coordinator holds, derived from its signing
+key), and the meta table an authenticated head (entry count, last MAC).
+Replay checks both: an entry rewritten, removed, reordered or appended
+outside the coordinator, or a truncated tail, stops the coordinator with one
+line naming the entry, instead of yielding a "complete" provenance of an
+edited history. (A whole journal rolled back to an earlier copy is
+consistent; agents then report the acknowledged events it lost as
+sequence gaps.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
+import hmac
 import os
 import sqlite3
 import uuid
@@ -23,9 +35,11 @@ __all__ = ["GroupCommitter", "Journal", "JournalFailed"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, data BLOB NOT NULL,
+                                    mac BLOB NOT NULL);
 """
-FORMAT_VERSION = "1"
+# 2: every entry MAC-chained, an authenticated head in meta.
+FORMAT_VERSION = "2"
 
 
 class JournalFailed(Exception):  # noqa: N818 -- a state, raised to every waiter
@@ -35,9 +49,10 @@ class JournalFailed(Exception):  # noqa: N818 -- a state, raised to every waiter
 class Journal:
     """Append-only log of accepted messages for one job."""
 
-    def __init__(self, path: str | os.PathLike[str], *, job_id: str,
+    def __init__(self, path: str | os.PathLike[str], *, job_id: str, key: bytes,
                  max_bytes: int | None = None) -> None:
         self.path = Path(path)
+        self._key = key
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # check_same_thread=False: opened on the event loop's thread, written on the
         # committer's single worker thread; never used by two threads at once.
@@ -69,19 +84,67 @@ class Journal:
             self._db.execute("INSERT INTO meta VALUES ('run_id', ?)", (stored["run_id"],))
         # This run's UUID: kept across coordinator restarts, new for every new journal.
         self.run_id = stored["run_id"]
+        self._count, self._last = 0, self._seed()
+        head = stored.get("head")
+        if head is not None:
+            count, last, tag = head.split(":")
+            if not hmac.compare_digest(bytes.fromhex(tag), self._head_tag(int(count),
+                                                                          bytes.fromhex(last))):
+                raise InputError(f"journal {self.path}: expected a head authenticated by this "
+                                 "coordinator's key, found one that is not (a different key, "
+                                 "or the journal was edited)")
+            self._head = (int(count), bytes.fromhex(last))
+        else:
+            self._head = (0, self._last)
+
+    def _seed(self) -> bytes:
+        return hmac.new(self._key, f"slsa-dist journal\0{self.run_id}".encode(),
+                        hashlib.sha256).digest()
+
+    def _mac(self, previous: bytes, data: bytes) -> bytes:
+        return hmac.new(self._key, previous + hashlib.sha256(data).digest(),
+                        hashlib.sha256).digest()
+
+    def _head_tag(self, count: int, last: bytes) -> bytes:
+        return hmac.new(self._key, f"head\0{count}\0".encode() + last, hashlib.sha256).digest()
 
     def entries(self) -> Iterator[bytes]:
-        """Every entry, oldest first."""
-        for (data,) in self._db.execute("SELECT data FROM entries ORDER BY id"):
+        """Every entry, oldest first, each checked against the MAC chain.
+
+        Raises:
+            InputError: an entry or the head does not match: the journal was changed
+                outside the coordinator (or belongs to another key).
+        """
+        count, last = 0, self._seed()
+        for data, mac in self._db.execute("SELECT data, mac FROM entries ORDER BY id"):
+            expected = self._mac(last, bytes(data))
+            if not hmac.compare_digest(expected, bytes(mac)):
+                raise InputError(f"journal {self.path}: entry {count + 1}: expected the MAC "
+                                 "chained from the entries before it, found another (the "
+                                 "journal was changed outside the coordinator)")
+            count, last = count + 1, expected
             yield bytes(data)
+        if (count, last) != self._head:
+            raise InputError(f"journal {self.path}: expected {self._head[0]} entries as its "
+                             f"authenticated head records, found {count} (entries were removed "
+                             "or added outside the coordinator)")
+        self._count, self._last = count, last
 
     def append(self, entries: list[bytes]) -> None:
-        """Write ``entries`` in one durable transaction."""
+        """Write ``entries`` in one durable transaction, chained to the ones before."""
+        count, last, rows = self._count, self._last, []
+        for data in entries:
+            last = self._mac(last, data)
+            rows.append((data, last))
+            count += 1
+        head = f"{count}:{last.hex()}:{self._head_tag(count, last).hex()}"
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany("INSERT INTO entries (data) VALUES (?)",
-                                 [(e,) for e in entries])
+            self._db.executemany("INSERT INTO entries (data, mac) VALUES (?, ?)", rows)
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
             self._db.execute("COMMIT")
+            self._count, self._last = count, last
+            self._head = (count, last)
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")

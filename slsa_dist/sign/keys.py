@@ -25,6 +25,7 @@ from typing import Literal
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from slsa_dist.errors import InputError, SigningError
 
@@ -159,6 +160,15 @@ class Signer:
     def public(self) -> Verifier:
         """The matching public key."""
         return self._public
+
+    def derive_secret(self, label: str) -> bytes:
+        """A 32-byte secret for ``label`` that only a holder of this private key can
+        compute (HKDF-SHA256 over the key): the journal's MAC key, for one."""
+        der = self._key.private_bytes(serialization.Encoding.DER,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                    info=label.encode()).derive(der)
 
     def private_pem(self) -> bytes:
         """The key as unencrypted PKCS#8 PEM. Write it 0600."""
