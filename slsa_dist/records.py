@@ -234,6 +234,10 @@ class EvidenceRecord:
     not_verified: tuple[str, ...] = ()
     reason: str = ""
     claims: Mapping[str, Any] = field(default_factory=dict)
+    # The evidence itself (base64) and the nonce it answers (hex): with them anyone
+    # re-appraises the evidence; the status above is the coordinator's verdict only.
+    blob: str = ""
+    nonce: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "format": self.format, "sha256": self.sha256,
@@ -242,6 +246,9 @@ class EvidenceRecord:
                                "notVerified": list(self.not_verified), "reason": self.reason}
         if self.claims:
             out["claims"] = dict(self.claims)
+        if self.blob:
+            out["blob"] = self.blob
+            out["nonce"] = self.nonce
         return out
 
     @classmethod
@@ -250,7 +257,8 @@ class EvidenceRecord:
                    format=_str(data, "format"), sha256=_str(data, "sha256"),
                    size=_int(data, "size"), verified=_strings(data, "verified"),
                    not_verified=_strings(data, "notVerified"), reason=_str(data, "reason"),
-                   claims=dict(_map(data, "claims")))
+                   claims=dict(_map(data, "claims")), blob=_str(data, "blob"),
+                   nonce=_str(data, "nonce"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,9 +14,9 @@ UNAVAILABLE = "unavailable"  # the format of an evidence event that carries only
 # "verified": the checks in ``verified`` passed, a signature by a trusted key among them;
 # "structure-only": well-formed and bound to the nonce, but no signature chain was
 # verified (anyone could have written it); "failed": a check did not pass (``reason``);
-# "unverified": nothing here could check this kind. Only "verified" counts for
-# --require-attestation.
-Status = Literal["verified", "structure-only", "failed", "unverified"]
+# "unverified": nothing here could check this kind; "unavailable": the node had none
+# and said why. Only "verified" counts for --require-attestation.
+Status = Literal["verified", "structure-only", "failed", "unverified", "unavailable"]
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ The contract:
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -726,9 +727,13 @@ class JobState:
             except Exception as exc:  # a verifier bug must not take the coordinator down
                 verdict = EvidenceVerdict(status="failed",
                                           reason=f"verifier raised {type(exc).__name__}: {exc}")
+        # The raw evidence travels with the verdict (not for oversized blobs): anyone can
+        # re-appraise it from the nonce, job and node in the signed statement.
         return record(status=verdict.status, verified=tuple(verdict.verified),
                       not_verified=tuple(verdict.not_verified), reason=verdict.reason,
-                      claims=dict(verdict.claims))
+                      claims=dict(verdict.claims),
+                      blob="" if oversized else base64.b64encode(blob).decode(),
+                      nonce="" if oversized else evidence.nonce.hex())
 
     def _merge_parameters(self, into: dict[str, Any], new: Mapping[str, Any], who: str) -> None:
         for key, value in new.items():

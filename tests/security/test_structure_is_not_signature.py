@@ -6,6 +6,7 @@ It was recorded as ``verified``. Without a verified signature chain it is
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import struct
 
@@ -58,12 +59,14 @@ def test_an_unsigned_snp_report_is_structure_only() -> None:
 
 
 def test_require_attestation_does_not_count_structure_only_evidence() -> None:
-    verdict = verify_evidence("tdx", forged_tdx(), NONCE, "job-1", "node-0")
+    blob = forged_tdx()
     builder = ProvenanceBuilder(invocation_id="job-1")
     builder.add_subject(ResourceDescriptor(name="m", digest={"sha256": hashlib.sha256().hexdigest()}))
+    evidence = EvidenceRecord(kind="tdx", status="verified",  # what an older coordinator wrote
+                              blob=base64.b64encode(blob).decode(), nonce=NONCE.hex(),
+                              size=len(blob))
     builder.add_byproduct(record_descriptor(name="node/node-0", media_type=MEDIA_NODE, record=(
-        NodeRecord(node="node-0", evidence=(EvidenceRecord(kind="tdx", status=verdict.status),))
-        .to_dict())))
+        NodeRecord(node="node-0", evidence=(evidence,)).to_dict())))
     check = require_attestation(Provenance.from_statement(builder.build()), "tdx")
     assert not check.ok
     assert "structure-only" in check.detail

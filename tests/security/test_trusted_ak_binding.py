@@ -11,6 +11,7 @@ from pathlib import Path
 
 from slsa_dist.attest.policy import require_attestation
 from slsa_dist.attest.tpm import load_trusted_aks
+from slsa_dist.attest.verdict import EvidenceVerdict
 from slsa_dist.provenance import (
     MEDIA_NODE,
     Provenance,
@@ -21,6 +22,12 @@ from slsa_dist.provenance import (
 from slsa_dist.records import EvidenceRecord, NodeRecord
 
 AK_A = "sha256:" + "aa" * 32
+
+
+def as_recorded(evidence: EvidenceRecord, job_id: str, node_id: str) -> EvidenceVerdict:
+    """The AK-to-node rule alone, on the recorded verdict (re-appraisal has its own test)."""
+    del job_id, node_id
+    return EvidenceVerdict(status="verified", claims=evidence.claims)
 
 
 def _job(node: str, ak: str) -> Provenance:
@@ -37,7 +44,9 @@ def test_node_a_ak_does_not_vouch_for_node_m(tmp_path: Path) -> None:
     aks = tmp_path / "trusted-aks.txt"
     aks.write_text(f"{AK_A} node-a\n")
     trusted = load_trusted_aks(aks)
-    assert require_attestation(_job("node-a", AK_A), "tpm", trusted_aks=trusted).ok
-    check = require_attestation(_job("node-m", AK_A), "tpm", trusted_aks=trusted)
+    assert require_attestation(_job("node-a", AK_A), "tpm", trusted_aks=trusted,
+                               appraise=as_recorded).ok
+    check = require_attestation(_job("node-m", AK_A), "tpm", trusted_aks=trusted,
+                                appraise=as_recorded)
     assert not check.ok
     assert f"signed by AK {AK_A}, trusted for node(s) node-a, not for node-m" in check.detail

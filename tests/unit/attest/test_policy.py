@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from slsa_dist.attest.policy import require_attestation
+from slsa_dist.attest.verdict import EvidenceVerdict
 from slsa_dist.errors import InputError
 from slsa_dist.provenance import (
     MEDIA_NODE,
@@ -19,6 +20,14 @@ from slsa_dist.provenance import (
 from slsa_dist.records import EvidenceRecord, NodeRecord, RankAttempt, RankRecord
 
 AK = "sha256:" + "ab" * 32
+
+
+def as_recorded(evidence: EvidenceRecord, job_id: str, node_id: str) -> EvidenceVerdict:
+    """The policy's node and key logic alone: take each record's verdict as written (the
+    re-appraisal of raw evidence is tested in tests/security/test_evidence_reappraisal.py)."""
+    del job_id, node_id
+    return EvidenceVerdict(status=evidence.status, reason=evidence.reason,  # type: ignore[arg-type]
+                           claims=evidence.claims)
 
 
 def tpm(status: str = "verified", ak: str = AK) -> EvidenceRecord:
@@ -43,45 +52,46 @@ def provenance(nodes: dict[str, tuple[EvidenceRecord, ...]],
 
 
 def test_every_node_with_verified_evidence_passes() -> None:
-    check = require_attestation(provenance({"a": (tpm(),), "b": (tpm(),)}), "tpm")
+    check = require_attestation(provenance({"a": (tpm(),), "b": (tpm(),)}), "tpm", appraise=as_recorded)
     assert check.ok, check.detail
-    assert check.detail == "verified tpm evidence from all 2 node(s)"
+    assert check.detail == ("verified tpm evidence from all 2 node(s), re-appraised from the raw "
+                            "evidence in the bundle")
 
 
 def test_a_node_with_failed_evidence_is_named_with_the_reason() -> None:
-    check = require_attestation(provenance({"a": (tpm(),), "b": (tpm("failed"),)}), "tpm")
+    check = require_attestation(provenance({"a": (tpm(),), "b": (tpm("failed"),)}), "tpm", appraise=as_recorded)
     assert not check.ok
     assert check.detail.endswith("found none for: b (tpm: failed: bad)")
 
 
 def test_a_node_that_ran_ranks_but_never_reported_is_caught() -> None:
-    check = require_attestation(provenance({"a": (tpm(),)}, ranks={0: "a", 1: "ghost"}), "tpm")
+    check = require_attestation(provenance({"a": (tpm(),)}, ranks={0: "a", 1: "ghost"}), "tpm", appraise=as_recorded)
     assert not check.ok
     assert "ghost (ran ranks, but no node agent reported for it)" in check.detail
 
 
 def test_a_node_that_ran_no_rank_is_not_asked() -> None:
     check = require_attestation(provenance({"a": (tpm(),), "controller": ()}, ranks={0: "a"}),
-                                "tpm")
+                                "tpm", appraise=as_recorded)
     assert check.ok, check.detail
 
 
 def test_trusted_aks_count_only_listed_keys() -> None:
     other = "sha256:" + "cd" * 32
     check = require_attestation(provenance({"a": (tpm(ak=other),)}), "tpm",
-                                trusted_aks=frozenset({(AK, "a")}))
+                                trusted_aks=frozenset({(AK, "a")}), appraise=as_recorded)
     assert not check.ok
     assert f"signed by AK {other}, not a trusted AK" in check.detail
 
 
 def test_any_kind_counts_for_any() -> None:
     snp = EvidenceRecord(kind="snp", status="verified")
-    assert require_attestation(provenance({"a": (snp,)}), "any").ok
-    assert not require_attestation(provenance({"a": (snp,)}), "tpm").ok
+    assert require_attestation(provenance({"a": (snp,)}), "any", appraise=as_recorded).ok
+    assert not require_attestation(provenance({"a": (snp,)}), "tpm", appraise=as_recorded).ok
 
 
 def test_no_nodes_at_all_fails() -> None:
-    check = require_attestation(provenance({}), "tpm")
+    check = require_attestation(provenance({}), "tpm", appraise=as_recorded)
     assert (check.ok, check.detail) == (False, "expected node records with evidence, found "
                                                "no nodes")
 

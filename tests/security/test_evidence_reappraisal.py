@@ -1,0 +1,91 @@
+"""Item 15: anyone can re-check the hardware evidence; no coordinator verdict is trusted.
+
+The bundle held the coordinator's verdict and a digest of the evidence, so a
+third party had to trust the coordinator: a record saying ``verified`` passed
+``--require-attestation``. The raw evidence now travels in the node record,
+and ``require_attestation`` re-appraises it from the nonce, job and node in
+the signed statement.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+
+import pytest
+
+from slsa_dist.attest import tpm
+from slsa_dist.attest.policy import require_attestation
+from slsa_dist.provenance import (
+    MEDIA_NODE,
+    Provenance,
+    ProvenanceBuilder,
+    ResourceDescriptor,
+    record_descriptor,
+)
+from slsa_dist.records import EvidenceRecord, NodeRecord
+
+from conftest import need
+from support import swtpm
+
+NONCE = bytes(range(32))
+
+
+def _job(evidence: EvidenceRecord, node: str = "node-0") -> Provenance:
+    builder = ProvenanceBuilder(invocation_id="job-1/0c2f5a4e-8d1b-4f3a-9b7e-1a2b3c4d5e6f")
+    builder.add_subject(ResourceDescriptor(name="m", digest={"sha256": hashlib.sha256().hexdigest()}))
+    builder.add_byproduct(record_descriptor(name=f"node/{node}", media_type=MEDIA_NODE,
+                                            record=NodeRecord(node=node,
+                                                              evidence=(evidence,)).to_dict()))
+    return Provenance.from_statement(builder.build())
+
+
+def _record(blob: bytes, **fields: object) -> EvidenceRecord:
+    return EvidenceRecord(kind="tpm", status="verified", blob=base64.b64encode(blob).decode(),
+                          nonce=NONCE.hex(), size=len(blob), **fields)  # type: ignore[arg-type]
+
+
+def test_a_verdict_without_raw_evidence_does_not_count() -> None:
+    claimed = EvidenceRecord(kind="tpm", status="verified", claims={"akSha256": "sha256:x"})
+    check = require_attestation(_job(claimed), "tpm")
+    assert not check.ok
+    assert "expected the raw evidence in the bundle to re-appraise, found only the " \
+           "coordinator's verdict (verified)" in check.detail
+
+
+def test_garbage_recorded_as_verified_fails_reappraisal() -> None:
+    check = require_attestation(_job(_record(b'{"attest": "AAAA"}')), "tpm")
+    assert not check.ok
+    assert "malformed TPM evidence" in check.detail
+
+
+@pytest.fixture(scope="module")
+def quote() -> Iterator[bytes]:
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    import os
+
+    with swtpm.swtpm() as address:
+        old = os.environ.get("TPM2TOOLS_TCTI")
+        os.environ["TPM2TOOLS_TCTI"] = address
+        try:
+            yield tpm.collect(NONCE, "job-1", "node-0")
+        finally:
+            if old is None:
+                os.environ.pop("TPM2TOOLS_TCTI", None)
+            else:
+                os.environ["TPM2TOOLS_TCTI"] = old
+
+
+@pytest.mark.tpm
+def test_a_genuine_quote_is_reappraised_and_counts(quote: bytes) -> None:
+    check = require_attestation(_job(_record(quote)), "tpm")
+    assert check.ok, check.detail
+    assert "re-appraised from the raw evidence" in check.detail
+
+
+@pytest.mark.tpm
+def test_a_genuine_quote_for_another_node_fails_its_binding(quote: bytes) -> None:
+    check = require_attestation(_job(_record(quote), node="node-m"), "tpm")
+    assert not check.ok
+    assert "nonce binding" in check.detail
