@@ -168,11 +168,20 @@ class Manifest:
         if method not in ("files", "shards"):
             raise InputError(f"serialization.method: expected 'files' or 'shards', "
                              f"found {method!r}")
+        shard_size = _oms_shard_size(serialization.get("shard_size"))
         parsed = []
         for index, item in enumerate(resources):
             if not isinstance(item, Mapping):
                 raise InputError(f"resources[{index}]: expected an object")
             path, start, end = str(item.get("name", "")), None, None
+            algorithm = str(item.get("algorithm", ""))
+            # model_signing labels shard digests "<hash>-sharded-<shard size>"
+            base, marker, size = algorithm.partition("-sharded-")
+            if marker:
+                if size != str(shard_size):
+                    raise InputError(f"resources[{index}].algorithm: expected "
+                                     f"'{base}-sharded-{shard_size}', found {algorithm!r}")
+                algorithm = base
             if method == "shards":
                 try:
                     path, first, last = path.rsplit(":", 2)
@@ -181,12 +190,11 @@ class Manifest:
                     raise InputError(f"resources[{index}].name: expected path:start:end, "
                                      f"found {item.get('name')!r}") from None
             parsed.append(Resource(path=path, digest=str(item.get("digest", "")),
-                                   algorithm=str(item.get("algorithm", "")), start=start,
-                                   end=end))
+                                   algorithm=algorithm, start=start, end=end))
         return cls(name=name, algorithm=str(serialization.get("hash_type", "sha256")),
                    method="shards" if method == "shards" else "files",
                    resources=tuple(sorted(parsed, key=Resource.sort_key)),
-                   shard_size=serialization.get("shard_size"),
+                   shard_size=shard_size,
                    allow_symlinks=bool(serialization.get("allow_symlinks", False)),
                    ignore_paths=tuple(serialization.get("ignore_paths") or ()))
 
@@ -231,6 +239,19 @@ class Manifest:
         problems = self.diff(other)
         more = len(problems) - shown
         return ", ".join(problems[:shown]) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _oms_shard_size(value: Any) -> int | None:
+    """``shard_size`` as signed: model_signing writes it through a protobuf Struct, so
+    it arrives as a float (``100000.0``); an integral float is the integer it stands for."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"serialization.shard_size: expected a positive integer, found "
+                         f"{value!r:.40}")
+    return value
 
 
 def digest_bytes(data: bytes | memoryview, algorithm: str = "sha256") -> str:

@@ -48,7 +48,10 @@ def statement_for(manifest: Manifest) -> dict[str, Any]:
         "predicateType": OMS_PREDICATE_TYPE,
         "predicate": {
             "serialization": manifest.serialization(),
-            "resources": [{"name": r.name, "algorithm": r.algorithm, "digest": r.digest}
+            # model_signing's label for shard digests: "<hash>-sharded-<shard size>"
+            "resources": [{"name": r.name, "digest": r.digest, "algorithm": (
+                              f"{r.algorithm}-sharded-{manifest.shard_size}"
+                              if manifest.method == "shards" else r.algorithm)}
                           for r in manifest.resources],
         },
     }
