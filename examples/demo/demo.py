@@ -35,6 +35,8 @@ from support import swtpm
 from support.localjob import run_local_job
 
 HERE = Path(__file__).parent
+LOCAL_BUILDER = "https://slsa-dist.dev/builders/local/v1"  # the coordinator on this machine
+RUN_BUILDER = "https://slsa-dist.dev/builders/local-run/v1"  # `slsa-dist run`
 VERIFIER_ID = "https://slsa-dist.dev/verifiers/chain/v1"  # slsa_dist.verify.vsa.VERIFIER_ID
 
 
@@ -119,18 +121,19 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
                                          "--init-from", str(out / "train" / "final")], env)
 
     _say("d. verification")
-    checks = [
-        ("data-prep", out / "provenance" / "data-prep.intoto.jsonl", data),
-        ("training", train, out / "train" / "final"),
-        ("fine-tuning", tune, out / "finetune" / "final"),
+    checks = [  # (what, bundle, artifact, the builder that must have made it)
+        ("data-prep", out / "provenance" / "data-prep.intoto.jsonl", data, RUN_BUILDER),
+        ("training", train, out / "train" / "final", LOCAL_BUILDER),
+        ("fine-tuning", tune, out / "finetune" / "final", LOCAL_BUILDER),
     ]
-    for _, bundle, artifact in checks:
+    for _, bundle, artifact, builder in checks:
         require = ["--require-attestation", "tpm", "--trusted-aks", str(trusted_aks)] \
             if env and bundle != checks[0][1] else []
         shown = [a.replace(f"{out}/", "") for a in require]
-        _say(f"   slsa-dist verify {bundle.relative_to(out)} "
+        _say(f"   slsa-dist verify {bundle.relative_to(out)} --builder-id {builder} "
              f"--artifact {artifact.relative_to(out)} {' '.join(shown)}".rstrip())
-        _cli("verify", bundle, "--key", public, "--artifact", artifact, *require)
+        _cli("verify", bundle, "--key", public, "--artifact", artifact, "--builder-id", builder,
+             *require)
 
     from securesystemslib.dsse import Envelope as SslibEnvelope
     from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
@@ -164,17 +167,17 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
 
     _say("e. the whole chain: fine-tuned model -> base model -> data shards -> raw data")
     store = out / "store"
-    _cli("store", "add", *(bundle for _, bundle, _ in checks), "--store", store, "--key", public,
+    _cli("store", "add", *(bundle for _, bundle, _, _ in checks), "--store", store, "--key", public,
          quiet=True)
     policy = out / "policy.json"
     training = {"buildType": "https://slsa-dist.dev/buildtypes/distributed-training/v1",
                 "keys": ["keys/signing.pub"],
-                "builderIds": ["https://slsa-dist.dev/builders/local/v1"],  # a local run: L1
+                "builderIds": [LOCAL_BUILDER],  # a local run: L1
                 "slsaBuildLevel": 1}
     if env:
         training["requireAttestation"] = "tpm"
-        training["trustedAks"] = sorted(
-            line.split()[0] for line in trusted_aks.read_text().splitlines() if line.strip())
+        training["trustedAks"] = sorted(  # "sha256:<AK> <node id>", as enrolled
+            line.strip() for line in trusted_aks.read_text().splitlines() if line.strip())
     policy.write_text(json.dumps({
         "version": 1, "maxDepth": 5,
         "steps": [training, {"buildType": "https://slsa-dist.dev/buildtypes/step/v1",
@@ -194,13 +197,13 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
          quiet=True)
     _say(f"   VSA for the fine-tuned model: {vsa.relative_to(out)} (verifies)")
     report = out / "report.html"
-    _cli("report", *(bundle for _, bundle, _ in checks), "-o", report, "--key", public,
+    _cli("report", *(bundle for _, bundle, _, _ in checks), "-o", report, "--key", public,
          "--chain", out / "finetune" / "final", "--store", store, "--policy", policy,
          quiet=True)
     _say(f"   report: {report.relative_to(out)} (self-contained HTML)")
 
     summary = [_cli("inspect", bundle, "--key", public, quiet=True).stdout
-               for _, bundle, _ in checks]
+               for _, bundle, _, _ in checks]
     (out / "summary.txt").write_text("\n".join(summary))
     print()
     print(summary[1])
