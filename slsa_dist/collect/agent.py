@@ -136,11 +136,13 @@ class Agent:
         if credentials is None and os.environ.get("SLSA_TLS_DIR"):
             from slsa_dist.sign.ca import channel_credentials
 
-            # One directory per identity: "{kind}" (rank or node) and "{id}" (the rank
-            # number or node id) are filled in, e.g. SLSA_TLS_DIR=/pki/{kind}-{id}.
+            # "{kind}" (rank or node), "{id}" (the rank number or node id) and "{node}"
+            # (the node id) are filled in: /pki/{kind}-{id} for a certificate per identity,
+            # /pki/node-{node} (or a plain directory) for one node certificate that serves
+            # the node's agent and every rank it launched.
             is_rank = isinstance(identity, RankIdentity)
             directory = os.environ["SLSA_TLS_DIR"].format(
-                kind="rank" if is_rank else "node",
+                kind="rank" if is_rank else "node", node=identity.node_id,
                 id=identity.rank if isinstance(identity, RankIdentity) else identity.node_id)
             credentials = channel_credentials(directory)
         wire.require_tls_or_loopback(coordinator, tls=credentials is not None)

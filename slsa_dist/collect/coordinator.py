@@ -362,6 +362,25 @@ def _as(role: str, name: str) -> Authorize:
     return check
 
 
+def _rank_or_its_node(rank: str, node: str) -> Authorize:
+    """A rank acts as itself (a rank certificate), or through the node that launched it
+    (that node's certificate, for a rank registered under that node): one certificate
+    per pod or host then serves its ranks, and binds them to it (no rank certificates
+    to hand out, no rank able to claim another node)."""
+    def check(identity: Identity | None) -> None:
+        if identity is None:
+            return  # plaintext on loopback: the operator chose to trust this host
+        if identity.role == "rank" and identity.name == rank:
+            return
+        if identity.role == "node" and node and identity.name == node:
+            return
+        expected = f"node {node!r}, the node of rank {rank}" if identity.role == "node" \
+            else f"rank {rank!r}"
+        raise SenderError(f"identity: expected {expected}, found the certificate of "
+                          f"{identity.role} {identity.name!r}", code="PERMISSION_DENIED")
+    return check
+
+
 def _finalizer(identity: Identity | None) -> None:
     if identity is not None and identity.role not in ("coordinator", "admin"):
         raise SenderError(f"finalize: expected an admin or coordinator certificate, found "
@@ -402,7 +421,10 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
 
     def _sender_rule(self, sender: str) -> Authorize:
         kind, _, rest = sender.partition("/")
-        return _as("rank", rest.split("/")[0]) if kind == "rank" else _as("node", rest)
+        if kind != "rank":
+            return _as("node", rest)
+        registered = self._c.state.sender_node(sender)
+        return _rank_or_its_node(rest.split("/")[0], registered or "")
 
     async def _call(self, context: aio.ServicerContext[Any, Any],
                     body: Callable[[], Awaitable[T]], *, authorize: Authorize,
@@ -442,7 +464,7 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
     async def RegisterRank(self, request: pb.RegisterRankRequest,  # noqa: N802
                            context: aio.ServicerContext[Any, Any]) -> pb.RegisterResponse:
         return await self._call(context, lambda: self._c.register_rank(request),
-                                authorize=_as("rank", str(request.rank)))
+                                authorize=_rank_or_its_node(str(request.rank), request.node_id))
 
     async def Report(self, request: pb.ReportRequest,  # noqa: N802
                      context: aio.ServicerContext[Any, Any]) -> pb.ReportResponse:

@@ -344,6 +344,11 @@ class JobState:
         return all(any(a.state in ("SUCCEEDED", "FAILED") for a in node.attempts.values())
                    for node in self._nodes.values())
 
+    def sender_node(self, sender: str) -> str | None:
+        """The node a registered sender registered under (None for an unknown sender)."""
+        state = self._senders.get(sender)
+        return None if state is None else state.node
+
     def acked_through(self, sender: str) -> int:
         state = self._senders.get(sender)
         return 0 if state is None else state.next_sequence - 1

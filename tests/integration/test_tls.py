@@ -164,3 +164,58 @@ def test_the_coordinator_command_requires_a_transport_choice(tmp_path: Path) -> 
                           check=False)
     assert done.returncode == 2
     assert "expected --tls DIR (mutual TLS) or --plaintext (loopback only)" in done.stderr
+
+
+@pytest.fixture
+def node_pki(pki: Path) -> Path:
+    ca = JobCA.load(pki / "ca")
+    for node in ("node-a", "node-b"):
+        ca.issue(Identity(job="job-t", role="node", name=node)).write(pki / f"node-{node}")
+    return pki
+
+
+def test_a_node_certificate_serves_the_ranks_it_launched(server, node_pki: Path) -> None:  # type: ignore[no-untyped-def]
+    """#14 item 18: one certificate per pod or host, no rank keys to hand out."""
+    channel, node_a = stub(server, node_pki / "node-node-a")
+    sender = node_a.RegisterRank(pb.RegisterRankRequest(
+        job_id="job-t", rank=0, world_size=2, node_id="node-a"), timeout=10).sender
+    reply = node_a.Report(pb.ReportRequest(job_id="job-t", sender=sender, first_sequence=1,
+                                           events=[pb.Event(completed=pb.RankCompleted())]),
+                          timeout=10)
+    assert reply.acked_through == 1
+    channel.close()
+
+
+def test_a_node_certificate_cannot_register_a_rank_on_another_node(server, node_pki: Path) -> None:  # type: ignore[no-untyped-def]
+    channel, node_a = stub(server, node_pki / "node-node-a")
+    code, details = code_of(lambda: node_a.RegisterRank(pb.RegisterRankRequest(
+        job_id="job-t", rank=1, world_size=2, node_id="node-b"), timeout=10))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert details == ("identity: expected node 'node-b', the node of rank 1, found the "
+                       "certificate of node 'node-a'")
+    channel.close()
+
+
+def test_a_node_certificate_cannot_report_for_another_nodes_rank(server, node_pki: Path) -> None:  # type: ignore[no-untyped-def]
+    channel_b, node_b = stub(server, node_pki / "node-node-b")
+    sender = node_b.RegisterRank(pb.RegisterRankRequest(
+        job_id="job-t", rank=1, world_size=2, node_id="node-b"), timeout=10).sender
+    channel_a, node_a = stub(server, node_pki / "node-node-a")
+    code, _ = code_of(lambda: node_a.Report(pb.ReportRequest(
+        job_id="job-t", sender=sender, first_sequence=1,
+        events=[pb.Event(completed=pb.RankCompleted())]), timeout=10))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    channel_a.close()
+    channel_b.close()
+
+
+def test_rank_agents_use_their_node_certificate_through_the_tls_dir_template(
+        server, node_pki: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("SLSA_TLS_DIR", str(node_pki / "node-{node}"))
+    for rank, node in ((0, "node-a"), (1, "node-b")):
+        agent = Agent(coordinator=server.address, job_id="job-t", spool_dir=node_pki / "spool",
+                      identity=RankIdentity(rank=rank, world_size=2, node_id=node))
+        agent.complete()
+        assert agent.close(30)
+        assert agent.stats().errors == (), agent.stats()
+        assert agent.stats().acked_through == 1

@@ -30,7 +30,8 @@ def test_each_deployment_mode_has_its_own_builder_id() -> None:
     ("launch/k8s/coordinator.yaml", "kubernetes")])
 def test_each_launcher_passes_its_own_builder_id(launcher: str, mode: str) -> None:
     text = (ROOT / launcher).read_text()
-    assert re.search(rf"--builder-id[= ]\"?{re.escape(BUILDER_IDS[mode])}", text), launcher
+    assert re.search(rf"(--builder-id[= ]|builder=)\"?{re.escape(BUILDER_IDS[mode])}", text), \
+        launcher
 
 
 def test_the_ray_callback_signs_as_the_ray_builder() -> None:

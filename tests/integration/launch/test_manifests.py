@@ -51,10 +51,10 @@ def test_training_jobs_run_slsa_torchrun_against_the_coordinator_service() -> No
         assert "slsa_dist.exec" in spec["args"]
         env = env_of(spec)
         assert env["SLSA_COORDINATOR"] == "slsa-coordinator:50051"
-        assert env["SLSA_TLS_DIR"] == "/etc/slsa-dist/pki/{kind}-{id}"
+        assert env["SLSA_TLS_DIR"] == "/etc/slsa-dist/tls"  # the pod's own node certificate
         assert spec["image"] == env["SLSA_CONTAINER_IMAGE"]
     mounts = container["volumeMounts"]
-    assert mounts == [{"name": "pki", "mountPath": "/etc/slsa-dist/pki", "readOnly": True}]
+    assert mounts == [{"name": "tls", "mountPath": "/etc/slsa-dist/tls", "readOnly": True}]
     assert pytorchjob["kind"] == "PyTorchJob"
     assert trainjob["kind"] == "TrainJob"
     assert trainjob["spec"]["runtimeRef"]["name"] == "torch-distributed"
@@ -73,7 +73,46 @@ def test_slurm_script_starts_a_tls_coordinator_on_the_first_node() -> None:
     script = (LAUNCH / "slurm" / "train.sbatch").read_text()
     assert 'head=${nodes[0]}' in script
     assert "slsa-dist coordinator" in script
-    assert '--tls "$pki/coordinator"' in script
+    assert '--tls "$private/coordinator"' in script  # the coordinator user's own directory
     assert "--rdzv-backend c10d" in script
-    assert 'export SLSA_TLS_DIR="$pki/{kind}-{id}"' in script
+    assert 'export SLSA_TLS_DIR="$pki/node-{node}"' in script  # ranks use their node's
     assert "slsa-dist verify" in script
+
+
+def test_slurm_keeps_the_ca_key_journal_and_output_with_the_coordinator_user() -> None:
+    """#14 item 18: the CA key and every rank's key were written under the submit
+    directory, readable by the tenant."""
+    script = (LAUNCH / "slurm" / "train.sbatch").read_text()
+    assert 'coord install -d -m 0700 "$private"' in script
+    assert 'ca init --job-id "$job" --out "$private/ca"' in script
+    assert "--role rank" not in script  # no rank keys at all
+    assert '--journal "$private/journal.sqlite"' in script
+    assert '--out "$private/out"' in script
+    # only the issued node certificates reach the job's directory
+    assert 'coord tar -C "$private/issued" -cf - . | tar -C "$pki" -xf -' in script
+    assert "$pki/ca" not in script
+
+
+def test_worker_pods_get_one_certificate_each_and_no_shared_key_secret() -> None:
+    """#14 item 18: every worker's key was mounted into every pod from one Secret."""
+    (pytorchjob,) = load(LAUNCH / "k8s" / "pytorchjob.yaml")
+    (trainjob,) = load(LAUNCH / "k8s" / "trainjob.yaml")
+    pod = pytorchjob["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
+    volume_sets = [pod["volumes"], trainjob["spec"]["podSpecOverrides"][0]["volumes"]]
+    for volumes in volume_sets:
+        assert not [v for v in volumes if "secret" in v], volumes  # no key Secret at all
+        (tls,) = volumes
+        attributes = tls["csi"]["volumeAttributes"]
+        assert tls["csi"]["driver"] == "csi.cert-manager.io"
+        assert attributes["csi.cert-manager.io/uri-sans"] == \
+            "slsa-dist://job/train-1/node/${POD_NAME}"
+        assert "client auth" in attributes["csi.cert-manager.io/key-usages"].split(",")
+        assert attributes["csi.cert-manager.io/issuer-name"] == "slsa-job-ca"
+    assert pod["automountServiceAccountToken"] is False
+    (issuer,) = load(LAUNCH / "k8s" / "issuer.yaml")
+    assert (issuer["kind"], issuer["spec"]["ca"]["secretName"]) == ("Issuer", "slsa-job-ca")
+    deployment, _ = load(LAUNCH / "k8s" / "coordinator.yaml")
+    mounted = {v["secret"]["secretName"] for v in
+               deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    assert "slsa-job-ca" not in mounted  # the CA key is cert-manager's, not the coordinator's
+
