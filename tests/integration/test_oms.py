@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,18 +16,14 @@ from slsa_dist.sign import oms
 from slsa_dist.sign.keys import load_signer, load_verifier
 
 from support.background import signing_key
+from support.models import sharded_model
 
 MODEL_SIGNING = shutil.which("model_signing", path=str(Path(sys.executable).parent))
 
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
-    root = tmp_path / "model"
-    (root / "shards").mkdir(parents=True)
-    (root / "config.json").write_text('{"layers": 2}')
-    for i in range(3):
-        (root / "shards" / f"part-{i}.bin").write_bytes(os.urandom(200_000 + i))
-    return root
+    return sharded_model(tmp_path / "model")
 
 
 def ms(*args: str) -> subprocess.CompletedProcess[str]:

@@ -63,18 +63,8 @@ def test_garbage_recorded_as_verified_fails_reappraisal() -> None:
 @pytest.fixture(scope="module")
 def quote() -> Iterator[bytes]:
     need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
-    import os
-
-    with swtpm.swtpm() as address:
-        old = os.environ.get("TPM2TOOLS_TCTI")
-        os.environ["TPM2TOOLS_TCTI"] = address
-        try:
-            yield tpm.collect(NONCE, "job-1", "node-0")
-        finally:
-            if old is None:
-                os.environ.pop("TPM2TOOLS_TCTI", None)
-            else:
-                os.environ["TPM2TOOLS_TCTI"] = old
+    with swtpm.tcti_env():
+        yield tpm.collect(NONCE, "job-1", "node-0")
 
 
 @pytest.mark.tpm

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,12 @@ from slsa_dist.sign import oms
 from slsa_dist.sign.keys import load_signer, load_verifier
 
 from support.background import signing_key
+from support.models import sharded_model
 
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
-    root = tmp_path / "model"
-    (root / "shards").mkdir(parents=True)
-    (root / "config.json").write_text('{"layers": 2}')
-    for i in range(3):
-        (root / "shards" / f"part-{i}.bin").write_bytes(os.urandom(200_000 + i))
-    return root
+    return sharded_model(tmp_path / "model")
 
 
 def test_shard_mode_signatures_verify_both_ways(model: Path, tmp_path: Path) -> None:

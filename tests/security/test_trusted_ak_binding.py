@@ -11,7 +11,6 @@ from pathlib import Path
 
 from slsa_dist.attest.policy import require_attestation
 from slsa_dist.attest.tpm import load_trusted_aks
-from slsa_dist.attest.verdict import EvidenceVerdict
 from slsa_dist.provenance import (
     MEDIA_NODE,
     Provenance,
@@ -21,13 +20,9 @@ from slsa_dist.provenance import (
 )
 from slsa_dist.records import EvidenceRecord, NodeRecord
 
+from support.attest import as_recorded
+
 AK_A = "sha256:" + "aa" * 32
-
-
-def as_recorded(evidence: EvidenceRecord, job_id: str, node_id: str) -> EvidenceVerdict:
-    """The AK-to-node rule alone, on the recorded verdict (re-appraisal has its own test)."""
-    del job_id, node_id
-    return EvidenceVerdict(status="verified", claims=evidence.claims)
 
 
 def _job(node: str, ak: str) -> Provenance:

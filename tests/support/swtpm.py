@@ -17,7 +17,7 @@ from pathlib import Path
 
 from slsa_dist.errors import InputError
 
-__all__ = ["available", "swtpm"]
+__all__ = ["available", "swtpm", "tcti_env"]
 
 
 def available() -> str | None:
@@ -73,3 +73,20 @@ def swtpm(state_dir: Path | None = None) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+@contextmanager
+def tcti_env() -> Iterator[str]:
+    """A software TPM for the block, with ``TPM2TOOLS_TCTI`` pointing at it (restored after)."""
+    import os
+
+    with swtpm() as address:
+        old = os.environ.get("TPM2TOOLS_TCTI")
+        os.environ["TPM2TOOLS_TCTI"] = address
+        try:
+            yield address
+        finally:
+            if old is None:
+                os.environ.pop("TPM2TOOLS_TCTI", None)
+            else:
+                os.environ["TPM2TOOLS_TCTI"] = old

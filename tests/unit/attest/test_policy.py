@@ -7,7 +7,6 @@ import hashlib
 import pytest
 
 from slsa_dist.attest.policy import require_attestation
-from slsa_dist.attest.verdict import EvidenceVerdict
 from slsa_dist.errors import InputError
 from slsa_dist.provenance import (
     MEDIA_NODE,
@@ -19,15 +18,9 @@ from slsa_dist.provenance import (
 )
 from slsa_dist.records import EvidenceRecord, NodeRecord, RankAttempt, RankRecord
 
+from support.attest import as_recorded
+
 AK = "sha256:" + "ab" * 32
-
-
-def as_recorded(evidence: EvidenceRecord, job_id: str, node_id: str) -> EvidenceVerdict:
-    """The policy's node and key logic alone: take each record's verdict as written (the
-    re-appraisal of raw evidence is tested in tests/security/test_evidence_reappraisal.py)."""
-    del job_id, node_id
-    return EvidenceVerdict(status=evidence.status, reason=evidence.reason,  # type: ignore[arg-type]
-                           claims=evidence.claims)
 
 
 def tpm(status: str = "verified", ak: str = AK) -> EvidenceRecord:

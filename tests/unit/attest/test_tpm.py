@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 from collections.abc import Iterator
 
@@ -23,16 +22,8 @@ NONCE = bytes(range(32))
 @pytest.fixture(scope="module")
 def tcti() -> Iterator[str]:
     need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
-    with swtpm.swtpm() as address:
-        old = os.environ.get("TPM2TOOLS_TCTI")
-        os.environ["TPM2TOOLS_TCTI"] = address
-        try:
-            yield address
-        finally:
-            if old is None:
-                os.environ.pop("TPM2TOOLS_TCTI", None)
-            else:
-                os.environ["TPM2TOOLS_TCTI"] = old
+    with swtpm.tcti_env() as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
