@@ -3,13 +3,15 @@
     torchrun ... -m slsa_dist.exec train.py ARGS...
     slsa-torchrun ... -m slsa_dist.exec -m package.module ARGS...
 
-Starts the rank agent (``slsa_dist.init()``), runs the script as
-``__main__``, and reports the rank's exit code and state when it ends,
-however it ends (return, ``sys.exit``, or an exception).
+Starts the rank agent (``slsa_dist.init()``) with zero-code capture of the
+files the script reads and saves (:mod:`slsa_dist.capture.auto`), runs the
+script as ``__main__``, and reports the rank's exit code and state when it
+ends, however it ends (return, ``sys.exit``, or an exception).
 """
 
 from __future__ import annotations
 
+import os
 import runpy
 import signal
 import sys
@@ -17,6 +19,7 @@ import traceback
 from collections.abc import Sequence
 from types import FrameType
 
+from slsa_dist.capture.auto import install
 from slsa_dist.capture.runtime import init
 
 __all__ = ["main"]
@@ -50,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if module:
         args = args[1:]
     runtime = init(argv=args, script=None if module else args[0], finish_at_exit=False)
+    install(runtime)  # what the unchanged script reads and saves
     sys.argv = list(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     code, state = 0, "SUCCEEDED"
@@ -57,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if module:
             runpy.run_module(args[0], run_name="__main__", alter_sys=True)
         else:
+            # as `python SCRIPT` does: the script's directory first on the path, so an
+            # unchanged script imports the modules beside it
+            sys.path.insert(0, os.path.dirname(os.path.abspath(args[0])))
             runpy.run_path(args[0], run_name="__main__")
     except SystemExit as exc:
         code = _exit_code(exc.code)

@@ -88,6 +88,8 @@ MEDIA_COMPLETENESS = "application/vnd.slsa-dist.completeness.v1+json"
 # (in-toto: consumers ignore algorithms they do not know).
 _HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128, "blake3": 64, "sha1": 40}
 _HEX = re.compile(r"^[0-9a-f]+$")
+# Dependency kinds that say only that something was read, not what it is.
+_GENERIC_KINDS = frozenset({"input", "other"})
 _RUN_SUFFIX = re.compile(r"/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ALGORITHM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -366,14 +368,20 @@ class ProvenanceBuilder:
         names = set(existing.annotations.get("slsadist_names", [existing.name or ""]))
         names.add(dependency.name or "")
         names.discard("")
+        # A file seen only as read ("input", by zero-code capture) and also reported as
+        # what it is (a dataset shard, a model) is recorded as what it is.
+        if existing.annotations.get("slsadist_kind") in _GENERIC_KINDS and \
+                dependency.annotations.get("slsadist_kind") not in _GENERIC_KINDS:
+            existing = dependency
         if len(names) > 1:
             annotations = dict(existing.annotations)
             annotations["slsadist_names"] = sorted(names)
-            self._dependencies[key] = ResourceDescriptor(
+            existing = ResourceDescriptor(
                 name=existing.name, uri=existing.uri, digest=existing.digest,
                 content=existing.content, download_location=existing.download_location,
                 media_type=existing.media_type, annotations=annotations,
             )
+        self._dependencies[key] = existing
 
     def add_byproduct(self, byproduct: ResourceDescriptor) -> None:
         key = byproduct.name or _dependency_key(byproduct)[0]

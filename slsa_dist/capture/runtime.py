@@ -29,13 +29,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slsa_dist.capture import inventory
 from slsa_dist.collect.agent import Agent, RankIdentity
 from slsa_dist.digest import digest_path
 from slsa_dist.errors import InputError
 from slsa_dist.provenance import input_descriptor, redact_url
+
+if TYPE_CHECKING:
+    from slsa_dist.capture.auto import Capture
 
 __all__ = ["Runtime", "current", "init", "record_artifact", "record_hyperparameters",
            "record_input", "reset"]
@@ -65,6 +68,7 @@ class Runtime:
     node_id: str
     artifact_root: Path
     finished: bool = False
+    capture: Capture | None = None  # zero-code capture, when on (capture/auto.py)
 
     def artifact_name(self, path: str | os.PathLike[str]) -> str:
         """``path`` relative to the artifact root, or absolute when outside it."""
@@ -80,6 +84,8 @@ class Runtime:
         if self.finished:
             return True
         self.finished = True
+        if self.capture is not None:
+            self.capture.finish()
         self.agent.complete(exit_code=exit_code,
                             state=state or ("SUCCEEDED" if exit_code == 0 else "FAILED"))
         return self.agent.close(timeout=timeout)

@@ -228,8 +228,10 @@ class Coordinator:
             log.exception("automatic finalization (%s) failed", reason)
 
     def _check_done(self) -> None:
-        """Arm finalization once every rank is done; finalize now if nodes are too."""
-        if not self.state.all_ranks_complete():
+        """Arm finalization once every rank's latest attempt ended (succeeded or not);
+        finalize now if every node reported its final state too. A new attempt disarms."""
+        if not self.state.all_ranks_ended():
+            self._all_done_since = None
             return
         if self._all_done_since is None:
             self._all_done_since = time.monotonic()

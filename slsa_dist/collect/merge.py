@@ -314,7 +314,11 @@ class JobState:
         self._last: dt.datetime | None = None
         self._finalized: tuple[str, dt.datetime] | None = None
         self.events = 0
-        self._completed: set[int] | None = None  # cache; reset by registrations, completions
+        # Kept as events arrive, never rescanned (the per-event cost stays flat): each
+        # rank's latest attempt, and the ranks whose latest attempt ended / succeeded.
+        self._latest: dict[int, int] = {}
+        self._ended: set[int] = set()
+        self._succeeded: set[int] = set()
 
     # -- queries ------------------------------------------------------------------------
 
@@ -324,20 +328,14 @@ class JobState:
 
     def completed_ranks(self) -> set[int]:
         """Ranks whose latest attempt's main process completed successfully."""
-        if self._completed is not None:
-            return self._completed
-        done = set()
-        for rank in self._ranks.values():
-            if not rank.attempts:
-                continue
-            latest = rank.attempts[max(rank.attempts)]
-            if latest.completed is not None and latest.completed[0] == 0:
-                done.add(rank.rank)
-        self._completed = done
-        return done
+        return self._succeeded
 
     def all_ranks_complete(self) -> bool:
-        return len(self.completed_ranks()) == self.world_size
+        return len(self._succeeded) == self.world_size
+
+    def all_ranks_ended(self) -> bool:
+        """Every rank's latest attempt reported how it ended, successfully or not."""
+        return len(self._ended) == self.world_size
 
     def nodes_finished(self) -> bool:
         """Every registered node reported a terminal state for some attempt."""
@@ -435,7 +433,10 @@ class JobState:
                 attempt=req.attempt, node=req.node_id, run_id=req.run_id,
                 registered=_timestamp(now))
         attempt.workers.add(req.worker)
-        self._completed = None
+        if req.attempt > self._latest.get(req.rank, -1):  # a new attempt: not ended yet
+            self._latest[req.rank] = req.attempt
+            self._ended.discard(req.rank)
+            self._succeeded.discard(req.rank)
         self._touch(now)
         return Registered(key, 1, new=True)
 
@@ -681,7 +682,10 @@ class JobState:
         worker = int(sender.key.rsplit("/", 1)[1])
         if worker == 0:
             self._ranks[sender.rank].attempts[sender.attempt].completed = sender.completed
-            self._completed = None
+            if sender.attempt == self._latest.get(sender.rank):
+                self._ended.add(sender.rank)
+                if done.exit_code == 0:
+                    self._succeeded.add(sender.rank)
 
     # kind of event (the oneof field's name) -> (check, apply). A new kind: one pair above,
     # one line here, one message in proto/slsa_dist/v1/collector.proto.

@@ -11,8 +11,9 @@ import sys
 if os.environ.get("SLSA_COORDINATOR") and os.environ.get("RANK") is not None:
     try:
         import slsa_dist
+        from slsa_dist.capture.auto import install
 
-        slsa_dist.init()
+        install(slsa_dist.init())
     except Exception as exc:  # never break the user's interpreter start-up
         print(f"slsa-dist: bootstrap failed: {exc}", file=sys.stderr)
 

@@ -1,0 +1,233 @@
+"""Zero-code capture: what an unchanged training script reads and what it saves.
+
+``-m slsa_dist.exec`` and the opt-in bootstrap turn this on (:func:`install`)
+after the rank's runtime starts. Nothing here blocks the training loop for
+long: reads are digested on a background thread, saves are digested once, at
+the end of the rank (or while written, for DCP).
+
+* **Inputs.** Every regular file the process opens for reading through Python
+  (``open()``, ``torch.load`` and ``np.load`` with a path, tokenizer and config
+  files) is seen by an audit hook and recorded as a dependency of kind
+  ``input`` by digest, once per file version. Left out: the interpreter's own
+  library and site-packages, ``/proc``, ``/sys``, ``/dev``, ``/usr``,
+  compiled code, the agent's spool, and the files this rank saves. Roots in
+  ``SLSA_CAPTURE_EXCLUDE`` (``os.pathsep``-separated) are left out too; with
+  ``SLSA_CAPTURE_INCLUDE`` only files under those roots are recorded.
+* **Outputs.** ``torch.save`` to a path and safetensors' ``save_file`` are
+  recorded as checkpoint artifacts with the digest of the file's last
+  content, in the order last saved; as everywhere in slsa-dist, with no final
+  artifact named the last one written is the job's subject. ``dcp.save``
+  without a storage writer gets :class:`~slsa_dist.torch.DigestingFileSystemWriter`,
+  which hashes each file on the rank that writes it, as it is written.
+
+Files read through native code that bypasses Python (safetensors' loader,
+memory-mapped readers opened in C) are not seen; use
+:func:`slsa_dist.record_input` for those.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import queue
+import site
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from slsa_dist.capture.runtime import Runtime
+from slsa_dist.digest import digest_path
+
+__all__ = ["Capture", "install"]
+
+log = logging.getLogger(__name__)
+
+_SYSTEM_ROOTS = ("/proc", "/sys", "/dev", "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc",
+                 "/run", "/var/lib/dpkg")
+_CODE_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".pth", ".dist-info")
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_FileVersion = tuple[int, int, int, int, int]  # dev, inode, size, mtime, ctime
+
+
+def _roots(variable: str) -> tuple[str, ...]:
+    return tuple(os.path.abspath(p) for p in os.environ.get(variable, "").split(os.pathsep)
+                 if p)
+
+
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+class Capture:
+    """One rank's zero-code capture: an audit hook for reads, patches for saves."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        spool = getattr(runtime.agent, "_spool_dir", None)
+        library = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(),
+                   site.getusersitepackages(), os.path.dirname(os.__file__),
+                   os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+        self._excluded = (*_SYSTEM_ROOTS, *(os.path.abspath(p) for p in library if p),
+                          *((os.path.abspath(spool),) if spool else ()),
+                          *_roots("SLSA_CAPTURE_EXCLUDE"))
+        self._included = _roots("SLSA_CAPTURE_INCLUDE")
+        self._seen: set[str] = set()  # paths already queued in this process
+        self._digested: dict[_FileVersion, str] = {}
+        self._saved: dict[str, float] = {}  # path -> when last saved
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.inputs = 0
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def audit(self, event: str, args: tuple[Any, ...]) -> None:
+        """``sys.addaudithook`` callback; cheap for every event but ``open``."""
+        if event != "open":
+            return
+        path, mode, flags = args
+        if isinstance(path, int):
+            return
+        if isinstance(mode, str):
+            if any(c in mode for c in "wax+"):
+                return
+        elif isinstance(flags, int) and flags & _WRITE_FLAGS:
+            return
+        name = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+        if name in self._seen:
+            return
+        self._seen.add(name)
+        self._read(name)
+
+    def _read(self, name: str) -> None:
+        path = os.path.abspath(name)
+        if path.endswith(_CODE_SUFFIXES) or "__pycache__" in path:
+            return
+        if _under(path, self._excluded) or (self._included and not _under(path, self._included)):
+            return
+        if os.getpid() != self._pid:  # a forked DataLoader worker: its own digest thread
+            self._pid, self._thread, self._queue = os.getpid(), None, queue.Queue()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._digest_inputs, daemon=True,
+                                            name="slsa-capture-inputs")
+            self._thread.start()
+        self._queue.put(path)
+
+    def _digest_inputs(self) -> None:
+        while (path := self._queue.get()) is not None:
+            try:
+                st = os.stat(path)
+                if not stat.S_ISREG(st.st_mode) or path in self._saved:
+                    continue
+                version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                if version in self._digested:
+                    continue
+                digest = self._digested[version] = digest_path(path).identity
+            except OSError as exc:  # gone or unreadable since: say so, lose nothing else
+                log.warning("slsa-dist: could not digest input %s: %s", path, exc)
+                continue
+            self.inputs += 1
+            self.runtime.agent.record_dependency(
+                "input", name=self.runtime.artifact_name(path), uri=Path(path).as_uri(),
+                digest={"sha256": digest}, annotations={"slsadist_captured": "read"})
+
+    # -- outputs ----------------------------------------------------------------------
+
+    def saved(self, path: Any) -> None:
+        """A file this rank saved (``torch.save``, ``save_file``); digested at the end."""
+        if isinstance(path, (str, os.PathLike)):
+            with self._lock:
+                self._saved[os.path.abspath(os.fspath(path))] = time.monotonic()
+
+    def finish(self, timeout: float = 300.0) -> None:
+        """Wait for queued inputs, then digest and report every saved file."""
+        if self._thread is not None and os.getpid() == self._pid:
+            self._queue.put(None)
+            self._thread.join(timeout)
+        with self._lock:
+            saved = sorted(self._saved, key=self._saved.__getitem__)
+        for path in saved:
+            if not os.path.isfile(path):
+                continue
+            manifest = digest_path(path)
+            (resource,) = manifest.resources
+            self.runtime.agent.record_file(self.runtime.artifact_name(path), resource.path,
+                                           {"sha256": resource.digest}, size=resource.size,
+                                           role="checkpoint")
+
+    @property
+    def outputs(self) -> int:
+        return len(self._saved)
+
+
+def _wrap_save(original: Callable[..., Any], capture: Capture, position: int,
+               keyword: str) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def save(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        capture.saved(args[position] if len(args) > position else kwargs.get(keyword))
+        return result
+
+    save.__slsa_dist_original__ = original  # type: ignore[attr-defined]
+    return save
+
+
+def _patch_torch(capture: Capture) -> None:
+    try:
+        import torch
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint import state_dict_saver
+    except ImportError:
+        return
+    if not hasattr(torch.save, "__slsa_dist_original__"):
+        torch.save = _wrap_save(torch.save, capture, 1, "f")
+    original = state_dict_saver.save
+    if hasattr(original, "__slsa_dist_original__"):
+        return
+
+    @functools.wraps(original)
+    def dcp_save(state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        checkpoint_id = kwargs.get("checkpoint_id")
+        if kwargs.get("storage_writer") is None and checkpoint_id is not None:
+            # the default writer for a path: the digesting one, which hashes each file
+            # on the rank that writes it, as it is written
+            from slsa_dist.torch.checkpoint import DigestingFileSystemWriter
+
+            kwargs["storage_writer"] = DigestingFileSystemWriter(checkpoint_id)
+        return original(state_dict, *args, **kwargs)
+
+    dcp_save.__slsa_dist_original__ = original  # type: ignore[attr-defined]
+    state_dict_saver.save = dcp_save
+    dcp.save = dcp_save  # type: ignore[attr-defined]  # torch re-exports it
+
+
+def _patch_safetensors(capture: Capture) -> None:
+    try:
+        import safetensors.torch as st  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    if not hasattr(st.save_file, "__slsa_dist_original__"):
+        st.save_file = _wrap_save(st.save_file, capture, 1, "filename")
+
+
+_INSTALLED: Capture | None = None
+
+
+def install(runtime: Runtime) -> Capture:
+    """Turn zero-code capture on for this process (once); ``runtime.finish`` reports it."""
+    global _INSTALLED  # noqa: PLW0603 -- one audit hook per process: hooks cannot be removed
+    if _INSTALLED is not None:
+        _INSTALLED.runtime = runtime
+        return _INSTALLED
+    capture = _INSTALLED = Capture(runtime)
+    _patch_torch(capture)
+    _patch_safetensors(capture)
+    sys.addaudithook(capture.audit)
+    runtime.capture = capture
+    return capture

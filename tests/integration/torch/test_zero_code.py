@@ -1,0 +1,65 @@
+"""Zero-code capture (#15): an unchanged script yields provenance of what it read and saved."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from slsa_dist.sign.keys import load_verifier
+from slsa_dist.verify.bundle import verify_bundle
+
+from support.background import signing_key
+from support.localjob import LocalJob, run_local_job
+
+pytestmark = [pytest.mark.torchrun, pytest.mark.multiprocess, pytest.mark.timeout(300)]
+
+UNCHANGED = Path(__file__).parents[2] / "assets" / "unchanged"
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalJob, Path]:
+    root = tmp_path_factory.mktemp("zero-code")
+    signing_key(root)
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(256, 4, generator=generator)
+    torch.save({"x": x, "y": x.sum(dim=1)}, root / "train-data.pt")
+    job = run_local_job(job_id="unchanged", key=root / "signing.key", out=root,
+                        script=UNCHANGED / "ddp_torch_save.py", timeout=180,
+                        script_args=["--data", str(root / "train-data.pt"),
+                                     "--out", str(root / "out")])
+    assert job.torchrun_exit == 0, job.torchrun_log.read_text()
+    return job, root
+
+
+def test_the_data_file_it_loaded_is_a_dependency_by_digest(job: tuple[LocalJob, Path]) -> None:
+    result, root = job
+    provenance = verify_bundle(result.bundle, keys=[load_verifier(root / "signing.pub")])
+    inputs = {d.name: d.digest["sha256"] for d in provenance.dependencies
+              if d.annotations.get("slsadist_kind") == "input"}
+    assert inputs.get("train-data.pt") == hashlib.sha256(
+        (root / "train-data.pt").read_bytes()).hexdigest(), inputs
+    assert not [n for n in inputs if "site-packages" in n or n.endswith(".py")], inputs
+
+
+def test_the_saved_model_is_the_subject_and_verifies(job: tuple[LocalJob, Path]) -> None:
+    result, root = job
+    model = root / "out" / "model.pt"
+    provenance = verify_bundle(result.bundle, keys=[load_verifier(root / "signing.pub")],
+                               artifacts=[model])
+    (subject,) = provenance.statement.subjects
+    assert subject.name == "out/model.pt"
+    assert subject.digest["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+def test_verify_artifact_through_the_cli(job: tuple[LocalJob, Path]) -> None:
+    result, root = job
+    done = subprocess.run([sys.executable, "-m", "slsa_dist.cli", "verify", str(result.bundle),
+                           "--key", str(root / "signing.pub"), "--artifact",
+                           str(root / "out" / "model.pt")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
