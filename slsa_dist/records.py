@@ -384,6 +384,9 @@ class Completeness:
     sequence_gaps: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
     events: int = 0
+    # False when the job recorded no output at all (its subject then stands for the run
+    # itself); None in records written before this was recorded.
+    outputs_recorded: bool | None = None
 
     @property
     def problems(self) -> list[tuple[str, Sequence[Any]]]:
@@ -400,7 +403,7 @@ class Completeness:
                 "missingFiles": list(self.missing_files),
                 "failedEvidence": list(self.failed_evidence),
                 "sequenceGaps": list(self.sequence_gaps), "conflicts": list(self.conflicts),
-                "events": self.events}
+                "events": self.events, "outputsRecorded": self.outputs_recorded}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Completeness:
@@ -410,4 +413,6 @@ class Completeness:
                    missing_files=_strings(data, "missingFiles"),
                    failed_evidence=_strings(data, "failedEvidence"),
                    sequence_gaps=_strings(data, "sequenceGaps"),
-                   conflicts=_strings(data, "conflicts"), events=_int(data, "events"))
+                   conflicts=_strings(data, "conflicts"), events=_int(data, "events"),
+                   outputs_recorded=(data["outputsRecorded"]
+                                     if isinstance(data.get("outputsRecorded"), bool) else None))

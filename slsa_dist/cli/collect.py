@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slsa_dist.cli._common import EXIT_OK, say
+from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, say
 from slsa_dist.errors import InputError
 from slsa_dist.provenance import DEFAULT_BUILDER_ID
 
@@ -30,7 +30,7 @@ def _coordinator(args: argparse.Namespace) -> int:
         coordinator = Coordinator(
             job_id=args.job_id, signer=signer, out_dir=args.out, world_size=args.world_size,
             journal_path=args.journal, builder_id=args.builder_id,
-            idle_timeout=args.idle_timeout, settle=args.settle)
+            idle_timeout=args.idle_timeout or None, settle=args.settle)
         if args.tls is None and not args.plaintext:
             raise InputError("coordinator: expected --tls DIR (mutual TLS) or --plaintext "
                              "(loopback only), found neither")
@@ -52,8 +52,10 @@ def _coordinator(args: argparse.Namespace) -> int:
             await coordinator.stop(grace=2.0)
         missing = f", missing ranks {list(result.missing_ranks)}" if result.missing_ranks else ""
         say(f"wrote {result.bundle} ({'complete' if result.complete else 'INCOMPLETE'}"
-              f"{missing})")
-        return EXIT_OK
+            f"{missing})")
+        if not result.outputs_recorded:
+            say("warning: no outputs recorded: the subject stands for the run itself")
+        return EXIT_OK if result.complete else EXIT_FAILED
 
     return asyncio.run(serve())
 
@@ -74,8 +76,8 @@ def _finalize(args: argparse.Namespace) -> int:
         except grpc.RpcError as exc:
             raise TransportError(f"finalize: {exc.code().name}: {exc.details()}") from None
     say(f"{reply.bundle_path} complete={str(reply.complete).lower()} "
-          f"missing_ranks={list(reply.missing_ranks)}")
-    return EXIT_OK
+        f"missing_ranks={list(reply.missing_ranks)}")
+    return EXIT_OK if reply.complete else EXIT_FAILED
 
 
 def register(sub: Subparsers) -> None:
@@ -90,8 +92,10 @@ def register(sub: Subparsers) -> None:
     coordinator.add_argument("--journal", type=Path,
                              help="journal path (default OUT/JOB.journal.sqlite)")
     coordinator.add_argument("--builder-id", default=DEFAULT_BUILDER_ID)
-    coordinator.add_argument("--idle-timeout", type=float,
-                             help="finalize after this many seconds without a message")
+    coordinator.add_argument("--idle-timeout", type=float, default=1800.0,
+                             help="finalize after this many seconds without a message "
+                                  "(default 1800: a job that died unseen still ends; 0 waits "
+                                  "forever)")
     coordinator.add_argument("--settle", type=float, default=30.0,
                              help="after all ranks completed, seconds to wait for node agents' "
                                   "final reports (default 30)")

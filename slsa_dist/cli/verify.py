@@ -46,7 +46,8 @@ def _verify_bundle(args: argparse.Namespace) -> int:
         args.bundle, keys=keys, artifacts=args.artifact, builder_id=args.builder_id,
         vsa=VsaExpectations(verifier_id=args.verifier_id, resource_uri=args.resource_uri,
                             verified_level=args.verified_level),
-        provenance_flags=provenance_flags, warnings=warnings)
+        provenance_flags=provenance_flags, warnings=warnings,
+        require_outputs=args.require_outputs)
     if args.require_attestation and provenance is not None:
         from slsa_dist.attest.policy import require_attestation
 
@@ -142,6 +143,8 @@ def register(sub: Subparsers) -> None:
     verify.add_argument("--trusted-aks", type=Path, metavar="FILE",
                         help="with --require-attestation tpm: count only quotes by these AKs "
                              "(lines from `slsa-dist tpm enroll`)")
+    verify.add_argument("--require-outputs", action="store_true",
+                        help="fail when the job recorded no output (otherwise a warning)")
     verify.add_argument("--verifier-id", help="for a VSA: the verifier.id to require")
     verify.add_argument("--verified-level", type=int, choices=range(5), metavar="N",
                         help="for a VSA: require SLSA_BUILD_LEVEL_N or higher")

@@ -51,7 +51,8 @@ from slsa_dist.sign.dsse import write_bundle
 
 if TYPE_CHECKING:
     from slsa_dist.sign.ca import Identity
-from slsa_dist.provenance import DEFAULT_BUILDER_ID, sign_statement
+from slsa_dist.provenance import DEFAULT_BUILDER_ID, Provenance
+from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from slsa_dist.sign.keys import Signer
 
 __all__ = ["Coordinator", "CoordinatorThread", "FinalResult", "Limits"]
@@ -78,8 +79,9 @@ def _from_nanos(nanos: int) -> dt.datetime:
 class FinalResult:
     bundle: Path
     statement_sha256: str
-    complete: bool
+    complete: bool  # the completeness record's verdict: no gap of any kind
     missing_ranks: tuple[int, ...]
+    outputs_recorded: bool = True
 
 
 class Coordinator:
@@ -259,12 +261,16 @@ class Coordinator:
         statement = self.state.statement(
             builder_id=self._builder_id, builder_version={"slsa-dist": __version__},
             internal=self.internal_parameters)
-        payload = statement.to_bytes()
-        envelope = sign_statement(statement, [self._signer])
+        payload = statement.to_bytes()  # serialized once: the bytes signed are these
+        envelope = sign_envelope(payload, payload_type=IN_TOTO_PAYLOAD_TYPE,
+                                 signers=[self._signer])
         bundle = write_bundle(self.out_dir / f"{self.job_id}.intoto.jsonl", [envelope])
-        missing = tuple(self.state.missing_ranks())
+        completeness = Provenance.from_statement(statement).completeness()
+        assert completeness is not None  # the merge always writes one
         return FinalResult(bundle=bundle, statement_sha256=hashlib.sha256(payload).hexdigest(),
-                           complete=not missing, missing_ranks=missing)
+                           complete=completeness.complete,
+                           missing_ranks=completeness.missing_ranks,
+                           outputs_recorded=completeness.outputs_recorded is not False)
 
     # -- RPC bodies (called by the servicer) -------------------------------------------
 

@@ -786,15 +786,20 @@ class JobState:
                                              self._rank_record(rank, rank.rank in completed)))
         for node in self._nodes.values():
             builder.add_byproduct(_byproduct(f"node/{node.node}", MEDIA_NODE, node.record()))
-        completeness = self._completeness(reason, missing_files, conflicts)
+        outputs = bool(self._subject_artifacts())
+        completeness = replace(self._completeness(reason, missing_files, conflicts),
+                               outputs_recorded=outputs)
         builder.add_byproduct(_byproduct("completeness", MEDIA_COMPLETENESS, completeness))
-        if not self._subject_artifacts():
-            # A job that wrote nothing still gets a provenance: its subject is the job's
-            # own record, so what ran (and what is missing) is signed all the same.
+        if not outputs:
+            # A job that wrote nothing still gets a provenance: its subject stands for this
+            # run (job, run id, completeness), so no two runs share it, and both the
+            # coordinator and verify say out loud that no output was recorded.
+            run = {"invocationId": invocation_id(self.job_id, self.run_id),
+                   "completeness": completeness.to_dict()}
             builder.add_subject(ResourceDescriptor(
                 name=f"job/{self.job_id}",
                 digest={"sha256": hashlib.sha256(
-                    json.dumps(completeness.to_dict(), sort_keys=True).encode()).hexdigest()}))
+                    json.dumps(run, sort_keys=True).encode()).hexdigest()}))
         return builder.build()
 
     def _add_parameters(self, builder: ProvenanceBuilder,

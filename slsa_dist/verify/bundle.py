@@ -170,6 +170,10 @@ def _check_completeness(out: _Outcome, provenance: Provenance) -> None:
     if completeness is not None:
         problems.extend(f"{label}: {_summary(list(entries))}"
                         for label, entries in completeness.problems)
+        if completeness.outputs_recorded is False:
+            out.warnings.append("no outputs recorded: the job saved nothing slsa-dist saw, "
+                                "so its subject stands for the run itself (pass "
+                                "--require-outputs to fail on this)")
     if problems:
         out.add("completeness", False, "; ".join(problems))
     else:
@@ -203,7 +207,8 @@ def _ranges(values: Iterable[int]) -> str:
 
 def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier], *,
          artifacts: Sequence[str | os.PathLike[str]], builder_id: str | None,
-         vsa: VsaExpectations, provenance_flags: Sequence[str]) -> Iterator[Check]:
+         vsa: VsaExpectations, provenance_flags: Sequence[str],
+         require_outputs: bool) -> Iterator[Check]:
     payload: bytes | None = None
     errors: list[str] = []
     for index, envelope in enumerate(envelopes):
@@ -266,6 +271,12 @@ def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier],
         yield out.checks[-1]
     before = len(out.checks)
     _check_completeness(out, provenance)
+    if require_outputs:
+        completeness = provenance.completeness()
+        recorded = completeness is None or completeness.outputs_recorded is not False
+        out.add("outputs", recorded, "the job recorded its outputs as subjects" if recorded
+                else "expected at least one recorded output, found none (the subject stands "
+                     "for the run itself)")
     yield from out.checks[before:]
 
 
@@ -328,13 +339,15 @@ def check_bundle(
     vsa: VsaExpectations | None = None,
     provenance_flags: Sequence[str] = (),
     warnings: list[str] | None = None,
+    require_outputs: bool = False,
 ) -> tuple[list[Check], Provenance | None]:
     """All checks for ``bundle``, and its provenance when it is one and the signature held.
 
     A Verification Summary Attestation yields its own checks (against ``vsa``) and no
     provenance. ``provenance_flags`` names options the caller will apply to a
     provenance (``--require-attestation``); a VSA with any of them is refused.
-    What was left unchecked is appended to ``warnings``.
+    What was left unchecked is appended to ``warnings``. With ``require_outputs`` a job
+    that recorded no output fails (otherwise it is only a warning).
 
     Raises:
         InputError: the bundle or an artifact cannot be read, or options that do not
@@ -342,9 +355,11 @@ def check_bundle(
     """
     envelopes = read_bundle(bundle)
     out = _Outcome()
-    flags = [*(["--builder-id"] if builder_id is not None else []), *provenance_flags]
+    flags = [*(["--builder-id"] if builder_id is not None else []),
+             *(["--require-outputs"] if require_outputs else []), *provenance_flags]
     checks = list(_run(out, envelopes, keys, artifacts=artifacts, builder_id=builder_id,
-                       vsa=vsa or VsaExpectations(), provenance_flags=flags))
+                       vsa=vsa or VsaExpectations(), provenance_flags=flags,
+                       require_outputs=require_outputs))
     if warnings is not None:
         warnings.extend(out.warnings)
     return checks, out.provenance
@@ -356,6 +371,7 @@ def verify_bundle(
     keys: Sequence[Verifier],
     artifacts: Sequence[str | os.PathLike[str]] = (),
     builder_id: str | None = None,
+    require_outputs: bool = False,
 ) -> Provenance:
     """Verify ``bundle`` and return its provenance.
 
@@ -364,7 +380,7 @@ def verify_bundle(
         InputError: the bundle or an artifact cannot be read.
     """
     checks, provenance = check_bundle(bundle, keys=keys, artifacts=artifacts,
-                                      builder_id=builder_id)
+                                      builder_id=builder_id, require_outputs=require_outputs)
     if provenance is None or not all(c.ok for c in checks):
         raise VerificationFailed(checks)
     return provenance

@@ -183,9 +183,10 @@ def test_finalize_command_records_missing_ranks_and_verify_names_them(tmp_path: 
         done = subprocess.run([*cli(), "finalize", "--coordinator", f"127.0.0.1:{port}",
                                "--job-id", "job-f"], capture_output=True, text=True, timeout=60,
                               check=False)
-        assert done.returncode == 0, done.stderr
-        assert "missing_ranks=[1]" in done.stdout
-        proc.wait(30)
+        # an incomplete bundle: both the command and the coordinator say so by exit code
+        assert done.returncode == 1, done.stderr
+        assert "complete=false missing_ranks=[1]" in done.stdout
+        assert proc.wait(30) == 1
     verified = subprocess.run([*cli(), "verify", str(tmp_path / "out" / "job-f.intoto.jsonl"),
                                "--key", str(public)], capture_output=True, text=True, timeout=60,
                               check=False)
