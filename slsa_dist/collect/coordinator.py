@@ -176,6 +176,8 @@ class Coordinator:
         names. Without it the server is plaintext, on loopback only, and refuses
         peers that are not on loopback.
         """
+        wire.check_listen(listen)
+        wire.check_port_free(listen)
         credentials = None
         if tls is not None:
             from slsa_dist.sign.ca import server_credentials
@@ -187,12 +189,16 @@ class Coordinator:
         self._finalized_event = asyncio.Event()
         self._server = aio.server(options=wire.SERVER_OPTIONS)
         pb_grpc.add_CollectorServicer_to_server(_Servicer(self), self._server)
-        if credentials is None:
-            port = self._server.add_insecure_port(listen)
-        else:
-            port = self._server.add_secure_port(listen, credentials)
+        try:
+            if credentials is None:
+                port = self._server.add_insecure_port(listen)
+            else:
+                port = self._server.add_secure_port(listen, credentials)
+        except RuntimeError:  # grpc's own words: "Failed to bind to address ..."
+            port = 0
         if port == 0:
-            raise InputError(f"listen: cannot bind {listen!r}")
+            raise InputError(f"listen: expected a free port to bind at {listen!r}, found it "
+                             "in use or not bindable (another coordinator?)")
         await self._server.start()
         self._watch = asyncio.get_running_loop().create_task(self._watchdog())
         if self.state.finalized:

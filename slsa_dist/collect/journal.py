@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import fcntl
 import hashlib
 import hmac
 import os
@@ -54,6 +55,14 @@ class Journal:
         self.path = Path(path)
         self._key = key
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One coordinator per journal: a second one would interleave two histories.
+        self._lock = (self.path.parent / f"{self.path.name}.lock").open("a+")
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise InputError(f"journal {self.path}: expected no other coordinator using it, "
+                             "found one holding its lock") from None
         # check_same_thread=False: opened on the event loop's thread, written on the
         # committer's single worker thread; never used by two threads at once.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -152,6 +161,7 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+        self._lock.close()  # releases the lock
 
 
 class GroupCommitter:

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 
 import grpc
 
 from slsa_dist.errors import InputError, SenderError
 
-__all__ = ["CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "RESYNC_KEY", "SERVER_OPTIONS",
-           "is_loopback", "open_channel", "peer_is_loopback", "require_tls_or_loopback",
-           "resync_trailer", "status_of", "wants_resync"]
+__all__ = ["CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "RESYNC_KEY", "SERVER_OPTIONS", "check_listen",
+           "check_port_free", "is_loopback", "open_channel", "peer_is_loopback",
+           "require_tls_or_loopback", "resync_trailer", "status_of", "wants_resync"]
 
 # gRPC message size cap: a full batch (10,000 events) of typical events is
 # ~1 MiB; 8 MiB leaves room for evidence blobs while bounding memory per RPC.
@@ -53,6 +54,41 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_listen(address: str) -> None:
+    """``HOST:PORT`` with an explicit port (0 picks one); gRPC would take a bare host
+    as port 443 without a word.
+
+    Raises:
+        InputError: no port, or one that is not a number in 0..65535.
+    """
+    host, colon, port = address.rpartition(":")
+    unbracketed_ipv6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
+    if not colon or not host or unbracketed_ipv6 or not port.isdigit() or int(port) > 65535:
+        raise InputError(f"listen: expected HOST:PORT (port 0 picks a free one; IPv6 as "
+                         f"[::1]:PORT), found {address!r}")
+
+
+def check_port_free(address: str) -> None:
+    """Fail with one line before gRPC logs its own bind error (a second coordinator on
+    the port). A port freed in between is still caught by the bind itself.
+
+    Raises:
+        InputError: the port is taken.
+    """
+    host, _, port = address.rpartition(":")
+    if int(port) == 0:
+        return
+    family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
+    name = host.strip("[]")
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("" if name in ("0.0.0.0", "::") else name, int(port)))  # noqa: S104 -- a probe
+        except OSError as exc:
+            raise InputError(f"listen: expected a free port to bind at {address!r}, found it "
+                             f"in use or not bindable ({exc.strerror}; another "
+                             "coordinator?)") from None
 
 
 def peer_is_loopback(peer: str) -> bool:

@@ -213,3 +213,31 @@ def test_restarted_coordinator_replays_to_the_same_statement(tmp_path: Path) -> 
     with CoordinatorThread(**kwargs) as again:  # replays the journal, finds it finalized
         second = again.wait_finalized(30)
     assert read_bundle(second.bundle)[0].payload == statement
+
+
+@pytest.mark.multiprocess
+def test_plain_one_line_errors_for_a_busy_port_a_busy_journal_and_no_port(
+        tmp_path: Path) -> None:
+    """#15 item 8: each used to be a traceback, or a coordinator silently on port 443."""
+    key, _ = signing_key(tmp_path)
+    port = free_port()
+
+    def second(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli(), "coordinator", "--job-id", "job-p", "--key", str(key),
+                               "--world-size", "1", "--plaintext", *args],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    with coordinator_process(tmp_path, job_id="job-p", port=port, key=key, world_size=1):
+        busy_port = second("--listen", f"127.0.0.1:{port}", "--out", str(tmp_path / "other"))
+        busy_journal = second("--listen", "127.0.0.1:0", "--out", str(tmp_path / "out"))
+    no_port = second("--listen", "127.0.0.1", "--out", str(tmp_path / "third"))
+    for done, expected in (
+            (busy_port, f"slsa-dist: error: listen: expected a free port to bind at "
+                        f"'127.0.0.1:{port}', found it in use or not bindable"),
+            (busy_journal, "expected no other coordinator using it, found one holding its lock"),
+            (no_port, "slsa-dist: error: listen: expected HOST:PORT (port 0 picks a free one; "
+                      "IPv6 as [::1]:PORT), found '127.0.0.1'")):
+        assert done.returncode == 2, done.stderr
+        assert expected in done.stderr
+        assert "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr

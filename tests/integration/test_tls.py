@@ -107,8 +107,9 @@ def test_only_an_admin_may_finalize(server, pki: Path) -> None:  # type: ignore[
     done = subprocess.run([sys.executable, "-m", "slsa_dist.cli", "finalize", "--coordinator",
                            server.address, "--job-id", "job-t", "--tls", str(pki / "admin")],
                           capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    assert "missing_ranks=[0, 1]" in done.stdout
+    # the admin finalized it; no rank ever reported, so the bundle is incomplete: exit 1
+    assert done.returncode == 1, done.stderr
+    assert "complete=false missing_ranks=[0, 1]" in done.stdout
 
 
 @pytest.mark.parametrize("who", ["stranger", None])

@@ -48,3 +48,17 @@ def test_an_error_without_a_status_is_a_bug_not_a_refusal() -> None:
 def test_only_a_resync_refusal_carries_the_trailer() -> None:
     assert wire.resync_trailer(SenderError("x", resync=True)) == ((wire.RESYNC_KEY, "1"),)
     assert wire.resync_trailer(SenderError("x")) == ()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "[::1]", "::1:5", "host:http", "h:70000",
+                                     ":5000"])
+def test_a_listen_address_without_a_usable_port_is_refused(address: str) -> None:
+    with pytest.raises(InputError, match=r"listen: expected HOST:PORT \(port 0 picks a free "
+                       r"one; IPv6 as \[::1\]:PORT\), found"):
+        wire.check_listen(address)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:0", "0.0.0.0:50051", "[::1]:5000",
+                                     "coordinator.svc:443"])
+def test_a_listen_address_with_a_port_is_accepted(address: str) -> None:
+    wire.check_listen(address)
