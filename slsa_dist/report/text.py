@@ -62,7 +62,7 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
     lines.append(f"dependencies ({len(deps)}): "
                  + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"))
     for dep in deps:
-        if dep.annotations.get("slsadist_kind") in ("dataset", "model"):
+        if dep.annotations.get("slsadist_kind") in ("dataset", "model", "input"):
             lines.append(f"  {dep.annotations['slsadist_kind']:<8}{dep.name or dep.uri}  "
                          f"{_short(dep.digest)}")
     ranks = provenance.rank_records()

@@ -1,7 +1,14 @@
 """``slsa-torchrun``: torchrun with the slsa-dist plugin switched on.
 
-    slsa-torchrun [--slsa-coordinator HOST:PORT] [--slsa-job-id ID]
-                  [--slsa-spool-dir DIR] [--slsa-bootstrap] TORCHRUN-ARGS...
+One command for the common case: a coordinator of its own, zero-code capture,
+one signed bundle at the end::
+
+    slsa-torchrun --slsa-out DIR [--slsa-key KEY] --nproc-per-node N train.py ARGS...
+
+Against a coordinator that runs elsewhere (several nodes)::
+
+    slsa-torchrun --slsa-coordinator HOST:PORT [--slsa-job-id ID] [--slsa-spool-dir DIR]
+                  [--slsa-bootstrap] TORCHRUN-ARGS...
 
 equals ``torchrun --logs-specs slsa --event-log-handler slsa TORCHRUN-ARGS``
 with ``SLSA_COORDINATOR``, ``SLSA_JOB_ID`` and ``SLSA_SPOOL_DIR`` set.
@@ -16,7 +23,18 @@ from collections.abc import Sequence
 from typing import Any
 
 _FLAGS = {"--slsa-coordinator": "SLSA_COORDINATOR", "--slsa-job-id": "SLSA_JOB_ID",
-          "--slsa-spool-dir": "SLSA_SPOOL_DIR"}
+          "--slsa-spool-dir": "SLSA_SPOOL_DIR", "--slsa-out": "SLSA_OUT", "--slsa-key": "SLSA_KEY"}
+_HELP = """slsa-dist options (the torchrun options follow):
+  --slsa-out DIR          run a coordinator of this job's own, with zero-code capture, and
+                          write the signed bundle to DIR (a signing key is made in DIR/keys
+                          unless --slsa-key is given)
+  --slsa-key KEY          the signing key for --slsa-out (PEM)
+  --slsa-coordinator H:P  report to a coordinator that runs elsewhere (several nodes)
+  --slsa-job-id ID        the job id (default: a new one with --slsa-out; required by the
+                          coordinator otherwise)
+  --slsa-spool-dir DIR    where unacknowledged events wait (default: ~/.cache/slsa-dist)
+  --slsa-bootstrap        zero-code capture with a coordinator that runs elsewhere
+"""
 
 
 def split_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -59,18 +77,39 @@ def launcher_parameters(torchrun_args: Sequence[str]) -> dict[str, Any]:
             "nprocPerNode": str(args.nproc_per_node)}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    settings, rest = split_args(sys.argv[1:] if argv is None else argv)
-    settings["SLSA_INTERNAL_PARAMETERS"] = json.dumps(launcher_parameters(rest), sort_keys=True)
-    os.environ.update(settings)
-    if not os.environ.get("SLSA_COORDINATOR"):
-        raise SystemExit("slsa-torchrun: error: expected --slsa-coordinator or SLSA_COORDINATOR, "
-                         "found neither")
+def _torchrun(rest: Sequence[str]) -> int:
+    """torchrun with the plugin; its exit code (0, or 1 when a worker group failed)."""
     from torch.distributed.run import main as torchrun_main
 
     import slsa_dist.torch.plugin  # noqa: F401 -- registers the 'slsa' event handler
 
-    torchrun_main(["--logs-specs", "slsa", "--event-log-handler", "slsa", *rest])
+    try:
+        torchrun_main(["--logs-specs", "slsa", "--event-log-handler", "slsa", *rest])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except Exception as exc:  # ChildFailedError: the worker group failed
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["-h"], ["--help"]):
+        print(_HELP)
+        _torchrun(["--help"])
+        return
+    settings, rest = split_args(args)
+    settings["SLSA_INTERNAL_PARAMETERS"] = json.dumps(launcher_parameters(rest), sort_keys=True)
+    if "SLSA_OUT" in settings and "SLSA_COORDINATOR" not in settings:
+        from slsa_dist.torch.onecommand import run_with_own_coordinator
+
+        sys.exit(run_with_own_coordinator(settings, rest, torchrun=_torchrun))
+    os.environ.update(settings)
+    if not os.environ.get("SLSA_COORDINATOR"):
+        raise SystemExit("slsa-torchrun: error: expected --slsa-out DIR, or --slsa-coordinator "
+                         "(or SLSA_COORDINATOR), found neither")
+    sys.exit(_torchrun(rest))
 
 
 if __name__ == "__main__":

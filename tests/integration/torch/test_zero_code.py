@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,34 @@ def test_verify_artifact_through_the_cli(job: tuple[LocalJob, Path]) -> None:
                            str(root / "out" / "model.pt")],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_one_command_from_an_unchanged_script_to_a_verified_bundle(tmp_path: Path) -> None:
+    """slsa-torchrun --slsa-out: its own coordinator and key, zero-code capture, one line."""
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(128, 4, generator=generator)
+    torch.save({"x": x, "y": x.sum(dim=1)}, tmp_path / "data.pt")
+    launcher = Path(sys.executable).parent / "slsa-torchrun"
+    done = subprocess.run(
+        [str(launcher), "--slsa-out", "prov", "--nproc-per-node", "2",
+         str(UNCHANGED / "ddp_torch_save.py"), "--data", "data.pt", "--out", "model"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("slsa-torchrun: wrote")]
+    assert "2 rank(s), 1 input(s), 1 output(s), complete; verify with: slsa-dist verify" in line
+    (bundle,) = (tmp_path / "prov").glob("*.intoto.jsonl")
+    provenance = verify_bundle(bundle, keys=[load_verifier(tmp_path / "prov" / "keys" /
+                                                           "signing.pub")],
+                               artifacts=[tmp_path / "model" / "model.pt"], require_outputs=True)
+    assert provenance.builder_id == "https://slsa-dist.dev/builders/local/v1"
+
+
+def test_help_shows_the_slsa_flags_and_torchruns() -> None:
+    launcher = Path(sys.executable).parent / "slsa-torchrun"
+    done = subprocess.run([str(launcher), "--help"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0
+    for flag in ("--slsa-out", "--slsa-key", "--slsa-coordinator", "--slsa-job-id",
+                 "--slsa-spool-dir", "--slsa-bootstrap", "--nproc-per-node", "--max-restarts"):
+        assert flag in done.stdout, flag
