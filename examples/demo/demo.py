@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 from support import swtpm
-from support.localjob import run_local_job
 
 HERE = Path(__file__).parent
 LOCAL_BUILDER = "https://slsa-dist.dev/builders/local/v1"  # the coordinator on this machine
@@ -60,15 +59,30 @@ def _cli(*args: str | Path, check: bool = True, quiet: bool = False,
 
 def _job(out: Path, job_id: str, key: Path, script_args: list[str],
          env: dict[str, str]) -> Path:
-    """A coordinator and a 2-rank slsa-torchrun job; returns the bundle."""
-    job = run_local_job(job_id=job_id, key=key, out=out, script=HERE / "train.py",
-                        script_args=script_args, env=env)
-    if job.torchrun_exit != 0:
-        raise SystemExit(f"[demo] FAILED: training exited {job.torchrun_exit} "
-                         f"(see {job.torchrun_log})")
-    if not job.bundle.exists():
-        raise SystemExit(f"[demo] FAILED: no bundle (see {job.coordinator_log})")
-    return job.bundle
+    """A 2-rank job through the one-command path; returns the bundle.
+
+    The command a user types, with the demo's key and job id:
+    ``slsa-torchrun --slsa-out DIR --slsa-key KEY --nproc-per-node 2 train.py ARGS``.
+    """
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    log = logs / f"{job_id}.torchrun.log"
+    launcher = Path(sys.executable).parent / "slsa-torchrun"
+    with log.open("w") as handle:
+        done = subprocess.run(
+            [str(launcher), "--slsa-out", str(out / "provenance"), "--slsa-key", str(key),
+             "--slsa-job-id", job_id, "--nproc-per-node", "2", "--monitor-interval", "0.2",
+             str(HERE / "train.py"), *script_args],
+            stdout=handle, stderr=subprocess.STDOUT, timeout=300, check=False,
+            env={**os.environ, "SLSA_ARTIFACT_ROOT": str(out), "OMP_NUM_THREADS": "1", **env})
+    if done.returncode != 0:
+        raise SystemExit(f"[demo] FAILED: training exited {done.returncode} (see {log})")
+    closing = [ln for ln in log.read_text().splitlines() if ln.startswith("slsa-torchrun:")]
+    _say(f"   {closing[-1].split(': verify with')[0] if closing else 'no closing line'}")
+    bundle = out / "provenance" / f"{job_id}.intoto.jsonl"
+    if not bundle.exists():
+        raise SystemExit(f"[demo] FAILED: no bundle (see {log})")
+    return bundle
 
 
 def main(argv: list[str] | None = None) -> int:

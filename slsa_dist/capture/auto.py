@@ -12,7 +12,10 @@ the end of the rank (or while written, for DCP).
   library and site-packages, ``/proc``, ``/sys``, ``/dev``, ``/usr``,
   compiled code, the agent's spool, and the files this rank saves. Roots in
   ``SLSA_CAPTURE_EXCLUDE`` (``os.pathsep``-separated) are left out too; with
-  ``SLSA_CAPTURE_INCLUDE`` only files under those roots are recorded.
+  ``SLSA_CAPTURE_INCLUDE`` only files under those roots are recorded. A file
+  read from a model directory (a DCP checkpoint's ``.metadata``, a Hugging
+  Face ``config.json`` or weight index beside it) makes the directory the
+  input, by its manifest root: one dependency, not one per shard.
 * **Outputs.** ``torch.save`` to a path and safetensors' ``save_file`` are
   recorded as checkpoint artifacts with the digest of the file's last
   content, in the order last saved; as everywhere in slsa-dist, with no final
@@ -49,7 +52,9 @@ log = logging.getLogger(__name__)
 
 _SYSTEM_ROOTS = ("/proc", "/sys", "/dev", "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc",
                  "/run", "/var/lib/dpkg")
-_CODE_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".pth", ".dist-info")
+_CODE_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".pth")
+# Package metadata and caches the interpreter reads for itself (entry points, bytecode).
+_METADATA_PARTS = ("__pycache__", ".dist-info/", ".egg-info/")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _FileVersion = tuple[int, int, int, int, int]  # dev, inode, size, mtime, ctime
 
@@ -76,7 +81,8 @@ class Capture:
                           *((os.path.abspath(spool),) if spool else ()),
                           *_roots("SLSA_CAPTURE_EXCLUDE"))
         self._included = _roots("SLSA_CAPTURE_INCLUDE")
-        self._seen: set[str] = set()  # paths already queued in this process
+        self._seen: set[str] = set()  # names already seen opened in this process
+        self._queued: set[str] = set()  # files and model directories already queued
         self._digested: dict[_FileVersion, str] = {}
         self._saved: dict[str, float] = {}  # path -> when last saved
         self._lock = threading.Lock()
@@ -107,10 +113,14 @@ class Capture:
 
     def _read(self, name: str) -> None:
         path = os.path.abspath(name)
-        if path.endswith(_CODE_SUFFIXES) or "__pycache__" in path:
+        if path.endswith(_CODE_SUFFIXES) or any(part in path for part in _METADATA_PARTS):
             return
         if _under(path, self._excluded) or (self._included and not _under(path, self._included)):
             return
+        path = _model_directory(path) or path
+        if path in self._queued:
+            return
+        self._queued.add(path)
         if os.getpid() != self._pid:  # a forked DataLoader worker: its own digest thread
             self._pid, self._thread, self._queue = os.getpid(), None, queue.Queue()
         if self._thread is None:
@@ -123,7 +133,8 @@ class Capture:
         while (path := self._queue.get()) is not None:
             try:
                 st = os.stat(path)
-                if not stat.S_ISREG(st.st_mode) or path in self._saved:
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) \
+                        or path in self._saved:
                     continue
                 version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
                 if version in self._digested:
@@ -164,6 +175,19 @@ class Capture:
     @property
     def outputs(self) -> int:
         return len(self._saved)
+
+
+# Files that make a directory one model: read from it, the directory is the input,
+# named by its manifest root as every multi-file artifact is (a DCP checkpoint, a
+# Hugging Face model folder), not thousands of single files.
+_MODEL_MARKERS = (".metadata", "model.safetensors.index.json", "pytorch_model.bin.index.json",
+                  "config.json")
+
+
+def _model_directory(path: str) -> str | None:
+    folder = os.path.dirname(path)
+    return folder if any(os.path.isfile(os.path.join(folder, m)) for m in _MODEL_MARKERS) \
+        else None
 
 
 def _wrap_save(original: Callable[..., Any], capture: Capture, position: int,
