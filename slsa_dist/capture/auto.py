@@ -16,6 +16,15 @@ the end of the rank (or while written, for DCP).
   read from a model directory (a DCP checkpoint's ``.metadata``, a Hugging
   Face ``config.json`` or weight index beside it) makes the directory the
   input, by its manifest root: one dependency, not one per shard.
+* **Data consumed.** Every ``DataLoader`` over a map-style dataset has its
+  index sampler (``DistributedSampler``, a shuffling or sequential sampler,
+  inside a batch sampler) wrapped as :class:`~slsa_dist.torch.RecordingSampler`
+  wraps it: per rank and epoch, the count and a digest of the indices it
+  yielded, and the sampler's parameters. Without shard files to map indices
+  to, they are counted against a pseudo-shard named ``index:<Dataset>``
+  (``slsa-dist:index/...``) that identifies the dataset's index space, not
+  its bytes (which the inputs above name); the merge does not list it as a
+  dependency.
 * **Outputs.** ``torch.save`` to a path and safetensors' ``save_file`` are
   recorded as checkpoint artifacts with the digest of the file's last
   content, in the order last saved; as everywhere in slsa-dist, with no final
@@ -44,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from slsa_dist.capture.runtime import Runtime
+from slsa_dist.collect.merge import INDEX_URI
 from slsa_dist.digest import digest_path
 
 __all__ = ["Capture", "install"]
@@ -231,6 +241,64 @@ def _patch_torch(capture: Capture) -> None:
     dcp.save = dcp_save  # type: ignore[attr-defined]  # torch re-exports it
 
 
+
+
+def _index_shard(dataset: Any) -> Any:
+    """The pseudo-shard zero-code capture reports a sampler's indices against: it names
+    the dataset's class and length (``slsa-dist:index/<module.Class>``), not its bytes;
+    the data's content is named by the inputs the process read."""
+    import hashlib
+
+    from slsa_dist.torch.data import Shard
+
+    kind = f"{type(dataset).__module__}.{type(dataset).__qualname__}"
+    try:
+        length = len(dataset)
+    except TypeError:
+        length = -1
+    identity = hashlib.sha256(f"{kind}\0{length}".encode()).hexdigest()
+    return Shard(name=f"index:{type(dataset).__name__}", digest={"sha256": identity}, start=0,
+                 stop=2**62, uri=f"{INDEX_URI}{kind}")
+
+
+def _patch_dataloader() -> None:
+    try:
+        from torch.utils.data import BatchSampler, DataLoader, IterableDataset
+    except ImportError:
+        return
+    from slsa_dist.torch.data import RecordingSampler
+
+    class _EpochSampler(RecordingSampler[Any]):
+        """RecordingSampler whose epoch follows the wrapped sampler's own ``epoch`` (the
+        script calls ``set_epoch`` on its sampler, not on this wrapper)."""
+
+        def __iter__(self) -> Any:
+            self.epoch = int(getattr(self.sampler, "epoch", self.epoch))
+            yield from super().__iter__()
+            if not hasattr(self.sampler, "epoch"):
+                self.epoch += 1
+
+    original = DataLoader.__init__
+    if hasattr(original, "__slsa_dist_original__"):
+        return
+
+    @functools.wraps(original)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if isinstance(self.dataset, IterableDataset):
+            return  # no index sampler (RecordingIterable is the explicit tool there)
+        shard = _index_shard(self.dataset)
+        batches = self.batch_sampler
+        if isinstance(batches, BatchSampler) and not isinstance(batches.sampler,
+                                                                RecordingSampler):
+            batches.sampler = _EpochSampler(batches.sampler, shards=[shard])
+        elif batches is None and not isinstance(self.sampler, RecordingSampler):
+            object.__setattr__(self, "sampler", _EpochSampler(self.sampler, shards=[shard]))
+
+    init.__slsa_dist_original__ = original  # type: ignore[attr-defined]
+    DataLoader.__init__ = init  # type: ignore[method-assign]
+
+
 def _patch_safetensors(capture: Capture) -> None:
     try:
         import safetensors.torch as st  # type: ignore[import-not-found]
@@ -251,6 +319,7 @@ def install(runtime: Runtime) -> Capture:
         return _INSTALLED
     capture = _INSTALLED = Capture(runtime)
     _patch_torch(capture)
+    _patch_dataloader()
     _patch_safetensors(capture)
     sys.addaudithook(capture.audit)
     runtime.capture = capture

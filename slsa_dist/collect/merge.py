@@ -75,6 +75,8 @@ _FINAL_ROLES = (pb.FINAL, pb.OUTPUT)
 # Per-file digests of an artifact: one algorithm per artifact, as OMS manifests
 # require; the root (the subject digest) is SHA-256 either way.
 _FILE_ALGORITHMS = ("sha256", "blake3")
+# Zero-code capture counts sampler indices against this pseudo-shard (capture/auto.py).
+INDEX_URI = "slsa-dist:index/"
 # A rank record lists its shards inline up to this many; beyond it the record
 # carries a count and a root digest (the shards themselves are dependencies).
 _INLINE_SHARDS = 256
@@ -849,6 +851,8 @@ class JobState:
             builder.add_dependency(dependency)
         for rank in self._ranks.values():
             for shard in rank.shards.values():
+                if shard.uri.startswith(INDEX_URI):  # an index space, not data: no dependency
+                    continue
                 try:
                     builder.add_dependency(ResourceDescriptor(
                         name=shard.name or None, uri=redact_url(shard.uri) or None,

@@ -95,3 +95,20 @@ def test_help_shows_the_slsa_flags_and_torchruns() -> None:
     for flag in ("--slsa-out", "--slsa-key", "--slsa-coordinator", "--slsa-job-id",
                  "--slsa-spool-dir", "--slsa-bootstrap", "--nproc-per-node", "--max-restarts"):
         assert flag in done.stdout, flag
+
+
+def test_each_rank_records_the_samples_its_sampler_yielded(job: tuple[LocalJob, Path]) -> None:
+    result, root = job
+    provenance = verify_bundle(result.bundle, keys=[load_verifier(root / "signing.pub")])
+    ranks = provenance.rank_records()
+    assert [r.rank for r in ranks] == [0, 1]
+    for rank in ranks:
+        assert rank.samples == 2 * 128  # 256 samples / 2 ranks, 2 epochs
+        (shard,) = rank.shards or ()
+        assert shard.name == "index:TensorDataset"
+        assert shard.epochs == ((0, 1),)
+        assert shard.sampler["type"] == "DistributedSampler"
+        assert (shard.sampler["num_replicas"], shard.sampler["rank"]) == (2, rank.rank)
+        assert len(shard.index_digest) == 64
+    # the index space is no dependency: the data file it came from is the input
+    assert not [d for d in provenance.dependencies if (d.uri or "").startswith("slsa-dist:")]
