@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if module:
         args = args[1:]
     runtime = init(argv=args, script=None if module else args[0], finish_at_exit=False)
-    install(runtime)  # what the unchanged script reads and saves
+    install(runtime, script=None if module else args[0])  # what it reads, saves, imports
     sys.argv = list(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     code, state = 0, "SUCCEEDED"

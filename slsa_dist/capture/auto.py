@@ -55,6 +55,7 @@ from typing import Any
 from slsa_dist.capture.runtime import Runtime
 from slsa_dist.collect.merge import INDEX_URI
 from slsa_dist.digest import digest_path
+from slsa_dist.errors import InputError
 
 __all__ = ["Capture", "install"]
 
@@ -72,6 +73,18 @@ _FileVersion = tuple[int, int, int, int, int]  # dev, inode, size, mtime, ctime
 def _roots(variable: str) -> tuple[str, ...]:
     return tuple(os.path.abspath(p) for p in os.environ.get(variable, "").split(os.pathsep)
                  if p)
+
+
+def _git_top(folder: str) -> str | None:
+    """The work tree holding ``folder``, found by walking up to a ``.git`` entry."""
+    current = folder
+    while True:
+        if os.path.exists(os.path.join(current, ".git")):
+            return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
 
 
 def _under(path: str, roots: tuple[str, ...]) -> bool:
@@ -100,6 +113,7 @@ class Capture:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.inputs = 0
+        self.script: str | None = None  # the entry script, for the code it imported
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -166,15 +180,55 @@ class Capture:
             with self._lock:
                 self._saved[os.path.abspath(os.fspath(path))] = time.monotonic()
 
+    def record_code(self, script: str | None) -> None:
+        """Every module the run imported from the script's directory (or its git work
+        tree), by digest: helper code beside the script, not only the entry point."""
+        if not script:
+            return
+        roots = {os.path.dirname(os.path.abspath(script))}
+        top = _git_top(next(iter(roots)))
+        if top:
+            roots.add(top)
+        seen: set[str] = set()
+        files = [script, *(getattr(m, "__file__", None) for m in list(sys.modules.values()))]
+        for name in files:
+            if not name or not name.endswith(".py"):
+                continue
+            path = os.path.abspath(name)
+            if path in seen or not _under(path, tuple(roots)) or _under(path, self._excluded) \
+                    or not os.path.isfile(path):  # some modules name files that do not exist
+                continue
+            seen.add(path)
+            try:
+                digest = digest_path(path).identity
+            except (OSError, InputError):
+                continue
+            self.runtime.agent.record_dependency(
+                "code", name=self.runtime.artifact_name(path), uri=Path(path).as_uri(),
+                digest={"sha256": digest}, annotations={"slsadist_captured": "imported"})
+
     def finish(self, timeout: float = 300.0) -> None:
-        """Wait for queued inputs, then digest and report every saved file."""
+        """Wait for queued inputs, then report imported code and every saved file.
+
+        Never raises: provenance must not fail the training run it describes; what
+        could not be recorded is logged loudly (and is missing from the provenance).
+        """
+        try:
+            self._finish(timeout)
+        except Exception:
+            log.exception("slsa-dist: zero-code capture could not record everything")
+
+    def _finish(self, timeout: float) -> None:
         if self._thread is not None and os.getpid() == self._pid:
             self._queue.put(None)
             self._thread.join(timeout)
+        main = sys.modules.get("__main__")
+        self.record_code(self.script or getattr(main, "__file__", None))
         with self._lock:
             saved = sorted(self._saved, key=self._saved.__getitem__)
         for path in saved:
             if not os.path.isfile(path):
+                log.warning("slsa-dist: saved file %s is gone; not recorded", path)
                 continue
             manifest = digest_path(path)
             (resource,) = manifest.resources
@@ -311,13 +365,17 @@ def _patch_safetensors(capture: Capture) -> None:
 _INSTALLED: Capture | None = None
 
 
-def install(runtime: Runtime) -> Capture:
-    """Turn zero-code capture on for this process (once); ``runtime.finish`` reports it."""
+def install(runtime: Runtime, *, script: str | None = None) -> Capture:
+    """Turn zero-code capture on for this process (once); ``runtime.finish`` reports it.
+
+    ``script`` is the entry script: modules imported from beside it are recorded."""
     global _INSTALLED  # noqa: PLW0603 -- one audit hook per process: hooks cannot be removed
     if _INSTALLED is not None:
         _INSTALLED.runtime = runtime
         return _INSTALLED
     capture = _INSTALLED = Capture(runtime)
+    capture.script = script or (sys.argv[0] if sys.argv and sys.argv[0].endswith(".py")
+                                else None)
     _patch_torch(capture)
     _patch_dataloader()
     _patch_safetensors(capture)

@@ -112,3 +112,15 @@ def test_each_rank_records_the_samples_its_sampler_yielded(job: tuple[LocalJob, 
         assert len(shard.index_digest) == 64
     # the index space is no dependency: the data file it came from is the input
     assert not [d for d in provenance.dependencies if (d.uri or "").startswith("slsa-dist:")]
+
+
+def test_helper_code_imported_from_beside_the_script_is_identified(
+        job: tuple[LocalJob, Path]) -> None:
+    result, root = job
+    provenance = verify_bundle(result.bundle, keys=[load_verifier(root / "signing.pub")])
+    code = {Path(d.uri or "").name: d.digest.get("sha256") for d in provenance.dependencies
+            if d.annotations.get("slsadist_kind") == "code"}
+    helpers = UNCHANGED / "helpers.py"
+    assert code.get("helpers.py") == hashlib.sha256(helpers.read_bytes()).hexdigest(), code
+    assert code.get("ddp_torch_save.py") is not None, code
+    assert not [n for n in code if n in ("agent.py", "runtime.py")], code  # not slsa-dist's own
