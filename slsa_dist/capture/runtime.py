@@ -79,8 +79,9 @@ class Runtime:
             return resolved.as_posix()
 
     def finish(self, *, exit_code: int = 0, state: str | None = None,
-               timeout: float = 60.0) -> bool:
-        """Report completion (once) and flush. True when everything was acknowledged."""
+               timeout: float | None = None) -> bool:
+        """Report completion (once) and flush, waiting at most ``timeout`` seconds
+        (``SLSA_FLUSH_TIMEOUT``, default 30). True when everything was acknowledged."""
         if self.finished:
             return True
         self.finished = True
@@ -88,7 +89,8 @@ class Runtime:
             self.capture.finish()
         self.agent.complete(exit_code=exit_code,
                             state=state or ("SUCCEEDED" if exit_code == 0 else "FAILED"))
-        return self.agent.close(timeout=timeout)
+        return self.agent.close(timeout=timeout if timeout is not None else
+                                float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")))
 
 
 def current() -> Runtime | None:

@@ -35,6 +35,7 @@ import atexit
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -265,17 +266,33 @@ class Agent:
         """The rank finished; this is its last event."""
         self._emit(pb.Event(completed=pb.RankCompleted(exit_code=exit_code, state=state)))
 
-    def challenge(self) -> bytes:
-        """A fresh nonce from the coordinator for hardware evidence (blocking RPC)."""
-        self._connect()
-        assert self._stub is not None
-        self._register()
-        try:
-            reply = self._stub.Challenge(pb.ChallengeRequest(
-                job_id=self.job_id, node_id=self.identity.node_id), timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise TransportError(f"challenge: {exc.code().name}: {exc.details()}") from None
-        return bytes(reply.nonce)
+    def challenge(self, *, wait: float | None = None) -> bytes:
+        """A fresh nonce from the coordinator for hardware evidence (blocking RPC).
+
+        A coordinator that is not up yet is retried for ``wait`` seconds
+        (``SLSA_CONNECT_WAIT``, default 30), backing off; then this gives up.
+
+        Raises:
+            TransportError: no answer within the window, or a refusal.
+        """
+        window = wait if wait is not None else float(os.environ.get("SLSA_CONNECT_WAIT", "30"))
+        deadline = time.monotonic() + window
+        delay = 0.1
+        while True:
+            try:
+                self._connect()
+                assert self._stub is not None
+                self._register()
+                reply = self._stub.Challenge(pb.ChallengeRequest(
+                    job_id=self.job_id, node_id=self.identity.node_id), timeout=self._timeout)
+                return bytes(reply.nonce)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE \
+                        or time.monotonic() + delay > deadline:
+                    raise TransportError(f"coordinator {self.coordinator}: "
+                                         f"{exc.code().name}: {exc.details()}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     # -- flushing ---------------------------------------------------------------------
 
@@ -320,6 +337,12 @@ class Agent:
                 self._spool_append(leftover, 0)
             except OSError as exc:
                 self._note(f"spool: {exc}")
+        if not flushed:
+            # Training goes on unrecorded; say so once, loudly, and where the events wait.
+            print(f"slsa-dist: WARNING: {self.identity} could not deliver its events to the "
+                  f"coordinator at {self.coordinator} (job {self.job_id}); they are kept in "
+                  f"{self._spool_dir}, and an agent with this identity resends them",
+                  file=sys.stderr, flush=True)
         if thread is not None:
             thread.join(timeout=max(1.0, timeout))
         if self._channel is not None:

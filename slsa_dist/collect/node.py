@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 from slsa_dist.capture import inventory
 from slsa_dist.collect.agent import Agent, NodeIdentity
@@ -26,6 +27,10 @@ def attest(agent: Agent, job_id: str, node_id: str) -> None:
     try:
         nonce = agent.challenge()
     except TransportError as exc:
+        if os.environ.get("SLSA_REQUIRED") == "1":  # --slsa-required: no provenance, no run
+            raise
+        print(f"slsa-dist: WARNING: {exc}; training continues, its provenance may be "
+              "incomplete (--slsa-required makes this fatal)", file=sys.stderr, flush=True)
         agent.record_evidence("any", f"no nonce from the coordinator: {exc}".encode(),
                               nonce=b"", fmt=UNAVAILABLE)
         return

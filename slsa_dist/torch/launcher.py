@@ -34,6 +34,9 @@ _HELP = """slsa-dist options (the torchrun options follow):
                           coordinator otherwise)
   --slsa-spool-dir DIR    where unacknowledged events wait (default: ~/.cache/slsa-dist)
   --slsa-bootstrap        zero-code capture with a coordinator that runs elsewhere
+  --slsa-required         fail the job when the coordinator cannot be reached (by default
+                          training goes on unrecorded, after a loud warning; events wait in
+                          the spool)
 """
 
 
@@ -51,6 +54,8 @@ def split_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
             settings[_FLAGS[name]] = value
         elif arg == "--slsa-bootstrap":
             settings["SLSA_BOOTSTRAP"] = "1"
+        elif arg == "--slsa-required":
+            settings["SLSA_REQUIRED"] = "1"
         else:
             rest.append(arg)
     return settings, rest
@@ -86,7 +91,11 @@ def _torchrun(rest: Sequence[str]) -> int:
     try:
         torchrun_main(["--logs-specs", "slsa", "--event-log-handler", "slsa", *rest])
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
+        if isinstance(exc.code, int):
+            return exc.code
+        if exc.code:
+            print(exc.code, file=sys.stderr)
+        return 1
     except Exception as exc:  # ChildFailedError: the worker group failed
         print(exc, file=sys.stderr)
         return 1

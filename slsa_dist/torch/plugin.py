@@ -30,6 +30,7 @@ from typing import Any
 from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, LogsDest
 
 from slsa_dist.collect.node import start_node_agent
+from slsa_dist.errors import TransportError
 
 __all__ = ["SlsaEventHandler", "SlsaLogsSpecs"]
 
@@ -102,7 +103,11 @@ class SlsaLogsSpecs(DefaultLogsSpecs):
         run_id = first.get("TORCHELASTIC_RUN_ID", "")
         job_id = os.environ.get("SLSA_JOB_ID") or run_id
         attempt = int(first.get("TORCHELASTIC_RESTART_COUNT", "0"))
-        node = _Node.get(job_id=job_id, node_rank=int(first.get("GROUP_RANK", "0")))
+        try:
+            node = _Node.get(job_id=job_id, node_rank=int(first.get("GROUP_RANK", "0")))
+        except TransportError as exc:  # only with --slsa-required: otherwise it warns
+            raise SystemExit(f"slsa-torchrun: error: {exc}, and --slsa-required asks for "
+                             "provenance or no run") from None
         node.attempt_started(attempt, run_id, sorted(int(e["RANK"]) for e in envs.values()))
         settings = {"SLSA_COORDINATOR": node.coordinator, "SLSA_JOB_ID": job_id,
                     "SLSA_NODE_ID": node.node_id, "SLSA_ATTEMPT": str(attempt),

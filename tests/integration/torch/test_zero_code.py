@@ -124,3 +124,34 @@ def test_helper_code_imported_from_beside_the_script_is_identified(
     assert code.get("helpers.py") == hashlib.sha256(helpers.read_bytes()).hexdigest(), code
     assert code.get("ddp_torch_save.py") is not None, code
     assert not [n for n in code if n in ("agent.py", "runtime.py")], code  # not slsa-dist's own
+
+
+def _unreachable(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    launcher = Path(sys.executable).parent / "slsa-torchrun"
+    return subprocess.run(
+        [str(launcher), *extra, "--slsa-coordinator", "127.0.0.1:1", "--slsa-job-id", "gone",
+         "--slsa-spool-dir", str(tmp_path / "spool"), "--nproc-per-node", "2",
+         "-m", "slsa_dist.exec", str(Path(__file__).parents[2] / "assets" / "plain_train.py")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "SLSA_CONNECT_WAIT": "1",
+             "SLSA_FLUSH_TIMEOUT": "2"})
+
+
+def test_an_unreachable_coordinator_never_kills_training(tmp_path: Path) -> None:
+    """#15 item 6: it used to abort the job with a long traceback."""
+    done = _unreachable(tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert "training continues, its provenance may be incomplete (--slsa-required makes " \
+           "this fatal)" in done.stderr
+    assert f"they are kept in {tmp_path / 'spool' / 'gone'}" in done.stderr
+    assert list((tmp_path / "spool" / "gone").glob("rank-*.spool"))  # nothing is lost
+
+
+def test_slsa_required_makes_it_fatal_in_one_line(tmp_path: Path) -> None:
+    done = _unreachable(tmp_path, "--slsa-required")
+    assert done.returncode == 1
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("slsa-torchrun: error:")]
+    assert len(errors) == 1
+    assert "--slsa-required asks for provenance or no run" in errors[0]
+    assert "Traceback" not in done.stderr
