@@ -83,6 +83,9 @@ def check_port_free(address: str) -> None:
     family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
     name = host.strip("[]")
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as gRPC binds: connections of a coordinator that just died (TIME_WAIT) do not
+        # hold the port, a listening coordinator does
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("" if name in ("0.0.0.0", "::") else name, int(port)))  # noqa: S104 -- a probe
         except OSError as exc:
