@@ -49,7 +49,8 @@ def _coordinator(args: argparse.Namespace) -> int:
             # instead of retrying into a closed port until their flush timeout.
             await asyncio.sleep(args.linger)
         finally:
-            await coordinator.stop(grace=2.0)
+            # in-flight RPCs get a moment to finish; with no linger, nobody is waiting
+            await coordinator.stop(grace=min(2.0, args.linger or 0.2))
         missing = f", missing ranks {list(result.missing_ranks)}" if result.missing_ranks else ""
         say(f"wrote {result.bundle} ({'complete' if result.complete else 'INCOMPLETE'}"
             f"{missing})")

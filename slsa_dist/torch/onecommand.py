@@ -13,6 +13,7 @@ several nodes, run ``slsa-dist coordinator`` yourself and pass
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -51,19 +52,17 @@ def _key(out: Path, given: str | None) -> Path:
     return key
 
 
-def _start(cli: list[str], port_file: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start(cli: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """The coordinator, started without waiting for it: torchrun starts meanwhile, and
+    the node agent's first call waits for the coordinator (SLSA_CONNECT_WAIT)."""
     with log.open("ab") as handle:
-        process = subprocess.Popen(cli, stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while not port_file.exists() or not port_file.read_text().strip():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise InputError(f"coordinator: expected it listening within 60 s, found it "
-                             f"{'exited' if process.poll() is not None else 'silent'} "
-                             f"({tail[0]})")
-        time.sleep(0.02)
-    return process, port_file.read_text().strip()
+        return subprocess.Popen(cli, stdout=handle, stderr=subprocess.STDOUT)
 
 
 def _summary(bundle: Path, key: Path) -> str:
@@ -96,18 +95,13 @@ def run_with_own_coordinator(settings: Mapping[str, str], torchrun_args: Sequenc
         return 2
     job = settings.get("SLSA_JOB_ID") or f"job-{time.strftime('%Y%m%d-%H%M%S')}-" \
                                          f"{uuid.uuid4().hex[:6]}"
-    port_file = out / f"{job}.port"
-    port_file.unlink(missing_ok=True)
     log = out / f"{job}.coordinator.log"
+    address = f"127.0.0.1:{_free_port()}"
     cli = [sys.executable, "-m", "slsa_dist.cli", "coordinator", "--job-id", job,
-           "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--key", str(key),
-           "--out", str(out), "--world-size", str(world), "--plaintext", "--linger", "0",
-           "--settle", "5", "--builder-id", _LOCAL_BUILDER]
-    try:
-        coordinator, address = _start(cli, port_file, log)
-    except InputError as exc:
-        print(f"slsa-torchrun: error: {exc}", file=sys.stderr)
-        return 2
+           "--listen", address, "--key", str(key), "--out", str(out),
+           "--world-size", str(world), "--plaintext", "--linger", "0", "--settle", "5",
+           "--builder-id", _LOCAL_BUILDER]
+    coordinator = _start(cli, log)
     os.environ.update({k: v for k, v in settings.items() if k not in ("SLSA_OUT", "SLSA_KEY")})
     os.environ.update({"SLSA_COORDINATOR": address, "SLSA_JOB_ID": job, "SLSA_BOOTSTRAP": "1",
                        "SLSA_SPOOL_DIR": os.environ.get("SLSA_SPOOL_DIR", str(out / "spool"))})
@@ -124,10 +118,11 @@ def run_with_own_coordinator(settings: Mapping[str, str], torchrun_args: Sequenc
         if coordinator.poll() is None:
             coordinator.kill()
             coordinator.wait(10)
-        port_file.unlink(missing_ok=True)
     bundle = out / f"{job}.intoto.jsonl"
     if not bundle.exists():
-        print(f"slsa-torchrun: error: no bundle was written (see {log})", file=sys.stderr)
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        print(f"slsa-torchrun: error: no bundle was written ({tail[0]}; see {log})",
+              file=sys.stderr)
         return code or 1
     print(f"slsa-torchrun: wrote {bundle}: {_summary(bundle, key)}; verify with: slsa-dist "
           f"verify {bundle} --key {key.with_suffix('.pub')} --builder-id {_LOCAL_BUILDER}",
