@@ -57,7 +57,7 @@ from slsa_dist.collect.merge import INDEX_URI
 from slsa_dist.digest import digest_path
 from slsa_dist.errors import InputError
 
-__all__ = ["Capture", "install"]
+__all__ = ["Capture", "install", "wrap_loader"]
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Capture:
 
     def audit(self, event: str, args: tuple[Any, ...]) -> None:
         """``sys.addaudithook`` callback; cheap for every event but ``open``."""
-        if event != "open":
+        if event != "open" or self.runtime.finished:
             return
         path, mode, flags = args
         if isinstance(path, int):
@@ -166,6 +166,8 @@ class Capture:
                 digest = self._digested[version] = digest_path(path).identity
             except OSError as exc:  # gone or unreadable since: say so, lose nothing else
                 log.warning("slsa-dist: could not digest input %s: %s", path, exc)
+                continue
+            if self.runtime.finished:  # reported already; the hook outlives the rank
                 continue
             self.inputs += 1
             self.runtime.agent.record_dependency(
@@ -226,7 +228,10 @@ class Capture:
         self.record_code(self.script or getattr(main, "__file__", None))
         with self._lock:
             saved = sorted(self._saved, key=self._saved.__getitem__)
+        recorded = tuple(self.runtime.recorded_roots)
         for path in saved:
+            if _under(path, recorded):  # part of an artifact recorded whole (a checkpoint)
+                continue
             if not os.path.isfile(path):
                 log.warning("slsa-dist: saved file %s is gone; not recorded", path)
                 continue
@@ -317,7 +322,7 @@ def _index_shard(dataset: Any) -> Any:
 
 def _patch_dataloader() -> None:
     try:
-        from torch.utils.data import BatchSampler, DataLoader, IterableDataset
+        from torch.utils.data import DataLoader
     except ImportError:
         return
     from slsa_dist.torch.data import RecordingSampler
@@ -332,6 +337,8 @@ def _patch_dataloader() -> None:
             if not hasattr(self.sampler, "epoch"):
                 self.epoch += 1
 
+    global _EPOCH_SAMPLER  # noqa: PLW0603 -- made once, with torch imported
+    _EPOCH_SAMPLER = _EpochSampler
     original = DataLoader.__init__
     if hasattr(original, "__slsa_dist_original__"):
         return
@@ -339,23 +346,48 @@ def _patch_dataloader() -> None:
     @functools.wraps(original)
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        if isinstance(self.dataset, IterableDataset):
-            return  # no index sampler (RecordingIterable is the explicit tool there)
-        shard = _index_shard(self.dataset)
-        batches = self.batch_sampler
-        if isinstance(batches, BatchSampler) and not isinstance(batches.sampler,
-                                                                RecordingSampler):
-            batches.sampler = _EpochSampler(batches.sampler, shards=[shard])
-        elif batches is None and not isinstance(self.sampler, RecordingSampler):
-            object.__setattr__(self, "sampler", _EpochSampler(self.sampler, shards=[shard]))
+        wrap_loader(self)
 
     init.__slsa_dist_original__ = original  # type: ignore[attr-defined]
     DataLoader.__init__ = init  # type: ignore[method-assign]
 
 
+_EPOCH_SAMPLER: Any = None
+
+
+def wrap_loader(loader: Any) -> bool:
+    """Record what ``loader``'s index sampler yields (as zero-code capture does for every
+    DataLoader made after it was installed); for loaders made before, by a framework
+    callback. True when a sampler was wrapped now."""
+    try:
+        from torch.utils.data import BatchSampler, IterableDataset
+    except ImportError:
+        return False
+    from slsa_dist.torch.data import RecordingSampler
+
+    if _EPOCH_SAMPLER is None or isinstance(getattr(loader, "dataset", None), IterableDataset):
+        return False  # no index sampler (RecordingIterable is the explicit tool there)
+    batches = getattr(loader, "batch_sampler", None)
+    for _ in range(4):  # wrappers (accelerate's shard samplers) keep the real one inside
+        if batches is None or isinstance(batches, BatchSampler):
+            break
+        batches = getattr(batches, "batch_sampler", None)
+    shard = _index_shard(loader.dataset)
+    if isinstance(batches, BatchSampler):
+        if isinstance(batches.sampler, RecordingSampler):
+            return False
+        batches.sampler = _EPOCH_SAMPLER(batches.sampler, shards=[shard])
+        return True
+    sampler = getattr(loader, "sampler", None)
+    if sampler is not None and not isinstance(sampler, RecordingSampler):
+        object.__setattr__(loader, "sampler", _EPOCH_SAMPLER(sampler, shards=[shard]))
+        return True
+    return False
+
+
 def _patch_safetensors(capture: Capture) -> None:
     try:
-        import safetensors.torch as st  # type: ignore[import-not-found]
+        import safetensors.torch as st
     except ImportError:
         return
     if not hasattr(st.save_file, "__slsa_dist_original__"):

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,8 @@ class Runtime:
     artifact_root: Path
     finished: bool = False
     capture: Capture | None = None  # zero-code capture, when on (capture/auto.py)
+    # what record_artifact recorded whole: zero-code capture leaves files inside them out
+    recorded_roots: set[str] = field(default_factory=set)
 
     def artifact_name(self, path: str | os.PathLike[str]) -> str:
         """``path`` relative to the artifact root, or absolute when outside it."""
@@ -233,6 +235,7 @@ def record_artifact(path: str | os.PathLike[str], *, name: str | None = None,
     runtime = _require()
     manifest = digest_path(path)
     artifact = name or runtime.artifact_name(path)
+    runtime.recorded_roots.add(os.path.abspath(path))
     for resource in manifest.resources:
         runtime.agent.record_file(artifact, resource.path, {"sha256": resource.digest},
                                   size=resource.size, role=role)
