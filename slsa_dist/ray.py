@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,14 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
     def __init__(self, *, coordinator: str | None = None, job_id: str | None = None,
                  key: str | os.PathLike[str] | None = None,
                  out_dir: str | os.PathLike[str] | None = None) -> None:
+        # Made in the driver: what it runs, and the code beside it (the module that
+        # defines train_loop_per_worker lives there), identified before Ray ships it.
+        from slsa_dist.capture.auto import local_code
+
+        main = sys.modules.get("__main__")
+        self.driver = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv else "")
+        self.driver_arguments = list(sys.argv[1:])
+        self.code = local_code(self.driver if str(self.driver).endswith(".py") else None)
         self.coordinator = coordinator or os.environ.get("SLSA_COORDINATOR")
         self.job_id = job_id or os.environ.get("SLSA_JOB_ID")
         self.key = str(key or os.environ.get("SLSA_KEY") or "")
@@ -160,10 +169,18 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
                             spool_dir=self.spool_dir,
                             identity=NodeIdentity(node_id="ray-controller",
                                                   hostname=socket.gethostname()))
+        external: dict[str, Any] = {"entryPoint": str(self.driver or "ray.train"),
+                                    "arguments": self.driver_arguments, "worldSize": world}
+        if train_run_context.train_loop_config:
+            external["trainLoopConfig"] = dict(train_run_context.train_loop_config)
         state.agent.set_parameters(
-            external={"entryPoint": "ray.train", "worldSize": world},
+            external=external,
             internal={"launcher": "ray-train", "rayVersion": ray.__version__,
                       "runName": str(train_run_context.run_config.name)})
+        for path, digest in self.code:  # the driver script and the modules beside it
+            state.agent.record_dependency("code", name=Path(path).name, uri=Path(path).as_uri(),
+                                          digest={"sha256": digest},
+                                          annotations={"slsadist_captured": "driver"})
 
     def before_worker_group_start(self, worker_group_context: Any) -> None:
         _STATE.attempt += 1
@@ -233,7 +250,8 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
         runtime.init(coordinator=self.coordinator, job_id=self.job_id,
                      rank=context.get_world_rank(), world_size=context.get_world_size(),
                      attempt=self.attempt, node_id=node_id,
-                     spool_dir=self.spool_dir, finish_at_exit=False, argv=["ray.train"])
+                     spool_dir=self.spool_dir, finish_at_exit=False,
+                     argv=[str(self.driver or "ray.train"), *self.driver_arguments])
         # digest checkpoints before upload, without code changes
         ray.train.report = report_with_digests
 

@@ -57,7 +57,7 @@ from slsa_dist.collect.merge import INDEX_URI
 from slsa_dist.digest import digest_path
 from slsa_dist.errors import InputError
 
-__all__ = ["Capture", "install", "wrap_loader"]
+__all__ = ["Capture", "install", "local_code", "wrap_loader"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,33 @@ _FileVersion = tuple[int, int, int, int, int]  # dev, inode, size, mtime, ctime
 def _roots(variable: str) -> tuple[str, ...]:
     return tuple(os.path.abspath(p) for p in os.environ.get(variable, "").split(os.pathsep)
                  if p)
+
+
+def local_code(script: str | None, *, excluded: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(path, sha256) of ``script`` and of every module imported so far from its
+    directory or git work tree (not slsa-dist's own, not site-packages)."""
+    if not script:
+        return []
+    roots = {os.path.dirname(os.path.abspath(script))}
+    top = _git_top(next(iter(roots)))
+    if top:
+        roots.add(top)
+    own = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    skip = (*excluded, own, *(p for p in site.getsitepackages()))
+    found: dict[str, str] = {}
+    files = [script, *(getattr(m, "__file__", None) for m in list(sys.modules.values()))]
+    for name in files:
+        if not name or not name.endswith(".py"):
+            continue
+        path = os.path.abspath(name)
+        if path in found or not _under(path, tuple(roots)) or _under(path, skip) \
+                or not os.path.isfile(path):  # some modules name files that do not exist
+            continue
+        try:
+            found[path] = digest_path(path).identity
+        except (OSError, InputError):
+            continue
+    return sorted(found.items())
 
 
 def _git_top(folder: str) -> str | None:
@@ -184,27 +211,8 @@ class Capture:
 
     def record_code(self, script: str | None) -> None:
         """Every module the run imported from the script's directory (or its git work
-        tree), by digest: helper code beside the script, not only the entry point."""
-        if not script:
-            return
-        roots = {os.path.dirname(os.path.abspath(script))}
-        top = _git_top(next(iter(roots)))
-        if top:
-            roots.add(top)
-        seen: set[str] = set()
-        files = [script, *(getattr(m, "__file__", None) for m in list(sys.modules.values()))]
-        for name in files:
-            if not name or not name.endswith(".py"):
-                continue
-            path = os.path.abspath(name)
-            if path in seen or not _under(path, tuple(roots)) or _under(path, self._excluded) \
-                    or not os.path.isfile(path):  # some modules name files that do not exist
-                continue
-            seen.add(path)
-            try:
-                digest = digest_path(path).identity
-            except (OSError, InputError):
-                continue
+        tree), and the script, by digest: helper code beside the script too."""
+        for path, digest in local_code(script, excluded=self._excluded):
             self.runtime.agent.record_dependency(
                 "code", name=self.runtime.artifact_name(path), uri=Path(path).as_uri(),
                 digest={"sha256": digest}, annotations={"slsadist_captured": "imported"})

@@ -83,6 +83,10 @@ def test_a_torch_trainer_run_with_a_restart_gives_one_verified_provenance(
     assert [a["attempt"] for a in ranks[1]["attempts"]] == [0, 1]  # the restart
     assert ranks[1]["attempts"][0]["state"] == "FAILED"
     assert ranks[1]["attempts"][1]["state"] == "SUCCEEDED"
+    # #15: what the driver ran and the configuration the training function got
+    assert provenance.external_parameters["trainLoopConfig"] == {
+        "marker": str(tmp_path / "failed-once")}
+    assert provenance.external_parameters["entryPoint"] != "ray.train"
     (controller,) = [n for n in provenance.records(MEDIA_NODE) if n["node"] == "ray-controller"]
     states = [(a["attempt"], a["state"]) for a in controller["attempts"]]
     assert (0, "RESTARTED") in states
