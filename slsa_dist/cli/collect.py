@@ -81,6 +81,17 @@ def _finalize(args: argparse.Namespace) -> int:
     return EXIT_OK if reply.complete else EXIT_FAILED
 
 
+def _upload_spool(args: argparse.Namespace) -> int:
+    from slsa_dist.collect.upload import upload_spool
+
+    results = upload_spool(args.path, coordinator=args.coordinator, tls_dir=args.tls,
+                           timeout=args.timeout)
+    for result in results:
+        say(f"{result.spool}: {result.events} event(s) "
+            f"{'delivered' if result.delivered else 'NOT delivered (still spooled)'}")
+    return EXIT_OK if all(r.delivered for r in results) else EXIT_FAILED
+
+
 def register(sub: Subparsers) -> None:
     coordinator = sub.add_parser("coordinator", help="run a job's coordinator")
     coordinator.add_argument("--job-id", required=True)
@@ -119,3 +130,10 @@ def register(sub: Subparsers) -> None:
     finalize.add_argument("--tls", type=Path, metavar="DIR",
                           help="an admin certificate directory (mutual TLS)")
     finalize.set_defaults(handler=_finalize)
+
+    upload = sub.add_parser("upload-spool", help="deliver events agents left in a spool")
+    upload.add_argument("path", type=Path, help="a job's spool folder (or one .spool file)")
+    upload.add_argument("--coordinator", help="host:port (default: the one each spool names)")
+    upload.add_argument("--tls", metavar="DIR", help="a certificate directory (mutual TLS)")
+    upload.add_argument("--timeout", type=float, default=60.0)
+    upload.set_defaults(handler=_upload_spool)

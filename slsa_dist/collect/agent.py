@@ -41,7 +41,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ class RankIdentity:
     attempt: int = 0
     run_id: str = ""
     worker: int = 0
+    pid: int = 0  # the process it registers as; 0: this one (upload-spool sets another)
 
     def spool_name(self) -> str:
         return f"rank-{self.rank}-a{self.attempt}-w{self.worker}.spool"
@@ -341,7 +342,8 @@ class Agent:
             # Training goes on unrecorded; say so once, loudly, and where the events wait.
             print(f"slsa-dist: WARNING: {self.identity} could not deliver its events to the "
                   f"coordinator at {self.coordinator} (job {self.job_id}); they are kept in "
-                  f"{self._spool_dir}, and an agent with this identity resends them",
+                  f"{self._spool_dir}: deliver them with `slsa-dist upload-spool "
+                  f"{self._spool_dir}` once it is up",
                   file=sys.stderr, flush=True)
         if thread is not None:
             thread.join(timeout=max(1.0, timeout))
@@ -373,7 +375,8 @@ class Agent:
             reply = self._stub.RegisterRank(pb.RegisterRankRequest(
                 job_id=self.job_id, rank=identity.rank, attempt=identity.attempt,
                 world_size=identity.world_size, node_id=identity.node_id,
-                run_id=identity.run_id, worker=identity.worker, pid=os.getpid()),
+                run_id=identity.run_id, worker=identity.worker,
+                pid=identity.pid or os.getpid()),
                 timeout=self._timeout)
         else:
             reply = self._stub.RegisterNode(pb.RegisterNodeRequest(
@@ -412,7 +415,25 @@ class Agent:
         self._maybe_sent = start - 1  # none of them went out under its new number
 
     def _spool(self) -> Spool:
-        return Spool(self._spool_dir / self.identity.spool_name())
+        identity = asdict(self.identity)
+        if isinstance(self.identity, RankIdentity):
+            identity["pid"] = self.identity.pid or os.getpid()
+        sender = {"job": self.job_id, "coordinator": self.coordinator,
+                  "kind": "rank" if isinstance(self.identity, RankIdentity) else "node",
+                  "identity": identity}
+        return Spool(self._spool_dir / self.identity.spool_name(), sender=sender)
+
+    def deliver_spool(self, timeout: float = 60.0) -> bool:
+        """Send what an earlier agent with this identity left in the spool, and close.
+        True when the coordinator acknowledged all of it."""
+        self._load_spool()
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="slsa-agent",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        return self.close(timeout=timeout)
 
     def _load_spool(self) -> None:
         """Pick up what an earlier agent with this identity left unacknowledged."""
