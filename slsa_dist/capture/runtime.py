@@ -128,8 +128,13 @@ def _code_dependency(script: Path | None) -> dict[str, Any] | None:
         # A remote may carry a token (https://token@host/...): never into the provenance.
         remote = redact_url(git("config", "--get", "remote.origin.url") or f"file://{where}")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        annotations: dict[str, Any] = {"slsadist_dirty": dirty}
+        if dirty:  # what the work tree changes against the commit, by digest
+            diff = git("diff", "--no-color", "--no-ext-diff", "HEAD") or ""
+            annotations["slsadist_dirtyDiff"] = {
+                "sha256": hashlib.sha256(diff.encode()).hexdigest()}
         return {"name": "code", "uri": f"git+{remote}@{commit}", "digest": {"gitCommit": commit},
-                "annotations": {"slsadist_dirty": dirty}}
+                "annotations": annotations}
     if script is not None and script.is_file():
         return {"name": script.name, "uri": f"file://{script.resolve()}",
                 "digest": {"sha256": hashlib.sha256(script.read_bytes()).hexdigest()},

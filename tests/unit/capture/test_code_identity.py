@@ -1,0 +1,33 @@
+"""The code a run used, identified (#15 item 5)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+from slsa_dist.capture.runtime import _code_dependency
+
+
+def test_a_dirty_tree_is_identified_by_the_digest_of_its_diff(tmp_path: Path) -> None:
+    """#15 item 5: a dirty work tree said only 'dirty'; the diff is now named by digest."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True,
+                              capture_output=True, text=True, timeout=30).stdout
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    git("add", "train.py")
+    git("commit", "-qm", "x")
+    clean = _code_dependency(tmp_path / "train.py")
+    assert clean is not None
+    assert clean["annotations"] == {"slsadist_dirty": False}
+    (tmp_path / "train.py").write_text("print(2)\n")
+    dirty = _code_dependency(tmp_path / "train.py")
+    assert dirty is not None
+    expected = hashlib.sha256(git("diff", "--no-color", "--no-ext-diff", "HEAD").strip()
+                              .encode()).hexdigest()
+    assert dirty["annotations"] == {"slsadist_dirty": True,
+                                    "slsadist_dirtyDiff": {"sha256": expected}}
