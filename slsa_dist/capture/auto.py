@@ -40,6 +40,8 @@ memory-mapped readers opened in C) are not seen; use
 from __future__ import annotations
 
 import functools
+import importlib.abc
+import importlib.machinery
 import logging
 import os
 import queue
@@ -48,8 +50,9 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from slsa_dist.capture.runtime import Runtime
@@ -282,12 +285,18 @@ def _wrap_save(original: Callable[..., Any], capture: Capture, position: int,
 def _patch_torch(capture: Capture) -> None:
     try:
         import torch
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint import state_dict_saver
     except ImportError:
         return
     if not hasattr(torch.save, "__slsa_dist_original__"):
         torch.save = _wrap_save(torch.save, capture, 1, "f")
+    # DCP costs a second to import: patch it when (and only if) the script imports it
+    _after_import("torch.distributed.checkpoint.state_dict_saver", _patch_dcp)
+
+
+def _patch_dcp(state_dict_saver: Any) -> None:
+    """``dcp.save`` with the default writer for a path gets the digesting writer, which
+    hashes each file on the rank that writes it, as it is written. (The package's own
+    ``dcp.save`` is taken from this module after it ran, so it is the patched one.)"""
     original = state_dict_saver.save
     if hasattr(original, "__slsa_dist_original__"):
         return
@@ -296,8 +305,6 @@ def _patch_torch(capture: Capture) -> None:
     def dcp_save(state_dict: Any, *args: Any, **kwargs: Any) -> Any:
         checkpoint_id = kwargs.get("checkpoint_id")
         if kwargs.get("storage_writer") is None and checkpoint_id is not None:
-            # the default writer for a path: the digesting one, which hashes each file
-            # on the rank that writes it, as it is written
             from slsa_dist.torch.checkpoint import DigestingFileSystemWriter
 
             kwargs["storage_writer"] = DigestingFileSystemWriter(checkpoint_id)
@@ -305,9 +312,45 @@ def _patch_torch(capture: Capture) -> None:
 
     dcp_save.__slsa_dist_original__ = original  # type: ignore[attr-defined]
     state_dict_saver.save = dcp_save
-    dcp.save = dcp_save  # type: ignore[attr-defined]  # torch re-exports it
+    package = sys.modules.get("torch.distributed.checkpoint")
+    if package is not None and getattr(package, "save", None) is original:
+        package.save = dcp_save  # type: ignore[attr-defined]
 
 
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``callback(module)`` once ``name`` has been imported (and executed)."""
+
+    def __init__(self, name: str, callback: Callable[[ModuleType], None]) -> None:
+        self.name = name
+        self.callback = callback
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self.name:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader.exec_module = functools.partial(  # type: ignore[method-assign]
+                    _exec_then, spec.loader.exec_module, self.callback)
+                return spec
+        return None
+
+
+def _exec_then(run: Callable[[ModuleType], None], callback: Callable[[ModuleType], None],
+               module: ModuleType) -> None:
+    run(module)
+    callback(module)
+
+
+def _after_import(name: str, callback: Callable[[ModuleType], None]) -> None:
+    module = sys.modules.get(name)
+    if module is not None:
+        callback(module)
+    elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, callback))
 
 
 def _index_shard(dataset: Any) -> Any:

@@ -40,7 +40,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,7 @@ class Agent:
             os.environ.get("SLSA_SPOOL_DIR", Path.home() / ".cache" / "slsa-dist" / "spool"))
         self._spool_dir = base / job_id
         self._reset()
+        self._work: list[threading.Thread] = []
         _AGENTS.add(self)
 
     # -- state that a fork must not share ------------------------------------------------
@@ -278,7 +279,7 @@ class Agent:
         """
         window = wait if wait is not None else float(os.environ.get("SLSA_CONNECT_WAIT", "30"))
         deadline = time.monotonic() + window
-        delay = 0.1
+        delay = 0.05  # a coordinator starting alongside answers within a second or so
         while True:
             try:
                 self._connect()
@@ -322,7 +323,10 @@ class Agent:
         with self._lock:
             if self._closing:
                 return not (self._queue or self._unacked)
-        flushed = self.flush(timeout)
+        deadline = time.monotonic() + timeout
+        for work in self._work:
+            work.join(max(0.0, deadline - time.monotonic()))
+        flushed = self.flush(max(0.1, deadline - time.monotonic()))
         leftover: list[pb.Event] = []
         with self._cond:
             self._closing = True
@@ -422,6 +426,19 @@ class Agent:
                   "kind": "rank" if isinstance(self.identity, RankIdentity) else "node",
                   "identity": identity}
         return Spool(self._spool_dir / self.identity.spool_name(), sender=sender)
+
+    def before_close(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on a thread now; :meth:`close` waits for it before flushing (a
+        node's inventory and attestation, while its launcher starts the workers)."""
+        def run() -> None:
+            try:
+                work()
+            except Exception:  # recorded nothing more; the close still flushes the rest
+                log.exception("agent %s: background work failed", self.identity)
+
+        thread = threading.Thread(target=run, name="slsa-agent-work", daemon=True)
+        self._work.append(thread)
+        thread.start()
 
     def deliver_spool(self, timeout: float = 60.0) -> bool:
         """Send what an earlier agent with this identity left in the spool, and close.

@@ -39,15 +39,28 @@ def attest(agent: Agent, job_id: str, node_id: str) -> None:
 
 
 def start_node_agent(*, coordinator: str, job_id: str, node_id: str, node_rank: int = 0,
-                     spool_dir: str | os.PathLike[str] | None = None) -> Agent:
-    """Register ``node_id``, report its inventory and packages, and attest it."""
+                     spool_dir: str | os.PathLike[str] | None = None,
+                     background: bool = False) -> Agent:
+    """Register ``node_id``, report its inventory and packages, and attest it.
+
+    With ``background`` the inventory and the attestation (which waits for the
+    coordinator's nonce) run on a thread the agent joins before it closes, so the
+    launcher starts the workers meanwhile.
+    """
     agent = Agent(coordinator=coordinator, job_id=job_id, spool_dir=spool_dir,
                   identity=NodeIdentity(node_id=node_id, hostname=socket.gethostname(),
                                         node_rank=node_rank))
-    found = inventory.collect(packages=True)
-    packages = found.pop("packages")
-    agent.record_inventory(found)
-    for name, version in packages.items():
-        agent.record_dependency("package", uri=inventory.package_url(name, version))
-    attest(agent, job_id, node_id)
+
+    def describe() -> None:
+        found = inventory.collect(packages=True)
+        packages = found.pop("packages")
+        agent.record_inventory(found)
+        for name, version in packages.items():
+            agent.record_dependency("package", uri=inventory.package_url(name, version))
+        attest(agent, job_id, node_id)
+
+    if background:
+        agent.before_close(describe)
+    else:
+        describe()
     return agent

@@ -11,8 +11,12 @@ Importing this package imports torch; the rest of slsa-dist does not need it.
 
 from __future__ import annotations
 
-from slsa_dist.torch.checkpoint import DigestingFileSystemWriter
+from typing import TYPE_CHECKING, Any
+
 from slsa_dist.torch.data import RecordingIterable, RecordingSampler, Shard, shards_from_files
+
+if TYPE_CHECKING:
+    from slsa_dist.torch.checkpoint import DigestingFileSystemWriter
 
 __all__ = [
     "DigestingFileSystemWriter",
@@ -21,3 +25,12 @@ __all__ = [
     "Shard",
     "shards_from_files",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # torch.distributed.checkpoint takes about a second to import: only when asked for
+    if name == "DigestingFileSystemWriter":
+        from slsa_dist.torch.checkpoint import DigestingFileSystemWriter
+
+        return DigestingFileSystemWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,9 +48,12 @@ class _Node:
         self.coordinator = os.environ["SLSA_COORDINATOR"]
         self.job_id = job_id
         self.node_id = os.environ.get("SLSA_NODE_ID") or socket.gethostname()
+        # Inventory and attestation run while the workers start, unless the job must not
+        # run without provenance (then a coordinator that cannot be reached stops it here).
         self.agent = start_node_agent(coordinator=self.coordinator, job_id=job_id,
                                       node_id=self.node_id, node_rank=node_rank,
-                                      spool_dir=os.environ.get("SLSA_SPOOL_DIR"))
+                                      spool_dir=os.environ.get("SLSA_SPOOL_DIR"),
+                                      background=os.environ.get("SLSA_REQUIRED") != "1")
         launcher = json.loads(os.environ.get("SLSA_INTERNAL_PARAMETERS") or "{}")
         self.agent.set_parameters(internal=launcher or {"launcher": "torchrun"})
         self.attempt = -1
