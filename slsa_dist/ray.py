@@ -246,6 +246,9 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
                                     node_id=node_id, spool_dir=self.spool_dir)
             node.record_attempt(attempt=self.attempt, run_id=self.job_id,
                                 ranks=[context.get_world_rank()], state="STARTED")
+            # Acknowledged before training starts: a worker that fails is torn down by
+            # Ray at once, and its node's evidence must not go down with it.
+            node.flush(timeout=float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")))
             _NODE.append(node)
         runtime.init(coordinator=self.coordinator, job_id=self.job_id,
                      rank=context.get_world_rank(), world_size=context.get_world_size(),
