@@ -7,7 +7,6 @@ into the code dependency; a dataset URI with a pre-signed query went into
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,22 +15,14 @@ from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.capture.runtime import _code_dependency
 from slsa_dist.provenance import redact_url
 
+from support.gitrepo import one_commit_repo
 from support.sim import Cluster, done
 
 TOKEN = "ghp_s3cr3tT0k3n"
 
 
 def test_a_token_in_the_git_remote_never_reaches_the_code_dependency(tmp_path: Path) -> None:
-    def git(*args: str) -> None:
-        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True,
-                       timeout=30)
-
-    git("init", "-q")
-    git("config", "user.email", "t@example.com")
-    git("config", "user.name", "t")
-    (tmp_path / "train.py").write_text("print(1)\n")
-    git("add", "train.py")
-    git("commit", "-qm", "x")
+    git = one_commit_repo(tmp_path)
     git("remote", "add", "origin", f"https://x-access-token:{TOKEN}@git.example.com/org/repo.git")
     dependency = _code_dependency(tmp_path / "train.py")
     assert dependency is not None

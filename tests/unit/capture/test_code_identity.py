@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
 from slsa_dist.capture.runtime import _code_dependency
 
+from support.gitrepo import one_commit_repo
+
 
 def test_a_dirty_tree_is_identified_by_the_digest_of_its_diff(tmp_path: Path) -> None:
     """#15 item 5: a dirty work tree said only 'dirty'; the diff is now named by digest."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True,
-                              capture_output=True, text=True, timeout=30).stdout
-
-    git("init", "-q")
-    git("config", "user.email", "t@example.com")
-    git("config", "user.name", "t")
-    (tmp_path / "train.py").write_text("print(1)\n")
-    git("add", "train.py")
-    git("commit", "-qm", "x")
+    git = one_commit_repo(tmp_path)
     clean = _code_dependency(tmp_path / "train.py")
     assert clean is not None
     assert clean["annotations"] == {"slsadist_dirty": False}
