@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,21 @@ Algorithm = Literal["ecdsa-p256", "ed25519"]
 
 _PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 _PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+
+def _parse_pem(load: Callable[[bytes], object], data: bytes, source: str, kind: str) -> object:
+    """``load(data)``, with every parse failure as a one-line InputError."""
+    try:
+        return load(data)
+    except TypeError:
+        raise InputError(
+            f"{source}: expected an unencrypted {kind}, found an encrypted one"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InputError(
+            f"{source}: expected a PEM {kind} (ECDSA P-256 or Ed25519), "
+            f"found data that does not parse as one ({exc})"
+        ) from None
 
 
 def _algorithm_of(key: _PublicKey) -> Algorithm:
@@ -77,13 +93,7 @@ class Verifier:
     @classmethod
     def from_pem(cls, data: bytes, *, source: str = "public key") -> Verifier:
         """Load a PEM SubjectPublicKeyInfo. Raises :class:`InputError`."""
-        try:
-            key = serialization.load_pem_public_key(data)
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            raise InputError(
-                f"{source}: expected a PEM public key (ECDSA P-256 or Ed25519), "
-                f"found data that does not parse as one ({exc})"
-            ) from None
+        key = _parse_pem(serialization.load_pem_public_key, data, source, "public key")
         if not isinstance(key, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
             raise InputError(
                 f"{source}: expected an ECDSA P-256 or Ed25519 public key, "
@@ -131,17 +141,8 @@ class Signer:
     @classmethod
     def from_pem(cls, data: bytes, *, source: str = "private key") -> Signer:
         """Load an unencrypted PKCS#8 (or SEC1) PEM private key."""
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except TypeError:
-            raise InputError(
-                f"{source}: expected an unencrypted private key, found an encrypted one"
-            ) from None
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            raise InputError(
-                f"{source}: expected a PEM private key (ECDSA P-256 or Ed25519), "
-                f"found data that does not parse as one ({exc})"
-            ) from None
+        key = _parse_pem(lambda pem: serialization.load_pem_private_key(pem, password=None),
+                         data, source, "private key")
         if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
             raise InputError(
                 f"{source}: expected an ECDSA P-256 or Ed25519 private key, "
