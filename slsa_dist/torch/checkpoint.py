@@ -181,9 +181,16 @@ class DigestingFileSystemWriter(FileSystemWriter):
                                           size=size, role=self._role)
 
     def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
+        before = set(self.fs.digests)
         future = super().write_data(plan, planner)
         results = future.wait()  # FileSystemWriter completes synchronously
-        self._report({r.storage_data.relative_path for r in results})
+        # A rank whose plan is empty (DCP gives replicated tensors to a few ranks) still
+        # creates its data file, empty and absent from the results: it is reported too,
+        # or the checkpoint directory would hold a file no record names.
+        directory = str(self.fs.concat_path(self.path, ""))
+        created = {Path(p).name for p in set(self.fs.digests) - before
+                   if str(Path(p).parent) == directory.rstrip("/")}
+        self._report({r.storage_data.relative_path for r in results} | created)
         return future
 
     def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:

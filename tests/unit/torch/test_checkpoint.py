@@ -101,3 +101,21 @@ def test_an_unseeked_stream_records_the_digest_of_the_file(tmp_path: Path) -> No
         stream.write(b"x" * (_COPY_BELOW + 7))  # in place
         stream.write(b"y" * 7)  # copied
     assert fs.digests[str(path)] == (file_digest(path, "sha256"), _COPY_BELOW + 14)
+
+
+def test_a_rank_with_an_empty_plan_reports_the_empty_file_it_creates(tmp_path: Path) -> None:
+    # DCP gives each replicated tensor to one rank; with more ranks than tensors some
+    # plans are empty, yet FileSystemWriter still creates that rank's (empty) data file.
+    from torch.distributed.checkpoint.default_planner import DefaultSavePlanner
+    from torch.distributed.checkpoint.filesystem import _StoragePrefix
+    from torch.distributed.checkpoint.planner import SavePlan
+
+    writer = DigestingFileSystemWriter(tmp_path / "ckpt")
+    writer.set_up_storage_writer(False)
+    (tmp_path / "ckpt").mkdir()
+    planner = DefaultSavePlanner()
+    writer.write_data(SavePlan(items=[], storage_data=_StoragePrefix("__3_")), planner).wait()
+    on_disk = {p.name: p.stat().st_size for p in (tmp_path / "ckpt").iterdir()}
+    assert on_disk == {"__3_0.distcp": 0}
+    assert [(r["file"], r["size"]) for r in writer.records] == [("__3_0.distcp", 0)]
+    assert writer.records[0]["sha256"] == file_digest(tmp_path / "ckpt" / "__3_0.distcp", "sha256")
