@@ -171,6 +171,8 @@ class Capture:
             return
         if _under(path, self._excluded) or (self._included and not _under(path, self._included)):
             return
+        if not os.path.exists(path):  # the event comes before the open: this one fails
+            return  # (a path hook's pseudo-entry, a probe for an optional file)
         path = _model_directory(path) or path
         if path in self._queued:
             return

@@ -1,0 +1,57 @@
+"""The audit hook's input filter: what a rank reads is recorded, a failed open is not."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slsa_dist.capture.auto import Capture
+
+
+class Recorder:
+    """Stands in for the rank's agent: the dependencies it was given."""
+
+    def __init__(self) -> None:
+        self.dependencies: list[dict[str, Any]] = []
+
+    def record_dependency(self, kind: str, **fields: Any) -> None:
+        self.dependencies.append({"kind": kind, **fields})
+
+
+class Runtime:
+    finished = False
+
+    def __init__(self) -> None:
+        self.agent = Recorder()
+
+    def artifact_name(self, path: str) -> str:
+        return Path(path).name
+
+
+def settle(capture: Capture, runtime: Runtime, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(runtime.agent.dependencies) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+
+
+def test_a_read_is_recorded_and_a_failed_open_is_not_even_warned_about(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("SLSA_CAPTURE_INCLUDE", str(tmp_path))
+    runtime = Runtime()
+    capture = Capture(runtime)  # type: ignore[arg-type]
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"x" * 100)
+    with caplog.at_level(logging.WARNING):
+        # an editable install's path hook entry, probed relative to the working directory
+        capture.audit("open", (str(tmp_path / "__editable__.x.finder.__path_hook__"), "r", 0))
+        capture.audit("open", (str(data), "r", 0))
+        capture.audit("open", (str(tmp_path / "out.bin"), "wb", 0))  # a write: not an input
+        settle(capture, runtime, 1)
+    assert [d["name"] for d in runtime.agent.dependencies] == ["data.bin"]
+    assert not [r for r in caplog.records if "could not digest" in r.getMessage()]
