@@ -285,7 +285,8 @@ class NodeAttempt:
 
 
 _NODE_KEYS = frozenset({"formatVersion", "node", "hostname", "nodeRank", "evidence",
-                        "challenges", "attempts", "reported", "annotations"})
+                        "challenges", "attempts", "reported", "annotations",
+                        "connectedFrom"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,12 +294,15 @@ class NodeRecord:
     """``node/<id>``: a node's identity, inventory, evidence and attempts.
 
     ``inventory`` (devices, software, host) is written at the top level of the
-    record beside the fixed keys, as docs/buildtype.md shows it.
+    record beside the fixed keys, as docs/buildtype.md shows it. ``connected_from``
+    is the address the coordinator saw the node register from (its own
+    observation; everything else here is the node's report or its evidence).
     """
 
     node: str
     hostname: str = ""
     node_rank: int = 0
+    connected_from: str = ""
     evidence: tuple[EvidenceRecord, ...] = ()
     challenges: int = 0
     attempts: tuple[NodeAttempt, ...] = ()
@@ -308,6 +312,8 @@ class NodeRecord:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"formatVersion": FORMAT_VERSION, "node": self.node,
                                "hostname": self.hostname, "nodeRank": self.node_rank,
+                               **({"connectedFrom": self.connected_from}
+                                  if self.connected_from else {}),
                                "evidence": [e.to_dict() for e in self.evidence],
                                "challenges": self.challenges,
                                "attempts": [a.to_dict() for a in self.attempts]}
@@ -320,6 +326,7 @@ class NodeRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> NodeRecord:
         return cls(node=_str(data, "node"), hostname=_str(data, "hostname"),
                    node_rank=_int(data, "nodeRank"),
+                   connected_from=_str(data, "connectedFrom"),
                    evidence=tuple(EvidenceRecord.from_dict(e) for e in _maps(data, "evidence")),
                    challenges=_int(data, "challenges"),
                    attempts=tuple(NodeAttempt.from_dict(a) for a in _maps(data, "attempts")),

@@ -150,7 +150,7 @@ class Coordinator:
                 self.state.challenge(self.job_id, entry.challenge.node_id,
                                      entry.challenge.nonce, now)
             elif which == "node":
-                self.state.register_node(entry.node, now)
+                self.state.register_node(entry.node, now, peer=entry.peer_address)
             elif which == "rank":
                 self.state.register_rank(entry.rank, now)
             elif which == "batch":
@@ -311,10 +311,12 @@ class Coordinator:
             node_id=req.node_id, nonce=nonce)))
         return pb.ChallengeResponse(nonce=nonce)
 
-    async def register_node(self, req: pb.RegisterNodeRequest) -> pb.RegisterResponse:
+    async def register_node(self, req: pb.RegisterNodeRequest, *,
+                            peer: str = "") -> pb.RegisterResponse:
         now = _now()
-        registered = self.state.register_node(req, now)
-        await self._durable(self._entry(now, node=req) if registered.new else None)
+        registered = self.state.register_node(req, now, peer=peer)
+        await self._durable(self._entry(now, node=req, peer_address=peer)
+                            if registered.new else None)
         return pb.RegisterResponse(sender=registered.sender,
                                    next_sequence=registered.next_sequence)
 
@@ -472,7 +474,8 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
 
     async def RegisterNode(self, request: pb.RegisterNodeRequest,  # noqa: N802
                            context: aio.ServicerContext[Any, Any]) -> pb.RegisterResponse:
-        return await self._call(context, lambda: self._c.register_node(request),
+        peer = wire.peer_host(context.peer())
+        return await self._call(context, lambda: self._c.register_node(request, peer=peer),
                                 authorize=_as("node", request.node_id))
 
     async def RegisterRank(self, request: pb.RegisterRankRequest,  # noqa: N802

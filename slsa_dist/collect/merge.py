@@ -176,6 +176,7 @@ class _Node:
     node: str
     hostname: str
     node_rank: int
+    peer: str = ""
     nonces: list[bytes] = field(default_factory=list)
     inventory: dict[str, Any] = field(default_factory=dict)
     reported: dict[str, Any] = field(default_factory=dict)
@@ -185,7 +186,7 @@ class _Node:
     def record(self) -> records.NodeRecord:
         return records.NodeRecord(
             node=self.node, hostname=self.hostname, node_rank=self.node_rank,
-            evidence=tuple(self.evidence), challenges=len(self.nonces),
+            connected_from=self.peer, evidence=tuple(self.evidence), challenges=len(self.nonces),
             attempts=tuple(self.attempts[a] for a in sorted(self.attempts)),
             inventory=self.inventory, reported=self.reported)
 
@@ -382,7 +383,8 @@ class JobState:
         nonces.append(nonce)
         self._touch(now)
 
-    def register_node(self, req: pb.RegisterNodeRequest, now: dt.datetime) -> Registered:
+    def register_node(self, req: pb.RegisterNodeRequest, now: dt.datetime, *,
+                      peer: str = "") -> Registered:
         self._check_open(req.job_id)
         if not req.node_id:
             raise _reject("INVALID_ARGUMENT", "node id: expected a non-empty string, found ''")
@@ -398,7 +400,7 @@ class JobState:
         self._senders[key] = _Sender(key=key, identity=identity, rank=None, attempt=0,
                                      node=req.node_id)
         self._nodes[req.node_id] = _Node(node=req.node_id, hostname=req.hostname,
-                                         node_rank=req.node_rank)
+                                         node_rank=req.node_rank, peer=peer)
         self._touch(now)
         return Registered(key, 1, new=True)
 

@@ -100,6 +100,15 @@ def peer_is_loopback(peer: str) -> bool:
     return kind in ("ipv4", "ipv6") and is_loopback(rest)
 
 
+def peer_host(peer: str) -> str:
+    """The address of a gRPC peer string (``ipv4:10.0.0.5:5000`` -> ``10.0.0.5``); ''
+    for a peer that is not on IP (a Unix socket)."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return ""
+    return rest.rsplit(":", 1)[0].strip("[]")
+
+
 def require_tls_or_loopback(address: str, *, tls: bool, what: str = "coordinator") -> None:
     """The one loopback rule: plaintext only where nothing leaves the host.
 

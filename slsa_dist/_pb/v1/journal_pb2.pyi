@@ -16,17 +16,19 @@ class ChallengeIssued(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., nonce: _Optional[bytes] = ...) -> None: ...
 
 class JournalEntry(_message.Message):
-    __slots__ = ("time_unix_nanos", "challenge", "node", "rank", "batch", "finalize")
+    __slots__ = ("time_unix_nanos", "challenge", "node", "rank", "batch", "finalize", "peer_address")
     TIME_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     FINALIZE_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     time_unix_nanos: int
     challenge: ChallengeIssued
     node: _collector_pb2.RegisterNodeRequest
     rank: _collector_pb2.RegisterRankRequest
     batch: _collector_pb2.ReportRequest
     finalize: _collector_pb2.FinalizeRequest
-    def __init__(self, time_unix_nanos: _Optional[int] = ..., challenge: _Optional[_Union[ChallengeIssued, _Mapping]] = ..., node: _Optional[_Union[_collector_pb2.RegisterNodeRequest, _Mapping]] = ..., rank: _Optional[_Union[_collector_pb2.RegisterRankRequest, _Mapping]] = ..., batch: _Optional[_Union[_collector_pb2.ReportRequest, _Mapping]] = ..., finalize: _Optional[_Union[_collector_pb2.FinalizeRequest, _Mapping]] = ...) -> None: ...
+    peer_address: str
+    def __init__(self, time_unix_nanos: _Optional[int] = ..., challenge: _Optional[_Union[ChallengeIssued, _Mapping]] = ..., node: _Optional[_Union[_collector_pb2.RegisterNodeRequest, _Mapping]] = ..., rank: _Optional[_Union[_collector_pb2.RegisterRankRequest, _Mapping]] = ..., batch: _Optional[_Union[_collector_pb2.ReportRequest, _Mapping]] = ..., finalize: _Optional[_Union[_collector_pb2.FinalizeRequest, _Mapping]] = ..., peer_address: _Optional[str] = ...) -> None: ...
