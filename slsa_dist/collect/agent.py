@@ -209,7 +209,9 @@ class Agent:
                 self._thread = threading.Thread(target=self._run, name="slsa-agent",
                                                 daemon=True)
                 self._thread.start()
-            if len(self._queue) >= self._batch_max:
+            # Wake the sender for the first event of a batch (it then waits the flush
+            # interval for more) and for a full one; it never sleeps on events.
+            if len(self._queue) == 1 or len(self._queue) >= self._batch_max:
                 self._cond.notify_all()
 
     def record_shard(self, name: str, digest: Mapping[str, str], *, uri: str = "",

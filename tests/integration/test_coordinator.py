@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -241,3 +242,22 @@ def test_plain_one_line_errors_for_a_busy_port_a_busy_journal_and_no_port(
         assert expected in done.stderr
         assert "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_events_reach_the_coordinator_while_the_rank_runs_not_only_at_exit(
+        tmp_path: Path) -> None:
+    # A rank killed mid-training (its node died) keeps what it had reported: events go
+    # out within the flush interval, every time, not only when a batch fills or at close.
+    with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path / "out",
+                           world_size=1) as server:
+        agent = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "spool",
+                      identity=RankIdentity(rank=0, world_size=1, node_id="n"))
+        try:
+            for epoch in range(3):
+                agent.record_shard("s", {"sha256": sha("s")}, samples=10, epoch=epoch)
+                deadline = time.monotonic() + 5
+                while agent.stats().acked_through < epoch + 1 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert agent.stats().acked_through == epoch + 1, f"epoch {epoch}"
+        finally:
+            agent.close(timeout=10)
