@@ -32,10 +32,15 @@ RESYNC_KEY = "slsa-resync"
 
 # Clients retry themselves (the agent's spool and sequence numbers make resending
 # safe); gRPC's transparent retries would only hide how often that happens.
+# After a partition heals, a channel reconnects within 2 s: gRPC's default backoff
+# grows to 120 s, so a link back after 20 s could wait another 10 s or more.
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.enable_retries", 0),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
 )
 # One coordinator per port: a second one on the same port must fail to bind.
 SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
