@@ -394,6 +394,11 @@ class Completeness:
     # False when the job recorded no output at all (its subject then stands for the run
     # itself); None in records written before this was recorded.
     outputs_recorded: bool | None = None
+    # Membership per attempt: {"attempt", "worldSize", "nodes": {node: how its part ended
+    # (SUCCEEDED, FAILED, RESTARTED) or "NO_FINAL_REPORT"}, "ranksSucceeded"}; and the nodes that took part in an
+    # earlier attempt but not the final one (a node that died, and how it was last seen).
+    attempts: tuple[Mapping[str, Any], ...] = ()
+    departed_nodes: tuple[str, ...] = ()
 
     @property
     def problems(self) -> list[tuple[str, Sequence[Any]]]:
@@ -410,7 +415,10 @@ class Completeness:
                 "missingFiles": list(self.missing_files),
                 "failedEvidence": list(self.failed_evidence),
                 "sequenceGaps": list(self.sequence_gaps), "conflicts": list(self.conflicts),
-                "events": self.events, "outputsRecorded": self.outputs_recorded}
+                "events": self.events, "outputsRecorded": self.outputs_recorded,
+                **({"attempts": [dict(a) for a in self.attempts]} if self.attempts else {}),
+                **({"departedNodes": list(self.departed_nodes)} if self.departed_nodes
+                   else {})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Completeness:
@@ -422,4 +430,6 @@ class Completeness:
                    sequence_gaps=_strings(data, "sequenceGaps"),
                    conflicts=_strings(data, "conflicts"), events=_int(data, "events"),
                    outputs_recorded=(data["outputsRecorded"]
-                                     if isinstance(data.get("outputsRecorded"), bool) else None))
+                                     if isinstance(data.get("outputsRecorded"), bool) else None),
+                   attempts=tuple(_maps(data, "attempts")),
+                   departed_nodes=_strings(data, "departedNodes"))

@@ -16,6 +16,19 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
+
+def world_size_range(text: str) -> tuple[int, int]:
+    """``N`` -> (N, N); ``MIN:MAX`` -> (MIN, MAX), for argparse."""
+    low, _, high = text.partition(":")
+    try:
+        pair = (int(low), int(high or low))
+    except ValueError:
+        pair = (0, 0)
+    if not 0 < pair[0] <= pair[1]:
+        raise argparse.ArgumentTypeError(
+            f"expected N or MIN:MAX with 0 < MIN <= MAX, found {text!r}")
+    return pair
+
 def _coordinator(args: argparse.Namespace) -> int:
     import asyncio
     import logging
@@ -28,7 +41,8 @@ def _coordinator(args: argparse.Namespace) -> int:
 
     async def serve() -> int:
         coordinator = Coordinator(
-            job_id=args.job_id, signer=signer, out_dir=args.out, world_size=args.world_size,
+            job_id=args.job_id, signer=signer, out_dir=args.out,
+            world_size=args.world_size[1], min_world_size=args.world_size[0],
             journal_path=args.journal, builder_id=args.builder_id,
             idle_timeout=args.idle_timeout or None, settle=args.settle)
         if args.tls is None and not args.plaintext:
@@ -98,9 +112,13 @@ def register(sub: Subparsers) -> None:
     coordinator.add_argument("--listen", required=True, help="host:port (port 0 picks one)")
     coordinator.add_argument("--key", required=True, type=Path, help="signing key (PEM)")
     coordinator.add_argument("--out", required=True, type=Path, help="where bundles go")
-    coordinator.add_argument("--world-size", type=int, required=True,
+    coordinator.add_argument("--world-size", type=world_size_range, required=True,
+                             metavar="N|MIN:MAX",
                              help="ranks in the job, as the launcher sees it (never taken "
-                                  "from a rank)")
+                                  "from a rank); MIN:MAX for an elastic job (torchrun "
+                                  "--nnodes MIN:MAX times --nproc-per-node): each attempt's "
+                                  "world size lies in it, and the job is judged by its final "
+                                  "attempt")
     coordinator.add_argument("--journal", type=Path,
                              help="journal path (default OUT/JOB.journal.sqlite)")
     coordinator.add_argument("--builder-id", default=DEFAULT_BUILDER_ID)

@@ -102,6 +102,7 @@ class Coordinator:
         evidence_verifier: EvidenceVerifier | None = None,
         internal_parameters: Mapping[str, Any] | None = None,
         journal_max_bytes: int | None = None,
+        min_world_size: int | None = None,
     ) -> None:
         if not job_id or "/" in job_id or job_id.startswith("."):
             raise InputError(f"job id: expected a non-empty name without '/', found {job_id!r}")
@@ -124,7 +125,8 @@ class Coordinator:
         self._journal = Journal(self.journal_path, job_id=job_id, max_bytes=journal_max_bytes,
                                 key=signer.derive_secret("slsa-dist journal mac v1"))
         self.state = JobState(job_id=job_id, world_size=world_size, run_id=self._journal.run_id,
-                              limits=limits, evidence_verifier=evidence_verifier)
+                              limits=limits, evidence_verifier=evidence_verifier,
+                              min_world_size=min_world_size)
         self.replayed = self._replay()
         self._committer = GroupCommitter(self._journal)
         self._server: aio.Server | None = None
@@ -358,7 +360,7 @@ class Coordinator:
         self._check_job(req.job_id)
         state = "finalized" if self._final else ("degraded" if self._committer.failure
                                                  else "collecting")
-        return pb.StatusResponse(state=state, world_size=self.state.world_size or 0,
+        return pb.StatusResponse(state=state, world_size=self.state.final_world_size,
                                  ranks_completed=len(self.state.completed_ranks()),
                                  events=self.state.events,
                                  bundle_path=str(self._final.bundle) if self._final else "")

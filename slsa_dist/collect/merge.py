@@ -17,7 +17,11 @@ The contract:
 2. The world size is fixed by the operator (configuration, or the launcher's
    own view), never by a rank; every registration agrees with it
    (``FAILED_PRECONDITION``) and every rank lies in ``[0, world_size)``
-   (``OUT_OF_RANGE``).
+   (``OUT_OF_RANGE``). An elastic job has a range instead (``min_world_size``
+   to ``world_size``): each attempt's world size lies in it, and every rank of
+   one attempt agrees with the first to register. The job is judged by its
+   final attempt (the highest registered): its ranks must all complete; nodes
+   and ranks that took part only in earlier attempts are recorded as departed.
 3. Each (rank, attempt, worker) registers once. Registering again with the
    same identity (node, run id, pid) is the same registration and answers the
    same sender and next sequence number (a retried RPC); with a different
@@ -285,6 +289,10 @@ def _check_digest(digest: Mapping[str, str], what: str) -> None:
         raise _reject("INVALID_ARGUMENT", str(exc)) from None
 
 
+# How a node's part in an attempt can end: the job's end, or torchrun restarting its
+# workers (after a failure, or for a membership change).
+_ENDED = ("SUCCEEDED", "FAILED", "RESTARTED")
+
 class JobState:
     """Everything accepted for one job, and the merge into one Statement."""
 
@@ -296,6 +304,7 @@ class JobState:
         run_id: str,
         limits: Limits | None = None,
         evidence_verifier: EvidenceVerifier = _no_verifier,
+        min_world_size: int | None = None,
     ) -> None:
         self.job_id = job_id
         self.run_id = run_id  # with the job id, the globally unique invocationId
@@ -304,6 +313,10 @@ class JobState:
             raise _reject("INVALID_ARGUMENT", "world size: expected 1.."
                           f"{self.limits.max_world_size}, found {world_size}")
         self.world_size = world_size  # the operator's, never a rank's (contract rule 2)
+        self.min_world_size = world_size if min_world_size is None else min_world_size
+        if not 0 < self.min_world_size <= world_size:
+            raise _reject("INVALID_ARGUMENT", f"elastic world size: expected 1..{world_size} "
+                          f"as its minimum, found {self.min_world_size}")
         self._verify_evidence = evidence_verifier
         self._senders: dict[str, _Sender] = {}
         self._ranks: dict[int, _Rank] = {}
@@ -322,6 +335,13 @@ class JobState:
         self._latest: dict[int, int] = {}
         self._ended: set[int] = set()
         self._succeeded: set[int] = set()
+        # Each attempt's world size (set by its first rank), the final attempt so far, and
+        # how many ranks below its world size ended / succeeded (recounted only when a
+        # new attempt begins, so the per-event cost stays flat).
+        self._attempt_world: dict[int, int] = {}
+        self._final = -1
+        self._ended_below = 0
+        self._succeeded_below = 0
 
     # -- queries ------------------------------------------------------------------------
 
@@ -333,17 +353,35 @@ class JobState:
         """Ranks whose latest attempt's main process completed successfully."""
         return self._succeeded
 
+    @property
+    def final_world_size(self) -> int:
+        """The world size of the final attempt (the operator's until a rank registers)."""
+        return self._attempt_world.get(self._final, self.world_size)
+
+    @property
+    def elastic(self) -> bool:
+        return self.min_world_size != self.world_size
+
     def all_ranks_complete(self) -> bool:
-        return len(self._succeeded) == self.world_size
+        return self._succeeded_below == self.final_world_size
 
     def all_ranks_ended(self) -> bool:
-        """Every rank's latest attempt reported how it ended, successfully or not."""
-        return len(self._ended) == self.world_size
+        """Every rank of the final attempt reported how it ended, successfully or not."""
+        return self._ended_below == self.final_world_size
 
     def nodes_finished(self) -> bool:
-        """Every registered node reported a terminal state for some attempt."""
-        return all(any(a.state in ("SUCCEEDED", "FAILED") for a in node.attempts.values())
-                   for node in self._nodes.values())
+        """Every node still in the job reported a terminal state for its latest attempt;
+        a node whose latest attempt is before the final one left the job (died, or
+        was not rejoined) and is not waited for."""
+        for node in self._nodes.values():
+            if not node.attempts:
+                return False
+            latest = max(node.attempts)
+            if latest < self._final:
+                continue
+            if node.attempts[latest].state not in ("SUCCEEDED", "FAILED"):
+                return False
+        return True
 
     def sender_node(self, sender: str) -> str | None:
         """The node a registered sender registered under (None for an unknown sender)."""
@@ -409,9 +447,16 @@ class JobState:
         if req.world_size == 0 or req.world_size > self.limits.max_world_size:
             raise _reject("INVALID_ARGUMENT", "world size: expected 1.."
                           f"{self.limits.max_world_size}, found {req.world_size}")
-        if req.world_size != self.world_size:
+        if not self.min_world_size <= req.world_size <= self.world_size:
+            expected = (f"{self.min_world_size}..{self.world_size}" if self.elastic
+                        else f"{self.world_size}")
             raise _reject("FAILED_PRECONDITION",
-                          f"world size: expected {self.world_size}, found {req.world_size}")
+                          f"world size: expected {expected}, found {req.world_size}")
+        first = self._attempt_world.get(req.attempt)
+        if first is not None and first != req.world_size:
+            raise _reject("FAILED_PRECONDITION",
+                          f"attempt {req.attempt}: world size expected {first} (as its first "
+                          f"rank registered), found {req.world_size}")
         if req.rank >= req.world_size:
             raise _reject("OUT_OF_RANGE",
                           f"rank: expected 0..{req.world_size - 1}, found {req.rank}")
@@ -437,10 +482,21 @@ class JobState:
                 attempt=req.attempt, node=req.node_id, run_id=req.run_id,
                 registered=_timestamp(now))
         attempt.workers.add(req.worker)
+        self._attempt_world.setdefault(req.attempt, req.world_size)
         if req.attempt > self._latest.get(req.rank, -1):  # a new attempt: not ended yet
             self._latest[req.rank] = req.attempt
-            self._ended.discard(req.rank)
-            self._succeeded.discard(req.rank)
+            below = req.rank < self.final_world_size
+            if req.rank in self._ended:
+                self._ended.discard(req.rank)
+                self._ended_below -= below
+            if req.rank in self._succeeded:
+                self._succeeded.discard(req.rank)
+                self._succeeded_below -= below
+        if req.attempt > self._final:  # a new final attempt, maybe of another size
+            self._final = req.attempt
+            world = self.final_world_size
+            self._ended_below = sum(1 for r in self._ended if r < world)
+            self._succeeded_below = sum(1 for r in self._succeeded if r < world)
         self._touch(now)
         return Registered(key, 1, new=True)
 
@@ -687,9 +743,13 @@ class JobState:
         if worker == 0:
             self._ranks[sender.rank].attempts[sender.attempt].completed = sender.completed
             if sender.attempt == self._latest.get(sender.rank):
-                self._ended.add(sender.rank)
-                if done.exit_code == 0:
+                below = sender.rank < self.final_world_size
+                if sender.rank not in self._ended:
+                    self._ended.add(sender.rank)
+                    self._ended_below += below
+                if done.exit_code == 0 and sender.rank not in self._succeeded:
                     self._succeeded.add(sender.rank)
+                    self._succeeded_below += below
 
     # kind of event (the oneof field's name) -> (check, apply). A new kind: one pair above,
     # one line here, one message in proto/slsa_dist/v1/collector.proto.
@@ -767,7 +827,7 @@ class JobState:
 
     def missing_ranks(self) -> list[int]:
         done = self.completed_ranks()
-        return [r for r in range(self.world_size) if r not in done]
+        return [r for r in range(self.final_world_size) if r not in done]
 
     def statement(self, *, builder_id: str = DEFAULT_BUILDER_ID,
                   builder_version: Mapping[str, str] | None = None,
@@ -809,7 +869,9 @@ class JobState:
     def _add_parameters(self, builder: ProvenanceBuilder,
                         internal: Mapping[str, Any] | None) -> None:
         external = dict(self._external)
-        external["worldSize"] = self.world_size
+        external["worldSize"] = self.final_world_size
+        if self.elastic:
+            external["worldSizeRange"] = [self.min_world_size, self.world_size]
         if self._nodes:
             external.setdefault("nodes", len(self._nodes))
         builder.set_external_parameters(external)
@@ -876,12 +938,45 @@ class JobState:
                            for e in node.evidence if e.status == "failed"]
         conflicts = [*conflicts, *self._exit_disagreements(), *self._binding_disagreements()]
         missing_ranks = self.missing_ranks()
+        attempts, departed = self._membership()
         return records.Completeness(
             complete=not (missing_ranks or missing_files or failed_evidence or gaps
                           or conflicts),
             finalized_by=reason, missing_ranks=tuple(missing_ranks),
             missing_files=tuple(missing_files), failed_evidence=tuple(failed_evidence),
-            sequence_gaps=tuple(gaps), conflicts=tuple(conflicts), events=self.events)
+            sequence_gaps=tuple(gaps), conflicts=tuple(conflicts), events=self.events,
+            attempts=tuple(attempts), departed_nodes=tuple(departed))
+
+    def _membership(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Who took part in each attempt and how each node's part ended; the nodes that
+        left before the final attempt. Runs once, at finalization."""
+        numbers = sorted({*self._attempt_world,
+                          *(a for node in self._nodes.values() for a in node.attempts)})
+        attempts = []
+        for number in numbers:
+            names = {n.node for n in self._nodes.values() if number in n.attempts}
+            names.update(r.attempts[number].node for r in self._ranks.values()
+                         if number in r.attempts)
+            ended = {}
+            for name in sorted(names):
+                node = self._nodes.get(name)
+                record = node.attempts.get(number) if node is not None else None
+                state = record.state if record is not None else ""
+                ended[name] = state if state in _ENDED else "NO_FINAL_REPORT"
+            succeeded = sum(1 for r in self._ranks.values()
+                            if (a := r.attempts.get(number)) is not None
+                            and a.completed is not None and a.completed[0] == 0)
+            attempts.append({"attempt": number, "worldSize": self._attempt_world.get(number),
+                             "nodes": ended, "ranksSucceeded": succeeded})
+        departed = []
+        for node in sorted(self._nodes.values(), key=lambda n: n.node):
+            if node.attempts and max(node.attempts) < self._final:
+                last = node.attempts[max(node.attempts)]
+                how = last.state if last.state in _ENDED \
+                    else f"{last.state or 'registered'}, no final report"
+                departed.append(f"{node.node}: last in attempt {last.attempt} ({how}); not "
+                                f"in the final attempt {self._final}")
+        return attempts, departed
 
     def _subject_artifacts(self) -> set[str]:
         with_files = [a for a in self._artifacts.values() if a.files]

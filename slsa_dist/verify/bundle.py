@@ -170,6 +170,10 @@ def _check_completeness(out: _Outcome, provenance: Provenance) -> None:
     if completeness is not None:
         problems.extend(f"{label}: {_summary(list(entries))}"
                         for label, entries in completeness.problems)
+        if completeness.departed_nodes:
+            out.warnings.append("nodes left the job before its final attempt (their part is "
+                                "recorded up to then): "
+                                + "; ".join(completeness.departed_nodes))
         if completeness.outputs_recorded is False:
             out.warnings.append("no outputs recorded: the job saved nothing slsa-dist saw, "
                                 "so its subject stands for the run itself (pass "

@@ -30,7 +30,7 @@ RANK = RankRecord(
 
 
 def test_every_record_reads_back_what_it_wrote() -> None:
-    node = NodeRecord(node="node-0", hostname="h", node_rank=1,
+    node = NodeRecord(node="node-0", hostname="h", node_rank=1, connected_from="10.0.0.5",
                       evidence=(EvidenceRecord(kind="tpm", status="verified", sha256="00" * 32,
                                                verified=("quote",), claims={"akSha256": "x"}),),
                       challenges=2, attempts=(NodeAttempt(attempt=0, ranks=(0, 1), state="OK",
@@ -42,7 +42,11 @@ def test_every_record_reads_back_what_it_wrote() -> None:
                             total_bytes=9, role="final", written_by={"a": 0},
                             expected_files=("a",))
     completeness = Completeness(complete=False, finalized_by="timeout", missing_ranks=(1,),
-                                missing_files=("final/b",), events=7)
+                                missing_files=("final/b",), events=7,
+                                attempts=({"attempt": 0, "worldSize": 6,
+                                           "nodes": {"n2": "NO_FINAL_REPORT"},
+                                           "ranksSucceeded": 0},),
+                                departed_nodes=("n2: last in attempt 0",))
     for record, kind in ((RANK, RankRecord), (node, NodeRecord), (checkpoint, Checkpoint),
                          (completeness, Completeness)):
         written = record.to_dict()

@@ -348,3 +348,73 @@ def test_the_same_messages_give_the_same_statement_bytes() -> None:
         return cluster.statement().to_bytes()
 
     assert run() == run()
+
+
+# --- elastic jobs: a node leaves, the job goes on ---------------------------------------------
+
+
+def attempt(number: int, ranks: list[int], state: str) -> pb.Event:
+    return pb.Event(attempt=pb.AttemptRecord(attempt=number, run_id="run", ranks=ranks,
+                                             state=state))
+
+
+def test_an_elastic_job_that_lost_a_node_is_judged_by_its_final_attempt() -> None:
+    cluster = Cluster(world_size=6, min_world_size=4)
+    nodes = {n: cluster.node(f"node{n}") for n in range(3)}
+    for n, node in nodes.items():
+        node.report(attempt(0, [2 * n, 2 * n + 1], "STARTED"))
+    first = {r: cluster.rank(r, node=f"node{r // 2}", world_size=6) for r in range(6)}
+    for r in range(4):  # node2 dies: its ranks never report again; the others fail
+        first[r].report(shard(f"shard-{r}"), done(exit_code=1))
+    assert not cluster.state.all_ranks_ended()  # ranks 4 and 5 never said how they ended
+    for n in (0, 1):
+        nodes[n].report(attempt(1, [2 * n, 2 * n + 1], "STARTED"))
+    for r in range(4):  # the survivors rendezvous again: 4 ranks
+        cluster.rank(r, attempt=1, node=f"node{r // 2}", world_size=4, pid=200).report(
+            shard(f"shard-{r}"), written("ckpt", f"__{r}_0.distcp"), done())
+    assert cluster.state.all_ranks_complete()
+    assert not cluster.state.nodes_finished()  # node0 and node1 have not ended attempt 1
+    for n in (0, 1):
+        nodes[n].report(attempt(1, [2 * n, 2 * n + 1], "SUCCEEDED"))
+    assert cluster.state.nodes_finished()  # node2 left in attempt 0: not waited for
+    provenance = cluster.finalize("all-ranks-complete")
+    assert provenance.world_size == 4
+    assert provenance.external_parameters["worldSizeRange"] == [4, 6]
+    completeness = provenance.completeness()
+    assert completeness is not None
+    assert completeness.complete
+    assert completeness.departed_nodes == (
+        "node2: last in attempt 0 (STARTED, no final report); not in the final attempt 1",)
+    assert [dict(a) for a in completeness.attempts] == [
+        {"attempt": 0, "worldSize": 6, "ranksSucceeded": 0,
+         "nodes": {"node0": "NO_FINAL_REPORT", "node1": "NO_FINAL_REPORT",
+                   "node2": "NO_FINAL_REPORT"}},
+        {"attempt": 1, "worldSize": 4, "ranksSucceeded": 4,
+         "nodes": {"node0": "SUCCEEDED", "node1": "SUCCEEDED"}}]
+    ranks = {r.rank: r for r in provenance.rank_records()}
+    assert [a.state for a in ranks[4].attempts] == ["NO_COMPLETION_REPORTED"]  # partial work
+    assert not ranks[4].completed
+    assert ranks[0].completed
+
+
+def test_an_elastic_attempt_outside_the_range_or_disagreeing_is_refused() -> None:
+    cluster = Cluster(world_size=6, min_world_size=4)
+    with refused("FAILED_PRECONDITION", "world size: expected 4..6, found 2"):
+        cluster.rank(0, world_size=2)
+    cluster.rank(0, world_size=4)
+    with refused("FAILED_PRECONDITION", r"attempt 0: world size expected 4 \(as its first "
+                                        "rank registered\\), found 6"):
+        cluster.rank(1, world_size=6)
+
+
+def test_a_restarted_node_is_waited_for_until_its_new_attempt_ends() -> None:
+    cluster = Cluster(world_size=1)
+    node = cluster.node("node-0")
+    node.report(attempt(0, [0], "FAILED"))
+    cluster.rank(0, attempt=0).report(done(exit_code=1))
+    node.report(attempt(1, [0], "STARTED"))
+    cluster.rank(0, attempt=1, pid=200).report(done())
+    assert cluster.state.all_ranks_complete()
+    assert not cluster.state.nodes_finished()  # attempt 0's FAILED is not the job's end
+    node.report(attempt(1, [0], "SUCCEEDED"))
+    assert cluster.state.nodes_finished()
