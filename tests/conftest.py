@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from support.cluster import Cluster
 
 ASSETS = Path(__file__).parent / "assets"
 sys.path.insert(0, str(ASSETS))
@@ -37,3 +42,25 @@ def chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Path]
     built = build_chain(tmp_path)
     capsys.readouterr()
     return built
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster of namespaces (3 nodes, a coordinator host, 3 software TPMs) for the
+    session (support/cluster.py), with the digits shards and a signing key in its
+    work folder; each test module runs its own jobs on it, with its own CA and ports."""
+    from examples.demo import data as demo_data
+    from support.background import signing_key
+    from support.cluster import Cluster, unavailable
+
+    why = unavailable()
+    need(why is None, f"cluster: {why}")
+    with Cluster(tmp_path_factory.mktemp("cluster"), nodes=3) as made:
+        demo_data.main(["--out", str(made.workdir / "data")])
+        signing_key(made.workdir)
+        yield made
+
+
+@pytest.fixture(scope="session")
+def cluster_key(cluster: Cluster) -> Path:
+    return cluster.workdir / "signing.key"
