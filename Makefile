@@ -6,7 +6,8 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := swtpm swtpm-tools tpm2-tools shellcheck chromium
+APT_PACKAGES := swtpm swtpm-tools tpm2-tools shellcheck chromium iproute2 util-linux \
+  slurmctld slurmd slurm-client munge
 
 .PHONY: install system-deps lint typecheck test demo bench proto clean fuzz
 
