@@ -40,7 +40,9 @@ def test_worker_pods_get_one_certificate_each_and_no_shared_key_secret() -> None
     (pytorchjob,) = load(LAUNCH / "k8s" / "pytorchjob.yaml")
     (trainjob,) = load(LAUNCH / "k8s" / "trainjob.yaml")
     pod = pytorchjob["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
-    volume_sets = [pod["volumes"], trainjob["spec"]["podSpecOverrides"][0]["volumes"]]
+    (patch,) = trainjob["spec"]["runtimePatches"]
+    (node_job,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    volume_sets = [pod["volumes"], node_job["template"]["spec"]["template"]["spec"]["volumes"]]
     for volumes in volume_sets:
         assert not [v for v in volumes if "secret" in v], volumes  # no key Secret at all
         (tls,) = volumes
