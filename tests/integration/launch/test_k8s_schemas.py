@@ -62,9 +62,10 @@ def errors(schema: dict[str, Any], document: dict[str, Any]) -> list[str]:
     why it failed against X)."""
     found = []
     for error in jsonschema.Draft202012Validator(schema).iter_errors(document):
-        while error.context:
-            error = max(error.context, key=lambda e: len(e.absolute_path))
-        found.append(f"{'/'.join(map(str, error.absolute_path))}: {error.message[:300]}")
+        cause = error
+        while cause.context:
+            cause = max(cause.context, key=lambda e: len(e.absolute_path))
+        found.append(f"{'/'.join(map(str, cause.absolute_path))}: {cause.message[:300]}")
     return found
 
 
