@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := swtpm swtpm-tools tpm2-tools shellcheck chromium iproute2 util-linux \
   slurmctld slurmd slurm-client munge
 
-.PHONY: install system-deps lint typecheck test demo bench proto clean fuzz
+.PHONY: install system-deps lint typecheck test demo demo-cluster bench proto clean fuzz
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: $(STAMP) system-deps lint
 demo: $(STAMP) system-deps
 	PYTHONPATH=.:tests $(BIN)/python examples/demo/demo.py --out demo-out
 
+# Root only: 3 nodes in network namespaces, each with its own TPM (examples/demo/cluster.py).
+demo-cluster: $(STAMP) system-deps
+	PYTHONPATH=.:tests $(BIN)/python examples/demo/cluster.py --out demo-cluster-out
+
 bench: $(STAMP)
 	@for b in bench/bench_*.py bench/reliability.py; do echo "== $$b"; PYTHONPATH=.:tests $(BIN)/python $$b || exit 1; done
 
@@ -49,7 +53,7 @@ proto: $(STAMP)
 	$(BIN)/python tools/protogen.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-out demo-cluster-out .pytest_cache .mypy_cache .ruff_cache
 
 # The extended fuzz run: 10,000 generated inputs per property (outside `make test`).
 fuzz: $(STAMP)

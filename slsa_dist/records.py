@@ -394,9 +394,10 @@ class Completeness:
     # False when the job recorded no output at all (its subject then stands for the run
     # itself); None in records written before this was recorded.
     outputs_recorded: bool | None = None
-    # Membership per attempt: {"attempt", "worldSize", "nodes": {node: how its part ended
-    # (SUCCEEDED, FAILED, RESTARTED) or "NO_FINAL_REPORT"}, "ranksSucceeded"}; and the nodes that took part in an
-    # earlier attempt but not the final one (a node that died, and how it was last seen).
+    # Membership per attempt: {"attempt", "worldSize", "nodes": {node: how its part
+    # ended (SUCCEEDED, FAILED, RESTARTED) or "NO_FINAL_REPORT"}, "ranksSucceeded"}; and
+    # the nodes that took part in an earlier attempt but not the final one (a node that
+    # died, and how it was last seen).
     attempts: tuple[Mapping[str, Any], ...] = ()
     departed_nodes: tuple[str, ...] = ()
 

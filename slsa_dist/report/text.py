@@ -85,7 +85,8 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
         gpus = node.inventory.get("gpus")
         devices = gpus.get("devices") or [] if isinstance(gpus, Mapping) else []
         verdicts = ", ".join(f"{e.kind}={e.status}" for e in node.evidence) or "none"
-        lines.append(f"  {node.node}: {len(devices)} device(s); attestations: {verdicts}")
+        seen = f" (connected from {node.connected_from})" if node.connected_from else ""
+        lines.append(f"  {node.node}{seen}: {len(devices)} device(s); attestations: {verdicts}")
     completeness = provenance.completeness()
     if completeness is not None:
         gaps = {k: v for k, v in completeness.to_dict().items()
