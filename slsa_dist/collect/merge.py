@@ -936,7 +936,8 @@ class JobState:
                             "coordinator (its journal was lost)")
         failed_evidence = [f"{node.node}: {e.kind}: {e.reason}" for node in self._nodes.values()
                            for e in node.evidence if e.status == "failed"]
-        conflicts = [*conflicts, *self._exit_disagreements(), *self._binding_disagreements()]
+        conflicts = [*conflicts, *self._exit_disagreements(), *self._binding_disagreements(),
+                     *self._world_disagreements()]
         missing_ranks = self.missing_ranks()
         attempts, departed = self._membership()
         return records.Completeness(
@@ -1006,6 +1007,20 @@ class JobState:
                     if (reported == 0) != (seen == 0):
                         found.append(f"rank {key} attempt {attempt.attempt}: the rank reported "
                                      f"exit {reported} ({how}), node {node.node} saw exit {seen}")
+        return found
+
+    def _world_disagreements(self) -> list[str]:
+        """An attempt's world size comes from its first rank (within the operator's range);
+        the launchers' own lists of the ranks they started in that attempt (platform
+        data) must fit in it, or a rank claimed a smaller world than the job had."""
+        found = []
+        for node in self._nodes.values():
+            for record in node.attempts.values():
+                world = self._attempt_world.get(record.attempt)
+                beyond = [r for r in record.ranks if world is not None and r >= world]
+                if beyond:
+                    found.append(f"attempt {record.attempt}: node {node.node} launched rank(s) "
+                                 f"{beyond}, beyond the world size {world} its ranks registered")
         return found
 
     def _binding_disagreements(self) -> list[str]:

@@ -418,3 +418,20 @@ def test_a_restarted_node_is_waited_for_until_its_new_attempt_ends() -> None:
     assert not cluster.state.nodes_finished()  # attempt 0's FAILED is not the job's end
     node.report(attempt(1, [0], "SUCCEEDED"))
     assert cluster.state.nodes_finished()
+
+
+def test_a_rank_claiming_a_smaller_world_than_its_launcher_started_is_a_conflict() -> None:
+    # The first rank of an attempt sets its world size (within the operator's range); the
+    # node agents list the ranks they launched: a rank that claims 4 when 6 ran is caught.
+    cluster = Cluster(world_size=6, min_world_size=4)
+    node = cluster.node("node2")
+    node.report(attempt(0, [4, 5], "STARTED"))
+    for r in range(4):
+        cluster.rank(r, world_size=4).report(done())
+    node.report(attempt(0, [4, 5], "SUCCEEDED"))
+    completeness = cluster.finalize().completeness()
+    assert completeness is not None
+    assert not completeness.complete
+    assert completeness.conflicts == (
+        "attempt 0: node node2 launched rank(s) [4, 5], beyond the world size 4 its ranks "
+        "registered",)
