@@ -193,7 +193,8 @@ def write_bundle(path: str | os.PathLike[str], envelopes: Iterable[Envelope]) ->
 
 
 def read_bundle(path: str | os.PathLike[str]) -> list[Envelope]:
-    """Read a JSON Lines bundle; blank lines are skipped.
+    """Read a JSON Lines bundle (blank lines are skipped), or a Sigstore bundle (one JSON
+    object with a Sigstore bundle media type: its DSSE envelope).
 
     Raises:
         InputError: the file is missing or a line is not an envelope.
@@ -207,6 +208,13 @@ def read_bundle(path: str | os.PathLike[str]) -> list[Envelope]:
         raise InputError(f"bundle: expected a file at {source}, found a directory") from None
     except UnicodeDecodeError:
         raise InputError(f"bundle {source}: expected UTF-8 JSON Lines, found binary") from None
+    from slsa_dist.sign import sigstore  # imports this module: imported when needed
+
+    if text.lstrip().startswith("{") and sigstore.is_sigstore_bundle(text):
+        try:
+            return [sigstore.from_sigstore_bundle(text)[0]]
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
     envelopes = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
