@@ -31,8 +31,8 @@ from slsa_dist.provenance import (
     invocation_id,
     sign_statement,
 )
-from slsa_dist.sign.dsse import write_bundle
 from slsa_dist.sign.keys import Signer
+from slsa_dist.sign.sigstore import write_signed
 
 __all__ = ["RUN_BUILDER_ID", "RUN_BUILD_TYPE", "StepResult", "run_step"]
 
@@ -58,6 +58,7 @@ def run_step(
     step_id: str | None = None,
     step_type: str = "transform",
     builder_id: str = RUN_BUILDER_ID,
+    bundle_format: str = "auto",
 ) -> StepResult:
     """Run ``command``; on success sign a provenance for its outputs.
 
@@ -101,5 +102,5 @@ def run_step(
     builder.set_internal_parameters({"launcher": "slsa-dist run", "cwd": os.getcwd()})
     builder.set_times(started=started, finished=finished)
     statement = builder.build()
-    path = write_bundle(bundle, [sign_statement(statement, [signer])])
+    path = write_signed(bundle, sign_statement(statement, [signer]), fmt=bundle_format)
     return StepResult(bundle=path, exit_code=exit_code, subjects=statement.subjects)

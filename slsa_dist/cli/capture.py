@@ -24,7 +24,8 @@ def _run(args: argparse.Namespace) -> int:
         command = command[1:]
     result = run_step(command, outputs=args.output, inputs=args.input,
                       input_models=args.input_model, signer=load_signer(args.key),
-                      bundle=args.bundle, step_id=args.step_id, step_type=args.step_type)
+                      bundle=args.bundle, step_id=args.step_id, step_type=args.step_type,
+                      bundle_format=args.format)
     for subject in result.subjects:
         say(f"{subject.digest['sha256']}  {subject.name}")
     say(f"wrote {result.bundle}")
@@ -57,6 +58,9 @@ def register(sub: Subparsers) -> None:
                      help="an output the step produces; repeatable")
     run.add_argument("--key", required=True, type=Path, help="signing key (PEM)")
     run.add_argument("--bundle", required=True, type=Path, help="where to write the bundle")
+    run.add_argument("--format", choices=["auto", "intoto", "sigstore"], default="auto",
+                     help="intoto JSON Lines, or a Sigstore bundle v0.3; auto: sigstore when "
+                          "--bundle ends in .sigstore.json")
     run.add_argument("--step-id", help="invocation id (default: step-<time>)")
     run.add_argument("--step-type", default="transform",
                      help="what the step does: cleaning, tokenization, quantization, ...")

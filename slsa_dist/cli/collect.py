@@ -17,6 +17,8 @@ __all__ = ["register"]
 
 
 
+FORMATS = {"intoto": ("intoto",), "sigstore": ("sigstore",), "both": ("intoto", "sigstore")}
+
 def world_size_range(text: str) -> tuple[int, int]:
     """``N`` -> (N, N); ``MIN:MAX`` -> (MIN, MAX), for argparse."""
     low, _, high = text.partition(":")
@@ -43,6 +45,7 @@ def _coordinator(args: argparse.Namespace) -> int:
         coordinator = Coordinator(
             job_id=args.job_id, signer=signer, out_dir=args.out,
             world_size=args.world_size[1], min_world_size=args.world_size[0],
+            formats=FORMATS[args.format],
             journal_path=args.journal, builder_id=args.builder_id,
             idle_timeout=args.idle_timeout or None, settle=args.settle)
         if args.tls is None and not args.plaintext:
@@ -122,6 +125,10 @@ def register(sub: Subparsers) -> None:
     coordinator.add_argument("--journal", type=Path,
                              help="journal path (default OUT/JOB.journal.sqlite)")
     coordinator.add_argument("--builder-id", default=DEFAULT_BUILDER_ID)
+    coordinator.add_argument("--format", choices=sorted(FORMATS), default="intoto",
+                             help="intoto: <job>.intoto.jsonl (default); sigstore: a Sigstore "
+                                  "bundle v0.3, <job>.sigstore.json; both: the two, the same "
+                                  "signed envelope in each")
     coordinator.add_argument("--idle-timeout", type=float, default=1800.0,
                              help="finalize after this many seconds without a message "
                                   "(default 1800: a job that died unseen still ends; 0 waits "

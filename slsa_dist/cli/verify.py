@@ -88,8 +88,8 @@ def walk_chain(args: argparse.Namespace, command: str) -> tuple[ChainResult, Cha
 
 
 def _verify_chain(args: argparse.Namespace) -> int:
-    from slsa_dist.sign.dsse import write_bundle
     from slsa_dist.sign.keys import load_signer
+    from slsa_dist.sign.sigstore import write_signed
 
     result, policy = walk_chain(args, "verify chain")
     artifact = Path(args.chain)
@@ -110,7 +110,7 @@ def _verify_chain(args: argparse.Namespace) -> int:
 
         envelope = summarize(result, policy=policy, signer=load_signer(args.vsa_key),
                              resource_uri=args.resource_uri or artifact.resolve().as_uri())
-        say(f"wrote {write_bundle(args.emit_vsa, [envelope])}")
+        say(f"wrote {write_signed(args.emit_vsa, envelope)}")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -121,7 +121,8 @@ def add_chain_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_vsa_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--emit-vsa", type=Path, metavar="OUT",
-                        help="write a signed Verification Summary Attestation")
+                        help="write a signed Verification Summary Attestation (a Sigstore "
+                             "bundle when OUT ends in .sigstore.json)")
     parser.add_argument("--vsa-key", type=Path, help="key that signs the VSA")
     parser.add_argument("--resource-uri", help="the VSA's resourceUri: written with --emit-vsa "
                         "(default: the artifact), required when verifying a VSA")

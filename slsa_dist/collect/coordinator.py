@@ -54,8 +54,13 @@ if TYPE_CHECKING:
 from slsa_dist.provenance import DEFAULT_BUILDER_ID, Provenance
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from slsa_dist.sign.keys import Signer
+from slsa_dist.sign.sigstore import write_sigstore_bundle
 
-__all__ = ["Coordinator", "CoordinatorThread", "FinalResult", "Limits"]
+__all__ = ["BUNDLE_FORMATS", "Coordinator", "CoordinatorThread", "FinalResult", "Limits"]
+
+# How the signed envelope is written: in-toto JSON Lines (<job>.intoto.jsonl) and/or a
+# Sigstore bundle v0.3 (<job>.sigstore.json); the first named is the result's bundle.
+BUNDLE_FORMATS = ("intoto", "sigstore")
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +108,13 @@ class Coordinator:
         internal_parameters: Mapping[str, Any] | None = None,
         journal_max_bytes: int | None = None,
         min_world_size: int | None = None,
+        formats: tuple[str, ...] = ("intoto",),
     ) -> None:
+        unknown = sorted(set(formats) - set(BUNDLE_FORMATS))
+        if unknown or not formats:
+            raise InputError(f"bundle format: expected one or more of {list(BUNDLE_FORMATS)}, "
+                             f"found {unknown or 'none'}")
+        self._formats = formats
         if not job_id or "/" in job_id or job_id.startswith("."):
             raise InputError(f"job id: expected a non-empty name without '/', found {job_id!r}")
         self.job_id = job_id
@@ -272,7 +283,13 @@ class Coordinator:
         payload = statement.to_bytes()  # serialized once: the bytes signed are these
         envelope = sign_envelope(payload, payload_type=IN_TOTO_PAYLOAD_TYPE,
                                  signers=[self._signer])
-        bundle = write_bundle(self.out_dir / f"{self.job_id}.intoto.jsonl", [envelope])
+        written = []
+        if "intoto" in self._formats:
+            written.append(write_bundle(self.out_dir / f"{self.job_id}.intoto.jsonl", [envelope]))
+        if "sigstore" in self._formats:
+            written.append(write_sigstore_bundle(self.out_dir / f"{self.job_id}.sigstore.json",
+                                                 envelope, hint=self._signer.keyid))
+        bundle = written[0]
         completeness = Provenance.from_statement(statement).completeness()
         assert completeness is not None  # the merge always writes one
         return FinalResult(bundle=bundle, statement_sha256=hashlib.sha256(payload).hexdigest(),
