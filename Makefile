@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := swtpm swtpm-tools tpm2-tools shellcheck chromium iproute2 util-linux \
   slurmctld slurmd slurm-client munge
 
-.PHONY: install system-deps lint typecheck test demo demo-cluster bench proto clean fuzz
+.PHONY: install system-deps js-deps lint typecheck test demo demo-cluster bench proto clean fuzz
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,11 +32,20 @@ system-deps:
 	  fi; \
 	else echo "not root or no apt-get: skipping system packages ($(APT_PACKAGES))"; fi
 
+# Independent JavaScript verifiers the interop tests drive (Sigstore's @sigstore/verify),
+# pinned by tests/interop/js/package-lock.json.
+JS := tests/interop/js
+js-deps: $(JS)/node_modules/.installed
+$(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix $(JS) --no-audit --no-fund >/dev/null && touch $@; \
+	else echo "npm not found: the JavaScript interop tests skip (and fail under CI=true)"; fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check slsa_dist tests bench examples tools
 	$(BIN)/mypy
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps js-deps lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) system-deps
