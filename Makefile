@@ -48,7 +48,7 @@ lint: $(STAMP)
 test: $(STAMP) system-deps js-deps lint
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP) system-deps
+demo: $(STAMP) system-deps js-deps
 	PYTHONPATH=.:tests $(BIN)/python examples/demo/demo.py --out demo-out
 
 # Root only: 3 nodes in network namespaces, each with its own TPM (examples/demo/cluster.py).

@@ -71,7 +71,8 @@ def _job(out: Path, job_id: str, key: Path, script_args: list[str],
     with log.open("w") as handle:
         done = subprocess.run(
             [str(launcher), "--slsa-out", str(out / "provenance"), "--slsa-key", str(key),
-             "--slsa-job-id", job_id, "--nproc-per-node", "2", "--monitor-interval", "0.2",
+             "--slsa-job-id", job_id, "--slsa-format", "both", "--nproc-per-node", "2",
+             "--monitor-interval", "0.2",
              str(HERE / "train.py"), *script_args],
             stdout=handle, stderr=subprocess.STDOUT, timeout=300, check=False,
             env={**os.environ, "SLSA_ARTIFACT_ROOT": str(out), "OMP_NUM_THREADS": "1", **env})
@@ -83,6 +84,23 @@ def _job(out: Path, job_id: str, key: Path, script_args: list[str],
     if not bundle.exists():
         raise SystemExit(f"[demo] FAILED: no bundle (see {log})")
     return bundle
+
+
+def _sigstore_js(out: Path, bundle: Path, public: Path, hint: str) -> None:
+    """The same envelope as a Sigstore bundle, checked by Sigstore's JavaScript verifier."""
+    script = HERE.parents[1] / "tests" / "interop" / "js" / "verify_bundle.mjs"
+    command = ["node", str(script), str(bundle), str(public), hint]
+    shown = f"node {os.path.relpath(script)} {bundle.relative_to(out.parent)} " \
+            f"{public.relative_to(out.parent)} {hint}"
+    if shutil.which("node") is None or not (script.parent / "node_modules").exists():
+        _say(f"   Sigstore bundle {bundle.relative_to(out)} written; verify it with Sigstore's "
+             f"JavaScript verifier (needs node and `make js-deps`): {shown}")
+        return
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"[demo] FAILED: @sigstore/verify: {done.stdout.strip()}")
+    _say(f"   @sigstore/verify (Sigstore's JavaScript verifier) verified "
+         f"{bundle.relative_to(out)}: {shown}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +176,8 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
     theirs = SslibEnvelope.from_dict(json.loads(train.read_text().splitlines()[0]))
     theirs.verify([SSlibKey.from_crypto(verifier.crypto_key)], 1)  # no key id needed
     _say("   securesystemslib verified the training envelope independently")
+    _sigstore_js(out, train.with_name(train.name.replace(".intoto.jsonl", ".sigstore.json")),
+                 public, verifier.keyid)
 
     tampered = out / "tampered" / "final"
     shutil.copytree(out / "train" / "final", tampered)

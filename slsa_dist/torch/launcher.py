@@ -23,12 +23,15 @@ from collections.abc import Sequence
 from typing import Any
 
 _FLAGS = {"--slsa-coordinator": "SLSA_COORDINATOR", "--slsa-job-id": "SLSA_JOB_ID",
-          "--slsa-spool-dir": "SLSA_SPOOL_DIR", "--slsa-out": "SLSA_OUT", "--slsa-key": "SLSA_KEY"}
+          "--slsa-spool-dir": "SLSA_SPOOL_DIR", "--slsa-out": "SLSA_OUT", "--slsa-key": "SLSA_KEY",
+          "--slsa-format": "SLSA_FORMAT"}
 _HELP = """slsa-dist options (the torchrun options follow):
   --slsa-out DIR          run a coordinator of this job's own, with zero-code capture, and
                           write the signed bundle to DIR (a signing key is made in DIR/keys
                           unless --slsa-key is given)
   --slsa-key KEY          the signing key for --slsa-out (PEM)
+  --slsa-format F         with --slsa-out: intoto (default), sigstore (a Sigstore bundle
+                          v0.3) or both
   --slsa-coordinator H:P  report to a coordinator that runs elsewhere (several nodes)
   --slsa-job-id ID        the job id (default: a new one with --slsa-out; required by the
                           coordinator otherwise)

@@ -96,13 +96,15 @@ def run_with_own_coordinator(settings: Mapping[str, str], torchrun_args: Sequenc
     job = settings.get("SLSA_JOB_ID") or f"job-{time.strftime('%Y%m%d-%H%M%S')}-" \
                                          f"{uuid.uuid4().hex[:6]}"
     log = out / f"{job}.coordinator.log"
+    fmt = settings.get("SLSA_FORMAT", "intoto")
     address = f"127.0.0.1:{_free_port()}"
     cli = [sys.executable, "-m", "slsa_dist.cli", "coordinator", "--job-id", job,
            "--listen", address, "--key", str(key), "--out", str(out),
            "--world-size", str(world), "--plaintext", "--linger", "0", "--settle", "5",
-           "--builder-id", _LOCAL_BUILDER]
+           "--builder-id", _LOCAL_BUILDER, "--format", fmt]
     coordinator = _start(cli, log)
-    os.environ.update({k: v for k, v in settings.items() if k not in ("SLSA_OUT", "SLSA_KEY")})
+    os.environ.update({k: v for k, v in settings.items()
+                       if k not in ("SLSA_OUT", "SLSA_KEY", "SLSA_FORMAT")})
     os.environ.update({"SLSA_COORDINATOR": address, "SLSA_JOB_ID": job, "SLSA_BOOTSTRAP": "1",
                        "SLSA_SPOOL_DIR": os.environ.get("SLSA_SPOOL_DIR", str(out / "spool"))})
     try:
@@ -118,13 +120,14 @@ def run_with_own_coordinator(settings: Mapping[str, str], torchrun_args: Sequenc
         if coordinator.poll() is None:
             coordinator.kill()
             coordinator.wait(10)
-    bundle = out / f"{job}.intoto.jsonl"
+    bundle = out / (f"{job}.sigstore.json" if fmt == "sigstore" else f"{job}.intoto.jsonl")
     if not bundle.exists():
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
         print(f"slsa-torchrun: error: no bundle was written ({tail[0]}; see {log})",
               file=sys.stderr)
         return code or 1
-    print(f"slsa-torchrun: wrote {bundle}: {_summary(bundle, key)}; verify with: slsa-dist "
-          f"verify {bundle} --key {key.with_suffix('.pub')} --builder-id {_LOCAL_BUILDER}",
-          flush=True)
+    also = f" and {out / f'{job}.sigstore.json'}" if fmt == "both" else ""
+    print(f"slsa-torchrun: wrote {bundle}{also}: {_summary(bundle, key)}; verify with: "
+          f"slsa-dist verify {bundle} --key {key.with_suffix('.pub')} --builder-id "
+          f"{_LOCAL_BUILDER}", flush=True)
     return code
