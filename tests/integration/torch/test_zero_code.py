@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from slsa_dist.sign.dsse import read_bundle
 from slsa_dist.sign.keys import load_verifier
 from slsa_dist.verify.bundle import verify_bundle
 
@@ -73,7 +74,7 @@ def test_one_command_from_an_unchanged_script_to_a_verified_bundle(tmp_path: Pat
     torch.save({"x": x, "y": x.sum(dim=1)}, tmp_path / "data.pt")
     launcher = Path(sys.executable).parent / "slsa-torchrun"
     done = subprocess.run(
-        [str(launcher), "--slsa-out", "prov", "--nproc-per-node", "2",
+        [str(launcher), "--slsa-out", "prov", "--slsa-format", "both", "--nproc-per-node", "2",
          str(UNCHANGED / "ddp_torch_save.py"), "--data", "data.pt", "--out", "model"],
         cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False,
         env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -85,6 +86,9 @@ def test_one_command_from_an_unchanged_script_to_a_verified_bundle(tmp_path: Pat
                                                            "signing.pub")],
                                artifacts=[tmp_path / "model" / "model.pt"], require_outputs=True)
     assert provenance.builder_id == "https://slsa-dist.dev/builders/local/v1"
+    # --slsa-format both: the same signed envelope as a Sigstore bundle beside it
+    (sigstore,) = (tmp_path / "prov").glob("*.sigstore.json")
+    assert read_bundle(sigstore) == read_bundle(bundle)
 
 
 def test_help_shows_the_slsa_flags_and_torchruns() -> None:
@@ -93,7 +97,8 @@ def test_help_shows_the_slsa_flags_and_torchruns() -> None:
                           timeout=60, check=False)
     assert done.returncode == 0
     for flag in ("--slsa-out", "--slsa-key", "--slsa-coordinator", "--slsa-job-id",
-                 "--slsa-spool-dir", "--slsa-bootstrap", "--nproc-per-node", "--max-restarts"):
+                 "--slsa-spool-dir", "--slsa-bootstrap", "--slsa-format", "--nproc-per-node",
+                 "--max-restarts"):
         assert flag in done.stdout, flag
 
 
