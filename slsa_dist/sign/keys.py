@@ -32,7 +32,14 @@ from slsa_dist.errors import InputError, SigningError
 
 __all__ = ["Algorithm", "Signer", "Verifier", "keygen", "load_signer", "load_verifier"]
 
-Algorithm = Literal["ecdsa-p256", "ed25519"]
+Algorithm = Literal["ecdsa-p256", "ecdsa-p384", "ed25519"]
+
+# ECDSA curves and the hash each signs with (as securesystemslib and model_signing pair
+# them: P-256 with SHA-256, P-384 with SHA-384).
+_CURVES: dict[str, tuple[Algorithm, type[hashes.HashAlgorithm], str]] = {
+    "secp256r1": ("ecdsa-p256", hashes.SHA256, "ecdsa-sha2-nistp256"),
+    "secp384r1": ("ecdsa-p384", hashes.SHA384, "ecdsa-sha2-nistp384"),
+}
 
 _PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 _PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -48,7 +55,7 @@ def _parse_pem(load: Callable[[bytes], object], data: bytes, source: str, kind: 
         ) from None
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise InputError(
-            f"{source}: expected a PEM {kind} (ECDSA P-256 or Ed25519), "
+            f"{source}: expected a PEM {kind} (ECDSA P-256, P-384 or Ed25519), "
             f"found data that does not parse as one ({exc})"
         ) from None
 
@@ -56,9 +63,14 @@ def _parse_pem(load: Callable[[bytes], object], data: bytes, source: str, kind: 
 def _algorithm_of(key: _PublicKey) -> Algorithm:
     if isinstance(key, ed25519.Ed25519PublicKey):
         return "ed25519"
-    if key.curve.name != "secp256r1":
-        raise InputError(f"expected an ECDSA key on P-256, found curve {key.curve.name}")
-    return "ecdsa-p256"
+    if key.curve.name not in _CURVES:
+        raise InputError(f"expected an ECDSA key on P-256 or P-384, found curve "
+                         f"{key.curve.name}")
+    return _CURVES[key.curve.name][0]
+
+
+def _ecdsa(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) -> ec.ECDSA:
+    return ec.ECDSA(_CURVES[key.curve.name][1]())
 
 
 def _key_id(key: _PublicKey) -> str:
@@ -70,7 +82,7 @@ def _key_id(key: _PublicKey) -> str:
         public = key.public_bytes(serialization.Encoding.Raw,
                                   serialization.PublicFormat.Raw).hex()
     else:
-        keytype, scheme = "ecdsa", "ecdsa-sha2-nistp256"
+        keytype, scheme = "ecdsa", _CURVES[key.curve.name][2]
         public = key.public_bytes(serialization.Encoding.PEM,
                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
@@ -96,7 +108,7 @@ class Verifier:
         key = _parse_pem(serialization.load_pem_public_key, data, source, "public key")
         if not isinstance(key, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
             raise InputError(
-                f"{source}: expected an ECDSA P-256 or Ed25519 public key, "
+                f"{source}: expected an ECDSA P-256, P-384 or Ed25519 public key, "
                 f"found {type(key).__name__}"
             )
         return cls(key=key)
@@ -118,7 +130,7 @@ class Verifier:
             if isinstance(self._key, ed25519.Ed25519PublicKey):
                 self._key.verify(signature, data)
             else:
-                self._key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+                self._key.verify(signature, data, _ecdsa(self._key))
         except InvalidSignature:
             return False
         return True
@@ -136,7 +148,8 @@ class Signer:
         """A fresh key of ``algorithm``."""
         if algorithm == "ed25519":
             return cls(key=ed25519.Ed25519PrivateKey.generate())
-        return cls(key=ec.generate_private_key(ec.SECP256R1()))
+        curve = ec.SECP384R1() if algorithm == "ecdsa-p384" else ec.SECP256R1()
+        return cls(key=ec.generate_private_key(curve))
 
     @classmethod
     def from_pem(cls, data: bytes, *, source: str = "private key") -> Signer:
@@ -145,7 +158,7 @@ class Signer:
                          data, source, "private key")
         if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
             raise InputError(
-                f"{source}: expected an ECDSA P-256 or Ed25519 private key, "
+                f"{source}: expected an ECDSA P-256, P-384 or Ed25519 private key, "
                 f"found {type(key).__name__}"
             )
         return cls(key=key)
@@ -184,7 +197,7 @@ class Signer:
         try:
             if isinstance(self._key, ed25519.Ed25519PrivateKey):
                 return self._key.sign(data)
-            return self._key.sign(data, ec.ECDSA(hashes.SHA256()))
+            return self._key.sign(data, _ecdsa(self._key))
         except Exception as exc:  # a failing HSM-like backend must not crash callers
             raise SigningError(f"signing with key {self.keyid[:16]} failed: {exc}") from exc
 

@@ -64,8 +64,9 @@ def sign_model(model: str | os.PathLike[str], *, signer: Signer,
     Raises:
         InputError: the key is not ECDSA (OMS key signing is ECDSA-only).
     """
-    if signer.algorithm != "ecdsa-p256":
-        raise InputError(f"OMS signing key: expected ECDSA P-256, found {signer.algorithm}")
+    if not signer.algorithm.startswith("ecdsa-"):
+        raise InputError(f"OMS signing key: expected ECDSA (P-256 or P-384), found "
+                         f"{signer.algorithm}")
     manifest = manifest or digest_path(model)
     payload = canonical.dumps_bytes(statement_for(manifest))
     sig = signer.sign(pae(IN_TOTO_PAYLOAD_TYPE, payload))

@@ -13,7 +13,7 @@ import pytest
 from slsa_dist.cli import main as cli_main
 from slsa_dist.errors import VerificationError
 from slsa_dist.sign import oms
-from slsa_dist.sign.keys import load_signer, load_verifier
+from slsa_dist.sign.keys import Signer, load_signer, load_verifier
 
 from support.background import signing_key
 from support.models import sharded_model
@@ -88,3 +88,27 @@ def test_digest_json_root_equals_model_signing_digest(model: Path,
     for descriptor in hashing.Config().hash(model).resource_descriptors():
         root.update(descriptor.digest.digest_value)
     assert ours == root.hexdigest()
+
+
+def test_p384_signatures_verify_both_ways(model: Path, tmp_path: Path) -> None:
+    """model_signing signs with a P-384 key (ECDSA with SHA-384); we verify it, and
+    model_signing verifies ours made with the same kind of key."""
+    signer = Signer.generate("ecdsa-p384")
+    key, public = tmp_path / "p384.key", tmp_path / "p384.pub"
+    key.write_bytes(signer.private_pem())
+    public.write_bytes(signer.public().public_pem())
+    done = ms("sign", "key", str(model), "--signature", str(tmp_path / "theirs.sig"),
+              "--private_key", str(key))
+    assert done.returncode == 0, done.stdout + done.stderr
+    manifest = oms.verify_model(model, signature=tmp_path / "theirs.sig",
+                                key=load_verifier(public))
+    assert len(manifest.resources) == 4
+    oms.sign_model(model, signer=signer, signature=tmp_path / "ours.sig")
+    done = ms("verify", "key", str(model), "--signature", str(tmp_path / "ours.sig"),
+              "--public_key", str(public))
+    assert done.returncode == 0, done.stdout + done.stderr
+    p256 = tmp_path / "p256"
+    p256.mkdir()
+    _, other = signing_key(p256)
+    with pytest.raises(VerificationError, match="key: the signature names key"):
+        oms.verify_model(model, signature=tmp_path / "theirs.sig", key=load_verifier(other))

@@ -18,7 +18,7 @@ from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from slsa_dist.sign.keys import Signer
 
 
-@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ed25519"])
+@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ecdsa-p384", "ed25519"])
 def test_securesystemslib_verifies_with_a_key_made_from_the_public_key_alone(
         algorithm: str) -> None:
     signer = Signer.generate(algorithm)  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ def test_pae_counts_bytes_not_characters() -> None:
     assert pae("t", "é".encode()) == b"DSSEv1 1 t 2 \xc3\xa9"
 
 
-@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ed25519"])
+@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ecdsa-p384", "ed25519"])
 def test_sign_then_verify_returns_exact_payload(algorithm: str) -> None:
     signer = Signer.generate(algorithm)  # type: ignore[arg-type]
     envelope = sign_envelope(b'{"x":1}', payload_type=IN_TOTO_PAYLOAD_TYPE, signers=[signer])
@@ -96,7 +96,7 @@ def test_bundle_round_trip_keeps_every_envelope(tmp_path) -> None:  # type: igno
 # --- interop with securesystemslib, both directions -------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ed25519"])
+@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ecdsa-p384", "ed25519"])
 def test_securesystemslib_verifies_our_envelope(algorithm: str) -> None:
     signer = Signer.generate(algorithm)  # type: ignore[arg-type]
     ours = sign_envelope(b'{"hello":"dsse"}', payload_type=IN_TOTO_PAYLOAD_TYPE, signers=[signer])
@@ -106,7 +106,7 @@ def test_securesystemslib_verifies_our_envelope(algorithm: str) -> None:
     assert signer.keyid in verified
 
 
-@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ed25519"])
+@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ecdsa-p384", "ed25519"])
 def test_we_verify_securesystemslib_envelope(algorithm: str) -> None:
     signer = Signer.generate(algorithm)  # type: ignore[arg-type]
     theirs = SslibEnvelope(payload=b'{"from":"sslib"}', payload_type=IN_TOTO_PAYLOAD_TYPE,
