@@ -73,6 +73,7 @@ def _digest(args: argparse.Namespace) -> int:
 
 
 def _oms(args: argparse.Namespace) -> int:
+    from slsa_dist.errors import InputError
     from slsa_dist.sign import oms
     from slsa_dist.sign.keys import load_signer, load_verifier
 
@@ -80,8 +81,12 @@ def _oms(args: argparse.Namespace) -> int:
         path = oms.sign_model(args.model, signer=load_signer(args.key), signature=args.signature)
         say(f"wrote {path}")
         return EXIT_OK
+    if args.key is None and args.root is None:
+        raise InputError("oms verify: expected --key PUB (key-based signature) or --root "
+                         "ROOTS.pem (certificate-based), found neither")
     manifest = oms.verify_model(args.model, signature=args.signature,
-                                key=load_verifier(args.key))
+                                key=load_verifier(args.key) if args.key else None,
+                                roots=args.root)
     say(f"verified {args.model}: {len(manifest.resources)} resource(s), "
           f"root sha256 {manifest.root_digest}")
     return EXIT_OK
@@ -130,10 +135,14 @@ def register(sub: Subparsers) -> None:
     oms_parser = sub.add_parser("oms", help="OpenSSF Model Signing signature files")
     oms_sub = oms_parser.add_subparsers(dest="oms_command", required=True,
                                         parser_class=type(oms_parser))
-    for name, key_help in (("sign", "ECDSA P-256 private key (PEM)"),
-                           ("verify", "public key (PEM)")):
-        command = oms_sub.add_parser(name, help=f"{name} an OMS signature file (key-based)")
+    for name, key_help in (("sign", "ECDSA P-256 or P-384 private key (PEM)"),
+                           ("verify", "public key (PEM), for a key-based signature")):
+        command = oms_sub.add_parser(name, help=f"{name} an OMS signature file")
         command.add_argument("model", type=Path)
-        command.add_argument("--key", required=True, type=Path, help=key_help)
+        command.add_argument("--key", required=name == "sign", type=Path, help=key_help)
+        if name == "verify":
+            command.add_argument("--root", type=Path, metavar="ROOTS.pem",
+                                 help="trusted root certificates, for a signature made with a "
+                                      "certificate chain (model_signing sign certificate)")
         command.add_argument("--signature", required=True, type=Path, help="e.g. model.sig")
         command.set_defaults(handler=_oms)

@@ -6,7 +6,13 @@
 * :func:`verify_model` checks a signature file written by ``model_signing
   sign key`` (or by :func:`sign_model`): the signature over the exact payload
   bytes, the key hint, the predicate, and every file of the model on disk
-  against the signed manifest, re-hashed with the signed serialization.
+  against the signed manifest, re-hashed with the signed serialization. A file
+  from ``model_signing sign certificate`` is checked against trusted roots
+  instead of a key: the certificate chain it carries must lead to one of them
+  (``cryptography``'s X.509 path validation, at the leaf's notBefore, as
+  model_signing does without a timestamp), the leaf must allow signing
+  (KeyUsage digitalSignature or ExtendedKeyUsage codeSigning), and the leaf's
+  key must verify the envelope.
 
 The manifest is slsa-dist's own (:func:`slsa_dist.digest.digest_path`), so
 the OMS subject digest is the same root digest slsa-dist provenance uses for
@@ -95,8 +101,51 @@ def _expected(predicate: dict[str, Any], name: str) -> Manifest:
         raise VerificationError(f"OMS predicate: {exc}") from None
 
 
+def _chain_key(material: dict[str, Any], roots: list[Any], path: Path) -> Verifier:
+    """The leaf's key, once the bundle's certificate chain validates to ``roots``."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from cryptography.x509.verification import (
+        ExtensionPolicy,
+        PolicyBuilder,
+        Store,
+    )
+    from cryptography.x509.verification import (
+        VerificationError as PathError,
+    )
+
+    raw = [c.get("rawBytes", "") for c in
+           (material.get("x509CertificateChain") or {}).get("certificates", [])] \
+        or [(material.get("certificate") or {}).get("rawBytes", "")]
+    try:
+        chain = [x509.load_der_x509_certificate(base64.b64decode(r)) for r in raw if r]
+    except ValueError as exc:
+        raise InputError(f"signature {path}: expected DER certificates, found {exc}") from None
+    if not chain:
+        raise InputError(f"signature {path}: expected a certificate chain, found none")
+    leaf, intermediates = chain[0], chain[1:]
+    verifier = PolicyBuilder().store(Store(roots)).time(leaf.not_valid_before_utc) \
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(),
+                            ee_policy=ExtensionPolicy.permit_all()).build_client_verifier()
+    try:
+        verifier.verify(leaf, intermediates)
+    except PathError as exc:
+        raise VerificationError(f"certificate chain: expected a path from "
+                                f"{leaf.subject.rfc4514_string()!r} to a trusted root, found "
+                                f"none ({exc})") from None
+    extensions = {type(e.value): e.value for e in leaf.extensions}
+    usage, extended = extensions.get(x509.KeyUsage), extensions.get(x509.ExtendedKeyUsage)
+    if not ((usage is not None and usage.digital_signature)
+            or (extended is not None and ExtendedKeyUsageOID.CODE_SIGNING in extended)):
+        raise VerificationError("certificate: expected a leaf allowed to sign (KeyUsage "
+                                "digitalSignature or ExtendedKeyUsage codeSigning), found "
+                                "neither")
+    return Verifier(key=leaf.public_key())  # type: ignore[arg-type]
+
+
 def verify_model(model: str | os.PathLike[str], *, signature: str | os.PathLike[str],
-                 key: Verifier) -> Manifest:
+                 key: Verifier | None = None,
+                 roots: str | os.PathLike[str] | None = None) -> Manifest:
     """Verify an OMS key-signed signature file against ``model`` on disk.
 
     Returns:
@@ -117,7 +166,23 @@ def verify_model(model: str | os.PathLike[str], *, signature: str | os.PathLike[
         found = bundle.get("mediaType") if isinstance(bundle, dict) else type(bundle).__name__
         raise InputError(f"signature {path}: expected mediaType {BUNDLE_MEDIA_TYPE!r}, "
                          f"found {found!r}")
-    hint = (bundle.get("verificationMaterial") or {}).get("publicKey", {}).get("hint")
+    material = bundle.get("verificationMaterial") or {}
+    if "publicKey" not in material:  # a certificate (chain): trust comes from the roots
+        if roots is None:
+            raise InputError(f"signature {path}: carries a certificate chain; expected "
+                             "--root (trusted root certificates, PEM), found a key only")
+        from cryptography import x509
+
+        try:
+            trusted = x509.load_pem_x509_certificates(Path(roots).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"root certificates {roots}: expected PEM certificates, found "
+                             f"{exc}") from None
+        key = _chain_key(material, trusted, path)
+    if key is None:
+        raise InputError(f"signature {path}: names a public key; expected --key, found "
+                         "--root only")
+    hint = material.get("publicKey", {}).get("hint")
     if hint and hint != _key_hint(key):
         raise VerificationError(f"key: the signature names key {hint[:16]}..., "
                                 f"found {_key_hint(key)[:16]}... given")

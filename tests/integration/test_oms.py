@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.cli import main as cli_main
-from slsa_dist.errors import VerificationError
+from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.sign import oms
 from slsa_dist.sign.keys import Signer, load_signer, load_verifier
 
@@ -112,3 +112,87 @@ def test_p384_signatures_verify_both_ways(model: Path, tmp_path: Path) -> None:
     _, other = signing_key(p256)
     with pytest.raises(VerificationError, match="key: the signature names key"):
         oms.verify_model(model, signature=tmp_path / "theirs.sig", key=load_verifier(other))
+
+
+def certificate_chain(tmp_path: Path, *, usage: bool = True) -> dict[str, Path]:
+    """root -> intermediate -> leaf (P-384, code signing), as PEM files."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def issue(subject: str, issuer: str, key: ec.EllipticCurvePrivateKey,
+              issuer_key: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
+        name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
+        builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(hours=1))
+                   .not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                   .add_extension(x509.KeyUsage(
+                       digital_signature=not ca and usage, content_commitment=False,
+                       key_encipherment=not usage, data_encipherment=False,
+                       key_agreement=False, key_cert_sign=ca, crl_sign=ca, encipher_only=False,
+                       decipher_only=False), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                                  critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                       issuer_key.public_key()), critical=False))
+        if not ca and usage:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA384())
+
+    root_key, middle_key, leaf_key = (ec.generate_private_key(ec.SECP384R1()) for _ in range(3))
+    root = issue("slsa-dist test root", "slsa-dist test root", root_key, root_key, True)
+    middle = issue("slsa-dist test intermediate", "slsa-dist test root", middle_key, root_key,
+                   True)
+    leaf = issue("model signer", "slsa-dist test intermediate", leaf_key, middle_key, False)
+    pem = lambda c: c.public_bytes(serialization.Encoding.PEM)  # noqa: E731
+    paths = {name: tmp_path / f"{name}.pem" for name in ("root", "chain", "leaf", "key")}
+    paths["root"].write_bytes(pem(root))
+    paths["chain"].write_bytes(pem(middle) + pem(root))
+    paths["leaf"].write_bytes(pem(leaf))
+    paths["key"].write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM,
+                                                    serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
+    return paths
+
+
+def sign_with_certificate(model: Path, chain: dict[str, Path], signature: Path) -> None:
+    done = ms("sign", "certificate", str(model), "--signature", str(signature),
+              "--private_key", str(chain["key"]), "--signing_certificate", str(chain["leaf"]),
+              "--certificate_chain", str(chain["chain"]))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_certificate_chain_signature_verifies_to_its_root_and_not_another(
+        model: Path, tmp_path: Path) -> None:
+    chain = certificate_chain(tmp_path)
+    signature = tmp_path / "cert.sig"
+    sign_with_certificate(model, chain, signature)
+    manifest = oms.verify_model(model, signature=signature, roots=chain["root"])
+    assert len(manifest.resources) == 4
+    (tmp_path / "stranger").mkdir()
+    stranger = certificate_chain(tmp_path / "stranger")
+    with pytest.raises(VerificationError, match="expected a path from 'CN=model signer' to a "
+                                                "trusted root"):
+        oms.verify_model(model, signature=signature, roots=stranger["root"])
+    with pytest.raises(InputError, match="expected --root"):
+        oms.verify_model(model, signature=signature, key=load_verifier(
+            signing_key(tmp_path / "stranger")[1]))
+    # the same through the command line
+    assert cli_main(["oms", "verify", str(model), "--signature", str(signature),
+                     "--root", str(chain["root"])]) == 0
+
+
+def test_a_leaf_not_allowed_to_sign_is_refused(model: Path, tmp_path: Path) -> None:
+    chain = certificate_chain(tmp_path, usage=False)
+    signature = tmp_path / "cert.sig"
+    sign_with_certificate(model, chain, signature)
+    with pytest.raises(VerificationError, match="expected a leaf allowed to sign"):
+        oms.verify_model(model, signature=signature, roots=chain["root"])
