@@ -119,7 +119,7 @@ def test_rsa_key_is_refused_as_wrong_type(capsys, vectors: Path, tmp_path: Path)
                                       serialization.PublicFormat.SubjectPublicKeyInfo))
     code, _, err = run(capsys, "verify", vectors / "good.intoto.jsonl", "--key", path)
     assert code == 2
-    assert "expected an ECDSA P-256 or Ed25519 public key, found" in err
+    assert "expected an ECDSA P-256, P-384 or Ed25519 public key, found" in err
 
 
 def test_keygen_writes_private_key_0600_and_never_prints_it(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
