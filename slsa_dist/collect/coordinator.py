@@ -46,7 +46,7 @@ from slsa_dist.attest.verdict import EvidenceVerifier
 from slsa_dist.collect import wire
 from slsa_dist.collect.journal import GroupCommitter, Journal, JournalFailed
 from slsa_dist.collect.merge import JobState, Limits
-from slsa_dist.errors import InputError, SenderError
+from slsa_dist.errors import InputError, SenderError, SigningError
 from slsa_dist.sign.dsse import write_bundle
 
 if TYPE_CHECKING:
@@ -88,6 +88,23 @@ class FinalResult:
     missing_ranks: tuple[int, ...]
     outputs_recorded: bool = True
 
+
+
+def _journal_key_file(journal: Path) -> bytes:
+    """The journal's MAC key from ``<journal>.key`` (made once: 32 random bytes, 0600)."""
+    path = journal.with_name(journal.name + ".key")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes()
+        if len(key) != 32:
+            raise InputError(f"journal key {path}: expected 32 bytes, found {len(key)}") \
+                from None
+        return key
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
 
 class Coordinator:
     """One job's coordinator. Keyword-only; everything it needs is explicit."""
@@ -132,9 +149,14 @@ class Coordinator:
 
             evidence_verifier = verify_evidence
         # The journal's MAC key: derived from the signing key, so only the coordinator
-        # can extend the journal in a way its replay accepts.
+        # can extend the journal in a way its replay accepts. A key in an HSM derives
+        # nothing outside it: then a random key in a 0600 file beside the journal.
+        try:
+            mac_key = signer.derive_secret("slsa-dist journal mac v1")
+        except SigningError:
+            mac_key = _journal_key_file(self.journal_path)
         self._journal = Journal(self.journal_path, job_id=job_id, max_bytes=journal_max_bytes,
-                                key=signer.derive_secret("slsa-dist journal mac v1"))
+                                key=mac_key)
         self.state = JobState(job_id=job_id, world_size=world_size, run_id=self._journal.run_id,
                               limits=limits, evidence_verifier=evidence_verifier,
                               min_world_size=min_world_size)

@@ -214,7 +214,12 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def load_signer(path: str | os.PathLike[str]) -> Signer:
-    """Load a private key from a PEM file."""
+    """Load a private key from a PEM file, or name one in an HSM (``pkcs11:`` URI,
+    :mod:`slsa_dist.sign.pkcs11`)."""
+    if str(path).startswith("pkcs11:"):
+        from slsa_dist.sign.pkcs11 import Pkcs11Signer
+
+        return Pkcs11Signer(str(path))
     p = Path(path)
     return Signer.from_pem(_read(p, "private key"), source=str(p))
 
