@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := swtpm swtpm-tools tpm2-tools shellcheck chromium iproute2 util-linux \
-  slurmctld slurmd slurm-client munge softhsm2 opensc
+  slurmctld slurmd slurm-client munge softhsm2 opensc docker-registry
 
 .PHONY: install system-deps js-deps lint typecheck test demo demo-cluster bench proto clean fuzz
 

@@ -1,4 +1,5 @@
-"""``slsa-dist store add|find``: the attestation store a chain is followed through."""
+"""``slsa-dist store add|find``: the attestation store a chain is followed through;
+``slsa-dist push``: a model into an OCI registry, its bundles attached as referrers."""
 
 from __future__ import annotations
 
@@ -46,3 +47,22 @@ def register(sub: Subparsers) -> None:
     store_find.add_argument("digest")
     store_find.add_argument("--store", required=True, type=Path)
     store_find.set_defaults(handler=_store)
+
+    push = sub.add_parser("push", help="upload a model to an OCI registry and attach its "
+                          "signed bundles as referrers")
+    push.add_argument("model", type=Path, help="a model directory (or DCP checkpoint) or file")
+    push.add_argument("target", help="oci://REGISTRY/REPO[:TAG]")
+    push.add_argument("--attach", action="append", default=[], type=Path, metavar="BUNDLE",
+                      help="a .sigstore.json or .intoto.jsonl bundle (provenance, VSA); "
+                           "repeatable")
+    push.set_defaults(handler=_push)
+
+
+def _push(args: argparse.Namespace) -> int:
+    from slsa_dist.verify import oci
+
+    digest = oci.push(args.model, args.target, attachments=args.attach)
+    reference = oci.parse(args.target)
+    say(f"pushed {args.model} to {reference.name} ({len(args.attach)} bundle(s) attached)")
+    say(f"oci://{reference.registry}/{reference.repository}@{digest}")
+    return EXIT_OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slsa_dist.attest.policy import REQUIREMENTS
 from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, deprecated, say
@@ -13,6 +13,7 @@ from slsa_dist.errors import InputError
 
 if TYPE_CHECKING:
     from slsa_dist.cli._common import Subparsers
+    from slsa_dist.sign.keys import Verifier
     from slsa_dist.verify.chain import ChainPolicy, ChainResult
 
 __all__ = ["register"]
@@ -20,7 +21,6 @@ __all__ = ["register"]
 
 def _verify_bundle(args: argparse.Namespace) -> int:
     from slsa_dist.sign.keys import load_verifier
-    from slsa_dist.verify.bundle import VsaExpectations, check_bundle
 
     if args.chain is not None:
         deprecated("`slsa-dist verify --chain ARTIFACT` is now `slsa-dist verify chain ARTIFACT`")
@@ -37,13 +37,45 @@ def _verify_bundle(args: argparse.Namespace) -> int:
                              f"{args.require_attestation or 'no attestation requirement'}")
         trusted_aks = load_trusted_aks(args.trusted_aks)
     keys = [load_verifier(path) for path in args.key]
+    if str(args.bundle).startswith("oci://"):
+        return _verify_oci(args, keys, trusted_aks)
+    return _report(args, *_check(args, args.bundle, keys, args.artifact, trusted_aks))
+
+
+def _verify_oci(args: argparse.Namespace, keys: list[Verifier],
+                trusted_aks: Any) -> int:
+    """``verify oci://REGISTRY/REPO@sha256:...``: the model and its attached bundles pulled,
+    each bundle verified against the pulled model."""
+    import tempfile
+
+    from slsa_dist.verify import oci
+
+    with tempfile.TemporaryDirectory(prefix="slsa-oci-") as tmp:
+        pulled = oci.pull(args.bundle, tmp)
+        if not pulled.bundles:
+            raise InputError(f"verify {args.bundle}: expected a signed bundle attached to "
+                             f"{pulled.digest}, found none")
+        say(f"pulled {args.bundle}: model {pulled.digest}, "
+            f"{len(pulled.bundles)} attached bundle(s)")
+        codes = []
+        for bundle in pulled.bundles:
+            say(f"-- {bundle.name}")
+            codes.append(_report(args, *_check(args, bundle, keys,
+                                               [*args.artifact, pulled.model], trusted_aks)))
+    return EXIT_OK if codes and all(c == EXIT_OK for c in codes) else EXIT_FAILED
+
+
+def _check(args: argparse.Namespace, bundle: Any, keys: list[Verifier], artifacts: list[Any],
+           trusted_aks: Any) -> tuple[Any, list[Any], list[str]]:
+    from slsa_dist.verify.bundle import VsaExpectations, check_bundle
+
     warnings: list[str] = []
     provenance_flags = [flag for flag, value in (("--require-attestation",
                                                   args.require_attestation),
                                                  ("--trusted-aks", args.trusted_aks))
                         if value is not None]
     checks, provenance = check_bundle(
-        args.bundle, keys=keys, artifacts=args.artifact, builder_id=args.builder_id,
+        bundle, keys=keys, artifacts=artifacts, builder_id=args.builder_id,
         vsa=VsaExpectations(verifier_id=args.verifier_id, resource_uri=args.resource_uri,
                             verified_level=args.verified_level),
         provenance_flags=provenance_flags, warnings=warnings,
@@ -53,9 +85,13 @@ def _verify_bundle(args: argparse.Namespace) -> int:
 
         checks.append(require_attestation(provenance, args.require_attestation,
                                           trusted_aks=trusted_aks))
+    return bundle, checks, warnings
+
+
+def _report(args: argparse.Namespace, bundle: Any, checks: list[Any], warnings: list[str]) -> int:
     verified = bool(checks) and all(c.ok for c in checks)
     if args.json:
-        print(json.dumps({"verified": verified, "bundle": str(args.bundle),
+        print(json.dumps({"verified": verified, "bundle": str(bundle),
                           "checks": [c.to_dict() for c in checks], "warnings": warnings},
                          indent=2))
     else:
@@ -133,7 +169,8 @@ def register(sub: Subparsers) -> None:
     verify = sub.add_parser("verify", help="verify a provenance bundle (or `verify chain`)",
                             epilog="`slsa-dist verify chain ARTIFACT ...` follows a model back "
                                    "through its inputs' provenance.")
-    verify.add_argument("bundle", type=Path, nargs="?")
+    verify.add_argument("bundle", nargs="?", help="a bundle file, or oci://REGISTRY/REPO@DIGEST "
+                        "(the model and the bundles attached to it)")
     verify.add_argument("--key", action="append", default=[], type=Path,
                         help="trusted public key (PEM); repeatable")
     verify.add_argument("--artifact", action="append", default=[], type=Path,

@@ -1,0 +1,122 @@
+"""OCI registries: a model pushed with its bundles attached as referrers, pulled and
+verified from `oci://...@sha256:...`, against Debian's docker-registry (Distribution
+2.8, no referrers API: the OCI 1.1 tag fallback) started on loopback by the test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slsa_dist.sign.dsse import read_bundle
+from slsa_dist.sign.sigstore import write_signed
+
+from conftest import need
+from support.background import free_port, signing_key
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(180)]
+
+SLSA = [sys.executable, "-m", "slsa_dist.cli"]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    need(shutil.which("docker-registry") is not None,
+         "docker-registry not installed (Debian package docker-registry)")
+    root = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # bounded: the registry answers /v2/ within a second here
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None, "docker-registry exited"
+                assert time.monotonic() < deadline, "docker-registry did not answer in 30 s"
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SLSA, *args], capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+@pytest.fixture(scope="module")
+def signed_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A model directory made by `slsa-dist run`, its provenance in both formats."""
+    root = tmp_path_factory.mktemp("model")
+    key, public = signing_key(root)
+    model = root / "model"
+    code = (f"import os; os.makedirs({str(model / 'shards')!r}); "
+            f"open({str(model / 'config.json')!r}, 'w').write('{{}}'); "
+            f"open({str(model / 'shards' / 'part-0.bin')!r}, 'wb').write(b'w' * 4096)")
+    done = cli("run", "--output", str(model), "--key", str(key), "--bundle",
+               str(root / "model.intoto.jsonl"), "--", sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    (envelope,) = read_bundle(root / "model.intoto.jsonl")
+    write_signed(root / "model.sigstore.json", envelope)
+    return {"model": model, "public": public, "intoto": root / "model.intoto.jsonl",
+            "sigstore": root / "model.sigstore.json", "root": root}
+
+
+def test_push_then_verify_from_the_registry(registry: str,
+                                            signed_model: dict[str, Path]) -> None:
+    done = cli("push", str(signed_model["model"]), f"oci://{registry}/models/demo:v1",
+               "--attach", str(signed_model["sigstore"]), "--attach", str(signed_model["intoto"]))
+    assert done.returncode == 0, done.stderr
+    reference = done.stdout.strip().splitlines()[-1]
+    assert reference.startswith(f"oci://{registry}/models/demo@sha256:")
+    verified = cli("verify", reference, "--key", str(signed_model["public"]))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.count("\nverified") == 2  # both attached bundles
+    assert "2 attached bundle(s)" in verified.stdout
+    # Distribution 2.8 has no referrers API: the OCI 1.1 fallback tag lists them
+    digest = reference.rsplit("@", 1)[1]
+    request = urllib.request.Request(
+        f"http://{registry}/v2/models/demo/manifests/{digest.replace(':', '-')}",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        index = json.loads(answer.read())
+    assert sorted(m["artifactType"] for m in index["manifests"]) == [
+        "application/vnd.dev.sigstore.bundle.v0.3+json", "application/vnd.dsse.envelope.v1+json"]
+
+
+def test_a_different_model_with_a_genuine_bundle_attached_fails(
+        registry: str, signed_model: dict[str, Path], tmp_path: Path) -> None:
+    other = tmp_path / "model"
+    shutil.copytree(signed_model["model"], other)
+    (other / "shards" / "part-0.bin").write_bytes(b"x" * 4096)  # tampered weights
+    done = cli("push", str(other), f"oci://{registry}/models/tampered:v1",
+               "--attach", str(signed_model["sigstore"]))
+    assert done.returncode == 0, done.stderr
+    verified = cli("verify", done.stdout.strip().splitlines()[-1], "--key",
+                   str(signed_model["public"]))
+    assert verified.returncode == 1, verified.stdout
+    assert "NOT verified" in verified.stdout
+
+
+def test_a_model_without_attached_bundles_is_one_clear_line(
+        registry: str, signed_model: dict[str, Path]) -> None:
+    done = cli("push", str(signed_model["model"]), f"oci://{registry}/models/bare:v1")
+    assert done.returncode == 0, done.stderr
+    verified = cli("verify", done.stdout.strip().splitlines()[-1], "--key",
+                   str(signed_model["public"]))
+    assert verified.returncode == 2
+    assert "expected a signed bundle attached to sha256:" in verified.stderr
