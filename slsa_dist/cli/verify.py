@@ -120,7 +120,13 @@ def walk_chain(args: argparse.Namespace, command: str) -> tuple[ChainResult, Cha
     else:
         raise InputError(f"{command}: expected an artifact path or a sha256 digest, "
                          f"found {args.chain!r}")
-    return verify_chain(root, name=name, store=Store(args.store), policy=policy), policy
+    if str(args.store).startswith("oci://"):
+        from slsa_dist.verify.oci import RegistryStore
+
+        store: Any = RegistryStore(args.store)
+    else:
+        store = Store(args.store)
+    return verify_chain(root, name=name, store=store, policy=policy), policy
 
 
 def _verify_chain(args: argparse.Namespace) -> int:
@@ -151,7 +157,8 @@ def _verify_chain(args: argparse.Namespace) -> int:
 
 
 def add_chain_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", type=Path, help="attestation store (`slsa-dist store add`)")
+    parser.add_argument("--store", help="attestation store (`slsa-dist store add`), or "
+                        "oci://REGISTRY/REPO (models pushed there with their bundles)")
     parser.add_argument("--policy", type=Path, help="chain policy file (JSON or YAML)")
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from slsa_dist.errors import InputError
 
-__all__ = ["ARTIFACT_TYPES", "OciRef", "Pulled", "parse", "pull", "push"]
+__all__ = ["ARTIFACT_TYPES", "OciRef", "Pulled", "RegistryStore", "parse", "pull", "push"]
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -37,6 +37,7 @@ MODEL_TYPE = "application/vnd.slsa-dist.model.v1"
 ARTIFACT_TYPES = {".sigstore.json": "application/vnd.dev.sigstore.bundle.v0.3+json",
                   ".intoto.jsonl": "application/vnd.dsse.envelope.v1+json"}
 TITLE = "org.opencontainers.image.title"
+SUBJECT_TAG = "slsa-sha256-"
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,48 @@ def push(model: str | os.PathLike[str], uri: str, *,
         descriptor = _upload_manifest(client, digest_ref, referrer)
         _add_to_fallback(client, ref, model_descriptor["digest"],
                          {**descriptor, "artifactType": kind})
+        # A tag per digest the bundle says it produced, so a chain can find this model
+        # (and so its bundles) by that digest: the registry as an attestation store.
+        for subject in _subject_digests(attachment):
+            _upload_manifest(client, OciRef(ref.registry, ref.repository,
+                                            f"{SUBJECT_TAG}{subject}"), manifest)
     return str(model_descriptor["digest"])
+
+
+def _subject_digests(bundle: Path) -> list[str]:
+    """The sha256 digests a bundle's statements name as subjects (unverified: a store only
+    proposes candidates; the chain verifies)."""
+    from slsa_dist.sign.dsse import read_bundle
+
+    found = []
+    for envelope in read_bundle(bundle):
+        try:
+            statement = json.loads(envelope.payload)
+        except ValueError:
+            continue
+        for subject in statement.get("subject") or []:
+            digest = (subject.get("digest") or {}).get("sha256")
+            if isinstance(digest, str) and len(digest) == 64:
+                found.append(digest)
+    return list(dict.fromkeys(found))
+
+
+class RegistryStore:
+    """A repository as the attestation store ``verify chain`` follows: ``find(digest)``
+    returns the bundles attached to the model tagged ``slsa-sha256-<digest>``."""
+
+    def __init__(self, uri: str) -> None:
+        self.ref = parse(uri)
+        self._tmp = tempfile.TemporaryDirectory(prefix="slsa-oci-store-")
+
+    def find(self, digest: str) -> list[Path]:
+        tag = f"{SUBJECT_TAG}{digest}"
+        uri = f"oci://{self.ref.registry}/{self.ref.repository}:{tag}"
+        client = _client(self.ref)
+        url = f"{client.prefix}://{self.ref.registry}/v2/{self.ref.repository}/manifests/{tag}"
+        if client.do_request(url, "HEAD", headers={"Accept": MANIFEST}).status_code == 404:
+            return []
+        return pull(uri, Path(self._tmp.name) / digest).bundles
 
 
 def _fallback_ref(ref: OciRef, digest: str) -> OciRef:

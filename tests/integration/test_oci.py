@@ -120,3 +120,26 @@ def test_a_model_without_attached_bundles_is_one_clear_line(
                    str(signed_model["public"]))
     assert verified.returncode == 2
     assert "expected a signed bundle attached to sha256:" in verified.stderr
+
+
+def test_verify_chain_follows_the_registry_in_place_of_the_store(
+        registry: str, chain: dict[str, Path]) -> None:
+    """raw.csv -> clean -> model.bin -> model-q.bin, each pushed with its bundle into one
+    repository; `verify chain` finds every producer there by digest."""
+    root = chain["artifact"].parent
+    for name, output in (("clean", root / "clean"), ("train", root / "model.bin"),
+                         ("quant", root / "model-q.bin")):
+        done = cli("push", str(output), f"oci://{registry}/chain:{name}",
+                   "--attach", str(chain[name]))
+        assert done.returncode == 0, done.stderr
+    done = cli("verify", "chain", str(chain["artifact"]), "--store", f"oci://{registry}/chain",
+               "--policy", str(chain["policy"]))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "chain verified: 3 step(s), 0 gap(s)" in done.stdout
+    # the same chain against a repository that holds only the last step: a gap, named
+    cli("push", str(chain["artifact"]), f"oci://{registry}/partial:q", "--attach",
+        str(chain["quant"]))
+    partial = cli("verify", "chain", str(chain["artifact"]), "--store",
+                  f"oci://{registry}/partial", "--policy", str(chain["policy"]))
+    assert partial.returncode == 1
+    assert "no provenance in the store produced this digest" in partial.stdout
