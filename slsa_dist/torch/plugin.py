@@ -105,12 +105,16 @@ class SlsaLogsSpecs(DefaultLogsSpecs):
         first = envs[min(envs)]
         run_id = first.get("TORCHELASTIC_RUN_ID", "")
         job_id = os.environ.get("SLSA_JOB_ID") or run_id
-        attempt = int(first.get("TORCHELASTIC_RESTART_COUNT", "0"))
         try:
             node = _Node.get(job_id=job_id, node_rank=int(first.get("GROUP_RANK", "0")))
         except TransportError as exc:  # only with --slsa-required: otherwise it warns
             raise SystemExit(f"slsa-torchrun: error: {exc}, and --slsa-required asks for "
                              "provenance or no run") from None
+        # The attempt is the number of worker groups this launcher started before, not
+        # torchrun's restart count: a launcher restarts its workers for a membership
+        # change (another node failed and rejoined the rendezvous) without counting it,
+        # so two survivors could otherwise call the same attempt 0 and 1 (ADR 0008).
+        attempt = node.attempt + 1
         node.attempt_started(attempt, run_id, sorted(int(e["RANK"]) for e in envs.values()))
         settings = {"SLSA_COORDINATOR": node.coordinator, "SLSA_JOB_ID": job_id,
                     "SLSA_NODE_ID": node.node_id, "SLSA_ATTEMPT": str(attempt),
