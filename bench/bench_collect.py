@@ -99,10 +99,17 @@ def run_size(world: int, events: int, workdir: Path) -> dict[str, float]:
                                str(workdir / job), job, str(world)],
                               stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
-    port = json.loads(server.stdout.readline())["port"]
-    ingest, finalize, after_ingest = asyncio.run(drive(port, job, world, events, server.pid))
-    stats = json.loads(server.stdout.readline())
-    server.wait(60)
+    try:  # any failure stops the coordinator (it has no idle timeout here) and its pipe
+        port = json.loads(server.stdout.readline())["port"]
+        ingest, finalize, after_ingest = asyncio.run(drive(port, job, world, events,
+                                                           server.pid))
+        stats = json.loads(server.stdout.readline())
+        server.wait(60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+        server.stdout.close()
     total = world * events
     assert stats["events"] == total, stats
     return {"ranks": world, "events": total, "events_per_s": total / ingest,

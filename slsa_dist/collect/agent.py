@@ -35,6 +35,7 @@ import atexit
 import json
 import logging
 import os
+import random
 import sys
 import threading
 import time
@@ -516,11 +517,11 @@ class Agent:
                     self._resync(f"{exc.code().name}: {exc.details()}")
                 elif exc.code() not in _RETRYABLE:
                     self._give_up(f"{exc.code().name}: {exc.details()}")
-                time.sleep(backoff)
+                time.sleep(retry_delay(backoff))
                 backoff = min(backoff * 2, 2.0)
             except OSError as exc:  # spool trouble: keep events in memory and retry
                 self._note(f"spool: {exc}")
-                time.sleep(backoff)
+                time.sleep(retry_delay(backoff))
                 backoff = min(backoff * 2, 2.0)
 
     def _send_batch(self) -> bool:
@@ -564,6 +565,13 @@ class Agent:
     def _note(self, why: str) -> None:
         with self._lock:
             self._errors.append(why)
+
+
+def retry_delay(backoff: float, draw: Callable[[], float] = random.random) -> float:
+    """How long to wait before a retry: between half of ``backoff`` and all of it, drawn
+    at random, so agents refused together (a coordinator restart, a partition that
+    heals) do not retry in step and arrive in waves."""
+    return backoff * (0.5 + draw() / 2)
 
 
 def _role(role: str) -> pb.ArtifactRole:

@@ -214,3 +214,13 @@ def test_a_second_agent_with_the_same_node_identity_loses_none_of_its_events(
                                                  for i in range(5))
     (completeness,) = provenance.records(MEDIA_COMPLETENESS)
     assert completeness["sequenceGaps"] == []
+
+
+def test_retries_are_spread_between_half_and_all_of_the_backoff() -> None:
+    from slsa_dist.collect.agent import retry_delay
+
+    assert retry_delay(2.0, lambda: 0.0) == 1.0
+    assert retry_delay(2.0, lambda: 1.0) == 2.0
+    drawn = {round(retry_delay(0.4), 6) for _ in range(200)}
+    assert len(drawn) > 150  # many different delays: no two agents retry in step
+    assert all(0.2 <= d <= 0.4 for d in drawn)
