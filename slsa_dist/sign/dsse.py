@@ -179,17 +179,21 @@ def verify_envelope(
     return envelope.payload
 
 
-def write_bundle(path: str | os.PathLike[str], envelopes: Iterable[Envelope]) -> Path:
-    """Write envelopes as JSON Lines (``<name>.intoto.jsonl``), atomically."""
+def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file, fsync, rename)."""
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
-        for envelope in envelopes:
-            handle.write(envelope.to_json() + "\n")
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(target)
     return target
+
+
+def write_bundle(path: str | os.PathLike[str], envelopes: Iterable[Envelope]) -> Path:
+    """Write envelopes as JSON Lines (``<name>.intoto.jsonl``), atomically."""
+    return write_atomic(path, "".join(envelope.to_json() + "\n" for envelope in envelopes))
 
 
 def read_bundle(path: str | os.PathLike[str]) -> list[Envelope]:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sigstore_models.bundle.v1 import Bundle
 
 from slsa_dist.errors import InputError
-from slsa_dist.sign.dsse import Envelope
+from slsa_dist.sign.dsse import Envelope, write_atomic
 
 __all__ = [
     "MEDIA_TYPE",
@@ -52,14 +52,7 @@ def to_sigstore_bundle(envelope: Envelope, *, hint: str) -> str:
 def write_sigstore_bundle(path: str | os.PathLike[str], envelope: Envelope, *,
                           hint: str) -> Path:
     """Write the bundle atomically (``<name>.sigstore.json``)."""
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(to_sigstore_bundle(envelope, hint=hint) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(target)
-    return target
+    return write_atomic(path, to_sigstore_bundle(envelope, hint=hint) + "\n")
 
 
 def write_signed(path: str | os.PathLike[str], envelope: Envelope, *,
@@ -67,7 +60,7 @@ def write_signed(path: str | os.PathLike[str], envelope: Envelope, *,
     """Write one signed envelope as ``fmt``: ``intoto`` (JSON Lines), ``sigstore`` (a
     bundle whose key hint is the envelope's signing key id), or ``auto`` (``sigstore``
     when the name ends in ``.sigstore.json``)."""
-    from slsa_dist.sign.dsse import write_bundle
+    from slsa_dist.sign.dsse import write_bundle  # dsse imports this module lazily
 
     if fmt == "auto":
         fmt = "sigstore" if str(path).endswith(SUFFIX) else "intoto"

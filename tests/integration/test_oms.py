@@ -51,14 +51,18 @@ def test_model_signing_cli_rejects_our_signature_after_tampering(model: Path,
     assert done.returncode != 0
 
 
-def test_we_verify_a_signature_model_signing_wrote(model: Path, tmp_path: Path) -> None:
-    key, public = signing_key(tmp_path)
-    done = ms("sign", "key", str(model), "--signature", str(tmp_path / "theirs.sig"),
+def verify_theirs(model: Path, key: Path, public: Path, signature: Path) -> None:
+    """model_signing signs ``model`` with ``key``; we verify it with ``public``."""
+    done = ms("sign", "key", str(model), "--signature", str(signature),
               "--private_key", str(key))
     assert done.returncode == 0, done.stdout + done.stderr
-    manifest = oms.verify_model(model, signature=tmp_path / "theirs.sig",
-                                key=load_verifier(public))
+    manifest = oms.verify_model(model, signature=signature, key=load_verifier(public))
     assert len(manifest.resources) == 4
+
+
+def test_we_verify_a_signature_model_signing_wrote(model: Path, tmp_path: Path) -> None:
+    key, public = signing_key(tmp_path)
+    verify_theirs(model, key, public, tmp_path / "theirs.sig")
     (model / "shards" / "part-1.bin").unlink()
     with pytest.raises(VerificationError, match="missing: shards/part-1.bin"):
         oms.verify_model(model, signature=tmp_path / "theirs.sig", key=load_verifier(public))
@@ -97,12 +101,7 @@ def test_p384_signatures_verify_both_ways(model: Path, tmp_path: Path) -> None:
     key, public = tmp_path / "p384.key", tmp_path / "p384.pub"
     key.write_bytes(signer.private_pem())
     public.write_bytes(signer.public().public_pem())
-    done = ms("sign", "key", str(model), "--signature", str(tmp_path / "theirs.sig"),
-              "--private_key", str(key))
-    assert done.returncode == 0, done.stdout + done.stderr
-    manifest = oms.verify_model(model, signature=tmp_path / "theirs.sig",
-                                key=load_verifier(public))
-    assert len(manifest.resources) == 4
+    verify_theirs(model, key, public, tmp_path / "theirs.sig")
     oms.sign_model(model, signer=signer, signature=tmp_path / "ours.sig")
     done = ms("verify", "key", str(model), "--signature", str(tmp_path / "ours.sig"),
               "--public_key", str(public))
