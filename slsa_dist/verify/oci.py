@@ -91,13 +91,21 @@ def _check(response: Any, what: str) -> Any:
     return response
 
 
-def _upload_manifest(client: Any, ref: OciRef, manifest: dict[str, Any]) -> dict[str, Any]:
-    """PUT ``manifest``; its descriptor (digest of the exact bytes sent)."""
+def _url(client: Any, ref: OciRef, kind: str, reference: str | None = None) -> str:
+    """``/v2/<repository>/<kind>/<reference>`` on ``ref``'s registry."""
+    return (f"{client.prefix}://{ref.registry}/v2/{ref.repository}/{kind}/"
+            f"{reference or ref.reference}")
+
+
+def _upload_manifest(client: Any, ref: OciRef, manifest: dict[str, Any], *,
+                     tag: str | None = None) -> dict[str, Any]:
+    """PUT ``manifest`` under ``tag`` (default: its own digest); its descriptor (the
+    digest of the exact bytes sent)."""
     body = json.dumps(manifest, separators=(",", ":")).encode()
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
-    url = f"{client.prefix}://{ref.registry}/v2/{ref.repository}/manifests/{ref.reference}"
-    _check(client.do_request(url, "PUT", headers={"Content-Type": manifest["mediaType"]},
-                             data=body), f"pushing {ref.name}")
+    _check(client.do_request(_url(client, ref, "manifests", tag or digest), "PUT",
+                             headers={"Content-Type": manifest["mediaType"]}, data=body),
+           f"pushing {ref.registry}/{ref.repository}:{tag or digest}")
     return {"mediaType": manifest["mediaType"], "digest": digest, "size": len(body)}
 
 
@@ -141,7 +149,7 @@ def push(model: str | os.PathLike[str], uri: str, *,
     manifest = {"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": MODEL_TYPE,
                 "config": _config(client, ref),
                 "layers": _layers(client, ref, base, files, "application/octet-stream")}
-    model_descriptor = _upload_manifest(client, ref, manifest)
+    model_descriptor = _upload_manifest(client, ref, manifest, tag=ref.reference)
     for attachment in map(Path, attachments):
         kind = next((t for suffix, t in ARTIFACT_TYPES.items()
                      if attachment.name.endswith(suffix)), None)
@@ -152,17 +160,13 @@ def push(model: str | os.PathLike[str], uri: str, *,
                     "config": _config(client, ref),
                     "layers": _layers(client, ref, attachment.parent, [attachment], kind),
                     "subject": model_descriptor}
-        digest_ref = OciRef(ref.registry, ref.repository,
-                            "sha256:" + hashlib.sha256(json.dumps(
-                                referrer, separators=(",", ":")).encode()).hexdigest())
-        descriptor = _upload_manifest(client, digest_ref, referrer)
+        descriptor = _upload_manifest(client, ref, referrer)
         _add_to_fallback(client, ref, model_descriptor["digest"],
                          {**descriptor, "artifactType": kind})
         # A tag per digest the bundle says it produced, so a chain can find this model
         # (and so its bundles) by that digest: the registry as an attestation store.
         for subject in _subject_digests(attachment):
-            _upload_manifest(client, OciRef(ref.registry, ref.repository,
-                                            f"{SUBJECT_TAG}{subject}"), manifest)
+            _upload_manifest(client, ref, manifest, tag=f"{SUBJECT_TAG}{subject}")
     return str(model_descriptor["digest"])
 
 
@@ -196,38 +200,33 @@ class RegistryStore:
         tag = f"{SUBJECT_TAG}{digest}"
         uri = f"oci://{self.ref.registry}/{self.ref.repository}:{tag}"
         client = _client(self.ref)
-        url = f"{client.prefix}://{self.ref.registry}/v2/{self.ref.repository}/manifests/{tag}"
+        url = _url(client, self.ref, "manifests", tag)
         if client.do_request(url, "HEAD", headers={"Accept": MANIFEST}).status_code == 404:
             return []
         return pull(uri, Path(self._tmp.name) / digest).bundles
 
 
-def _fallback_ref(ref: OciRef, digest: str) -> OciRef:
-    return OciRef(ref.registry, ref.repository, digest.replace(":", "-"))
-
-
-def _index(client: Any, ref: OciRef, digest: str) -> dict[str, Any]:
-    """The referrers of ``digest``: the API's answer, else the fallback tag's index."""
-    api = f"{client.prefix}://{ref.registry}/v2/{ref.repository}/referrers/{digest}"
-    answer = client.do_request(api, "GET", headers={"Accept": INDEX})
+def _referrers(client: Any, ref: OciRef, digest: str) -> tuple[dict[str, Any], bool]:
+    """The index of ``digest``'s referrers, and whether the registry's referrers API gave
+    it (else the OCI 1.1 fallback: an index tagged ``sha256-<hex>``, empty when absent)."""
+    answer = client.do_request(_url(client, ref, "referrers", digest), "GET",
+                               headers={"Accept": INDEX})
     if answer.status_code == 200:
-        return answer.json()  # type: ignore[no-any-return]
-    tag = _fallback_ref(ref, digest)
-    url = f"{client.prefix}://{ref.registry}/v2/{ref.repository}/manifests/{tag.reference}"
-    found = client.do_request(url, "GET", headers={"Accept": INDEX})
+        return answer.json(), True
+    found = client.do_request(_url(client, ref, "manifests", digest.replace(":", "-")), "GET",
+                              headers={"Accept": INDEX})
     if found.status_code == 404:
-        return {"schemaVersion": 2, "mediaType": INDEX, "manifests": []}
-    return _check(found, f"reading the referrers of {digest}").json()  # type: ignore[no-any-return]
+        return {"schemaVersion": 2, "mediaType": INDEX, "manifests": []}, False
+    return _check(found, f"reading the referrers of {digest}").json(), False
 
 
 def _add_to_fallback(client: Any, ref: OciRef, digest: str, descriptor: dict[str, Any]) -> None:
-    api = f"{client.prefix}://{ref.registry}/v2/{ref.repository}/referrers/{digest}"
-    if client.do_request(api, "GET", headers={"Accept": INDEX}).status_code == 200:
+    index, kept_by_registry = _referrers(client, ref, digest)
+    if kept_by_registry:
         return  # the registry keeps its own list
-    index = _index(client, ref, digest)
     index["manifests"] = [m for m in index.get("manifests", [])
                           if m.get("digest") != descriptor["digest"]] + [descriptor]
-    _upload_manifest(client, _fallback_ref(ref, digest), index)
+    _upload_manifest(client, ref, index, tag=digest.replace(":", "-"))
 
 
 @dataclass(frozen=True)
@@ -242,9 +241,8 @@ def pull(uri: str, dest: str | os.PathLike[str]) -> Pulled:
     into ``dest/attached``."""
     ref = parse(uri)
     client = _client(ref)
-    url = f"{client.prefix}://{ref.registry}/v2/{ref.repository}/manifests/{ref.reference}"
-    answer = _check(client.do_request(url, "GET", headers={"Accept": MANIFEST}),
-                    f"reading {ref.name}")
+    answer = _check(client.do_request(_url(client, ref, "manifests"), "GET",
+                                      headers={"Accept": MANIFEST}), f"reading {ref.name}")
     body = answer.content
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
     if ref.reference.startswith("sha256:") and ref.reference != digest:
@@ -256,13 +254,12 @@ def pull(uri: str, dest: str | os.PathLike[str]) -> Pulled:
     for layer in manifest.get("layers", []):
         _download(client, container, layer, model)
     bundles = []
-    for referrer in _index(client, ref, digest).get("manifests", []):
+    for referrer in _referrers(client, ref, digest)[0].get("manifests", []):
         if referrer.get("artifactType") not in ARTIFACT_TYPES.values():
             continue
-        rref = OciRef(ref.registry, ref.repository, referrer["digest"])
-        url = f"{client.prefix}://{ref.registry}/v2/{ref.repository}/manifests/{rref.reference}"
+        url = _url(client, ref, "manifests", referrer["digest"])
         attached = _check(client.do_request(url, "GET", headers={"Accept": MANIFEST}),
-                          f"reading referrer {rref.reference}").json()
+                          f"reading referrer {referrer['digest']}").json()
         if (attached.get("subject") or {}).get("digest") != digest:
             continue  # listed under this model but naming another: not its bundle
         for layer in attached.get("layers", []):
