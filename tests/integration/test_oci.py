@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from slsa_dist.errors import InputError
 from slsa_dist.sign.dsse import read_bundle
 from slsa_dist.sign.sigstore import write_signed
 
@@ -143,3 +144,43 @@ def test_verify_chain_follows_the_registry_in_place_of_the_store(
                   f"oci://{registry}/partial", "--policy", str(chain["policy"]))
     assert partial.returncode == 1
     assert "no provenance in the store produced this digest" in partial.stdout
+
+
+def test_a_layer_named_outside_the_artifact_is_refused(registry: str, tmp_path: Path) -> None:
+    """A registry (or whoever can push) names a layer ../../x: pull writes nothing there."""
+    from slsa_dist.verify import oci
+
+    ref = oci.parse(f"oci://{registry}/models/escape:v1")
+    client = oci._client(ref)
+    payload = tmp_path / "weights.bin"
+    payload.write_bytes(b"w")
+    layers = oci._layers(client, ref, tmp_path, [payload], "application/octet-stream")
+    layers[0]["annotations"][oci.TITLE] = "../../escaped.bin"
+    oci._upload_manifest(client, ref, {"schemaVersion": 2, "mediaType": oci.MANIFEST,
+                                       "config": oci._config(client, ref), "layers": layers},
+                         tag="v1")
+    with pytest.raises(InputError, match="expected a file name inside the artifact"):
+        oci.pull(f"oci://{registry}/models/escape:v1", tmp_path / "pulled")
+    assert not (tmp_path / "escaped.bin").exists()
+
+
+def test_a_referrer_listed_under_another_model_is_not_taken(
+        registry: str, signed_model: dict[str, Path], tmp_path: Path) -> None:
+    """The fallback index is a mutable tag: a bundle attached to model A, listed under
+    model B, names A as its subject and is not B's."""
+    from slsa_dist.verify import oci
+
+    first = cli("push", str(signed_model["model"]), f"oci://{registry}/models/pair:a",
+                "--attach", str(signed_model["sigstore"]))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "weights.bin").write_bytes(b"other weights")
+    second = cli("push", str(other), f"oci://{registry}/models/pair:b")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    a = first.stdout.strip().splitlines()[-1].rsplit("@", 1)[1]
+    b = second.stdout.strip().splitlines()[-1].rsplit("@", 1)[1]
+    ref = oci.parse(f"oci://{registry}/models/pair:b")
+    client = oci._client(ref)
+    (listed,) = oci._referrers(client, ref, a)[0]["manifests"]
+    oci._add_to_fallback(client, ref, b, listed)
+    assert oci.pull(f"oci://{registry}/models/pair@{b}", tmp_path / "pulled").bundles == []
