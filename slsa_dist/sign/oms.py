@@ -140,7 +140,12 @@ def _chain_key(material: dict[str, Any], roots: list[Any], path: Path) -> Verifi
         raise VerificationError("certificate: expected a leaf allowed to sign (KeyUsage "
                                 "digitalSignature or ExtendedKeyUsage codeSigning), found "
                                 "neither")
-    return Verifier(key=leaf.public_key())  # type: ignore[arg-type]
+    from cryptography.hazmat.primitives import serialization
+
+    # through Verifier.from_pem: a leaf key of another kind (RSA) is one clear error
+    return Verifier.from_pem(leaf.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        source=f"signing certificate {leaf.subject.rfc4514_string()!r}")
 
 
 def verify_model(model: str | os.PathLike[str], *, signature: str | os.PathLike[str],

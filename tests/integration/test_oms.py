@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,8 +114,9 @@ def test_p384_signatures_verify_both_ways(model: Path, tmp_path: Path) -> None:
         oms.verify_model(model, signature=tmp_path / "theirs.sig", key=load_verifier(other))
 
 
-def certificate_chain(tmp_path: Path, *, usage: bool = True) -> dict[str, Path]:
-    """root -> intermediate -> leaf (P-384, code signing), as PEM files."""
+def certificate_chain(tmp_path: Path, *, usage: bool = True,
+                      rsa_leaf: bool = False) -> dict[str, Path]:
+    """root -> intermediate -> leaf (P-384, or RSA; code signing), as PEM files."""
     import datetime as dt
 
     from cryptography import x509
@@ -124,7 +126,7 @@ def certificate_chain(tmp_path: Path, *, usage: bool = True) -> dict[str, Path]:
 
     now = dt.datetime.now(dt.timezone.utc)
 
-    def issue(subject: str, issuer: str, key: ec.EllipticCurvePrivateKey,
+    def issue(subject: str, issuer: str, key: Any,
               issuer_key: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
         name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
         builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
@@ -147,6 +149,10 @@ def certificate_chain(tmp_path: Path, *, usage: bool = True) -> dict[str, Path]:
         return builder.sign(issuer_key, hashes.SHA384())
 
     root_key, middle_key, leaf_key = (ec.generate_private_key(ec.SECP384R1()) for _ in range(3))
+    if rsa_leaf:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     root = issue("slsa-dist test root", "slsa-dist test root", root_key, root_key, True)
     middle = issue("slsa-dist test intermediate", "slsa-dist test root", middle_key, root_key,
                    True)
@@ -195,3 +201,22 @@ def test_a_leaf_not_allowed_to_sign_is_refused(model: Path, tmp_path: Path) -> N
     sign_with_certificate(model, chain, signature)
     with pytest.raises(VerificationError, match="expected a leaf allowed to sign"):
         oms.verify_model(model, signature=signature, roots=chain["root"])
+
+
+def test_a_leaf_with_an_rsa_key_is_one_clear_error(tmp_path: Path) -> None:
+    """The chain validates, but the leaf's key is of a kind we do not verify with."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    chain = certificate_chain(tmp_path, rsa_leaf=True)
+    certificates = [*x509.load_pem_x509_certificates(chain["leaf"].read_bytes()),
+                    *x509.load_pem_x509_certificates(chain["chain"].read_bytes())[:1]]
+    material = {"x509CertificateChain": {"certificates": [
+        {"rawBytes": base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()}
+        for c in certificates]}}
+    roots = x509.load_pem_x509_certificates(chain["root"].read_bytes())
+    with pytest.raises(InputError, match="expected an ECDSA P-256, P-384 or Ed25519 public "
+                                         "key, found RSAPublicKey"):
+        oms._chain_key(material, roots, tmp_path / "cert.sig")
