@@ -187,9 +187,7 @@ class DigestingFileSystemWriter(FileSystemWriter):
         # A rank whose plan is empty (DCP gives replicated tensors to a few ranks) still
         # creates its data file, empty and absent from the results: it is reported too,
         # or the checkpoint directory would hold a file no record names.
-        directory = str(self.fs.concat_path(self.path, ""))
-        created = {Path(p).name for p in set(self.fs.digests) - before
-                   if str(Path(p).parent) == directory.rstrip("/")}
+        created = {Path(p).name for p in set(self.fs.digests) - before}  # this save's files
         self._report({r.storage_data.relative_path for r in results} | created)
         return future
 
