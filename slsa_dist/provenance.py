@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from slsa_dist._internal import canonical
@@ -39,6 +39,9 @@ from slsa_dist.errors import InputError
 from slsa_dist.records import Checkpoint, Completeness, NodeRecord, RankRecord
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
 from slsa_dist.sign.keys import Signer
+
+if TYPE_CHECKING:
+    from slsa_dist.ledger import Ledger
 
 __all__ = [
     "BUILDER_IDS",
@@ -83,6 +86,8 @@ MEDIA_RANK = "application/vnd.slsa-dist.rank.v1+json"
 MEDIA_NODE = "application/vnd.slsa-dist.node.v1+json"
 MEDIA_CHECKPOINT = "application/vnd.slsa-dist.checkpoint.v1+json"
 MEDIA_COMPLETENESS = "application/vnd.slsa-dist.completeness.v1+json"
+# The records a ledger may hold, by the kind their names start with (slsa_dist.ledger).
+_LEDGER_KINDS = {MEDIA_RANK: "rank", MEDIA_NODE: "node", MEDIA_CHECKPOINT: "checkpoint"}
 
 # Digest encodings we can check; other algorithms are carried but not validated
 # (in-toto: consumers ignore algorithms they do not know).
@@ -454,6 +459,9 @@ class Provenance:
     """
 
     statement: Statement
+    # A record ledger beside the bundle (slsa_dist.ledger) that verify checked against
+    # the statement; its records are read (and checked again) as they are asked for.
+    ledger_file: Path | None = None
 
     @classmethod
     def from_statement(cls, statement: Statement) -> Provenance:
@@ -513,8 +521,32 @@ class Provenance:
         return self._descriptors("runDetails", "byproducts")
 
     def records(self, media_type: str) -> list[Mapping[str, Any]]:
-        """The annotations of every byproduct of ``media_type``, as signed (plain JSON)."""
-        return [b.annotations for b in self.byproducts if b.media_type == media_type]
+        """Every record of ``media_type``, as signed (plain JSON): the byproducts' annotations,
+        and the matching lines of the ledger when one is attached (each read checks the
+        whole ledger against the statement again; a changed file raises)."""
+        found = [b.annotations for b in self.byproducts if b.media_type == media_type]
+        ledger = self.ledger()
+        kind = _LEDGER_KINDS.get(media_type)
+        if ledger is not None and self.ledger_file is not None and kind is not None \
+                and ledger.kinds.get(kind, 1):
+            from slsa_dist.ledger import read_ledger
+
+            found.extend([line.record for line in read_ledger(self.ledger_file, ledger)
+                          if line.media_type == media_type])
+        return found
+
+    def ledger(self) -> Ledger | None:
+        """What the statement signs of its record ledger; None when records are inline."""
+        from slsa_dist.ledger import LEDGER_NAME, MEDIA_LEDGER, Ledger
+
+        for byproduct in self.byproducts:
+            if byproduct.name == LEDGER_NAME and byproduct.media_type == MEDIA_LEDGER:
+                return Ledger.from_descriptor(byproduct.to_dict())
+        return None
+
+    def with_ledger(self, path: Path) -> Provenance:
+        """This provenance with its (checked) ledger file attached."""
+        return Provenance(self.statement, ledger_file=path)
 
     def rank_records(self) -> list[RankRecord]:
         """Every ``rank/<r>`` record, typed, in rank order."""
@@ -524,6 +556,28 @@ class Provenance:
     def node_records(self) -> list[NodeRecord]:
         """Every ``node/<id>`` record, typed."""
         return [NodeRecord.from_dict(r) for r in self.records(MEDIA_NODE)]
+
+    def checkpoint(self, name: str) -> Checkpoint | None:
+        """The ``checkpoint/<name>`` record: inline, or from the attached ledger by an
+        inclusion proof (a few lines read, never the whole ledger)."""
+        return next((Checkpoint.from_dict(r) for r in
+                     self._one(f"checkpoint/{name}", MEDIA_CHECKPOINT)), None)
+
+    def rank_record(self, rank: int) -> RankRecord | None:
+        """The ``rank/<rank>`` record: inline, or proven from the attached ledger."""
+        return next((RankRecord.from_dict(r) for r in self._one(f"rank/{rank}", MEDIA_RANK)),
+                    None)
+
+    def _one(self, name: str, media_type: str) -> list[Mapping[str, Any]]:
+        found = [b.annotations for b in self.byproducts
+                 if b.name == name and b.media_type == media_type]
+        ledger = self.ledger()
+        if found or ledger is None or self.ledger_file is None:
+            return found
+        from slsa_dist.ledger import prove
+
+        line = prove(self.ledger_file, ledger, name)
+        return [line.record] if line is not None and line.media_type == media_type else []
 
     def checkpoints(self) -> list[Checkpoint]:
         """Every ``checkpoint/<name>`` record, typed."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, say
 from slsa_dist.errors import InputError
+from slsa_dist.ledger import LEDGER_ABOVE
 from slsa_dist.provenance import DEFAULT_BUILDER_ID
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ def _coordinator(args: argparse.Namespace) -> int:
             world_size=args.world_size[1], min_world_size=args.world_size[0],
             formats=FORMATS[args.format],
             journal_path=args.journal, builder_id=args.builder_id,
-            idle_timeout=args.idle_timeout or None, settle=args.settle)
+            idle_timeout=args.idle_timeout or None, settle=args.settle,
+            ledger_above=args.ledger_above)
         if args.tls is None and not args.plaintext:
             raise InputError("coordinator: expected --tls DIR (mutual TLS) or --plaintext "
                              "(loopback only), found neither")
@@ -129,6 +131,11 @@ def register(sub: Subparsers) -> None:
                              help="intoto: <job>.intoto.jsonl (default); sigstore: a Sigstore "
                                   "bundle v0.3, <job>.sigstore.json; both: the two, the same "
                                   "signed envelope in each")
+    coordinator.add_argument("--ledger-above", type=int, default=LEDGER_ABOVE, metavar="RANKS",
+                             help="above this many ranks, per-rank, per-node and "
+                                  "per-checkpoint records go to OUT/JOB.ledger.jsonl, bound "
+                                  "to the statement by digest and Merkle root (default "
+                                  f"{LEDGER_ABOVE}; 0: always)")
     coordinator.add_argument("--idle-timeout", type=float, default=1800.0,
                              help="finalize after this many seconds without a message "
                                   "(default 1800: a job that died unseen still ends; 0 waits "

@@ -79,13 +79,43 @@ def _check(args: argparse.Namespace, bundle: Any, keys: list[Verifier], artifact
         vsa=VsaExpectations(verifier_id=args.verifier_id, resource_uri=args.resource_uri,
                             verified_level=args.verified_level),
         provenance_flags=provenance_flags, warnings=warnings,
-        require_outputs=args.require_outputs)
+        require_outputs=args.require_outputs, read_ledger_whole=args.rank is None)
+    if args.rank is not None and provenance is not None:
+        checks.append(_check_rank(provenance, args.rank))
     if args.require_attestation and provenance is not None:
         from slsa_dist.attest.policy import require_attestation
 
         checks.append(require_attestation(provenance, args.require_attestation,
                                           trusted_aks=trusted_aks))
     return bundle, checks, warnings
+
+
+def _check_rank(provenance: Any, rank: int) -> Any:
+    """``--rank N``: that rank's record, inline or proven into the signed ledger."""
+    from slsa_dist.ledger import LedgerError
+    from slsa_dist.verify.bundle import Check
+
+    name = f"rank {rank}"
+    ledger = provenance.ledger()
+    try:
+        record = provenance.rank_record(rank)
+    except LedgerError as exc:
+        return Check(name, False, str(exc))
+    where = "by an inclusion proof into the signed ledger" if ledger is not None else \
+        "inline in the signed statement"
+    if record is None:
+        completeness = provenance.completeness()
+        missing = completeness is not None and rank in completeness.missing_ranks
+        return Check(name, False, f"expected a record for rank {rank}, found none"
+                     + (" (the signed completeness record lists it as missing)" if missing
+                        else " although the signed completeness record does not list it "
+                             "as missing (a damaged ledger index?)"))
+    attempts = ", ".join(f"attempt {a.attempt} on {a.node}: {a.state}"
+                         for a in record.attempts) or "no attempts"
+    return Check(name, record.completed,
+                 f"{'completed' if record.completed else 'NOT completed'}; {attempts}; "
+                 f"{record.shard_count} shard(s), {record.samples} sample(s), "
+                 f"{len(record.files)} file(s) written; checked {where}")
 
 
 def _report(args: argparse.Namespace, bundle: Any, checks: list[Any], warnings: list[str]) -> int:
@@ -188,6 +218,9 @@ def register(sub: Subparsers) -> None:
     verify.add_argument("--trusted-aks", type=Path, metavar="FILE",
                         help="with --require-attestation tpm: count only quotes by these AKs "
                              "(lines from `slsa-dist tpm enroll`)")
+    verify.add_argument("--rank", type=int, metavar="N",
+                        help="check rank N's record (by an inclusion proof when the records "
+                             "are in a ledger, which is then not read in full)")
     verify.add_argument("--require-outputs", action="store_true",
                         help="fail when the job recorded no output (otherwise a warning)")
     verify.add_argument("--verifier-id", help="for a VSA: the verifier.id to require")

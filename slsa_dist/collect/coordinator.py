@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,6 +48,7 @@ from slsa_dist.collect import wire
 from slsa_dist.collect.journal import GroupCommitter, Journal, JournalFailed
 from slsa_dist.collect.merge import JobState, Limits
 from slsa_dist.errors import InputError, SenderError, SigningError
+from slsa_dist.ledger import LEDGER_ABOVE, write_ledger
 from slsa_dist.sign.dsse import write_bundle
 
 if TYPE_CHECKING:
@@ -56,7 +58,8 @@ from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from slsa_dist.sign.keys import Signer
 from slsa_dist.sign.sigstore import write_sigstore_bundle
 
-__all__ = ["BUNDLE_FORMATS", "Coordinator", "CoordinatorThread", "FinalResult", "Limits"]
+__all__ = ["BUNDLE_FORMATS", "LEDGER_ABOVE", "Coordinator", "CoordinatorThread", "FinalResult",
+           "Limits"]
 
 # How the signed envelope is written: in-toto JSON Lines (<job>.intoto.jsonl) and/or a
 # Sigstore bundle v0.3 (<job>.sigstore.json); the first named is the result's bundle.
@@ -68,6 +71,7 @@ log = logging.getLogger(__name__)
 # an agent sends a batch every 50 ms at most, and 1,024 ranks registering at once
 # over one relay connection fit in the burst; a runaway client is slowed, not served.
 RATE_PER_SECOND = 2_000
+
 RATE_BURST = 4_000
 T = TypeVar("T")
 
@@ -126,12 +130,16 @@ class Coordinator:
         journal_max_bytes: int | None = None,
         min_world_size: int | None = None,
         formats: tuple[str, ...] = ("intoto",),
+        ledger_above: int = LEDGER_ABOVE,
     ) -> None:
         unknown = sorted(set(formats) - set(BUNDLE_FORMATS))
         if unknown or not formats:
             raise InputError(f"bundle format: expected one or more of {list(BUNDLE_FORMATS)}, "
                              f"found {unknown or 'none'}")
         self._formats = formats
+        if ledger_above < 0:
+            raise InputError(f"ledger threshold: expected 0 or more ranks, found {ledger_above}")
+        self._ledger_above = ledger_above
         if not job_id or "/" in job_id or job_id.startswith("."):
             raise InputError(f"job id: expected a non-empty name without '/', found {job_id!r}")
         self.job_id = job_id
@@ -299,9 +307,12 @@ class Coordinator:
             return self._final
 
     def _write_bundle(self) -> FinalResult:
+        ledger = None
+        if self.state.rank_count > self._ledger_above:
+            ledger = partial(write_ledger, self.out_dir / f"{self.job_id}.ledger.jsonl")
         statement = self.state.statement(
             builder_id=self._builder_id, builder_version={"slsa-dist": __version__},
-            internal=self.internal_parameters)
+            internal=self.internal_parameters, ledger=ledger)
         payload = statement.to_bytes()  # serialized once: the bytes signed are these
         envelope = sign_envelope(payload, payload_type=IN_TOTO_PAYLOAD_TYPE,
                                  signers=[self._signer])
@@ -312,7 +323,7 @@ class Coordinator:
             written.append(write_sigstore_bundle(self.out_dir / f"{self.job_id}.sigstore.json",
                                                  envelope, hint=self._signer.keyid))
         bundle = written[0]
-        completeness = Provenance.from_statement(statement).completeness()
+        completeness = Provenance.from_statement(statement).completeness()  # inline always
         assert completeness is not None  # the merge always writes one
         return FinalResult(bundle=bundle, statement_sha256=hashlib.sha256(payload).hexdigest(),
                            complete=completeness.complete,

@@ -46,7 +46,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, ClassVar
@@ -56,6 +56,7 @@ from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.attest.verdict import UNAVAILABLE, EvidenceVerdict, EvidenceVerifier
 from slsa_dist.digest import Manifest, Resource
 from slsa_dist.errors import InputError, SenderError
+from slsa_dist.ledger import LEDGER_NAME, MEDIA_LEDGER, Ledger, LedgerEntry, order_key
 from slsa_dist.provenance import (
     DEFAULT_BUILDER_ID,
     MEDIA_CHECKPOINT,
@@ -73,7 +74,10 @@ from slsa_dist.provenance import (
     redact_url,
 )
 
-__all__ = ["JobState", "Limits", "Registered"]
+__all__ = ["JobState", "LedgerWriter", "Limits", "Registered"]
+
+# Writes the records it is handed (in ledger order) and says what it wrote.
+LedgerWriter = Callable[[Iterable[LedgerEntry], Mapping[str, Any]], Ledger]
 
 _FINAL_ROLES = (pb.FINAL, pb.OUTPUT)
 # Per-file digests of an artifact: one algorithm per artifact, as OMS manifests
@@ -348,6 +352,11 @@ class JobState:
     @property
     def finalized(self) -> bool:
         return self._finalized is not None
+
+    @property
+    def rank_count(self) -> int:
+        """Ranks with a record (registered at least once)."""
+        return len(self._ranks)
 
     def completed_ranks(self) -> set[int]:
         """Ranks whose latest attempt's main process completed successfully."""
@@ -831,8 +840,15 @@ class JobState:
 
     def statement(self, *, builder_id: str = DEFAULT_BUILDER_ID,
                   builder_version: Mapping[str, str] | None = None,
-                  internal: Mapping[str, Any] | None = None) -> Statement:
-        """Merge everything into ONE Statement. Requires :meth:`finalize` first."""
+                  internal: Mapping[str, Any] | None = None,
+                  ledger: LedgerWriter | None = None) -> Statement:
+        """Merge everything into ONE Statement. Requires :meth:`finalize` first.
+
+        With ``ledger`` the per-rank, per-node and per-checkpoint records are handed to it
+        one at a time, in ledger order, and the statement carries the ledger's descriptor
+        (digest, Merkle root, counts) instead of the records: its size no longer grows
+        with the job. Without it every record is a byproduct of the statement.
+        """
         if self._finalized is None:
             raise _reject("FAILED_PRECONDITION", "statement: expected a finalized job, found open")
         reason, finished = self._finalized
@@ -842,14 +858,19 @@ class JobState:
         self._add_parameters(builder, internal)
         builder.set_builder(version=builder_version)
         builder.set_times(started=started, finished=max(finished, started))
-        missing_files, conflicts = self._add_artifacts(builder)
+        missing_files, conflicts, checkpoints = self._add_artifacts(builder)
         conflicts.extend(self._add_dependencies(builder))
-        completed = self.completed_ranks()
-        for rank in self._ranks.values():
-            builder.add_byproduct(_byproduct(f"rank/{rank.rank}", MEDIA_RANK,
-                                             self._rank_record(rank, rank.rank in completed)))
-        for node in self._nodes.values():
-            builder.add_byproduct(_byproduct(f"node/{node.node}", MEDIA_NODE, node.record()))
+        entries = self._ledger_entries(checkpoints)
+        if ledger is None:
+            for entry in entries:
+                builder.add_byproduct(record_descriptor(name=entry.name,
+                                                        media_type=entry.media_type,
+                                                        record=entry.record))
+        else:
+            written = ledger(entries, self._summary())
+            builder.add_byproduct(ResourceDescriptor(
+                name=LEDGER_NAME, uri=written.uri, digest={"sha256": written.sha256},
+                media_type=MEDIA_LEDGER, annotations=written.annotations()))
         outputs = bool(self._subject_artifacts())
         completeness = replace(self._completeness(reason, missing_files, conflicts),
                                outputs_recorded=outputs)
@@ -866,6 +887,22 @@ class JobState:
                     json.dumps(run, sort_keys=True).encode()).hexdigest()}))
         return builder.build()
 
+    def _ledger_entries(self, checkpoints: list[LedgerEntry]) -> Iterator[LedgerEntry]:
+        """Every checkpoint, node and rank record, in ledger order, built one at a time."""
+        yield from sorted(checkpoints, key=lambda e: order_key(e.name))
+        for name in sorted(self._nodes):
+            yield LedgerEntry(f"node/{name}", MEDIA_NODE, self._nodes[name].record().to_dict())
+        completed = self.completed_ranks()
+        for number in sorted(self._ranks):
+            record = self._rank_record(self._ranks[number], number in completed)
+            yield LedgerEntry(f"rank/{number}", MEDIA_RANK, record.to_dict())
+
+    def _summary(self) -> dict[str, Any]:
+        """Totals the statement keeps beside a ledger (checked against it by verify)."""
+        return {"ranks": len(self._ranks), "completedRanks": len(self.completed_ranks()),
+                "nodes": len(self._nodes), "checkpoints": len(self._artifacts),
+                "events": self.events}
+
     def _add_parameters(self, builder: ProvenanceBuilder,
                         internal: Mapping[str, Any] | None) -> None:
         external = dict(self._external)
@@ -877,9 +914,11 @@ class JobState:
         builder.set_external_parameters(external)
         builder.set_internal_parameters({**self._internal, **(internal or {})})
 
-    def _add_artifacts(self, builder: ProvenanceBuilder) -> tuple[list[str], list[str]]:
-        """Subjects and checkpoint records; returns (missing files, conflicts)."""
+    def _add_artifacts(self, builder: ProvenanceBuilder
+                       ) -> tuple[list[str], list[str], list[LedgerEntry]]:
+        """Subjects; returns (missing files, conflicts, checkpoint records)."""
         missing_files: list[str] = []
+        checkpoints: list[LedgerEntry] = []
         conflicts = list(self._conflicts)
         subjects = self._subject_artifacts()
         for artifact in sorted(self._artifacts.values(), key=lambda a: a.order):
@@ -902,11 +941,11 @@ class JobState:
             missing_files.extend(f"{artifact.name}/{p}"
                                  for p in sorted(artifact.planned - artifact.files.keys()))
             conflicts.extend(f"{artifact.name}/{c}" for c in artifact.conflicts)
-            builder.add_byproduct(_byproduct(f"checkpoint/{artifact.name}", MEDIA_CHECKPOINT,
-                                             record))
+            checkpoints.append(LedgerEntry(f"checkpoint/{artifact.name}", MEDIA_CHECKPOINT,
+                                           record.to_dict()))
             if artifact.name in subjects:
                 builder.add_subject(subject)
-        return missing_files, conflicts
+        return missing_files, conflicts, checkpoints
 
     def _add_dependencies(self, builder: ProvenanceBuilder) -> list[str]:
         """Declared dependencies and every shard read; returns what had to be left out."""

@@ -21,7 +21,10 @@ from typing import Any
 
 from slsa_dist.digest import DEFAULT_IGNORE, DEFAULT_SHARD_SIZE, Manifest, Method, digest_path
 from slsa_dist.errors import InputError, VerificationError
+from slsa_dist.ledger import LedgerError, read_ledger
 from slsa_dist.provenance import (
+    MEDIA_NODE,
+    MEDIA_RANK,
     PREDICATE_TYPE,
     Provenance,
     ResourceDescriptor,
@@ -84,7 +87,7 @@ def _subject_for(path: Path, subjects: Sequence[ResourceDescriptor]) -> Resource
 
 
 def _checkpoint_record(provenance: Provenance, name: str | None) -> Checkpoint | None:
-    return next((c for c in provenance.checkpoints() if c.name == name), None)
+    return provenance.checkpoint(name) if name else None
 
 
 def _expected_manifest(record: Checkpoint, name: str) -> Manifest | None:
@@ -156,15 +159,65 @@ def _check_named_files(out: _Outcome, provenance: Provenance, path: Path, manife
             + (f", {len(manifest.resources)} file(s) by name" if expected is not None else ""))
 
 
-def _check_completeness(out: _Outcome, provenance: Provenance) -> None:
+def _check_ledger(out: _Outcome, provenance: Provenance, bundle: Path, *,
+                  read_all: bool) -> tuple[Provenance, set[int] | None]:
+    """A record ledger the statement binds: read whole, line by line, against its signed
+    digest, Merkle root and counts; returns the provenance with the ledger attached and
+    the ranks whose record says completed (None when the ledger was not read)."""
+    ledger = provenance.ledger()
+    if ledger is None:
+        return provenance, None
+    path = ledger.locate(bundle)
+    if not path.exists():
+        out.warnings.append(f"record ledger {path.name} not found beside the bundle: the "
+                            f"{ledger.count} per-rank, per-node and per-checkpoint records it "
+                            "holds were not checked (completeness rests on the signed summary)")
+        return provenance, None
+    attached = provenance.with_ledger(path)
+    if not read_all:
+        out.warnings.append(f"record ledger {path.name} not read in full (--rank): only the "
+                            "records asked for were checked, each by an inclusion proof")
+        return attached, None
+    completed: set[int] = set()
+    nodes = 0
+    try:
+        for line in read_ledger(path, ledger):
+            if line.media_type == MEDIA_RANK and line.record.get("completed") is True:
+                rank = line.record.get("rank")
+                if isinstance(rank, int) and line.name == f"rank/{rank}":
+                    completed.add(rank)
+            nodes += line.media_type == MEDIA_NODE
+    except LedgerError as exc:
+        out.add("ledger", False, str(exc))
+        return provenance, set()
+    summary = ledger.summary
+    expected = {"completedRanks": len(completed), "nodes": nodes}
+    differs = {k: (summary.get(k), v) for k, v in expected.items()
+               if k in summary and summary.get(k) != v}
+    if differs:
+        out.add("ledger", False, "expected the signed summary to match the ledger, found "
+                + ", ".join(f"{k} {a} signed vs {b} in the ledger" for k, (a, b) in
+                            differs.items()))
+        return provenance, set()
+    out.add("ledger", True, f"{path.name}: {ledger.count} record(s), sha256 and Merkle root "
+            f"{ledger.merkle_root[:16]}... as signed")
+    return attached, completed
+
+
+def _check_completeness(out: _Outcome, provenance: Provenance,
+                        completed: set[int] | None) -> None:
     world_size = provenance.world_size
     completeness = provenance.completeness()
     if world_size is None and completeness is None:
         return
     problems: list[str] = []
     if world_size is not None:
-        reported = {r.rank for r in provenance.rank_records() if r.completed}
-        missing = [r for r in range(world_size) if r not in reported]
+        if completed is None and provenance.ledger() is None:
+            completed = {r.rank for r in provenance.rank_records() if r.completed}
+        if completed is not None:
+            missing = [r for r in range(world_size) if r not in completed]
+        else:  # the ledger was not read: the signed completeness record says who is missing
+            missing = list(completeness.missing_ranks) if completeness is not None else []
         if missing:
             problems.append(f"ranks without a completed report: {_ranges(missing)}")
     if completeness is not None:
@@ -210,9 +263,9 @@ def _ranges(values: Iterable[int]) -> str:
 
 
 def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier], *,
-         artifacts: Sequence[str | os.PathLike[str]], builder_id: str | None,
+         bundle: Path, artifacts: Sequence[str | os.PathLike[str]], builder_id: str | None,
          vsa: VsaExpectations, provenance_flags: Sequence[str],
-         require_outputs: bool) -> Iterator[Check]:
+         require_outputs: bool, read_ledger_whole: bool) -> Iterator[Check]:
     payload: bytes | None = None
     errors: list[str] = []
     for index, envelope in enumerate(envelopes):
@@ -260,9 +313,17 @@ def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier],
         out.add("predicate", False, str(exc))
         yield out.checks[-1]
         return
-    out.provenance = provenance
     out.add("predicateType", True, PREDICATE_TYPE)
     yield out.checks[-1]
+    before = len(out.checks)
+    try:
+        provenance, completed = _check_ledger(out, provenance, bundle,
+                                              read_all=read_ledger_whole)
+    except (LedgerError, InputError) as exc:
+        out.add("ledger", False, str(exc))
+        completed = set()
+    out.provenance = provenance
+    yield from out.checks[before:]
     if builder_id is not None:
         out.add("builder.id", provenance.builder_id == builder_id,
                 f"expected {builder_id!r}, found {provenance.builder_id!r}")
@@ -274,7 +335,7 @@ def _run(out: _Outcome, envelopes: Sequence[Envelope], keys: Sequence[Verifier],
         _check_artifact(out, provenance, Path(artifact))
         yield out.checks[-1]
     before = len(out.checks)
-    _check_completeness(out, provenance)
+    _check_completeness(out, provenance, completed)
     if require_outputs:
         completeness = provenance.completeness()
         recorded = completeness is None or completeness.outputs_recorded is not False
@@ -344,6 +405,7 @@ def check_bundle(
     provenance_flags: Sequence[str] = (),
     warnings: list[str] | None = None,
     require_outputs: bool = False,
+    read_ledger_whole: bool = True,
 ) -> tuple[list[Check], Provenance | None]:
     """All checks for ``bundle``, and its provenance when it is one and the signature held.
 
@@ -351,7 +413,9 @@ def check_bundle(
     provenance. ``provenance_flags`` names options the caller will apply to a
     provenance (``--require-attestation``); a VSA with any of them is refused.
     What was left unchecked is appended to ``warnings``. With ``require_outputs`` a job
-    that recorded no output fails (otherwise it is only a warning).
+    that recorded no output fails (otherwise it is only a warning). A record ledger
+    beside the bundle is read whole unless ``read_ledger_whole`` is False (then records
+    are checked one at a time, by inclusion proofs, as they are asked for).
 
     Raises:
         InputError: the bundle or an artifact cannot be read, or options that do not
@@ -361,9 +425,10 @@ def check_bundle(
     out = _Outcome()
     flags = [*(["--builder-id"] if builder_id is not None else []),
              *(["--require-outputs"] if require_outputs else []), *provenance_flags]
-    checks = list(_run(out, envelopes, keys, artifacts=artifacts, builder_id=builder_id,
-                       vsa=vsa or VsaExpectations(), provenance_flags=flags,
-                       require_outputs=require_outputs))
+    checks = list(_run(out, envelopes, keys, bundle=Path(bundle), artifacts=artifacts,
+                       builder_id=builder_id, vsa=vsa or VsaExpectations(),
+                       provenance_flags=flags, require_outputs=require_outputs,
+                       read_ledger_whole=read_ledger_whole))
     if warnings is not None:
         warnings.extend(out.warnings)
     return checks, out.provenance

@@ -1,0 +1,188 @@
+"""Issue 17: a job's records in a ledger beside the bundle, bound by digest and Merkle root.
+
+A real coordinator (gRPC on loopback) with ``ledger_above=0`` writes every rank,
+node and checkpoint record to ``<job>.ledger.jsonl``; the statement carries only
+the ledger's descriptor. Verify reads the ledger whole; any changed, dropped,
+reordered or added line fails it, and ``verify --rank N`` proves one record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from slsa_dist.cli import main
+from slsa_dist.collect.agent import Agent, NodeIdentity, RankIdentity
+from slsa_dist.collect.coordinator import CoordinatorThread
+from slsa_dist.ledger import MEDIA_LEDGER
+from slsa_dist.sign.dsse import read_bundle
+from slsa_dist.sign.keys import Signer
+from slsa_dist.verify.bundle import VerificationFailed, check_bundle, verify_bundle
+
+pytestmark = pytest.mark.grpc
+
+WORLD = 6
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Signer]:
+    """A 6-rank job on 2 nodes with a checkpoint every rank wrote a file of."""
+    tmp = tmp_path_factory.mktemp("ledger")
+    signer = Signer.generate()
+    checkpoint = tmp / "ckpt" / "final"
+    checkpoint.mkdir(parents=True)
+    with CoordinatorThread(job_id="big", signer=signer, out_dir=tmp / "out", world_size=WORLD,
+                           settle=0.1, ledger_above=0) as server:
+        agents = [Agent(coordinator=server.address, job_id="big", spool_dir=tmp / "spool",
+                        identity=NodeIdentity(node_id=f"n{i}", hostname=f"h{i}", node_rank=i))
+                  for i in range(2)]
+        for rank in range(WORLD):
+            agent = Agent(coordinator=server.address, job_id="big", spool_dir=tmp / "spool",
+                          identity=RankIdentity(rank=rank, world_size=WORLD,
+                                                node_id=f"n{rank // 3}"))
+            data = f"weights of rank {rank}".encode()
+            (checkpoint / f"__{rank}_0.distcp").write_bytes(data)
+            agent.record_shard(f"train-{rank % 2}.tar",
+                               {"sha256": hashlib.sha256(f"s{rank % 2}".encode()).hexdigest()},
+                               samples=64)
+            agent.record_file("final", f"__{rank}_0.distcp",
+                              {"sha256": hashlib.sha256(data).hexdigest()}, size=len(data),
+                              role="final")
+            agent.complete()
+            agents.append(agent)
+        for i, node in enumerate(agents[:2]):
+            node.record_attempt(attempt=0, run_id="r", ranks=range(3 * i, 3 * i + 3),
+                                state="SUCCEEDED", exit_codes={r: 0 for r in range(3 * i,
+                                                                                   3 * i + 3)})
+        assert all(agent.close(30) for agent in agents)
+        result = server.wait_finalized(30)
+    public = tmp / "signing.pub"
+    public.write_bytes(signer.public().public_pem())
+    return result.bundle, public, signer
+
+
+def _statement(bundle: Path) -> dict[str, object]:
+    return json.loads(read_bundle(bundle)[0].payload)  # type: ignore[no-any-return]
+
+
+def _ledger(bundle: Path) -> Path:
+    return bundle.parent / "big.ledger.jsonl"
+
+
+def test_the_statement_carries_the_ledger_not_the_records(
+        job: tuple[Path, Path, Signer]) -> None:
+    bundle, _, _ = job
+    byproducts = _statement(bundle)["predicate"]["runDetails"]["byproducts"]  # type: ignore[index]
+    names = sorted(b["name"] for b in byproducts)
+    assert names == ["completeness", "ledger"]
+    (ledger,) = [b for b in byproducts if b["name"] == "ledger"]
+    assert ledger["mediaType"] == MEDIA_LEDGER and ledger["uri"] == "big.ledger.jsonl"
+    assert ledger["annotations"]["count"] == 1 + 2 + WORLD  # checkpoint, nodes, ranks
+    assert ledger["annotations"]["summary"]["completedRanks"] == WORLD
+    names_in_ledger = [json.loads(line)["name"]
+                       for line in _ledger(bundle).read_text().splitlines()]
+    assert names_in_ledger == ["checkpoint/final", "node/n0", "node/n1",
+                               *(f"rank/{r}" for r in range(WORLD))]
+
+
+def test_verify_reads_the_ledger_and_matches_the_checkpoint_from_it(
+        job: tuple[Path, Path, Signer]) -> None:
+    bundle, public, signer = job
+    warnings: list[str] = []
+    checks, provenance = check_bundle(bundle, keys=[signer.public()],
+                                      artifacts=[bundle.parent.parent / "ckpt" / "final"],
+                                      warnings=warnings)
+    assert all(c.ok for c in checks), checks
+    by_name = {c.name: c for c in checks}
+    assert "Merkle root" in by_name["ledger"].detail
+    assert f"{WORLD} file(s) by name" in next(c.detail for c in checks
+                                               if c.name.startswith("artifact"))
+    assert by_name["completeness"].detail == f"all {WORLD} ranks reported"
+    assert provenance is not None and len(provenance.rank_records()) == WORLD
+    assert {n.node for n in provenance.node_records()} == {"n0", "n1"}
+
+
+def _tampered(bundle: Path, tmp_path: Path, how: str) -> Path:
+    """A copy of the bundle and its ledger, the ledger changed ``how``."""
+    copy = tmp_path / bundle.name
+    copy.write_bytes(bundle.read_bytes())
+    lines = _ledger(bundle).read_bytes().splitlines()
+    if how == "changed":  # rank 4 now reads another shard
+        lines[-2] = lines[-2].replace(b'"samples":64', b'"samples":65')
+    elif how == "dropped":
+        del lines[-3]
+    elif how == "reordered":
+        lines[-3], lines[-2] = lines[-2], lines[-3]
+    elif how == "added":
+        extra = json.loads(lines[-1])
+        extra["name"], extra["record"]["rank"] = f"rank/{WORLD}", WORLD
+        lines.append(json.dumps(extra, sort_keys=True, separators=(",", ":")).encode())
+    (tmp_path / "big.ledger.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    return copy
+
+
+@pytest.mark.parametrize("how", ["changed", "dropped", "reordered", "added"])
+def test_a_tampered_ledger_fails_verify(job: tuple[Path, Path, Signer], tmp_path: Path,
+                                        how: str) -> None:
+    bundle, _, signer = job
+    copy = _tampered(bundle, tmp_path, how)
+    with pytest.raises(VerificationFailed) as failed:
+        verify_bundle(copy, keys=[signer.public()])
+    (ledger,) = [c for c in failed.value.checks if c.name == "ledger"]
+    assert not ledger.ok and "ledger" in ledger.detail
+
+
+def test_a_missing_ledger_is_said_out_loud(job: tuple[Path, Path, Signer],
+                                           tmp_path: Path) -> None:
+    bundle, _, signer = job
+    copy = tmp_path / bundle.name
+    copy.write_bytes(bundle.read_bytes())
+    warnings: list[str] = []
+    checks, _ = check_bundle(copy, keys=[signer.public()], warnings=warnings)
+    assert all(c.ok for c in checks)
+    assert any("big.ledger.jsonl not found" in w and "were not checked" in w for w in warnings)
+
+
+def test_verify_rank_proves_one_record(job: tuple[Path, Path, Signer],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    bundle, public, _ = job
+    assert main(["verify", str(bundle), "--key", str(public), "--rank", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  rank 4: completed; attempt 0 on n1: SUCCEEDED" in out
+    assert "by an inclusion proof into the signed ledger" in out
+    assert "not read in full (--rank)" in out
+    assert "PASS  ledger" not in out  # the ledger was not read whole
+
+
+def test_verify_rank_fails_for_a_changed_record(job: tuple[Path, Path, Signer], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    bundle, public, _ = job
+    copy = _tampered(bundle, tmp_path, "changed")
+    (tmp_path / "big.ledger.jsonl.idx").write_bytes(
+        (_ledger(bundle).parent / "big.ledger.jsonl.idx").read_bytes())
+    assert main(["verify", str(copy), "--key", str(public), "--rank", "4"]) == 1
+    assert "FAIL  rank 4: ledger: expected line 8 ('rank/4') to be included" in \
+        capsys.readouterr().out
+    assert main(["verify", str(copy), "--key", str(public), "--rank", "3"]) == 0
+
+
+def test_verify_rank_fails_when_the_index_hides_a_rank(
+        job: tuple[Path, Path, Signer], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bundle, public, _ = job
+    copy = tmp_path / bundle.name
+    copy.write_bytes(bundle.read_bytes())
+    (tmp_path / "big.ledger.jsonl").write_bytes(_ledger(bundle).read_bytes())
+    raw = bytearray((bundle.parent / "big.ledger.jsonl.idx").read_bytes())
+    count = 1 + 2 + WORLD
+    offsets = list(struct.unpack_from(f"<{count + 1}Q", raw, 24))
+    offsets[8] = offsets[7]  # rank 4's line now "is" rank 3's
+    offsets[9] = offsets[8] + (offsets[9] - offsets[7]) - (offsets[9] - offsets[8])
+    struct.pack_into(f"<{count + 1}Q", raw, 24, *offsets)
+    (tmp_path / "big.ledger.jsonl.idx").write_bytes(bytes(raw))
+    assert main(["verify", str(copy), "--key", str(public), "--rank", "4"]) == 1
+    assert "FAIL  rank 4" in capsys.readouterr().out
