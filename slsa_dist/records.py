@@ -137,6 +137,9 @@ class RankAttempt:
     workers: tuple[int, ...] = ()
     state: str = "NO_COMPLETION_REPORTED"
     exit_code: int | None = None
+    # The node agent that relayed this attempt's registration and events (its trust
+    # unit, ADR 0010); empty when the rank reported to the coordinator itself.
+    relayed_by: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"attempt": self.attempt, "node": self.node, "runId": self.run_id,
@@ -144,6 +147,8 @@ class RankAttempt:
                                "state": self.state}
         if self.exit_code is not None:
             out["exitCode"] = self.exit_code
+        if self.relayed_by:
+            out["relayedBy"] = self.relayed_by
         return out
 
     @classmethod
@@ -153,7 +158,8 @@ class RankAttempt:
                    run_id=_str(data, "runId"), registered=_str(data, "registered"),
                    workers=tuple(int(w) for w in _list(data, "workers") if isinstance(w, int)),
                    state=_str(data, "state") or "NO_COMPLETION_REPORTED",
-                   exit_code=exit_code if isinstance(exit_code, int) else None)
+                   exit_code=exit_code if isinstance(exit_code, int) else None,
+                   relayed_by=_str(data, "relayedBy"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,7 +54,7 @@ from slsa_dist.collect import wire
 from slsa_dist.collect.spool import Spool
 from slsa_dist.errors import InputError, TransportError
 
-__all__ = ["Agent", "AgentStats", "NodeIdentity", "RankIdentity", "jsonable"]
+__all__ = ["Agent", "AgentStats", "NodeIdentity", "RankIdentity", "jsonable", "tls_from_env"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,26 @@ class AgentStats:
     errors: tuple[str, ...]
 
 
+def tls_from_env(identity: RankIdentity | NodeIdentity) -> grpc.ChannelCredentials | None:
+    """Client credentials from ``SLSA_TLS_DIR``, None when it is not set.
+
+    "{kind}" (rank or node), "{id}" (the rank number or node id) and "{node}" (the node
+    id) are filled in: /pki/{kind}-{id} for a certificate per identity, /pki/node-{node}
+    (or a plain directory) for one node certificate that serves the node's agent and
+    every rank it launched.
+    """
+    template = os.environ.get("SLSA_TLS_DIR")
+    if not template:
+        return None
+    from slsa_dist.sign.ca import channel_credentials
+
+    is_rank = isinstance(identity, RankIdentity)
+    credentials: grpc.ChannelCredentials = channel_credentials(template.format(
+        kind="rank" if is_rank else "node", node=identity.node_id,
+        id=identity.rank if isinstance(identity, RankIdentity) else identity.node_id))
+    return credentials
+
+
 def jsonable(value: Any) -> Any:
     """A JSON value with floats turned into strings (provenance never holds floats)."""
     if isinstance(value, float):
@@ -134,21 +154,15 @@ class Agent:
         batch_max: int = 1000,
         flush_interval: float = 0.05,
         queue_limit: int = 1_000_000,
-        rpc_timeout: float = 10.0,
+        rpc_timeout: float = 30.0,
     ) -> None:
-        if credentials is None and os.environ.get("SLSA_TLS_DIR"):
-            from slsa_dist.sign.ca import channel_credentials
-
-            # "{kind}" (rank or node), "{id}" (the rank number or node id) and "{node}"
-            # (the node id) are filled in: /pki/{kind}-{id} for a certificate per identity,
-            # /pki/node-{node} (or a plain directory) for one node certificate that serves
-            # the node's agent and every rank it launched.
-            is_rank = isinstance(identity, RankIdentity)
-            directory = os.environ["SLSA_TLS_DIR"].format(
-                kind="rank" if is_rank else "node", node=identity.node_id,
-                id=identity.rank if isinstance(identity, RankIdentity) else identity.node_id)
-            credentials = channel_credentials(directory)
-        wire.require_tls_or_loopback(coordinator, tls=credentials is not None)
+        # A rank on a node with a node relay (SLSA_RELAY, set by the node agent) reports
+        # through it, over a Unix socket; the coordinator stays the one the spool names.
+        relay = os.environ.get("SLSA_RELAY", "") if isinstance(identity, RankIdentity) else ""
+        if credentials is None and not relay:
+            credentials = tls_from_env(identity)
+        self._target = relay or coordinator
+        wire.require_tls_or_loopback(self._target, tls=credentials is not None)
         self.coordinator = coordinator
         self.job_id = job_id
         self.identity = identity
@@ -370,7 +384,7 @@ class Agent:
     def _connect(self) -> None:
         if self._channel is not None:
             return
-        self._channel = wire.open_channel(self.coordinator, credentials=self._credentials)
+        self._channel = wire.open_channel(self._target, credentials=self._credentials)
         self._stub = pb_grpc.CollectorStub(self._channel)
 
     def _register(self) -> None:

@@ -195,7 +195,7 @@ class Coordinator:
             elif which == "node":
                 self.state.register_node(entry.node, now, peer=entry.peer_address)
             elif which == "rank":
-                self.state.register_rank(entry.rank, now)
+                self.state.register_rank(entry.rank, now, relayed_by=entry.relayed_by)
             elif which == "batch":
                 self.state.accept(entry.batch, now)
             elif which == "finalize":
@@ -352,7 +352,7 @@ class Coordinator:
         """Why the journal stopped accepting writes, or None while it works."""
         return self._committer.failure
 
-    async def _durable(self, entry: bytes | None) -> None:
+    async def _durable(self, entry: bytes | list[bytes] | None) -> None:
         await self._committer.write(entry)
 
     async def challenge(self, req: pb.ChallengeRequest) -> pb.ChallengeResponse:
@@ -379,19 +379,68 @@ class Coordinator:
         return pb.RegisterResponse(sender=registered.sender,
                                    next_sequence=registered.next_sequence)
 
-    async def accept_batch(self, req: pb.ReportRequest) -> pb.ReportResponse:
-        now = _now()
+    def _accept(self, req: pb.ReportRequest, now: dt.datetime
+                ) -> tuple[bytes | None, pb.ReportResponse]:
+        """Apply a batch; the journal entry for what was new, and the reply to send once
+        that entry is durable."""
         start, duplicates = self.state.accept(req, now)
-        acked = self.state.acked_through(req.sender)
         entry = None
         if start < len(req.events):
             tail = req if start == 0 else pb.ReportRequest(
                 job_id=req.job_id, sender=req.sender, first_sequence=req.first_sequence + start,
                 events=req.events[start:])
             entry = self._entry(now, batch=tail)
+        return entry, pb.ReportResponse(acked_through=self.state.acked_through(req.sender),
+                                        duplicates=duplicates)
+
+    async def accept_batch(self, req: pb.ReportRequest) -> pb.ReportResponse:
+        entry, reply = self._accept(req, _now())
         await self._durable(entry)
         self._check_done()
-        return pb.ReportResponse(acked_through=acked, duplicates=duplicates)
+        return reply
+
+    async def relay(self, req: pb.RelayRequest) -> pb.RelayResponse:
+        """A node relay's items, each applied as the direct call would be, journaled in
+        one commit; answered once all of it is durable, one result per item."""
+        self._check_job(req.job_id)
+        if not req.node_id:
+            raise SenderError("relay: expected the relaying node's id, found ''",
+                              code="INVALID_ARGUMENT")
+        now = _now()
+        entries: list[bytes] = []
+        results: list[pb.RelayResult] = []
+        for index, item in enumerate(req.items):
+            try:
+                results.append(self._relay_item(req.node_id, index, item, now, entries))
+            except SenderError as exc:
+                code, detail = wire.status_of(exc)
+                results.append(pb.RelayResult(code=code.value[0], detail=detail,
+                                              resync=exc.resync))
+        await self._durable(entries)
+        self._check_done()
+        return pb.RelayResponse(results=results)
+
+    def _relay_item(self, node: str, index: int, item: pb.RelayItem, now: dt.datetime,
+                    entries: list[bytes]) -> pb.RelayResult:
+        which = item.WhichOneof("call")
+        if which == "register":
+            registered = self.state.register_rank(item.register, now, relayed_by=node)
+            if registered.new:
+                entries.append(self._entry(now, rank=item.register, relayed_by=node))
+            return pb.RelayResult(registered=pb.RegisterResponse(
+                sender=registered.sender, next_sequence=registered.next_sequence))
+        if which == "report":
+            owner = self.state.sender_node(item.report.sender)
+            if owner is not None and owner != node:
+                raise SenderError(f"relay item {index}: expected a sender of node {node!r}, "
+                                  f"found {item.report.sender} of node {owner!r}",
+                                  code="PERMISSION_DENIED")
+            entry, reply = self._accept(item.report, now)
+            if entry is not None:
+                entries.append(entry)
+            return pb.RelayResult(reported=reply)
+        raise SenderError(f"relay item {index}: expected a registration or a report, found "
+                          "neither", code="INVALID_ARGUMENT")
 
     def _check_job(self, job_id: str) -> None:
         if job_id != self.job_id:
@@ -539,6 +588,11 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
                      context: aio.ServicerContext[Any, Any]) -> pb.ReportResponse:
         return await self._call(context, lambda: self._c.accept_batch(request),
                                 authorize=self._sender_rule(request.sender))
+
+    async def Relay(self, request: pb.RelayRequest,  # noqa: N802
+                    context: aio.ServicerContext[Any, Any]) -> pb.RelayResponse:
+        return await self._call(context, lambda: self._c.relay(request),
+                                authorize=_as("node", request.node_id))
 
     async def Finalize(self, request: pb.FinalizeRequest,  # noqa: N802
                        context: aio.ServicerContext[Any, Any]) -> pb.FinalizeResponse:

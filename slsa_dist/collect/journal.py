@@ -176,8 +176,9 @@ class GroupCommitter:
         self.failure: BaseException | None = None
         self.commits = 0
 
-    async def write(self, entry: bytes | None) -> None:
-        """Return once ``entry`` (and everything queued before it) is durable.
+    async def write(self, entry: bytes | list[bytes] | None) -> None:
+        """Return once ``entry`` (one, or a list committed together) and everything
+        queued before it is durable.
 
         ``None`` queues nothing and only waits: a barrier for replies that
         acknowledge events accepted by another, still committing, RPC.
@@ -189,7 +190,9 @@ class GroupCommitter:
             raise JournalFailed(str(self.failure))
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        if entry is not None:
+        if isinstance(entry, list):
+            self._pending.extend(entry)
+        elif entry is not None:
             self._pending.append(entry)
         self._waiters.append(waiter)
         if self._task is None or self._task.done():

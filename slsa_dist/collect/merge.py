@@ -166,6 +166,7 @@ class _Attempt:
     registered: str
     workers: set[int] = field(default_factory=set)
     completed: tuple[int, str] | None = None
+    relayed_by: str = ""
 
 
 @dataclass
@@ -451,8 +452,15 @@ class JobState:
         self._touch(now)
         return Registered(key, 1, new=True)
 
-    def register_rank(self, req: pb.RegisterRankRequest, now: dt.datetime) -> Registered:
+    def register_rank(self, req: pb.RegisterRankRequest, now: dt.datetime, *,
+                      relayed_by: str = "") -> Registered:
+        """Register a rank; ``relayed_by`` names the node agent that relayed it (which
+        must be the node the rank names)."""
         self._check_open(req.job_id)
+        if relayed_by and relayed_by != req.node_id:
+            raise _reject("PERMISSION_DENIED", f"rank {req.rank}: expected node "
+                          f"{relayed_by!r} to relay its own ranks only, found a rank of node "
+                          f"{req.node_id!r}")
         if req.world_size == 0 or req.world_size > self.limits.max_world_size:
             raise _reject("INVALID_ARGUMENT", "world size: expected 1.."
                           f"{self.limits.max_world_size}, found {req.world_size}")
@@ -489,7 +497,7 @@ class JobState:
         if attempt is None:
             attempt = rank.attempts[req.attempt] = _Attempt(
                 attempt=req.attempt, node=req.node_id, run_id=req.run_id,
-                registered=_timestamp(now))
+                registered=_timestamp(now), relayed_by=relayed_by)
         attempt.workers.add(req.worker)
         self._attempt_world.setdefault(req.attempt, req.world_size)
         if req.attempt > self._latest.get(req.rank, -1):  # a new attempt: not ended yet
@@ -1089,7 +1097,8 @@ class JobState:
                 attempt=number, node=attempt.node, run_id=attempt.run_id,
                 registered=attempt.registered, workers=tuple(sorted(attempt.workers)),
                 exit_code=attempt.completed[0] if attempt.completed else None,
-                state=attempt.completed[1] if attempt.completed else "NO_COMPLETION_REPORTED")
+                state=attempt.completed[1] if attempt.completed else "NO_COMPLETION_REPORTED",
+                relayed_by=attempt.relayed_by)
             for number, attempt in sorted(rank.attempts.items()))
         shards = sorted(rank.shards.values(), key=lambda s: (s.name, json.dumps(s.digest)))
         inline = len(shards) <= _INLINE_SHARDS

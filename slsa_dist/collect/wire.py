@@ -51,7 +51,10 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 
 
 def is_loopback(address: str) -> bool:
-    """True when ``host:port`` names a loopback interface."""
+    """True when ``host:port`` names a loopback interface, or ``address`` is a Unix
+    socket (``unix:PATH``: local to this host by construction)."""
+    if address.startswith("unix:"):
+        return True
     host = address.rsplit(":", 1)[0].strip("[]")
     if host == "localhost":
         return True

@@ -5,6 +5,9 @@ It runs inside the torchrun agent process, once per node:
 * on the first worker-group start it starts the **node agent** (it lives as
   long as torchrun, across worker restarts), registers the node and sends
   its inventory and installed packages;
+* it starts the **node relay** (``slsa_dist.collect.relay``): the workers
+  report to it over a Unix socket and it forwards in batches, so the
+  coordinator holds one connection per node, not per rank;
 * every worker-group start (``LogsSpecs.reify``) is one **attempt**: it is
   recorded with its restart count, run id and ranks, and the agent settings
   are injected into every worker's environment;
@@ -19,17 +22,22 @@ Settings come from the torchrun process's environment: ``SLSA_COORDINATOR``
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import json
 import logging
 import os
 import socket
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, LogsDest
 
+from slsa_dist.collect.agent import NodeIdentity, tls_from_env
 from slsa_dist.collect.node import start_node_agent
+from slsa_dist.collect.relay import NodeRelay
 from slsa_dist.errors import TransportError
 
 __all__ = ["SlsaEventHandler", "SlsaLogsSpecs"]
@@ -56,11 +64,33 @@ class _Node:
                                       background=os.environ.get("SLSA_REQUIRED") != "1")
         launcher = json.loads(os.environ.get("SLSA_INTERNAL_PARAMETERS") or "{}")
         self.agent.set_parameters(internal=launcher or {"launcher": "torchrun"})
+        self.relay = self._start_relay(job_id)
         self.attempt = -1
         self.run_id = ""
         self.ranks: list[int] = []
         self.exit_codes: dict[int, int] = {}
         self.finished = False
+
+    def _start_relay(self, job_id: str) -> NodeRelay | None:
+        """The node relay its workers report through (``SLSA_NODE_RELAY=0``: none, each
+        rank connects to the coordinator itself). A relay that cannot start is said, and
+        the ranks connect directly."""
+        if os.environ.get("SLSA_NODE_RELAY", "1") == "0":
+            return None
+        tag = hashlib.sha256(f"{job_id}/{self.node_id}/{os.getpid()}".encode()).hexdigest()
+        # Unix socket paths are short (108 bytes): a per-user folder, a hashed name.
+        path = Path(tempfile.gettempdir()) / f"slsa-{os.getuid()}" / f"{tag[:16]}.sock"
+        try:
+            relay = NodeRelay(coordinator=self.coordinator, job_id=job_id, node_id=self.node_id,
+                              socket_path=path,
+                              credentials=tls_from_env(NodeIdentity(node_id=self.node_id)))
+            relay.start()
+        except (OSError, RuntimeError) as exc:
+            log.warning("slsa: no node relay (%s); ranks report to the coordinator directly",
+                        exc)
+            return None
+        atexit.register(relay.close, 1.0)
+        return relay
 
     @classmethod
     def get(cls, *, job_id: str, node_rank: int) -> _Node:
@@ -92,6 +122,8 @@ class _Node:
                                   state=state, exit_codes=self.exit_codes)
         if not self.agent.close(timeout=float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30"))):
             log.warning("slsa: node events not all acknowledged; they stay in the spool")
+        if self.relay is not None:  # the workers have exited: nothing more to relay
+            self.relay.close()
 
 
 class SlsaLogsSpecs(DefaultLogsSpecs):
@@ -121,6 +153,8 @@ class SlsaLogsSpecs(DefaultLogsSpecs):
                     "SLSA_RUN_ID": run_id, "SLSA_NODE_AGENT": "1"}
         if os.environ.get("SLSA_SPOOL_DIR"):
             settings["SLSA_SPOOL_DIR"] = os.environ["SLSA_SPOOL_DIR"]
+        if node.relay is not None:
+            settings["SLSA_RELAY"] = node.relay.address
         for env in envs.values():
             env.update(settings)
             if os.environ.get("SLSA_BOOTSTRAP") == "1":  # opt-in zero-code capture

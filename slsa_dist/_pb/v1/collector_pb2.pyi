@@ -270,6 +270,44 @@ class ReportResponse(_message.Message):
     duplicates: int
     def __init__(self, acked_through: _Optional[int] = ..., duplicates: _Optional[int] = ...) -> None: ...
 
+class RelayItem(_message.Message):
+    __slots__ = ("register", "report")
+    REGISTER_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    register: RegisterRankRequest
+    report: ReportRequest
+    def __init__(self, register: _Optional[_Union[RegisterRankRequest, _Mapping]] = ..., report: _Optional[_Union[ReportRequest, _Mapping]] = ...) -> None: ...
+
+class RelayRequest(_message.Message):
+    __slots__ = ("job_id", "node_id", "items")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    node_id: str
+    items: _containers.RepeatedCompositeFieldContainer[RelayItem]
+    def __init__(self, job_id: _Optional[str] = ..., node_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[RelayItem, _Mapping]]] = ...) -> None: ...
+
+class RelayResult(_message.Message):
+    __slots__ = ("registered", "reported", "code", "detail", "resync")
+    REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    RESYNC_FIELD_NUMBER: _ClassVar[int]
+    registered: RegisterResponse
+    reported: ReportResponse
+    code: int
+    detail: str
+    resync: bool
+    def __init__(self, registered: _Optional[_Union[RegisterResponse, _Mapping]] = ..., reported: _Optional[_Union[ReportResponse, _Mapping]] = ..., code: _Optional[int] = ..., detail: _Optional[str] = ..., resync: _Optional[bool] = ...) -> None: ...
+
+class RelayResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RelayResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[RelayResult, _Mapping]]] = ...) -> None: ...
+
 class FinalizeRequest(_message.Message):
     __slots__ = ("job_id", "reason")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

@@ -55,6 +55,11 @@ class CollectorStub:
                 request_serializer=slsa__dist_dot_v1_dot_collector__pb2.ReportRequest.SerializeToString,
                 response_deserializer=slsa__dist_dot_v1_dot_collector__pb2.ReportResponse.FromString,
                 _registered_method=True)
+        self.Relay = channel.unary_unary(
+                '/slsa_dist.v1.Collector/Relay',
+                request_serializer=slsa__dist_dot_v1_dot_collector__pb2.RelayRequest.SerializeToString,
+                response_deserializer=slsa__dist_dot_v1_dot_collector__pb2.RelayResponse.FromString,
+                _registered_method=True)
         self.Finalize = channel.unary_unary(
                 '/slsa_dist.v1.Collector/Finalize',
                 request_serializer=slsa__dist_dot_v1_dot_collector__pb2.FinalizeRequest.SerializeToString,
@@ -98,6 +103,16 @@ class CollectorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Relay(self, request, context):
+        """A node agent's batch of its ranks' registrations and reports (the node relay):
+        one call, one journal commit, one answer per item, in order. Each item is
+        applied as the same call made directly; items for ranks of another node are
+        refused (PERMISSION_DENIED) one by one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Finalize(self, request, context):
         """Merge, sign and write the provenance now. Idempotent.
         """
@@ -133,6 +148,11 @@ def add_CollectorServicer_to_server(servicer, server):
                     servicer.Report,
                     request_deserializer=slsa__dist_dot_v1_dot_collector__pb2.ReportRequest.FromString,
                     response_serializer=slsa__dist_dot_v1_dot_collector__pb2.ReportResponse.SerializeToString,
+            ),
+            'Relay': grpc.unary_unary_rpc_method_handler(
+                    servicer.Relay,
+                    request_deserializer=slsa__dist_dot_v1_dot_collector__pb2.RelayRequest.FromString,
+                    response_serializer=slsa__dist_dot_v1_dot_collector__pb2.RelayResponse.SerializeToString,
             ),
             'Finalize': grpc.unary_unary_rpc_method_handler(
                     servicer.Finalize,
@@ -253,6 +273,33 @@ class Collector:
             '/slsa_dist.v1.Collector/Report',
             slsa__dist_dot_v1_dot_collector__pb2.ReportRequest.SerializeToString,
             slsa__dist_dot_v1_dot_collector__pb2.ReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Relay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/slsa_dist.v1.Collector/Relay',
+            slsa__dist_dot_v1_dot_collector__pb2.RelayRequest.SerializeToString,
+            slsa__dist_dot_v1_dot_collector__pb2.RelayResponse.FromString,
             options,
             channel_credentials,
             insecure,

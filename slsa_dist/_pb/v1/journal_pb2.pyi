@@ -16,7 +16,7 @@ class ChallengeIssued(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., nonce: _Optional[bytes] = ...) -> None: ...
 
 class JournalEntry(_message.Message):
-    __slots__ = ("time_unix_nanos", "challenge", "node", "rank", "batch", "finalize", "peer_address")
+    __slots__ = ("time_unix_nanos", "challenge", "node", "rank", "batch", "finalize", "peer_address", "relayed_by")
     TIME_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class JournalEntry(_message.Message):
     BATCH_FIELD_NUMBER: _ClassVar[int]
     FINALIZE_FIELD_NUMBER: _ClassVar[int]
     PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    RELAYED_BY_FIELD_NUMBER: _ClassVar[int]
     time_unix_nanos: int
     challenge: ChallengeIssued
     node: _collector_pb2.RegisterNodeRequest
@@ -31,4 +32,5 @@ class JournalEntry(_message.Message):
     batch: _collector_pb2.ReportRequest
     finalize: _collector_pb2.FinalizeRequest
     peer_address: str
-    def __init__(self, time_unix_nanos: _Optional[int] = ..., challenge: _Optional[_Union[ChallengeIssued, _Mapping]] = ..., node: _Optional[_Union[_collector_pb2.RegisterNodeRequest, _Mapping]] = ..., rank: _Optional[_Union[_collector_pb2.RegisterRankRequest, _Mapping]] = ..., batch: _Optional[_Union[_collector_pb2.ReportRequest, _Mapping]] = ..., finalize: _Optional[_Union[_collector_pb2.FinalizeRequest, _Mapping]] = ..., peer_address: _Optional[str] = ...) -> None: ...
+    relayed_by: str
+    def __init__(self, time_unix_nanos: _Optional[int] = ..., challenge: _Optional[_Union[ChallengeIssued, _Mapping]] = ..., node: _Optional[_Union[_collector_pb2.RegisterNodeRequest, _Mapping]] = ..., rank: _Optional[_Union[_collector_pb2.RegisterRankRequest, _Mapping]] = ..., batch: _Optional[_Union[_collector_pb2.ReportRequest, _Mapping]] = ..., finalize: _Optional[_Union[_collector_pb2.FinalizeRequest, _Mapping]] = ..., peer_address: _Optional[str] = ..., relayed_by: _Optional[str] = ...) -> None: ...

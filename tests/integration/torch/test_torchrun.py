@@ -80,6 +80,8 @@ def test_each_rank_records_its_shards_compactly(two_ranks: LocalJob) -> None:
     ranks = {r["rank"]: r for r in provenance_of(two_ranks).records(MEDIA_RANK)}
     for rank in ranks.values():
         assert rank["completed"] is True
+        # The workers reported through torchrun's node relay, and the record says so.
+        assert [a["relayedBy"] for a in rank["attempts"]] == [rank["node"]]
         assert rank["shards"]
         for shard in rank["shards"]:
             assert shard["epochs"] == [[0, 1]]

@@ -1,0 +1,138 @@
+"""The node relay: ranks report over a Unix socket to their node agent, which batches.
+
+Real gRPC throughout: a coordinator on loopback, a NodeRelay on a Unix socket,
+rank agents that find it through SLSA_RELAY exactly as torchrun's workers do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import grpc
+import pytest
+
+from slsa_dist._pb.v1 import collector_pb2 as pb
+from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
+from slsa_dist.collect.agent import Agent, NodeIdentity, RankIdentity
+from slsa_dist.collect.coordinator import CoordinatorThread
+from slsa_dist.collect.relay import NodeRelay
+from slsa_dist.sign.keys import Signer
+from slsa_dist.verify.bundle import verify_bundle
+
+pytestmark = pytest.mark.grpc
+
+WORLD = 8
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_ranks_report_through_their_node_relay(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    signer = Signer.generate()
+    with CoordinatorThread(job_id="j", signer=signer, out_dir=tmp_path / "out",
+                           world_size=WORLD, settle=0.1) as server:
+        relay = NodeRelay(coordinator=server.address, job_id="j", node_id="n0",
+                          socket_path=tmp_path / "relay.sock")
+        monkeypatch.setenv("SLSA_RELAY", relay.start())
+        try:
+            node = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "sp",
+                         identity=NodeIdentity(node_id="n0", hostname="h0"))
+            node.record_attempt(attempt=0, run_id="r", ranks=range(WORLD), state="SUCCEEDED",
+                                exit_codes=dict.fromkeys(range(WORLD), 0))
+            ranks = [Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "sp",
+                           identity=RankIdentity(rank=r, world_size=WORLD, node_id="n0"))
+                     for r in range(WORLD)]
+            for rank, agent in enumerate(ranks):
+                for step in range(50):
+                    agent.record_shard(f"s{step % 4}", {"sha256": _sha(f"s{step % 4}")},
+                                       samples=8)
+                agent.record_file("final", f"__{rank}_0.distcp", {"sha256": _sha(str(rank))},
+                                  role="final")
+                agent.complete()
+            assert all(a.close(30) for a in [node, *ranks])
+            result = server.wait_finalized(30)
+            assert server.coordinator is not None
+            events = server.coordinator.state.events
+        finally:
+            relay.close()
+    assert result.complete
+    assert events == WORLD * 52 + 1
+    # Every rank call went through the relay: 8 registrations and at least 8 reports in
+    # fewer Relay calls than that.
+    assert 0 < relay.forwarded < 2 * WORLD
+    assert not (tmp_path / "relay.sock").exists()
+    records = verify_bundle(result.bundle, keys=[signer.public()]).rank_records()
+    assert [r.rank for r in records] == list(range(WORLD))
+    assert {a.relayed_by for r in records for a in r.attempts} == {"n0"}
+    assert all(r.completed and r.samples == 400 for r in records)
+
+
+def _stub(address: str) -> tuple[grpc.Channel, pb_grpc.CollectorStub]:
+    channel = grpc.insecure_channel(address)
+    return channel, pb_grpc.CollectorStub(channel)
+
+
+def test_a_relay_cannot_speak_for_another_nodes_ranks(tmp_path: Path) -> None:
+    with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path / "out",
+                           world_size=4, settle=3600) as server:
+        channel, stub = _stub(server.address)
+        with channel:
+            own = stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=1, world_size=4,
+                                                           node_id="n1"))
+            reply = stub.Relay(pb.RelayRequest(job_id="j", node_id="n0", items=[
+                pb.RelayItem(register=pb.RegisterRankRequest(job_id="j", rank=0, world_size=4,
+                                                             node_id="n0")),
+                pb.RelayItem(register=pb.RegisterRankRequest(job_id="j", rank=2, world_size=4,
+                                                             node_id="n1")),
+                pb.RelayItem(report=pb.ReportRequest(
+                    job_id="j", sender=own.sender, first_sequence=1,
+                    events=[pb.Event(completed=pb.RankCompleted(exit_code=0))])),
+                pb.RelayItem()]))
+    ok, other_node, other_sender, empty = reply.results
+    assert ok.code == 0 and ok.registered.sender == "rank/0/0/0"
+    assert other_node.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    assert "expected node 'n0' to relay its own ranks only" in other_node.detail
+    assert other_sender.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    assert "expected a sender of node 'n0', found rank/1/0/0 of node 'n1'" in \
+        other_sender.detail
+    assert empty.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert server.coordinator is not None
+    assert server.coordinator.state.completed_ranks() == set()  # nothing of it was applied
+
+
+def test_the_relay_refuses_a_rank_naming_another_node(tmp_path: Path) -> None:
+    with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path / "out",
+                           world_size=2, settle=3600) as server:
+        relay = NodeRelay(coordinator=server.address, job_id="j", node_id="n0",
+                          socket_path=tmp_path / "r.sock")
+        channel, stub = _stub(relay.start())
+        try:
+            with channel, pytest.raises(grpc.RpcError) as refused:
+                stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=0, world_size=2,
+                                                         node_id="n9"), timeout=10)
+        finally:
+            relay.close()
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "expected ranks of node 'n0', found a rank of node 'n9'" in \
+        (refused.value.details() or "")
+
+
+def test_a_coordinator_refusal_reaches_the_rank_with_its_resync_mark(tmp_path: Path) -> None:
+    with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path / "out",
+                           world_size=2, settle=3600) as server:
+        relay = NodeRelay(coordinator=server.address, job_id="j", node_id="n0",
+                          socket_path=tmp_path / "r.sock")
+        channel, stub = _stub(relay.start())
+        try:
+            with channel, pytest.raises(grpc.RpcError) as refused:
+                stub.Report(pb.ReportRequest(job_id="j", sender="rank/0/0/0", first_sequence=1,
+                                             events=[pb.Event(completed=pb.RankCompleted())]),
+                            timeout=10)
+        finally:
+            relay.close()
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "expected a registered sender" in (refused.value.details() or "")
+    assert any(m.key == "slsa-resync" for m in refused.value.trailing_metadata() or ())
