@@ -1,4 +1,7 @@
-"""A coordinator process for benchmarks: serves until finalized, then prints JSON."""
+"""A coordinator process for benchmarks: serves until finalized, then prints JSON.
+
+    python bench/_coordinator_server.py OUT JOB WORLD
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sys
 from pathlib import Path
 
 from slsa_dist.collect.coordinator import Coordinator
+from slsa_dist.sign.dsse import read_bundle
 from slsa_dist.sign.keys import Signer
 
 
@@ -21,17 +25,26 @@ def peak_rss_mib() -> float:
 
 
 async def main(out: Path, job: str, world: int) -> None:
-    coordinator = Coordinator(job_id=job, signer=Signer.generate(), out_dir=out,
-                              world_size=world, settle=3600)
+    signer = Signer.generate()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "signing.pub").write_bytes(signer.public().public_pem())
+    coordinator = Coordinator(job_id=job, signer=signer, out_dir=out, world_size=world,
+                              settle=3600)
     port = await coordinator.start("127.0.0.1:0")
     print(json.dumps({"port": port}), flush=True)
     result = await coordinator.wait_finalized()
     await coordinator.stop(0.5)
+    ledger = out / f"{job}.ledger.jsonl"
     print(json.dumps({
         "peak_rss_mib": peak_rss_mib(),
+        "bundle": str(result.bundle),
         "bundle_bytes": result.bundle.stat().st_size,
+        "statement_bytes": len(read_bundle(result.bundle)[0].payload),
+        "ledger_bytes": ledger.stat().st_size if ledger.exists() else 0,
         "complete": result.complete,
         "events": coordinator.state.events,
+        "calls": coordinator.calls,
+        "refused": coordinator.refused,
         "commits": coordinator._committer.commits,  # noqa: SLF001 -- benchmark introspection
     }), flush=True)
 

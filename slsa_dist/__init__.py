@@ -34,14 +34,29 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING, Any
+
 from slsa_dist._internal import compat as _compat
-from slsa_dist.capture.runtime import (
-    init,
-    record_artifact,
-    record_hyperparameters,
-    record_input,
-)
+
+if TYPE_CHECKING:
+    from slsa_dist.capture.runtime import (
+        init,
+        record_artifact,
+        record_hyperparameters,
+        record_input,
+    )
 
 _compat.install()
+_RUNTIME = ("init", "record_artifact", "record_hyperparameters", "record_input")
+
+
+def __getattr__(name: str) -> Any:
+    """The training-code API, imported on first use: ``slsa-dist verify`` and the other
+    commands do not pay for gRPC and the agent they never use."""
+    if name in _RUNTIME:
+        from slsa_dist.capture import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'slsa_dist' has no attribute {name!r}")
 
 __all__ = ["__version__", "init", "record_artifact", "record_hyperparameters", "record_input"]

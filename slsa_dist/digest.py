@@ -118,7 +118,10 @@ class Resource:
         return f"{self.path}:{self.start}:{self.end}"
 
     def sort_key(self) -> _Key:
-        return _Key(PurePosixPath(self.path).parts, self.start or 0, self.end or 0)
+        parts: tuple[str, ...] = tuple(self.path.split("/"))
+        if "" in parts or "." in parts:  # not plain "a/b": let pathlib normalize it
+            parts = PurePosixPath(self.path).parts
+        return _Key(parts, self.start or 0, self.end or 0)
 
 
 @dataclass(frozen=True, kw_only=True)

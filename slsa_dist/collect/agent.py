@@ -531,7 +531,8 @@ class Agent:
                     self._resync(f"{exc.code().name}: {exc.details()}")
                 elif exc.code() not in _RETRYABLE:
                     self._give_up(f"{exc.code().name}: {exc.details()}")
-                time.sleep(retry_delay(backoff))
+                # A coordinator under load says when to come back; otherwise back off.
+                time.sleep(retry_delay(max(backoff, wire.retry_after(exc) or 0.0)))
                 backoff = min(backoff * 2, 2.0)
             except OSError as exc:  # spool trouble: keep events in memory and retry
                 self._note(f"spool: {exc}")

@@ -67,12 +67,23 @@ BUNDLE_FORMATS = ("intoto", "sigstore")
 
 log = logging.getLogger(__name__)
 
-# Requests per second per peer (identity, or address on loopback), with a burst:
+# Requests per second per peer (identity; on loopback, address and node), with a burst:
 # an agent sends a batch every 50 ms at most, and 1,024 ranks registering at once
 # over one relay connection fit in the burst; a runaway client is slowed, not served.
 RATE_PER_SECOND = 2_000
-
 RATE_BURST = 4_000
+# What a refused caller is told to wait before retrying (it adds jitter).
+RETRY_AFTER_MS = 200
+
+
+def pending_limit(world_size: int) -> int:
+    """Calls a coordinator holds at once; beyond it gRPC refuses new ones at once with
+    RESOURCE_EXHAUSTED (the agent backs off, with jitter), instead of letting them queue
+    until they are CANCELLED or outlive their deadline and are resent while still being
+    processed. Sized for the job: each rank, node agent and node relay has at most one
+    call in flight."""
+    return max(1024, world_size + world_size // 8 + 64)
+
 T = TypeVar("T")
 
 
@@ -179,6 +190,8 @@ class Coordinator:
         self._watch: asyncio.Task[None] | None = None
         self.tls = False
         self._buckets: dict[str, tuple[float, float]] = {}  # peer -> (tokens, last refill)
+        self.calls = 0  # RPCs received, and refused by the rate limit (for benchmarks)
+        self.refused = 0
 
     # -- journal replay ---------------------------------------------------------------
 
@@ -230,7 +243,13 @@ class Coordinator:
         wire.require_tls_or_loopback(listen, tls=credentials is not None, what="listen")
         self._finalizing = asyncio.Lock()
         self._finalized_event = asyncio.Event()
-        self._server = aio.server(options=wire.SERVER_OPTIONS)
+        # Calls wait in gRPC's own queue until the Python loop takes them; past its
+        # default bound (1,000) gRPC cancels them. Both bounds are sized for the job.
+        limit = pending_limit(self.state.world_size)
+        self._server = aio.server(options=(
+            *wire.SERVER_OPTIONS, ("grpc.server.max_pending_requests", limit),
+            ("grpc.server.max_pending_requests_hard_limit", limit)),
+            maximum_concurrent_rpcs=limit)
         pb_grpc.add_CollectorServicer_to_server(_Servicer(self), self._server)
         try:
             if credentials is None:
@@ -545,17 +564,24 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
 
     async def _call(self, context: aio.ServicerContext[Any, Any],
                     body: Callable[[], Awaitable[T]], *, authorize: Authorize,
-                    mutates: bool = True) -> T:
+                    mutates: bool = True, node: str = "") -> T:
         self._c.touch()
+        self._c.calls += 1
         try:
             identity = self._identity(context)
             authorize(identity)
-            peer = identity.uri() if identity is not None else context.peer().rsplit(":", 1)[0]
+            # The rate bucket: the certificate's identity; in plaintext (one host, trusted
+            # by the operator) the node the call is for, so local relays do not share one.
+            peer = identity.uri() if identity is not None else \
+                f"{context.peer().rsplit(':', 1)[0]}/{node}"
             if not self._c.allow(peer):
+                self._c.refused += 1
                 raise SenderError(f"rate: expected at most {RATE_PER_SECOND} requests/s from "
                                   f"{peer}, found more", code="RESOURCE_EXHAUSTED")
         except SenderError as exc:
-            await context.abort(*wire.status_of(exc))
+            code, detail = wire.status_of(exc)
+            await context.abort(code, detail, trailing_metadata=wire.retry_after_trailer(
+                RETRY_AFTER_MS) if code == grpc.StatusCode.RESOURCE_EXHAUSTED else ())
         if mutates and self._c.journal_failure is not None:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 "journal: expected a writable journal, found it failed "
@@ -571,28 +597,30 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
     async def Challenge(self, request: pb.ChallengeRequest,  # noqa: N802 -- gRPC's method names
                         context: aio.ServicerContext[Any, Any]) -> pb.ChallengeResponse:
         return await self._call(context, lambda: self._c.challenge(request),
-                                authorize=_as("node", request.node_id))
+                                authorize=_as("node", request.node_id), node=request.node_id)
 
     async def RegisterNode(self, request: pb.RegisterNodeRequest,  # noqa: N802
                            context: aio.ServicerContext[Any, Any]) -> pb.RegisterResponse:
         peer = wire.peer_host(context.peer())
         return await self._call(context, lambda: self._c.register_node(request, peer=peer),
-                                authorize=_as("node", request.node_id))
+                                authorize=_as("node", request.node_id), node=request.node_id)
 
     async def RegisterRank(self, request: pb.RegisterRankRequest,  # noqa: N802
                            context: aio.ServicerContext[Any, Any]) -> pb.RegisterResponse:
         return await self._call(context, lambda: self._c.register_rank(request),
-                                authorize=_rank_or_its_node(str(request.rank), request.node_id))
+                                authorize=_rank_or_its_node(str(request.rank), request.node_id),
+                                node=request.node_id)
 
     async def Report(self, request: pb.ReportRequest,  # noqa: N802
                      context: aio.ServicerContext[Any, Any]) -> pb.ReportResponse:
         return await self._call(context, lambda: self._c.accept_batch(request),
-                                authorize=self._sender_rule(request.sender))
+                                authorize=self._sender_rule(request.sender),
+                                node=self._c.state.sender_node(request.sender) or "")
 
     async def Relay(self, request: pb.RelayRequest,  # noqa: N802
                     context: aio.ServicerContext[Any, Any]) -> pb.RelayResponse:
         return await self._call(context, lambda: self._c.relay(request),
-                                authorize=_as("node", request.node_id))
+                                authorize=_as("node", request.node_id), node=request.node_id)
 
     async def Finalize(self, request: pb.FinalizeRequest,  # noqa: N802
                        context: aio.ServicerContext[Any, Any]) -> pb.FinalizeResponse:

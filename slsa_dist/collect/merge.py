@@ -126,7 +126,7 @@ class Registered:
     new: bool  # False when this repeated an earlier registration (nothing to journal)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Sender:
     key: str
     identity: tuple[Any, ...]
@@ -140,25 +140,43 @@ class _Sender:
     completed: tuple[int, str] | None = None
 
 
-@dataclass
 class _Shard:
-    name: str
-    uri: str
-    digest: dict[str, str]
-    samples: int = 0
-    events: int = 0
-    epochs: set[int] = field(default_factory=set)
-    index_chain: Any = field(default_factory=hashlib.sha256)
-    sampler: dict[str, Any] = field(default_factory=dict)
+    """One shard as one rank read it: kept for every (rank, shard), so it is compact
+    (slots; the name, digest and sampler shared with every other rank that read the
+    shard; the epochs one span, a set only when read out of order)."""
+
+    __slots__ = ("digest", "events", "first", "index_chain", "last", "name", "others",
+                 "sampler", "samples", "uri")
+
+    def __init__(self, *, name: str, uri: str, digest: dict[str, str]) -> None:
+        self.name, self.uri, self.digest = name, uri, digest
+        self.samples = 0
+        self.events = 0
+        self.first = self.last = -1  # the epochs read, first..last, while contiguous
+        self.others: set[int] | None = None  # every epoch, once they were not
+        self.index_chain = hashlib.sha256()
+        self.sampler: dict[str, Any] = {}
+
+    def add_epoch(self, epoch: int) -> None:
+        if self.others is not None:
+            self.others.add(epoch)
+        elif self.first < 0:
+            self.first = self.last = epoch
+        elif self.first <= epoch <= self.last + 1:  # the usual case: in order
+            self.last = max(self.last, epoch)
+        else:
+            self.others = {*range(self.first, self.last + 1), epoch}
 
     def record(self) -> records.ShardRead:
+        epochs = _spans(self.others) if self.others is not None else \
+            (((self.first, self.last),) if self.first >= 0 else ())
         return records.ShardRead(name=self.name, digest=self.digest, samples=self.samples,
-                                 reads=self.events, epochs=_spans(self.epochs),
+                                 reads=self.events, epochs=epochs,
                                  index_digest=self.index_chain.hexdigest(),
                                  sampler=self.sampler)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Attempt:
     attempt: int
     node: str
@@ -169,12 +187,13 @@ class _Attempt:
     relayed_by: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Rank:
     rank: int
     attempts: dict[int, _Attempt] = field(default_factory=dict)
     shards: dict[str, _Shard] = field(default_factory=dict)
-    files: list[records.FileWritten] = field(default_factory=list)
+    # (artifact, path, algorithm, digest): the strings are the artifact's own (stored once)
+    files: list[tuple[str, str, str, str]] = field(default_factory=list)
     inventory: dict[str, Any] | None = None
     reported: dict[str, Any] = field(default_factory=dict)
     events: int = 0
@@ -245,7 +264,7 @@ def _json_object(text: str, what: str, limit: int) -> dict[str, Any]:
         raise _reject("RESOURCE_EXHAUSTED",
                       f"{what}: expected at most {limit} bytes of JSON, found {len(text)}")
     try:
-        value = json.loads(text, parse_float=_refuse_float, parse_int=_safe_int)
+        value = _DECODER.decode(text)
     except RecursionError:
         value = None  # the depth check below names it
     except ValueError as exc:
@@ -257,6 +276,25 @@ def _json_object(text: str, what: str, limit: int) -> dict[str, Any]:
         raise _reject("INVALID_ARGUMENT",
                       f"{what}: expected a JSON object, found {type(value).__name__}")
     return value
+
+
+class _Seen:
+    """What a check already accepted, for the values every rank sends again and again (a
+    shard's digest, a sampler's JSON): a bounded map, emptied when full, so a sender
+    cannot grow it and the per-event cost stays flat."""
+
+    def __init__(self, bound: int = 65_536) -> None:
+        self._values: dict[Any, Any] = {}
+        self._bound = bound
+
+    def get(self, key: Any) -> Any:
+        return self._values.get(key)
+
+    def put(self, key: Any, value: Any) -> Any:
+        if len(self._values) >= self._bound:
+            self._values.clear()
+        self._values[key] = value
+        return value
 
 
 def _depth(value: Any) -> int:
@@ -283,6 +321,9 @@ def _safe_int(text: str) -> int:
     if abs(value) > _MAX_SAFE_INTEGER:
         raise ValueError(f"an integer beyond ±2^53 ({text[:40]}); send it as a string")
     return value
+
+
+_DECODER = json.JSONDecoder(parse_float=_refuse_float, parse_int=_safe_int)
 
 
 def _check_digest(digest: Mapping[str, str], what: str) -> None:
@@ -344,6 +385,9 @@ class JobState:
         # how many ranks below its world size ended / succeeded (recounted only when a
         # new attempt begins, so the per-event cost stays flat).
         self._attempt_world: dict[int, int] = {}
+        self._seen_digests = _Seen()
+        self._seen_samplers = _Seen(4_096)
+        self._shared_shards = _Seen()
         self._final = -1
         self._ended_below = 0
         self._succeeded_below = 0
@@ -592,9 +636,18 @@ class JobState:
     def _check_shard(self, sender: _Sender, shard: pb.ShardConsumed, where: str) -> Any:
         if sender.rank is None:
             raise _reject("INVALID_ARGUMENT", f"{where}: shards are reported by ranks")
-        _check_digest(shard.digest, f"{where} shard {shard.name!r}")
+        # Every rank reads the same shards with the same sampler: each digest and sampler
+        # text is checked once, then recognised (the parsed sampler is never mutated).
+        digest = tuple(sorted(shard.digest.items()))
+        if self._seen_digests.get(digest) is None:
+            _check_digest(shard.digest, f"{where} shard {shard.name!r}")
+            self._seen_digests.put(digest, True)
         if shard.sampler_json:
-            return _json_object(shard.sampler_json, f"{where} sampler", self.limits.max_json_bytes)
+            sampler = self._seen_samplers.get(shard.sampler_json)
+            if sampler is None:
+                sampler = self._seen_samplers.put(shard.sampler_json, _json_object(
+                    shard.sampler_json, f"{where} sampler", self.limits.max_json_bytes))
+            return sampler
         return dict(shard.sampler)  # an agent before sampler_json: every value a string
 
     def _apply_shard(self, sender: _Sender, shard: pb.ShardConsumed, sampler: Any) -> None:
@@ -603,15 +656,25 @@ class JobState:
         key = shard.digest.get("sha256") or json.dumps(dict(shard.digest), sort_keys=True)
         state = rank.shards.get(key)
         if state is None:
-            state = rank.shards[key] = _Shard(name=shard.name, uri=shard.uri,
-                                              digest=dict(shard.digest))
+            shared = self._shared_shard(shard)
+            state = rank.shards[shared.digest.get("sha256") or key] = _Shard(
+                name=shared.name, uri=shared.uri, digest=shared.digest)
         state.samples += shard.samples
         state.events += 1
-        state.epochs.add(shard.epoch)
+        state.add_epoch(shard.epoch)
         if shard.index_digest:
             state.index_chain.update(shard.index_digest.encode())
         if sampler:
             state.sampler = sampler
+
+    def _shared_shard(self, shard: pb.ShardConsumed) -> _Shard:
+        """The name, uri and digest of a shard, one copy for every rank that reads it."""
+        key = (shard.name, shard.uri, tuple(sorted(shard.digest.items())))
+        shared: _Shard | None = self._shared_shards.get(key)
+        if shared is None:
+            shared = self._shared_shards.put(key, _Shard(name=shard.name, uri=shard.uri,
+                                                         digest=dict(shard.digest)))
+        return shared
 
     def _check_file(self, sender: _Sender, file: pb.FileWritten, where: str) -> Any:
         del sender
@@ -643,12 +706,11 @@ class JobState:
         if previous is not None and previous[0] != digest:
             artifact.conflicts.append(f"{written.path}: {previous[0][:16]} (rank {previous[2]}) "
                                       f"vs {digest[:16]} ({sender.key})")
-        artifact.files[written.path] = (digest, written.size,
-                                        -1 if sender.rank is None else sender.rank)
+        path = written.path
+        artifact.files[path] = (digest, written.size, -1 if sender.rank is None else sender.rank)
         if sender.rank is not None:
-            self._ranks[sender.rank].files.append(records.FileWritten(
-                artifact=written.artifact, path=written.path, algorithm=artifact.algorithm,
-                digest=digest))
+            self._ranks[sender.rank].files.append((artifact.name, path, artifact.algorithm,
+                                                   digest))
 
     def _check_planned(self, sender: _Sender, plan: pb.ArtifactPlanned, where: str) -> Any:
         del sender
@@ -960,10 +1022,15 @@ class JobState:
         left_out: list[str] = []
         for dependency in self._dependencies:
             builder.add_dependency(dependency)
+        seen: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
         for rank in self._ranks.values():
             for shard in rank.shards.values():
                 if shard.uri.startswith(INDEX_URI):  # an index space, not data: no dependency
                     continue
+                key = (shard.name, shard.uri, tuple(sorted(shard.digest.items())))
+                if key in seen:  # another rank read it: one dependency (the builder merges)
+                    continue
+                seen.add(key)
                 try:
                     builder.add_dependency(ResourceDescriptor(
                         name=shard.name or None, uri=redact_url(shard.uri) or None,
@@ -1100,7 +1167,8 @@ class JobState:
                 state=attempt.completed[1] if attempt.completed else "NO_COMPLETION_REPORTED",
                 relayed_by=attempt.relayed_by)
             for number, attempt in sorted(rank.attempts.items()))
-        shards = sorted(rank.shards.values(), key=lambda s: (s.name, json.dumps(s.digest)))
+        shards = sorted(rank.shards.values(),
+                        key=lambda s: (s.name, sorted(s.digest.items())))
         inline = len(shards) <= _INLINE_SHARDS
         root = None
         if not inline:
@@ -1113,7 +1181,9 @@ class JobState:
             attempts=attempts, events=rank.events, shard_count=len(shards),
             samples=sum(s.samples for s in shards),
             shards=tuple(s.record() for s in shards) if inline else None, shards_root=root,
-            files=tuple(rank.files), inventory=rank.inventory, reported=dict(rank.reported))
+            files=tuple(records.FileWritten(artifact=a, path=p, algorithm=alg, digest=d)
+                        for a, p, alg, d in rank.files),
+            inventory=rank.inventory, reported=dict(rank.reported))
 
 
 def _byproduct(name: str, media_type: str,

@@ -60,7 +60,7 @@ class NodeRelay:
                  socket_path: str | os.PathLike[str],
                  credentials: grpc.ChannelCredentials | None = None,
                  flush_interval: float = 0.01, batch_max: int = 512,
-                 rpc_timeout: float = 60.0) -> None:
+                 rpc_timeout: float = 20.0) -> None:
         wire.require_tls_or_loopback(coordinator, tls=credentials is not None)
         self.coordinator = coordinator
         self.job_id = job_id
@@ -188,6 +188,8 @@ class _RelayServicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # genera
             code, detail, resync = call.failure
             if resync:
                 context.set_trailing_metadata(((wire.RESYNC_KEY, "1"),))
+            elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # the coordinator is loaded
+                context.set_trailing_metadata(wire.retry_after_trailer(200))
             context.abort(code, detail)
         result = call.result
         assert result is not None

@@ -22,7 +22,8 @@ from slsa_dist.errors import InputError, SenderError
 
 __all__ = ["CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "RESYNC_KEY", "SERVER_OPTIONS", "check_listen",
            "check_port_free", "is_loopback", "open_channel", "peer_is_loopback",
-           "require_tls_or_loopback", "resync_trailer", "status_of", "wants_resync"]
+           "require_tls_or_loopback", "resync_trailer", "retry_after", "retry_after_trailer",
+           "status_of", "wants_resync"]
 
 # gRPC message size cap: a full batch (10,000 events) of typical events is
 # ~1 MiB; 8 MiB leaves room for evidence blobs while bounding memory per RPC.
@@ -167,6 +168,23 @@ def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
 def resync_trailer(exc: SenderError) -> tuple[tuple[str, str], ...]:
     """Trailing metadata for a refusal: the resync mark when registering again cures it."""
     return ((RESYNC_KEY, "1"),) if exc.resync else ()
+
+
+RETRY_AFTER_KEY = "retry-after-ms"
+
+
+def retry_after_trailer(milliseconds: int) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata on a RESOURCE_EXHAUSTED refusal: when to try again."""
+    return ((RETRY_AFTER_KEY, str(milliseconds)),)
+
+
+def retry_after(exc: grpc.RpcError) -> float | None:
+    """Seconds the coordinator asked a refused caller to wait, or None."""
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for item in trailing or ():
+        if item.key == RETRY_AFTER_KEY and str(item.value).isdigit():
+            return int(item.value) / 1000
+    return None
 
 
 def wants_resync(exc: grpc.RpcError) -> bool:

@@ -212,13 +212,17 @@ def read_bundle(path: str | os.PathLike[str]) -> list[Envelope]:
         raise InputError(f"bundle: expected a file at {source}, found a directory") from None
     except UnicodeDecodeError:
         raise InputError(f"bundle {source}: expected UTF-8 JSON Lines, found binary") from None
-    from slsa_dist.sign import sigstore  # imports this module: imported when needed
+    # A Sigstore bundle names its media type in plain text (a DSSE line carries its
+    # statement in base64): only then is the JSON parsed as one, and the Sigstore
+    # models imported.
+    if text.lstrip().startswith("{") and "application/vnd.dev.sigstore.bundle" in text:
+        from slsa_dist.sign.sigstore import from_sigstore_bundle, is_sigstore_bundle
 
-    if text.lstrip().startswith("{") and sigstore.is_sigstore_bundle(text):
-        try:
-            return [sigstore.from_sigstore_bundle(text)[0]]
-        except InputError as exc:
-            raise InputError(f"{source}: {exc}") from None
+        if is_sigstore_bundle(text):
+            try:
+                return [from_sigstore_bundle(text)[0]]
+            except InputError as exc:
+                raise InputError(f"{source}: {exc}") from None
     envelopes = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
