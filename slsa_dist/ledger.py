@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import orjson
+
 from slsa_dist._internal import canonical
 from slsa_dist.errors import InputError, VerificationError
 
@@ -220,10 +222,17 @@ def _index_path(path: Path) -> Path:
 
 
 def write_ledger(path: str | os.PathLike[str], entries: Iterable[LedgerEntry],
-                 summary: Mapping[str, Any] | None = None) -> Ledger:
+                 summary: Mapping[str, Any] | None = None, *,
+                 floats_refused: bool = False) -> Ledger:
     """Write ``entries`` (sorted strictly by :func:`order_key` of their names) as a ledger
     and its index, atomically; one entry is in memory at a time (the index keeps 32
-    bytes per line per tree level, about 64 bytes per line)."""
+    bytes per line per tree level, about 64 bytes per line).
+
+    Lines are canonical JSON; ``floats_refused`` says the records cannot hold a float
+    (the coordinator's: every JSON a sender sent was parsed with floats refused), which
+    spares the second pass that looks for one.
+    """
+    dump = _dumps_float_free if floats_refused else canonical.dumps_bytes
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     digest = hashlib.sha256()
@@ -240,8 +249,8 @@ def write_ledger(path: str | os.PathLike[str], entries: Iterable[LedgerEntry],
                 raise InputError(f"ledger: expected names in strictly increasing order, "
                                  f"found {entry.name!r} after {previous_name!r}")
             previous, previous_name = key, entry.name
-            line = canonical.dumps_bytes({"mediaType": entry.media_type, "name": entry.name,
-                                          "record": dict(entry.record)})
+            line = dump({"mediaType": entry.media_type, "name": entry.name,
+                         "record": dict(entry.record)})
             out.write(line + b"\n")
             digest.update(line + b"\n")
             offsets.append(offset)
@@ -264,6 +273,12 @@ def write_ledger(path: str | os.PathLike[str], entries: Iterable[LedgerEntry],
     root = merkle_root_of_leaves(levels[0]).hex()
     return Ledger(uri=target.name, sha256=digest.hexdigest(), merkle_root=root, count=count,
                   size=offset, kinds=kinds, summary=dict(summary or {}))
+
+
+def _dumps_float_free(value: Any) -> bytes:
+    """Canonical JSON (as ``canonical.dumps_bytes``: sorted keys, compact, UTF-8) of a
+    value known to hold no float, by orjson."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def _write_index(path: Path, offsets: list[int], levels: list[list[bytes]]) -> None:
@@ -290,8 +305,8 @@ class LedgerLine:
 
 def _parse(line: bytes, index: int) -> LedgerLine:
     try:
-        value = json.loads(line)
-    except ValueError as exc:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
         raise LedgerError(f"ledger line {index + 1}: expected a JSON object, found {exc}") \
             from None
     if not isinstance(value, dict) or not isinstance(value.get("name"), str) \

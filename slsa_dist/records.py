@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "Completeness", "EvidenceRecord", "FileWritten",
-           "NodeAttempt", "NodeRecord", "RankAttempt", "RankRecord", "ShardRead"]
+           "NodeAttempt", "NodeRecord", "RankAttempt", "RankRecord", "ShardRead",
+           "shard_read_dict"]
 
 # 2: typed sampler parameters; what a rank or node reported under "reported".
 FORMAT_VERSION = 2
@@ -74,6 +75,19 @@ def _reported(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return _map(data, "annotations")  # version 1
 
 
+def shard_read_dict(*, name: str, digest: Mapping[str, str], samples: int, reads: int,
+                    epochs: Sequence[Sequence[int]], index_digest: str,
+                    sampler: Mapping[str, Any]) -> dict[str, Any]:
+    """A :class:`ShardRead`'s record: the one definition of its format (the merge writes
+    65,536 ranks' shards through it without building the dataclass)."""
+    out: dict[str, Any] = {"name": name, "digest": dict(digest), "samples": samples,
+                           "reads": reads, "epochs": [list(span) for span in epochs],
+                           "indexDigest": index_digest}
+    if sampler:
+        out["sampler"] = dict(sampler)
+    return out
+
+
 @dataclass(frozen=True, kw_only=True)
 class ShardRead:
     """A data shard one rank consumed, summed over its epochs."""
@@ -87,13 +101,9 @@ class ShardRead:
     sampler: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "digest": dict(self.digest),
-                               "samples": self.samples, "reads": self.reads,
-                               "epochs": [list(span) for span in self.epochs],
-                               "indexDigest": self.index_digest}
-        if self.sampler:
-            out["sampler"] = dict(self.sampler)
-        return out
+        return shard_read_dict(name=self.name, digest=self.digest, samples=self.samples,
+                               reads=self.reads, epochs=self.epochs,
+                               index_digest=self.index_digest, sampler=self.sampler)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, version: int = FORMAT_VERSION) -> ShardRead:

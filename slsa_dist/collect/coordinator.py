@@ -328,7 +328,8 @@ class Coordinator:
     def _write_bundle(self) -> FinalResult:
         ledger = None
         if self.state.rank_count > self._ledger_above:
-            ledger = partial(write_ledger, self.out_dir / f"{self.job_id}.ledger.jsonl")
+            ledger = partial(write_ledger, self.out_dir / f"{self.job_id}.ledger.jsonl",
+                             floats_refused=True)  # merge._json_object refused every float
         statement = self.state.statement(
             builder_id=self._builder_id, builder_version={"slsa-dist": __version__},
             internal=self.internal_parameters, ledger=ledger)

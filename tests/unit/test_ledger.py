@@ -156,3 +156,20 @@ def test_a_proof_from_another_ledger_fails(tmp_path: Path) -> None:
                               for e in _entries(37)])
     with pytest.raises(LedgerError, match="inclusion proof fails"):
         prove(other_path, ledger, "rank/4")  # its own proof, checked against OUR root
+
+
+def test_the_fast_writer_is_byte_for_byte_canonical_json(tmp_path: Path) -> None:
+    """orjson writes the coordinator's ledgers: the same bytes canonical JSON would."""
+    from slsa_dist._internal import canonical
+
+    tricky = {"z": 1, "a": ["\x00\x1f\x7f", "é", "\u2028\u2029", "😀", '"\\/'],
+              "nested": {"b": [True, False, None], "a": -(2**53 - 1)}, "": "", "ü": 2**53 - 1}
+    entries = [LedgerEntry(f"rank/{r}", "application/test", {**tricky, "rank": r})
+               for r in range(3)]
+    fast = write_ledger(tmp_path / "fast.jsonl", entries, floats_refused=True)
+    checked = write_ledger(tmp_path / "checked.jsonl", entries)
+    assert (tmp_path / "fast.jsonl").read_bytes() == (tmp_path / "checked.jsonl").read_bytes()
+    assert fast.merkle_root == checked.merkle_root
+    first = (tmp_path / "fast.jsonl").read_bytes().splitlines()[0]
+    assert first == canonical.dumps_bytes({"mediaType": "application/test", "name": "rank/0",
+                                           "record": {**tricky, "rank": 0}})
