@@ -164,11 +164,30 @@ def order_key(name: str) -> tuple[str, int, str]:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One record for the ledger: a byproduct's name, media type and record."""
+    """One record for the ledger: a byproduct's name, media type and record, given as a
+    mapping or as its canonical JSON already written (``raw``)."""
 
     name: str
     media_type: str
-    record: Mapping[str, Any]
+    record: Mapping[str, Any] | None = None
+    raw: bytes | None = None
+
+    def mapping(self) -> Mapping[str, Any]:
+        """The record as a mapping (parsed from ``raw`` when that is what it holds)."""
+        if self.record is not None:
+            return self.record
+        assert self.raw is not None, "a ledger entry holds a record or its JSON"
+        value: Mapping[str, Any] = orjson.loads(self.raw)
+        return value
+
+    def line(self, *, floats_refused: bool) -> bytes:
+        """The ledger line: canonical JSON of {mediaType, name, record}."""
+        if floats_refused and self.raw is not None:  # keys sort mediaType < name < record
+            return (b'{"mediaType":' + orjson.dumps(self.media_type) + b',"name":'
+                    + orjson.dumps(self.name) + b',"record":' + self.raw + b"}")
+        dump = _dumps_float_free if floats_refused else canonical.dumps_bytes
+        return dump({"mediaType": self.media_type, "name": self.name,
+                     "record": dict(self.mapping())})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,7 +251,6 @@ def write_ledger(path: str | os.PathLike[str], entries: Iterable[LedgerEntry],
     (the coordinator's: every JSON a sender sent was parsed with floats refused), which
     spares the second pass that looks for one.
     """
-    dump = _dumps_float_free if floats_refused else canonical.dumps_bytes
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     digest = hashlib.sha256()
@@ -249,8 +267,7 @@ def write_ledger(path: str | os.PathLike[str], entries: Iterable[LedgerEntry],
                 raise InputError(f"ledger: expected names in strictly increasing order, "
                                  f"found {entry.name!r} after {previous_name!r}")
             previous, previous_name = key, entry.name
-            line = dump({"mediaType": entry.media_type, "name": entry.name,
-                         "record": dict(entry.record)})
+            line = entry.line(floats_refused=floats_refused)
             out.write(line + b"\n")
             digest.update(line + b"\n")
             offsets.append(offset)

@@ -51,6 +51,8 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, ClassVar
 
+import orjson
+
 from slsa_dist import records
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.attest.verdict import UNAVAILABLE, EvidenceVerdict, EvidenceVerifier
@@ -144,8 +146,8 @@ class _Shard:
     (slots; the name, digest and sampler shared with every other rank that read the
     shard; the epochs one span, a set only when read out of order)."""
 
-    __slots__ = ("digest", "events", "first", "index_chain", "last", "name", "others",
-                 "sampler", "samples", "uri")
+    __slots__ = ("chain", "digest", "events", "first", "last", "name", "others", "sampler",
+                 "samples", "uri")
 
     def __init__(self, *, name: str, uri: str, digest: dict[str, str]) -> None:
         self.name, self.uri, self.digest = name, uri, digest
@@ -153,8 +155,32 @@ class _Shard:
         self.events = 0
         self.first = self.last = -1  # the epochs read, first..last, while contiguous
         self.others: set[int] | None = None  # every epoch, once they were not
-        self.index_chain = hashlib.sha256()
+        # The index digests in order, chained: SHA-256(chain || index digest) per read. A
+        # chain (not one running hash) can be picked up again from the record it wrote.
+        self.chain = b""
         self.sampler: dict[str, Any] = {}
+
+    def add_index(self, index_digest: str) -> None:
+        self.chain = hashlib.sha256(self.chain + index_digest.encode()).digest()
+
+    @property
+    def index_digest(self) -> str:
+        return self.chain.hex() if self.chain else _EMPTY_CHAIN
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> _Shard:
+        """The shard again from the record :meth:`to_dict` wrote (a rank reopened)."""
+        shard = cls(name=data["name"], uri="", digest=dict(data["digest"]))
+        shard.samples, shard.events = data["samples"], data["reads"]
+        spans = [(int(first), int(last)) for first, last in data["epochs"]]
+        if len(spans) == 1:
+            shard.first, shard.last = spans[0]
+        elif spans:
+            shard.others = {e for first, last in spans for e in range(first, last + 1)}
+        digest = data["indexDigest"]
+        shard.chain = b"" if digest == _EMPTY_CHAIN else bytes.fromhex(digest)
+        shard.sampler = dict(data.get("sampler") or {})
+        return shard
 
     def add_epoch(self, epoch: int) -> None:
         if self.others is not None:
@@ -171,7 +197,7 @@ class _Shard:
             (((self.first, self.last),) if self.first >= 0 else ())
         return records.shard_read_dict(name=self.name, digest=self.digest,
                                        samples=self.samples, reads=self.events, epochs=epochs,
-                                       index_digest=self.index_chain.hexdigest(),
+                                       index_digest=self.index_digest,
                                        sampler=self.sampler)
 
 
@@ -196,6 +222,12 @@ class _Rank:
     inventory: dict[str, Any] | None = None
     reported: dict[str, Any] = field(default_factory=dict)
     events: int = 0
+    open_senders: int = 0  # registered senders of this rank that did not complete yet
+    # Once every sender completed, the record is written (canonical JSON) and the
+    # details above dropped: finalizing 65,536 ranks then copies bytes, and a sealed
+    # rank takes a third of the memory. A new attempt or worker reopens it.
+    sealed: bytes | None = None
+    sealed_completed: bool = False
 
 
 @dataclass
@@ -228,6 +260,9 @@ class _Artifact:
     algorithm: str = "sha256"
     planned: set[str] = field(default_factory=set)
     conflicts: list[str] = field(default_factory=list)
+
+
+_EMPTY_CHAIN = hashlib.sha256(b"").hexdigest()  # a shard read without index digests
 
 
 def _spans(values: set[int]) -> tuple[tuple[int, int], ...]:
@@ -387,6 +422,8 @@ class JobState:
         self._seen_digests = _Seen()
         self._seen_samplers = _Seen(4_096)
         self._shared_shards = _Seen()
+        # Every shard any rank read, once (by the shared copy): the dependencies.
+        self._datasets: dict[tuple[str, str, int], tuple[int, _Shard]] = {}
         self._final = -1
         self._ended_below = 0
         self._succeeded_below = 0
@@ -536,6 +573,9 @@ class JobState:
         self._senders[key] = _Sender(key=key, identity=identity, rank=req.rank,
                                      attempt=req.attempt, node=req.node_id)
         rank = self._ranks.setdefault(req.rank, _Rank(rank=req.rank))
+        if rank.sealed is not None:
+            _unseal(rank)
+        rank.open_senders += 1
         attempt = rank.attempts.get(req.attempt)
         if attempt is None:
             attempt = rank.attempts[req.attempt] = _Attempt(
@@ -596,6 +636,8 @@ class JobState:
         sender.next_sequence += len(new)
         sender.events += len(new)
         self.events += len(new)
+        if sender.completed is not None and sender.rank is not None:
+            self._seal(self._ranks[sender.rank])
         self._touch(now)
         return start, start
 
@@ -658,13 +700,27 @@ class JobState:
             shared = self._shared_shard(shard)
             state = rank.shards[shared.digest.get("sha256") or key] = _Shard(
                 name=shared.name, uri=shared.uri, digest=shared.digest)
+            if not shared.uri.startswith(INDEX_URI):  # an index space is no data: no input
+                self._datasets.setdefault((shared.name, shared.uri, id(shared.digest)),
+                                          (rank.rank, shared))
         state.samples += shard.samples
         state.events += 1
         state.add_epoch(shard.epoch)
         if shard.index_digest:
-            state.index_chain.update(shard.index_digest.encode())
+            state.add_index(shard.index_digest)
         if sampler:
             state.sampler = sampler
+
+    def _seal(self, rank: _Rank) -> None:
+        """Write a rank's record once its every sender completed (see ``_Rank.sealed``);
+        a rank with more shards than a record lists keeps its details."""
+        if rank.open_senders or rank.sealed is not None or len(rank.shards) > _INLINE_SHARDS:
+            return
+        completed = rank.rank in self._succeeded
+        rank.sealed = orjson.dumps(self._rank_record(rank, completed),
+                                   option=orjson.OPT_SORT_KEYS)
+        rank.sealed_completed = completed
+        rank.shards, rank.files, rank.inventory, rank.reported = {}, [], None, {}
 
     def _shared_shard(self, shard: pb.ShardConsumed) -> _Shard:
         """The name, uri and digest of a shard, one copy for every rank that reads it."""
@@ -817,6 +873,7 @@ class JobState:
         del extra
         assert sender.rank is not None
         sender.completed = (done.exit_code, done.state)
+        self._ranks[sender.rank].open_senders -= 1
         worker = int(sender.key.rsplit("/", 1)[1])
         if worker == 0:
             self._ranks[sender.rank].attempts[sender.attempt].completed = sender.completed
@@ -934,7 +991,7 @@ class JobState:
             for entry in entries:
                 builder.add_byproduct(record_descriptor(name=entry.name,
                                                         media_type=entry.media_type,
-                                                        record=entry.record))
+                                                        record=entry.mapping()))
         else:
             written = ledger(entries, self._summary())
             builder.add_byproduct(ResourceDescriptor(
@@ -963,8 +1020,14 @@ class JobState:
             yield LedgerEntry(f"node/{name}", MEDIA_NODE, self._nodes[name].record().to_dict())
         completed = self.completed_ranks()
         for number in sorted(self._ranks):
-            yield LedgerEntry(f"rank/{number}", MEDIA_RANK,
-                              self._rank_record(self._ranks[number], number in completed))
+            rank = self._ranks[number]
+            if rank.sealed is not None and rank.sealed_completed == (number in completed):
+                yield LedgerEntry(f"rank/{number}", MEDIA_RANK, raw=rank.sealed)
+            else:
+                if rank.sealed is not None:  # sealed before its completion changed
+                    _unseal(rank)
+                yield LedgerEntry(f"rank/{number}", MEDIA_RANK,
+                                  self._rank_record(rank, number in completed))
 
     def _summary(self) -> dict[str, Any]:
         """Totals the statement keeps beside a ledger (checked against it by verify)."""
@@ -1024,21 +1087,15 @@ class JobState:
         left_out: list[str] = []
         for dependency in self._dependencies:
             builder.add_dependency(dependency)
-        # Ranks share one digest object per shard (_shared_shard): each is described once
-        # here, and the builder merges any that were not shared (same digest, new object).
-        seen: set[tuple[str, str, int]] = set()
-        for rank in self._ranks.values():
-            for shard in rank.shards.values():
-                key = (shard.name, shard.uri, id(shard.digest))
-                if key in seen or shard.uri.startswith(INDEX_URI):  # an index space: no data
-                    continue
-                seen.add(key)
-                try:
-                    builder.add_dependency(ResourceDescriptor(
-                        name=shard.name or None, uri=redact_url(shard.uri) or None,
-                        digest=shard.digest, annotations={"slsadist_kind": "dataset"}))
-                except InputError as exc:  # journaled before ingest checked digests
-                    left_out.append(f"rank {rank.rank}: shard {shard.name!r} left out: {exc}")
+        # Each shard once, as first read (the builder merges equal digests read under
+        # other names, or as copies the shared map let go of).
+        for first, shard in self._datasets.values():
+            try:
+                builder.add_dependency(ResourceDescriptor(
+                    name=shard.name or None, uri=redact_url(shard.uri) or None,
+                    digest=shard.digest, annotations={"slsadist_kind": "dataset"}))
+            except InputError as exc:  # journaled before ingest checked digests
+                left_out.append(f"rank {first}: shard {shard.name!r} left out: {exc}")
         return left_out
 
     def _completeness(self, reason: str, missing_files: list[str],
@@ -1192,6 +1249,24 @@ class JobState:
         if inline:
             record["shards"] = [shard.to_dict() for shard in shards]
         return record
+
+
+def _unseal(rank: _Rank) -> None:
+    """A sealed rank's details again, from the record it wrote (a new attempt or worker
+    registered after all its senders had completed)."""
+    assert rank.sealed is not None
+    record = orjson.loads(rank.sealed)
+    rank.shards = {}
+    for data in record.get("shards") or ():
+        shard = _Shard.from_record(data)
+        key = shard.digest.get("sha256") or json.dumps(shard.digest, sort_keys=True)
+        rank.shards[key] = shard
+    rank.files = [(f["artifact"], f["path"], algorithm, f[algorithm])
+                  for f in record.get("files") or ()
+                  for algorithm in [next(a for a in _FILE_ALGORITHMS if a in f)]]
+    rank.inventory = record.get("inventory")
+    rank.reported = dict(record.get("reported") or {})
+    rank.sealed = None
 
 
 def _byproduct(name: str, media_type: str,

@@ -92,7 +92,8 @@ def test_a_relay_cannot_speak_for_another_nodes_ranks(tmp_path: Path) -> None:
                     events=[pb.Event(completed=pb.RankCompleted(exit_code=0))])),
                 pb.RelayItem()]))
     ok, other_node, other_sender, empty = reply.results
-    assert ok.code == 0 and ok.registered.sender == "rank/0/0/0"
+    assert ok.code == 0
+    assert ok.registered.sender == "rank/0/0/0"
     assert other_node.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
     assert "expected node 'n0' to relay its own ranks only" in other_node.detail
     assert other_sender.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
@@ -136,3 +137,26 @@ def test_a_coordinator_refusal_reaches_the_rank_with_its_resync_mark(tmp_path: P
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "expected a registered sender" in (refused.value.details() or "")
     assert any(m.key == "slsa-resync" for m in refused.value.trailing_metadata() or ())
+
+
+def test_a_restarted_coordinator_still_knows_who_relayed(tmp_path: Path) -> None:
+    journal = tmp_path / "j.journal.sqlite"
+    signer = Signer.generate()
+    kwargs = {"job_id": "j", "signer": signer, "out_dir": tmp_path / "out", "world_size": 1,
+              "journal_path": journal, "settle": 3600}
+    with CoordinatorThread(**kwargs) as server:
+        channel, stub = _stub(server.address)
+        with channel:
+            stub.Relay(pb.RelayRequest(job_id="j", node_id="n0", items=[pb.RelayItem(
+                register=pb.RegisterRankRequest(job_id="j", rank=0, world_size=1,
+                                                node_id="n0"))]))
+    with CoordinatorThread(**kwargs) as server:  # replays the journal
+        assert server.coordinator is not None
+        assert server.coordinator.replayed == 1
+        channel, stub = _stub(server.address)
+        with channel:
+            stub.Report(pb.ReportRequest(job_id="j", sender="rank/0/0/0", first_sequence=1,
+                                         events=[pb.Event(completed=pb.RankCompleted())]))
+        result = server.finalize()
+    (record,) = verify_bundle(result.bundle, keys=[signer.public()]).rank_records()
+    assert [a.relayed_by for a in record.attempts] == ["n0"]

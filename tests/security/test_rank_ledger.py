@@ -56,8 +56,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Signer]:
             agents.append(agent)
         for i, node in enumerate(agents[:2]):
             node.record_attempt(attempt=0, run_id="r", ranks=range(3 * i, 3 * i + 3),
-                                state="SUCCEEDED", exit_codes={r: 0 for r in range(3 * i,
-                                                                                   3 * i + 3)})
+                                state="SUCCEEDED", exit_codes=dict.fromkeys(range(3 * i, 3 * i + 3), 0))
         assert all(agent.close(30) for agent in agents)
         result = server.wait_finalized(30)
     public = tmp / "signing.pub"
@@ -80,7 +79,8 @@ def test_the_statement_carries_the_ledger_not_the_records(
     names = sorted(b["name"] for b in byproducts)
     assert names == ["completeness", "ledger"]
     (ledger,) = [b for b in byproducts if b["name"] == "ledger"]
-    assert ledger["mediaType"] == MEDIA_LEDGER and ledger["uri"] == "big.ledger.jsonl"
+    assert ledger["mediaType"] == MEDIA_LEDGER
+    assert ledger["uri"] == "big.ledger.jsonl"
     assert ledger["annotations"]["count"] == 1 + 2 + WORLD  # checkpoint, nodes, ranks
     assert ledger["annotations"]["summary"]["completedRanks"] == WORLD
     names_in_ledger = [json.loads(line)["name"]
@@ -91,7 +91,7 @@ def test_the_statement_carries_the_ledger_not_the_records(
 
 def test_verify_reads_the_ledger_and_matches_the_checkpoint_from_it(
         job: tuple[Path, Path, Signer]) -> None:
-    bundle, public, signer = job
+    bundle, _public, signer = job
     warnings: list[str] = []
     checks, provenance = check_bundle(bundle, keys=[signer.public()],
                                       artifacts=[bundle.parent.parent / "ckpt" / "final"],
@@ -102,7 +102,8 @@ def test_verify_reads_the_ledger_and_matches_the_checkpoint_from_it(
     assert f"{WORLD} file(s) by name" in next(c.detail for c in checks
                                                if c.name.startswith("artifact"))
     assert by_name["completeness"].detail == f"all {WORLD} ranks reported"
-    assert provenance is not None and len(provenance.rank_records()) == WORLD
+    assert provenance is not None
+    assert len(provenance.rank_records()) == WORLD
     assert {n.node for n in provenance.node_records()} == {"n0", "n1"}
 
 
@@ -133,7 +134,8 @@ def test_a_tampered_ledger_fails_verify(job: tuple[Path, Path, Signer], tmp_path
     with pytest.raises(VerificationFailed) as failed:
         verify_bundle(copy, keys=[signer.public()])
     (ledger,) = [c for c in failed.value.checks if c.name == "ledger"]
-    assert not ledger.ok and "ledger" in ledger.detail
+    assert not ledger.ok
+    assert "ledger" in ledger.detail
 
 
 def test_a_missing_ledger_is_said_out_loud(job: tuple[Path, Path, Signer],

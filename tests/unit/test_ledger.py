@@ -70,12 +70,15 @@ def test_ranks_sort_by_number_and_kinds_by_name() -> None:
 def test_a_written_ledger_reads_back_whole_and_line_by_line(tmp_path: Path) -> None:
     path, ledger = _written(tmp_path)
     lines = path.read_bytes().splitlines()
-    assert ledger.count == 37 and ledger.kinds == {"rank": 37}
+    assert ledger.count == 37
+    assert ledger.kinds == {"rank": 37}
     assert ledger.merkle_root == merkle_root(lines).hex()
     assert [line.record["rank"] for line in read_ledger(path, ledger)] == list(range(37))
     for rank in range(37):
         found = prove(path, ledger, f"rank/{rank}")
-        assert found is not None and found.record["rank"] == rank and found.index == rank
+        assert found is not None
+        assert found.record["rank"] == rank
+        assert found.index == rank
     assert prove(path, ledger, "rank/37") is None
     assert prove(path, ledger, "node/x") is None
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
-from slsa_dist.collect.merge import EvidenceVerdict, Limits
+from slsa_dist.collect.merge import EvidenceVerdict, Limits, _unseal
 from slsa_dist.errors import SenderError
 from slsa_dist.provenance import MEDIA_CHECKPOINT, MEDIA_COMPLETENESS, MEDIA_NODE, MEDIA_RANK
 
@@ -128,6 +130,62 @@ def test_a_restart_registers_a_new_attempt_and_both_are_recorded() -> None:
     (rank,) = cluster.finalize().records(MEDIA_RANK)
     assert [(a["attempt"], a["exitCode"]) for a in rank["attempts"]] == [(0, 1), (1, 0)]
     assert rank["completed"] is True
+
+
+def _reads(name: str, indices: list[str], epochs: list[int]) -> list[pb.Event]:
+    return [pb.Event(shard=pb.ShardConsumed(
+        name=name, digest={"sha256": sha(name)}, samples=4, epoch=epoch, index_digest=index,
+        sampler_json='{"num_replicas":2,"seed":7}')) for index, epoch in zip(indices, epochs,
+                                                                             strict=True)]
+
+
+def test_a_completed_rank_reopened_by_a_new_attempt_keeps_everything_it_recorded() -> None:
+    """A rank's record is written when its last sender completes (and its details let
+    go of); a later attempt takes it up again from that record, losing nothing."""
+    cluster = Cluster(world_size=1)
+    first = cluster.rank(0, attempt=0)
+    first.report(*_reads("a", ["i1", "i2"], [0, 2]), written("ckpt", "__0_0.distcp"),
+                 pb.Event(inventory=pb.Inventory(json='{"gpu":"none"}')),
+                 pb.Event(annotation=pb.Annotation(key="lr", value_json='"3e-4"')),
+                 done(exit_code=1))
+    rank = cluster.state._ranks[0]
+    assert rank.sealed is not None
+    assert not rank.shards  # written, details let go of
+    cluster.rank(0, attempt=1, pid=200).report(*_reads("a", ["i3"], [1]),
+                                                *_reads("b", ["j1"], [0]), done())
+    (record,) = cluster.finalize().records(MEDIA_RANK)
+    chain = b""
+    for index in ("i1", "i2", "i3"):  # the index digests in order, across both attempts
+        chain = hashlib.sha256(chain + index.encode()).digest()
+    shards = {s["name"]: s for s in record["shards"]}
+    assert shards["a"]["indexDigest"] == chain.hex()
+    assert shards["a"]["samples"] == 12
+    assert shards["a"]["reads"] == 3
+    assert shards["a"]["epochs"] == [[0, 2]]  # 0, 2, then 1: one span
+    assert shards["a"]["sampler"] == {"num_replicas": 2, "seed": 7}
+    assert shards["b"]["epochs"] == [[0, 0]]
+    assert [f["path"] for f in record["files"]] == ["__0_0.distcp"]
+    assert record["inventory"] == {"gpu": "none"}
+    assert record["reported"] == {"lr": "3e-4"}
+    assert [(a["attempt"], a["exitCode"]) for a in record["attempts"]] == [(0, 1), (1, 0)]
+    assert record["completed"] is True
+    assert record["events"] == 9
+
+
+def test_a_sealed_record_round_trips_through_the_details_it_restores() -> None:
+    cluster = Cluster(world_size=1)
+    cluster.rank(0).report(*_reads("a", ["i1", "i2"], [0, 3]), *_reads("b", [""], [1]),
+                           written("ckpt", "__0_0.distcp"),
+                           pb.Event(annotation=pb.Annotation(key="k", value_json="[1,2]")),
+                           done())
+    rank = cluster.state._ranks[0]
+    sealed = rank.sealed
+    assert sealed is not None
+    _unseal(rank)
+    assert rank.sealed is None
+    assert set(rank.shards) == {sha("a"), sha("b")}
+    assert orjson.dumps(cluster.state._rank_record(rank, True),
+                        option=orjson.OPT_SORT_KEYS) == sealed
 
 
 # --- sequence numbers ----------------------------------------------------------------------
