@@ -717,8 +717,9 @@ class JobState:
         if rank.open_senders or rank.sealed is not None or len(rank.shards) > _INLINE_SHARDS:
             return
         completed = rank.rank in self._succeeded
-        rank.sealed = orjson.dumps(self._rank_record(rank, completed),
-                                   option=orjson.OPT_SORT_KEYS)
+        # A copy: orjson's own buffer is allocated for the worst case and kept so.
+        rank.sealed = bytes(memoryview(orjson.dumps(self._rank_record(rank, completed),
+                                                    option=orjson.OPT_SORT_KEYS)))
         rank.sealed_completed = completed
         rank.shards, rank.files, rank.inventory, rank.reported = {}, [], None, {}
 
