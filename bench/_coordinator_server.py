@@ -1,12 +1,15 @@
 """A coordinator process for benchmarks: serves until finalized, then prints JSON.
 
     python bench/_coordinator_server.py OUT JOB WORLD
+
+With SLSA_BENCH_PROFILE=FILE the coordinator runs under cProfile into FILE.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -50,4 +53,10 @@ async def main(out: Path, job: str, world: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
+    if os.environ.get("SLSA_BENCH_PROFILE"):  # where the coordinator's time goes (cProfile)
+        import cProfile
+
+        cProfile.run("asyncio.run(main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))",
+                     os.environ["SLSA_BENCH_PROFILE"])
+    else:
+        asyncio.run(main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))

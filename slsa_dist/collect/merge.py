@@ -216,7 +216,7 @@ class _Attempt:
 class _Rank:
     rank: int
     attempts: dict[int, _Attempt] = field(default_factory=dict)
-    shards: dict[str, _Shard] = field(default_factory=dict)
+    shards: dict[Any, _Shard] = field(default_factory=dict)  # by _digest_key
     # (artifact, path, algorithm, digest): the strings are the artifact's own (stored once)
     files: list[tuple[str, str, str, str]] = field(default_factory=list)
     inventory: dict[str, Any] | None = None
@@ -329,6 +329,14 @@ class _Seen:
             self._values.clear()
         self._values[key] = value
         return value
+
+
+def _digest_key(digest: Mapping[str, str]) -> Any:
+    """A hashable key for a digest map: its one SHA-256 as is (the usual case, without
+    sorting a protobuf map through the abstract Mapping methods), else its sorted items."""
+    if len(digest) == 1 and "sha256" in digest:
+        return digest["sha256"]
+    return tuple(sorted(digest.items()))
 
 
 def _depth(value: Any) -> int:
@@ -666,6 +674,9 @@ class JobState:
         if sender.rank is not None:
             self._ranks[sender.rank].events += 1
         kind = event.WhichOneof("kind")
+        if kind == "shard":  # nine events in ten: no table lookup
+            self._apply_shard(sender, event.shard, extra)
+            return
         assert kind is not None  # validated
         _, apply = self._HANDLERS[kind]
         apply(self, sender, getattr(event, kind), extra)
@@ -679,7 +690,7 @@ class JobState:
             raise _reject("INVALID_ARGUMENT", f"{where}: shards are reported by ranks")
         # Every rank reads the same shards with the same sampler: each digest and sampler
         # text is checked once, then recognised (the parsed sampler is never mutated).
-        digest = tuple(sorted(shard.digest.items()))
+        digest = _digest_key(shard.digest)
         if self._seen_digests.get(digest) is None:
             _check_digest(shard.digest, f"{where} shard {shard.name!r}")
             self._seen_digests.put(digest, True)
@@ -694,12 +705,12 @@ class JobState:
     def _apply_shard(self, sender: _Sender, shard: pb.ShardConsumed, sampler: Any) -> None:
         assert sender.rank is not None
         rank = self._ranks[sender.rank]
-        key = shard.digest.get("sha256") or json.dumps(dict(shard.digest), sort_keys=True)
+        key = _digest_key(shard.digest)
         state = rank.shards.get(key)
         if state is None:
             shared = self._shared_shard(shard)
-            state = rank.shards[shared.digest.get("sha256") or key] = _Shard(
-                name=shared.name, uri=shared.uri, digest=shared.digest)
+            state = rank.shards[key] = _Shard(name=shared.name, uri=shared.uri,
+                                              digest=shared.digest)
             if not shared.uri.startswith(INDEX_URI):  # an index space is no data: no input
                 self._datasets.setdefault((shared.name, shared.uri, id(shared.digest)),
                                           (rank.rank, shared))
@@ -725,7 +736,7 @@ class JobState:
 
     def _shared_shard(self, shard: pb.ShardConsumed) -> _Shard:
         """The name, uri and digest of a shard, one copy for every rank that reads it."""
-        key = (shard.name, shard.uri, tuple(sorted(shard.digest.items())))
+        key = (shard.name, shard.uri, _digest_key(shard.digest))
         shared: _Shard | None = self._shared_shards.get(key)
         if shared is None:
             shared = self._shared_shards.put(key, _Shard(name=shard.name, uri=shard.uri,
@@ -1231,7 +1242,7 @@ class JobState:
                 relayed_by=attempt.relayed_by)
             for number, attempt in sorted(rank.attempts.items()))
         shards = [shard for _, shard in sorted(rank.shards.items(),
-                                               key=lambda item: (item[1].name, item[0]))]
+                                               key=lambda item: (item[1].name, str(item[0])))]
         inline = len(shards) <= _INLINE_SHARDS
         root = None
         if not inline:
@@ -1260,8 +1271,7 @@ def _unseal(rank: _Rank) -> None:
     rank.shards = {}
     for data in record.get("shards") or ():
         shard = _Shard.from_record(data)
-        key = shard.digest.get("sha256") or json.dumps(shard.digest, sort_keys=True)
-        rank.shards[key] = shard
+        rank.shards[_digest_key(shard.digest)] = shard
     rank.files = [(f["artifact"], f["path"], algorithm, f[algorithm])
                   for f in record.get("files") or ()
                   for algorithm in [next(a for a in _FILE_ALGORITHMS if a in f)]]

@@ -10,6 +10,7 @@ import pytest
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
 from slsa_dist.collect import coordinator as coordinator_module
+from slsa_dist.collect import wire
 from slsa_dist.collect.coordinator import CoordinatorThread
 from slsa_dist.collect.merge import Limits
 from slsa_dist.sign.keys import Signer
@@ -28,8 +29,12 @@ def test_request_rate_per_peer_is_limited(tmp_path: Path, monkeypatch: pytest.Mo
                 stub.GetStatus(pb.StatusRequest(job_id="j"), timeout=10)
             with pytest.raises(grpc.RpcError) as info:
                 stub.GetStatus(pb.StatusRequest(job_id="j"), timeout=10)
+            # In plaintext the bucket is per node: another node's relay is not slowed.
+            stub.RegisterNode(pb.RegisterNodeRequest(job_id="j", node_id="n1"), timeout=10)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "rate: expected at most 1 requests/s from ipv4:127.0.0.1" in info.value.details()
+    # The refusal says when to come back; the agent waits that long (with jitter).
+    assert wire.retry_after(info.value) == coordinator_module.RETRY_AFTER_MS / 1000
 
 
 def test_ranks_per_job_are_limited(tmp_path: Path) -> None:
