@@ -728,9 +728,7 @@ class JobState:
         if rank.open_senders or rank.sealed is not None or len(rank.shards) > _INLINE_SHARDS:
             return
         completed = rank.rank in self._succeeded
-        # A copy: orjson's own buffer is allocated for the worst case and kept so.
-        rank.sealed = bytes(memoryview(orjson.dumps(self._rank_record(rank, completed),
-                                                    option=orjson.OPT_SORT_KEYS)))
+        rank.sealed = _json_bytes(self._rank_record(rank, completed))
         rank.sealed_completed = completed
         rank.shards, rank.files, rank.inventory, rank.reported = {}, [], None, {}
 
@@ -1087,8 +1085,10 @@ class JobState:
             missing_files.extend(f"{artifact.name}/{p}"
                                  for p in sorted(artifact.planned - artifact.files.keys()))
             conflicts.extend(f"{artifact.name}/{c}" for c in artifact.conflicts)
+            # Held as its JSON until the ledger takes it: four 65,536-file records as
+            # dicts were a fifth of the coordinator's peak memory.
             checkpoints.append(LedgerEntry(f"checkpoint/{artifact.name}", MEDIA_CHECKPOINT,
-                                           record.to_dict()))
+                                           raw=_json_bytes(record.to_dict())))
             if artifact.name in subjects:
                 builder.add_subject(ResourceDescriptor(
                     name=artifact.name, digest={"sha256": manifest.identity}))
@@ -1261,6 +1261,13 @@ class JobState:
         if inline:
             record["shards"] = [shard.to_dict() for shard in shards]
         return record
+
+
+def _json_bytes(record: Mapping[str, Any]) -> bytes:
+    """Canonical JSON of a record the merge built (no floats: every sender's JSON was
+    parsed with floats refused), in a right-sized copy: orjson's own buffer is
+    allocated for the worst case and kept so."""
+    return bytes(memoryview(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)))
 
 
 def _unseal(rank: _Rank) -> None:
