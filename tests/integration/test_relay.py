@@ -7,6 +7,7 @@ rank agents that find it through SLSA_RELAY exactly as torchrun's workers do.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -104,7 +105,9 @@ def test_a_relay_cannot_speak_for_another_nodes_ranks(tmp_path: Path) -> None:
     assert server.coordinator.state.completed_ranks() == set()  # nothing of it was applied
 
 
-def test_the_relay_refuses_a_rank_naming_another_node(tmp_path: Path) -> None:
+def _refused_through_relay(tmp_path: Path,
+                           call: Callable[[pb_grpc.CollectorStub], object]) -> grpc.RpcError:
+    """What a rank's call through node n0's relay ends with (it must be refused)."""
     with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path / "out",
                            world_size=2, settle=3600) as server:
         relay = NodeRelay(coordinator=server.address, job_id="j", node_id="n0",
@@ -112,31 +115,26 @@ def test_the_relay_refuses_a_rank_naming_another_node(tmp_path: Path) -> None:
         channel, stub = _stub(relay.start())
         try:
             with channel, pytest.raises(grpc.RpcError) as refused:
-                stub.RegisterRank(pb.RegisterRankRequest(job_id="j", rank=0, world_size=2,
-                                                         node_id="n9"), timeout=10)
+                call(stub)
         finally:
             relay.close()
-    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "expected ranks of node 'n0', found a rank of node 'n9'" in \
-        (refused.value.details() or "")
+    return refused.value
+
+
+def test_the_relay_refuses_a_rank_naming_another_node(tmp_path: Path) -> None:
+    refused = _refused_through_relay(tmp_path, lambda stub: stub.RegisterRank(
+        pb.RegisterRankRequest(job_id="j", rank=0, world_size=2, node_id="n9"), timeout=10))
+    assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "expected ranks of node 'n0', found a rank of node 'n9'" in (refused.details() or "")
 
 
 def test_a_coordinator_refusal_reaches_the_rank_with_its_resync_mark(tmp_path: Path) -> None:
-    with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path / "out",
-                           world_size=2, settle=3600) as server:
-        relay = NodeRelay(coordinator=server.address, job_id="j", node_id="n0",
-                          socket_path=tmp_path / "r.sock")
-        channel, stub = _stub(relay.start())
-        try:
-            with channel, pytest.raises(grpc.RpcError) as refused:
-                stub.Report(pb.ReportRequest(job_id="j", sender="rank/0/0/0", first_sequence=1,
-                                             events=[pb.Event(completed=pb.RankCompleted())]),
-                            timeout=10)
-        finally:
-            relay.close()
-    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "expected a registered sender" in (refused.value.details() or "")
-    assert any(m.key == "slsa-resync" for m in refused.value.trailing_metadata() or ())
+    refused = _refused_through_relay(tmp_path, lambda stub: stub.Report(
+        pb.ReportRequest(job_id="j", sender="rank/0/0/0", first_sequence=1,
+                         events=[pb.Event(completed=pb.RankCompleted())]), timeout=10))
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "expected a registered sender" in (refused.details() or "")
+    assert any(m.key == "slsa-resync" for m in refused.trailing_metadata() or ())
 
 
 def test_a_restarted_coordinator_still_knows_who_relayed(tmp_path: Path) -> None:
