@@ -96,6 +96,10 @@ def _check_rank(provenance: Any, rank: int) -> Any:
     from slsa_dist.verify.bundle import Check
 
     name = f"rank {rank}"
+    world = provenance.world_size
+    if rank < 0 or (world is not None and rank >= world):
+        raise InputError(f"--rank: expected a rank in 0..{(world or 1) - 1} (the job's world "
+                         f"size is {world}), found {rank}")
     ledger = provenance.ledger()
     try:
         record = provenance.rank_record(rank)
@@ -106,10 +110,10 @@ def _check_rank(provenance: Any, rank: int) -> Any:
     if record is None:
         completeness = provenance.completeness()
         missing = completeness is not None and rank in completeness.missing_ranks
-        return Check(name, False, f"expected a record for rank {rank}, found none"
-                     + (" (the signed completeness record lists it as missing)" if missing
-                        else " although the signed completeness record does not list it "
-                             "as missing (a damaged ledger index?)"))
+        why = " (the signed completeness record lists it as missing)" if missing else \
+            " although the signed completeness record does not list it as missing" + (
+                " (a damaged ledger index?)" if ledger is not None else "")
+        return Check(name, False, f"expected a record for rank {rank}, found none{why}")
     attempts = ", ".join(f"attempt {a.attempt} on {a.node}: {a.state}"
                          for a in record.attempts) or "no attempts"
     return Check(name, record.completed,

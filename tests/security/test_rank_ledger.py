@@ -188,3 +188,11 @@ def test_verify_rank_fails_when_the_index_hides_a_rank(
     (tmp_path / "big.ledger.jsonl.idx").write_bytes(bytes(raw))
     assert main(["verify", str(copy), "--key", str(public), "--rank", "4"]) == 1
     assert "FAIL  rank 4" in capsys.readouterr().out
+
+
+def test_verify_rank_outside_the_job_is_a_usage_error(job: tuple[Path, Path, Signer],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    bundle, public, _ = job
+    assert main(["verify", str(bundle), "--key", str(public), "--rank", str(WORLD)]) == 2
+    assert f"--rank: expected a rank in 0..{WORLD - 1} (the job's world size is {WORLD}), " \
+        f"found {WORLD}" in capsys.readouterr().err
