@@ -135,6 +135,40 @@ def _journal_key_file(journal: Path) -> bytes:
         handle.write(key)
     return key
 
+class RecordFile:
+    """Sealed rank records (``merge.RecordStore``) in a file beside the journal, 0600:
+    each appended once, read back by offset when the ledger is written (from the page
+    cache, as a rule). At 65,536 ranks that is ~235 MiB the coordinator does not hold.
+    Derived data: a restarted coordinator rebuilds it from its journal."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._end = 0
+
+    def put(self, data: bytes) -> tuple[int, int]:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        handle = (self._end, len(data))
+        self._end += len(data)
+        return handle
+
+    def get(self, handle: tuple[int, int]) -> bytes:
+        offset, length = handle
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise OSError(f"{self.path}: expected {length} bytes at {offset}, found "
+                          f"{len(data)} (the file was cut)")
+        return data
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self.path.unlink(missing_ok=True)
+
+
 class Coordinator:
     """One job's coordinator. Keyword-only; everything it needs is explicit."""
 
@@ -190,10 +224,16 @@ class Coordinator:
             mac_key = _journal_key_file(self.journal_path)
         self._journal = Journal(self.journal_path, job_id=job_id, max_bytes=journal_max_bytes,
                                 key=mac_key)
+        self._records = RecordFile(self.journal_path.with_name(
+            self.journal_path.name + ".records"))
         self.state = JobState(job_id=job_id, world_size=world_size, run_id=self._journal.run_id,
                               limits=limits, evidence_verifier=evidence_verifier,
-                              min_world_size=min_world_size)
-        self.replayed = self._replay()
+                              min_world_size=min_world_size, records=self._records)
+        try:
+            self.replayed = self._replay()
+        except BaseException:  # a journal that does not replay: nothing is left open
+            self._records.close()
+            raise
         self._committer = GroupCommitter(self._journal)
         self._server: aio.Server | None = None
         self._final: FinalResult | None = None
@@ -299,6 +339,7 @@ class Coordinator:
         if self._server is not None:
             await self._server.stop(grace)
         self._committer.close()
+        self._records.close()
 
     async def _watchdog(self) -> None:
         while not self.state.finalized:

@@ -49,7 +49,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
@@ -75,7 +75,7 @@ from slsa_dist.provenance import (
     redact_url,
 )
 
-__all__ = ["JobState", "LedgerWriter", "Limits", "Registered"]
+__all__ = ["JobState", "LedgerWriter", "Limits", "MemoryRecords", "RecordStore", "Registered"]
 
 # Writes the records it is handed (in ledger order) and says what it wrote.
 LedgerWriter = Callable[[Iterable[LedgerEntry], Mapping[str, Any]], Ledger]
@@ -226,7 +226,7 @@ class _Rank:
     # Once every sender completed, the record is written (canonical JSON) and the
     # details above dropped: finalizing 65,536 ranks then copies bytes, and a sealed
     # rank takes a third of the memory. A new attempt or worker reopens it.
-    sealed: bytes | None = None
+    sealed: Any = None  # the handle the record store gave for the record's bytes
     sealed_completed: bool = False
 
 
@@ -312,6 +312,25 @@ def _json_object(text: str, what: str, limit: int) -> dict[str, Any]:
     return value
 
 
+class RecordStore(Protocol):
+    """Keeps sealed records' bytes and gives them back by the handle ``put`` returned."""
+
+    def put(self, data: bytes) -> Any: ...
+
+    def get(self, handle: Any) -> bytes: ...
+
+
+class MemoryRecords:
+    """Sealed records kept in memory: the handle is the bytes."""
+
+    def put(self, data: bytes) -> Any:
+        return data
+
+    def get(self, handle: Any) -> bytes:
+        data: bytes = handle
+        return data
+
+
 class _Seen:
     """What a check already accepted, for the values every rank sends again and again (a
     shard's digest, a sampler's JSON): a bounded map, emptied when full, so a sender
@@ -393,8 +412,12 @@ class JobState:
         limits: Limits | None = None,
         evidence_verifier: EvidenceVerifier = _no_verifier,
         min_world_size: int | None = None,
+        records: RecordStore | None = None,
     ) -> None:
         self.job_id = job_id
+        # Where sealed rank records are kept (in memory unless the caller gives a store;
+        # the coordinator keeps them in a file, so 65,536 of them cost no memory).
+        self._records: RecordStore = records or MemoryRecords()
         self.run_id = run_id  # with the job id, the globally unique invocationId
         self.limits = limits or Limits()
         if not 0 < world_size <= self.limits.max_world_size:
@@ -582,7 +605,7 @@ class JobState:
                                      attempt=req.attempt, node=req.node_id)
         rank = self._ranks.setdefault(req.rank, _Rank(rank=req.rank))
         if rank.sealed is not None:
-            _unseal(rank)
+            self._unseal(rank)
         rank.open_senders += 1
         attempt = rank.attempts.get(req.attempt)
         if attempt is None:
@@ -728,9 +751,28 @@ class JobState:
         if rank.open_senders or rank.sealed is not None or len(rank.shards) > _INLINE_SHARDS:
             return
         completed = rank.rank in self._succeeded
-        rank.sealed = _json_bytes(self._rank_record(rank, completed))
+        try:
+            rank.sealed = self._records.put(_json_bytes(self._rank_record(rank, completed)))
+        except OSError:  # the store could not take it (disk full): keep the details
+            return
         rank.sealed_completed = completed
         rank.shards, rank.files, rank.inventory, rank.reported = {}, [], None, {}
+
+    def _unseal(self, rank: _Rank) -> None:
+        """A sealed rank's details again, from the record it wrote (a new attempt or
+        worker registered after all its senders had completed)."""
+        assert rank.sealed is not None
+        record = orjson.loads(self._records.get(rank.sealed))
+        rank.shards = {}
+        for data in record.get("shards") or ():
+            shard = _Shard.from_record(data)
+            rank.shards[_digest_key(shard.digest)] = shard
+        rank.files = [(f["artifact"], f["path"], algorithm, f[algorithm])
+                      for f in record.get("files") or ()
+                      for algorithm in [next(a for a in _FILE_ALGORITHMS if a in f)]]
+        rank.inventory = record.get("inventory")
+        rank.reported = dict(record.get("reported") or {})
+        rank.sealed = None
 
     def _shared_shard(self, shard: pb.ShardConsumed) -> _Shard:
         """The name, uri and digest of a shard, one copy for every rank that reads it."""
@@ -1032,10 +1074,11 @@ class JobState:
         for number in sorted(self._ranks):
             rank = self._ranks[number]
             if rank.sealed is not None and rank.sealed_completed == (number in completed):
-                yield LedgerEntry(f"rank/{number}", MEDIA_RANK, raw=rank.sealed)
+                yield LedgerEntry(f"rank/{number}", MEDIA_RANK,
+                                  raw=self._records.get(rank.sealed))
             else:
                 if rank.sealed is not None:  # sealed before its completion changed
-                    _unseal(rank)
+                    self._unseal(rank)
                 yield LedgerEntry(f"rank/{number}", MEDIA_RANK,
                                   self._rank_record(rank, number in completed))
 
@@ -1268,23 +1311,6 @@ def _json_bytes(record: Mapping[str, Any]) -> bytes:
     parsed with floats refused), in a right-sized copy: orjson's own buffer is
     allocated for the worst case and kept so."""
     return bytes(memoryview(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)))
-
-
-def _unseal(rank: _Rank) -> None:
-    """A sealed rank's details again, from the record it wrote (a new attempt or worker
-    registered after all its senders had completed)."""
-    assert rank.sealed is not None
-    record = orjson.loads(rank.sealed)
-    rank.shards = {}
-    for data in record.get("shards") or ():
-        shard = _Shard.from_record(data)
-        rank.shards[_digest_key(shard.digest)] = shard
-    rank.files = [(f["artifact"], f["path"], algorithm, f[algorithm])
-                  for f in record.get("files") or ()
-                  for algorithm in [next(a for a in _FILE_ALGORITHMS if a in f)]]
-    rank.inventory = record.get("inventory")
-    rank.reported = dict(record.get("reported") or {})
-    rank.sealed = None
 
 
 def _byproduct(name: str, media_type: str,

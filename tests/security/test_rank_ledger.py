@@ -59,6 +59,12 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Signer]:
                                 state="SUCCEEDED", exit_codes=dict.fromkeys(range(3 * i, 3 * i + 3), 0))
         assert all(agent.close(30) for agent in agents)
         result = server.wait_finalized(30)
+        assert server.coordinator is not None
+        # Sealed rank records were kept in a file beside the journal, not in memory...
+        assert all(r.sealed is not None and not isinstance(r.sealed, bytes)
+                   for r in server.coordinator.state._ranks.values())
+    # ... and the file goes with the coordinator.
+    assert not list((tmp / "out").glob("*.records"))
     public = tmp / "signing.pub"
     public.write_bytes(signer.public().public_pem())
     return result.bundle, public, signer

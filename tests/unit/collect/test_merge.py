@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
-from slsa_dist.collect.merge import EvidenceVerdict, Limits, _unseal
+from slsa_dist.collect.merge import EvidenceVerdict, Limits
 from slsa_dist.errors import SenderError
 from slsa_dist.provenance import MEDIA_CHECKPOINT, MEDIA_COMPLETENESS, MEDIA_NODE, MEDIA_RANK
 
@@ -179,9 +179,9 @@ def test_a_sealed_record_round_trips_through_the_details_it_restores() -> None:
                            pb.Event(annotation=pb.Annotation(key="k", value_json="[1,2]")),
                            done())
     rank = cluster.state._ranks[0]
-    sealed = rank.sealed
-    assert sealed is not None
-    _unseal(rank)
+    assert rank.sealed is not None
+    sealed = cluster.state._records.get(rank.sealed)
+    cluster.state._unseal(rank)
     assert rank.sealed is None
     assert set(rank.shards) == {sha("a"), sha("b")}
     assert orjson.dumps(cluster.state._rank_record(rank, True),
