@@ -135,6 +135,7 @@ def _journal_key_file(journal: Path) -> bytes:
         handle.write(key)
     return key
 
+
 class RecordFile:
     """Sealed rank records (``merge.RecordStore``) in a file beside the journal, 0600:
     each appended once, read back by offset when the ledger is written (from the page
@@ -147,11 +148,14 @@ class RecordFile:
         self._end = 0
 
     def put(self, data: bytes) -> tuple[int, int]:
-        view = memoryview(data)
+        # At an explicit offset: a write that fails half-way (disk full) leaves the end
+        # where it was, and the next record writes over the half.
+        view, offset = memoryview(data), self._end
         while view:
-            view = view[os.write(self._fd, view):]
+            written = os.pwrite(self._fd, view, offset)
+            view, offset = view[written:], offset + written
         handle = (self._end, len(data))
-        self._end += len(data)
+        self._end = offset
         return handle
 
     def get(self, handle: tuple[int, int]) -> bytes:
