@@ -31,7 +31,7 @@ import json
 import os
 import re
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -43,7 +43,7 @@ from slsa_dist.errors import InputError, VerificationError
 
 __all__ = ["LEDGER_ABOVE", "LEDGER_NAME", "MEDIA_LEDGER", "Ledger", "LedgerEntry", "LedgerError",
            "LedgerLine", "inclusion_proof_from", "leaf_hash", "merkle_root",
-           "merkle_root_of_leaves", "order_key", "prove", "read_ledger", "verify_inclusion",
+           "order_key", "prove", "read_ledger", "verify_inclusion",
            "write_ledger"]
 
 # Above this many ranks a coordinator writes its per-rank, per-node and per-checkpoint
@@ -120,17 +120,24 @@ def _path(index: int, start: int, end: int, subtree: Any) -> list[bytes]:
     return [*_path(index, start + k, end, subtree), subtree(start, start + k)]
 
 
+def _subtree(start: int, end: int, complete: Callable[[int, int], bytes]) -> bytes:
+    """MTH(D[start:end]) from the hashes of complete subtrees: ``complete(height, i)`` is
+    the hash of leaves ``i * 2**height`` .. ``(i + 1) * 2**height`` (as the ledger's
+    index stores them). RFC 9162 splits every range into such subtrees."""
+    size = end - start
+    if size == 0:
+        return hashlib.sha256(b"").digest()  # RFC 9162: the hash of an empty tree
+    if size & (size - 1) == 0 and start % size == 0:
+        return complete(size.bit_length() - 1, start // size)
+    k = _split(size)
+    return _node(_subtree(start, start + k, complete), _subtree(start + k, end, complete))
+
+
 def inclusion_proof_from(lines: Sequence[bytes], index: int) -> list[bytes]:
     """An inclusion proof computed from every line (for tests and small ledgers)."""
     leaves = [leaf_hash(line) for line in lines]
-    return _path(index, 0, len(leaves), lambda a, b: merkle_root_of_leaves(leaves[a:b]))
-
-
-def merkle_root_of_leaves(leaves: Sequence[bytes]) -> bytes:
-    tree = _Root()
-    for leaf in leaves:
-        tree.add(leaf)
-    return tree.root()
+    return _path(index, 0, len(leaves),
+                 lambda a, b: merkle_root(lines[a:b]) if b - a > 1 else leaves[a])
 
 
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
@@ -287,7 +294,7 @@ def write_ledger(path: str | os.PathLike[str], entries: Iterable[LedgerEntry],
     count = len(offsets) - 1
     _write_index(_index_path(target), offsets, levels)
     os.replace(tmp, target)
-    root = merkle_root_of_leaves(levels[0]).hex()
+    root = _subtree(0, count, lambda height, i: levels[height][i]).hex()
     return Ledger(uri=target.name, sha256=digest.hexdigest(), merkle_root=root, count=count,
                   size=offset, kinds=kinds, summary=dict(summary or {}))
 
@@ -414,19 +421,17 @@ class _Index:
         return int(value)
 
     def subtree(self, start: int, end: int) -> bytes:
-        size = end - start
-        if size & (size - 1) == 0 and start % size == 0:
-            height = size.bit_length() - 1
-            if height < len(self._levels):
-                position, length = self._levels[height]
-                if start // size < length:
-                    self._handle.seek(position + _HASH * (start // size))
-                    value = self._handle.read(_HASH)
-                    if len(value) == _HASH:
-                        return value
-            raise LedgerError("ledger index: expected the tree's hashes, found it cut short")
-        k = _split(size)
-        return _node(self.subtree(start, start + k), self.subtree(start + k, end))
+        return _subtree(start, end, self._complete)
+
+    def _complete(self, height: int, index: int) -> bytes:
+        if height < len(self._levels):
+            position, length = self._levels[height]
+            if index < length:
+                self._handle.seek(position + _HASH * index)
+                value = self._handle.read(_HASH)
+                if len(value) == _HASH:
+                    return value
+        raise LedgerError("ledger index: expected the tree's hashes, found it cut short")
 
 
 def _line_at(ledger: BinaryIO, index: _Index, position: int) -> bytes:

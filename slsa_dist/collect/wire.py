@@ -178,16 +178,18 @@ def retry_after_trailer(milliseconds: int) -> tuple[tuple[str, str], ...]:
     return ((RETRY_AFTER_KEY, str(milliseconds)),)
 
 
+def _trailer(exc: grpc.RpcError, key: str) -> str | None:
+    """The value of trailing metadata ``key`` on a refusal, or None."""
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    return next((str(item.value) for item in trailing or () if item.key == key), None)
+
+
 def retry_after(exc: grpc.RpcError) -> float | None:
     """Seconds the coordinator asked a refused caller to wait, or None."""
-    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-    for item in trailing or ():
-        if item.key == RETRY_AFTER_KEY and str(item.value).isdigit():
-            return int(item.value) / 1000
-    return None
+    value = _trailer(exc, RETRY_AFTER_KEY)
+    return int(value) / 1000 if value is not None and value.isdigit() else None
 
 
 def wants_resync(exc: grpc.RpcError) -> bool:
     """True when the coordinator marked this refusal as cured by registering again."""
-    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-    return any(item.key == RESYNC_KEY for item in (trailing or ()))
+    return _trailer(exc, RESYNC_KEY) is not None
