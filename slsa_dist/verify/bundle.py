@@ -179,9 +179,10 @@ def _check_ledger(out: _Outcome, provenance: Provenance, bundle: Path, *,
                             "records asked for were checked, each by an inclusion proof")
         return attached, None
     completed: set[int] = set()
-    nodes = 0
+    nodes = ranks = 0
     try:
         for line in read_ledger(path, ledger):
+            ranks += line.media_type == MEDIA_RANK
             if line.media_type == MEDIA_RANK and line.record.get("completed") is True:
                 rank = line.record.get("rank")
                 if isinstance(rank, int) and line.name == f"rank/{rank}":
@@ -191,7 +192,7 @@ def _check_ledger(out: _Outcome, provenance: Provenance, bundle: Path, *,
         out.add("ledger", False, str(exc))
         return provenance, set()
     summary = ledger.summary
-    expected = {"completedRanks": len(completed), "nodes": nodes}
+    expected = {"ranks": ranks, "completedRanks": len(completed), "nodes": nodes}
     differs = {k: (summary.get(k), v) for k, v in expected.items()
                if k in summary and summary.get(k) != v}
     if differs:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from slsa_dist._internal import canonical
 from slsa_dist.cli import main
 from slsa_dist.collect.agent import Agent, NodeIdentity, RankIdentity
 from slsa_dist.collect.coordinator import CoordinatorThread
 from slsa_dist.ledger import MEDIA_LEDGER
-from slsa_dist.sign.dsse import read_bundle
+from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, read_bundle, sign_envelope, write_bundle
 from slsa_dist.sign.keys import Signer
 from slsa_dist.verify.bundle import VerificationFailed, check_bundle, verify_bundle
 
@@ -202,3 +203,23 @@ def test_verify_rank_outside_the_job_is_a_usage_error(job: tuple[Path, Path, Sig
     assert main(["verify", str(bundle), "--key", str(public), "--rank", str(WORLD)]) == 2
     assert f"--rank: expected a rank in 0..{WORLD - 1} (the job's world size is {WORLD}), " \
         f"found {WORLD}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", ["ranks", "completedRanks", "nodes"])
+def test_a_signed_summary_the_ledger_does_not_bear_out_fails(
+        job: tuple[Path, Path, Signer], tmp_path: Path, field: str) -> None:
+    """The statement's ledger summary is re-counted from the ledger, not taken on trust
+    (a coordinator bug, or a key holder's forgery, with the real ledger beside it)."""
+    bundle, _, signer = job
+    statement = _statement(bundle)
+    (ledger,) = [b for b in statement["predicate"]["runDetails"]["byproducts"]  # type: ignore[index]
+                 if b["name"] == "ledger"]
+    ledger["annotations"]["summary"][field] += 1
+    envelope = sign_envelope(canonical.dumps_bytes(statement),
+                             payload_type=IN_TOTO_PAYLOAD_TYPE, signers=[signer])
+    forged = write_bundle(tmp_path / bundle.name, [envelope])
+    (tmp_path / "big.ledger.jsonl").write_bytes(_ledger(bundle).read_bytes())
+    with pytest.raises(VerificationFailed) as failed:
+        verify_bundle(forged, keys=[signer.public()])
+    (check,) = [c for c in failed.value.checks if c.name == "ledger"]
+    assert f"{field} {ledger['annotations']['summary'][field]} signed vs" in check.detail
