@@ -13,8 +13,10 @@ statement carries one small descriptor that binds the ledger three ways:
 
 The ledger is JSON Lines: one canonical JSON object per line,
 ``{"mediaType": ..., "name": "rank/5", "record": {...}}``, sorted strictly by
-name (kind, then rank number or name), so a reordered line fails and a rank's
-line can be found by binary search. An index file (``.idx``) holds each
+name (kind, then number or name), so a reordered line fails and a rank's
+line can be found by binary search. The kinds, in order: ``checkpoint/<name>``,
+``input/<n>`` (each shard any rank read, once: rank lines refer to it by
+number), ``node/<id>``, ``rank/<r>``. An index file (``.idx``) holds each
 line's offset and the tree's complete subtrees; it is not signed and need not
 be: everything read from it is checked against the signed root.
 
@@ -42,7 +44,7 @@ from slsa_dist._internal import canonical
 from slsa_dist.errors import InputError, VerificationError
 
 __all__ = ["LEDGER_ABOVE", "LEDGER_NAME", "MEDIA_LEDGER", "Ledger", "LedgerEntry", "LedgerError",
-           "LedgerLine", "inclusion_proof_from", "leaf_hash", "merkle_root",
+           "LedgerLine", "Prover", "inclusion_proof_from", "leaf_hash", "merkle_root",
            "order_key", "prove", "read_ledger", "verify_inclusion",
            "write_ledger"]
 
@@ -160,11 +162,15 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
     return sn == 0 and digest == root
 
 
+# Kinds whose lines are numbered: they sort by number (``rank/10`` after ``rank/9``).
+_NUMBERED = ("input", "rank")
+
+
 def order_key(name: str) -> tuple[str, int, str]:
-    """How ledger lines sort: by kind, then rank number (``rank/10`` after ``rank/9``),
-    then name."""
+    """How ledger lines sort: by kind, then number (``rank/10`` after ``rank/9``), then
+    name."""
     kind, _, rest = name.partition("/")
-    if kind == "rank" and rest.isdigit():
+    if kind in _NUMBERED and rest.isdigit():
         return (kind, int(rest), "")
     return (kind, -1, rest)
 
@@ -462,32 +468,64 @@ def prove(path: str | os.PathLike[str], expected: Ledger, name: str) -> LedgerLi
     Raises:
         LedgerError: the line found, the index or the proof does not match the signed root.
     """
-    target = order_key(name)
-    ledger_path = Path(path)
-    try:
-        ledger, raw_index = ledger_path.open("rb"), _index_path(ledger_path).open("rb")
-    except OSError as exc:
-        raise InputError(f"ledger: expected {ledger_path} and its .idx, found "
-                         f"{exc.strerror} ({exc.filename})") from None
-    with ledger, raw_index:
-        index = _Index(raw_index, expected.count)
-        low, high = 0, expected.count
+    with Prover(path, expected) as prover:
+        return prover.prove(name)
+
+
+class Prover:
+    """Lines of a ledger proven one at a time (:func:`prove`), its files opened once."""
+
+    def __init__(self, path: str | os.PathLike[str], expected: Ledger) -> None:
+        ledger_path = Path(path)
+        try:
+            self._ledger = ledger_path.open("rb")
+        except OSError as exc:
+            raise InputError(f"ledger: expected {ledger_path}, found {exc.strerror}") from None
+        try:
+            raw_index = _index_path(ledger_path).open("rb")
+        except OSError as exc:
+            self._ledger.close()
+            raise InputError(f"ledger: expected its index {exc.filename}, found "
+                             f"{exc.strerror}") from None
+        self._raw_index = raw_index
+        self._expected = expected
+        try:
+            self._index = _Index(raw_index, expected.count)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Prover:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._ledger.close()
+        self._raw_index.close()
+
+    def prove(self, name: str) -> LedgerLine | None:
+        """The line named ``name``, proven into the signed root; None when absent."""
+        target = order_key(name)
+        count = self._expected.count
+        low, high = 0, count
         while low < high:  # the first line whose name sorts at or after ``name``
             middle = (low + high) // 2
-            if order_key(_name_of(_line_at(ledger, index, middle))) < target:
+            if order_key(_name_of(_line_at(self._ledger, self._index, middle))) < target:
                 low = middle + 1
             else:
                 high = middle
-        if low == expected.count:
+        if low == count:
             return None
-        line = _line_at(ledger, index, low)
+        line = _line_at(self._ledger, self._index, low)
         entry = _parse(line, low)
         if entry.name != name:
             return None
-        proof = _path(low, 0, expected.count, index.subtree)
-    if not verify_inclusion(leaf_hash(line), low, expected.count, proof,
-                            bytes.fromhex(expected.merkle_root)):
-        raise LedgerError(f"ledger: expected line {low + 1} ({name!r}) to be included in "
-                          f"the signed Merkle root {expected.merkle_root[:16]}..., found the "
-                          "inclusion proof fails")
-    return entry
+        proof = _path(low, 0, count, self._index.subtree)
+        if not verify_inclusion(leaf_hash(line), low, count, proof,
+                                bytes.fromhex(self._expected.merkle_root)):
+            raise LedgerError(f"ledger: expected line {low + 1} ({name!r}) to be included in "
+                              f"the signed Merkle root {self._expected.merkle_root[:16]}..., "
+                              "found the inclusion proof fails")
+        return entry

@@ -26,7 +26,7 @@ import datetime as dt
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 from slsa_dist._internal import canonical
 from slsa_dist.digest import Manifest
 from slsa_dist.errors import InputError
-from slsa_dist.records import Checkpoint, Completeness, NodeRecord, RankRecord
+from slsa_dist.records import Checkpoint, Completeness, NodeRecord, RankRecord, resolve_inputs
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
 from slsa_dist.sign.keys import Signer
 
@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_BUILDER_ID",
     "MEDIA_CHECKPOINT",
     "MEDIA_COMPLETENESS",
+    "MEDIA_INPUT",
     "MEDIA_NODE",
     "MEDIA_RANK",
     "PREDICATE_TYPE",
@@ -86,8 +87,11 @@ MEDIA_RANK = "application/vnd.slsa-dist.rank.v1+json"
 MEDIA_NODE = "application/vnd.slsa-dist.node.v1+json"
 MEDIA_CHECKPOINT = "application/vnd.slsa-dist.checkpoint.v1+json"
 MEDIA_COMPLETENESS = "application/vnd.slsa-dist.completeness.v1+json"
+# A shard any rank read, once, in a record ledger (rank records there refer to it).
+MEDIA_INPUT = "application/vnd.slsa-dist.input.v1+json"
 # The records a ledger may hold, by the kind their names start with (slsa_dist.ledger).
-_LEDGER_KINDS = {MEDIA_RANK: "rank", MEDIA_NODE: "node", MEDIA_CHECKPOINT: "checkpoint"}
+_LEDGER_KINDS = {MEDIA_RANK: "rank", MEDIA_NODE: "node", MEDIA_CHECKPOINT: "checkpoint",
+                 MEDIA_INPUT: "input"}
 
 # Digest encodings we can check; other algorithms are carried but not validated
 # (in-toto: consumers ignore algorithms they do not know).
@@ -450,6 +454,17 @@ def _get(mapping: Mapping[str, Any], *path: str) -> Any:
     return value
 
 
+def _resolved(record: Mapping[str, Any], inputs: Callable[[int], Mapping[str, Any] | None],
+              count: int) -> dict[str, Any]:
+    """A ledger's rank record with its shards' input references resolved."""
+    from slsa_dist.ledger import LedgerError
+
+    try:
+        return resolve_inputs(record, lambda ref: inputs(ref) if 0 <= ref < count else None)
+    except ValueError as exc:
+        raise LedgerError(f"ledger: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Provenance:
     """A read-only view of a verified SLSA Provenance v1 Statement.
@@ -523,7 +538,8 @@ class Provenance:
     def records(self, media_type: str) -> list[Mapping[str, Any]]:
         """Every record of ``media_type``, as signed (plain JSON): the byproducts' annotations,
         and the matching lines of the ledger when one is attached (each read checks the
-        whole ledger against the statement again; a changed file raises)."""
+        whole ledger against the statement again; a changed file raises). A ledger's rank
+        records come with their shards' inputs resolved (names and digests)."""
         found = [b.annotations for b in self.byproducts if b.media_type == media_type]
         ledger = self.ledger()
         kind = _LEDGER_KINDS.get(media_type)
@@ -531,8 +547,13 @@ class Provenance:
                 and ledger.kinds.get(kind, 1):
             from slsa_dist.ledger import read_ledger
 
-            found.extend([line.record for line in read_ledger(self.ledger_file, ledger)
-                          if line.media_type == media_type])
+            inputs: list[Mapping[str, Any]] = []  # input lines come before rank lines
+            for line in read_ledger(self.ledger_file, ledger):
+                if line.media_type == MEDIA_INPUT and media_type == MEDIA_RANK:
+                    inputs.append(line.record)
+                elif line.media_type == media_type:
+                    found.append(_resolved(line.record, inputs.__getitem__, len(inputs))
+                                 if media_type == MEDIA_RANK else line.record)
         return found
 
     def ledger(self) -> Ledger | None:
@@ -564,7 +585,8 @@ class Provenance:
                      self._one(f"checkpoint/{name}", MEDIA_CHECKPOINT)), None)
 
     def rank_record(self, rank: int) -> RankRecord | None:
-        """The ``rank/<rank>`` record: inline, or proven from the attached ledger."""
+        """The ``rank/<rank>`` record: inline, or proven from the attached ledger (with
+        each input its shards refer to, proven the same way)."""
         return next((RankRecord.from_dict(r) for r in self._one(f"rank/{rank}", MEDIA_RANK)),
                     None)
 
@@ -574,10 +596,21 @@ class Provenance:
         ledger = self.ledger()
         if found or ledger is None or self.ledger_file is None:
             return found
-        from slsa_dist.ledger import prove
+        from slsa_dist.ledger import Prover
 
-        line = prove(self.ledger_file, ledger, name)
-        return [line.record] if line is not None and line.media_type == media_type else []
+        with Prover(self.ledger_file, ledger) as prover:
+            line = prover.prove(name)
+            if line is None or line.media_type != media_type:
+                return []
+            if media_type != MEDIA_RANK:
+                return [line.record]
+
+            def proven_input(ref: int) -> Mapping[str, Any] | None:
+                found = prover.prove(f"input/{ref}")
+                return found.record if found is not None \
+                    and found.media_type == MEDIA_INPUT else None
+
+            return [_resolved(line.record, proven_input, ledger.kinds.get("input", 0))]
 
     def checkpoints(self) -> list[Checkpoint]:
         """Every ``checkpoint/<name>`` record, typed."""

@@ -12,20 +12,32 @@ reports) reads them with ``from_dict`` instead of ``.get()`` on a dict.
   (no ``formatVersion``) sent sampler parameters as strings and kept what a
   rank or node reported under ``annotations``, inside the byproduct's own
   ``annotations``; version 2 keeps them under ``reported``.
+* **Stored once.** In a record ledger a rank record is version 3
+  (:data:`REFERENCE_VERSION`): each shard names its ``input/<n>`` line (name,
+  digest, sampler, written once for every rank that read it) and a file leaves
+  out the digest its checkpoint record lists. :func:`resolve_inputs` gives the
+  shards their names and digests back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FORMAT_VERSION", "Checkpoint", "Completeness", "EvidenceRecord", "FileWritten",
-           "NodeAttempt", "NodeRecord", "RankAttempt", "RankRecord", "ShardRead",
-           "shard_read_dict"]
+__all__ = ["FORMAT_VERSION", "INDEX_URI", "REFERENCE_VERSION", "Checkpoint", "Completeness",
+           "EvidenceRecord", "FileWritten", "NodeAttempt", "NodeRecord", "RankAttempt",
+           "RankRecord", "ShardRead", "input_dict", "resolve_inputs", "shard_read_dict",
+           "shard_ref_dict"]
 
 # 2: typed sampler parameters; what a rank or node reported under "reported".
 FORMAT_VERSION = 2
+# Zero-code capture counts sampler indices against this pseudo-shard (capture/auto.py): an
+# index space, not data, so never a dependency.
+INDEX_URI = "slsa-dist:index/"
+# 3: a rank record in a ledger, whose shards refer to the ledger's input lines and whose
+# files leave out the digest their checkpoint record lists.
+REFERENCE_VERSION = 3
 
 
 def _int(data: Mapping[str, Any], key: str, default: int = 0) -> int:
@@ -80,12 +92,72 @@ def shard_read_dict(*, name: str, digest: Mapping[str, str], samples: int, reads
                     sampler: Mapping[str, Any]) -> dict[str, Any]:
     """A :class:`ShardRead`'s record: the one definition of its format (the merge writes
     65,536 ranks' shards through it without building the dataclass)."""
-    out: dict[str, Any] = {"name": name, "digest": dict(digest), "samples": samples,
-                           "reads": reads, "epochs": [list(span) for span in epochs],
-                           "indexDigest": index_digest}
+    out = _read_counts(samples, reads, epochs, index_digest)
+    out["name"], out["digest"] = name, dict(digest)
     if sampler:
         out["sampler"] = dict(sampler)
     return out
+
+
+def shard_ref_dict(*, ref: int, samples: int, reads: int, epochs: Sequence[Sequence[int]],
+                   index_digest: str, sampler: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A shard read in a version-3 rank record: ``input`` is the number of the ledger's
+    ``input/<n>`` line that names it; ``sampler`` is written only where it differs from
+    that line's (None: the same)."""
+    out = _read_counts(samples, reads, epochs, index_digest)
+    out["input"] = ref
+    if sampler is not None:
+        out["sampler"] = dict(sampler)
+    return out
+
+
+def _read_counts(samples: int, reads: int, epochs: Sequence[Sequence[int]],
+                 index_digest: str) -> dict[str, Any]:
+    return {"samples": samples, "reads": reads, "epochs": [list(span) for span in epochs],
+            "indexDigest": index_digest}
+
+
+def input_dict(*, name: str, uri: str, digest: Mapping[str, str],
+               sampler: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``input/<n>`` ledger record: a shard any rank read, written once."""
+    out: dict[str, Any] = {"name": name, "digest": dict(digest)}
+    if uri:
+        out["uri"] = uri
+    if sampler:
+        out["sampler"] = dict(sampler)
+    return out
+
+
+def resolve_inputs(record: Mapping[str, Any],
+                   inputs: Callable[[int], Mapping[str, Any] | None]) -> dict[str, Any]:
+    """A rank record with each shard's ``input`` reference replaced by what that input
+    line says (its name and digest; its sampler unless the shard has its own).
+
+    Raises:
+        ValueError: a reference names no input line.
+    """
+    shards = record.get("shards")
+    if not isinstance(shards, list) or not any(isinstance(s, Mapping) and "input" in s
+                                               for s in shards):
+        return dict(record)
+    resolved = []
+    for shard in shards:
+        if not isinstance(shard, Mapping) or "input" not in shard:
+            resolved.append(shard)
+            continue
+        ref = shard["input"]
+        base = inputs(ref) if isinstance(ref, int) and not isinstance(ref, bool) else None
+        if base is None:
+            raise ValueError(f"rank {record.get('rank')}: expected a shard to name an input "
+                             f"line of the ledger, found input {ref!r}, which it lacks")
+        entry = {k: v for k, v in shard.items() if k != "input"}
+        entry["name"], entry["digest"] = base.get("name", ""), base.get("digest", {})
+        sampler = shard.get("sampler", base.get("sampler"))
+        entry.pop("sampler", None)
+        if sampler:
+            entry["sampler"] = sampler
+        resolved.append(entry)
+    return {**record, "shards": resolved}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,7 +191,8 @@ class ShardRead:
 
 @dataclass(frozen=True, kw_only=True)
 class FileWritten:
-    """One file of an artifact, as the rank that wrote it reported it."""
+    """One file of an artifact, as the rank that wrote it reported it. ``digest`` is
+    empty where a ledger's rank record refers to its checkpoint record for it."""
 
     artifact: str
     path: str
@@ -127,7 +200,11 @@ class FileWritten:
     digest: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"artifact": self.artifact, "path": self.path, self.algorithm: self.digest}
+        """Without a digest (version 3) the file's digest is its checkpoint record's."""
+        out = {"artifact": self.artifact, "path": self.path}
+        if self.digest:
+            out[self.algorithm] = self.digest
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FileWritten:

@@ -63,6 +63,7 @@ from slsa_dist.provenance import (
     DEFAULT_BUILDER_ID,
     MEDIA_CHECKPOINT,
     MEDIA_COMPLETENESS,
+    MEDIA_INPUT,
     MEDIA_NODE,
     MEDIA_RANK,
     ProvenanceBuilder,
@@ -84,8 +85,7 @@ _FINAL_ROLES = (pb.FINAL, pb.OUTPUT)
 # Per-file digests of an artifact: one algorithm per artifact, as OMS manifests
 # require; the root (the subject digest) is SHA-256 either way.
 _FILE_ALGORITHMS = ("sha256", "blake3")
-# Zero-code capture counts sampler indices against this pseudo-shard (capture/auto.py).
-INDEX_URI = "slsa-dist:index/"
+INDEX_URI = records.INDEX_URI
 # A rank record lists its shards inline up to this many; beyond it the record
 # carries a count and a root digest (the shards themselves are dependencies).
 _INLINE_SHARDS = 256
@@ -146,11 +146,12 @@ class _Shard:
     (slots; the name, digest and sampler shared with every other rank that read the
     shard; the epochs one span, a set only when read out of order)."""
 
-    __slots__ = ("chain", "digest", "events", "first", "last", "name", "others", "sampler",
-                 "samples", "uri")
+    __slots__ = ("chain", "digest", "events", "first", "last", "name", "others", "ref",
+                 "sampler", "samples", "uri")
 
-    def __init__(self, *, name: str, uri: str, digest: dict[str, str]) -> None:
+    def __init__(self, *, name: str, uri: str, digest: dict[str, str], ref: int = -1) -> None:
         self.name, self.uri, self.digest = name, uri, digest
+        self.ref = ref  # the job's input number (the ledger's input/<n>) for the shard
         self.samples = 0
         self.events = 0
         self.first = self.last = -1  # the epochs read, first..last, while contiguous
@@ -168,9 +169,10 @@ class _Shard:
         return self.chain.hex() if self.chain else _EMPTY_CHAIN
 
     @classmethod
-    def from_record(cls, data: Mapping[str, Any]) -> _Shard:
-        """The shard again from the record :meth:`to_dict` wrote (a rank reopened)."""
-        shard = cls(name=data["name"], uri="", digest=dict(data["digest"]))
+    def from_record(cls, data: Mapping[str, Any], shared: _Shard) -> _Shard:
+        """The shard again from the record :meth:`ref_dict` wrote (a rank reopened), with
+        ``shared`` the input it refers to."""
+        shard = cls(name=shared.name, uri=shared.uri, digest=shared.digest, ref=shared.ref)
         shard.samples, shard.events = data["samples"], data["reads"]
         spans = [(int(first), int(last)) for first, last in data["epochs"]]
         if len(spans) == 1:
@@ -179,7 +181,7 @@ class _Shard:
             shard.others = {e for first, last in spans for e in range(first, last + 1)}
         digest = data["indexDigest"]
         shard.chain = b"" if digest == _EMPTY_CHAIN else bytes.fromhex(digest)
-        shard.sampler = dict(data.get("sampler") or {})
+        shard.sampler = dict(data["sampler"]) if "sampler" in data else shared.sampler
         return shard
 
     def add_epoch(self, epoch: int) -> None:
@@ -192,13 +194,24 @@ class _Shard:
         else:
             self.others = {*range(self.first, self.last + 1), epoch}
 
+    def _epochs(self) -> tuple[tuple[int, int], ...]:
+        if self.others is not None:
+            return _spans(self.others)
+        return ((self.first, self.last),) if self.first >= 0 else ()
+
     def to_dict(self) -> dict[str, Any]:
-        epochs = _spans(self.others) if self.others is not None else \
-            (((self.first, self.last),) if self.first >= 0 else ())
         return records.shard_read_dict(name=self.name, digest=self.digest,
-                                       samples=self.samples, reads=self.events, epochs=epochs,
-                                       index_digest=self.index_digest,
+                                       samples=self.samples, reads=self.events,
+                                       epochs=self._epochs(), index_digest=self.index_digest,
                                        sampler=self.sampler)
+
+    def ref_dict(self, shared: _Shard) -> dict[str, Any]:
+        """This read in a ledger's rank record: its input's number, not its name and digest;
+        its sampler only where it differs from the input's."""
+        same = self.sampler is shared.sampler or self.sampler == shared.sampler
+        return records.shard_ref_dict(ref=self.ref, samples=self.samples, reads=self.events,
+                                      epochs=self._epochs(), index_digest=self.index_digest,
+                                      sampler=None if same else self.sampler)
 
 
 @dataclass(slots=True)
@@ -452,9 +465,12 @@ class JobState:
         self._attempt_world: dict[int, int] = {}
         self._seen_digests = _Seen()
         self._seen_samplers = _Seen(4_096)
-        self._shared_shards = _Seen()
-        # Every shard any rank read, once (by the shared copy): the dependencies.
-        self._datasets: dict[tuple[str, str, int], tuple[int, _Shard]] = {}
+        # Every shard any rank read, once, numbered as first read (a replay reads them in
+        # the same order): with the first rank that read it, and its number by
+        # (name, uri, digest). Rank records in a ledger refer to them by that number, and
+        # those that are data (not an index space) are the job's dataset dependencies.
+        self._inputs: list[tuple[int, _Shard]] = []
+        self._input_refs: dict[tuple[str, str, Any], int] = {}
         self._final = -1
         self._ended_below = 0
         self._succeeded_below = 0
@@ -741,12 +757,9 @@ class JobState:
         key = _digest_key(shard.digest)
         state = rank.shards.get(key)
         if state is None:
-            shared = self._shared_shard(shard)
+            shared = self._shared_shard(shard, key, sampler, rank.rank)
             state = rank.shards[key] = _Shard(name=shared.name, uri=shared.uri,
-                                              digest=shared.digest)
-            if not shared.uri.startswith(INDEX_URI):  # an index space is no data: no input
-                self._datasets.setdefault((shared.name, shared.uri, id(shared.digest)),
-                                          (rank.rank, shared))
+                                              digest=shared.digest, ref=shared.ref)
         state.samples += shard.samples
         state.events += 1
         state.add_epoch(shard.epoch)
@@ -762,7 +775,8 @@ class JobState:
             return
         completed = rank.rank in self._succeeded
         try:
-            rank.sealed = self._records.put(_json_bytes(self._rank_record(rank, completed)))
+            rank.sealed = self._records.put(
+                _json_bytes(self._rank_record(rank, completed, refs=True)))
         except OSError:  # the store could not take it (disk full): keep the details
             return
         rank.sealed_completed = completed
@@ -775,23 +789,32 @@ class JobState:
         record = orjson.loads(self._records.get(rank.sealed))
         rank.shards = {}
         for data in record.get("shards") or ():
-            shard = _Shard.from_record(data)
+            shard = _Shard.from_record(data, self._inputs[data["input"]][1])
             rank.shards[_digest_key(shard.digest)] = shard
-        rank.files = [(f["artifact"], f["path"], algorithm, f[algorithm])
-                      for f in record.get("files") or ()
-                      for algorithm in [next(a for a in _FILE_ALGORITHMS if a in f)]]
+        rank.files = []
+        for f in record.get("files") or ():
+            artifact = self._artifacts[f["artifact"]]
+            # Left out where it was the artifact's own (and a rank whose file another
+            # overwrote was reopened first, so the artifact still holds it).
+            digest = next((f[a] for a in _FILE_ALGORITHMS if a in f), None)
+            rank.files.append((artifact.name, f["path"], artifact.algorithm,
+                               artifact.files[f["path"]][0] if digest is None else digest))
         rank.inventory = record.get("inventory")
         rank.reported = dict(record.get("reported") or {})
         rank.sealed = None
 
-    def _shared_shard(self, shard: pb.ShardConsumed) -> _Shard:
-        """The name, uri and digest of a shard, one copy for every rank that reads it."""
-        key = (shard.name, shard.uri, _digest_key(shard.digest))
-        shared: _Shard | None = self._shared_shards.get(key)
-        if shared is None:
-            shared = self._shared_shards.put(key, _Shard(name=shard.name, uri=shard.uri,
-                                                         digest=dict(shard.digest)))
-        return shared
+    def _shared_shard(self, shard: pb.ShardConsumed, digest_key: Any, sampler: Any,
+                      rank: int) -> _Shard:
+        """The job's input for a shard: its name, uri and digest, one copy for every rank
+        that reads it, numbered when first read, with the sampler it was first read with."""
+        key = (shard.name, shard.uri, digest_key)
+        ref = self._input_refs.get(key)
+        if ref is None:
+            ref = self._input_refs[key] = len(self._inputs)
+            shared = _Shard(name=shard.name, uri=shard.uri, digest=dict(shard.digest), ref=ref)
+            shared.sampler = sampler or {}
+            self._inputs.append((rank, shared))
+        return self._inputs[ref][1]
 
     def _check_file(self, sender: _Sender, file: pb.FileWritten, where: str) -> Any:
         del sender
@@ -823,6 +846,11 @@ class JobState:
         if previous is not None and previous[0] != digest:
             artifact.conflicts.append(f"{written.path}: {previous[0][:16]} (rank {previous[2]}) "
                                       f"vs {digest[:16]} ({sender.key})")
+            earlier = self._ranks.get(previous[2])
+            if earlier is not None and earlier.sealed is not None:
+                # Its record left the digest out as the artifact's: reopen it while the
+                # artifact still holds that digest, so the record keeps it.
+                self._unseal(earlier)
         path = written.path
         artifact.files[path] = (digest, written.size, -1 if sender.rank is None else sender.rank)
         if sender.rank is not None:
@@ -1048,7 +1076,7 @@ class JobState:
         builder.set_times(started=started, finished=max(finished, started))
         missing_files, conflicts, checkpoints = self._add_artifacts(builder)
         conflicts.extend(self._add_dependencies(builder))
-        entries = self._ledger_entries(checkpoints)
+        entries = self._ledger_entries(checkpoints, refs=ledger is not None)
         if ledger is None:
             for entry in entries:
                 builder.add_byproduct(record_descriptor(name=entry.name,
@@ -1075,22 +1103,31 @@ class JobState:
                     json.dumps(run, sort_keys=True).encode()).hexdigest()}))
         return builder.build()
 
-    def _ledger_entries(self, checkpoints: list[LedgerEntry]) -> Iterator[LedgerEntry]:
-        """Every checkpoint, node and rank record, in ledger order, built one at a time."""
+    def _ledger_entries(self, checkpoints: list[LedgerEntry], *,
+                        refs: bool) -> Iterator[LedgerEntry]:
+        """Every checkpoint, input, node and rank record, in ledger order, built one at a
+        time. With ``refs`` (a ledger) each shard read is written once, as an input, and
+        rank records refer to it; without, every rank record names its shards in full."""
         yield from sorted(checkpoints, key=lambda e: order_key(e.name))
+        if refs:
+            for number, (_, shard) in enumerate(self._inputs):
+                yield LedgerEntry(f"input/{number}", MEDIA_INPUT, records.input_dict(
+                    name=shard.name, uri=redact_url(shard.uri), digest=shard.digest,
+                    sampler=shard.sampler))
         for name in sorted(self._nodes):
             yield LedgerEntry(f"node/{name}", MEDIA_NODE, self._nodes[name].record().to_dict())
         completed = self.completed_ranks()
         for number in sorted(self._ranks):
             rank = self._ranks[number]
-            if rank.sealed is not None and rank.sealed_completed == (number in completed):
+            if refs and rank.sealed is not None \
+                    and rank.sealed_completed == (number in completed):
                 yield LedgerEntry(f"rank/{number}", MEDIA_RANK,
                                   raw=self._records.get(rank.sealed))
             else:
-                if rank.sealed is not None:  # sealed before its completion changed
+                if rank.sealed is not None:  # in full, or sealed before it completed
                     self._unseal(rank)
                 yield LedgerEntry(f"rank/{number}", MEDIA_RANK,
-                                  self._rank_record(rank, number in completed))
+                                  self._rank_record(rank, number in completed, refs=refs))
 
     def _summary(self) -> dict[str, Any]:
         """Totals the statement keeps beside a ledger (checked against it by verify)."""
@@ -1153,8 +1190,10 @@ class JobState:
         for dependency in self._dependencies:
             builder.add_dependency(dependency)
         # Each shard once, as first read (the builder merges equal digests read under
-        # other names, or as copies the shared map let go of).
-        for first, shard in self._datasets.values():
+        # other names); an index space is no data: no input.
+        for first, shard in self._inputs:
+            if shard.uri.startswith(INDEX_URI):
+                continue
             try:
                 builder.add_dependency(ResourceDescriptor(
                     name=shard.name or None, uri=redact_url(shard.uri) or None,
@@ -1282,10 +1321,11 @@ class JobState:
                                  f"{', '.join(sorted(nodes))}")
         return found
 
-    def _rank_record(self, rank: _Rank, completed: bool) -> dict[str, Any]:
+    def _rank_record(self, rank: _Rank, completed: bool, *, refs: bool) -> dict[str, Any]:
         """The ``rank/<r>`` record (``records.RankRecord``'s format), as a dict: its
         shards are written straight from the merge's state, 65,536 ranks x 10 shards
-        without a dataclass each."""
+        without a dataclass each. With ``refs`` (a ledger's record, version 3) shards
+        refer to their input and files leave out the digest their artifact holds."""
         attempts = tuple(
             records.RankAttempt(
                 attempt=number, node=attempt.node, run_id=attempt.run_id,
@@ -1303,15 +1343,22 @@ class JobState:
             for shard in shards:
                 digests.update(json.dumps(shard.digest, sort_keys=True).encode())
             root = {"sha256": digests.hexdigest()}
+        files = rank.files
+        if refs:
+            files = [(a, p, alg, "" if self._artifacts[a].files[p][0] == d else d)
+                     for a, p, alg, d in files]
         record = records.RankRecord(
             rank=rank.rank, node=attempts[-1].node if attempts else "", completed=completed,
             attempts=attempts, events=rank.events, shard_count=len(shards),
             samples=sum(s.samples for s in shards), shards=() if inline else None,
             shards_root=root,
             files=tuple(records.FileWritten(artifact=a, path=p, algorithm=alg, digest=d)
-                        for a, p, alg, d in rank.files),
+                        for a, p, alg, d in files),
             inventory=rank.inventory, reported=dict(rank.reported)).to_dict()
-        if inline:
+        if inline and refs:
+            record["formatVersion"] = records.REFERENCE_VERSION
+            record["shards"] = [shard.ref_dict(self._inputs[shard.ref][1]) for shard in shards]
+        elif inline:
             record["shards"] = [shard.to_dict() for shard in shards]
         return record
 

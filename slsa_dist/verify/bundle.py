@@ -21,8 +21,9 @@ from typing import Any
 
 from slsa_dist.digest import DEFAULT_IGNORE, DEFAULT_SHARD_SIZE, Manifest, Method, digest_path
 from slsa_dist.errors import InputError, VerificationError
-from slsa_dist.ledger import LedgerError, read_ledger
+from slsa_dist.ledger import LedgerError, LedgerLine, read_ledger
 from slsa_dist.provenance import (
+    MEDIA_INPUT,
     MEDIA_NODE,
     MEDIA_RANK,
     PREDICATE_TYPE,
@@ -30,7 +31,7 @@ from slsa_dist.provenance import (
     ResourceDescriptor,
     Statement,
 )
-from slsa_dist.records import Checkpoint
+from slsa_dist.records import INDEX_URI, Checkpoint
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, read_bundle, verify_envelope
 from slsa_dist.sign.keys import Verifier
 
@@ -179,13 +180,20 @@ def _check_ledger(out: _Outcome, provenance: Provenance, bundle: Path, *,
                             "records asked for were checked, each by an inclusion proof")
         return attached, None
     completed: set[int] = set()
-    nodes = ranks = 0
+    nodes = ranks = inputs = 0
+    declared = {(algorithm, value) for dependency in provenance.dependencies
+                for algorithm, value in dependency.digest.items()}
     try:
         for line in read_ledger(path, ledger):
-            ranks += line.media_type == MEDIA_RANK
-            if line.media_type == MEDIA_RANK and line.record.get("completed") is True:
+            if line.media_type == MEDIA_INPUT:
+                _check_input(line, declared)
+                inputs += 1
+            elif line.media_type == MEDIA_RANK:
+                ranks += 1
+                _check_refs(line, inputs)
                 rank = line.record.get("rank")
-                if isinstance(rank, int) and line.name == f"rank/{rank}":
+                if line.record.get("completed") is True and isinstance(rank, int) \
+                        and line.name == f"rank/{rank}":
                     completed.add(rank)
             nodes += line.media_type == MEDIA_NODE
     except LedgerError as exc:
@@ -203,6 +211,30 @@ def _check_ledger(out: _Outcome, provenance: Provenance, bundle: Path, *,
     out.add("ledger", True, f"{path.name}: {ledger.count} record(s), sha256 and Merkle root "
             f"{ledger.merkle_root[:16]}... as signed")
     return attached, completed
+
+
+def _check_input(line: LedgerLine, declared: set[tuple[str, str]]) -> None:
+    """An input line names data the statement declares: its digest is a resolved
+    dependency (an index space, which is no data, excepted)."""
+    record = line.record
+    if str(record.get("uri", "")).startswith(INDEX_URI):
+        return
+    digest = record.get("digest")
+    if not isinstance(digest, dict) or not any((a, v) in declared for a, v in digest.items()):
+        raise LedgerError(f"ledger {line.name}: expected the digest of a resolved dependency "
+                          f"of the statement, found {record.get('name')!r} {digest!r}, which "
+                          "the statement does not declare")
+
+
+def _check_refs(line: LedgerLine, inputs: int) -> None:
+    """Each shard a rank record refers to is an input line before it."""
+    for shard in line.record.get("shards") or ():
+        if isinstance(shard, dict) and "input" not in shard:
+            continue  # named in full
+        ref = shard.get("input") if isinstance(shard, dict) else None
+        if not isinstance(ref, int) or isinstance(ref, bool) or not 0 <= ref < inputs:
+            raise LedgerError(f"ledger {line.name}: expected shards to refer to input lines "
+                              f"0..{inputs - 1}, found {ref!r}")
 
 
 def _check_completeness(out: _Outcome, provenance: Provenance,

@@ -4,6 +4,7 @@ A real coordinator (gRPC on loopback) with ``ledger_above=0`` writes every rank,
 node and checkpoint record to ``<job>.ledger.jsonl``; the statement carries only
 the ledger's descriptor. Verify reads the ledger whole; any changed, dropped,
 reordered or added line fails it, and ``verify --rank N`` proves one record.
+Each shard is written once, as an input line the rank lines refer to.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +22,7 @@ from slsa_dist._internal import canonical
 from slsa_dist.cli import main
 from slsa_dist.collect.agent import Agent, NodeIdentity, RankIdentity
 from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.ledger import MEDIA_LEDGER
+from slsa_dist.ledger import MEDIA_LEDGER, LedgerEntry, write_ledger
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, read_bundle, sign_envelope, write_bundle
 from slsa_dist.sign.keys import Signer
 from slsa_dist.verify.bundle import VerificationFailed, check_bundle, verify_bundle
@@ -27,6 +30,8 @@ from slsa_dist.verify.bundle import VerificationFailed, check_bundle, verify_bun
 pytestmark = pytest.mark.grpc
 
 WORLD = 6
+INPUTS = 2  # train-0.tar and train-1.tar, each read by three ranks
+LINES = 1 + INPUTS + 2 + WORLD  # a checkpoint, the inputs, two nodes, the ranks
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +93,48 @@ def test_the_statement_carries_the_ledger_not_the_records(
     (ledger,) = [b for b in byproducts if b["name"] == "ledger"]
     assert ledger["mediaType"] == MEDIA_LEDGER
     assert ledger["uri"] == "big.ledger.jsonl"
-    assert ledger["annotations"]["count"] == 1 + 2 + WORLD  # checkpoint, nodes, ranks
+    assert ledger["annotations"]["count"] == LINES
     assert ledger["annotations"]["summary"]["completedRanks"] == WORLD
     names_in_ledger = [json.loads(line)["name"]
                        for line in _ledger(bundle).read_text().splitlines()]
-    assert names_in_ledger == ["checkpoint/final", "node/n0", "node/n1",
+    assert names_in_ledger == ["checkpoint/final", "input/0", "input/1", "node/n0", "node/n1",
                                *(f"rank/{r}" for r in range(WORLD))]
+
+
+def test_each_shard_and_file_digest_is_stored_once(job: tuple[Path, Path, Signer]) -> None:
+    """Issue 17: a shard's digest is written once (an input line), not in every rank that
+    read it; a file's digest once (its checkpoint record), not again in its rank's."""
+    bundle, _, _ = job
+    lines = [json.loads(line) for line in _ledger(bundle).read_text().splitlines()]
+    inputs = [line["record"] for line in lines if line["name"].startswith("input/")]
+    assert [i["name"] for i in inputs] == ["train-0.tar", "train-1.tar"]
+    assert inputs[0]["digest"] == {"sha256": hashlib.sha256(b"s0").hexdigest()}
+    ranks = [line["record"] for line in lines if line["name"].startswith("rank/")]
+    for rank in ranks:
+        assert rank["formatVersion"] == 3
+        (shard,) = rank["shards"]
+        assert shard["input"] == rank["rank"] % 2
+        assert "digest" not in shard
+        assert "name" not in shard
+        (written,) = rank["files"]
+        assert written == {"artifact": "final", "path": f"__{rank['rank']}_0.distcp"}
+    text = _ledger(bundle).read_text()
+    assert text.count(hashlib.sha256(b"s1").hexdigest()) == 1
+    assert text.count(hashlib.sha256(b"weights of rank 5").hexdigest()) == 1
+
+
+def test_records_read_from_the_ledger_name_their_shards_again(
+        job: tuple[Path, Path, Signer]) -> None:
+    bundle, _, signer = job
+    _, provenance = check_bundle(bundle, keys=[signer.public()])
+    assert provenance is not None
+    for record in (*provenance.rank_records(), provenance.rank_record(3)):
+        assert record is not None
+        (shard,) = record.shards or ()
+        assert shard.name == f"train-{record.rank % 2}.tar"
+        assert shard.digest == {"sha256": hashlib.sha256(f"s{record.rank % 2}".encode())
+                                .hexdigest()}
+        assert shard.samples == 64
 
 
 def test_verify_reads_the_ledger_and_matches_the_checkpoint_from_it(
@@ -174,9 +215,30 @@ def test_verify_rank_fails_for_a_changed_record(job: tuple[Path, Path, Signer], 
     (tmp_path / "big.ledger.jsonl.idx").write_bytes(
         (_ledger(bundle).parent / "big.ledger.jsonl.idx").read_bytes())
     assert main(["verify", str(copy), "--key", str(public), "--rank", "4"]) == 1
-    assert "FAIL  rank 4: ledger: expected line 8 ('rank/4') to be included" in \
+    assert "FAIL  rank 4: ledger: expected line 10 ('rank/4') to be included" in \
         capsys.readouterr().out
     assert main(["verify", str(copy), "--key", str(public), "--rank", "3"]) == 0
+
+
+def test_verify_rank_fails_for_a_changed_input_it_refers_to(
+        job: tuple[Path, Path, Signer], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The input line a rank's shard names is proven too: a swapped digest there fails
+    ``--rank`` for every rank that read it, and no other."""
+    bundle, public, _ = job
+    copy = tmp_path / bundle.name
+    copy.write_bytes(bundle.read_bytes())
+    lines = _ledger(bundle).read_bytes().splitlines()
+    assert b'"name":"input/1"' in lines[2]
+    lines[2] = lines[2].replace(hashlib.sha256(b"s1").hexdigest().encode(),
+                                hashlib.sha256(b"evil").hexdigest().encode())
+    (tmp_path / "big.ledger.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    (tmp_path / "big.ledger.jsonl.idx").write_bytes(
+        (_ledger(bundle).parent / "big.ledger.jsonl.idx").read_bytes())
+    assert main(["verify", str(copy), "--key", str(public), "--rank", "3"]) == 1
+    assert "FAIL  rank 3: ledger: expected line 3 ('input/1') to be included" in \
+        capsys.readouterr().out
+    assert main(["verify", str(copy), "--key", str(public), "--rank", "2"]) == 0
 
 
 def test_verify_rank_fails_when_the_index_hides_a_rank(
@@ -187,11 +249,10 @@ def test_verify_rank_fails_when_the_index_hides_a_rank(
     copy.write_bytes(bundle.read_bytes())
     (tmp_path / "big.ledger.jsonl").write_bytes(_ledger(bundle).read_bytes())
     raw = bytearray((bundle.parent / "big.ledger.jsonl.idx").read_bytes())
-    count = 1 + 2 + WORLD
-    offsets = list(struct.unpack_from(f"<{count + 1}Q", raw, 24))
-    offsets[8] = offsets[7]  # rank 4's line now "is" rank 3's
-    offsets[9] = offsets[8] + (offsets[9] - offsets[7]) - (offsets[9] - offsets[8])
-    struct.pack_into(f"<{count + 1}Q", raw, 24, *offsets)
+    offsets = list(struct.unpack_from(f"<{LINES + 1}Q", raw, 24))
+    four = LINES - WORLD + 4
+    offsets[four] = offsets[four - 1]  # rank 4's line now "is" rank 3's
+    struct.pack_into(f"<{LINES + 1}Q", raw, 24, *offsets)
     (tmp_path / "big.ledger.jsonl.idx").write_bytes(bytes(raw))
     assert main(["verify", str(copy), "--key", str(public), "--rank", "4"]) == 1
     assert "FAIL  rank 4" in capsys.readouterr().out
@@ -223,3 +284,54 @@ def test_a_signed_summary_the_ledger_does_not_bear_out_fails(
         verify_bundle(forged, keys=[signer.public()])
     (check,) = [c for c in failed.value.checks if c.name == "ledger"]
     assert f"{field} {ledger['annotations']['summary'][field]} signed vs" in check.detail
+
+
+def _reforged(bundle: Path, tmp_path: Path, signer: Signer,
+              change: Callable[[list[dict[str, Any]]], None]) -> Path:
+    """The bundle and ledger as the key holder could sign them: the ledger's lines
+    changed, written and bound again (digest, Merkle root, counts), the statement
+    re-signed. What verify must still catch is what no signature can vouch for."""
+    lines = [json.loads(line) for line in _ledger(bundle).read_text().splitlines()]
+    change(lines)
+    written = write_ledger(tmp_path / "big.ledger.jsonl",
+                           [LedgerEntry(line["name"], line["mediaType"], line["record"])
+                            for line in lines])
+    statement = _statement(bundle)
+    byproducts = statement["predicate"]["runDetails"]["byproducts"]  # type: ignore[index]
+    (ledger,) = [b for b in byproducts if b["name"] == "ledger"]
+    ledger["digest"] = {"sha256": written.sha256}
+    ledger["annotations"] = {**written.annotations(),
+                             "summary": ledger["annotations"]["summary"]}
+    envelope = sign_envelope(canonical.dumps_bytes(statement),
+                             payload_type=IN_TOTO_PAYLOAD_TYPE, signers=[signer])
+    return write_bundle(tmp_path / bundle.name, [envelope])
+
+
+def test_an_input_the_statement_does_not_declare_fails(
+        job: tuple[Path, Path, Signer], tmp_path: Path) -> None:
+    """Every shard a rank read is a resolved dependency of the signed statement: an input
+    line naming other data (the ledger bound and signed all the same) fails verify."""
+    bundle, _, signer = job
+
+    def swap(lines: list[dict[str, Any]]) -> None:
+        lines[2]["record"]["digest"] = {"sha256": hashlib.sha256(b"evil").hexdigest()}
+
+    forged = _reforged(bundle, tmp_path, signer, swap)
+    with pytest.raises(VerificationFailed) as failed:
+        verify_bundle(forged, keys=[signer.public()])
+    (check,) = [c for c in failed.value.checks if c.name == "ledger"]
+    assert "ledger input/1: expected the digest of a resolved dependency" in check.detail
+
+
+def test_a_reference_to_no_input_fails(job: tuple[Path, Path, Signer], tmp_path: Path) -> None:
+    bundle, _, signer = job
+
+    def dangle(lines: list[dict[str, Any]]) -> None:
+        lines[-1]["record"]["shards"][0]["input"] = INPUTS
+
+    forged = _reforged(bundle, tmp_path, signer, dangle)
+    with pytest.raises(VerificationFailed) as failed:
+        verify_bundle(forged, keys=[signer.public()])
+    (check,) = [c for c in failed.value.checks if c.name == "ledger"]
+    assert f"ledger rank/{WORLD - 1}: expected shards to refer to input lines 0..1, found 2" \
+        in check.detail

@@ -8,10 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.collect.merge import JobState
+from slsa_dist.ledger import write_ledger
 from slsa_dist.provenance import Provenance, Statement
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -90,6 +93,12 @@ class Cluster:
 
     def statement(self) -> Statement:
         return self.state.statement()
+
+    def finalize_to_ledger(self, path: Path, reason: str = "request") -> Provenance:
+        """Finalize with the records in a ledger at ``path``, attached to what it returns."""
+        self.state.finalize(self.job_id, reason, self.tick())
+        statement = self.state.statement(ledger=partial(write_ledger, path))
+        return Provenance.from_statement(statement).with_ledger(path)
 
     def run_all(self, shards_per_rank: int = 2) -> None:
         assert self.world_size is not None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -184,8 +186,56 @@ def test_a_sealed_record_round_trips_through_the_details_it_restores() -> None:
     cluster.state._unseal(rank)
     assert rank.sealed is None
     assert set(rank.shards) == {sha("a"), sha("b")}
-    assert orjson.dumps(cluster.state._rank_record(rank, True),
+    assert orjson.dumps(cluster.state._rank_record(rank, True, refs=True),
                         option=orjson.OPT_SORT_KEYS) == sealed
+
+
+def _ledger_lines(path: Path) -> dict[str, dict[str, Any]]:
+    return {line["name"]: line["record"]
+            for line in map(orjson.loads, path.read_bytes().splitlines())}
+
+
+def test_a_ledger_names_each_shard_once_and_keeps_a_rank_s_own_sampler(tmp_path: Path) -> None:
+    """Issue 17: a shard's name, digest and sampler are one input line; a rank whose
+    sampler differs from the first reader's keeps its own, and records read back from
+    the ledger give every rank its shards in full again."""
+    cluster = Cluster(world_size=3)
+    for rank, seed in ((0, 7), (1, 7), (2, 8)):
+        sampler = orjson.dumps({"num_replicas": 3, "seed": seed}).decode()
+        cluster.rank(rank).report(pb.Event(shard=pb.ShardConsumed(
+            name="a", digest={"sha256": sha("a")}, samples=4, sampler_json=sampler)), done())
+    provenance = cluster.finalize_to_ledger(tmp_path / "job.ledger.jsonl")
+    lines = _ledger_lines(tmp_path / "job.ledger.jsonl")
+    assert lines["input/0"] == {"name": "a", "digest": {"sha256": sha("a")},
+                                "sampler": {"num_replicas": 3, "seed": 7}}
+    assert [lines[f"rank/{r}"]["shards"][0].get("sampler") for r in range(3)] == \
+        [None, None, {"num_replicas": 3, "seed": 8}]
+    assert [(r.shards or ())[0].sampler["seed"] for r in provenance.rank_records()] == \
+        [7, 7, 8]
+    assert provenance.dependencies[0].digest == {"sha256": sha("a")}
+
+
+def test_a_file_another_rank_overwrote_keeps_its_own_digest_in_its_record(
+        tmp_path: Path) -> None:
+    """A rank's record leaves out a file's digest only where its checkpoint record holds
+    the same one: rank 0, sealed, is reopened when rank 1 writes other bytes to its
+    path, so rank 0's record names the digest it reported."""
+    cluster = Cluster(world_size=2)
+    cluster.rank(0).report(written("ckpt", "shared.bin"), written("ckpt", "own-0.bin"), done())
+    assert cluster.state._ranks[0].sealed is not None
+    other = pb.Event(file=pb.FileWritten(artifact="ckpt", path="shared.bin",
+                                         digest={"sha256": sha("other")}, size=1,
+                                         role=pb.CHECKPOINT))
+    cluster.rank(1).report(other, done())
+    provenance = cluster.finalize_to_ledger(tmp_path / "job.ledger.jsonl")
+    lines = _ledger_lines(tmp_path / "job.ledger.jsonl")
+    assert lines["rank/0"]["files"] == [
+        {"artifact": "ckpt", "path": "shared.bin", "sha256": sha("ckptshared.bin")},
+        {"artifact": "ckpt", "path": "own-0.bin"}]
+    assert lines["rank/1"]["files"] == [{"artifact": "ckpt", "path": "shared.bin"}]
+    completeness = provenance.completeness()
+    assert completeness is not None
+    assert completeness.conflicts
 
 
 # --- sequence numbers ----------------------------------------------------------------------
