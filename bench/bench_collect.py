@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import random
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ import grpc
 from grpc import aio
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
+from slsa_dist.collect import wire
+from slsa_dist.collect.agent import retry_delay
 
 HERE = Path(__file__).parent
 RANKS_PER_NODE = 8
@@ -139,7 +140,8 @@ def vm_hwm_mib(pid: int) -> float:
 
 class Client:
     """Simulated node relays: one channel per node (up to a cap), one call in flight per
-    node, retries with jitter on RESOURCE_EXHAUSTED / UNAVAILABLE, every attempt counted."""
+    node (up to ``in_flight`` at once), retries as the agent does on RESOURCE_EXHAUSTED /
+    UNAVAILABLE, every attempt counted."""
 
     def __init__(self, port: int, nodes: int, channels: int, in_flight: int) -> None:
         self.limit = asyncio.Semaphore(in_flight)
@@ -169,7 +171,8 @@ class Client:
                 if exc.code() not in (grpc.StatusCode.RESOURCE_EXHAUSTED,
                                       grpc.StatusCode.UNAVAILABLE):
                     raise
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                # As the agent does: the refusal's retry-after, or the backoff, with jitter.
+                await asyncio.sleep(retry_delay(max(delay, wire.retry_after(exc) or 0.0)))
                 delay = min(delay * 2, 2.0)
         raise RuntimeError("relay: 100 attempts refused")
 

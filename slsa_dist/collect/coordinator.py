@@ -23,6 +23,7 @@ recorded in the provenance, never hidden.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import gc
 import hashlib
@@ -75,6 +76,15 @@ RATE_PER_SECOND = 2_000
 RATE_BURST = 4_000
 # What a refused caller is told to wait before retrying (it adds jitter).
 RETRY_AFTER_MS = 200
+# Request bytes (as received) held by calls being applied or waiting for their journal
+# commit: past it a new call is refused with retry-after until some are answered, so a
+# burst of every node at once costs bounded memory (a parsed request takes ~1.5x its
+# wire size). 512 relay batches of 8 ranks in flight hold ~75 MiB.
+HELD_BYTES = 128 << 20
+# The size of the request being handled, noted by its deserializer: gRPC's asyncio server
+# deserializes a request in the task that then runs its handler.
+_REQUEST_BYTES: contextvars.ContextVar[int] = contextvars.ContextVar("request_bytes",
+                                                                      default=0)
 
 
 # JournalEntry.batch: field 5, length-delimited.
@@ -194,6 +204,7 @@ class Coordinator:
         min_world_size: int | None = None,
         formats: tuple[str, ...] = ("intoto",),
         ledger_above: int = LEDGER_ABOVE,
+        held_bytes: int = HELD_BYTES,
     ) -> None:
         unknown = sorted(set(formats) - set(BUNDLE_FORMATS))
         if unknown or not formats:
@@ -203,6 +214,8 @@ class Coordinator:
         if ledger_above < 0:
             raise InputError(f"ledger threshold: expected 0 or more ranks, found {ledger_above}")
         self._ledger_above = ledger_above
+        self._held_limit = held_bytes
+        self.held = 0  # request bytes held by calls in progress (HELD_BYTES)
         if not job_id or "/" in job_id or job_id.startswith("."):
             raise InputError(f"job id: expected a non-empty name without '/', found {job_id!r}")
         self.job_id = job_id
@@ -314,7 +327,7 @@ class Coordinator:
             *wire.SERVER_OPTIONS, ("grpc.server.max_pending_requests", limit),
             ("grpc.server.max_pending_requests_hard_limit", limit)),
             maximum_concurrent_rpcs=limit)
-        pb_grpc.add_CollectorServicer_to_server(_Servicer(self), self._server)
+        self._server.add_generic_rpc_handlers((_handlers(_Servicer(self)),))
         try:
             if credentials is None:
                 port = self._server.add_insecure_port(listen)
@@ -437,6 +450,20 @@ class Coordinator:
             return False
         self._buckets[peer] = (tokens - 1, now)
         return True
+
+    def hold(self, size: int) -> None:
+        """Count a call's request bytes as held until :meth:`release`; refuses (retry
+        after) when that would pass the budget, unless nothing is held."""
+        if self.held and self.held + size > self._held_limit:
+            self.refused += 1
+            raise SenderError(f"memory: expected at most {self._held_limit >> 20} MiB of "
+                              f"requests in progress, found {self.held >> 20} MiB held and "
+                              f"{size >> 10} KiB more; retry after the refusal's retry-after",
+                              code="RESOURCE_EXHAUSTED")
+        self.held += size
+
+    def release(self, size: int) -> None:
+        self.held -= size
 
     def touch(self) -> None:
         """Note that a message arrived (for the idle timeout)."""
@@ -603,6 +630,26 @@ def _anyone(identity: Identity | None) -> None:
     del identity
 
 
+def _handlers(servicer: _Servicer) -> grpc.GenericRpcHandler[Any, Any]:
+    """The Collector service's handlers, as the generated ``add_CollectorServicer_to_server``
+    makes them, except that each request's deserializer notes its size on the wire (for
+    the budget of bytes held, :data:`HELD_BYTES`)."""
+    service = pb.DESCRIPTOR.services_by_name["Collector"]
+    handlers = {}
+    for method in service.methods:
+        request = getattr(pb, method.input_type.name)
+        response = getattr(pb, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name), request_deserializer=partial(_sized, request),
+            response_serializer=response.SerializeToString)
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _sized(message: Any, data: bytes) -> Any:
+    _REQUEST_BYTES.set(len(data))
+    return message.FromString(data)
+
+
 class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated base
     """Authenticates, authorizes, rate-limits, and maps errors to gRPC status codes,
     all in exactly one place (``_call``)."""
@@ -662,12 +709,21 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 "journal: expected a writable journal, found it failed "
                                 f"({self._c.journal_failure}); restart the coordinator")
+        size = _REQUEST_BYTES.get() if mutates else 0
+        try:
+            self._c.hold(size)
+        except SenderError as exc:
+            code, detail = wire.status_of(exc)
+            await context.abort(code, detail,
+                                trailing_metadata=wire.retry_after_trailer(RETRY_AFTER_MS))
         try:
             return await body()
         except (SenderError, JournalFailed, InputError) as exc:
             code, detail = wire.status_of(exc)
             trailer = wire.resync_trailer(exc) if isinstance(exc, SenderError) else ()
             await context.abort(code, detail, trailing_metadata=trailer)
+        finally:
+            self._c.release(size)
         raise AssertionError("unreachable: abort raises")
 
     async def Challenge(self, request: pb.ChallengeRequest,  # noqa: N802 -- gRPC's method names

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -64,3 +67,49 @@ def test_events_per_rank_are_limited(tmp_path: Path) -> None:
                                              events=[event]), timeout=10)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "expected at most 3 events" in info.value.details()
+
+
+def test_request_bytes_held_at_once_are_bounded(tmp_path: Path) -> None:
+    """A burst of calls is refused with retry-after once the requests in progress hold the
+    coordinator's budget of bytes (one always goes through), not queued without bound."""
+    release = threading.Event()
+    with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path,
+                           world_size=2, held_bytes=64) as server:
+        coordinator = server.coordinator
+        assert coordinator is not None
+        with grpc.insecure_channel(server.address) as channel:
+            stub = pb_grpc.CollectorStub(channel)
+            senders = [stub.RegisterRank(pb.RegisterRankRequest(
+                job_id="j", rank=r, world_size=2, node_id="n"), timeout=10).sender
+                for r in range(2)]
+            durable = coordinator._durable
+
+            async def held_until_released(entry: object) -> None:
+                for _ in range(1000):  # at most 10 s
+                    if release.is_set():
+                        break
+                    await asyncio.sleep(0.01)
+                await durable(entry)  # type: ignore[arg-type]
+
+            coordinator._durable = held_until_released  # type: ignore[method-assign]
+
+            def report(rank: int) -> pb.ReportRequest:
+                return pb.ReportRequest(job_id="j", sender=senders[rank], first_sequence=1,
+                                        events=[pb.Event(annotation=pb.Annotation(
+                                            key="k", value_json='"' + "x" * 100 + '"'))])
+
+            first = stub.Report.future(report(0), timeout=20)
+            for _ in range(1000):  # the first call holds its bytes (bounded: 10 s)
+                if coordinator.held:
+                    break
+                time.sleep(0.01)
+            assert coordinator.held == report(0).ByteSize()
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Report(report(1), timeout=10)
+            release.set()
+            assert first.result().acked_through == 1
+            assert stub.Report(report(1), timeout=10).acked_through == 1  # later, it goes
+        assert coordinator.held == 0
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "memory: expected at most 0 MiB of requests in progress" in info.value.details()
+    assert wire.retry_after(info.value) == coordinator_module.RETRY_AFTER_MS / 1000
