@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from typing import Any
 
 import grpc
 
@@ -179,9 +180,11 @@ def retry_after_trailer(milliseconds: int) -> tuple[tuple[str, str], ...]:
 
 
 def _trailer(exc: grpc.RpcError, key: str) -> str | None:
-    """The value of trailing metadata ``key`` on a refusal, or None."""
-    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-    return next((str(item.value) for item in trailing or () if item.key == key), None)
+    """The value of trailing metadata ``key`` on a refusal, or None (the metadata of a
+    blocking call and of an asyncio call alike: both are (key, value) pairs)."""
+    # Typed as _Metadatum items with .key and .value; at run time both are tuples.
+    trailing: Any = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    return next((str(value) for name, value in trailing or () if name == key), None)
 
 
 def retry_after(exc: grpc.RpcError) -> float | None:

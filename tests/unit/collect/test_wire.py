@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from grpc import aio
+from grpc._cython import cygrpc
 
 from slsa_dist.collect import wire
 from slsa_dist.collect.journal import JournalFailed
@@ -62,3 +64,21 @@ def test_a_listen_address_without_a_usable_port_is_refused(address: str) -> None
                                      "coordinator.svc:443"])
 def test_a_listen_address_with_a_port_is_accepted(address: str) -> None:
     wire.check_listen(address)
+
+
+class _Refused(grpc.RpcError):
+    def __init__(self, trailing: object) -> None:
+        self._trailing = trailing
+
+    def trailing_metadata(self) -> object:
+        return self._trailing
+
+
+def test_retry_after_reads_blocking_and_asyncio_metadata_alike() -> None:
+    """A blocking call's trailer items have .key/.value; an asyncio call's are plain pairs
+    (aio.Metadata): the relay's and the benchmark's asyncio clients read it too."""
+    blocking = (cygrpc._Metadatum(wire.RETRY_AFTER_KEY, "200"),)  # as grpc's channel gives
+    assert blocking[0].key == wire.RETRY_AFTER_KEY
+    assert wire.retry_after(_Refused(blocking)) == 0.2
+    assert wire.retry_after(_Refused(aio.Metadata((wire.RETRY_AFTER_KEY, "350")))) == 0.35
+    assert wire.retry_after(_Refused(aio.Metadata(("other", "1")))) is None
