@@ -74,8 +74,10 @@ log = logging.getLogger(__name__)
 # over one relay connection fit in the burst; a runaway client is slowed, not served.
 RATE_PER_SECOND = 2_000
 RATE_BURST = 4_000
-# What a refused caller is told to wait before retrying (it adds jitter).
+# What a refused caller is told to wait before retrying (it adds jitter); callers refused
+# for memory are told when their turn comes, up to the longest wait below.
 RETRY_AFTER_MS = 200
+MAX_RETRY_AFTER_MS = 15_000
 # Request bytes (as received) held by calls being applied or waiting for their journal
 # commit: past it a new call is refused with retry-after until some are answered, so a
 # burst of every node at once costs bounded memory (a parsed request takes ~1.5x its
@@ -216,6 +218,7 @@ class Coordinator:
         self._ledger_above = ledger_above
         self._held_limit = held_bytes
         self.held = 0  # request bytes held by calls in progress (HELD_BYTES)
+        self._backlog = _Backlog(held_bytes)
         if not job_id or "/" in job_id or job_id.startswith("."):
             raise InputError(f"job id: expected a non-empty name without '/', found {job_id!r}")
         self.job_id = job_id
@@ -456,14 +459,16 @@ class Coordinator:
         after) when that would pass the budget, unless nothing is held."""
         if self.held and self.held + size > self._held_limit:
             self.refused += 1
-            raise SenderError(f"memory: expected at most {self._held_limit >> 20} MiB of "
+            wait = self._backlog.refuse(size, time.monotonic())
+            raise _OverloadedError(f"memory: expected at most {self._held_limit >> 20} MiB of "
                               f"requests in progress, found {self.held >> 20} MiB held and "
-                              f"{size >> 10} KiB more; retry after the refusal's retry-after",
-                              code="RESOURCE_EXHAUSTED")
+                              f"{size >> 10} KiB more; retry after {wait} ms",
+                              retry_after_ms=wait)
         self.held += size
 
     def release(self, size: int) -> None:
         self.held -= size
+        self._backlog.released(size, time.monotonic())
 
     def touch(self) -> None:
         """Note that a message arrived (for the idle timeout)."""
@@ -630,6 +635,41 @@ def _anyone(identity: Identity | None) -> None:
     del identity
 
 
+class _OverloadedError(SenderError):
+    """A call refused for the memory it would hold, with when to come back."""
+
+    def __init__(self, message: str, *, retry_after_ms: int) -> None:
+        super().__init__(message, code="RESOURCE_EXHAUSTED")
+        self.retry_after_ms = retry_after_ms
+
+
+class _Backlog:
+    """When a caller refused for memory should come back. Each refusal takes the next
+    slot of a virtual queue that drains at the rate requests were served in the last
+    second, so a burst of refused relays returns spread over the time it takes to serve
+    them, instead of all at once after a fixed delay and refused again. Agents wait 0.5
+    to 1.0 times what they are told, drawn at random: the slot is told as 4/3 of it."""
+
+    def __init__(self, budget: int) -> None:
+        self._until = 0.0  # when the slots handed out so far are served
+        self._rate = float(max(budget, 1 << 20))  # bytes/s served, until measured
+        self._window = (time.monotonic(), 0)  # (since, bytes served since)
+
+    def released(self, size: int, now: float) -> None:
+        since, served = self._window
+        served += size
+        if now - since >= 1.0:
+            self._rate = max(served / (now - since), float(1 << 20))
+            self._window = (now, 0)
+        else:
+            self._window = (since, served)
+
+    def refuse(self, size: int, now: float) -> int:
+        self._until = max(self._until, now) + size / self._rate
+        wait = (self._until - now) * 4 / 3
+        return min(max(int(wait * 1000), RETRY_AFTER_MS), MAX_RETRY_AFTER_MS)
+
+
 def _handlers(servicer: _Servicer) -> grpc.GenericRpcHandler[Any, Any]:
     """The Collector service's handlers, as the generated ``add_CollectorServicer_to_server``
     makes them, except that each request's deserializer notes its size on the wire (for
@@ -712,10 +752,10 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
         size = _REQUEST_BYTES.get() if mutates else 0
         try:
             self._c.hold(size)
-        except SenderError as exc:
+        except _OverloadedError as exc:
             code, detail = wire.status_of(exc)
             await context.abort(code, detail,
-                                trailing_metadata=wire.retry_after_trailer(RETRY_AFTER_MS))
+                                trailing_metadata=wire.retry_after_trailer(exc.retry_after_ms))
         try:
             return await body()
         except (SenderError, JournalFailed, InputError) as exc:

@@ -50,7 +50,8 @@ class _Call:
     item: pb.RelayItem
     done: threading.Event = field(default_factory=threading.Event)
     result: pb.RelayResult | None = None
-    failure: tuple[grpc.StatusCode, str, bool] | None = None  # the whole Relay call failed
+    # The whole Relay call failed: its status, detail, resync mark and retry-after (s).
+    failure: tuple[grpc.StatusCode, str, bool, float | None] | None = None
 
 
 class NodeRelay:
@@ -120,14 +121,14 @@ class NodeRelay:
         call = _Call(item)
         with self._cond:
             if self._closing:
-                call.failure = (grpc.StatusCode.UNAVAILABLE, "node relay: closing", False)
+                call.failure = (grpc.StatusCode.UNAVAILABLE, "node relay: closing", False, None)
                 return call
             self._queue.append(call)
             if len(self._queue) == 1 or len(self._queue) >= self._batch_max:
                 self._cond.notify_all()
         if not call.done.wait(timeout if timeout is not None else self._timeout):
             call.failure = (grpc.StatusCode.DEADLINE_EXCEEDED,
-                            "node relay: no answer from the coordinator in time", False)
+                            "node relay: no answer from the coordinator in time", False, None)
         return call
 
     # -- the forwarder -------------------------------------------------------------------
@@ -159,14 +160,15 @@ class NodeRelay:
             self.forwarded += 1
         except grpc.RpcError as exc:
             # The ranks' agents retry on their own, with jitter: the relay keeps nothing.
-            failure = (exc.code(), exc.details() or "", wire.wants_resync(exc))
+            failure = (exc.code(), exc.details() or "", wire.wants_resync(exc),
+                       wire.retry_after(exc))
             for call in batch:
                 call.failure = failure
                 call.done.set()
             return
         if len(reply.results) != len(batch):
             failure = (grpc.StatusCode.INTERNAL, f"relay: expected {len(batch)} results, "
-                       f"found {len(reply.results)}", False)
+                       f"found {len(reply.results)}", False, None)
             for call in batch:
                 call.failure = failure
                 call.done.set()
@@ -185,11 +187,12 @@ class _RelayServicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # genera
 
     def _answer(self, call: _Call, context: grpc.ServicerContext) -> Any:
         if call.failure is not None:
-            code, detail, resync = call.failure
+            code, detail, resync, after = call.failure
             if resync:
                 context.set_trailing_metadata(((wire.RESYNC_KEY, "1"),))
             elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # the coordinator is loaded
-                context.set_trailing_metadata(wire.retry_after_trailer(200))
+                context.set_trailing_metadata(wire.retry_after_trailer(
+                    round(1000 * after) if after is not None else 200))
             context.abort(code, detail)
         result = call.result
         assert result is not None
