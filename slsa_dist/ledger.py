@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,11 +243,38 @@ class Ledger:
                    summary=dict(annotations.get("summary") or {}))
 
     def locate(self, bundle: str | os.PathLike[str]) -> Path:
-        """The ledger file beside ``bundle`` (its uri is a bare file name)."""
+        """The ledger file beside ``bundle``: named as its uri (a bare file name), or, where
+        there is none, by its digest (:attr:`stored_name`, as an attestation store keeps
+        it). The path named by the uri when neither exists."""
         if "/" in self.uri or "\\" in self.uri or self.uri in ("", ".", ".."):
             raise LedgerError(f"ledger uri: expected a file name beside the bundle, found "
                               f"{self.uri!r}")
-        return Path(bundle).parent / self.uri
+        beside = Path(bundle).parent / self.uri
+        stored = beside.with_name(self.stored_name)
+        return stored if not beside.exists() and stored.exists() else beside
+
+    @property
+    def stored_name(self) -> str:
+        """The ledger's name by content, ``<sha256>.ledger.jsonl``: where many jobs' bundles
+        share a folder (an attestation store), their ledgers cannot clash."""
+        if len(self.sha256) != 64 or self.sha256.strip("0123456789abcdef"):
+            raise LedgerError(f"ledger digest: expected 64 lowercase hex digits, found "
+                              f"{self.sha256!r}")
+        return f"{self.sha256}.ledger.jsonl"
+
+    def copy(self, bundle: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Path:
+        """Copy the ledger beside ``bundle`` and its index into ``folder`` under
+        :attr:`stored_name`, checking every line against what the statement signs first
+        (nothing is copied when it does not match). Returns the copy's path."""
+        source = self.locate(bundle)
+        for _ in read_ledger(source, self):
+            pass
+        target = Path(folder) / self.stored_name
+        for src, dst in ((source, target), (_index_path(source), _index_path(target))):
+            tmp = dst.with_name(dst.name + ".tmp")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        return target
 
 
 def _index_path(path: Path) -> Path:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +24,11 @@ def _store(args: argparse.Namespace) -> int:
     if args.store_command == "add":
         keys = [load_verifier(path) for path in args.key]
         for bundle in args.bundles:
-            name, digests = store.add(bundle, keys=keys)
+            warnings: list[str] = []
+            name, digests = store.add(bundle, keys=keys, warnings=warnings)
             say(f"{bundle} -> {name} ({len(digests)} digest(s) indexed)")
+            for warning in warnings:
+                say(f"warning: {warning}", file=sys.stderr)
         return EXIT_OK
     found = store.find(args.digest)
     for path in found:

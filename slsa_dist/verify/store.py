@@ -3,6 +3,7 @@
 Layout (plain files, easy to sync to object storage)::
 
     STORE/bundles/<sha256 of the bundle file>.intoto.jsonl
+    STORE/bundles/<sha256 of the ledger>.ledger.jsonl (and .idx)   a large job's records
     STORE/index/sha256/<digest>      one bundle file name per line
 
 A bundle is indexed under every subject digest and every per-file digest of
@@ -10,6 +11,9 @@ its artifacts (a checkpoint directory's files, a data step's shards), so a
 dependency recorded as one shard still finds the step that wrote it. Only
 envelopes that verify against the keys given to :meth:`Store.add` are
 indexed (an unsigned envelope appended to a signed bundle indexes nothing).
+A large job's record ledger (ADR 0011) is copied in beside its bundle, named by
+its digest, once every line checked against the signed statement; ``verify``
+finds it there, and its checkpoints' files are indexed like inline ones.
 
 The store is untrusted all the same: anyone who can write it can edit the
 index. :meth:`Store.find` follows only index entries that name a bundle file
@@ -28,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from slsa_dist.errors import InputError, VerificationError
+from slsa_dist.ledger import LedgerError
 from slsa_dist.provenance import Provenance, Statement
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, read_bundle, verify_envelope
 from slsa_dist.sign.keys import Verifier
@@ -49,9 +54,10 @@ class Store:
             raise InputError(f"digest: expected 64 lowercase hex digits, found {digest!r}")
         return self.root / "index" / "sha256" / digest
 
-    def add(self, bundle: str | os.PathLike[str], *,
-            keys: Sequence[Verifier]) -> tuple[str, list[str]]:
-        """Copy ``bundle`` in and index what its envelopes signed by ``keys`` produced.
+    def add(self, bundle: str | os.PathLike[str], *, keys: Sequence[Verifier],
+            warnings: list[str] | None = None) -> tuple[str, list[str]]:
+        """Copy ``bundle`` (and its record ledger) in and index what its envelopes signed by
+        ``keys`` produced. What could not be indexed is appended to ``warnings``.
 
         Returns its stored name and the digests indexed.
 
@@ -70,10 +76,7 @@ class Store:
             raise InputError(f"store add {source}: expected an envelope signed by one of "
                              f"{len(keys)} key(s), found none that verifies")
         name = hashlib.sha256(source.read_bytes()).hexdigest() + ".intoto.jsonl"
-        target = self.root / "bundles" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            shutil.copyfile(source, target)
+        (self.root / "bundles").mkdir(parents=True, exist_ok=True)
         digests: list[str] = []
         for envelope in envelopes:
             try:
@@ -82,12 +85,17 @@ class Store:
                 continue  # not a statement we can index; verification will say more
             digests += [s.digest["sha256"] for s in statement.subjects if "sha256" in s.digest]
             try:
-                checkpoints = Provenance.from_statement(statement).checkpoints()
+                provenance: Provenance | None = Provenance.from_statement(statement)
             except InputError:
-                checkpoints = []  # not a provenance: its subjects are indexed all the same
+                provenance = None  # not a provenance: its subjects are indexed all the same
+            checkpoints = [] if provenance is None else \
+                self._with_ledger(provenance, source, warnings).checkpoints()
             for checkpoint in checkpoints:
                 if checkpoint.serialization.get("hash_type") == "sha256":
                     digests += [str(r.get("digest")) for r in checkpoint.resources]
+        target = self.root / "bundles" / name  # once its ledger, if any, checked out
+        if not target.exists():
+            shutil.copyfile(source, target)
         for digest in dict.fromkeys(digests):
             index = self._index(digest)
             index.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +104,26 @@ class Store:
                 with index.open("a") as handle:
                     handle.write(name + "\n")
         return name, list(dict.fromkeys(digests))
+
+    def _with_ledger(self, provenance: Provenance, bundle: Path,
+                     warnings: list[str] | None) -> Provenance:
+        """The provenance with its ledger attached, copied into the store; as it was when
+        it has none, or its ledger is not beside the bundle (said in ``warnings``)."""
+        ledger = provenance.ledger()
+        if ledger is None:
+            return provenance
+        if not ledger.locate(bundle).exists():
+            if warnings is not None:
+                warnings.append(f"{bundle}: record ledger {ledger.uri} not found beside it: "
+                                f"stored without it, so its {ledger.count} records (and "
+                                "the checkpoints' files) are neither indexed nor checked by "
+                                "verify chain")
+            return provenance
+        try:
+            stored = ledger.copy(bundle, self.root / "bundles")
+        except LedgerError as exc:
+            raise InputError(f"store add {bundle}: {exc}") from None
+        return provenance.with_ledger(stored)
 
     def find(self, digest: str) -> list[Path]:
         """Bundles that claim to have produced ``digest`` (unverified)."""
