@@ -65,8 +65,11 @@ def register(sub: Subparsers) -> None:
 def _push(args: argparse.Namespace) -> int:
     from slsa_dist.verify import oci
 
-    digest = oci.push(args.model, args.target, attachments=args.attach)
+    warnings: list[str] = []
+    digest = oci.push(args.model, args.target, attachments=args.attach, warnings=warnings)
     reference = oci.parse(args.target)
     say(f"pushed {args.model} to {reference.name} ({len(args.attach)} bundle(s) attached)")
+    for warning in warnings:
+        say(f"warning: {warning}", file=sys.stderr)
     say(f"oci://{reference.registry}/{reference.repository}@{digest}")
     return EXIT_OK

@@ -8,6 +8,11 @@ manifest whose ``subject`` is the model's manifest, typed by ``artifactType``
 downloads the model and every attached bundle by its digest, for
 ``slsa-dist verify oci://...``.
 
+A large job's record ledger (ADR 0011) and its index travel in the same
+referrer as its bundle, as two more layers titled by the ledger's digest
+(``<sha256>.ledger.jsonl``), so a pulled bundle finds its ledger beside it
+and ``verify`` checks every record.
+
 Registries without the referrers API (Distribution 2.8, Debian's
 ``docker-registry``) get the OCI 1.1 fallback: an image index tagged
 ``sha256-<digest>`` listing the referrers, updated on each attach and read when
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from slsa_dist.errors import InputError
+from slsa_dist.ledger import MEDIA_LEDGER
 
 __all__ = ["ARTIFACT_TYPES", "OciRef", "Pulled", "RegistryStore", "parse", "pull", "push"]
 
@@ -37,6 +43,7 @@ MODEL_TYPE = "application/vnd.slsa-dist.model.v1"
 ARTIFACT_TYPES = {".sigstore.json": "application/vnd.dev.sigstore.bundle.v0.3+json",
                   ".intoto.jsonl": "application/vnd.dsse.envelope.v1+json"}
 TITLE = "org.opencontainers.image.title"
+LEDGER_INDEX_TYPE = "application/vnd.slsa-dist.ledger-index.v1"
 SUBJECT_TAG = "slsa-sha256-"
 
 
@@ -136,9 +143,11 @@ def _config(client: Any, ref: OciRef) -> dict[str, Any]:
 
 
 def push(model: str | os.PathLike[str], uri: str, *,
-         attachments: Sequence[str | os.PathLike[str]] = ()) -> str:
-    """Upload ``model`` (a directory or one file) to ``uri`` and attach each signed bundle;
-    returns the model manifest's digest."""
+         attachments: Sequence[str | os.PathLike[str]] = (),
+         warnings: list[str] | None = None) -> str:
+    """Upload ``model`` (a directory or one file) to ``uri`` and attach each signed bundle
+    (with its record ledger, when it has one beside it; when it is not there, that is
+    appended to ``warnings``); returns the model manifest's digest."""
     root = Path(model)
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
     if not files:
@@ -156,9 +165,14 @@ def push(model: str | os.PathLike[str], uri: str, *,
         if kind is None:
             raise InputError(f"push: expected a bundle ending in {list(ARTIFACT_TYPES)}, "
                              f"found {attachment.name!r}")
+        with tempfile.TemporaryDirectory() as scratch:
+            layers = _layers(client, ref, attachment.parent, [attachment], kind)
+            for ledger in _ledgers(attachment, Path(scratch), warnings):
+                layers += _layers(client, ref, Path(scratch), [ledger], MEDIA_LEDGER)
+                layers += _layers(client, ref, Path(scratch),
+                                  [ledger.with_name(ledger.name + ".idx")], LEDGER_INDEX_TYPE)
         referrer = {"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": kind,
-                    "config": _config(client, ref),
-                    "layers": _layers(client, ref, attachment.parent, [attachment], kind),
+                    "config": _config(client, ref), "layers": layers,
                     "subject": model_descriptor}
         descriptor = _upload_manifest(client, ref, referrer)
         _add_to_fallback(client, ref, model_descriptor["digest"],
@@ -168,6 +182,34 @@ def push(model: str | os.PathLike[str], uri: str, *,
         for subject in _subject_digests(attachment):
             _upload_manifest(client, ref, manifest, tag=f"{SUBJECT_TAG}{subject}")
     return str(model_descriptor["digest"])
+
+
+def _ledgers(bundle: Path, scratch: Path, warnings: list[str] | None) -> list[Path]:
+    """The record ledgers ``bundle``'s statements bind, each checked against its statement
+    and copied into ``scratch`` under its digest's name (with its index)."""
+    from slsa_dist.ledger import LedgerError
+    from slsa_dist.provenance import Provenance, Statement
+    from slsa_dist.sign.dsse import read_bundle
+
+    found = []
+    for envelope in read_bundle(bundle):
+        try:
+            ledger = Provenance.from_statement(
+                Statement.from_dict(json.loads(envelope.payload))).ledger()
+        except (ValueError, InputError):
+            continue  # not a provenance: nothing of ours to carry
+        if ledger is None:
+            continue
+        if not ledger.locate(bundle).exists():
+            if warnings is not None:
+                warnings.append(f"{bundle}: record ledger {ledger.uri} not found beside it: "
+                                "attached without it, so verify cannot check its records")
+            continue
+        try:
+            found.append(ledger.copy(bundle, scratch))
+        except LedgerError as exc:
+            raise InputError(f"push {bundle}: {exc}") from None
+    return found
 
 
 def _subject_digests(bundle: Path) -> list[str]:
@@ -263,7 +305,9 @@ def pull(uri: str, dest: str | os.PathLike[str]) -> Pulled:
         if (attached.get("subject") or {}).get("digest") != digest:
             continue  # listed under this model but naming another: not its bundle
         for layer in attached.get("layers", []):
-            bundles.append(_download(client, container, layer, out / "attached"))
+            path = _download(client, container, layer, out / "attached")
+            if layer.get("mediaType") in ARTIFACT_TYPES.values():
+                bundles.append(path)  # else a bundle's ledger, downloaded beside it
     return Pulled(model=model, digest=digest, bundles=bundles)
 
 

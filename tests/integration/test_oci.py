@@ -17,10 +17,12 @@ import pytest
 
 from slsa_dist.errors import InputError
 from slsa_dist.sign.dsse import read_bundle
+from slsa_dist.sign.keys import Signer
 from slsa_dist.sign.sigstore import write_signed
 
 from conftest import need
 from support.background import free_port, signing_key
+from support.sim import signed_ledger_job
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(180)]
 
@@ -184,3 +186,35 @@ def test_a_referrer_listed_under_another_model_is_not_taken(
     (listed,) = oci._referrers(client, ref, a)[0]["manifests"]
     oci._add_to_fallback(client, ref, b, listed)
     assert oci.pull(f"oci://{registry}/models/pair@{b}", tmp_path / "pulled").bundles == []
+
+
+def test_a_large_job_s_ledger_travels_with_its_bundle(registry: str, tmp_path: Path) -> None:
+    """Issue 17: the ledger and its index go into the bundle's referrer, titled by the
+    ledger's digest; pulled, the bundle finds it beside it and verify checks every record.
+    A bundle pushed without its ledger says so."""
+    from slsa_dist.verify import oci
+    from slsa_dist.verify.bundle import check_bundle
+
+    signer = Signer.generate()
+    bundle = signed_ledger_job(tmp_path / "job", signer)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"w")
+    warnings: list[str] = []
+    oci.push(model, f"oci://{registry}/models/large:v1", attachments=[bundle],
+             warnings=warnings)
+    assert warnings == []
+    pulled = oci.pull(f"oci://{registry}/models/large:v1", tmp_path / "pulled")
+    assert [b.name for b in pulled.bundles] == ["big.intoto.jsonl"]  # not the ledger
+    assert len(list((tmp_path / "pulled" / "attached").glob("*.ledger.jsonl*"))) == 2
+    checks, _ = check_bundle(pulled.bundles[0], keys=[signer.public()], warnings=warnings)
+    (ledger,) = [c for c in checks if c.name == "ledger"]
+    assert ledger.ok, ledger
+    assert not any("not found" in w for w in warnings)
+
+    (tmp_path / "job" / "big.ledger.jsonl").unlink()
+    warnings.clear()
+    oci.push(model, f"oci://{registry}/models/large:v2", attachments=[bundle],
+             warnings=warnings)
+    (warning,) = warnings
+    assert "record ledger big.ledger.jsonl not found beside it" in warning

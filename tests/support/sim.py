@@ -15,7 +15,9 @@ from typing import Any
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.collect.merge import JobState
 from slsa_dist.ledger import write_ledger
-from slsa_dist.provenance import Provenance, Statement
+from slsa_dist.provenance import Provenance, Statement, sign_statement
+from slsa_dist.sign.dsse import write_bundle
+from slsa_dist.sign.keys import Signer
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -107,3 +109,17 @@ class Cluster:
             sender.report(*[shard(f"shard-{(r * shards_per_rank + i) % 4}")
                             for i in range(shards_per_rank)],
                           written("ckpt", f"__{r}_0.distcp"), done())
+
+
+def signed_ledger_job(folder: Path, signer: Signer) -> Path:
+    """A 2-rank job ``big`` whose records went to a ledger, signed into ``folder``: the
+    bundle's path (the ledger and its index beside it)."""
+    cluster = Cluster(world_size=2, job_id="big")
+    for rank in range(2):
+        cluster.rank(rank).report(shard("data-0"), written("ckpt", f"__{rank}_0.distcp"),
+                                  done())
+    cluster.state.finalize("big", "request", cluster.tick())
+    folder.mkdir(parents=True)
+    statement = cluster.state.statement(
+        ledger=partial(write_ledger, folder / "big.ledger.jsonl"))
+    return write_bundle(folder / "big.intoto.jsonl", [sign_statement(statement, [signer])])

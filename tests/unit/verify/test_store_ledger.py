@@ -4,38 +4,21 @@ their digests as for a small job's inline records."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 from slsa_dist.errors import InputError
-from slsa_dist.ledger import write_ledger
-from slsa_dist.provenance import sign_statement
-from slsa_dist.sign.dsse import write_bundle
 from slsa_dist.sign.keys import Signer
 from slsa_dist.verify.bundle import check_bundle
 from slsa_dist.verify.store import Store
 
-from support.sim import Cluster, done, sha, shard, written
-
-
-def _large_job(folder: Path, signer: Signer) -> Path:
-    """A 2-rank job whose records went to a ledger, signed: the bundle's path."""
-    cluster = Cluster(world_size=2, job_id="big")
-    for rank in range(2):
-        cluster.rank(rank).report(shard("data-0"), written("ckpt", f"__{rank}_0.distcp"),
-                                  done())
-    cluster.state.finalize("big", "request", cluster.tick())
-    folder.mkdir()
-    statement = cluster.state.statement(
-        ledger=partial(write_ledger, folder / "big.ledger.jsonl"))
-    return write_bundle(folder / "big.intoto.jsonl", [sign_statement(statement, [signer])])
+from support.sim import sha, signed_ledger_job
 
 
 def test_the_ledger_is_stored_and_its_checkpoint_files_indexed(tmp_path: Path) -> None:
     signer = Signer.generate()
-    bundle = _large_job(tmp_path / "job", signer)
+    bundle = signed_ledger_job(tmp_path / "job", signer)
     store = Store(tmp_path / "store")
     warnings: list[str] = []
     name, digests = store.add(bundle, keys=[signer.public()], warnings=warnings)
@@ -56,7 +39,7 @@ def test_the_ledger_is_stored_and_its_checkpoint_files_indexed(tmp_path: Path) -
 
 def test_a_bundle_without_its_ledger_is_stored_and_said_so(tmp_path: Path) -> None:
     signer = Signer.generate()
-    bundle = _large_job(tmp_path / "job", signer)
+    bundle = signed_ledger_job(tmp_path / "job", signer)
     (tmp_path / "job" / "big.ledger.jsonl").unlink()
     warnings: list[str] = []
     _, digests = Store(tmp_path / "store").add(bundle, keys=[signer.public()],
@@ -68,7 +51,7 @@ def test_a_bundle_without_its_ledger_is_stored_and_said_so(tmp_path: Path) -> No
 
 def test_a_changed_ledger_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
     signer = Signer.generate()
-    bundle = _large_job(tmp_path / "job", signer)
+    bundle = signed_ledger_job(tmp_path / "job", signer)
     ledger = tmp_path / "job" / "big.ledger.jsonl"
     ledger.write_bytes(ledger.read_bytes().replace(b'"samples":10', b'"samples":11'))
     with pytest.raises(InputError, match="store add .*ledger: expected what the statement "
