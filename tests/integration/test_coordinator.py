@@ -216,6 +216,46 @@ def test_restarted_coordinator_replays_to_the_same_statement(tmp_path: Path) -> 
     assert read_bundle(second.bundle)[0].payload == statement
 
 
+def test_a_restart_mid_job_keeps_the_ledger_s_input_numbers(tmp_path: Path) -> None:
+    """Rank lines refer to inputs by the number of their first read. A coordinator
+    restarted mid-job rebuilds its sealed records from the journal, numbering the inputs
+    as it first did, so the ledger written after the restart refers rightly."""
+    signer = Signer.generate()
+    kwargs = {"job_id": "j", "signer": signer, "out_dir": tmp_path, "world_size": 2,
+              "settle": 0.1, "ledger_above": 0}
+
+    def read(name: str) -> pb.Event:
+        return pb.Event(shard=pb.ShardConsumed(name=name, digest={"sha256": sha(name)},
+                                               samples=1))
+
+    done = pb.Event(completed=pb.RankCompleted(exit_code=0, state="SUCCEEDED"))
+    senders = []
+    with CoordinatorThread(**kwargs) as server:
+        channel, stub = _stub(server.address)
+        for r in range(2):
+            senders.append(stub.RegisterRank(pb.RegisterRankRequest(
+                job_id="j", rank=r, world_size=2, node_id="n")).sender)
+        stub.Report(pb.ReportRequest(job_id="j", sender=senders[0], first_sequence=1,
+                                     events=[read("x"), read("y"), done]))  # sealed
+        stub.Report(pb.ReportRequest(job_id="j", sender=senders[1], first_sequence=1,
+                                     events=[read("y")]))
+        channel.close()
+    with CoordinatorThread(**kwargs) as again:  # replays the journal, then rank 1 ends
+        channel, stub = _stub(again.address)
+        stub.Report(pb.ReportRequest(job_id="j", sender=senders[1], first_sequence=2,
+                                     events=[read("z"), done]))
+        channel.close()
+        result = again.wait_finalized(30)
+    lines = {line["name"]: line["record"] for line in
+             map(json.loads, (tmp_path / "j.ledger.jsonl").read_text().splitlines())}
+    assert [lines[f"input/{n}"]["name"] for n in range(3)] == ["x", "y", "z"]
+    assert [s["input"] for s in lines["rank/0"]["shards"]] == [0, 1]
+    assert [s["input"] for s in lines["rank/1"]["shards"]] == [1, 2]
+    provenance = verify_bundle(result.bundle, keys=[signer.public()])
+    assert [[s.name for s in r.shards or ()] for r in provenance.rank_records()] == \
+        [["x", "y"], ["y", "z"]]
+
+
 @pytest.mark.multiprocess
 def test_plain_one_line_errors_for_a_busy_port_a_busy_journal_and_no_port(
         tmp_path: Path) -> None:
