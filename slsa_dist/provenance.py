@@ -606,9 +606,9 @@ class Provenance:
                 return [line.record]
 
             def proven_input(ref: int) -> Mapping[str, Any] | None:
-                found = prover.prove(f"input/{ref}")
-                return found.record if found is not None \
-                    and found.media_type == MEDIA_INPUT else None
+                entry = prover.prove(f"input/{ref}")
+                return entry.record if entry is not None \
+                    and entry.media_type == MEDIA_INPUT else None
 
             return [_resolved(line.record, proven_input, ledger.kinds.get("input", 0))]
 

@@ -79,9 +79,10 @@ RATE_BURST = 4_000
 RETRY_AFTER_MS = 200
 MAX_RETRY_AFTER_MS = 15_000
 # Request bytes (as received) held by calls being applied or waiting for their journal
-# commit: past it a new call is refused with retry-after until some are answered, so a
-# burst of every node at once costs bounded memory (a parsed request takes ~1.5x its
-# wire size). 512 relay batches of 8 ranks in flight hold ~75 MiB.
+# commit: past it a new call is refused with retry-after until some are answered (a
+# parsed request takes ~1.5x its wire size; 512 relay batches of 8 ranks hold ~75 MiB).
+# It bounds what calls hold, not what arrives: gRPC has received and parsed a request
+# before the coordinator can refuse it (docs/performance.md, "every node at once").
 HELD_BYTES = 128 << 20
 # The size of the request being handled, noted by its deserializer: gRPC's asyncio server
 # deserializes a request in the task that then runs its handler.
@@ -460,10 +461,10 @@ class Coordinator:
         if self.held and self.held + size > self._held_limit:
             self.refused += 1
             wait = self._backlog.refuse(size, time.monotonic())
-            raise _OverloadedError(f"memory: expected at most {self._held_limit >> 20} MiB of "
-                              f"requests in progress, found {self.held >> 20} MiB held and "
-                              f"{size >> 10} KiB more; retry after {wait} ms",
-                              retry_after_ms=wait)
+            raise _OverloadedError(f"memory: expected at most {self._held_limit >> 20} MiB "
+                                   f"of requests in progress, found {self.held >> 20} MiB "
+                                   f"held and {size >> 10} KiB more; retry after {wait} ms",
+                                   retry_after_ms=wait)
         self.held += size
 
     def release(self, size: int) -> None:
