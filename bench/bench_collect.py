@@ -35,6 +35,7 @@ from grpc import aio
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.collect import wire
 from slsa_dist.collect.agent import retry_delay
+from slsa_dist.collect.relay import RESERVE_ABOVE
 
 HERE = Path(__file__).parent
 RANKS_PER_NODE = 8
@@ -46,6 +47,7 @@ EVENTS_PER_RANK = 100
 TARGETS = {"events_per_s": 100_000, "growth": 1.3, "finalize_s": 5.0, "rss_mib": 1024,
            "statement_mib": 1.0, "verify_s": 5.0, "verify_mib": 512, "rank_s": 0.5}
 RELAY = "/slsa_dist.v1.Collector/Relay"
+RESERVE = "/slsa_dist.v1.Collector/Reserve"
 
 
 def _sha(text: str) -> str:
@@ -143,7 +145,8 @@ class Client:
     node (up to ``in_flight`` at once), retries as the agent does on RESOURCE_EXHAUSTED /
     UNAVAILABLE, every attempt counted."""
 
-    def __init__(self, port: int, nodes: int, channels: int, in_flight: int) -> None:
+    def __init__(self, port: int, job: str, nodes: int, channels: int, in_flight: int) -> None:
+        self.job = job
         self.limit = asyncio.Semaphore(in_flight)
         options = [("grpc.max_send_message_length", 64 << 20),
                    ("grpc.max_receive_message_length", 64 << 20)]
@@ -152,8 +155,13 @@ class Client:
         self.calls = [c.unary_unary(RELAY, request_serializer=None,
                                     response_deserializer=pb.RelayResponse.FromString)
                       for c in self.channels]
+        self.reserves = [c.unary_unary(RESERVE,
+                                       request_serializer=pb.ReserveRequest.SerializeToString,
+                                       response_deserializer=pb.ReserveResponse.FromString)
+                         for c in self.channels]
         self.attempts = 0
         self.rpcs = 0
+        self.reserved = 0
 
     async def relay(self, node: int, request: bytes) -> pb.RelayResponse:
         delay = 0.05
@@ -161,6 +169,11 @@ class Client:
             self.attempts += 1
             try:
                 async with self.limit:
+                    if len(request) >= RESERVE_ABOVE:  # as NodeRelay: room first
+                        await self.reserves[node % len(self.calls)](pb.ReserveRequest(
+                            job_id=self.job, node_id=f"node-{node}", bytes=len(request)),
+                            timeout=120)
+                        self.reserved += 1
                     reply: pb.RelayResponse = await self.calls[node % len(self.calls)](
                         request, timeout=120)
                 self.rpcs += 1
@@ -183,7 +196,7 @@ class Client:
 
 async def drive(port: int, job: str, registrations: list[bytes], reports: list[list[bytes]],
                 channels: int, in_flight: int) -> dict[str, float]:
-    client = Client(port, len(registrations), channels, in_flight)
+    client = Client(port, job, len(registrations), channels, in_flight)
     try:
         start = time.perf_counter()
         await asyncio.gather(*(client.relay(n, r) for n, r in enumerate(registrations)))
@@ -209,7 +222,7 @@ async def drive(port: int, job: str, registrations: list[bytes], reports: list[l
     finally:
         await client.close()
     return {"register_s": registered, "ingest_s": ingest, "finalize_s": finalize,
-            "attempts": client.attempts, "rpcs": client.rpcs}
+            "attempts": client.attempts, "rpcs": client.rpcs, "reserved": client.reserved}
 
 
 def measured(argv: list[str]) -> tuple[float, float, str]:
@@ -281,7 +294,7 @@ def main() -> int:
     base = rows[0]["ingest_s"] / rows[0]["events"]
     header = (f"{'ranks':>6} {'events/s':>9} {'cost/ev':>8} {'register s':>10} "
               f"{'finalize s':>10} {'coord RSS':>9} {'statement':>9} {'ledger':>8} "
-              f"{'calls':>7} {'retries':>7} {'verify s':>8} {'verify RSS':>10} "
+              f"{'calls':>7} {'retries':>7} {'reserved':>8} {'verify s':>8} {'verify RSS':>10} "
               f"{'--rank s':>8}")
     print(header)
     for row in rows:
@@ -290,6 +303,7 @@ def main() -> int:
               f"{row['register_s']:>10.2f} {row['finalize_s']:>10.2f} "
               f"{row['rss_mib']:>6.0f}MiB {row['statement_mib'] * 1024:>6.0f}KiB "
               f"{row['ledger_mib']:>5.0f}MiB {row['rpcs']:>7,.0f} {row['retries']:>7,.0f} "
+              f"{row['reserved']:>8,.0f} "
               f"{row['verify_s']:>8.2f} {row['verify_mib']:>7.0f}MiB {row['rank_s']:>8.2f}")
     largest = rows[-1]
     checks = [

@@ -32,6 +32,7 @@ import os
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -79,11 +80,15 @@ RATE_BURST = 4_000
 RETRY_AFTER_MS = 200
 MAX_RETRY_AFTER_MS = 15_000
 # Request bytes (as received) held by calls being applied or waiting for their journal
-# commit: past it a new call is refused with retry-after until some are answered (a
-# parsed request takes ~1.5x its wire size; 512 relay batches of 8 ranks hold ~75 MiB).
-# It bounds what calls hold, not what arrives: gRPC has received and parsed a request
-# before the coordinator can refuse it (docs/performance.md, "every node at once").
-HELD_BYTES = 128 << 20
+# commit, and set aside for relays' calls to come (Reserve): a relay that reserved waits
+# for room before it sends; a call that did not is refused with retry-after when there
+# is none (gRPC has received and parsed it by then: only reserving bounds what
+# arrives). A call in progress takes ~5x its wire size in memory (the bytes received,
+# the parsed message, its journal entry): 32 MiB is ~160 MiB, and ~450 relay batches of
+# 8 ranks in progress keep the journal's group commits full.
+HELD_BYTES = 32 << 20
+# How long room granted to a relay waits for its call.
+GRANT_SECONDS = 5.0
 # The size of the request being handled, noted by its deserializer: gRPC's asyncio server
 # deserializes a request in the task that then runs its handler.
 _REQUEST_BYTES: contextvars.ContextVar[int] = contextvars.ContextVar("request_bytes",
@@ -217,8 +222,7 @@ class Coordinator:
         if ledger_above < 0:
             raise InputError(f"ledger threshold: expected 0 or more ranks, found {ledger_above}")
         self._ledger_above = ledger_above
-        self._held_limit = held_bytes
-        self.held = 0  # request bytes held by calls in progress (HELD_BYTES)
+        self.room = _Room(held_bytes)  # request bytes held and reserved (HELD_BYTES)
         self._backlog = _Backlog(held_bytes)
         if not job_id or "/" in job_id or job_id.startswith("."):
             raise InputError(f"job id: expected a non-empty name without '/', found {job_id!r}")
@@ -267,6 +271,7 @@ class Coordinator:
         self._buckets: dict[str, tuple[float, float]] = {}  # peer -> (tokens, last refill)
         self.calls = 0  # RPCs received, and refused by the rate limit (for benchmarks)
         self.refused = 0
+        self.reserved_calls = 0  # Reserve calls granted
 
     # -- journal replay ---------------------------------------------------------------
 
@@ -455,21 +460,35 @@ class Coordinator:
         self._buckets[peer] = (tokens - 1, now)
         return True
 
-    def hold(self, size: int) -> None:
+    def hold(self, size: int, node: str = "") -> None:
         """Count a call's request bytes as held until :meth:`release`; refuses (retry
-        after) when that would pass the budget, unless nothing is held."""
-        if self.held and self.held + size > self._held_limit:
+        after) when there is no room and it is not ``node``'s relay call with room
+        reserved."""
+        if not self.room.hold(node, size):
             self.refused += 1
             wait = self._backlog.refuse(size, time.monotonic())
-            raise _OverloadedError(f"memory: expected at most {self._held_limit >> 20} MiB "
-                                   f"of requests in progress, found {self.held >> 20} MiB "
-                                   f"held and {size >> 10} KiB more; retry after {wait} ms",
+            room = self.room
+            raise _OverloadedError(f"memory: expected at most {room.limit >> 20} MiB of "
+                                   f"requests in progress, found "
+                                   f"{(room.held + room.reserved) >> 20} MiB held or reserved "
+                                   f"and {size >> 10} KiB more; retry after {wait} ms",
                                    retry_after_ms=wait)
-        self.held += size
 
     def release(self, size: int) -> None:
-        self.held -= size
+        self.room.release(size)
         self._backlog.released(size, time.monotonic())
+
+    async def reserve(self, req: pb.ReserveRequest) -> pb.ReserveResponse:
+        """Answered once the coordinator can hold ``req.bytes`` more (in the order
+        asked); the node's next call is then not refused for memory."""
+        self._check_job(req.job_id)
+        if not req.node_id:
+            raise SenderError("reserve: expected the relaying node's id, found ''",
+                              code="INVALID_ARGUMENT")
+        size = min(req.bytes, self.room.limit)
+        await self.room.reserve(req.node_id, size)
+        self.reserved_calls += 1
+        return pb.ReserveResponse(granted_bytes=size, valid_ms=int(GRANT_SECONDS * 1000))
 
     def touch(self) -> None:
         """Note that a message arrived (for the idle timeout)."""
@@ -644,6 +663,78 @@ class _OverloadedError(SenderError):
         self.retry_after_ms = retry_after_ms
 
 
+class _Room:
+    """Flow control for large relay calls (``Reserve``, :data:`HELD_BYTES`): a relay sets
+    aside the bytes of its next call and is answered when the coordinator has room for
+    them, first asked first answered; that call then goes through. A burst of every
+    node waits at the nodes, in a queue of small calls, instead of in the coordinator's
+    memory. A grant not used within :data:`GRANT_SECONDS` lapses."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0  # bytes of calls in progress
+        self.reserved = 0  # bytes granted to calls that have not arrived
+        self._grants: dict[str, tuple[int, asyncio.TimerHandle]] = {}
+        self._waiting: deque[tuple[str, int, asyncio.Future[None]]] = deque()
+
+    def _fits(self, size: int) -> bool:
+        used = self.held + self.reserved
+        return used == 0 or used + size <= self.limit
+
+    async def reserve(self, node: str, size: int) -> None:
+        """Return once ``size`` bytes are set aside for ``node``'s next call."""
+        self._lapse(node)  # asked again: what it was granted before went unused
+        if not self._waiting and self._fits(size):
+            self._grant(node, size)
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (node, size, waiter)
+        self._waiting.append(entry)
+        try:
+            await waiter
+        except asyncio.CancelledError:  # the relay gave up (its deadline)
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+            elif waiter.done() and not waiter.cancelled():
+                self._lapse(node)  # granted as it gave up: let it go
+            raise
+
+    def hold(self, node: str, size: int) -> bool:
+        """Count a call's bytes as held; False (refuse it) when there is no room and its
+        node was granted none."""
+        granted = self._grants.pop(node, None)
+        if granted is not None:
+            granted[1].cancel()
+            self.reserved -= granted[0]
+        elif not self._fits(size):
+            return False
+        self.held += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.held -= size
+        self._wake()
+
+    def _grant(self, node: str, size: int) -> None:
+        handle = asyncio.get_running_loop().call_later(GRANT_SECONDS, self._lapse, node)
+        self._grants[node] = (size, handle)
+        self.reserved += size
+
+    def _lapse(self, node: str) -> None:
+        granted = self._grants.pop(node, None)
+        if granted is not None:
+            granted[1].cancel()
+            self.reserved -= granted[0]
+            self._wake()
+
+    def _wake(self) -> None:
+        while self._waiting and self._fits(self._waiting[0][1]):
+            node, size, waiter = self._waiting.popleft()
+            if not waiter.done():
+                self._grant(node, size)
+                waiter.set_result(None)
+
+
 class _Backlog:
     """When a caller refused for memory should come back. Each refusal takes the next
     slot of a virtual queue that drains at the rate requests were served in the last
@@ -728,7 +819,7 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
 
     async def _call(self, context: aio.ServicerContext[Any, Any],
                     body: Callable[[], Awaitable[T]], *, authorize: Authorize,
-                    mutates: bool = True, node: str = "") -> T:
+                    mutates: bool = True, node: str = "", relay: bool = False) -> T:
         self._c.touch()
         self._c.calls += 1
         try:
@@ -750,9 +841,10 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 "journal: expected a writable journal, found it failed "
                                 f"({self._c.journal_failure}); restart the coordinator")
-        size = _REQUEST_BYTES.get() if mutates else 0
+        size = _REQUEST_BYTES.get() if mutates else 0  # a read or a Reserve holds nothing
         try:
-            self._c.hold(size)
+            if size:
+                self._c.hold(size, node if relay else "")  # only a Relay call uses a grant
         except _OverloadedError as exc:
             code, detail = wire.status_of(exc)
             await context.abort(code, detail,
@@ -764,7 +856,8 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
             trailer = wire.resync_trailer(exc) if isinstance(exc, SenderError) else ()
             await context.abort(code, detail, trailing_metadata=trailer)
         finally:
-            self._c.release(size)
+            if size:
+                self._c.release(size)
         raise AssertionError("unreachable: abort raises")
 
     async def Challenge(self, request: pb.ChallengeRequest,  # noqa: N802 -- gRPC's method names
@@ -793,7 +886,14 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
     async def Relay(self, request: pb.RelayRequest,  # noqa: N802
                     context: aio.ServicerContext[Any, Any]) -> pb.RelayResponse:
         return await self._call(context, lambda: self._c.relay(request),
-                                authorize=_as("node", request.node_id), node=request.node_id)
+                                authorize=_as("node", request.node_id), node=request.node_id,
+                                relay=True)
+
+    async def Reserve(self, request: pb.ReserveRequest,  # noqa: N802
+                      context: aio.ServicerContext[Any, Any]) -> pb.ReserveResponse:
+        return await self._call(context, lambda: self._c.reserve(request),
+                                authorize=_as("node", request.node_id), mutates=False,
+                                node=request.node_id)
 
     async def Finalize(self, request: pb.FinalizeRequest,  # noqa: N802
                        context: aio.ServicerContext[Any, Any]) -> pb.FinalizeResponse:

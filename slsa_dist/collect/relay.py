@@ -44,6 +44,11 @@ __all__ = ["NodeRelay"]
 
 log = logging.getLogger(__name__)
 
+# A Relay call at least this large asks the coordinator for room first (Reserve), so a
+# burst of every node waits here instead of in the coordinator's memory; smaller ones
+# (registrations, the usual flush of a few events) go straight.
+RESERVE_ABOVE = 16 << 10
+
 
 @dataclass
 class _Call:
@@ -61,7 +66,7 @@ class NodeRelay:
                  socket_path: str | os.PathLike[str],
                  credentials: grpc.ChannelCredentials | None = None,
                  flush_interval: float = 0.01, batch_max: int = 512,
-                 rpc_timeout: float = 20.0) -> None:
+                 rpc_timeout: float = 20.0, reserve_above: int = RESERVE_ABOVE) -> None:
         wire.require_tls_or_loopback(coordinator, tls=credentials is not None)
         self.coordinator = coordinator
         self.job_id = job_id
@@ -71,12 +76,14 @@ class NodeRelay:
         self._interval = flush_interval
         self._batch_max = batch_max
         self._timeout = rpc_timeout
+        self._reserve_above: int | None = reserve_above  # None: the coordinator cannot
         self._queue: deque[_Call] = deque()
         self._cond = threading.Condition()
         self._closing = False
         self._server: grpc.Server | None = None
         self._thread: threading.Thread | None = None
-        self.forwarded = 0  # Relay calls made (for benchmarks and tests)
+        self.forwarded = 0  # Relay calls made, and room reserved first (for benchmarks, tests)
+        self.reserved = 0
 
     @property
     def address(self) -> str:
@@ -152,11 +159,29 @@ class NodeRelay:
         finally:
             channel.close()
 
-    def _send(self, stub: pb_grpc.CollectorStub, batch: list[_Call]) -> None:
+    def _reserve(self, stub: pb_grpc.CollectorStub, request: pb.RelayRequest) -> None:
+        """Wait for the coordinator to have room for ``request`` when it is large. A
+        coordinator without Reserve (older) is not asked again; any other failure
+        sends the call anyway (the coordinator then refuses it if it must)."""
+        if self._reserve_above is None:
+            return
+        size = request.ByteSize()
+        if size < self._reserve_above:
+            return
         try:
-            reply = stub.Relay(pb.RelayRequest(job_id=self.job_id, node_id=self.node_id,
-                                               items=[c.item for c in batch]),
-                               timeout=self._timeout)
+            stub.Reserve(pb.ReserveRequest(job_id=self.job_id, node_id=self.node_id,
+                                           bytes=size), timeout=self._timeout)
+            self.reserved += 1
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                self._reserve_above = None
+
+    def _send(self, stub: pb_grpc.CollectorStub, batch: list[_Call]) -> None:
+        request = pb.RelayRequest(job_id=self.job_id, node_id=self.node_id,
+                                  items=[c.item for c in batch])
+        try:
+            self._reserve(stub, request)
+            reply = stub.Relay(request, timeout=self._timeout)
             self.forwarded += 1
         except grpc.RpcError as exc:
             # The ranks' agents retry on their own, with jitter: the relay keeps nothing.

@@ -100,16 +100,69 @@ def test_request_bytes_held_at_once_are_bounded(tmp_path: Path) -> None:
 
             first = stub.Report.future(report(0), timeout=20)
             for _ in range(1000):  # the first call holds its bytes (bounded: 10 s)
-                if coordinator.held:
+                if coordinator.room.held:
                     break
                 time.sleep(0.01)
-            assert coordinator.held == report(0).ByteSize()
+            assert coordinator.room.held == report(0).ByteSize()
             with pytest.raises(grpc.RpcError) as info:
                 stub.Report(report(1), timeout=10)
             release.set()
             assert first.result().acked_through == 1
             assert stub.Report(report(1), timeout=10).acked_through == 1  # later, it goes
-        assert coordinator.held == 0
+        assert coordinator.room.held == 0
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "memory: expected at most 0 MiB of requests in progress" in info.value.details()
     assert wire.retry_after(info.value) == coordinator_module.RETRY_AFTER_MS / 1000
+
+
+def test_a_relay_that_reserves_waits_for_room_instead_of_being_refused(tmp_path: Path) -> None:
+    """Flow control: node n1 asks for room while n0's call holds all of it; it is answered
+    only once n0's call is done, and its call then goes through, never refused."""
+    release = threading.Event()
+    with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path,
+                           world_size=2, held_bytes=64) as server:
+        coordinator = server.coordinator
+        assert coordinator is not None
+        with grpc.insecure_channel(server.address) as channel:
+            stub = pb_grpc.CollectorStub(channel)
+
+            def register(rank: int) -> pb.RelayRequest:
+                return pb.RelayRequest(job_id="j", node_id=f"n{rank}", items=[pb.RelayItem(
+                    register=pb.RegisterRankRequest(job_id="j", rank=rank, world_size=2,
+                                                    node_id=f"n{rank}"))])
+
+            senders = [stub.Relay(register(r), timeout=10).results[0].registered.sender
+                       for r in range(2)]
+            durable = coordinator._durable
+
+            async def held_until_released(entry: object) -> None:
+                for _ in range(1000):  # at most 10 s
+                    if release.is_set():
+                        break
+                    await asyncio.sleep(0.01)
+                await durable(entry)  # type: ignore[arg-type]
+
+            coordinator._durable = held_until_released  # type: ignore[method-assign]
+
+            def batch(rank: int) -> pb.RelayRequest:
+                return pb.RelayRequest(job_id="j", node_id=f"n{rank}", items=[pb.RelayItem(
+                    report=pb.ReportRequest(job_id="j", sender=senders[rank], first_sequence=1,
+                                            events=[pb.Event(annotation=pb.Annotation(
+                                                key="k", value_json='"' + "x" * 100 + '"'))]))])
+
+            first = stub.Relay.future(batch(0), timeout=20)
+            for _ in range(1000):  # n0's call holds its bytes (bounded: 10 s)
+                if coordinator.room.held:
+                    break
+                time.sleep(0.01)
+            room = stub.Reserve.future(pb.ReserveRequest(
+                job_id="j", node_id="n1", bytes=batch(1).ByteSize()), timeout=20)
+            time.sleep(0.3)
+            assert not room.done()  # waits while there is no room
+            release.set()
+            assert first.result().results[0].reported.acked_through == 1
+            assert room.result().granted_bytes == 64  # larger than the budget: all of it
+            reply = stub.Relay(batch(1), timeout=10)
+        assert reply.results[0].reported.acked_through == 1
+        assert coordinator.refused == 0
+        assert coordinator.room.held == coordinator.room.reserved == 0

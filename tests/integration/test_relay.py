@@ -17,7 +17,7 @@ from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
 from slsa_dist.collect.agent import Agent, NodeIdentity, RankIdentity
 from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.collect.relay import NodeRelay
+from slsa_dist.collect.relay import RESERVE_ABOVE, NodeRelay
 from slsa_dist.sign.keys import Signer
 from slsa_dist.verify.bundle import verify_bundle
 
@@ -30,13 +30,15 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_ranks_report_through_their_node_relay(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("reserve_above", [RESERVE_ABOVE, 1])
+def test_ranks_report_through_their_node_relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               reserve_above: int) -> None:
+    """With ``reserve_above=1`` every Relay call asks for room first (Reserve)."""
     signer = Signer.generate()
     with CoordinatorThread(job_id="j", signer=signer, out_dir=tmp_path / "out",
                            world_size=WORLD, settle=0.1) as server:
         relay = NodeRelay(coordinator=server.address, job_id="j", node_id="n0",
-                          socket_path=tmp_path / "relay.sock")
+                          socket_path=tmp_path / "relay.sock", reserve_above=reserve_above)
         monkeypatch.setenv("SLSA_RELAY", relay.start())
         try:
             node = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "sp",
@@ -57,6 +59,7 @@ def test_ranks_report_through_their_node_relay(tmp_path: Path,
             result = server.wait_finalized(30)
             assert server.coordinator is not None
             events = server.coordinator.state.events
+            granted = server.coordinator.reserved_calls
         finally:
             relay.close()
     assert result.complete
@@ -64,6 +67,12 @@ def test_ranks_report_through_their_node_relay(tmp_path: Path,
     # Every rank call went through the relay: 8 registrations and at least 8 reports in
     # fewer Relay calls than that.
     assert 0 < relay.forwarded < 2 * WORLD
+    # Batches from 16 KiB reserve room first (here the ranks' 50 reads, together); every
+    # one does when told to.
+    assert relay.reserved == granted
+    assert 0 < relay.reserved <= relay.forwarded
+    if reserve_above == 1:
+        assert relay.reserved == relay.forwarded
     assert not (tmp_path / "relay.sock").exists()
     records = verify_bundle(result.bundle, keys=[signer.public()]).rank_records()
     assert [r.rank for r in records] == list(range(WORLD))

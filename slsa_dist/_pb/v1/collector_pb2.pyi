@@ -278,6 +278,24 @@ class RelayItem(_message.Message):
     report: ReportRequest
     def __init__(self, register: _Optional[_Union[RegisterRankRequest, _Mapping]] = ..., report: _Optional[_Union[ReportRequest, _Mapping]] = ...) -> None: ...
 
+class ReserveRequest(_message.Message):
+    __slots__ = ("job_id", "node_id", "bytes")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    node_id: str
+    bytes: int
+    def __init__(self, job_id: _Optional[str] = ..., node_id: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class ReserveResponse(_message.Message):
+    __slots__ = ("granted_bytes", "valid_ms")
+    GRANTED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    VALID_MS_FIELD_NUMBER: _ClassVar[int]
+    granted_bytes: int
+    valid_ms: int
+    def __init__(self, granted_bytes: _Optional[int] = ..., valid_ms: _Optional[int] = ...) -> None: ...
+
 class RelayRequest(_message.Message):
     __slots__ = ("job_id", "node_id", "items")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

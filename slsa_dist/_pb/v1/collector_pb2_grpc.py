@@ -60,6 +60,11 @@ class CollectorStub:
                 request_serializer=slsa__dist_dot_v1_dot_collector__pb2.RelayRequest.SerializeToString,
                 response_deserializer=slsa__dist_dot_v1_dot_collector__pb2.RelayResponse.FromString,
                 _registered_method=True)
+        self.Reserve = channel.unary_unary(
+                '/slsa_dist.v1.Collector/Reserve',
+                request_serializer=slsa__dist_dot_v1_dot_collector__pb2.ReserveRequest.SerializeToString,
+                response_deserializer=slsa__dist_dot_v1_dot_collector__pb2.ReserveResponse.FromString,
+                _registered_method=True)
         self.Finalize = channel.unary_unary(
                 '/slsa_dist.v1.Collector/Finalize',
                 request_serializer=slsa__dist_dot_v1_dot_collector__pb2.FinalizeRequest.SerializeToString,
@@ -113,6 +118,17 @@ class CollectorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reserve(self, request, context):
+        """Flow control for large Relay calls: a node relay asks for room for the bytes of
+        its next Relay call and is answered, in the order asked, once the coordinator
+        can hold them; the call that follows is not refused for memory. A burst of
+        every node then waits at the nodes (a queue of small calls), not in the
+        coordinator's memory. A grant lapses when no call follows within seconds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Finalize(self, request, context):
         """Merge, sign and write the provenance now. Idempotent.
         """
@@ -153,6 +169,11 @@ def add_CollectorServicer_to_server(servicer, server):
                     servicer.Relay,
                     request_deserializer=slsa__dist_dot_v1_dot_collector__pb2.RelayRequest.FromString,
                     response_serializer=slsa__dist_dot_v1_dot_collector__pb2.RelayResponse.SerializeToString,
+            ),
+            'Reserve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reserve,
+                    request_deserializer=slsa__dist_dot_v1_dot_collector__pb2.ReserveRequest.FromString,
+                    response_serializer=slsa__dist_dot_v1_dot_collector__pb2.ReserveResponse.SerializeToString,
             ),
             'Finalize': grpc.unary_unary_rpc_method_handler(
                     servicer.Finalize,
@@ -300,6 +321,33 @@ class Collector:
             '/slsa_dist.v1.Collector/Relay',
             slsa__dist_dot_v1_dot_collector__pb2.RelayRequest.SerializeToString,
             slsa__dist_dot_v1_dot_collector__pb2.RelayResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reserve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/slsa_dist.v1.Collector/Reserve',
+            slsa__dist_dot_v1_dot_collector__pb2.ReserveRequest.SerializeToString,
+            slsa__dist_dot_v1_dot_collector__pb2.ReserveResponse.FromString,
             options,
             channel_credentials,
             insecure,
