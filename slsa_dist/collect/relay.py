@@ -12,6 +12,10 @@ Nothing changes for a rank's agent but the address: the relay serves the same
 coordinator answered it (so an acknowledgement still means durably journaled),
 with the coordinator's own status and resync mark when it refused.
 
+Flow control (ADR 0012): a batch from 16 KiB asks the coordinator for room
+first (``Reserve``) and is sent once it has some, so every node sending at
+once waits here, not in the coordinator's memory.
+
 Trust (ADR 0010): the relay is the node's trust unit. The coordinator accepts a
 relayed item only for a rank registered under the relaying node, which is what
 that node's certificate may already do on its own; every relayed attempt is
