@@ -141,17 +141,27 @@ class _Sender:
     completed: tuple[int, str] | None = None
 
 
+class _Input:
+    """A shard any rank read, once for the job: numbered as first read (the ledger's
+    ``input/<n>``), with the first rank that read it and the sampler it was read with."""
+
+    __slots__ = ("digest", "first_rank", "name", "ref", "sampler", "uri")
+
+    def __init__(self, *, name: str, uri: str, digest: dict[str, str], ref: int,
+                 first_rank: int, sampler: dict[str, Any]) -> None:
+        self.name, self.uri, self.digest = name, uri, digest
+        self.ref, self.first_rank, self.sampler = ref, first_rank, sampler
+
+
 class _Shard:
     """One shard as one rank read it: kept for every (rank, shard), so it is compact
-    (slots; the name, digest and sampler shared with every other rank that read the
-    shard; the epochs one span, a set only when read out of order)."""
+    (slots; its name and digest are its input's, shared with every other rank that read
+    it; the epochs one span, a set only when read out of order)."""
 
-    __slots__ = ("chain", "digest", "events", "first", "last", "name", "others", "ref",
-                 "sampler", "samples", "uri")
+    __slots__ = ("chain", "events", "first", "input", "last", "others", "sampler", "samples")
 
-    def __init__(self, *, name: str, uri: str, digest: dict[str, str], ref: int = -1) -> None:
-        self.name, self.uri, self.digest = name, uri, digest
-        self.ref = ref  # the job's input number (the ledger's input/<n>) for the shard
+    def __init__(self, source: _Input) -> None:
+        self.input = source
         self.samples = 0
         self.events = 0
         self.first = self.last = -1  # the epochs read, first..last, while contiguous
@@ -169,10 +179,10 @@ class _Shard:
         return self.chain.hex() if self.chain else _EMPTY_CHAIN
 
     @classmethod
-    def from_record(cls, data: Mapping[str, Any], shared: _Shard) -> _Shard:
+    def from_record(cls, data: Mapping[str, Any], source: _Input) -> _Shard:
         """The shard again from the record :meth:`ref_dict` wrote (a rank reopened), with
-        ``shared`` the input it refers to."""
-        shard = cls(name=shared.name, uri=shared.uri, digest=shared.digest, ref=shared.ref)
+        ``source`` the input it refers to."""
+        shard = cls(source)
         shard.samples, shard.events = data["samples"], data["reads"]
         spans = [(int(first), int(last)) for first, last in data["epochs"]]
         if len(spans) == 1:
@@ -181,7 +191,7 @@ class _Shard:
             shard.others = {e for first, last in spans for e in range(first, last + 1)}
         digest = data["indexDigest"]
         shard.chain = b"" if digest == _EMPTY_CHAIN else bytes.fromhex(digest)
-        shard.sampler = dict(data["sampler"]) if "sampler" in data else shared.sampler
+        shard.sampler = dict(data["sampler"]) if "sampler" in data else source.sampler
         return shard
 
     def add_epoch(self, epoch: int) -> None:
@@ -200,16 +210,18 @@ class _Shard:
         return ((self.first, self.last),) if self.first >= 0 else ()
 
     def to_dict(self) -> dict[str, Any]:
-        return records.shard_read_dict(name=self.name, digest=self.digest,
+        return records.shard_read_dict(name=self.input.name, digest=self.input.digest,
                                        samples=self.samples, reads=self.events,
                                        epochs=self._epochs(), index_digest=self.index_digest,
                                        sampler=self.sampler)
 
-    def ref_dict(self, shared: _Shard) -> dict[str, Any]:
+    def ref_dict(self) -> dict[str, Any]:
         """This read in a ledger's rank record: its input's number, not its name and digest;
         its sampler only where it differs from the input's."""
-        same = self.sampler is shared.sampler or self.sampler == shared.sampler
-        return records.shard_ref_dict(ref=self.ref, samples=self.samples, reads=self.events,
+        shared = self.input.sampler
+        same = self.sampler is shared or self.sampler == shared
+        return records.shard_ref_dict(ref=self.input.ref, samples=self.samples,
+                                      reads=self.events,
                                       epochs=self._epochs(), index_digest=self.index_digest,
                                       sampler=None if same else self.sampler)
 
@@ -469,7 +481,7 @@ class JobState:
         # the same order): with the first rank that read it, and its number by
         # (name, uri, digest). Rank records in a ledger refer to them by that number, and
         # those that are data (not an index space) are the job's dataset dependencies.
-        self._inputs: list[tuple[int, _Shard]] = []
+        self._inputs: list[_Input] = []
         self._input_refs: dict[tuple[str, str, Any], int] = {}
         self._final = -1
         self._ended_below = 0
@@ -757,9 +769,7 @@ class JobState:
         key = _digest_key(shard.digest)
         state = rank.shards.get(key)
         if state is None:
-            shared = self._shared_shard(shard, key, sampler, rank.rank)
-            state = rank.shards[key] = _Shard(name=shared.name, uri=shared.uri,
-                                              digest=shared.digest, ref=shared.ref)
+            state = rank.shards[key] = _Shard(self._input(shard, key, sampler, rank.rank))
         state.samples += shard.samples
         state.events += 1
         state.add_epoch(shard.epoch)
@@ -789,8 +799,8 @@ class JobState:
         record = orjson.loads(self._records.get(rank.sealed))
         rank.shards = {}
         for data in record.get("shards") or ():
-            shard = _Shard.from_record(data, self._inputs[data["input"]][1])
-            rank.shards[_digest_key(shard.digest)] = shard
+            shard = _Shard.from_record(data, self._inputs[data["input"]])
+            rank.shards[_digest_key(shard.input.digest)] = shard
         rank.files = []
         for f in record.get("files") or ():
             artifact = self._artifacts[f["artifact"]]
@@ -803,18 +813,17 @@ class JobState:
         rank.reported = dict(record.get("reported") or {})
         rank.sealed = None
 
-    def _shared_shard(self, shard: pb.ShardConsumed, digest_key: Any, sampler: Any,
-                      rank: int) -> _Shard:
-        """The job's input for a shard: its name, uri and digest, one copy for every rank
-        that reads it, numbered when first read, with the sampler it was first read with."""
+    def _input(self, shard: pb.ShardConsumed, digest_key: Any, sampler: Any,
+               rank: int) -> _Input:
+        """The job's input for a shard, made when first read."""
         key = (shard.name, shard.uri, digest_key)
         ref = self._input_refs.get(key)
         if ref is None:
             ref = self._input_refs[key] = len(self._inputs)
-            shared = _Shard(name=shard.name, uri=shard.uri, digest=dict(shard.digest), ref=ref)
-            shared.sampler = sampler or {}
-            self._inputs.append((rank, shared))
-        return self._inputs[ref][1]
+            self._inputs.append(_Input(name=shard.name, uri=shard.uri,
+                                       digest=dict(shard.digest), ref=ref, first_rank=rank,
+                                       sampler=sampler or {}))
+        return self._inputs[ref]
 
     def _check_file(self, sender: _Sender, file: pb.FileWritten, where: str) -> Any:
         del sender
@@ -1110,10 +1119,10 @@ class JobState:
         rank records refer to it; without, every rank record names its shards in full."""
         yield from sorted(checkpoints, key=lambda e: order_key(e.name))
         if refs:
-            for number, (_, shard) in enumerate(self._inputs):
-                yield LedgerEntry(f"input/{number}", MEDIA_INPUT, records.input_dict(
-                    name=shard.name, uri=redact_url(shard.uri), digest=shard.digest,
-                    sampler=shard.sampler))
+            for source in self._inputs:
+                yield LedgerEntry(f"input/{source.ref}", MEDIA_INPUT, records.input_dict(
+                    name=source.name, uri=redact_url(source.uri), digest=source.digest,
+                    sampler=source.sampler))
         for name in sorted(self._nodes):
             yield LedgerEntry(f"node/{name}", MEDIA_NODE, self._nodes[name].record().to_dict())
         completed = self.completed_ranks()
@@ -1191,15 +1200,16 @@ class JobState:
             builder.add_dependency(dependency)
         # Each shard once, as first read (the builder merges equal digests read under
         # other names); an index space is no data: no input.
-        for first, shard in self._inputs:
-            if shard.uri.startswith(INDEX_URI):
+        for source in self._inputs:
+            if source.uri.startswith(INDEX_URI):
                 continue
             try:
                 builder.add_dependency(ResourceDescriptor(
-                    name=shard.name or None, uri=redact_url(shard.uri) or None,
-                    digest=shard.digest, annotations={"slsadist_kind": "dataset"}))
+                    name=source.name or None, uri=redact_url(source.uri) or None,
+                    digest=source.digest, annotations={"slsadist_kind": "dataset"}))
             except InputError as exc:  # journaled before ingest checked digests
-                left_out.append(f"rank {first}: shard {shard.name!r} left out: {exc}")
+                left_out.append(f"rank {source.first_rank}: shard {source.name!r} left out: "
+                                f"{exc}")
         return left_out
 
     def _completeness(self, reason: str, missing_files: list[str],
@@ -1335,13 +1345,13 @@ class JobState:
                 relayed_by=attempt.relayed_by)
             for number, attempt in sorted(rank.attempts.items()))
         shards = [shard for _, shard in sorted(rank.shards.items(),
-                                               key=lambda item: (item[1].name, str(item[0])))]
+                                               key=lambda item: (item[1].input.name, str(item[0])))]
         inline = len(shards) <= _INLINE_SHARDS
         root = None
         if not inline:
             digests = hashlib.sha256()
             for shard in shards:
-                digests.update(json.dumps(shard.digest, sort_keys=True).encode())
+                digests.update(json.dumps(shard.input.digest, sort_keys=True).encode())
             root = {"sha256": digests.hexdigest()}
         files = rank.files
         if refs:
@@ -1357,7 +1367,7 @@ class JobState:
             inventory=rank.inventory, reported=dict(rank.reported)).to_dict()
         if inline and refs:
             record["formatVersion"] = records.REFERENCE_VERSION
-            record["shards"] = [shard.ref_dict(self._inputs[shard.ref][1]) for shard in shards]
+            record["shards"] = [shard.ref_dict() for shard in shards]
         elif inline:
             record["shards"] = [shard.to_dict() for shard in shards]
         return record
