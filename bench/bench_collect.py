@@ -36,6 +36,7 @@ from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.collect import wire
 from slsa_dist.collect.agent import retry_delay
 from slsa_dist.collect.relay import RESERVE_ABOVE
+from slsa_dist.collect.wire import varint, wire_field
 
 HERE = Path(__file__).parent
 RANKS_PER_NODE = 8
@@ -52,21 +53,6 @@ RESERVE = "/slsa_dist.v1.Collector/Reserve"
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 class Events:
@@ -109,12 +95,12 @@ class Events:
 def build_requests(job: str, world: int) -> tuple[list[bytes], list[list[bytes]], int]:
     """Per node: its registrations' Relay request, and its reports' Relay requests."""
     events = Events()
-    job_field = _field(1, job.encode())
+    job_field = wire_field(1, job.encode())
     registrations, reports, total = [], [], 0
     for first in range(0, world, RANKS_PER_NODE):
         node = f"node-{first // RANKS_PER_NODE}"
-        head = job_field + _field(2, node.encode())
-        items = b"".join(_field(3, _field(1, pb.RegisterRankRequest(
+        head = job_field + wire_field(2, node.encode())
+        items = b"".join(wire_field(3, wire_field(1, pb.RegisterRankRequest(
             job_id=job, rank=r, world_size=world, node_id=node, pid=r).SerializeToString()))
             for r in range(first, min(first + RANKS_PER_NODE, world)))
         registrations.append(head + items)
@@ -125,10 +111,10 @@ def build_requests(job: str, world: int) -> tuple[list[bytes], list[list[bytes]]
             cut = len(rank_events) // 2
             for half, (start, chunk) in enumerate(((1, rank_events[:cut]),
                                                    (cut + 1, rank_events[cut:]))):
-                report = (job_field + _field(2, f"rank/{r}/0/0".encode())
-                          + _varint(3 << 3) + _varint(start)
-                          + b"".join(_field(4, e) for e in chunk))
-                halves[half] += _field(3, _field(2, report))
+                report = (job_field + wire_field(2, f"rank/{r}/0/0".encode())
+                          + varint(3 << 3) + varint(start)
+                          + b"".join(wire_field(4, e) for e in chunk))
+                halves[half] += wire_field(3, wire_field(2, report))
         reports.append([head + halves[0], head + halves[1]])
     return registrations, reports, total
 

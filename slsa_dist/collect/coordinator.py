@@ -77,7 +77,7 @@ RATE_PER_SECOND = 2_000
 RATE_BURST = 4_000
 # What a refused caller is told to wait before retrying (it adds jitter); callers refused
 # for memory are told when their turn comes, up to the longest wait below.
-RETRY_AFTER_MS = 200
+RETRY_AFTER_MS = wire.RETRY_AFTER_MS
 MAX_RETRY_AFTER_MS = 15_000
 # Request bytes (as received) held by calls being applied or waiting for their journal
 # commit, and set aside for relays' calls to come (Reserve): a relay that reserved waits
@@ -95,17 +95,8 @@ _REQUEST_BYTES: contextvars.ContextVar[int] = contextvars.ContextVar("request_by
                                                                       default=0)
 
 
-# JournalEntry.batch: field 5, length-delimited.
-_BATCH_TAG = bytes([5 << 3 | 2])
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
+# JournalEntry.batch, appended to an entry as its own bytes.
+_BATCH_FIELD = 5
 
 
 def pending_limit(world_size: int) -> int:
@@ -304,7 +295,7 @@ class Coordinator:
         if batch is not None:
             # The batch field appended as its own bytes (protobuf merges concatenated
             # fields): one serialization of the events instead of a copy and another.
-            entry += _BATCH_TAG + _varint(batch.ByteSize()) + batch.SerializeToString()
+            entry += wire.wire_field(_BATCH_FIELD, batch.SerializeToString())
         return entry
 
     # -- lifecycle ----------------------------------------------------------------------

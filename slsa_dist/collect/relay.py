@@ -221,7 +221,7 @@ class _RelayServicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # genera
                 context.set_trailing_metadata(((wire.RESYNC_KEY, "1"),))
             elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # the coordinator is loaded
                 context.set_trailing_metadata(wire.retry_after_trailer(
-                    round(1000 * after) if after is not None else 200))
+                    round(1000 * after) if after is not None else wire.RETRY_AFTER_MS))
             context.abort(code, detail)
         result = call.result
         assert result is not None

@@ -24,7 +24,7 @@ from slsa_dist.errors import InputError, SenderError
 __all__ = ["CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "RESYNC_KEY", "SERVER_OPTIONS", "check_listen",
            "check_port_free", "is_loopback", "open_channel", "peer_is_loopback",
            "require_tls_or_loopback", "resync_trailer", "retry_after", "retry_after_trailer",
-           "status_of", "wants_resync"]
+           "status_of", "varint", "wants_resync", "wire_field"]
 
 # gRPC message size cap: a full batch (10,000 events) of typical events is
 # ~1 MiB; 8 MiB leaves room for evidence blobs while bounding memory per RPC.
@@ -172,6 +172,8 @@ def resync_trailer(exc: SenderError) -> tuple[tuple[str, str], ...]:
 
 
 RETRY_AFTER_KEY = "retry-after-ms"
+# What a refused caller is told to wait when nothing better is known (it adds jitter).
+RETRY_AFTER_MS = 200
 
 
 def retry_after_trailer(milliseconds: int) -> tuple[tuple[str, str], ...]:
@@ -196,3 +198,20 @@ def retry_after(exc: grpc.RpcError) -> float | None:
 def wants_resync(exc: grpc.RpcError) -> bool:
     """True when the coordinator marked this refusal as cured by registering again."""
     return _trailer(exc, RESYNC_KEY) is not None
+
+
+def varint(value: int) -> bytes:
+    """A protobuf base-128 varint."""
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def wire_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2) holding ``payload``: appended to a
+    message's bytes it sets (or, for a repeated or message field, adds to) that field,
+    without parsing the message again."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
