@@ -262,18 +262,39 @@ class Ledger:
                               f"{self.sha256!r}")
         return f"{self.sha256}.ledger.jsonl"
 
-    def copy(self, bundle: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Path:
+    def carry(self, bundle: str | os.PathLike[str], folder: str | os.PathLike[str], *,
+              what: str, warnings: list[str] | None, without: str) -> Path | None:
         """Copy the ledger beside ``bundle`` and its index into ``folder`` under
-        :attr:`stored_name`, checking every line against what the statement signs first
-        (nothing is copied when it does not match). Returns the copy's path."""
+        :attr:`stored_name` (for ``what``: "store add", "push"), checking every line
+        against what the statement signs as it is copied, in one pass; the copy is kept
+        only when all of it matches. Returns its path; None when there is no ledger
+        beside the bundle, said in ``warnings`` with ``without`` (what that costs).
+
+        Raises:
+            InputError: the ledger does not match the statement (nothing is copied).
+        """
         source = self.locate(bundle)
-        for _ in read_ledger(source, self):
-            pass
+        if not source.exists():
+            if warnings is not None:
+                warnings.append(f"{bundle}: record ledger {self.uri} not found beside it: "
+                                f"{without}")
+            return None
         target = Path(folder) / self.stored_name
-        for src, dst in ((source, target), (_index_path(source), _index_path(target))):
-            tmp = dst.with_name(dst.name + ".tmp")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+        tmp, index_tmp = (path.with_name(path.name + ".tmp")
+                          for path in (target, _index_path(target)))
+        try:
+            with tmp.open("wb") as out:
+                for line in read_ledger(source, self):
+                    out.write(line.line + b"\n")
+            shutil.copyfile(_index_path(source), index_tmp)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            index_tmp.unlink(missing_ok=True)
+            if isinstance(exc, LedgerError):
+                raise InputError(f"{what} {bundle}: {exc}") from None
+            raise
+        os.replace(index_tmp, _index_path(target))
+        os.replace(tmp, target)
         return target
 
 

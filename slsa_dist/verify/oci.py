@@ -187,7 +187,6 @@ def push(model: str | os.PathLike[str], uri: str, *,
 def _ledgers(bundle: Path, scratch: Path, warnings: list[str] | None) -> list[Path]:
     """The record ledgers ``bundle``'s statements bind, each checked against its statement
     and copied into ``scratch`` under its digest's name (with its index)."""
-    from slsa_dist.ledger import LedgerError
     from slsa_dist.provenance import Provenance, Statement
     from slsa_dist.sign.dsse import read_bundle
 
@@ -198,17 +197,11 @@ def _ledgers(bundle: Path, scratch: Path, warnings: list[str] | None) -> list[Pa
                 Statement.from_dict(json.loads(envelope.payload))).ledger()
         except (ValueError, InputError):
             continue  # not a provenance: nothing of ours to carry
-        if ledger is None:
-            continue
-        if not ledger.locate(bundle).exists():
-            if warnings is not None:
-                warnings.append(f"{bundle}: record ledger {ledger.uri} not found beside it: "
-                                "attached without it, so verify cannot check its records")
-            continue
-        try:
-            found.append(ledger.copy(bundle, scratch))
-        except LedgerError as exc:
-            raise InputError(f"push {bundle}: {exc}") from None
+        copied = None if ledger is None else ledger.carry(
+            bundle, scratch, what="push", warnings=warnings,
+            without="attached without it, so verify cannot check its records")
+        if copied is not None:
+            found.append(copied)
     return found
 
 

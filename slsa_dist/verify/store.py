@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from slsa_dist.errors import InputError, VerificationError
-from slsa_dist.ledger import LedgerError
 from slsa_dist.provenance import Provenance, Statement
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, read_bundle, verify_envelope
 from slsa_dist.sign.keys import Verifier
@@ -110,20 +109,11 @@ class Store:
         """The provenance with its ledger attached, copied into the store; as it was when
         it has none, or its ledger is not beside the bundle (said in ``warnings``)."""
         ledger = provenance.ledger()
-        if ledger is None:
-            return provenance
-        if not ledger.locate(bundle).exists():
-            if warnings is not None:
-                warnings.append(f"{bundle}: record ledger {ledger.uri} not found beside it: "
-                                f"stored without it, so its {ledger.count} records (and "
-                                "the checkpoints' files) are neither indexed nor checked by "
-                                "verify chain")
-            return provenance
-        try:
-            stored = ledger.copy(bundle, self.root / "bundles")
-        except LedgerError as exc:
-            raise InputError(f"store add {bundle}: {exc}") from None
-        return provenance.with_ledger(stored)
+        stored = None if ledger is None else ledger.carry(
+            bundle, self.root / "bundles", what="store add", warnings=warnings,
+            without=f"stored without it, so its {ledger.count} records (and the "
+                    "checkpoints' files) are neither indexed nor checked by verify chain")
+        return provenance if stored is None else provenance.with_ledger(stored)
 
     def find(self, digest: str) -> list[Path]:
         """Bundles that claim to have produced ``digest`` (unverified)."""
