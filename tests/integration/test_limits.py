@@ -14,7 +14,7 @@ from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
 from slsa_dist.collect import coordinator as coordinator_module
 from slsa_dist.collect import wire
-from slsa_dist.collect.coordinator import CoordinatorThread
+from slsa_dist.collect.coordinator import Coordinator, CoordinatorThread
 from slsa_dist.collect.merge import Limits
 from slsa_dist.sign.keys import Signer
 
@@ -69,6 +69,29 @@ def test_events_per_rank_are_limited(tmp_path: Path) -> None:
     assert "expected at most 3 events" in info.value.details()
 
 
+def _journal_waits_for(release: threading.Event, coordinator: Coordinator) -> None:
+    """Calls hold their bytes until ``release`` is set: the journal commit they wait for
+    is held back (for at most 10 s)."""
+    durable = coordinator._durable
+
+    async def held_until_released(entry: object) -> None:
+        for _ in range(1000):
+            if release.is_set():
+                break
+            await asyncio.sleep(0.01)
+        await durable(entry)  # type: ignore[arg-type]
+
+    coordinator._durable = held_until_released  # type: ignore[method-assign]
+
+
+def _until_held(coordinator: Coordinator) -> None:
+    """Until a call holds bytes in the coordinator (at most 10 s)."""
+    for _ in range(1000):
+        if coordinator.room.held:
+            return
+        time.sleep(0.01)
+
+
 def test_request_bytes_held_at_once_are_bounded(tmp_path: Path) -> None:
     """A burst of calls is refused with retry-after once the requests in progress hold the
     coordinator's budget of bytes (one always goes through), not queued without bound."""
@@ -82,16 +105,7 @@ def test_request_bytes_held_at_once_are_bounded(tmp_path: Path) -> None:
             senders = [stub.RegisterRank(pb.RegisterRankRequest(
                 job_id="j", rank=r, world_size=2, node_id="n"), timeout=10).sender
                 for r in range(2)]
-            durable = coordinator._durable
-
-            async def held_until_released(entry: object) -> None:
-                for _ in range(1000):  # at most 10 s
-                    if release.is_set():
-                        break
-                    await asyncio.sleep(0.01)
-                await durable(entry)  # type: ignore[arg-type]
-
-            coordinator._durable = held_until_released  # type: ignore[method-assign]
+            _journal_waits_for(release, coordinator)
 
             def report(rank: int) -> pb.ReportRequest:
                 return pb.ReportRequest(job_id="j", sender=senders[rank], first_sequence=1,
@@ -99,10 +113,7 @@ def test_request_bytes_held_at_once_are_bounded(tmp_path: Path) -> None:
                                             key="k", value_json='"' + "x" * 100 + '"'))])
 
             first = stub.Report.future(report(0), timeout=20)
-            for _ in range(1000):  # the first call holds its bytes (bounded: 10 s)
-                if coordinator.room.held:
-                    break
-                time.sleep(0.01)
+            _until_held(coordinator)  # the first call holds its bytes
             assert coordinator.room.held == report(0).ByteSize()
             with pytest.raises(grpc.RpcError) as info:
                 stub.Report(report(1), timeout=10)
@@ -133,16 +144,7 @@ def test_a_relay_that_reserves_waits_for_room_instead_of_being_refused(tmp_path:
 
             senders = [stub.Relay(register(r), timeout=10).results[0].registered.sender
                        for r in range(2)]
-            durable = coordinator._durable
-
-            async def held_until_released(entry: object) -> None:
-                for _ in range(1000):  # at most 10 s
-                    if release.is_set():
-                        break
-                    await asyncio.sleep(0.01)
-                await durable(entry)  # type: ignore[arg-type]
-
-            coordinator._durable = held_until_released  # type: ignore[method-assign]
+            _journal_waits_for(release, coordinator)
 
             def batch(rank: int) -> pb.RelayRequest:
                 return pb.RelayRequest(job_id="j", node_id=f"n{rank}", items=[pb.RelayItem(
@@ -151,10 +153,7 @@ def test_a_relay_that_reserves_waits_for_room_instead_of_being_refused(tmp_path:
                                                 key="k", value_json='"' + "x" * 100 + '"'))]))])
 
             first = stub.Relay.future(batch(0), timeout=20)
-            for _ in range(1000):  # n0's call holds its bytes (bounded: 10 s)
-                if coordinator.room.held:
-                    break
-                time.sleep(0.01)
+            _until_held(coordinator)  # n0's call holds its bytes
             room = stub.Reserve.future(pb.ReserveRequest(
                 job_id="j", node_id="n1", bytes=batch(1).ByteSize()), timeout=20)
             time.sleep(0.3)
