@@ -25,13 +25,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FORMAT_VERSION", "INDEX_URI", "REFERENCE_VERSION", "Checkpoint", "Completeness",
-           "EvidenceRecord", "FileWritten", "NodeAttempt", "NodeRecord", "RankAttempt",
-           "RankRecord", "ShardRead", "input_dict", "resolve_inputs", "shard_read_dict",
-           "shard_ref_dict"]
+__all__ = ["FILE_DIGESTS", "FORMAT_VERSION", "INDEX_URI", "REFERENCE_VERSION", "Checkpoint",
+           "Completeness", "EvidenceRecord", "FileWritten", "NodeAttempt", "NodeRecord",
+           "RankAttempt", "RankRecord", "ShardRead", "input_dict", "resolve_inputs",
+           "shard_read_dict", "shard_ref_dict"]
 
 # 2: typed sampler parameters; what a rank or node reported under "reported".
 FORMAT_VERSION = 2
+# The digests a rank's file entry may carry (one of them), by algorithm name.
+FILE_DIGESTS = ("sha256", "blake3", "sha512")
 # Zero-code capture counts sampler indices against this pseudo-shard (capture/auto.py): an
 # index space, not data, so never a dependency.
 INDEX_URI = "slsa-dist:index/"
@@ -208,7 +210,7 @@ class FileWritten:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FileWritten:
-        algorithm = next((k for k in ("sha256", "blake3", "sha512") if k in data), "sha256")
+        algorithm = next((k for k in FILE_DIGESTS if k in data), "sha256")
         return cls(artifact=_str(data, "artifact"), path=_str(data, "path"),
                    algorithm=algorithm, digest=_str(data, algorithm))
 

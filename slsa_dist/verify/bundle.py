@@ -23,6 +23,7 @@ from slsa_dist.digest import DEFAULT_IGNORE, DEFAULT_SHARD_SIZE, Manifest, Metho
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.ledger import LedgerError, LedgerLine, read_ledger
 from slsa_dist.provenance import (
+    MEDIA_CHECKPOINT,
     MEDIA_INPUT,
     MEDIA_NODE,
     MEDIA_RANK,
@@ -31,7 +32,7 @@ from slsa_dist.provenance import (
     ResourceDescriptor,
     Statement,
 )
-from slsa_dist.records import INDEX_URI, Checkpoint
+from slsa_dist.records import FILE_DIGESTS, INDEX_URI, Checkpoint
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, read_bundle, verify_envelope
 from slsa_dist.sign.keys import Verifier
 
@@ -183,14 +184,19 @@ def _check_ledger(out: _Outcome, provenance: Provenance, bundle: Path, *,
     nodes = ranks = inputs = 0
     declared = {(algorithm, value) for dependency in provenance.dependencies
                 for algorithm, value in dependency.digest.items()}
+    listed: dict[str, set[str]] = {}  # checkpoint -> its files (those lines come first)
     try:
         for line in read_ledger(path, ledger):
-            if line.media_type == MEDIA_INPUT:
+            if line.media_type == MEDIA_CHECKPOINT:
+                listed[str(line.record.get("name"))] = {
+                    str(r.get("name")) for r in line.record.get("resources") or ()
+                    if isinstance(r, dict)}
+            elif line.media_type == MEDIA_INPUT:
                 _check_input(line, declared)
                 inputs += 1
             elif line.media_type == MEDIA_RANK:
                 ranks += 1
-                _check_refs(line, inputs)
+                _check_refs(line, inputs, listed)
                 rank = line.record.get("rank")
                 if line.record.get("completed") is True and isinstance(rank, int) \
                         and line.name == f"rank/{rank}":
@@ -226,8 +232,18 @@ def _check_input(line: LedgerLine, declared: set[tuple[str, str]]) -> None:
                           "the statement does not declare")
 
 
-def _check_refs(line: LedgerLine, inputs: int) -> None:
-    """Each shard a rank record refers to is an input line before it."""
+def _check_refs(line: LedgerLine, inputs: int, listed: Mapping[str, set[str]]) -> None:
+    """Each shard a rank record refers to is an input line before it, and each file it
+    names without a digest (the digest is its checkpoint's) is a file of that
+    checkpoint."""
+    for written in line.record.get("files") or ():
+        if not isinstance(written, dict) or any(a in written for a in FILE_DIGESTS):
+            continue  # its own digest
+        artifact, path = written.get("artifact"), written.get("path")
+        if path not in listed.get(str(artifact), ()):
+            raise LedgerError(f"ledger {line.name}: expected file {path!r} of checkpoint "
+                              f"{artifact!r} (its digest left to that checkpoint's line), "
+                              "found no such file there")
     for shard in line.record.get("shards") or ():
         if isinstance(shard, dict) and "input" not in shard:
             continue  # named in full

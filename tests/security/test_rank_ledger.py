@@ -335,3 +335,21 @@ def test_a_reference_to_no_input_fails(job: tuple[Path, Path, Signer], tmp_path:
     (check,) = [c for c in failed.value.checks if c.name == "ledger"]
     assert f"ledger rank/{WORLD - 1}: expected shards to refer to input lines 0..1, found 2" \
         in check.detail
+
+
+def test_a_file_left_to_a_checkpoint_that_does_not_list_it_fails(
+        job: tuple[Path, Path, Signer], tmp_path: Path) -> None:
+    """A rank line names a file without its digest, leaving it to the checkpoint's line:
+    verify checks that line lists the file, so a re-signed ledger cannot give a rank a
+    file whose digest nothing records."""
+    bundle, _, signer = job
+
+    def unlisted(lines: list[dict[str, Any]]) -> None:
+        lines[-1]["record"]["files"][0]["path"] = "__99_0.distcp"
+
+    forged = _reforged(bundle, tmp_path, signer, unlisted)
+    with pytest.raises(VerificationFailed) as failed:
+        verify_bundle(forged, keys=[signer.public()])
+    (check,) = [c for c in failed.value.checks if c.name == "ledger"]
+    assert f"ledger rank/{WORLD - 1}: expected file '__99_0.distcp' of checkpoint 'final'" \
+        in check.detail
