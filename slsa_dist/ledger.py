@@ -43,6 +43,7 @@ import orjson
 
 from slsa_dist._internal import canonical
 from slsa_dist.errors import InputError, VerificationError
+from slsa_dist.provenance import check_digest
 
 __all__ = ["LEDGER_ABOVE", "LEDGER_NAME", "MEDIA_LEDGER", "Ledger", "LedgerEntry", "LedgerError",
            "LedgerLine", "Prover", "inclusion_proof_from", "leaf_hash", "merkle_root",
@@ -233,6 +234,10 @@ class Ledger:
             raise LedgerError("ledger descriptor: expected uri, digest.sha256, "
                               "annotations.merkleRoot and annotations.count, found "
                               f"{sorted(data)} / {sorted(annotations)}")
+        try:  # the one digest rule (a statement's descriptors were held to it already)
+            check_digest({"sha256": digest}, "ledger")
+        except InputError as exc:
+            raise LedgerError(str(exc)) from None
         if annotations.get("treeAlgorithm", "rfc9162-sha256") != "rfc9162-sha256":
             raise LedgerError(f"ledger: expected tree algorithm rfc9162-sha256, found "
                               f"{annotations.get('treeAlgorithm')!r}")
@@ -256,10 +261,8 @@ class Ledger:
     @property
     def stored_name(self) -> str:
         """The ledger's name by content, ``<sha256>.ledger.jsonl``: where many jobs' bundles
-        share a folder (an attestation store), their ledgers cannot clash."""
-        if len(self.sha256) != 64 or self.sha256.strip("0123456789abcdef"):
-            raise LedgerError(f"ledger digest: expected 64 lowercase hex digits, found "
-                              f"{self.sha256!r}")
+        share a folder (an attestation store), their ledgers cannot clash. The digest
+        is 64 lowercase hex digits (:meth:`from_descriptor`, ``write_ledger``)."""
         return f"{self.sha256}.ledger.jsonl"
 
     def carry(self, bundle: str | os.PathLike[str], folder: str | os.PathLike[str], *,

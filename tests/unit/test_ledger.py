@@ -176,3 +176,14 @@ def test_the_fast_writer_is_byte_for_byte_canonical_json(tmp_path: Path) -> None
     first = (tmp_path / "fast.jsonl").read_bytes().splitlines()[0]
     assert first == canonical.dumps_bytes({"mediaType": "application/test", "name": "rank/0",
                                            "record": {**tricky, "rank": 0}})
+
+
+def test_a_descriptor_whose_digest_is_not_hex_is_refused() -> None:
+    """The ledger's digest names its copy in a store (``<sha256>.ledger.jsonl``): a
+    descriptor whose digest is anything but 64 hex digits never becomes a Ledger."""
+    descriptor = {"uri": "j.ledger.jsonl", "digest": {"sha256": "../../escape"},
+                  "annotations": {"merkleRoot": "00" * 32, "count": 1}}
+    with pytest.raises(LedgerError, match=r"ledger\.digest: expected"):
+        Ledger.from_descriptor(descriptor)
+    descriptor["digest"] = {"sha256": "ab" * 32}
+    assert Ledger.from_descriptor(descriptor).stored_name == "ab" * 32 + ".ledger.jsonl"
