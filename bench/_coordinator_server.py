@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from slsa_dist.collect.coordinator import Coordinator
-from slsa_dist.sign.dsse import read_bundle
-from slsa_dist.sign.keys import Signer
+from slsa_dist.collect._coordinator import Coordinator
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._keys import Signer
 
 
 def peak_rss_mib() -> float:

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from slsa_dist.capture import runtime
-from slsa_dist.torch.data import RecordingSampler, Shard
+from slsa_dist.capture._samplers import RecordingSampler, Shard
+from slsa_dist.integrations import _contract
 
 TARGET = 1.01
 HERE = Path(__file__).parent
@@ -71,7 +71,7 @@ def main() -> int:
                                    tmp, "overhead", "1"], stdout=subprocess.PIPE, text=True)
         assert server.stdout is not None
         port = json.loads(server.stdout.readline())["port"]
-        rt = None if args.no_agent else runtime.init(
+        rt = None if args.no_agent else _contract.init(
             coordinator=f"127.0.0.1:{port}", job_id="overhead", rank=0, world_size=1,
             node_id="bench", spool_dir=Path(tmp) / "spool", finish_at_exit=False,
             argv=["bench_agent_overhead.py"])

@@ -33,10 +33,10 @@ import grpc
 from grpc import aio
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
-from slsa_dist.collect import wire
-from slsa_dist.collect.agent import retry_delay
-from slsa_dist.collect.relay import RESERVE_ABOVE
-from slsa_dist.collect.wire import varint, wire_field
+from slsa_dist.collect import _wire as wire
+from slsa_dist.collect._agent import retry_delay
+from slsa_dist.collect._relay import RESERVE_ABOVE
+from slsa_dist.collect._wire import varint, wire_field
 
 HERE = Path(__file__).parent
 RANKS_PER_NODE = 8

@@ -43,7 +43,7 @@ import torch
 from torch.distributed.checkpoint.filesystem import FileSystemWriter
 from torch.distributed.checkpoint.state_dict_saver import save
 
-from slsa_dist.torch.checkpoint import DigestingFileSystemWriter
+from slsa_dist.capture._dcp import DigestingFileSystemWriter
 
 TARGET = 1.05
 

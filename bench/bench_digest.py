@@ -26,8 +26,8 @@ from pathlib import Path
 
 from model_signing import hashing as ms_hashing
 
-from slsa_dist._internal.digest_cache import DigestCache
-from slsa_dist.digest import digest_path
+from slsa_dist.digest._cache import DigestCache
+from slsa_dist.digest._manifest import digest_path
 
 SHARD = 256 * 2**20  # slsa-dist shard size for the single file
 TARGETS = {"sha256_vs_ms": 1.1, "sha256_vs_limit": 0.9, "blake3_vs_ms": 2.0, "cached": 0.02,

@@ -82,8 +82,8 @@ print(json.dumps({"median_step": sorted(times)[len(times) // 2], "steps": len(ti
 
 CAPTURED = r'''
 import os, runpy, sys
-from slsa_dist.capture.auto import install
-from slsa_dist.capture.runtime import init
+from slsa_dist.capture._auto import install
+from slsa_dist.integrations._contract import init
 runtime = init(coordinator=os.environ["SLSA_COORDINATOR"], job_id="bench",
                rank=int(os.environ["RANK"]), world_size=10_000,
                spool_dir=os.environ["SLSA_SPOOL_DIR"], finish_at_exit=False)
@@ -122,8 +122,8 @@ def loader():
     return DataLoader(dataset, batch_size=64, sampler=sampler), sampler
 plain, control = loader(), loader()  # made before capture: not wrapped
 
-from slsa_dist.capture.auto import install
-from slsa_dist.capture.runtime import init
+from slsa_dist.capture._auto import install
+from slsa_dist.integrations._contract import init
 runtime = init(coordinator=os.environ["SLSA_COORDINATOR"], job_id="bench",
                rank=int(os.environ["RANK"]), world_size=10_000,
                spool_dir=os.environ["SLSA_SPOOL_DIR"], finish_at_exit=False)

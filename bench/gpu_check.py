@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from slsa_dist.provenance import MEDIA_NODE
-from slsa_dist.sign.keys import load_verifier
-from slsa_dist.verify.bundle import verify_bundle
+from slsa_dist.model._records import MEDIA_NODE
+from slsa_dist.sign._loaders import load_verifier
+from slsa_dist.verify._bundle import verify_bundle
 
 from examples.demo import data as demo_data
 from support.background import signing_key

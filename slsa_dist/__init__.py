@@ -1,28 +1,30 @@
 """slsa-dist: one signed SLSA provenance for a whole distributed training job.
 
-The package is laid out by the stage each module serves (ADR 0007)::
+The package is built in floors, each importing only those below it, in the order
+data flows (ADR 0013, docs/architecture.md)::
 
-    capture/   in the training process and on its node: what a rank read and
-               wrote, the node's inventory        (+ torch/, ray.py, exec.py)
-    collect/   agent -> gRPC -> coordinator: journal, then merge into ONE Statement
-    attest/    hardware evidence: TPM, TDX/SEV-SNP (configfs-tsm), NVIDIA CC
-    sign/      keys, DSSE envelopes, the job CA (mutual TLS), OMS signatures
-    verify/    a bundle, a model's chain, the attestation store, VSAs
-    report/    HTML and terminal summaries
-    provenance.py, records.py, digest.py, errors.py: the model every stage shares
+    model/         the Statement, typed records, the ledger, ONE digest rule
+    digest/        hashing files and folders into OMS-compatible manifests
+    sign/          keys (PEM, PKCS#11), DSSE, bundle formats (a registry), the job CA
+    attest/        hardware evidence, one module per kind behind an Attester registry
+    capture/       inside the rank: runtime, samplers, audit hook, save hooks
+    collect/       agent, spool, relay, wire; coordinator, merge, journal
+    integrations/  torch, Ray, Hugging Face, Lightning, exec: one contract
+    verify/        a bundle, a model's chain, the store, VSAs, OCI
+    report/        what a person reads
+    cli/           flags -> library calls
 
-Flow: ``capture`` records -> ``collect`` journals and merges -> ``sign``
-wraps the Statement in a DSSE envelope -> ``verify`` re-checks it ->
-``report`` shows it. ``docs/architecture.md`` draws it.
-
-For training code: :func:`init`, :func:`record_artifact`,
+Public API (docs/api.md): for training code :func:`init`, :func:`record_artifact`,
 :func:`record_input`, :func:`record_hyperparameters` (or nothing at all, under
-``slsa-torchrun ... -m slsa_dist.exec``). Everything under
-``slsa_dist._internal`` and ``slsa_dist._pb`` is private.
+``slsa-torchrun ... -m slsa_dist.exec``); the integrations by the names users type
+(``slsa_dist.torch``, ``slsa_dist.ray``, ``slsa_dist.hf``, ``slsa_dist.lightning``,
+``slsa_dist.exec``); :mod:`slsa_dist.verify`, :mod:`slsa_dist.model`, the key loaders
+in :mod:`slsa_dist.sign`, :mod:`slsa_dist.errors`. Every ``_``-prefixed module is
+private.
 
 Example (verify what a job produced)::
 
-    from slsa_dist.sign.keys import load_verifier
+    from slsa_dist.sign import load_verifier
     from slsa_dist.verify import verify_bundle
 
     provenance = verify_bundle("job.intoto.jsonl", keys=[load_verifier("signing.pub")],
@@ -36,27 +38,25 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
-from slsa_dist._internal import compat as _compat
-
 if TYPE_CHECKING:
-    from slsa_dist.capture.runtime import (
-        init,
-        record_artifact,
-        record_hyperparameters,
-        record_input,
-    )
+    from slsa_dist.capture._runtime import record_artifact, record_hyperparameters, record_input
+    from slsa_dist.integrations._contract import init
 
-_compat.install()
-_RUNTIME = ("init", "record_artifact", "record_hyperparameters", "record_input")
+_RUNTIME = ("record_artifact", "record_hyperparameters", "record_input")
 
 
 def __getattr__(name: str) -> Any:
     """The training-code API, imported on first use: ``slsa-dist verify`` and the other
     commands do not pay for gRPC and the agent they never use."""
-    if name in _RUNTIME:
-        from slsa_dist.capture import runtime
+    if name == "init":
+        from slsa_dist.integrations import _contract
 
-        return getattr(runtime, name)
+        return _contract.init
+    if name in _RUNTIME:
+        from slsa_dist.capture import _runtime
+
+        return getattr(_runtime, name)
     raise AttributeError(f"module 'slsa_dist' has no attribute {name!r}")
+
 
 __all__ = ["__version__", "init", "record_artifact", "record_hyperparameters", "record_input"]

@@ -43,7 +43,7 @@ class SenderError(Error):
     """A rank or node sent events or a registration that break the collection contract.
 
     ``code`` names the gRPC status the coordinator answers with; the mapping
-    to real status codes lives in one place, :func:`slsa_dist.collect.wire.status_of`.
+    to real status codes lives in one place, :func:`slsa_dist.collect._wire.status_of`.
     ``resync`` marks a refusal that registering again cures (the coordinator
     does not know the sender, or expects an earlier sequence number: it lost
     its journal); agents learn it from the ``slsa-resync`` trailing metadata,

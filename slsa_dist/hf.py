@@ -1,65 +1,13 @@
-"""Hugging Face ``Trainer`` (and Accelerate) under one slsa-dist provenance.
+"""Hugging Face ``Trainer``, by the name users spell::
 
     from slsa_dist.hf import SlsaTrainerCallback
-    trainer = Trainer(..., callbacks=[SlsaTrainerCallback()])
+    Trainer(..., callbacks=[SlsaTrainerCallback()])
 
-Under ``slsa-torchrun`` (or with ``SLSA_COORDINATOR`` set) the callback starts
-the rank's recorder if the launcher did not, turns zero-code capture on (the
-files the run reads, the samplers, the saves), and adds what only the
-Trainer knows: its arguments as hyperparameters and each checkpoint it
-saves (``checkpoint-<step>``) as an artifact with every file by digest. The
-model saved by ``trainer.save_model`` is captured as the last save, so it is
-the subject.
+Implemented in :mod:`slsa_dist.integrations`.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-from transformers import TrainerCallback
-
-from slsa_dist.capture import runtime as _runtime
-from slsa_dist.capture.auto import install, wrap_loader
+from slsa_dist.integrations._hf import SlsaTrainerCallback
 
 __all__ = ["SlsaTrainerCallback"]
-
-# Training arguments that decide the result; the rest (logging, paths) are left out.
-_ARGUMENTS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-              "gradient_accumulation_steps", "weight_decay", "warmup_steps", "warmup_ratio",
-              "lr_scheduler_type", "optim", "seed", "data_seed", "max_grad_norm", "bf16", "fp16")
-
-
-def _start() -> _runtime.Runtime | None:
-    runtime = _runtime.current()
-    if runtime is None and os.environ.get("SLSA_COORDINATOR"):
-        runtime = _runtime.init()
-    if runtime is not None:
-        install(runtime)
-    return runtime
-
-
-class SlsaTrainerCallback(TrainerCallback):
-    """Records a Trainer run's arguments and checkpoints; see the module docstring."""
-
-    def __init__(self) -> None:
-        _start()  # before the Trainer builds its data loaders, so capture sees them
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        runtime = _start()
-        if runtime is None:
-            return
-        if kwargs.get("train_dataloader") is not None:  # made before capture was on
-            wrap_loader(kwargs["train_dataloader"])
-        chosen = {name: getattr(args, name) for name in _ARGUMENTS if hasattr(args, name)}
-        runtime.agent.set_parameters(external={"hyperparameters": {
-            k: v if isinstance(v, (int, str, bool)) or v is None else str(v)
-            for k, v in chosen.items()}}, internal={"framework": "transformers.Trainer"})
-
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        runtime = _runtime.current()
-        if runtime is None or not state.is_world_process_zero:
-            return
-        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        if os.path.isdir(folder):
-            _runtime.record_artifact(folder, role="checkpoint")

@@ -36,7 +36,7 @@ from support import swtpm
 HERE = Path(__file__).parent
 LOCAL_BUILDER = "https://slsa-dist.dev/builders/local/v1"  # the coordinator on this machine
 RUN_BUILDER = "https://slsa-dist.dev/builders/local-run/v1"  # `slsa-dist run`
-VERIFIER_ID = "https://slsa-dist.dev/verifiers/chain/v1"  # slsa_dist.verify.vsa.VERIFIER_ID
+VERIFIER_ID = "https://slsa-dist.dev/verifiers/chain/v1"  # slsa_dist.verify._vsa.VERIFIER_ID
 
 
 def _say(text: str) -> None:
@@ -170,7 +170,7 @@ def _main(out: Path, *, env: dict[str, str]) -> int:
     from securesystemslib.dsse import Envelope as SslibEnvelope
     from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
 
-    from slsa_dist.sign.keys import load_verifier
+    from slsa_dist.sign._loaders import load_verifier
 
     verifier = load_verifier(public)
     theirs = SslibEnvelope.from_dict(json.loads(train.read_text().splitlines()[0]))

@@ -1,13 +1,14 @@
-"""Capture: what runs inside the training process and on its node.
+"""Capture: what runs inside the training process, without the transport.
 
-* :mod:`.runtime` -- the rank's recorder (:func:`slsa_dist.init`,
-  :func:`slsa_dist.record_artifact`, ...), started by ``-m slsa_dist.exec``
-  or by a framework integration (:mod:`slsa_dist.torch`, :mod:`slsa_dist.ray`).
-* :mod:`.inventory` -- host, software and device inventory of a node.
-* :mod:`.step` -- ``slsa-dist run``: one single-process step (data
-  preparation, quantization) captured and signed in one go.
-
-Framework integrations keep their own top-level names (``slsa_dist.torch``,
-``slsa_dist.ray``, ``slsa_dist.exec``) because users write them in command
-lines, entry points and environment variables (ADR 0007).
+Private modules: ``_runtime`` (the process's :class:`Runtime` and the explicit record
+API, :func:`slsa_dist.record_artifact` ...), ``_auto`` (zero-code capture: the audit
+hook for reads, the DataLoader wrapper, the save hooks), ``_samplers``
+(:class:`slsa_dist.torch.RecordingSampler`), ``_dcp`` (the digesting DCP writer),
+``_inventory`` (host, software and devices). Capture reports through a
+:class:`~._runtime.Recorder` an integration hands it; it never imports ``collect``
+nor ``sign`` (docs/architecture.md).
 """
+
+from __future__ import annotations
+
+__all__: list[str] = []

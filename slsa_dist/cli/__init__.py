@@ -20,11 +20,16 @@ import sys
 from collections.abc import Sequence
 
 from slsa_dist import __version__
-from slsa_dist.cli import capture, collect, report, sign, store, verify
-from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Handler, Parser, say
+from slsa_dist.cli import _capture as capture
+from slsa_dist.cli import _collect as collect
+from slsa_dist.cli import _report as report
+from slsa_dist.cli import _sign as sign
+from slsa_dist.cli import _store as store
+from slsa_dist.cli import _verify as verify
+from slsa_dist.cli._common import EXIT_FAILED, EXIT_USAGE, Handler, Parser, say
 from slsa_dist.errors import Error, InputError, VerificationError
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["main"]
 
 _COMMANDS = (sign, verify, store, report, collect, capture)
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def say(text: str, *, file: TextIO | None = None) -> None:
     """Print one line; control characters a tenant put in names, hosts or details are
     shown escaped (``\\x1b``), never acted on by the terminal."""
-    from slsa_dist.report.text import printable
+    from slsa_dist.report._text import printable
 
     print(printable(text), file=file or sys.stdout, flush=True)
 

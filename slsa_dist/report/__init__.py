@@ -1,11 +1,10 @@
-"""Report: what a person reads.
+"""Report: what a person reads, showing what verify decided and never more.
 
-* :mod:`.html` -- one self-contained HTML page (``slsa-dist report``).
-* :mod:`.text` -- the terminal summary (``slsa-dist inspect``).
+Private modules: ``_html`` (one self-contained page, ``slsa-dist report``) and
+``_text`` (the terminal summary, ``slsa-dist inspect``). Nothing here is public API:
+the command is the interface.
 """
 
 from __future__ import annotations
 
-from slsa_dist.report.html import render, write_report
-
-__all__ = ["render", "write_report"]
+__all__: list[str] = []

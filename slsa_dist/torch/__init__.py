@@ -1,22 +1,28 @@
-"""PyTorch integration: the torchrun plugin, data capture, and a digesting DCP writer.
+"""PyTorch: the samplers that record which shards each rank read, and a DCP writer
+that digests each file as it is written (explicit capture, for those who want control).
 
+* :class:`RecordingSampler`, :class:`RecordingIterable`, :class:`Shard`,
+  :func:`shards_from_files`: which shards each rank read
+* :class:`DigestingFileSystemWriter`: DCP checkpoints digested as they are written
 * ``slsa-torchrun`` / ``torchrun --logs-specs slsa``: :mod:`slsa_dist.torch.plugin`
-* :class:`~slsa_dist.torch.data.RecordingSampler`,
-  :class:`~slsa_dist.torch.data.RecordingIterable`: which shards each rank read
-* :class:`~slsa_dist.torch.checkpoint.DigestingFileSystemWriter`: DCP checkpoints
-  digested as they are written
 
-Importing this package imports torch; the rest of slsa-dist does not need it.
+A thin public name over :mod:`slsa_dist.capture` (ADR 0013). Importing this package
+imports torch; the rest of slsa-dist does not need it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from slsa_dist.torch.data import RecordingIterable, RecordingSampler, Shard, shards_from_files
+from slsa_dist.capture._samplers import (
+    RecordingIterable,
+    RecordingSampler,
+    Shard,
+    shards_from_files,
+)
 
 if TYPE_CHECKING:
-    from slsa_dist.torch.checkpoint import DigestingFileSystemWriter
+    from slsa_dist.capture._dcp import DigestingFileSystemWriter
 
 __all__ = [
     "DigestingFileSystemWriter",
@@ -30,7 +36,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # torch.distributed.checkpoint takes about a second to import: only when asked for
     if name == "DigestingFileSystemWriter":
-        from slsa_dist.torch.checkpoint import DigestingFileSystemWriter
+        from slsa_dist.capture._dcp import DigestingFileSystemWriter
 
         return DigestingFileSystemWriter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

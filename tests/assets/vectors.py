@@ -17,16 +17,15 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from slsa_dist.provenance import (
-    MEDIA_RANK,
+from slsa_dist.model._records import MEDIA_RANK
+from slsa_dist.model._statement import (
     ProvenanceBuilder,
     ResourceDescriptor,
     Statement,
     record_descriptor,
-    sign_statement,
 )
-from slsa_dist.sign.dsse import Envelope, sign_envelope
-from slsa_dist.sign.keys import Signer
+from slsa_dist.sign._dsse import Envelope, sign_envelope, sign_statement
+from slsa_dist.sign._keys import Signer
 
 HERE = Path(__file__).parent / "vectors"
 CLOCK = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)

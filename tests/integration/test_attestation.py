@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.attest import UNAVAILABLE, collect_all
+from slsa_dist.attest._registry import collect_all
+from slsa_dist.attest._verdict import UNAVAILABLE
 from slsa_dist.cli import main as cli_main
-from slsa_dist.collect.agent import Agent, NodeIdentity, RankIdentity
-from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.sign.keys import Signer
+from slsa_dist.collect._agent import Agent, NodeIdentity, RankIdentity
+from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.sign._keys import Signer
 
 from conftest import need
 from support import swtpm

@@ -13,7 +13,7 @@ import pytest
 
 from slsa_dist.cli import main as cli_main
 from slsa_dist.errors import InputError
-from slsa_dist.verify.chain import ChainPolicy
+from slsa_dist.verify._chain import ChainPolicy
 
 from conftest import need
 
@@ -55,8 +55,9 @@ def test_a_removed_link_fails_naming_the_step(chain: dict[str, Path],
 
 def test_a_link_signed_by_an_untrusted_key_fails_naming_the_step(
         chain: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from slsa_dist.sign.dsse import read_bundle, sign_envelope, write_bundle
-    from slsa_dist.sign.keys import Signer
+    from slsa_dist.sign._dsse import sign_envelope, write_bundle
+    from slsa_dist.sign._formats import read_bundle
+    from slsa_dist.sign._keys import Signer
 
     (envelope,) = read_bundle(chain["train"])
     forger = Signer.generate()
@@ -84,7 +85,7 @@ def test_vsa_is_emitted_and_verifies(chain: dict[str, Path], tmp_path: Path,
                      "--policy", str(chain["policy"]), "--emit-vsa", str(vsa),
                      "--vsa-key", str(chain["key"])]) == 0
     capsys.readouterr()
-    from slsa_dist.sign.dsse import read_bundle
+    from slsa_dist.sign._formats import read_bundle
 
     predicate = json.loads(read_bundle(vsa)[0].payload)["predicate"]
     assert predicate["verificationResult"] == "PASSED"

@@ -14,13 +14,15 @@ import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
-from slsa_dist.collect.agent import Agent, RankIdentity
-from slsa_dist.collect.coordinator import Coordinator, CoordinatorThread
+from slsa_dist.collect._agent import Agent, RankIdentity
+from slsa_dist.collect._coordinator import Coordinator, CoordinatorThread
 from slsa_dist.errors import InputError
-from slsa_dist.provenance import MEDIA_RANK, Provenance, Statement
-from slsa_dist.sign.dsse import read_bundle
-from slsa_dist.sign.keys import Signer
-from slsa_dist.verify.bundle import verify_bundle
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._records import MEDIA_RANK
+from slsa_dist.model._statement import Statement
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._keys import Signer
+from slsa_dist.verify._bundle import verify_bundle
 
 from support.background import (
     cli,

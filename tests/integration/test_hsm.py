@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.collect.agent import Agent, RankIdentity
-from slsa_dist.collect.coordinator import CoordinatorThread
+from slsa_dist.collect._agent import Agent, RankIdentity
+from slsa_dist.collect._coordinator import CoordinatorThread
 from slsa_dist.errors import InputError
-from slsa_dist.sign.keys import Verifier, load_signer
-from slsa_dist.verify.bundle import verify_bundle
+from slsa_dist.sign._keys import Verifier
+from slsa_dist.sign._loaders import load_signer
+from slsa_dist.verify._bundle import verify_bundle
 
 from conftest import need
 

@@ -12,11 +12,11 @@ import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
-from slsa_dist.collect import coordinator as coordinator_module
-from slsa_dist.collect import wire
-from slsa_dist.collect.coordinator import Coordinator, CoordinatorThread
-from slsa_dist.collect.merge import Limits
-from slsa_dist.sign.keys import Signer
+from slsa_dist.collect import _coordinator as coordinator_module
+from slsa_dist.collect import _wire as wire
+from slsa_dist.collect._coordinator import Coordinator, CoordinatorThread
+from slsa_dist.collect._merge import Limits
+from slsa_dist.sign._keys import Signer
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(60)]
 

@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.errors import InputError
-from slsa_dist.sign.dsse import read_bundle
-from slsa_dist.sign.keys import Signer
-from slsa_dist.sign.sigstore import write_signed
+from slsa_dist.sign._formats import read_bundle, write_signed
+from slsa_dist.sign._keys import Signer
 
 from conftest import need
 from support.background import free_port, signing_key
@@ -150,7 +149,7 @@ def test_verify_chain_follows_the_registry_in_place_of_the_store(
 
 def test_a_layer_named_outside_the_artifact_is_refused(registry: str, tmp_path: Path) -> None:
     """A registry (or whoever can push) names a layer ../../x: pull writes nothing there."""
-    from slsa_dist.verify import oci
+    from slsa_dist.verify import _oci as oci
 
     ref = oci.parse(f"oci://{registry}/models/escape:v1")
     client = oci._client(ref)
@@ -170,7 +169,7 @@ def test_a_referrer_listed_under_another_model_is_not_taken(
         registry: str, signed_model: dict[str, Path], tmp_path: Path) -> None:
     """The fallback index is a mutable tag: a bundle attached to model A, listed under
     model B, names A as its subject and is not B's."""
-    from slsa_dist.verify import oci
+    from slsa_dist.verify import _oci as oci
 
     first = cli("push", str(signed_model["model"]), f"oci://{registry}/models/pair:a",
                 "--attach", str(signed_model["sigstore"]))
@@ -192,8 +191,8 @@ def test_a_large_job_s_ledger_travels_with_its_bundle(registry: str, tmp_path: P
     """Issue 17: the ledger and its index go into the bundle's referrer, titled by the
     ledger's digest; pulled, the bundle finds it beside it and verify checks every record.
     A bundle pushed without its ledger says so."""
-    from slsa_dist.verify import oci
-    from slsa_dist.verify.bundle import check_bundle
+    from slsa_dist.verify import _oci as oci
+    from slsa_dist.verify._bundle import check_bundle
 
     signer = Signer.generate()
     bundle = signed_ledger_job(tmp_path / "job", signer)

@@ -13,8 +13,9 @@ import pytest
 
 from slsa_dist.cli import main as cli_main
 from slsa_dist.errors import InputError, VerificationError
-from slsa_dist.sign import oms
-from slsa_dist.sign.keys import Signer, load_signer, load_verifier
+from slsa_dist.sign import _oms as oms
+from slsa_dist.sign._keys import Signer
+from slsa_dist.sign._loaders import load_signer, load_verifier
 
 from support.background import signing_key
 from support.models import sharded_model

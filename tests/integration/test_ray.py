@@ -12,14 +12,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from slsa_dist.provenance import (  # noqa: E402
-    MEDIA_CHECKPOINT,
-    MEDIA_NODE,
-    MEDIA_RANK,
-)
-from slsa_dist.sign.dsse import read_bundle  # noqa: E402
-from slsa_dist.sign.keys import load_verifier  # noqa: E402
-from slsa_dist.verify.bundle import verify_bundle  # noqa: E402
+from slsa_dist.model._records import MEDIA_CHECKPOINT, MEDIA_NODE, MEDIA_RANK  # noqa: E402
+from slsa_dist.sign._formats import read_bundle  # noqa: E402
+from slsa_dist.sign._loaders import load_verifier  # noqa: E402
+from slsa_dist.verify._bundle import verify_bundle  # noqa: E402
 
 from conftest import IN_CI  # noqa: E402
 from support import swtpm  # noqa: E402
@@ -104,7 +100,7 @@ def test_a_torch_trainer_run_with_a_restart_gives_one_verified_provenance(
     if "TPM2TOOLS_TCTI" in cluster:
         assert {e["status"] for e in tpm} == {"verified"}
         assert "nonce, job and node binding" in tpm[0]["verified"]
-        from slsa_dist.attest.policy import require_attestation
+        from slsa_dist.verify._attestation import require_attestation
 
         # The controller's pseudo-node ran no rank: the Ray node is what must prove itself.
         check = require_attestation(provenance, "tpm")

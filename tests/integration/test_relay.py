@@ -15,11 +15,11 @@ import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
-from slsa_dist.collect.agent import Agent, NodeIdentity, RankIdentity
-from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.collect.relay import RESERVE_ABOVE, NodeRelay
-from slsa_dist.sign.keys import Signer
-from slsa_dist.verify.bundle import verify_bundle
+from slsa_dist.collect._agent import Agent, NodeIdentity, RankIdentity
+from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.collect._relay import RESERVE_ABOVE, NodeRelay
+from slsa_dist.sign._keys import Signer
+from slsa_dist.verify._bundle import verify_bundle
 
 pytestmark = pytest.mark.grpc
 

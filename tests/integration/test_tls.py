@@ -12,13 +12,13 @@ import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
-from slsa_dist.collect.agent import Agent, RankIdentity
-from slsa_dist.collect.coordinator import Coordinator, CoordinatorThread
-from slsa_dist.collect.wire import peer_is_loopback
+from slsa_dist.collect._agent import Agent, RankIdentity
+from slsa_dist.collect._coordinator import Coordinator, CoordinatorThread
+from slsa_dist.collect._wire import peer_is_loopback
 from slsa_dist.errors import InputError
-from slsa_dist.sign.ca import Identity, JobCA, channel_credentials
-from slsa_dist.sign.keys import Signer
-from slsa_dist.verify.bundle import verify_bundle
+from slsa_dist.sign._ca import Identity, JobCA, channel_credentials
+from slsa_dist.sign._keys import Signer
+from slsa_dist.verify._bundle import verify_bundle
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
 

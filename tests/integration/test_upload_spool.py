@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.cli import main as cli_main
-from slsa_dist.collect.agent import Agent, RankIdentity
-from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.collect.spool import Spool
-from slsa_dist.sign.keys import Signer
-from slsa_dist.verify.bundle import verify_bundle
+from slsa_dist.collect._agent import Agent, RankIdentity
+from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.collect._spool import Spool
+from slsa_dist.sign._keys import Signer
+from slsa_dist.verify._bundle import verify_bundle
 
 from support.background import free_port
 

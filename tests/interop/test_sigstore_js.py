@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.collect.agent import Agent, RankIdentity
-from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.sign.dsse import read_bundle
-from slsa_dist.sign.keys import Signer
+from slsa_dist.collect._agent import Agent, RankIdentity
+from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._keys import Signer
 
 from conftest import need
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.cli import main as cli_main
-from slsa_dist.provenance import BUILDER_IDS
+from slsa_dist.model._statement import BUILDER_IDS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,14 +10,10 @@ import sys
 from pathlib import Path
 
 from slsa_dist.cli import main as cli_main
-from slsa_dist.provenance import (
-    BUILD_TYPE,
-    ProvenanceBuilder,
-    ResourceDescriptor,
-    sign_statement,
-)
-from slsa_dist.sign.dsse import write_bundle
-from slsa_dist.sign.keys import Signer, load_signer
+from slsa_dist.model._statement import BUILD_TYPE, ProvenanceBuilder, ResourceDescriptor
+from slsa_dist.sign._dsse import sign_statement, write_bundle
+from slsa_dist.sign._keys import Signer
+from slsa_dist.sign._loaders import load_signer
 
 STEP = "https://slsa-dist.dev/buildtypes/step/v1"
 MODEL = b"trained without attestation"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.cli import main as cli_main
-from slsa_dist.provenance import ProvenanceBuilder, ResourceDescriptor, sign_statement
-from slsa_dist.sign.dsse import read_bundle, write_bundle
-from slsa_dist.sign.keys import Signer
+from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor
+from slsa_dist.sign._dsse import sign_statement, write_bundle
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._keys import Signer
 
 TAMPERED = b"backdoored weights"
 

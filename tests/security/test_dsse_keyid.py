@@ -14,8 +14,8 @@ import pytest
 from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.signer import SSlibKey
 
-from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
-from slsa_dist.sign.keys import Signer
+from slsa_dist.sign._dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
+from slsa_dist.sign._keys import Signer
 
 
 @pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ecdsa-p384", "ed25519"])
@@ -35,7 +35,7 @@ def test_an_envelope_with_the_earlier_key_id_still_verifies() -> None:
 
     from cryptography.hazmat.primitives import serialization
 
-    from slsa_dist.sign.dsse import verify_envelope
+    from slsa_dist.sign._dsse import verify_envelope
 
     signer = Signer.generate()
     envelope = sign_envelope(b"{}", payload_type=IN_TOTO_PAYLOAD_TYPE, signers=[signer])

@@ -15,16 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from slsa_dist.attest import tpm
-from slsa_dist.attest.policy import require_attestation
-from slsa_dist.provenance import (
-    MEDIA_NODE,
-    Provenance,
-    ProvenanceBuilder,
-    ResourceDescriptor,
-    record_descriptor,
-)
-from slsa_dist.records import EvidenceRecord, NodeRecord
+from slsa_dist.attest import _tpm as tpm
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._records import MEDIA_NODE, EvidenceRecord, NodeRecord
+from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, record_descriptor
+from slsa_dist.verify._attestation import require_attestation
 
 from conftest import need
 from support import swtpm

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
-from slsa_dist.provenance import sign_statement
-from slsa_dist.sign.dsse import write_bundle
-from slsa_dist.sign.keys import Signer
-from slsa_dist.verify.bundle import VerificationFailed, verify_bundle
+from slsa_dist.sign._dsse import sign_statement, write_bundle
+from slsa_dist.sign._keys import Signer
+from slsa_dist.verify._bundle import VerificationFailed, verify_bundle
 
 from support.sim import Cluster, done
 

@@ -8,7 +8,7 @@ tests/integration/torch/test_torchrun.py).
 
 from __future__ import annotations
 
-from slsa_dist.torch.launcher import launcher_parameters
+from slsa_dist.integrations._torchrun import launcher_parameters
 
 
 def test_rendezvous_and_restart_policy_come_from_torchruns_own_parser() -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.sign.keys import Signer, load_verifier
-from slsa_dist.verify.bundle import verify_bundle
+from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.sign._keys import Signer
+from slsa_dist.sign._loaders import load_verifier
+from slsa_dist.verify._bundle import verify_bundle
 
 from support.background import signing_key
 from support.chains import run_step

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from slsa_dist._pb.v1 import journal_pb2
-from slsa_dist.collect.agent import Agent, NodeIdentity, RankIdentity
-from slsa_dist.collect.coordinator import Coordinator, CoordinatorThread
+from slsa_dist.collect._agent import Agent, NodeIdentity, RankIdentity
+from slsa_dist.collect._coordinator import Coordinator, CoordinatorThread
 from slsa_dist.errors import InputError
-from slsa_dist.sign.keys import Signer
+from slsa_dist.sign._keys import Signer
 
 
 def _job_with_failed_evidence(tmp_path: Path, signer: Signer) -> Path:

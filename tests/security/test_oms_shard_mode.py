@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.sign import oms
-from slsa_dist.sign.keys import load_signer, load_verifier
+from slsa_dist.sign import _oms as oms
+from slsa_dist.sign._loaders import load_signer, load_verifier
 
 from support.background import signing_key
 from support.models import sharded_model
@@ -30,7 +30,7 @@ def test_shard_mode_signatures_verify_both_ways(model: Path, tmp_path: Path) -> 
     'sha256-sharded-<N>'; each tool verifies the other's shard-mode signature."""
     from model_signing import hashing, signing, verifying
 
-    from slsa_dist.digest import digest_path
+    from slsa_dist.digest._manifest import digest_path
 
     key, public = signing_key(tmp_path)
     shard = 100_000

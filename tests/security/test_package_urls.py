@@ -11,10 +11,10 @@ from pathlib import Path
 
 from packageurl import PackageURL
 
-from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.collect.node import start_node_agent
-from slsa_dist.sign.keys import Signer
-from slsa_dist.verify.bundle import check_bundle
+from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.collect._node import start_node_agent
+from slsa_dist.sign._keys import Signer
+from slsa_dist.verify._bundle import check_bundle
 
 
 def test_the_node_agent_records_canonical_purls(tmp_path: Path) -> None:

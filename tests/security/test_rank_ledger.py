@@ -20,12 +20,13 @@ import pytest
 
 from slsa_dist._internal import canonical
 from slsa_dist.cli import main
-from slsa_dist.collect.agent import Agent, NodeIdentity, RankIdentity
-from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.ledger import MEDIA_LEDGER, LedgerEntry, write_ledger
-from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, read_bundle, sign_envelope, write_bundle
-from slsa_dist.sign.keys import Signer
-from slsa_dist.verify.bundle import VerificationFailed, check_bundle, verify_bundle
+from slsa_dist.collect._agent import Agent, NodeIdentity, RankIdentity
+from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.model._ledger import MEDIA_LEDGER, LedgerEntry, write_ledger
+from slsa_dist.sign._dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope, write_bundle
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._keys import Signer
+from slsa_dist.verify._bundle import VerificationFailed, check_bundle, verify_bundle
 
 pytestmark = pytest.mark.grpc
 

@@ -10,17 +10,12 @@ import base64
 import hashlib
 import struct
 
-from slsa_dist.attest import verify_evidence
-from slsa_dist.attest.binding import report_data
-from slsa_dist.attest.policy import require_attestation
-from slsa_dist.provenance import (
-    MEDIA_NODE,
-    Provenance,
-    ProvenanceBuilder,
-    ResourceDescriptor,
-    record_descriptor,
-)
-from slsa_dist.records import EvidenceRecord, NodeRecord
+from slsa_dist.attest._binding import report_data
+from slsa_dist.attest._registry import verify_evidence
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._records import MEDIA_NODE, EvidenceRecord, NodeRecord
+from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, record_descriptor
+from slsa_dist.verify._attestation import require_attestation
 
 NONCE = b"\x07" * 32
 

@@ -8,17 +8,10 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.cli import main as cli_main
-from slsa_dist.provenance import (
-    MEDIA_COMPLETENESS,
-    MEDIA_NODE,
-    ProvenanceBuilder,
-    ResourceDescriptor,
-    record_descriptor,
-    sign_statement,
-)
-from slsa_dist.records import Completeness, NodeRecord
-from slsa_dist.sign.dsse import write_bundle
-from slsa_dist.sign.keys import Signer
+from slsa_dist.model._records import MEDIA_COMPLETENESS, MEDIA_NODE, Completeness, NodeRecord
+from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, record_descriptor
+from slsa_dist.sign._dsse import sign_statement, write_bundle
+from slsa_dist.sign._keys import Signer
 
 # A subject name that clears the line and prints a fake verdict in green.
 EVIL = "model\r\x1b[2K\x1b[32mPASS  signature: all good\x1b[0m\nverified\x07"

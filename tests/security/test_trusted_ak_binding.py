@@ -9,16 +9,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from slsa_dist.attest.policy import require_attestation
-from slsa_dist.attest.tpm import load_trusted_aks
-from slsa_dist.provenance import (
-    MEDIA_NODE,
-    Provenance,
-    ProvenanceBuilder,
-    ResourceDescriptor,
-    record_descriptor,
-)
-from slsa_dist.records import EvidenceRecord, NodeRecord
+from slsa_dist.attest._tpm import load_trusted_aks
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._records import MEDIA_NODE, EvidenceRecord, NodeRecord
+from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, record_descriptor
+from slsa_dist.verify._attestation import require_attestation
 
 from support.attest import as_recorded
 

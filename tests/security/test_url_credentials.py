@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
-from slsa_dist.capture.runtime import _code_dependency
-from slsa_dist.provenance import redact_url
+from slsa_dist.integrations._contract import _code_dependency
+from slsa_dist.model._statement import redact_url
 
 from support.gitrepo import one_commit_repo
 from support.sim import Cluster, done

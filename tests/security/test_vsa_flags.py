@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.cli import main as cli_main
-from slsa_dist.verify.chain import ChainPolicy, levels, verify_chain
-from slsa_dist.verify.store import Store
-from slsa_dist.verify.vsa import VERIFIER_ID
+from slsa_dist.verify._chain import ChainPolicy, levels, verify_chain
+from slsa_dist.verify._store import Store
+from slsa_dist.verify._vsa import VERIFIER_ID
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.collect.merge import Limits
+from slsa_dist.collect._merge import Limits
 from slsa_dist.errors import SenderError
 
 from support.background import signing_key

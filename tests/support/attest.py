@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from slsa_dist.attest.verdict import EvidenceVerdict
-from slsa_dist.records import EvidenceRecord
+from slsa_dist.attest._verdict import EvidenceVerdict
+from slsa_dist.model._records import EvidenceRecord
 
 
 def as_recorded(evidence: EvidenceRecord, job_id: str, node_id: str) -> EvidenceVerdict:

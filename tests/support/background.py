@@ -1,6 +1,6 @@
 """Harness for tests, fault scenarios and benchmarks: a coordinator in a real
 process, free ports and throwaway keys. (The in-process runner,
-:class:`~slsa_dist.collect.coordinator.CoordinatorThread`, is public.)"""
+:class:`~slsa_dist.collect._coordinator.CoordinatorThread`, is public.)"""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from slsa_dist.sign.keys import Signer
+from slsa_dist.sign._keys import Signer
 
 
 def free_port() -> int:

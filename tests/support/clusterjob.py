@@ -85,7 +85,7 @@ class ClusterJob:
                "GLOO_SOCKET_IFNAME": "eth0", "OMP_NUM_THREADS": "1",
                "SLSA_ARTIFACT_ROOT": str(self.root)}
         proc = self.cluster.start(node, [
-            sys.executable, "-m", "slsa_dist.torch.launcher",
+            sys.executable, "-m", "slsa_dist.integrations._torchrun",
             "--slsa-coordinator", self.address, "--slsa-job-id", self.job_id,
             "--slsa-spool-dir", str(self.root / "spool" / node.name),
             "--nnodes", nnodes, "--nproc-per-node", str(self.nproc),

@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slsa_dist.collect.agent import Agent, RankIdentity
-from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.provenance import MEDIA_COMPLETENESS, MEDIA_RANK, Provenance, Statement
-from slsa_dist.sign.dsse import read_bundle
-from slsa_dist.sign.keys import Signer, load_verifier
-from slsa_dist.verify.bundle import verify_bundle
+from slsa_dist.collect._agent import Agent, RankIdentity
+from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._records import MEDIA_COMPLETENESS, MEDIA_RANK
+from slsa_dist.model._statement import Statement
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._keys import Signer
+from slsa_dist.sign._loaders import load_verifier
+from slsa_dist.verify._bundle import verify_bundle
 
 from support.background import (
     coordinator_process,
@@ -35,7 +38,7 @@ __all__ = ["Outcome", "journal_full", "outage", "sigkill_restart"]
 
 RANK_AGENT = """
 import hashlib, json, sys, time
-from slsa_dist.collect.agent import Agent, RankIdentity
+from slsa_dist.collect._agent import Agent, RankIdentity
 address, job, rank, world, events, spool, delay = sys.argv[1:8]
 agent = Agent(coordinator=address, job_id=job, spool_dir=spool, flush_interval=0.02,
               batch_max=50, rpc_timeout=2.0,

@@ -74,7 +74,7 @@ def run_local_job(
             # A session of its own: on timeout the whole tree (torchrun and its workers)
             # is killed, so a hung rank cannot outlive the job.
             torchrun = subprocess.Popen(
-                [sys.executable, "-m", "slsa_dist.torch.launcher", "--slsa-coordinator", address,
+                [sys.executable, "-m", "slsa_dist.integrations._torchrun", "--slsa-coordinator", address,
                  "--slsa-job-id", job_id, "--slsa-spool-dir", str(out / "spool"),
                  "--nproc-per-node", str(nproc), "--max-restarts", str(max_restarts),
                  "--monitor-interval", "0.2",

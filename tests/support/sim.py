@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
-from slsa_dist.collect.merge import JobState
-from slsa_dist.ledger import write_ledger
-from slsa_dist.provenance import Provenance, Statement, sign_statement
-from slsa_dist.sign.dsse import write_bundle
-from slsa_dist.sign.keys import Signer
+from slsa_dist.collect._merge import JobState
+from slsa_dist.model._ledger import LedgerRecords, write_ledger
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._statement import Statement
+from slsa_dist.sign._dsse import sign_statement, write_bundle
+from slsa_dist.sign._keys import Signer
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -100,7 +101,10 @@ class Cluster:
         """Finalize with the records in a ledger at ``path``, attached to what it returns."""
         self.state.finalize(self.job_id, reason, self.tick())
         statement = self.state.statement(ledger=partial(write_ledger, path))
-        return Provenance.from_statement(statement).with_ledger(path)
+        provenance = Provenance.from_statement(statement)
+        ledger = provenance.ledger()
+        assert ledger is not None
+        return provenance.with_records(LedgerRecords(path, ledger))
 
     def run_all(self, shards_per_rank: int = 2) -> None:
         assert self.world_size is not None

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from model_signing import hashing as oms_hashing
 
-from slsa_dist._internal.digest_cache import DigestCache
-from slsa_dist.digest import digest_bytes, digest_path
+from slsa_dist.digest._cache import DigestCache
+from slsa_dist.digest._manifest import digest_bytes, digest_path
 from slsa_dist.errors import InputError
 
 
@@ -69,7 +69,7 @@ def test_sha512_and_buffers() -> None:
 
 def test_tensor_digest_is_over_raw_bytes() -> None:
     torch = pytest.importorskip("torch")
-    from slsa_dist.digest import digest_tensor
+    from slsa_dist.digest._manifest import digest_tensor
 
     tensor = torch.arange(6, dtype=torch.int32).reshape(2, 3).t()  # non-contiguous
     expected = hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()
@@ -122,7 +122,7 @@ def test_unreadable_file_is_named(model: Path) -> None:
     if setpriv is None:
         pytest.skip("running as root without setpriv: permissions cannot be enforced")
     caps = "-dac_override,-dac_read_search"
-    code = ("import sys\nfrom slsa_dist.digest import digest_path\nfrom slsa_dist.errors import "
+    code = ("import sys\nfrom slsa_dist.digest._manifest import digest_path\nfrom slsa_dist.errors import "
             "InputError\ntry:\n    digest_path(sys.argv[1])\nexcept InputError as exc:\n"
             "    print(exc)\n    sys.exit(3)\n")
     done = subprocess.run([setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}",

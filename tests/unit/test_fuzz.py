@@ -16,11 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
-from slsa_dist.attest import tpm, tsm
-from slsa_dist.collect.merge import JobState, Limits
+from slsa_dist.attest import _tpm as tpm
+from slsa_dist.attest import _tsm as tsm
+from slsa_dist.collect._merge import JobState, Limits
 from slsa_dist.errors import InputError, SenderError
-from slsa_dist.provenance import Provenance, Statement
-from slsa_dist.sign.dsse import Envelope
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._statement import Statement
+from slsa_dist.sign._dsse import Envelope
 
 EXAMPLES = int(os.environ.get("SLSA_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 300,
@@ -63,7 +65,7 @@ events = st.one_of(
 
 
 def _verify_evidence(kind: str, blob: bytes, nonce: bytes, job: str, node: str):  # type: ignore[no-untyped-def]
-    from slsa_dist.attest import verify_evidence
+    from slsa_dist.attest._registry import verify_evidence
 
     return verify_evidence(kind, blob, nonce, job, node)
 

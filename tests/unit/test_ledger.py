@@ -9,7 +9,7 @@ import pytest
 from sigstore._internal import merkle as sigstore_merkle
 
 from slsa_dist.errors import InputError
-from slsa_dist.ledger import (
+from slsa_dist.model._ledger import (
     Ledger,
     LedgerEntry,
     LedgerError,

@@ -11,9 +11,9 @@ from in_toto_attestation.v1.statement import Statement as ItoStatement
 
 from slsa_dist._internal import canonical
 from slsa_dist.errors import InputError
-from slsa_dist.provenance import (
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._statement import (
     PREDICATE_TYPE,
-    Provenance,
     ProvenanceBuilder,
     ResourceDescriptor,
     Statement,

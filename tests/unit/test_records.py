@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slsa_dist.records import (
+from slsa_dist.model._records import (
     FORMAT_VERSION,
     Checkpoint,
     Completeness,

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from slsa_dist._pb.v1 import journal_pb2
-from slsa_dist.provenance import Provenance, Statement
-from slsa_dist.sign.dsse import read_bundle
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._statement import Statement
+from slsa_dist.sign._formats import read_bundle
 
 from support.cluster import Cluster
 from support.clusterjob import ClusterJob

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.provenance import Provenance, Statement
-from slsa_dist.sign.dsse import read_bundle
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._statement import Statement
+from slsa_dist.sign._formats import read_bundle
 
 from conftest import need
 from support.cluster import Cluster

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from slsa_dist.capture import auto
-from slsa_dist.capture import runtime as _runtime
-from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.provenance import Provenance
-from slsa_dist.sign.keys import Signer
-from slsa_dist.verify.bundle import verify_bundle
+from slsa_dist.capture import _auto as auto
+from slsa_dist.capture import _runtime
+from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.sign._keys import Signer
+from slsa_dist.verify._bundle import verify_bundle
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(240)]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.collect.coordinator import CoordinatorThread
-from slsa_dist.sign.keys import Signer
+from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.sign._keys import Signer
 from slsa_dist.torch import plugin
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.provenance import MEDIA_CHECKPOINT, MEDIA_NODE, MEDIA_RANK, Provenance, Statement
-from slsa_dist.sign.dsse import read_bundle
-from slsa_dist.sign.keys import load_verifier
-from slsa_dist.verify.bundle import verify_bundle
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._records import MEDIA_CHECKPOINT, MEDIA_NODE, MEDIA_RANK
+from slsa_dist.model._statement import Statement
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._loaders import load_verifier
+from slsa_dist.verify._bundle import verify_bundle
 
 from examples.demo import data as demo_data
 from support.background import signing_key

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from slsa_dist.sign.dsse import read_bundle
-from slsa_dist.sign.keys import load_verifier
-from slsa_dist.verify.bundle import verify_bundle
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._loaders import load_verifier
+from slsa_dist.verify._bundle import verify_bundle
 
 from support.background import signing_key
 from support.localjob import LocalJob, run_local_job

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from slsa_dist.attest import nvidia, verify_evidence
+from slsa_dist.attest import _nvidia as nvidia
+from slsa_dist.attest._registry import verify_evidence
 
 NONCE = bytes(range(32))
 

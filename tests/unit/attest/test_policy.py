@@ -6,17 +6,18 @@ import hashlib
 
 import pytest
 
-from slsa_dist.attest.policy import require_attestation
 from slsa_dist.errors import InputError
-from slsa_dist.provenance import (
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._records import (
     MEDIA_NODE,
     MEDIA_RANK,
-    Provenance,
-    ProvenanceBuilder,
-    ResourceDescriptor,
-    record_descriptor,
+    EvidenceRecord,
+    NodeRecord,
+    RankAttempt,
+    RankRecord,
 )
-from slsa_dist.records import EvidenceRecord, NodeRecord, RankAttempt, RankRecord
+from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, record_descriptor
+from slsa_dist.verify._attestation import require_attestation
 
 from support.attest import as_recorded
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from slsa_dist.attest import tpm
+from slsa_dist.attest import _tpm as tpm
 
 from conftest import need
 from support import swtpm
@@ -46,7 +46,7 @@ def test_a_real_quote_verifies(blob: bytes) -> None:
 
 
 def test_the_quote_structure_is_parsed(blob: bytes) -> None:
-    from slsa_dist.attest.binding import report_data
+    from slsa_dist.attest._binding import report_data
 
     quote = tpm.parse_attest(base64.b64decode(json.loads(blob)["attest"]))
     assert quote.extra_data == report_data(NONCE, "job-1", "node-0")

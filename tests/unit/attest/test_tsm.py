@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from slsa_dist.attest import tsm, verify_evidence
-from slsa_dist.attest.binding import report_data
+from slsa_dist.attest import _tsm as tsm
+from slsa_dist.attest._binding import report_data
+from slsa_dist.attest._registry import verify_evidence
 
 NONCE = b"\x07" * 32
 
@@ -125,18 +126,21 @@ def test_an_unknown_provider_is_rejected() -> None:
 
 def test_collection_names_the_tee_from_the_provider_and_records_an_unknown_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import slsa_dist.attest as attest
+    from slsa_dist.attest import _registry
+    from slsa_dist.attest._verdict import UNAVAILABLE
 
-    def attesters(provider: str) -> tuple:  # type: ignore[type-arg]
+    def provider_says(provider: str) -> None:
         blob = evidence(provider, snp_report(report_data(NONCE, "j", "n", size=64)))
-        return (("tsm", lambda: None, lambda nonce, job, node: blob),)
+        monkeypatch.setattr(tsm, "collect", lambda nonce, job, node: blob)
 
-    monkeypatch.setattr(attest, "_ATTESTERS", attesters("sev_guest"))
-    ((kind, _, fmt),) = attest.collect_all(NONCE, "j", "n")
+    monkeypatch.setattr(tsm, "available", lambda: None)
+    monkeypatch.setattr(_registry, "ATTESTERS", (tsm.TsmAttester(),))
+    provider_says("sev_guest")
+    ((kind, _, fmt),) = _registry.collect_all(NONCE, "j", "n")
     assert (kind, fmt) == ("snp", "evidence")
     # A provider whose bytes merely mention "tdx" must not pass for either kind.
-    monkeypatch.setattr(attest, "_ATTESTERS", attesters('arm_cca "provider": "tdx'))
-    ((kind, why, fmt),) = attest.collect_all(NONCE, "j", "n")
-    assert (kind, fmt) == ("tsm", attest.UNAVAILABLE)
+    provider_says('arm_cca "provider": "tdx')
+    ((kind, why, fmt),) = _registry.collect_all(NONCE, "j", "n")
+    assert (kind, fmt) == ("tsm", UNAVAILABLE)
     assert why.decode().startswith("collection failed: provider: expected tdx_guest or "
                                    "sev_guest, found 'arm_cca")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from slsa_dist.capture.auto import Capture
+from slsa_dist.capture._auto import Capture
 
 
 class Recorder:

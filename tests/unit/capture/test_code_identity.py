@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from slsa_dist.capture.runtime import _code_dependency
+from slsa_dist.integrations._contract import _code_dependency
 
 from support.gitrepo import one_commit_repo
 

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.collect.agent import Agent, RankIdentity, jsonable
-from slsa_dist.collect.coordinator import CoordinatorThread
+from slsa_dist.collect._agent import Agent, RankIdentity, jsonable
+from slsa_dist.collect._coordinator import CoordinatorThread
 from slsa_dist.errors import InputError
-from slsa_dist.provenance import MEDIA_COMPLETENESS, MEDIA_NODE, MEDIA_RANK, Provenance, Statement
-from slsa_dist.sign.dsse import read_bundle
-from slsa_dist.sign.keys import Signer
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._records import MEDIA_COMPLETENESS, MEDIA_NODE, MEDIA_RANK
+from slsa_dist.model._statement import Statement
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._keys import Signer
 
 from support.background import free_port
 
@@ -189,7 +191,7 @@ def test_a_second_agent_with_the_same_node_identity_loses_none_of_its_events(
         tmp_path: Path) -> None:
     # A Ray node gets a new node agent in every attempt, under the same identity; the
     # first one's spool is gone (all acknowledged) when the second one starts.
-    from slsa_dist.collect.agent import NodeIdentity
+    from slsa_dist.collect._agent import NodeIdentity
 
     identity = NodeIdentity(node_id="n", hostname="h")
     with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path / "out",
@@ -217,7 +219,7 @@ def test_a_second_agent_with_the_same_node_identity_loses_none_of_its_events(
 
 
 def test_retries_are_spread_between_half_and_all_of_the_backoff() -> None:
-    from slsa_dist.collect.agent import retry_delay
+    from slsa_dist.collect._agent import retry_delay
 
     assert retry_delay(2.0, lambda: 0.0) == 1.0
     assert retry_delay(2.0, lambda: 1.0) == 2.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slsa_dist.collect.coordinator import MAX_RETRY_AFTER_MS, RETRY_AFTER_MS, _Backlog
+from slsa_dist.collect._coordinator import MAX_RETRY_AFTER_MS, RETRY_AFTER_MS, _Backlog
 
 MIB = 1 << 20
 

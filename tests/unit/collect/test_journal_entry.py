@@ -9,7 +9,7 @@ import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import journal_pb2
-from slsa_dist.collect.coordinator import Coordinator
+from slsa_dist.collect._coordinator import Coordinator
 
 
 @pytest.mark.parametrize("events", [0, 1, 300])

@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
-from slsa_dist.collect.merge import EvidenceVerdict, Limits
+from slsa_dist.collect._merge import EvidenceVerdict, Limits
 from slsa_dist.errors import SenderError
-from slsa_dist.provenance import MEDIA_CHECKPOINT, MEDIA_COMPLETENESS, MEDIA_NODE, MEDIA_RANK
+from slsa_dist.model._records import MEDIA_CHECKPOINT, MEDIA_COMPLETENESS, MEDIA_NODE, MEDIA_RANK
 
 from support.sim import Cluster, done, sha, shard, written
 
@@ -57,7 +57,7 @@ def test_byproducts_say_which_rank_read_which_shard() -> None:
 
 
 def test_checkpoint_subject_digest_is_the_manifest_root_of_its_files() -> None:
-    from slsa_dist.digest import Manifest, Resource
+    from slsa_dist.digest._manifest import Manifest, Resource
 
     cluster = Cluster(world_size=2)
     cluster.run_all()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.collect import coordinator as coordinator_module
-from slsa_dist.collect.coordinator import RecordFile
+from slsa_dist.collect import _coordinator as coordinator_module
+from slsa_dist.collect._coordinator import RecordFile
 
 
 def test_records_come_back_by_their_handles_and_the_file_goes_with_close(

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from slsa_dist.collect import coordinator as coordinator_module
-from slsa_dist.collect.coordinator import _Room
+from slsa_dist.collect import _coordinator as coordinator_module
+from slsa_dist.collect._coordinator import _Room
 
 
 def test_room_is_granted_in_the_order_asked_once_there_is_some() -> None:

@@ -7,8 +7,8 @@ import pytest
 from grpc import aio
 from grpc._cython import cygrpc
 
-from slsa_dist.collect import wire
-from slsa_dist.collect.journal import JournalFailed
+from slsa_dist.collect import _wire as wire
+from slsa_dist.collect._journal import JournalFailed
 from slsa_dist.errors import InputError, SenderError, VerificationError
 
 

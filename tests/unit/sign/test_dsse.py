@@ -8,16 +8,16 @@ from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from slsa_dist.errors import InputError, VerificationError
-from slsa_dist.sign.dsse import (
+from slsa_dist.sign._dsse import (
     IN_TOTO_PAYLOAD_TYPE,
     Envelope,
     pae,
-    read_bundle,
     sign_envelope,
     verify_envelope,
     write_bundle,
 )
-from slsa_dist.sign.keys import Signer
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._keys import Signer
 
 
 def test_pae_matches_the_dsse_spec_vector() -> None:

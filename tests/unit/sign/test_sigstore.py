@@ -8,14 +8,10 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.errors import InputError
-from slsa_dist.sign.dsse import read_bundle, sign_envelope, verify_envelope
-from slsa_dist.sign.keys import Signer
-from slsa_dist.sign.sigstore import (
-    MEDIA_TYPE,
-    from_sigstore_bundle,
-    to_sigstore_bundle,
-    write_signed,
-)
+from slsa_dist.sign._dsse import sign_envelope, verify_envelope
+from slsa_dist.sign._formats import read_bundle, write_signed
+from slsa_dist.sign._keys import Signer
+from slsa_dist.sign._sigstore import MEDIA_TYPE, from_sigstore_bundle, to_sigstore_bundle
 
 PAYLOAD = b'{"_type":"https://in-toto.io/Statement/v1"}'
 TYPE = "application/vnd.in-toto+json"

@@ -12,13 +12,13 @@ torch = pytest.importorskip("torch")
 
 from torch.distributed.checkpoint.state_dict_saver import save  # noqa: E402
 
-from slsa_dist.digest import new_hasher  # noqa: E402
-from slsa_dist.torch.checkpoint import (  # noqa: E402
+from slsa_dist.capture._dcp import (  # noqa: E402
     _COPY_BELOW,
     DigestingFileSystemWriter,
     _HashingFileSystem,
     _HashingStream,
 )
+from slsa_dist.digest._manifest import new_hasher  # noqa: E402
 
 
 def file_digest(path: Path, algorithm: str) -> str:

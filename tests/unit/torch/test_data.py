@@ -11,12 +11,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from slsa_dist.capture import runtime  # noqa: E402
-from slsa_dist.collect.coordinator import CoordinatorThread  # noqa: E402
-from slsa_dist.provenance import MEDIA_RANK, Provenance, Statement  # noqa: E402
-from slsa_dist.sign.dsse import read_bundle  # noqa: E402
-from slsa_dist.sign.keys import Signer  # noqa: E402
-from slsa_dist.torch.data import RecordingIterable, RecordingSampler, Shard  # noqa: E402
+from slsa_dist.capture import _runtime as runtime  # noqa: E402
+from slsa_dist.capture._samplers import RecordingIterable, RecordingSampler, Shard  # noqa: E402
+from slsa_dist.collect._coordinator import CoordinatorThread  # noqa: E402
+from slsa_dist.integrations import _contract  # noqa: E402
+from slsa_dist.model._provenance import Provenance  # noqa: E402
+from slsa_dist.model._records import MEDIA_RANK  # noqa: E402
+from slsa_dist.model._statement import Statement  # noqa: E402
+from slsa_dist.sign._formats import read_bundle  # noqa: E402
+from slsa_dist.sign._keys import Signer  # noqa: E402
 
 pytestmark = pytest.mark.grpc
 
@@ -30,7 +33,7 @@ def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-un
     with CoordinatorThread(job_id="j", signer=Signer.generate(), out_dir=tmp_path / "out",
                            world_size=1, settle=0.1) as server:
         monkeypatch.setattr(runtime, "_CURRENT", None)
-        rt = runtime.init(coordinator=server.address, job_id="j", rank=0, world_size=1,
+        rt = _contract.init(coordinator=server.address, job_id="j", rank=0, world_size=1,
                           node_id="n", spool_dir=tmp_path / "spool", finish_at_exit=False,
                           argv=["train.py"])
 
@@ -107,7 +110,7 @@ def test_a_shard_is_hashed_once_per_file_version_not_every_epoch(
         live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     import os
 
-    from slsa_dist.torch import data
+    from slsa_dist.capture import _samplers as data
 
     hashed: list[str] = []
     real = data.digest_path

@@ -7,18 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.provenance import (
-    MEDIA_COMPLETENESS,
-    MEDIA_RANK,
-    ProvenanceBuilder,
-    ResourceDescriptor,
-    record_descriptor,
-    sign_statement,
-)
-from slsa_dist.records import Completeness, RankRecord
-from slsa_dist.sign.dsse import write_bundle
-from slsa_dist.sign.keys import Signer
-from slsa_dist.verify.bundle import VerificationFailed, check_bundle, verify_bundle
+from slsa_dist.model._records import MEDIA_COMPLETENESS, MEDIA_RANK, Completeness, RankRecord
+from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, record_descriptor
+from slsa_dist.sign._dsse import sign_statement, write_bundle
+from slsa_dist.sign._keys import Signer
+from slsa_dist.verify._bundle import VerificationFailed, check_bundle, verify_bundle
 
 SIGNER = Signer.generate()
 MODEL = b"model bytes\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.errors import InputError
-from slsa_dist.sign.keys import keygen
-from slsa_dist.verify.chain import ChainPolicy
+from slsa_dist.sign._keys import keygen
+from slsa_dist.verify._chain import ChainPolicy
 
 TRAINING = "https://slsa-dist.dev/buildtypes/distributed-training/v1"
 STEP = "https://slsa-dist.dev/buildtypes/step/v1"

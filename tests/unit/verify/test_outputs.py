@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.cli import main as cli_main
-from slsa_dist.provenance import sign_statement
-from slsa_dist.sign.dsse import write_bundle
-from slsa_dist.sign.keys import Signer
+from slsa_dist.sign._dsse import sign_statement, write_bundle
+from slsa_dist.sign._keys import Signer
 
 from support.sim import Cluster, done
 

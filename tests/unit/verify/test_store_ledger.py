@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.errors import InputError
-from slsa_dist.sign.keys import Signer
-from slsa_dist.verify.bundle import check_bundle
-from slsa_dist.verify.store import Store
+from slsa_dist.sign._keys import Signer
+from slsa_dist.verify._bundle import check_bundle
+from slsa_dist.verify._store import Store
 
 from support.sim import sha, signed_ledger_job
 

@@ -1,0 +1,397 @@
+"""TPM 2.0 quotes: collected with tpm2-tools, verified in Python with ``cryptography``.
+
+Collection (on the node): quote PCRs 0-7 (SHA-256 bank) with the binding
+of :func:`slsa_dist.attest._binding.report_data` as qualifying data, by the
+node's enrolled attestation key (AK) when it has one, else by a throwaway
+ECDSA P-256 AK made under the endorsement key for this quote. The TPM is
+reached through ``TPM2TOOLS_TCTI`` (e.g. a software TPM:
+``swtpm:host=127.0.0.1,port=2321``) or the kernel resource manager.
+
+Enrollment (:func:`enroll`, ``slsa-dist tpm enroll``): make the AK once,
+keep it at the persistent handle :data:`AK_HANDLE`, and print its
+fingerprint (``sha256:`` of its DER SubjectPublicKeyInfo) for the
+verifier's list of trusted AKs (``verify --trusted-aks``). A throwaway AK
+proves only that *some* key signed the quote; anyone can make one. An AK on
+the trusted list, enrolled while the operator controlled the node, ties the
+quote to that node's TPM. Enrollment is only as strong as that moment:
+credential activation against the EK certificate is not performed.
+
+Verification (on the coordinator, no TPM needed): parse TPMS_ATTEST, check
+the magic and type, the AK's signature over it, that ``extraData`` equals the
+expected binding (fresh nonce, this job, this node), and that the quoted PCR
+digest equals the SHA-256 of the reported PCR values.
+
+Not verified, and recorded as such: that the AK lives in a genuine TPM
+(that needs the EK certificate chain and credential activation; a trusted
+AK list stands in for it), and that the PCR values match known-good
+reference values (none are configured).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from slsa_dist.attest._binding import report_data
+from slsa_dist.attest._verdict import EvidenceVerdict
+from slsa_dist.errors import InputError
+
+__all__ = ["AK_HANDLE", "FORMAT", "Quote", "TpmAttester", "ak_fingerprint",
+           "check_ak_fingerprint", "collect", "enroll", "load_trusted_aks", "parse_attest",
+           "verify"]
+
+FORMAT = "tpm2-quote/v1"
+PCRS = tuple(range(8))
+# The enrolled AK's persistent handle: owner range 0x81000000-0x817FFFFF, clear of the
+# EK (0x81010001/0x81010002) and SRK (0x81000001) handles the TCG guidance assigns.
+AK_HANDLE = 0x81010051
+_MAGIC = 0xFF544347  # TPM_GENERATED_VALUE
+_ST_ATTEST_QUOTE = 0x8018
+_ALG_SHA256 = 0x000B
+_ALG_ECDSA = 0x0018
+_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The fields of a TPMS_ATTEST of type quote that verification needs."""
+
+    qualified_signer: bytes
+    extra_data: bytes
+    clock: int
+    reset_count: int
+    restart_count: int
+    firmware_version: int
+    selections: tuple[tuple[int, tuple[int, ...]], ...]  # (hash alg, PCR indices)
+    pcr_digest: bytes
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.offset = data, 0
+
+    def take(self, count: int) -> bytes:
+        if self.offset + count > len(self.data):
+            raise InputError(f"TPMS_ATTEST: expected {count} more bytes at offset "
+                             f"{self.offset}, found {len(self.data) - self.offset}")
+        chunk = self.data[self.offset:self.offset + count]
+        self.offset += count
+        return chunk
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return int(struct.unpack(">H", self.take(2))[0])
+
+    def u32(self) -> int:
+        return int(struct.unpack(">I", self.take(4))[0])
+
+    def u64(self) -> int:
+        return int(struct.unpack(">Q", self.take(8))[0])
+
+    def sized(self) -> bytes:
+        return self.take(self.u16())
+
+
+def parse_attest(data: bytes) -> Quote:
+    """Parse a TPMS_ATTEST holding a quote. Raises :class:`InputError`."""
+    reader = _Reader(data)
+    magic = reader.u32()
+    if magic != _MAGIC:
+        raise InputError(f"TPMS_ATTEST.magic: expected {_MAGIC:#x}, found {magic:#x}")
+    kind = reader.u16()
+    if kind != _ST_ATTEST_QUOTE:
+        raise InputError(f"TPMS_ATTEST.type: expected a quote ({_ST_ATTEST_QUOTE:#x}), "
+                         f"found {kind:#x}")
+    signer = reader.sized()
+    extra = reader.sized()
+    clock, resets, restarts = reader.u64(), reader.u32(), reader.u32()
+    reader.u8()  # safe
+    firmware = reader.u64()
+    selections = []
+    for _ in range(reader.u32()):
+        algorithm = reader.u16()
+        bitmap = reader.take(reader.u8())
+        pcrs = tuple(i * 8 + bit for i, byte in enumerate(bitmap) for bit in range(8)
+                     if byte & (1 << bit))
+        selections.append((algorithm, pcrs))
+    digest = reader.sized()
+    if reader.offset != len(data):
+        raise InputError(f"TPMS_ATTEST: expected {reader.offset} bytes, found {len(data)}")
+    return Quote(qualified_signer=signer, extra_data=extra, clock=clock, reset_count=resets,
+                 restart_count=restarts, firmware_version=firmware,
+                 selections=tuple(selections), pcr_digest=digest)
+
+
+def _der_signature(data: bytes) -> bytes:
+    """TPMT_SIGNATURE (ECDSA) -> DER (r, s)."""
+    reader = _Reader(data)
+    algorithm, digest = reader.u16(), reader.u16()
+    if algorithm != _ALG_ECDSA or digest != _ALG_SHA256:
+        raise InputError(f"TPMT_SIGNATURE: expected ECDSA with SHA-256, found algorithm "
+                         f"{algorithm:#x} hash {digest:#x}")
+    r, s = reader.sized(), reader.sized()
+    return encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+
+
+def ak_fingerprint(pem: str | bytes) -> str:
+    """``sha256:<hex>`` of an AK's DER SubjectPublicKeyInfo (independent of PEM layout).
+
+    Raises:
+        InputError: not a PEM public key.
+    """
+    try:
+        key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    except ValueError as exc:
+        raise InputError(f"AK: expected a PEM public key, found {exc}") from None
+    return _fingerprint(key)
+
+
+def _fingerprint(key: PublicKeyTypes) -> str:
+    der = key.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def check_ak_fingerprint(value: str, where: str) -> str:
+    """``value`` when it is ``sha256:<64 lowercase hex>``; else InputError naming ``where``."""
+    digest = value.removeprefix("sha256:")
+    if not value.startswith("sha256:") or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise InputError(f"{where}: expected 'sha256:<64 lowercase hex>', found {value!r:.80}")
+    return value
+
+
+def trusted_ak_entry(value: str, where: str) -> tuple[str, str]:
+    """``sha256:<64 hex> NODE-ID`` -> (fingerprint, node id); else InputError naming ``where``.
+
+    The node id is part of the trust: an AK vouches for the node it was enrolled on,
+    and a quote by node A's AK does not count for node M.
+    """
+    fields = value.split()
+    fingerprint = check_ak_fingerprint(fields[0] if fields else "", where)
+    if len(fields) != 2:
+        raise InputError(f"{where}: expected 'sha256:<64 hex> NODE-ID' (the node the AK was "
+                         f"enrolled on), found {value!r:.100}")
+    return fingerprint, fields[1]
+
+
+def load_trusted_aks(path: str | os.PathLike[str]) -> frozenset[tuple[str, str]]:
+    """Read a trusted AK list: one ``sha256:<64 hex> NODE-ID`` per line (what ``slsa-dist
+    tpm enroll`` prints); blank lines and ``#`` comments are skipped.
+
+    Returns:
+        (fingerprint, node id) pairs: a quote counts only from its own node's AK.
+
+    Raises:
+        InputError: a missing file, a malformed line (named by number), or no entry.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise InputError(f"trusted AKs: expected a readable file at {file}, found {exc}") \
+            from None
+    found = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            found.add(trusted_ak_entry(entry, f"trusted AKs {file} line {number}"))
+    if not found:
+        raise InputError(f"trusted AKs {file}: expected at least one 'sha256:...' line, "
+                         "found none")
+    return frozenset(found)
+
+
+def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> EvidenceVerdict:
+    """Check a TPM evidence blob; returns the verdict fields. Never raises on bad evidence."""
+    not_verified = ["AK certified by the TPM's endorsement key (no EK chain or credential "
+                    "activation performed)",
+                    "PCR values against reference values (none configured)"]
+    def fail(reason: str) -> EvidenceVerdict:
+        return EvidenceVerdict(status="failed", reason=reason, not_verified=not_verified)
+
+    try:
+        evidence = json.loads(blob)
+        attest = base64.b64decode(evidence["attest"], validate=True)
+        signature = _der_signature(base64.b64decode(evidence["signature"], validate=True))
+        ak = serialization.load_pem_public_key(evidence["akPublicPem"].encode())
+        quote = parse_attest(attest)
+    except (ValueError, KeyError, TypeError, InputError) as exc:
+        return fail(f"malformed TPM evidence: {exc}")
+    if not isinstance(ak, ec.EllipticCurvePublicKey):
+        return fail(f"AK: expected an ECDSA key, found {type(ak).__name__}")
+    try:
+        ak.verify(signature, attest, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return fail("quote signature: not valid for the reported AK")
+    expected = report_data(nonce, job_id, node_id)
+    if quote.extra_data != expected:
+        return fail(f"nonce binding: expected qualifying data {expected.hex()[:16]}... for this "
+                    f"nonce, job and node, found {quote.extra_data.hex()[:16]}...")
+    pcrs = evidence.get("pcrs", {}).get("sha256", {})
+    selected = [p for algorithm, indices in quote.selections if algorithm == _ALG_SHA256
+                for p in indices]
+    try:
+        values = b"".join(bytes.fromhex(pcrs[str(p)]) for p in selected)
+    except (KeyError, ValueError) as exc:
+        return fail(f"PCR values: missing or malformed {exc}")
+    if hashlib.sha256(values).digest() != quote.pcr_digest:
+        return fail("PCR digest: the reported PCR values do not hash to the quoted digest")
+    claims = {"pcrs": {str(p): pcrs[str(p)] for p in selected}, "clock": quote.clock,
+              "resetCount": quote.reset_count, "firmwareVersion": f"{quote.firmware_version:#x}",
+              "akSha256": _fingerprint(ak), "akEnrolled": evidence.get("akEnrolled") is True,
+              "ekCertificate": "present" if evidence.get("ekCertificate") else "absent"}
+    return EvidenceVerdict(status="verified", not_verified=not_verified, claims=claims,
+                           verified=["quote signed by the reported AK",
+                                     "nonce, job and node binding",
+                                     "PCR digest matches the reported SHA-256 PCR values"])
+
+def available() -> str | None:
+    """None when a TPM can be used, else why not."""
+    if shutil.which("tpm2_quote") is None:
+        return "tpm2-tools not installed"
+    if os.environ.get("TPM2TOOLS_TCTI") or Path("/dev/tpmrm0").exists():
+        return None
+    return "no TPM: /dev/tpmrm0 absent and TPM2TOOLS_TCTI unset"
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise InputError(f"TPM: expected {name} (tpm2-tools) on PATH, found none")
+    return path
+
+
+def _run(args: list[str], cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([_tool(args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True,
+                          timeout=_TIMEOUT, check=False)
+    if check and done.returncode != 0:
+        raise InputError(f"{args[0]}: exit {done.returncode}: {done.stderr.strip()[-300:]}")
+    return done
+
+
+def _flush(cwd: Path) -> None:
+    """Free transient objects and sessions: a TPM has only a few slots for each."""
+    for kind in ("-t", "-l", "-s"):
+        _run(["tpm2_flushcontext", kind], cwd, check=False)
+
+
+def _enrolled_ak(cwd: Path) -> bool:
+    """Write the enrolled AK's public key to ``ak.pem``; False when none is enrolled."""
+    done = _run(["tpm2_readpublic", "-c", f"{AK_HANDLE:#x}", "-f", "pem", "-o", "ak.pem"], cwd,
+                check=False)
+    return done.returncode == 0 and (cwd / "ak.pem").exists()
+
+
+def _create_ak(cwd: Path) -> None:
+    """A new ECDSA P-256 AK under the EK: ``ak.ctx`` (transient) and ``ak.pem``."""
+    _run(["tpm2_createek", "-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub"], cwd)
+    _run(["tpm2_createak", "-C", "ek.ctx", "-c", "ak.ctx", "-G", "ecc", "-g", "sha256",
+          "-s", "ecdsa", "-u", "ak.pem", "-f", "pem", "-n", "ak.name"], cwd)
+
+
+def enroll() -> tuple[str, bool]:
+    """Make this TPM's AK persistent once; returns (fingerprint, whether it was created now).
+
+    Enrolling again returns the same fingerprint: the AK at :data:`AK_HANDLE` is kept.
+
+    Raises:
+        InputError: no TPM, or a tpm2-tools command failed.
+    """
+    why = available()
+    if why is not None:
+        raise InputError(f"TPM: {why}")
+    with tempfile.TemporaryDirectory(prefix="slsa-tpm-") as tmp:
+        cwd = Path(tmp)
+        _flush(cwd)
+        try:
+            if _enrolled_ak(cwd):
+                return ak_fingerprint((cwd / "ak.pem").read_bytes()), False
+            _create_ak(cwd)
+            _flush(cwd)
+            _run(["tpm2_evictcontrol", "-C", "o", "-c", "ak.ctx", f"{AK_HANDLE:#x}"], cwd)
+        finally:
+            _flush(cwd)
+        return ak_fingerprint((cwd / "ak.pem").read_bytes()), True
+
+
+def collect(nonce: bytes, job_id: str, node_id: str) -> bytes:
+    """Quote PCRs 0-7 with the job binding; returns the evidence blob (JSON).
+
+    The enrolled AK signs when there is one (``akEnrolled``), else a throwaway AK.
+
+    Raises:
+        InputError: no TPM, or a tpm2-tools command failed.
+    """
+    why = available()
+    if why is not None:
+        raise InputError(f"TPM: {why}")
+    qualifying = report_data(nonce, job_id, node_id).hex()
+    selection = "sha256:" + ",".join(map(str, PCRS))
+    with tempfile.TemporaryDirectory(prefix="slsa-tpm-") as tmp:
+        cwd = Path(tmp)
+        _flush(cwd)
+        try:
+            enrolled = _enrolled_ak(cwd)
+            signer = f"{AK_HANDLE:#x}" if enrolled else "ak.ctx"
+            if not enrolled:
+                _create_ak(cwd)
+            _flush(cwd)
+            _run(["tpm2_quote", "-c", signer, "-l", selection, "-q", qualifying,
+                  "-m", "quote.msg", "-s", "quote.sig", "-o", "pcrs.bin", "-F", "values",
+                  "-g", "sha256"], cwd)
+        finally:
+            _flush(cwd)
+        values = (cwd / "pcrs.bin").read_bytes()
+        pcrs = {str(p): values[i * 32:(i + 1) * 32].hex() for i, p in enumerate(PCRS)}
+        ek_cert = None
+        for index in ("0x01c0000a", "0x01c00002"):  # ECC, then RSA EK certificate NV index
+            if _run(["tpm2_nvread", index, "-o", "ekcert.der"], cwd, check=False).returncode == 0 \
+                    and (cwd / "ekcert.der").exists():
+                ek_cert = base64.b64encode((cwd / "ekcert.der").read_bytes()).decode()
+                break
+        evidence = {
+            "format": FORMAT,
+            "attest": base64.b64encode((cwd / "quote.msg").read_bytes()).decode(),
+            "signature": base64.b64encode((cwd / "quote.sig").read_bytes()).decode(),
+            "akPublicPem": (cwd / "ak.pem").read_text(),
+            "akEnrolled": enrolled,
+            "pcrs": {"sha256": pcrs},
+            "ekCertificate": ek_cert,
+        }
+    return json.dumps(evidence, sort_keys=True).encode()
+
+
+class TpmAttester:
+    """The ``tpm`` attester (:class:`~slsa_dist.attest.Attester`)."""
+
+    name = "tpm"
+    kinds = ("tpm",)
+    proves = ("the quote is signed by an attestation key the policy trusts and answers "
+              "this job's nonce for this node; PCRs 0-7 as quoted")
+
+    def available(self) -> str | None:
+        return available()
+
+    def collect(self, nonce: bytes, job_id: str, node_id: str) -> tuple[str, bytes]:
+        return self.name, collect(nonce, job_id, node_id)
+
+    def verify(self, kind: str, blob: bytes, nonce: bytes, job_id: str,
+               node_id: str) -> EvidenceVerdict:
+        del kind
+        return verify(blob, nonce, job_id, node_id)

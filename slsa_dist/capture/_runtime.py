@@ -1,0 +1,183 @@
+"""This process's recorder: what capture reports through, and the explicit record API.
+
+An integration (``slsa_dist.init``, in :mod:`slsa_dist.integrations`) installs the
+:class:`Runtime` with the rank agent it started; the samplers, the save hooks and
+the DCP writer find it with :func:`current`. Capture never imports the transport
+(:class:`Recorder` is what it needs of one). ``init`` reads, as launchers pass them:
+
+=====================  ==============================================
+``SLSA_COORDINATOR``   coordinator ``host:port`` (required)
+``SLSA_JOB_ID``        job id (default: ``TORCHELASTIC_RUN_ID``)
+``RANK``/``WORLD_SIZE``  torchrun's; ``SLSA_RANK``/``SLSA_WORLD_SIZE`` win
+``SLSA_ATTEMPT``       attempt (default: ``TORCHELASTIC_RESTART_COUNT``)
+``SLSA_NODE_ID``       node id (default: the host name)
+``SLSA_SPOOL_DIR``     where unacknowledged events are kept
+``SLSA_ARTIFACT_ROOT`` artifact names are paths relative to it (default: cwd)
+``SLSA_NODE_AGENT``    set by the torchrun plugin: the node agent reports
+                       host inventory and packages, so ranks need not
+=====================  ==============================================
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from slsa_dist.digest._descriptors import input_descriptor
+from slsa_dist.digest._manifest import digest_path
+from slsa_dist.errors import InputError
+
+__all__ = ["Recorder", "Runtime", "current", "install", "record_artifact",
+           "record_hyperparameters", "record_input", "reset"]
+
+_LOCK = threading.Lock()
+_CURRENT: Runtime | None = None
+
+
+class Recorder(Protocol):
+    """What capture reports through: the rank agent (``collect``), or anything that
+    takes the same calls. Capture never imports the transport; an integration hands
+    it one (``slsa_dist.init``)."""
+
+    def record_shard(self, name: str, digest: Mapping[str, str], *, uri: str = "",
+                     samples: int = 0, index_digest: str = "", epoch: int = 0,
+                     sampler: Mapping[str, Any] | None = None) -> None: ...
+
+    def record_file(self, artifact: str, path: str, digest: Mapping[str, str], *,
+                    size: int = 0, role: str = "checkpoint") -> None: ...
+
+    def plan_artifact(self, artifact: str, files: Iterable[str], *,
+                      role: str = "checkpoint") -> None: ...
+
+    def record_dependency(self, kind: str, *, name: str = "", uri: str = "",
+                          digest: Mapping[str, str] | None = None,
+                          annotations: Mapping[str, Any] | None = None) -> None: ...
+
+    def set_parameters(self, *, external: Mapping[str, Any] | None = None,
+                       internal: Mapping[str, Any] | None = None) -> None: ...
+
+    def record_inventory(self, inventory: Mapping[str, Any]) -> None: ...
+
+    def annotate(self, key: str, value: Any) -> None: ...
+
+    def complete(self, *, exit_code: int = 0, state: str = "SUCCEEDED") -> None: ...
+
+    def close(self, timeout: float = 30.0) -> bool: ...
+
+
+class _Capture(Protocol):
+    def finish(self) -> None: ...
+
+
+@dataclass
+class Runtime:
+    agent: Recorder
+    job_id: str
+    rank: int
+    world_size: int
+    attempt: int
+    node_id: str
+    artifact_root: Path
+    finished: bool = False
+    capture: _Capture | None = None  # zero-code capture, when on (capture/auto.py)
+    # what record_artifact recorded whole: zero-code capture leaves files inside them out
+    recorded_roots: set[str] = field(default_factory=set)
+
+    def artifact_name(self, path: str | os.PathLike[str]) -> str:
+        """``path`` relative to the artifact root, or absolute when outside it."""
+        resolved = Path(path).resolve()
+        try:
+            return resolved.relative_to(self.artifact_root.resolve()).as_posix()
+        except ValueError:
+            return resolved.as_posix()
+
+    def finish(self, *, exit_code: int = 0, state: str | None = None,
+               timeout: float | None = None) -> bool:
+        """Report completion (once) and flush, waiting at most ``timeout`` seconds
+        (``SLSA_FLUSH_TIMEOUT``, default 30). True when everything was acknowledged."""
+        if self.finished:
+            return True
+        self.finished = True
+        if self.capture is not None:
+            self.capture.finish()
+        self.agent.complete(exit_code=exit_code,
+                            state=state or ("SUCCEEDED" if exit_code == 0 else "FAILED"))
+        return self.agent.close(timeout=timeout if timeout is not None else
+                                float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")))
+
+
+def current() -> Runtime | None:
+    """This process's runtime, or None when ``init`` was not called."""
+    return _CURRENT
+
+
+def reset() -> None:
+    """Forget this process's runtime (after ``finish``), so the next ``init`` starts anew.
+
+    For processes that host several ranks' lifetimes, like a Ray worker actor
+    that runs the next attempt's training function.
+    """
+    global _CURRENT  # noqa: PLW0603 -- one runtime per process, by design
+    with _LOCK:
+        _CURRENT = None
+
+
+def install(make: Callable[[], Runtime]) -> tuple[Runtime, bool]:
+    """This process's runtime: the one installed already, or ``make()``'s, installed now.
+    True when it is new (the caller records what the rank runs)."""
+    global _CURRENT  # noqa: PLW0603 -- one runtime per process, by design
+    with _LOCK:
+        if _CURRENT is not None:
+            return _CURRENT, False
+        _CURRENT = make()
+        return _CURRENT, True
+
+
+def _require() -> Runtime:
+    runtime = _CURRENT
+    if runtime is None:
+        raise InputError("slsa_dist: expected slsa_dist.init() (or the slsa_dist.exec wrapper) "
+                         "before recording, found no runtime")
+    return runtime
+
+
+def record_artifact(path: str | os.PathLike[str], *, name: str | None = None,
+                    role: str = "output") -> str:
+    """Digest a file or directory this rank wrote and report it. Returns the root digest.
+
+    ``role`` is ``output`` (a subject), ``final`` (the final model, a subject)
+    or ``checkpoint`` (intermediate, a byproduct).
+    """
+    runtime = _require()
+    manifest = digest_path(path)
+    artifact = name or runtime.artifact_name(path)
+    runtime.recorded_roots.add(os.path.abspath(path))
+    for resource in manifest.resources:
+        runtime.agent.record_file(artifact, resource.path, {"sha256": resource.digest},
+                                  size=resource.size, role=role)
+    return manifest.root_digest
+
+
+def record_input(path: str | os.PathLike[str], *, kind: str = "model", name: str | None = None,
+                 uri: str | None = None) -> str:
+    """Digest an input (a base model, a dataset) and report it as a dependency.
+
+    A directory is identified by its OMS manifest root, as slsa-dist names
+    every multi-file artifact, so the provenance that produced it can be
+    found by that digest. Returns the digest.
+    """
+    runtime = _require()
+    dependency = input_descriptor(digest_path(path), path, kind=kind, name=name, uri=uri)
+    runtime.agent.record_dependency(
+        kind, name=dependency.name or "", uri=dependency.uri or "", digest=dependency.digest,
+        annotations={k: v for k, v in dependency.annotations.items() if k != "slsadist_kind"})
+    return dependency.digest["sha256"]
+
+
+def record_hyperparameters(values: Mapping[str, Any]) -> None:
+    """Record hyperparameters as external parameters (floats become strings)."""
+    _require().agent.set_parameters(external={"hyperparameters": dict(values)})

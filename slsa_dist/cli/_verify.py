@@ -1,0 +1,245 @@
+"""``slsa-dist verify BUNDLE`` and ``slsa-dist verify chain ARTIFACT``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, deprecated, say
+from slsa_dist.errors import InputError
+from slsa_dist.verify._attestation import REQUIREMENTS
+
+if TYPE_CHECKING:
+    from slsa_dist.cli._common import Subparsers
+    from slsa_dist.sign._keys import Verifier
+    from slsa_dist.verify._chain import ChainPolicy, ChainResult
+
+__all__ = ["register"]
+
+
+def _verify_bundle(args: argparse.Namespace) -> int:
+    from slsa_dist.sign._loaders import load_verifier
+
+    if args.chain is not None:
+        deprecated("`slsa-dist verify --chain ARTIFACT` is now `slsa-dist verify chain ARTIFACT`")
+        return _verify_chain(args)
+    if args.bundle is None or not args.key:
+        raise InputError("verify: expected BUNDLE and --key (or `verify chain ARTIFACT --store "
+                         "DIR --policy FILE`), found neither")
+    trusted_aks = None
+    if args.trusted_aks is not None:
+        from slsa_dist.attest._tpm import load_trusted_aks
+
+        if args.require_attestation != "tpm":
+            raise InputError("--trusted-aks: expected it with --require-attestation tpm, found "
+                             f"{args.require_attestation or 'no attestation requirement'}")
+        trusted_aks = load_trusted_aks(args.trusted_aks)
+    keys = [load_verifier(path) for path in args.key]
+    if str(args.bundle).startswith("oci://"):
+        return _verify_oci(args, keys, trusted_aks)
+    return _report(args, *_check(args, args.bundle, keys, args.artifact, trusted_aks))
+
+
+def _verify_oci(args: argparse.Namespace, keys: list[Verifier],
+                trusted_aks: Any) -> int:
+    """``verify oci://REGISTRY/REPO@sha256:...``: the model and its attached bundles pulled,
+    each bundle verified against the pulled model."""
+    import tempfile
+
+    from slsa_dist.verify import _oci as oci
+
+    with tempfile.TemporaryDirectory(prefix="slsa-oci-") as tmp:
+        pulled = oci.pull(args.bundle, tmp)
+        if not pulled.bundles:
+            raise InputError(f"verify {args.bundle}: expected a signed bundle attached to "
+                             f"{pulled.digest}, found none")
+        say(f"pulled {args.bundle}: model {pulled.digest}, "
+            f"{len(pulled.bundles)} attached bundle(s)")
+        codes = []
+        for bundle in pulled.bundles:
+            say(f"-- {bundle.name}")
+            codes.append(_report(args, *_check(args, bundle, keys,
+                                               [*args.artifact, pulled.model], trusted_aks)))
+    return EXIT_OK if codes and all(c == EXIT_OK for c in codes) else EXIT_FAILED
+
+
+def _check(args: argparse.Namespace, bundle: Any, keys: list[Verifier], artifacts: list[Any],
+           trusted_aks: Any) -> tuple[Any, list[Any], list[str]]:
+    from slsa_dist.verify._bundle import VsaExpectations, check_bundle
+
+    warnings: list[str] = []
+    provenance_flags = [flag for flag, value in (("--require-attestation",
+                                                  args.require_attestation),
+                                                 ("--trusted-aks", args.trusted_aks))
+                        if value is not None]
+    checks, provenance = check_bundle(
+        bundle, keys=keys, artifacts=artifacts, builder_id=args.builder_id,
+        vsa=VsaExpectations(verifier_id=args.verifier_id, resource_uri=args.resource_uri,
+                            verified_level=args.verified_level),
+        provenance_flags=provenance_flags, warnings=warnings,
+        require_outputs=args.require_outputs, read_ledger_whole=args.rank is None)
+    if args.rank is not None and provenance is not None:
+        checks.append(_check_rank(provenance, args.rank))
+    if args.require_attestation and provenance is not None:
+        from slsa_dist.verify._attestation import require_attestation
+
+        checks.append(require_attestation(provenance, args.require_attestation,
+                                          trusted_aks=trusted_aks))
+    return bundle, checks, warnings
+
+
+def _check_rank(provenance: Any, rank: int) -> Any:
+    """``--rank N``: that rank's record, inline or proven into the signed ledger."""
+    from slsa_dist.model._ledger import LedgerError
+    from slsa_dist.verify._bundle import Check
+
+    name = f"rank {rank}"
+    world = provenance.world_size
+    if rank < 0 or (world is not None and rank >= world):
+        raise InputError(f"--rank: expected a rank in 0..{(world or 1) - 1} (the job's world "
+                         f"size is {world}), found {rank}")
+    ledger = provenance.ledger()
+    try:
+        record = provenance.rank_record(rank)
+    except LedgerError as exc:
+        return Check(name, False, str(exc))
+    where = "by an inclusion proof into the signed ledger" if ledger is not None else \
+        "inline in the signed statement"
+    if record is None:
+        completeness = provenance.completeness()
+        missing = completeness is not None and rank in completeness.missing_ranks
+        why = " (the signed completeness record lists it as missing)" if missing else \
+            " although the signed completeness record does not list it as missing" + (
+                " (a damaged ledger index?)" if ledger is not None else "")
+        return Check(name, False, f"expected a record for rank {rank}, found none{why}")
+    attempts = ", ".join(f"attempt {a.attempt} on {a.node}: {a.state}"
+                         for a in record.attempts) or "no attempts"
+    return Check(name, record.completed,
+                 f"{'completed' if record.completed else 'NOT completed'}; {attempts}; "
+                 f"{record.shard_count} shard(s), {record.samples} sample(s), "
+                 f"{len(record.files)} file(s) written; checked {where}")
+
+
+def _report(args: argparse.Namespace, bundle: Any, checks: list[Any], warnings: list[str]) -> int:
+    verified = bool(checks) and all(c.ok for c in checks)
+    if args.json:
+        print(json.dumps({"verified": verified, "bundle": str(bundle),
+                          "checks": [c.to_dict() for c in checks], "warnings": warnings},
+                         indent=2))
+    else:
+        for check in checks:
+            say(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+        for warning in warnings:
+            say(f"WARN  {warning}")
+        say("verified" if verified else "NOT verified")
+    return EXIT_OK if verified else EXIT_FAILED
+
+
+def walk_chain(args: argparse.Namespace, command: str) -> tuple[ChainResult, ChainPolicy]:
+    """``ARTIFACT --store DIR --policy FILE``, shared by ``verify chain`` and ``report``."""
+    from slsa_dist.verify._chain import ChainPolicy, artifact_digest, verify_chain
+    from slsa_dist.verify._store import Store
+
+    if args.store is None or args.policy is None:
+        raise InputError(f"{command}: expected --store DIR and --policy FILE, found "
+                         f"{'no --store' if args.store is None else 'no --policy'}")
+    policy = ChainPolicy.load(args.policy)
+    artifact = Path(args.chain)
+    if artifact.exists():
+        root, name = artifact_digest(artifact), artifact.name
+    elif len(args.chain) == 64 and not args.chain.strip("0123456789abcdef"):
+        root, name = args.chain, f"sha256:{args.chain[:16]}"
+    else:
+        raise InputError(f"{command}: expected an artifact path or a sha256 digest, "
+                         f"found {args.chain!r}")
+    if str(args.store).startswith("oci://"):
+        from slsa_dist.verify._oci import RegistryStore
+
+        store: Any = RegistryStore(args.store)
+    else:
+        store = Store(args.store)
+    return verify_chain(root, name=name, store=store, policy=policy), policy
+
+
+def _verify_chain(args: argparse.Namespace) -> int:
+    from slsa_dist.sign._formats import write_signed
+    from slsa_dist.sign._loaders import load_signer
+
+    result, policy = walk_chain(args, "verify chain")
+    artifact = Path(args.chain)
+    if args.json:
+        print(json.dumps({"verified": result.ok, "root": result.root,
+                          "graph": list(result.lines()),
+                          "gaps": [g.__dict__ for g in result.gaps],
+                          "steps": [s.name for s in result.unique_steps()]}, indent=2))
+    else:
+        for line in result.lines():
+            say(line)
+        say(f"chain {'verified' if result.ok else 'NOT verified'}: "
+              f"{len(result.unique_steps())} step(s), {len(result.gaps)} gap(s)")
+    if args.emit_vsa is not None:
+        if args.vsa_key is None:
+            raise InputError("--emit-vsa: expected --vsa-key KEY to sign it, found none")
+        from slsa_dist.verify._vsa import summarize
+
+        envelope = summarize(result, policy=policy, signer=load_signer(args.vsa_key),
+                             resource_uri=args.resource_uri or artifact.resolve().as_uri())
+        say(f"wrote {write_signed(args.emit_vsa, envelope)}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def add_chain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", help="attestation store (`slsa-dist store add`), or "
+                        "oci://REGISTRY/REPO (models pushed there with their bundles)")
+    parser.add_argument("--policy", type=Path, help="chain policy file (JSON or YAML)")
+
+
+def _add_vsa_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--emit-vsa", type=Path, metavar="OUT",
+                        help="write a signed Verification Summary Attestation (a Sigstore "
+                             "bundle when OUT ends in .sigstore.json)")
+    parser.add_argument("--vsa-key", type=Path, help="key that signs the VSA")
+    parser.add_argument("--resource-uri", help="the VSA's resourceUri: written with --emit-vsa "
+                        "(default: the artifact), required when verifying a VSA")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def register(sub: Subparsers) -> None:
+    verify = sub.add_parser("verify", help="verify a provenance bundle (or `verify chain`)",
+                            epilog="`slsa-dist verify chain ARTIFACT ...` follows a model back "
+                                   "through its inputs' provenance.")
+    verify.add_argument("bundle", nargs="?", help="a bundle file, or oci://REGISTRY/REPO@DIGEST "
+                        "(the model and the bundles attached to it)")
+    verify.add_argument("--key", action="append", default=[], type=Path,
+                        help="trusted public key (PEM); repeatable")
+    verify.add_argument("--artifact", action="append", default=[], type=Path,
+                        help="file or directory that must match a subject; repeatable")
+    verify.add_argument("--builder-id", help="the builder.id to require")
+    verify.add_argument("--require-attestation", choices=REQUIREMENTS,
+                        help="fail unless every node has verified evidence of this kind")
+    verify.add_argument("--trusted-aks", type=Path, metavar="FILE",
+                        help="with --require-attestation tpm: count only quotes by these AKs "
+                             "(lines from `slsa-dist tpm enroll`)")
+    verify.add_argument("--rank", type=int, metavar="N",
+                        help="check rank N's record (by an inclusion proof when the records "
+                             "are in a ledger, which is then not read in full)")
+    verify.add_argument("--require-outputs", action="store_true",
+                        help="fail when the job recorded no output (otherwise a warning)")
+    verify.add_argument("--verifier-id", help="for a VSA: the verifier.id to require")
+    verify.add_argument("--verified-level", type=int, choices=range(5), metavar="N",
+                        help="for a VSA: require SLSA_BUILD_LEVEL_N or higher")
+    verify.add_argument("--chain", metavar="ARTIFACT",
+                        help="deprecated: use `slsa-dist verify chain ARTIFACT`")
+    add_chain_arguments(verify)
+    _add_vsa_arguments(verify)
+    verify.set_defaults(handler=_verify_bundle)
+
+    chain = sub.add_parser("verify-chain", prog="slsa-dist verify chain",
+                           help="follow an artifact back through its provenance (spelled "
+                                "`verify chain`)")
+    chain.add_argument("chain", metavar="ARTIFACT", help="an artifact path or a sha256 digest")
+    add_chain_arguments(chain)
+    _add_vsa_arguments(chain)
+    chain.set_defaults(handler=_verify_chain)

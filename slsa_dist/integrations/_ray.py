@@ -1,0 +1,281 @@
+"""Ray Train (V2, ray 2.60) under one provenance per run.
+
+    from slsa_dist.ray import SlsaCallback
+    trainer = TorchTrainer(train_fn, scaling_config=..., run_config=RunConfig(
+        callbacks=[SlsaCallback()]))
+
+or, with no code change: ``RAY_TRAIN_CALLBACKS=slsa_dist.ray.SlsaCallback``.
+
+In the controller it starts (or connects to, with ``SLSA_COORDINATOR``) the
+run's coordinator, records each worker group as an attempt with its topology
+(node id, IP, GPU ids, world/local/node rank), restarts and worker failures,
+and the persisted location of every checkpoint reported. In each worker it
+starts the rank agent (inventory, code, parameters; data capture reuses the
+torch integration: ``slsa_dist.torch.RecordingSampler``), digests every
+checkpoint handed to ``ray.train.report`` *before* upload (no download in the
+controller), and reports the worker's final state. The first worker on each
+Ray node (local rank 0) also runs that node's agent for the attempt: it
+registers the node (by Ray node id), reports its inventory and packages, and
+its hardware evidence answering a fresh nonce (TPM through
+``TPM2TOOLS_TCTI`` or ``/dev/tpmrm0``, TDX/SEV-SNP, NVIDIA CC; or why
+there is none), and the attempt's state as that worker saw it.
+
+Settings: ``SLSA_COORDINATOR`` (an existing coordinator; otherwise one runs in
+the controller, which needs ``SLSA_KEY``), ``SLSA_JOB_ID`` (default: Ray's
+run id), ``SLSA_OUT`` (where that coordinator writes bundles, default
+``provenance``), ``SLSA_SPOOL_DIR``.
+
+Ray calls only the user hooks (``after_report``, ``after_exception``) of a
+public ``UserCallback``; worker topology, restarts and worker-side capture
+need Ray's internal callback classes (DeveloperAPI), so this callback is
+built on them and works with the Ray version it was written against
+(2.60.x); with another version it refuses to start rather than record half.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.train import UserCallback  # the base when Ray is not 2.60.x
+
+from slsa_dist.capture import _runtime as runtime
+from slsa_dist.collect._agent import Agent
+from slsa_dist.collect._node import start_node_agent
+from slsa_dist.digest._manifest import digest_path
+from slsa_dist.integrations import _contract
+from slsa_dist.model._statement import BUILDER_IDS
+
+__all__ = ["SlsaCallback", "report_with_digests"]
+
+log = logging.getLogger(__name__)
+SUPPORTED = ray.__version__.startswith("2.60.")
+
+if SUPPORTED:
+    # Ray calls only the user hooks of a UserCallback, so full capture needs the
+    # internal (DeveloperAPI) classes; they are used with Ray 2.60.x only.
+    from ray.train.v2._internal.execution.callback import (
+        ControllerCallback,
+        ReportCallback,
+        WorkerCallback,
+        WorkerGroupCallback,
+    )
+    _BASES: tuple[type, ...] = (ControllerCallback, WorkerGroupCallback, WorkerCallback,
+                                ReportCallback)
+else:  # pragma: no cover - depends on the installed Ray
+    _BASES = (UserCallback,)
+
+
+
+def _record_checkpoint(checkpoint: Any, index: int) -> None:
+    """Digest a checkpoint's local files in this worker and report them."""
+    rt = runtime.current()
+    path = getattr(checkpoint, "path", None)
+    if rt is None or path is None or not Path(path).exists():
+        return
+    manifest = digest_path(path)
+    for resource in manifest.resources:
+        name = resource.path if resource.path != "." else Path(path).name
+        rt.agent.record_file(f"ray-report-{index}", name, {"sha256": resource.digest},
+                             size=resource.size, role="checkpoint")
+
+
+_REPORTS = [0]
+
+
+def report_with_digests(metrics: dict[str, Any], checkpoint: Any = None,
+                        **kwargs: Any) -> None:
+    """``ray.train.report`` that first digests the checkpoint's files in this worker."""
+    index = _REPORTS[0]
+    _REPORTS[0] += 1
+    if checkpoint is not None:
+        _record_checkpoint(checkpoint, index)
+    _ORIGINAL_REPORT(metrics, checkpoint=checkpoint, **kwargs)
+
+
+_ORIGINAL_REPORT = ray.train.report
+
+
+class _Controller:
+    """The run's controller-side state. Ray hands copies of a callback to its
+    components, so this lives at module level: each run has its own controller
+    actor process."""
+
+    def __init__(self) -> None:
+        self.agent: Any = None
+        self.server: Any = None
+        self.coordinator: str | None = None
+        self.job_id: str | None = None
+        self.attempt = -1
+        self.reports = 0
+
+
+_STATE = _Controller()
+# The node agent this worker process runs, when it is its node's first worker.
+_NODE: list[Agent] = []
+
+
+class SlsaCallback(*_BASES):  # type: ignore[misc]
+    """Brings a Ray Train run under one slsa-dist provenance."""
+
+    def __init__(self, *, coordinator: str | None = None, job_id: str | None = None,
+                 key: str | os.PathLike[str] | None = None,
+                 out_dir: str | os.PathLike[str] | None = None) -> None:
+        # Made in the driver: what it runs, and the code beside it (the module that
+        # defines train_loop_per_worker lives there), identified before Ray ships it.
+        from slsa_dist.capture._auto import local_code
+
+        main = sys.modules.get("__main__")
+        self.driver = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv else "")
+        self.driver_arguments = list(sys.argv[1:])
+        self.code = local_code(self.driver if str(self.driver).endswith(".py") else None)
+        self.coordinator = coordinator or os.environ.get("SLSA_COORDINATOR")
+        self.job_id = job_id or os.environ.get("SLSA_JOB_ID")
+        self.key = str(key or os.environ.get("SLSA_KEY") or "")
+        self.out_dir = str(out_dir or os.environ.get("SLSA_OUT", "provenance"))
+        self.spool_dir = os.environ.get("SLSA_SPOOL_DIR")
+        self.attempt = -1
+        if not SUPPORTED:
+            raise RuntimeError(f"slsa-dist: Ray {ray.__version__} is not supported: the Ray "
+                               "Train capture is written against Ray 2.60.x internals")
+
+    # -- controller ---------------------------------------------------------------------
+
+    def after_controller_start(self, train_run_context: Any) -> None:
+        from slsa_dist.collect._agent import Agent, NodeIdentity
+
+        state = _STATE
+        state.job_id = self.job_id or f"ray-{train_run_context.run_id}"
+        state.coordinator = self.coordinator
+        world = int(train_run_context.scaling_config.num_workers)
+        if not state.coordinator:
+            if not self.key:
+                raise ValueError("slsa-dist: set SLSA_COORDINATOR, or SLSA_KEY so the "
+                                 "controller can run the coordinator")
+            from slsa_dist.collect._coordinator import CoordinatorThread
+            from slsa_dist.sign._loaders import load_signer
+
+            state.server = CoordinatorThread(
+                job_id=state.job_id, signer=load_signer(self.key), out_dir=self.out_dir,
+                world_size=world, settle=10.0, builder_id=BUILDER_IDS["ray"],
+                internal_parameters={"launcher": "ray-train", "rayVersion": ray.__version__})
+            state.server.__enter__()
+            state.coordinator = state.server.address
+        state.agent = Agent(coordinator=state.coordinator, job_id=state.job_id,
+                            spool_dir=self.spool_dir,
+                            identity=NodeIdentity(node_id="ray-controller",
+                                                  hostname=socket.gethostname()))
+        external: dict[str, Any] = {"entryPoint": str(self.driver or "ray.train"),
+                                    "arguments": self.driver_arguments, "worldSize": world}
+        if train_run_context.train_loop_config:
+            external["trainLoopConfig"] = dict(train_run_context.train_loop_config)
+        state.agent.set_parameters(
+            external=external,
+            internal={"launcher": "ray-train", "rayVersion": ray.__version__,
+                      "runName": str(train_run_context.run_config.name)})
+        for path, digest in self.code:  # the driver script and the modules beside it
+            state.agent.record_dependency("code", name=Path(path).name, uri=Path(path).as_uri(),
+                                          digest={"sha256": digest},
+                                          annotations={"slsadist_captured": "driver"})
+
+    def before_worker_group_start(self, worker_group_context: Any) -> None:
+        _STATE.attempt += 1
+        # This instance is pickled into the workers next: give it their settings.
+        self.coordinator, self.job_id, self.attempt = (_STATE.coordinator, _STATE.job_id,
+                                                       _STATE.attempt)
+
+    def after_worker_group_start(self, worker_group: Any) -> None:
+        topology = []
+        for worker in worker_group.get_workers():
+            meta, dist = worker.metadata, worker.distributed_context
+            topology.append({"worldRank": dist.world_rank, "worldSize": dist.world_size,
+                             "localRank": dist.local_rank, "nodeRank": dist.node_rank,
+                             "nodeId": meta.node_id, "nodeIp": meta.node_ip,
+                             "hostname": meta.hostname, "pid": meta.pid,
+                             "gpuIds": [str(g) for g in (meta.accelerator_ids or {}).get(
+                                 "GPU", [])]})
+        _STATE.agent.annotate(f"topology/attempt-{_STATE.attempt}", topology)
+        # An attempt record lists the ranks a node launched on itself (it binds them to
+        # that node); the controller launches none, so its membership view is the
+        # topology annotation above, and each Ray node's agent lists its own.
+        _STATE.agent.record_attempt(attempt=_STATE.attempt, run_id=_STATE.job_id or "",
+                                    ranks=[], state="STARTED")
+
+    def after_controller_state_update(self, previous_state: Any, current_state: Any) -> None:
+        if type(current_state).__name__ == "RestartingState" and _STATE.agent is not None:
+            _STATE.agent.record_attempt(attempt=_STATE.attempt, run_id=_STATE.job_id or "",
+                                        ranks=[], state="RESTARTED")
+
+    def after_worker_group_poll_status(self, worker_group_status: Any) -> None:
+        errors = getattr(worker_group_status, "errors", None) or {}
+        if errors and _STATE.agent is not None:
+            _STATE.agent.annotate(f"failures/attempt-{_STATE.attempt}",
+                                  {str(rank): repr(exc)[:300] for rank, exc in errors.items()})
+
+    def after_report(self, training_report: Any, metrics: list[dict[str, Any]]) -> None:
+        checkpoint = getattr(training_report, "checkpoint", None)
+        if checkpoint is not None:
+            _STATE.agent.annotate(f"checkpoint/ray-report-{_STATE.reports}", {
+                "path": str(checkpoint.path),
+                "filesystem": type(checkpoint.filesystem).__name__})
+        _STATE.reports += 1
+
+    def after_controller_finish(self, result: Any) -> None:
+        failed = getattr(result, "error", None) is not None
+        _STATE.agent.record_attempt(attempt=_STATE.attempt, run_id=_STATE.job_id or "",
+                                    ranks=[], state="FAILED" if failed else "SUCCEEDED")
+        _STATE.agent.close(timeout=60)
+        if _STATE.server is not None:
+            try:
+                bundle = _STATE.server.wait_finalized(120).bundle
+                log.info("slsa-dist: provenance written to %s", bundle)
+            finally:
+                _STATE.server.__exit__()
+    # -- workers ----------------------------------------------------------------------
+
+    def after_init_train_context(self) -> None:
+        context = ray.train.get_context()
+        node_id = ray.get_runtime_context().get_node_id()
+        if context.get_local_rank() == 0 and self.coordinator and self.job_id:
+            # Ray node ranks change between attempts; the node id is the stable identity.
+            node = start_node_agent(coordinator=self.coordinator, job_id=self.job_id,
+                                    node_id=node_id, spool_dir=self.spool_dir)
+            node.record_attempt(attempt=self.attempt, run_id=self.job_id,
+                                ranks=[context.get_world_rank()], state="STARTED")
+            # Acknowledged before training starts: a worker that fails is torn down by
+            # Ray at once, and its node's evidence must not go down with it.
+            node.flush(timeout=float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")))
+            _NODE.append(node)
+        _contract.init(coordinator=self.coordinator, job_id=self.job_id,
+                     rank=context.get_world_rank(), world_size=context.get_world_size(),
+                     attempt=self.attempt, node_id=node_id,
+                     spool_dir=self.spool_dir, finish_at_exit=False,
+                     argv=[str(self.driver or "ray.train"), *self.driver_arguments])
+        # digest checkpoints before upload, without code changes
+        ray.train.report = report_with_digests
+
+    def before_worker_shutdown(self) -> None:
+        rt = runtime.current()
+        if rt is None:
+            return
+        from ray.train.v2._internal.execution.context import get_train_context
+
+        runner = get_train_context().execution_context.training_thread_runner
+        if runner.get_error() is not None:
+            code, state = 1, "FAILED"
+        elif runner.is_running():
+            code, state = 143, "TERMINATED"
+        else:
+            code, state = 0, "SUCCEEDED"
+        rt.finish(exit_code=code, state=state)
+        runtime.reset()  # the actor may host the next attempt's worker
+        while _NODE:
+            node = _NODE.pop()
+            node.record_attempt(attempt=self.attempt, run_id=self.job_id or "",
+                                ranks=[rt.rank], state=state, exit_codes={rt.rank: code})
+            node.close(timeout=float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")))

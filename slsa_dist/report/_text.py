@@ -1,0 +1,119 @@
+"""Readable one-screen summaries of provenance bundles (``slsa-dist inspect``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from slsa_dist.errors import InputError, VerificationError
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._statement import Statement
+from slsa_dist.sign._dsse import verify_envelope
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._loaders import load_verifier
+
+__all__ = ["printable", "summarize_bundle", "summarize_provenance"]
+
+# C0 controls, DEL and C1 controls: what a terminal acts on instead of showing.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as ``\\xNN``: a name, host or
+    command line a tenant chose cannot move the cursor, recolour or forge a line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _short(digest: Mapping[str, str]) -> str:
+    if not digest:
+        return "-"
+    algorithm, value = sorted(digest.items())[0]
+    return f"{algorithm}:{value[:16]}"
+
+
+def summarize_provenance(provenance: Provenance) -> list[str]:
+    """Lines describing job, ranks, nodes, datasets, subjects and attestations."""
+    lines: list[str] = []
+    meta = provenance.metadata
+    ext = provenance.external_parameters
+    lines.append(f"job:         {provenance.job_id or '-'} (invocation "
+                 f"{provenance.invocation_id or '-'})")
+    lines.append(f"builder:     {provenance.builder_id}")
+    lines.append(f"buildType:   {provenance.build_type or '-'}")
+    if meta.get("startedOn"):
+        lines.append(f"ran:         {meta.get('startedOn')} -> {meta.get('finishedOn', '?')}")
+    if ext:
+        shown = {k: v for k, v in ext.items() if k != "hyperparameters"}
+        lines.append(f"parameters:  {json.dumps(shown, sort_keys=True)[:200]}")
+    lines.append(f"subjects ({len(provenance.statement.subjects)}):")
+    for subject in provenance.statement.subjects:
+        lines.append(f"  {subject.name or '-'}  {_short(subject.digest)}")
+    for checkpoint in provenance.checkpoints():
+        lines.append(f"  checkpoint {checkpoint.name}: {len(checkpoint.resources)} file(s)")
+    deps = provenance.dependencies
+    kinds: dict[str, int] = {}
+    for dep in deps:
+        kind = str(dep.annotations.get("slsadist_kind", "other"))
+        kinds[kind] = kinds.get(kind, 0) + 1
+    lines.append(f"dependencies ({len(deps)}): "
+                 + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"))
+    for dep in deps:
+        if dep.annotations.get("slsadist_kind") in ("dataset", "model", "input"):
+            lines.append(f"  {dep.annotations['slsadist_kind']:<8}{dep.name or dep.uri}  "
+                         f"{_short(dep.digest)}")
+    ranks = provenance.rank_records()
+    world = provenance.world_size
+    done = sum(1 for r in ranks if r.completed)
+    if ranks or world is not None:
+        lines.append(f"ranks:       {done}/{world if world is not None else len(ranks)} "
+                     "completed")
+    for rank in ranks[:16]:
+        shards = rank.shard_count if rank.shards is None else len(rank.shards)
+        lines.append(f"  rank {rank.rank}: node {rank.node or '-'}, "
+                     f"{len(rank.attempts)} attempt(s), {shards} shard(s) read, "
+                     f"{len(rank.files)} file(s) written")
+    if len(ranks) > 16:
+        lines.append(f"  ... {len(ranks) - 16} more ranks")
+    nodes = provenance.node_records()
+    if nodes:
+        lines.append(f"nodes ({len(nodes)}):")
+    for node in nodes:
+        gpus = node.inventory.get("gpus")
+        devices = gpus.get("devices") or [] if isinstance(gpus, Mapping) else []
+        verdicts = ", ".join(f"{e.kind}={e.status}" for e in node.evidence) or "none"
+        seen = f" (connected from {node.connected_from})" if node.connected_from else ""
+        lines.append(f"  {node.node}{seen}: {len(devices)} device(s); attestations: {verdicts}")
+    completeness = provenance.completeness()
+    if completeness is not None:
+        gaps = {k: v for k, v in completeness.to_dict().items()
+                if v and k not in ("complete", "formatVersion")}
+        lines.append("completeness: " + ("complete" if not gaps else json.dumps(gaps)[:300]))
+    return lines
+
+
+def summarize_bundle(path: str | os.PathLike[str], *, key_paths: Sequence[Any] = ()) -> str:
+    """Summarize every envelope in a bundle; signatures are checked when keys are given."""
+    keys = [load_verifier(p) for p in key_paths]
+    out: list[str] = []
+    for index, envelope in enumerate(read_bundle(path), start=1):
+        header = f"envelope {index}: {envelope.payload_type}"
+        if keys:
+            try:
+                verify_envelope(envelope, keys, payload_type=None)
+                header += " (signature verified)"
+            except VerificationError as exc:
+                header += f" (SIGNATURE INVALID: {exc})"
+        else:
+            header += " (signature not checked; pass --key)"
+        out.append(header)
+        try:
+            statement = Statement.from_dict(json.loads(envelope.payload))
+            provenance = Provenance.from_statement(statement)
+        except (ValueError, InputError) as exc:
+            out.append(f"  not a provenance this tool reads: {exc}")
+            continue
+        out.extend("  " + line for line in summarize_provenance(provenance))
+    return "\n".join(printable(line) for line in out)

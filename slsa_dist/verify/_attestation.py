@@ -1,0 +1,117 @@
+"""``slsa-dist verify --require-attestation KIND``: every node has valid evidence of KIND.
+
+"Every node" is every node a rank ran on (from the rank records, so a rank on
+a node that never reported is caught), plus every node record when no rank
+names one. A node record that hosted no rank (the Ray Train controller) is
+not asked for evidence.
+
+No verdict the coordinator wrote is taken on trust: every piece of evidence
+is re-appraised here from the raw evidence the bundle carries, against the
+nonce recorded with it and the job and node named in the signed statement.
+Evidence without its raw bytes (bundles written before they were carried)
+does not count, and the check says why.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+
+from slsa_dist.attest._registry import KINDS
+from slsa_dist.attest._verdict import EvidenceVerdict
+from slsa_dist.errors import InputError
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._records import EvidenceRecord
+from slsa_dist.verify._bundle import Check
+
+__all__ = ["REQUIREMENTS", "Appraiser", "reappraise", "require_attestation"]
+
+# What --require-attestation accepts: one evidence kind, or any kind at all.
+REQUIREMENTS = (*KINDS, "any")
+
+
+def reappraise(evidence: EvidenceRecord, *, job_id: str, node_id: str) -> EvidenceVerdict:
+    """This verifier's own verdict on the raw evidence a record carries."""
+    from slsa_dist.attest._registry import verify_evidence
+
+    if evidence.status == "unavailable":  # the node's own reason there is none
+        return EvidenceVerdict(status="unavailable", reason=evidence.reason)
+    if not evidence.blob:
+        return EvidenceVerdict(status="unverified", reason=(
+            f"expected the raw evidence in the bundle to re-appraise, found only the "
+            f"coordinator's verdict ({evidence.status or 'none'})"))
+    try:
+        blob = base64.b64decode(evidence.blob, validate=True)
+        nonce = bytes.fromhex(evidence.nonce)
+    except (binascii.Error, ValueError) as exc:
+        return EvidenceVerdict(status="failed", reason=f"raw evidence: malformed ({exc})")
+    if len(blob) != evidence.size or len(nonce) == 0:
+        return EvidenceVerdict(status="failed", reason="raw evidence: expected the recorded "
+                               f"size {evidence.size} and a nonce, found {len(blob)} bytes")
+    return verify_evidence(evidence.kind, blob, nonce, job_id, node_id)
+
+
+def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
+            trusted_aks: frozenset[tuple[str, str]] | None) -> str | None:
+    """None when this (re-appraised) evidence counts for ``node_id``, else why not."""
+    if verdict.status != "verified":
+        return f"{verdict.status}: {verdict.reason}"
+    if trusted_aks is not None and kind == "tpm":
+        ak = str(verdict.claims.get("akSha256", ""))
+        if (ak, node_id) in trusted_aks:
+            return None
+        vouches = sorted(node for fingerprint, node in trusted_aks if fingerprint == ak)
+        if vouches:
+            return (f"verified, but signed by AK {ak}, trusted for node(s) "
+                    f"{', '.join(vouches)}, not for {node_id}")
+        return f"verified, but signed by AK {ak or '(none recorded)'}, not a trusted AK"
+    return None
+
+
+Appraiser = Callable[[EvidenceRecord, str, str], EvidenceVerdict]  # (record, job, node)
+
+
+def _reappraise(evidence: EvidenceRecord, job_id: str, node_id: str) -> EvidenceVerdict:
+    return reappraise(evidence, job_id=job_id, node_id=node_id)
+
+
+def require_attestation(provenance: Provenance, kind: str, *,
+                        trusted_aks: frozenset[tuple[str, str]] | None = None,
+                        appraise: Appraiser = _reappraise) -> Check:
+    """Pass when every node recorded verified evidence of ``kind`` (``any``: of some kind).
+
+    With ``trusted_aks`` ((fingerprint, node id) pairs from ``slsa-dist tpm enroll``),
+    TPM evidence counts only when its quote was signed by the AK enrolled for that node.
+
+    Raises:
+        InputError: ``trusted_aks`` given for a kind other than ``tpm``.
+    """
+    if trusted_aks is not None and kind != "tpm":
+        raise InputError(f"trusted AKs: expected them with a tpm requirement, found "
+                         f"{kind!r}")
+    name = f"attestation {kind}" + (" (trusted AKs)" if trusted_aks is not None else "")
+    job_id = provenance.job_id or ""
+    records = {n.node: n for n in provenance.node_records()}
+    ran_ranks = sorted({node for r in provenance.rank_records() for node in r.nodes()})
+    nodes = ran_ranks or sorted(records)
+    if not nodes:
+        return Check(name, False, "expected node records with evidence, found no nodes")
+    lacking = []
+    for node_id in nodes:
+        node = records.get(node_id)
+        if node is None:
+            lacking.append(f"{node_id} (ran ranks, but no node agent reported for it)")
+            continue
+        reasons = [(e, _counts(appraise(e, job_id, node_id), e.kind, node_id, trusted_aks))
+                   for e in node.evidence if kind in ("any", e.kind)]
+        if any(why is None for _, why in reasons):
+            continue
+        why = "; ".join(f"{e.kind}: {reason}" for e, reason in reasons) \
+            or f"no {kind} evidence recorded"
+        lacking.append(f"{node_id} ({why})")
+    if lacking:
+        return Check(name, False, f"expected verified {kind} evidence from every node, found "
+                     f"none for: {', '.join(lacking)}")
+    return Check(name, True, f"verified {kind} evidence from all {len(nodes)} node(s), "
+                 "re-appraised from the raw evidence in the bundle")

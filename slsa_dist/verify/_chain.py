@@ -1,0 +1,366 @@
+"""Follow a model back through every step that made it: ``slsa-dist verify --chain``.
+
+From a final artifact's digest, find the provenance that produced it in an
+attestation store, verify it against the policy's trusted keys for its build
+type, then follow each input model and dataset in ``resolvedDependencies`` to
+the provenance that produced *it*, to the policy's maximum depth. Every gap
+is reported: a dependency with no provenance (unless the policy allows that
+digest as a root), a step signed by a key the policy does not trust for its
+build type, a builder id it does not allow, missing required attestation, an
+incomplete job.
+
+Policy file (JSON, or YAML when PyYAML is installed)::
+
+    {
+      "version": 1,
+      "maxDepth": 8,
+      "steps": [
+        {"buildType": "https://slsa-dist.dev/buildtypes/distributed-training/v1",
+         "keys": ["keys/signing.pub"],
+         "builderIds": ["https://slsa-dist.dev/builders/coordinator/v1"],
+         "requireAttestation": "tpm",
+         "trustedAks": ["sha256:<fingerprint> <node id>  (a line of slsa-dist tpm enroll)"],
+         "slsaBuildLevel": 2},
+        {"buildType": "https://slsa-dist.dev/buildtypes/step/v1",
+         "keys": ["keys/signing.pub"], "slsaBuildLevel": 1}
+      ],
+      "allowedDatasets": ["<sha256 of a raw dataset that has no provenance>"],
+      "allowedModels": []
+    }
+
+Key paths are relative to the policy file. ``builderIds``,
+``requireAttestation`` and ``trustedAks`` (only with ``requireAttestation:
+tpm``: a node's quotes count only from the attestation key enrolled for that
+node) are optional;
+``slsaBuildLevel`` is what the verifier grants that build type (it goes
+into the VSA).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slsa_dist.digest._manifest import digest_path
+from slsa_dist.errors import InputError
+from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._statement import ResourceDescriptor, Statement, job_id_of
+from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._keys import Verifier
+from slsa_dist.sign._loaders import load_verifier
+from slsa_dist.verify._bundle import Check, check_bundle
+from slsa_dist.verify._store import Store
+
+__all__ = ["ChainPolicy", "ChainResult", "Gap", "Step", "StepRule", "artifact_digest",
+           "verify_chain"]
+
+FOLLOWED_KINDS = ("model", "dataset")
+
+
+@dataclass(frozen=True)
+class StepRule:
+    build_type: str
+    keys: tuple[Verifier, ...]
+    builder_ids: tuple[str, ...] = ()
+    require_attestation: str | None = None
+    trusted_aks: frozenset[tuple[str, str]] | None = None
+    level: int = 1
+
+
+@dataclass(frozen=True)
+class ChainPolicy:
+    rules: tuple[StepRule, ...]
+    allowed: frozenset[str] = frozenset()
+    max_depth: int = 8
+    source: Path | None = None
+    digest: str = ""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ChainPolicy:
+        """Read a policy file. Raises :class:`InputError` naming what is wrong."""
+        file = Path(path)
+        try:
+            raw = file.read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"policy: expected a file at {file}, found none") from None
+        data: Any
+        if file.suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise InputError("policy: YAML needs PyYAML (pip install pyyaml); "
+                                 "or write the policy as JSON") from None
+            data = yaml.safe_load(raw)
+        else:
+            try:
+                data = json.loads(raw)
+            except ValueError as exc:
+                raise InputError(f"policy {file}: expected JSON, found {exc}") from None
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise InputError(f"policy {file}: expected an object with \"version\": 1, found "
+                             f"{data.get('version') if isinstance(data, dict) else data!r:.40}")
+        steps = data.get("steps")
+        if not isinstance(steps, list) or not steps:
+            raise InputError(f"policy {file}: expected a non-empty \"steps\" list")
+        rules = []
+        for index, step in enumerate(steps):
+            if not isinstance(step, dict) or not step.get("buildType") or not step.get("keys"):
+                raise InputError(f"policy {file}: steps[{index}]: expected buildType and keys")
+            trusted_aks = None
+            if "trustedAks" in step:
+                trusted_aks = _trusted_aks(step["trustedAks"], step.get("requireAttestation"),
+                                           f"policy {file}: steps[{index}].trustedAks")
+            rules.append(StepRule(
+                build_type=str(step["buildType"]),
+                keys=tuple(load_verifier(file.parent / k) for k in step["keys"]),
+                builder_ids=tuple(step.get("builderIds") or ()),
+                require_attestation=step.get("requireAttestation"),
+                trusted_aks=trusted_aks,
+                level=int(step.get("slsaBuildLevel", 1))))
+        allowed = frozenset(str(d) for d in [*(data.get("allowedDatasets") or []),
+                                             *(data.get("allowedModels") or [])])
+        return cls(rules=tuple(rules), allowed=allowed, max_depth=int(data.get("maxDepth", 8)),
+                   source=file, digest=hashlib.sha256(raw).hexdigest())
+
+    def rule_for(self, build_type: str | None) -> StepRule | None:
+        return next((r for r in self.rules if r.build_type == build_type), None)
+
+
+def _trusted_aks(value: Any, requirement: Any, where: str) -> frozenset[tuple[str, str]]:
+    if requirement != "tpm":
+        raise InputError(f"{where}: expected it with \"requireAttestation\": \"tpm\", found "
+                         f"{requirement!r}")
+    if not isinstance(value, list) or not value:
+        raise InputError(f"{where}: expected a non-empty list of 'sha256:<hex> NODE-ID', found "
+                         f"{value!r:.60}")
+    from slsa_dist.attest._tpm import trusted_ak_entry
+
+    return frozenset(trusted_ak_entry(str(entry), where) for entry in value)
+
+
+@dataclass
+class Step:
+    """A verified provenance in the chain."""
+
+    bundle: Path
+    provenance: Provenance
+    depth: int
+    level: int
+    checks: list[Check]
+    inputs: list[tuple[ResourceDescriptor, str]] = field(default_factory=list)  # (dep, state)
+
+    @property
+    def name(self) -> str:
+        return self.provenance.job_id or self.bundle.name
+
+
+@dataclass(frozen=True)
+class Gap:
+    digest: str
+    name: str
+    consumer: str
+    reason: str
+
+
+@dataclass
+class ChainResult:
+    root: str
+    name: str
+    steps: dict[str, Step] = field(default_factory=dict)  # produced digest -> step
+    gaps: list[Gap] = field(default_factory=list)
+    allowed_roots: list[tuple[str, str]] = field(default_factory=list)  # (digest, name)
+
+    @property
+    def ok(self) -> bool:
+        return not self.gaps and self.root in self.steps
+
+    def unique_steps(self) -> list[Step]:
+        seen: dict[int, Step] = {}
+        for step in self.steps.values():
+            seen.setdefault(id(step), step)
+        return sorted(seen.values(), key=lambda s: (s.depth, s.name))
+
+    def lines(self) -> Iterator[str]:
+        """A readable graph: each artifact, the step that made it, and its inputs."""
+        printed: set[int] = set()
+
+        def walk(digest: str, label: str, indent: int) -> Iterator[str]:
+            pad = "  " * indent
+            step = self.steps.get(digest)
+            if step is None:
+                gap = next((g for g in self.gaps if g.digest == digest), None)
+                if gap is not None:
+                    yield (f"{pad}GAP  {label} sha256:{digest[:16]} (input of {gap.consumer}): "
+                           f"{gap.reason}")
+                elif any(d == digest for d, _ in self.allowed_roots):
+                    yield f"{pad}root {label} sha256:{digest[:16]}: allowed by policy " \
+                          "(no provenance required)"
+                return
+            yield (f"{pad}{label} sha256:{digest[:16]} <- {step.name} "
+                   f"({step.provenance.build_type}, level {step.level}, verified)")
+            if id(step) in printed:
+                yield f"{pad}  (inputs shown above)"
+                return
+            printed.add(id(step))
+            for dependency, _ in step.inputs:
+                kind = dependency.annotations.get("slsadist_kind", "input")
+                yield from walk(dependency.digest["sha256"],
+                                f"{kind} {dependency.name or dependency.uri}", indent + 1)
+
+        yield from walk(self.root, self.name, 0)
+        for gap in self.gaps:
+            if gap.digest == self.root or gap.consumer == "(policy)":
+                yield f"GAP  {gap.name}: {gap.reason}"
+
+
+def artifact_digest(path: str | os.PathLike[str]) -> str:
+    """The digest slsa-dist names an artifact by: a file's SHA-256, a directory's OMS root."""
+    return digest_path(path).identity
+
+
+def _statements(bundle: Path) -> list[Statement]:
+    found = []
+    for envelope in read_bundle(bundle):
+        try:
+            found.append(Statement.from_dict(json.loads(envelope.payload)))
+        except (ValueError, InputError):
+            continue
+    return found
+
+
+def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy) -> ChainResult:
+    """Walk and verify the chain that produced ``root``."""
+    result = ChainResult(root=root, name=name)
+    pending: list[tuple[str, str, str, int]] = [(root, name, "(requested artifact)", 0)]
+    visited: set[str] = set()
+    by_bundle: dict[Path, Step] = {}  # one step per bundle, however many digests it produced
+    while pending:
+        digest, label, consumer, depth = pending.pop(0)
+        if digest in visited:
+            continue
+        visited.add(digest)
+        if digest != root and digest in policy.allowed:
+            result.allowed_roots.append((digest, label))
+            continue
+        if depth > policy.max_depth:
+            result.gaps.append(Gap(digest, label, consumer,
+                                   f"deeper than the policy's maxDepth {policy.max_depth}"))
+            continue
+        known = next((by_bundle[b] for b in store.find(digest) if b in by_bundle), None)
+        if known is not None:  # another output of a step already verified and followed
+            result.steps[digest] = known
+            continue
+        step, reason = _producer(digest, store, policy, depth)
+        if step is None:
+            result.gaps.append(Gap(digest, label, consumer, reason))
+            continue
+        result.steps[digest] = step
+        by_bundle[step.bundle] = step
+        for dependency in step.provenance.dependencies:
+            kind = dependency.annotations.get("slsadist_kind")
+            sha = dependency.digest.get("sha256")
+            if kind not in FOLLOWED_KINDS or not sha:
+                continue
+            step.inputs.append((dependency, "followed"))
+            pending.append((sha, f"{kind} {dependency.name or dependency.uri}", step.name,
+                            depth + 1))
+    return result
+
+
+def _producer(digest: str, store: Store, policy: ChainPolicy,
+              depth: int) -> tuple[Step | None, str]:
+    """The verified step that produced ``digest``, or why there is none.
+
+    The store only proposes candidates. A candidate counts when an envelope in it
+    verifies with the keys of a policy rule, the *verified* statement's buildType is
+    that rule's (rules are tried in policy order, so no hash seed decides), and the
+    verified statement names ``digest``: as a subject, or as a file of a verified
+    checkpoint record.
+    """
+    candidates = store.find(digest)
+    if not candidates:
+        return None, "no provenance in the store produced this digest"
+    reasons = []
+    for bundle in candidates:
+        provenance, checks, why = _verified_for_rule(bundle, policy)
+        if provenance is None:
+            reasons.append(why)
+            continue
+        rule = policy.rule_for(provenance.build_type)
+        assert rule is not None  # _verified_for_rule matched it
+        if digest not in _named_digests(provenance):
+            reasons.append(f"step {provenance.job_id}: the verified statement does not "
+                           f"name this digest (the store's index claimed it)")
+            continue
+        if rule.builder_ids and provenance.builder_id not in rule.builder_ids:
+            checks.append(Check("builder.id", False, f"expected one of {list(rule.builder_ids)}, "
+                                f"found {provenance.builder_id!r}"))
+        if rule.require_attestation:
+            from slsa_dist.verify._attestation import require_attestation
+
+            checks.append(require_attestation(provenance, rule.require_attestation,
+                                              trusted_aks=rule.trusted_aks))
+        failed_checks = [c for c in checks if not c.ok]
+        if failed_checks:
+            reasons.append(f"step {provenance.job_id}: " + "; ".join(
+                f"{c.name}: {c.detail}" for c in failed_checks))
+            continue
+        return Step(bundle=bundle, provenance=provenance, depth=depth, level=rule.level,
+                    checks=checks), ""
+    return None, " | ".join(reasons)
+
+
+def _verified_for_rule(bundle: Path, policy: ChainPolicy
+                       ) -> tuple[Provenance | None, list[Check], str]:
+    """The provenance in ``bundle`` signed by a key its own buildType's rule trusts."""
+    failures = []
+    for rule in policy.rules:
+        checks, provenance = check_bundle(bundle, keys=list(rule.keys))
+        if provenance is not None and provenance.build_type == rule.build_type:
+            return provenance, checks, ""
+        if provenance is not None:
+            continue  # signed by this rule's key, but for another build type
+        failures.append("; ".join(c.detail for c in checks if not c.ok))
+    statements = _statements(bundle)
+    names = ", ".join(sorted({job_id_of(str(s.predicate.get("runDetails", {})
+                                            .get("metadata", {}).get("invocationId")))
+                              for s in statements}))
+    types = ", ".join(sorted({str(s.predicate.get("buildDefinition", {}).get("buildType"))
+                              for s in statements}))
+    return None, [], (f"step {names} (name as claimed, unverified) is signed by a key not "
+                      f"trusted for its build type ({types}): "
+                      + " | ".join(dict.fromkeys(failures)))
+
+
+def _named_digests(provenance: Provenance) -> set[str]:
+    """Every SHA-256 the verified statement says it produced."""
+    named = {s.digest["sha256"] for s in provenance.statement.subjects if "sha256" in s.digest}
+    for checkpoint in provenance.checkpoints():
+        if checkpoint.serialization.get("hash_type") == "sha256":
+            named.update(str(r.get("digest")) for r in checkpoint.resources)
+    return named
+
+
+def levels(result: ChainResult) -> tuple[int, dict[str, int]]:
+    """The SLSA VSA levels of a chain: (the root artifact's own step level, counts of
+    dependency *artifacts* by the level of the step that produced each).
+
+    Per the VSA spec, ``verifiedLevels`` is the artifact's own producing step, not the
+    lowest anywhere in the chain, and ``dependencyLevels`` counts the dependencies;
+    one the policy allows without provenance counts as ``SLSA_BUILD_LEVEL_0``.
+    """
+    root_step = result.steps.get(result.root)
+    counts: dict[str, int] = {}
+    for digest, step in result.steps.items():
+        if digest == result.root:
+            continue
+        key = f"SLSA_BUILD_LEVEL_{step.level}"
+        counts[key] = counts.get(key, 0) + 1
+    if result.allowed_roots:
+        counts["SLSA_BUILD_LEVEL_0"] = len({d for d, _ in result.allowed_roots})
+    return (root_step.level if root_step is not None else 0), counts
