@@ -55,6 +55,7 @@ __all__ = [
     "digest_tensor",
     "new_hasher",
     "path_order",
+    "signed_ignore_paths",
 ]
 
 Algorithm = Literal["sha256", "sha512", "blake3"]
@@ -206,7 +207,7 @@ class Manifest:
                    resources=tuple(sorted(parsed, key=Resource.sort_key)),
                    shard_size=shard_size,
                    allow_symlinks=bool(serialization.get("allow_symlinks", False)),
-                   ignore_paths=tuple(serialization.get("ignore_paths") or ()))
+                   ignore_paths=signed_ignore_paths(serialization))
 
     def serialization(self) -> dict[str, Any]:
         """The OMS ``predicate.serialization`` object."""
@@ -249,6 +250,25 @@ class Manifest:
         problems = self.diff(other)
         more = len(problems) - shown
         return ", ".join(problems[:shown]) + (f" (+{more} more)" if more > 0 else "")
+
+
+def signed_ignore_paths(serialization: Mapping[str, Any]) -> tuple[str, ...]:
+    """The paths a signed OMS ``serialization`` left out, exactly as signed.
+
+    A list is taken as it is: ``[]`` means nothing was ignored (a coordinator's
+    checkpoint records sign that), never "the defaults". Only an absent key means the
+    default of OMS v1.0 and of every slsa-dist record format, :data:`DEFAULT_IGNORE`.
+
+    Raises:
+        InputError: ``ignore_paths`` is present but not a list of strings.
+    """
+    if "ignore_paths" not in serialization:
+        return DEFAULT_IGNORE
+    value = serialization["ignore_paths"]
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        raise InputError(f"serialization.ignore_paths: expected a list of paths, found "
+                         f"{value!r:.60}")
+    return tuple(value)
 
 
 def _oms_shard_size(value: Any) -> int | None:

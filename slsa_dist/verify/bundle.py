@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slsa_dist.digest import DEFAULT_IGNORE, DEFAULT_SHARD_SIZE, Manifest, Method, digest_path
+from slsa_dist.digest import (
+    DEFAULT_SHARD_SIZE,
+    Manifest,
+    Method,
+    digest_path,
+    signed_ignore_paths,
+)
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.ledger import LedgerError, LedgerLine, read_ledger
 from slsa_dist.provenance import (
@@ -116,7 +122,7 @@ def _check_artifact(out: _Outcome, provenance: Provenance, path: Path) -> None:
         algorithm=str(serialization.get("hash_type", "sha256")),
         method=method,
         shard_size=int(serialization.get("shard_size") or DEFAULT_SHARD_SIZE),
-        ignore_paths=tuple(serialization.get("ignore_paths") or DEFAULT_IGNORE),
+        ignore_paths=signed_ignore_paths(serialization),  # [] ignores nothing
     )
     candidates = manifest.subject_digests
     matched = [s for s in subjects if s.digest.get("sha256") in candidates]
@@ -150,7 +156,7 @@ def _check_named_files(out: _Outcome, provenance: Provenance, path: Path, manife
         if signed is not hashed_with:  # matched by digest under another name: hash its way
             manifest = digest_path(path, algorithm=expected.algorithm, method=expected.method,
                                    shard_size=expected.shard_size or DEFAULT_SHARD_SIZE,
-                                   ignore_paths=expected.ignore_paths or DEFAULT_IGNORE)
+                                   ignore_paths=expected.ignore_paths)
         differences = manifest.diff_summary(expected)
         if differences:
             out.add(name, False, f"expected the files of subject {subject.name!r} as its signed "
