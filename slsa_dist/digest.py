@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import mmap
 import os
 import stat
@@ -151,6 +152,15 @@ class Manifest:
         for resource in self.resources:
             root.update(bytes.fromhex(resource.digest))
         return root.hexdigest()
+
+    @cached_property
+    def names_digest(self) -> str:
+        """SHA-256 over ``[[name, digest], ...]`` in manifest order, as JSON without white
+        space (``json.dumps(pairs, separators=(",", ":"))``, non-ASCII as ``\\uXXXX``):
+        what binds the file names, which the OMS root leaves out. A plain file's one
+        name is ``.``, so no file stands for a folder."""
+        pairs = [[resource.name, resource.digest] for resource in self.resources]
+        return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
 
     @property
     def identity(self) -> str:

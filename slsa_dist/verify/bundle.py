@@ -41,10 +41,13 @@ from slsa_dist.records import FILE_DIGESTS, INDEX_URI, Checkpoint
 from slsa_dist.sign.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, read_bundle, verify_envelope
 from slsa_dist.sign.keys import Verifier
 
-__all__ = ["VSA_PREDICATE_TYPE", "Check", "VerificationFailed", "VsaExpectations",
-           "check_artifact", "check_bundle", "verify_bundle"]
+__all__ = ["FILES_ANNOTATION", "VSA_PREDICATE_TYPE", "Check", "VerificationFailed",
+           "VsaExpectations", "check_artifact", "check_bundle", "verify_bundle"]
 
 VSA_PREDICATE_TYPE = "https://slsa.dev/verification_summary/v1"
+# A VSA subject's annotation holding what its artifact check needs: {"serialization": the
+# OMS serialization to hash with, "sha256": Manifest.names_digest, "count": files}.
+FILES_ANNOTATION = "slsadist_files"
 
 
 @dataclass(frozen=True)
@@ -505,16 +508,52 @@ def _vsa_checks(out: _Outcome, statement: Statement, artifacts: Sequence[str | o
                 f"expected SLSA_BUILD_LEVEL_{expect.verified_level} or higher, found {levels}")
         yield out.checks[-1]
     for artifact in artifacts:
-        path = Path(artifact)
-        if not path.exists():
-            raise InputError(f"artifact: expected a file or directory at {path}, found nothing")
-        manifest = digest_path(path)
-        match = [s for s in statement.subjects
-                 if s.digest.get("sha256") in manifest.subject_digests]
-        out.add(f"artifact {path}", bool(match),
-                f"matches VSA subject {match[0].name!r}" if match else
-                f"expected a subject with sha256 {manifest.root_digest[:16]}..., found none")
+        out.checks.append(_vsa_artifact(statement.subjects, Path(artifact)))
         yield out.checks[-1]
+
+
+def _vsa_artifact(subjects: Sequence[ResourceDescriptor], path: Path) -> Check:
+    """``path`` is a VSA subject: its digest and, recomputed from the disk with the
+    subject's signed serialization, the digest over its file names and digests. A
+    subject without that file list cannot be checked by name and is refused."""
+    name = f"artifact {path}"
+    if not path.exists():
+        raise InputError(f"artifact: expected a file or directory at {path}, found nothing")
+    hashed: dict[str, Manifest] = {}
+    unnamed: list[str] = []
+    renamed: list[str] = []
+    for subject in subjects:
+        files = subject.annotations.get(FILES_ANNOTATION)
+        serialization = files.get("serialization") if isinstance(files, Mapping) else None
+        names = files.get("sha256") if isinstance(files, Mapping) else None
+        try:
+            if not isinstance(serialization, Mapping) or not isinstance(names, str):
+                raise InputError("no file list")
+            hashing = _hashing(serialization)
+        except InputError:
+            unnamed.append(repr(subject.name))
+            continue
+        key = json.dumps(hashing, sort_keys=True)
+        manifest = hashed.get(key) or hashed.setdefault(key, digest_path(path, **hashing))
+        if subject.digest.get("sha256") not in manifest.subject_digests:
+            continue
+        if manifest.names_digest == names:
+            return Check(name, True, f"matches VSA subject {subject.name!r} (sha256 "
+                         f"{subject.digest['sha256'][:16]}...), {len(manifest.resources)} "
+                         "file(s) by name")
+        renamed.append(repr(subject.name))
+    if renamed:
+        return Check(name, False, f"expected the file names and digests of VSA subject "
+                     f"{', '.join(renamed)}, found the root digest matching but the file names "
+                     "not (a file renamed or moved, or a file standing for a folder)")
+    if unnamed:
+        return Check(name, False, f"expected VSA subject {', '.join(unnamed)} to carry its file "
+                     f"list (annotations.{FILES_ANNOTATION}), found none: without it the "
+                     "artifact's file names cannot be checked (ask the verifier for a VSA "
+                     "that carries it)")
+    shown = next(iter(hashed.values()), None)
+    return Check(name, False, "expected a subject with this artifact's digest, found none"
+                 + (f" (sha256 {shown.identity[:16]}...)" if shown is not None else ""))
 
 
 def check_bundle(
