@@ -59,10 +59,10 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> EvidenceVerd
     """Record the outcome the node's SDK reported; nothing here re-verifies the GPU.
 
     NVIDIA's local verifier runs on the node and signs its token with a fixed
-    HS256 key, so the outcome is the node's own report: recorded as such, with
-    what the coordinator did not check.
+    HS256 key, so the outcome is the node's own report: a pass is ``reported``
+    (by ``node_id``), never ``verified``, and counts for no ``--require-attestation``.
     """
-    del nonce, job_id, node_id
+    del nonce, job_id
     try:
         evidence = json.loads(blob)
         passed = evidence["passed"]
@@ -73,10 +73,12 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> EvidenceVerd
         "local verifier checked them; its token is signed with a fixed HS256 key, so the "
         "outcome is the node's report)",
         "the nonce binding inside the token"]
-    if passed is True:
+    if passed is True:  # the node's word, bound to nothing: never "verified"
         return EvidenceVerdict(
-            status="verified", not_verified=not_verified,
-            verified=["the node reports that NVIDIA's local GPU verifier passed"])
+            status="reported", not_verified=not_verified,
+            reason=f"reported by node {node_id}: NVIDIA's local GPU verifier passed (a "
+                   "self-reported outcome, not verified here: it satisfies no requirement)",
+            claims={"reportedBy": node_id, "outcome": "passed"})
     return EvidenceVerdict(status="failed", reason="the node reports that NVIDIA's local GPU "
                            "verifier "
             "did not pass", not_verified=not_verified)

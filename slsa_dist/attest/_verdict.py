@@ -14,8 +14,11 @@ UNAVAILABLE = "unavailable"  # the format of an evidence event that carries only
 # "structure-only": well-formed and bound to the nonce, but no signature chain was
 # verified (anyone could have written it); "failed": a check did not pass (``reason``);
 # "unverified": nothing here could check this kind; "unavailable": the node had none
-# and said why. Only "verified" counts for --require-attestation.
-Status = Literal["verified", "structure-only", "failed", "unverified", "unavailable"]
+# and said why; "reported": an outcome the node reports of a check it ran itself, which
+# nothing here can verify (NVIDIA's local verifier signs with a fixed key): shown as
+# "reported by node X". Only "verified" counts for --require-attestation, "any" included.
+Status = Literal["verified", "structure-only", "failed", "unverified", "unavailable",
+                 "reported"]
 
 
 @dataclass(frozen=True)

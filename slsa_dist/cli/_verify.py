@@ -103,8 +103,29 @@ def _check_rank(provenance: Any, rank: int) -> Any:
     ledger = provenance.ledger()
     try:
         record = provenance.rank_record(rank)
+        # A file the rank names without a digest is its checkpoint's: that record must
+        # be there and list it (a checkpoint line renamed away is no absence).
+        unlisted = []
+        listed: dict[str, set[str]] = {}
+        for written in record.files if record is not None else ():
+            if written.digest:
+                continue
+            if written.artifact not in listed:
+                checkpoint = provenance.checkpoint(written.artifact)
+                if checkpoint is None:
+                    unlisted.append(f"{written.artifact}/{written.path} (its digest is left to "
+                                    f"checkpoint {written.artifact!r}, found no such record)")
+                    listed[written.artifact] = set()
+                    continue
+                listed[written.artifact] = {str(r.get("name")) for r in checkpoint.resources}
+            if written.path not in listed[written.artifact]:
+                unlisted.append(f"{written.artifact}/{written.path} (its digest is left to "
+                                f"checkpoint {written.artifact!r}, which does not list it)")
     except LedgerError as exc:
         return Check(name, False, str(exc))
+    if unlisted:
+        return Check(name, False, "expected every file the rank wrote to have a signed digest, "
+                     f"found none for: {', '.join(unlisted)}")
     where = "by an inclusion proof into the signed ledger" if ledger is not None else \
         "inline in the signed statement"
     if record is None:
@@ -160,7 +181,19 @@ def walk_chain(args: argparse.Namespace, command: str) -> tuple[ChainResult, Cha
         store: Any = RegistryStore(args.store)
     else:
         store = Store(args.store)
-    return verify_chain(root, name=name, store=store, policy=policy), policy
+    result = verify_chain(root, name=name, store=store, policy=policy)
+    step = result.steps.get(root)
+    if artifact.exists() and step is not None and (artifact.is_dir() or root in {
+            s.digest.get("sha256") for s in step.provenance.statement.subjects}):
+        # The digest found the step; the folder must also be the files its signed record
+        # names (the OMS root leaves names out). One file of a checkpoint is its digest.
+        from slsa_dist.verify._bundle import check_artifact
+        from slsa_dist.verify._chain import Gap
+
+        check = check_artifact(step.provenance, artifact)
+        if not check.ok:
+            result.gaps.append(Gap(root, name, "(requested artifact)", check.detail))
+    return result, policy
 
 
 def _verify_chain(args: argparse.Namespace) -> int:

@@ -260,7 +260,12 @@ class Agent:
 
     def set_parameters(self, *, external: Mapping[str, Any] | None = None,
                        internal: Mapping[str, Any] | None = None) -> None:
-        """Parameters; floats are recorded as strings."""
+        """Parameters; floats are recorded as strings, credentials redacted before they
+        leave the process (the coordinator redacts again: ``redact_parameters``)."""
+        from slsa_dist.model._statement import redact_parameters
+
+        external = redact_parameters(external) if external else external
+        internal = redact_parameters(internal) if internal else internal
         self._emit(pb.Event(parameters=pb.Parameters(
             external_json=_dumps(external) if external else "",
             internal_json=_dumps(internal) if internal else "")))

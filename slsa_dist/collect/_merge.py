@@ -75,6 +75,7 @@ from slsa_dist.model._statement import (
     Statement,
     invocation_id,
     record_descriptor,
+    redact_parameters,
     redact_url,
 )
 
@@ -906,6 +907,9 @@ class JobState:
     def _apply_parameters(self, sender: _Sender, params: pb.Parameters, parsed: Any) -> None:
         del params
         external, internal = parsed
+        # Redacted as they come in (a rank may send them raw): neither a conflict message
+        # nor the statement carries a credential (ProvenanceBuilder redacts once more).
+        external, internal = redact_parameters(external), redact_parameters(internal)
         self._merge_parameters(self._external, external, sender.key)
         self._merge_parameters(self._internal, internal, sender.key)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import mmap
 import os
 import stat
@@ -56,6 +57,7 @@ __all__ = [
     "digest_tensor",
     "new_hasher",
     "path_order",
+    "signed_ignore_paths",
 ]
 
 Method = Literal["files", "shards"]
@@ -150,6 +152,15 @@ class Manifest:
             root.update(bytes.fromhex(resource.digest))
         return root.hexdigest()
 
+    @cached_property
+    def names_digest(self) -> str:
+        """SHA-256 over ``[[name, digest], ...]`` in manifest order, as JSON without white
+        space (``json.dumps(pairs, separators=(",", ":"))``, non-ASCII as ``\\uXXXX``):
+        what binds the file names, which the OMS root leaves out. A plain file's one
+        name is ``.``, so no file stands for a folder."""
+        pairs = [[resource.name, resource.digest] for resource in self.resources]
+        return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
+
     @property
     def identity(self) -> str:
         """The SHA-256 slsa-dist names this artifact by everywhere (subjects, inputs,
@@ -205,7 +216,7 @@ class Manifest:
                    resources=tuple(sorted(parsed, key=Resource.sort_key)),
                    shard_size=shard_size,
                    allow_symlinks=bool(serialization.get("allow_symlinks", False)),
-                   ignore_paths=tuple(serialization.get("ignore_paths") or ()))
+                   ignore_paths=signed_ignore_paths(serialization))
 
     def serialization(self) -> dict[str, Any]:
         """The OMS ``predicate.serialization`` object."""
@@ -248,6 +259,25 @@ class Manifest:
         problems = self.diff(other)
         more = len(problems) - shown
         return ", ".join(problems[:shown]) + (f" (+{more} more)" if more > 0 else "")
+
+
+def signed_ignore_paths(serialization: Mapping[str, Any]) -> tuple[str, ...]:
+    """The paths a signed OMS ``serialization`` left out, exactly as signed.
+
+    A list is taken as it is: ``[]`` means nothing was ignored (a coordinator's
+    checkpoint records sign that), never "the defaults". Only an absent key means the
+    default of OMS v1.0 and of every slsa-dist record format, :data:`DEFAULT_IGNORE`.
+
+    Raises:
+        InputError: ``ignore_paths`` is present but not a list of strings.
+    """
+    if "ignore_paths" not in serialization:
+        return DEFAULT_IGNORE
+    value = serialization["ignore_paths"]
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        raise InputError(f"serialization.ignore_paths: expected a list of paths, found "
+                         f"{value!r:.60}")
+    return tuple(value)
 
 
 def _oms_shard_size(value: Any) -> int | None:

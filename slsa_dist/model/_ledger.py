@@ -531,7 +531,8 @@ def _name_of(line: bytes) -> str:
 def prove(path: str | os.PathLike[str], expected: Ledger, name: str) -> LedgerLine | None:
     """The line named ``name``, proven to be in the signed ledger by an inclusion proof
     from the index; reads O(log n) lines and hashes, never the whole ledger. None when
-    the ledger has no such line (its neighbours were read where it would stand).
+    the ledger has no such line: its neighbours where it would stand, each proven into
+    the signed root, sort around it (a proof of absence).
 
     Raises:
         LedgerError: the line found, the index or the proof does not match the signed root.
@@ -584,18 +585,35 @@ class Prover:
                 low = middle + 1
             else:
                 high = middle
-        if low == count:
-            return None
-        line = _line_at(self._ledger, self._index, low)
-        entry = _parse(line, low)
-        if entry.name != name:
-            return None
-        proof = _path(low, 0, count, self._index.subtree)
-        if not verify_inclusion(leaf_hash(line), low, count, proof,
+        entry = self._proven(low, name) if low < count else None
+        if entry is not None and entry.name == name:
+            return entry
+        # Absent only when proven so: the signed lines on either side of where it would
+        # stand (each proven into the root) sort strictly around it. A line renamed or
+        # changed there fails its proof instead of passing for an absence.
+        before = self._proven(low - 1, name) if low > 0 else None
+        if (before is not None and order_key(before.name) >= target) \
+                or (entry is not None and order_key(entry.name) <= target):
+            raise LedgerError(f"ledger: expected the signed lines around where {name!r} "
+                              f"would stand (line {low + 1}) to sort around it, found "
+                              f"{before.name if before else None!r} and "
+                              f"{entry.name if entry else None!r}")
+        return None
+
+    def _proven(self, position: int, name: str) -> LedgerLine:
+        """The line at ``position``, proven into the signed root (looked up for ``name``)."""
+        count = self._expected.count
+        line = _line_at(self._ledger, self._index, position)
+        entry = _parse(line, position)
+        proof = _path(position, 0, count, self._index.subtree)
+        if not verify_inclusion(leaf_hash(line), position, count, proof,
                                 bytes.fromhex(self._expected.merkle_root)):
-            raise LedgerError(f"ledger: expected line {low + 1} ({name!r}) to be included in "
-                              f"the signed Merkle root {self._expected.merkle_root[:16]}..., "
-                              "found the inclusion proof fails")
+            shown = repr(entry.name) if entry.name == name else \
+                f"{entry.name!r}, read to look up {name!r}"
+            raise LedgerError(f"ledger: expected line {position + 1} ({shown}) to be "
+                              f"included in the signed Merkle root "
+                              f"{self._expected.merkle_root[:16]}..., found the inclusion "
+                              "proof fails")
         return entry
 
 

@@ -25,7 +25,7 @@ import base64
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,6 +39,7 @@ __all__ = [
     "BUILD_TYPE",
     "DEFAULT_BUILDER_ID",
     "PREDICATE_TYPE",
+    "REDACTED",
     "STATEMENT_TYPE",
     "ProvenanceBuilder",
     "ResourceDescriptor",
@@ -47,7 +48,11 @@ __all__ = [
     "invocation_id",
     "job_id_of",
     "record_descriptor",
+    "redact_arguments",
+    "redact_parameters",
+    "redact_text",
     "redact_url",
+    "secret_name",
 ]
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -107,6 +112,94 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", parts.fragment))
+
+
+REDACTED = "[REDACTED]"
+# A URL anywhere in a string: scheme "://" and what follows up to white space or a
+# separator that ends it in a list of URLs.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s,;'\"<>]+")
+# NAME=value (an environment-style or Hydra-style assignment: HF_TOKEN=..., +a.api_key=...).
+_ASSIGNMENT = re.compile(r"([+~]*[A-Za-z_][A-Za-z0-9_.-]*)=(.*)", re.DOTALL)
+# A word of a name that says it holds a credential (see secret_name).
+_SECRET_WORD = re.compile(r"(token|secret|secrets|password|passwd|key|credential|credentials)$")
+
+
+def secret_name(name: str) -> bool:
+    """Whether a flag, variable or key name says it holds a credential: one of its words
+    (split at anything not a letter or digit, and at lower-to-upper case changes) ends in
+    ``token``, ``secret``, ``password``, ``passwd``, ``key`` or ``credential`` (or their
+    plurals ``secrets``, ``credentials``), case-insensitive. ``--hf-token``, ``HF_TOKEN``,
+    ``apiKey``, ``AWS_SECRET_ACCESS_KEY``, ``--db-password`` are; ``--tokenizer``,
+    ``--max-tokens`` are not."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return any(_SECRET_WORD.search(word) for word in re.split(r"[^A-Za-z0-9]+", spaced.lower())
+               if word)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it redacted as :func:`redact_url` does (user-info and
+    query dropped), wherever it stands (``--data=https://u:p@h/x?sig=...``)."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda found: redact_url(found.group(0)), text)
+
+
+def redact_arguments(arguments: Sequence[str]) -> list[str]:
+    """A command line as a signed provenance may carry it: the one redaction rule.
+
+    * every URL in an argument loses its user-info and query (:func:`redact_text`);
+    * a flag (``-x``, ``--x``) whose name says it holds a credential
+      (:func:`secret_name`) keeps its name and loses its value: ``--hf-token=V`` ->
+      ``--hf-token=[REDACTED]``, and ``--hf-token V`` -> ``--hf-token [REDACTED]``
+      (the next argument is its value unless it starts with ``-``);
+    * an assignment ``NAME=V`` (environment or Hydra style) whose name says so:
+      ``HF_TOKEN=V`` -> ``HF_TOKEN=[REDACTED]``.
+
+    Applying it twice changes nothing.
+    """
+    out: list[str] = []
+    value_follows = False
+    for argument in arguments:
+        if value_follows and not argument.startswith("-"):
+            out.append(REDACTED)
+            value_follows = False
+            continue
+        value_follows = False
+        if argument.startswith("-"):
+            flag, equals, _ = argument.partition("=")
+            if secret_name(flag):
+                if equals:
+                    out.append(f"{flag}={REDACTED}")
+                else:
+                    out.append(argument)
+                    value_follows = True
+                continue
+        else:
+            assignment = _ASSIGNMENT.fullmatch(argument)
+            if assignment is not None and secret_name(assignment.group(1)):
+                out.append(f"{assignment.group(1)}={REDACTED}")
+                continue
+        out.append(redact_text(argument))
+    return out
+
+
+def redact_parameters(value: Any) -> Any:
+    """Parameters as a signed provenance may carry them: every list of strings is a
+    command line (:func:`redact_arguments`), every other string loses the credentials of
+    its URLs, and a mapping's value under a name that says it holds a credential
+    (:func:`secret_name`) is ``[REDACTED]`` unless it is a mapping or list (then each of
+    its values is). Numbers and booleans stay as they are."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {key: (REDACTED if secret_name(str(key)) and not isinstance(
+            item, (Mapping, list, tuple, bool)) and item is not None else redact_parameters(item))
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(item, str) for item in value):
+            return redact_arguments(value)
+        return [redact_parameters(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -303,12 +396,15 @@ class ProvenanceBuilder:
         self._subjects[key] = subject
 
     def set_external_parameters(self, parameters: Mapping[str, Any]) -> None:
+        """What the user chose, with credentials redacted (:func:`redact_parameters`):
+        every statement built here carries them so, whoever reported them."""
         canonical.dumps(dict(parameters))  # refuses floats early, with a path
-        self._external = dict(parameters)
+        self._external = redact_parameters(dict(parameters))
 
     def set_internal_parameters(self, parameters: Mapping[str, Any]) -> None:
+        """What the platform chose, redacted as :meth:`set_external_parameters`."""
         canonical.dumps(dict(parameters))
-        self._internal = dict(parameters)
+        self._internal = redact_parameters(dict(parameters))
 
     def add_dependency(self, dependency: ResourceDescriptor) -> None:
         """Add an input; one with a digest already present is merged, not repeated."""

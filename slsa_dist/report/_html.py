@@ -198,7 +198,8 @@ def _job_sections(job: _Job) -> str:
                          ((node.inventory.get("torch") or {}).get("version", "-"))))
         out.append("<h4>Nodes and devices</h4>" + _table(
             ["node", "host", "CPU", "GPUs", "torch"], rows))
-        evidence_rows = [(node.node, e.kind, e.status, "; ".join(e.verified) or "-",
+        evidence_rows = [(node.node, e.kind, f"reported by node {node.node}"
+                          if e.status == "reported" else e.status, "; ".join(e.verified) or "-",
                           "; ".join(e.not_verified) or "-", e.reason)
                          for node in nodes for e in node.evidence]
         out.append("<h4>Attestation</h4>" + _table(

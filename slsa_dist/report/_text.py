@@ -83,7 +83,8 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
     for node in nodes:
         gpus = node.inventory.get("gpus")
         devices = gpus.get("devices") or [] if isinstance(gpus, Mapping) else []
-        verdicts = ", ".join(f"{e.kind}={e.status}" for e in node.evidence) or "none"
+        verdicts = ", ".join(f"{e.kind}=reported by node {node.node}" if e.status == "reported"
+                             else f"{e.kind}={e.status}" for e in node.evidence) or "none"
         seen = f" (connected from {node.connected_from})" if node.connected_from else ""
         lines.append(f"  {node.node}{seen}: {len(devices)} device(s); attestations: {verdicts}")
     completeness = provenance.completeness()

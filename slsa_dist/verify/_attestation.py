@@ -9,7 +9,10 @@ No verdict the coordinator wrote is taken on trust: every piece of evidence
 is re-appraised here from the raw evidence the bundle carries, against the
 nonce recorded with it and the job and node named in the signed statement.
 Evidence without its raw bytes (bundles written before they were carried)
-does not count, and the check says why.
+does not count, and the check says why. Only cryptographically verified
+evidence counts, for ``any`` too: an outcome a node reports of a check it ran
+itself (NVIDIA's local verifier) is shown as "reported by node X" and never
+satisfies a requirement.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ def reappraise(evidence: EvidenceRecord, *, job_id: str, node_id: str) -> Eviden
 def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
             trusted_aks: frozenset[tuple[str, str]] | None) -> str | None:
     """None when this (re-appraised) evidence counts for ``node_id``, else why not."""
+    if verdict.status == "reported":  # the node's own word: shown, never counted
+        return (f"reported by node {node_id}, not cryptographically verified, so it does "
+                f"not count ({verdict.reason or 'no reason given'})")
     if verdict.status != "verified":
         return f"{verdict.status}: {verdict.reason}"
     if trusted_aks is not None and kind == "tpm":

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from slsa_dist.digest._manifest import (
-    DEFAULT_IGNORE,
     DEFAULT_SHARD_SIZE,
     Manifest,
-    Method,
     digest_path,
+    signed_ignore_paths,
 )
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.model._digests import FILE_ALGORITHMS
@@ -43,10 +42,13 @@ from slsa_dist.sign._dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, verify_envelope
 from slsa_dist.sign._formats import read_bundle
 from slsa_dist.sign._keys import Verifier
 
-__all__ = ["VSA_PREDICATE_TYPE", "Check", "VerificationFailed", "VsaExpectations", "check_bundle",
-           "verify_bundle"]
+__all__ = ["FILES_ANNOTATION", "VSA_PREDICATE_TYPE", "Check", "VerificationFailed",
+           "VsaExpectations", "check_artifact", "check_bundle", "verify_bundle"]
 
 VSA_PREDICATE_TYPE = "https://slsa.dev/verification_summary/v1"
+# A VSA subject's annotation holding what its artifact check needs: {"serialization": the
+# OMS serialization to hash with, "sha256": Manifest.names_digest, "count": files}.
+FILES_ANNOTATION = "slsadist_files"
 
 
 @dataclass(frozen=True)
@@ -99,73 +101,141 @@ def _checkpoint_record(provenance: Provenance, name: str | None) -> Checkpoint |
     return provenance.checkpoint(name) if name else None
 
 
-def _expected_manifest(record: Checkpoint, name: str) -> Manifest | None:
-    if not record.serialization or not record.resources:
-        return None
-    try:
-        return Manifest.from_oms(name=name, serialization=record.serialization,
-                                 resources=list(record.resources))
-    except InputError:
-        return None  # the record is malformed: the digest comparison alone decides
+def _expected_manifest(record: Checkpoint, name: str) -> Manifest:
+    """The manifest a signed checkpoint record names.
+
+    Raises:
+        InputError: the record is malformed (no serialization, a bad resource).
+    """
+    if not record.serialization:
+        raise InputError(f"checkpoint record {name!r}: expected an OMS serialization, "
+                         "found none")
+    return Manifest.from_oms(name=name, serialization=record.serialization,
+                             resources=list(record.resources))
+
+
+def _hashing(serialization: Mapping[str, Any]) -> dict[str, Any]:
+    """How to hash an artifact as ``serialization`` says (OMS defaults where it says
+    nothing; ``ignore_paths`` exactly as signed, ``[]`` ignoring nothing).
+
+    Raises:
+        InputError: the serialization is malformed.
+    """
+    shard_size = serialization.get("shard_size") or DEFAULT_SHARD_SIZE
+    if isinstance(shard_size, float) and shard_size.is_integer():
+        shard_size = int(shard_size)  # model_signing writes it through a protobuf Struct
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int):
+        raise InputError(f"serialization.shard_size: expected an integer, found "
+                         f"{shard_size!r:.40}")
+    return {"algorithm": str(serialization.get("hash_type", "sha256")),
+            "method": "shards" if serialization.get("method") == "shards" else "files",
+            "shard_size": shard_size, "ignore_paths": signed_ignore_paths(serialization)}
 
 
 def _check_artifact(out: _Outcome, provenance: Provenance, path: Path) -> None:
+    out.checks.append(check_artifact(provenance, path))
+
+
+def check_artifact(provenance: Provenance, path: Path) -> Check:
+    """``path`` is a subject of ``provenance``: by digest, and file by file by name
+    against the subject's signed checkpoint record.
+
+    Fails closed: a folder whose subject has no signed file list (a record ledger
+    withheld, a record missing or malformed) fails, naming what is missing; only a
+    plain file may match a subject without one, by its own SHA-256.
+
+    Raises:
+        InputError: nothing at ``path``, or a file there cannot be read.
+    """
     name = f"artifact {path}"
     if not path.exists():
         raise InputError(f"artifact: expected a file or directory at {path}, found nothing")
     subjects = provenance.statement.subjects
     subject = _subject_for(path, subjects)
-    record = _checkpoint_record(provenance, subject.name if subject else path.name)
+    try:
+        record = _checkpoint_record(provenance, subject.name if subject else path.name)
+    except LedgerError as exc:
+        return Check(name, False, f"expected the signed checkpoint record of "
+                     f"{subject.name if subject else path.name!r}, found: {exc}")
     serialization: Mapping[str, Any] = record.serialization if record else {}
-    method: Method = "shards" if serialization.get("method") == "shards" else "files"
-    manifest = digest_path(
-        path,
-        algorithm=str(serialization.get("hash_type", "sha256")),
-        method=method,
-        shard_size=int(serialization.get("shard_size") or DEFAULT_SHARD_SIZE),
-        ignore_paths=tuple(serialization.get("ignore_paths") or DEFAULT_IGNORE),
-    )
+    try:
+        hashing = _hashing(serialization)
+    except InputError as exc:
+        return Check(name, False, f"expected a well-formed serialization in the signed "
+                     f"checkpoint record of {subject.name if subject else path.name!r}, "
+                     f"found: {exc}")
+    manifest = digest_path(path, **hashing)
     candidates = manifest.subject_digests
     matched = [s for s in subjects if s.digest.get("sha256") in candidates]
     if matched:
-        _check_named_files(out, provenance, path, manifest, subject=matched[0], hashed_with=record)
-        return
+        return _check_named_files(provenance, path, manifest, subject=matched[0],
+                                  hashed_with=serialization)
     if subject is None:
-        out.add(name, False, "expected a subject with this digest, found none "
-                f"(sha256 {manifest.root_digest[:16]}... is not among {len(subjects)} subject(s))")
-        return
+        return Check(name, False, "expected a subject with this digest, found none "
+                     f"(sha256 {manifest.root_digest[:16]}... is not among {len(subjects)} "
+                     "subject(s))")
     detail = (f"expected sha256 {subject.digest.get('sha256', '?')[:16]}... for subject "
               f"{subject.name!r}, found {manifest.root_digest[:16]}...")
-    expected = _expected_manifest(record, subject.name or "") if record else None
+    try:
+        expected = _expected_manifest(record, subject.name or "") if record else None
+    except InputError:
+        expected = None  # failing already; the record's own fault is said when it matches
     differences = manifest.diff_summary(expected) if expected is not None else ""
     if differences:
         detail += "; " + differences
-    out.add(name, False, detail)
+    return Check(name, False, detail)
 
 
-def _check_named_files(out: _Outcome, provenance: Provenance, path: Path, manifest: Manifest, *,
-                       subject: ResourceDescriptor, hashed_with: Checkpoint | None) -> None:
+def _check_named_files(provenance: Provenance, path: Path, manifest: Manifest, *,
+                       subject: ResourceDescriptor, hashed_with: Mapping[str, Any]) -> Check:
     """The digest matched; the files must be the ones the signed record names.
 
     The OMS root covers per-file digests in name order, not the names: a rename
     that keeps the order, or one file holding the raw digest list, reproduces it.
     """
     name = f"artifact {path}"
-    signed = _checkpoint_record(provenance, subject.name)
-    expected = _expected_manifest(signed, subject.name or "") if signed else None
-    if signed is not None and expected is not None:
-        if signed is not hashed_with:  # matched by digest under another name: hash its way
-            manifest = digest_path(path, algorithm=expected.algorithm, method=expected.method,
-                                   shard_size=expected.shard_size or DEFAULT_SHARD_SIZE,
-                                   ignore_paths=expected.ignore_paths or DEFAULT_IGNORE)
-        differences = manifest.diff_summary(expected)
-        if differences:
-            out.add(name, False, f"expected the files of subject {subject.name!r} as its signed "
-                    f"checkpoint record names them, found: {differences}")
-            return
-    out.add(name, True, f"matches subject {subject.name!r} "
-            f"(sha256 {subject.digest['sha256'][:16]}...)"
-            + (f", {len(manifest.resources)} file(s) by name" if expected is not None else ""))
+    label = repr(subject.name)
+    try:
+        signed = _checkpoint_record(provenance, subject.name)
+    except LedgerError as exc:
+        return Check(name, False, f"expected the signed checkpoint record of subject {label} "
+                     f"to check its files by name, found: {exc}")
+    if signed is None:
+        ledger = provenance.ledger()
+        plain = manifest.method == "files" and [r.path for r in manifest.resources] == ["."]
+        if ledger is not None and provenance.source is None:
+            return Check(name, False, f"expected the record ledger {ledger.uri} beside the "
+                         f"bundle to check the files of subject {label} by name (its "
+                         "checkpoint record is there), found none that checks out (withheld, "
+                         "or failing the ledger check): the digest alone does not bind file "
+                         "names")
+        if ledger is None and plain and subject.digest.get("sha256") == manifest.identity:
+            return Check(name, True, f"matches subject {label} (sha256 "
+                         f"{subject.digest['sha256'][:16]}...), a plain file by its own "
+                         "SHA-256 (the statement carries no file list for it)")
+        where = "the signed ledger" if ledger is not None else "the statement"
+        return Check(name, False, f"expected a checkpoint record naming the files of subject "
+                     f"{label} in {where}, found none: a folder is not checked by its root "
+                     "digest alone")
+    try:
+        expected = _expected_manifest(signed, subject.name or "")
+    except InputError as exc:
+        return Check(name, False, f"expected a well-formed signed checkpoint record for "
+                     f"subject {label}, found: {exc}")
+    if dict(signed.serialization) != dict(hashed_with):  # matched under another name
+        manifest = digest_path(path, algorithm=expected.algorithm, method=expected.method,
+                               shard_size=expected.shard_size or DEFAULT_SHARD_SIZE,
+                               ignore_paths=expected.ignore_paths)
+    differences = manifest.diff_summary(expected)
+    if differences:
+        return Check(name, False, f"expected the files of subject {label} as its signed "
+                     f"checkpoint record names them, found: {differences}")
+    if subject.digest.get("sha256") not in expected.subject_digests:
+        return Check(name, False, f"expected the signed checkpoint record of subject {label} "
+                     f"to reproduce its digest, found sha256 {expected.root_digest[:16]}...")
+    return Check(name, True, f"matches subject {label} "
+                 f"(sha256 {subject.digest['sha256'][:16]}...), "
+                 f"{len(manifest.resources)} file(s) by name")
 
 
 def _check_ledger(out: _Outcome, provenance: Provenance, bundle: Path, *,
@@ -439,16 +509,52 @@ def _vsa_checks(out: _Outcome, statement: Statement, artifacts: Sequence[str | o
                 f"expected SLSA_BUILD_LEVEL_{expect.verified_level} or higher, found {levels}")
         yield out.checks[-1]
     for artifact in artifacts:
-        path = Path(artifact)
-        if not path.exists():
-            raise InputError(f"artifact: expected a file or directory at {path}, found nothing")
-        manifest = digest_path(path)
-        match = [s for s in statement.subjects
-                 if s.digest.get("sha256") in manifest.subject_digests]
-        out.add(f"artifact {path}", bool(match),
-                f"matches VSA subject {match[0].name!r}" if match else
-                f"expected a subject with sha256 {manifest.root_digest[:16]}..., found none")
+        out.checks.append(_vsa_artifact(statement.subjects, Path(artifact)))
         yield out.checks[-1]
+
+
+def _vsa_artifact(subjects: Sequence[ResourceDescriptor], path: Path) -> Check:
+    """``path`` is a VSA subject: its digest and, recomputed from the disk with the
+    subject's signed serialization, the digest over its file names and digests. A
+    subject without that file list cannot be checked by name and is refused."""
+    name = f"artifact {path}"
+    if not path.exists():
+        raise InputError(f"artifact: expected a file or directory at {path}, found nothing")
+    hashed: dict[str, Manifest] = {}
+    unnamed: list[str] = []
+    renamed: list[str] = []
+    for subject in subjects:
+        files = subject.annotations.get(FILES_ANNOTATION)
+        serialization = files.get("serialization") if isinstance(files, Mapping) else None
+        names = files.get("sha256") if isinstance(files, Mapping) else None
+        try:
+            if not isinstance(serialization, Mapping) or not isinstance(names, str):
+                raise InputError("no file list")
+            hashing = _hashing(serialization)
+        except InputError:
+            unnamed.append(repr(subject.name))
+            continue
+        key = json.dumps(hashing, sort_keys=True)
+        manifest = hashed.get(key) or hashed.setdefault(key, digest_path(path, **hashing))
+        if subject.digest.get("sha256") not in manifest.subject_digests:
+            continue
+        if manifest.names_digest == names:
+            return Check(name, True, f"matches VSA subject {subject.name!r} (sha256 "
+                         f"{subject.digest['sha256'][:16]}...), {len(manifest.resources)} "
+                         "file(s) by name")
+        renamed.append(repr(subject.name))
+    if renamed:
+        return Check(name, False, f"expected the file names and digests of VSA subject "
+                     f"{', '.join(renamed)}, found the root digest matching but the file names "
+                     "not (a file renamed or moved, or a file standing for a folder)")
+    if unnamed:
+        return Check(name, False, f"expected VSA subject {', '.join(unnamed)} to carry its file "
+                     f"list (annotations.{FILES_ANNOTATION}), found none: without it the "
+                     "artifact's file names cannot be checked (ask the verifier for a VSA "
+                     "that carries it)")
+    shown = next(iter(hashed.values()), None)
+    return Check(name, False, "expected a subject with this artifact's digest, found none"
+                 + (f" (sha256 {shown.identity[:16]}...)" if shown is not None else ""))
 
 
 def check_bundle(

@@ -239,6 +239,7 @@ def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy) -> 
     pending: list[tuple[str, str, str, int]] = [(root, name, "(requested artifact)", 0)]
     visited: set[str] = set()
     by_bundle: dict[Path, Step] = {}  # one step per bundle, however many digests it produced
+    named: dict[Path, set[str]] = {}  # what each verified step's statement names
     while pending:
         digest, label, consumer, depth = pending.pop(0)
         if digest in visited:
@@ -251,8 +252,13 @@ def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy) -> 
             result.gaps.append(Gap(digest, label, consumer,
                                    f"deeper than the policy's maxDepth {policy.max_depth}"))
             continue
-        known = next((by_bundle[b] for b in store.find(digest) if b in by_bundle), None)
-        if known is not None:  # another output of a step already verified and followed
+        # Another output of a step already verified and followed: the index only
+        # proposes it, so it counts when that step's verified statement names the digest
+        # (one extra index line must not lend a verified step to any digest).
+        known = next((by_bundle[b] for b in store.find(digest)
+                      if b in by_bundle and digest in named[b]),
+                     None)
+        if known is not None:
             result.steps[digest] = known
             continue
         step, reason = _producer(digest, store, policy, depth)
@@ -261,6 +267,7 @@ def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy) -> 
             continue
         result.steps[digest] = step
         by_bundle[step.bundle] = step
+        named[step.bundle] = _named_digests(step.provenance)
         for dependency in step.provenance.dependencies:
             kind = dependency.annotations.get("slsadist_kind")
             sha = dependency.digest.get("sha256")

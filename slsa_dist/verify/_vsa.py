@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from slsa_dist import __version__
+from slsa_dist.digest._manifest import Manifest, Resource
+from slsa_dist.errors import InputError
+from slsa_dist.model._provenance import Provenance
 from slsa_dist.model._statement import ResourceDescriptor, Statement, format_timestamp
 from slsa_dist.sign._dsse import Envelope, sign_statement
 from slsa_dist.sign._keys import Signer
 from slsa_dist.verify._chain import ChainPolicy, ChainResult, levels
 
-__all__ = ["VERIFIER_ID", "VSA_PREDICATE_TYPE", "summarize"]
+__all__ = ["FILES_ANNOTATION", "VERIFIER_ID", "VSA_PREDICATE_TYPE", "summarize"]
 
-from slsa_dist.verify._bundle import VSA_PREDICATE_TYPE
+from slsa_dist.verify._bundle import FILES_ANNOTATION, VSA_PREDICATE_TYPE
 
 VERIFIER_ID = "https://slsa-dist.dev/verifiers/chain/v1"
 
@@ -47,8 +50,42 @@ def summarize(result: ChainResult, *, policy: ChainPolicy, resource_uri: str,
         "dependencyLevels": dependency_levels,
         "slsaVersion": "1.2",
     }
+    root_step = result.steps.get(result.root)
+    files = _files(root_step.provenance, result.root) if root_step is not None else None
     statement = Statement(
         subjects=(ResourceDescriptor(name=result.name, uri=resource_uri,
-                                     digest={"sha256": result.root}),),
+                                     digest={"sha256": result.root},
+                                     annotations={FILES_ANNOTATION: files} if files else {}),),
         predicate_type=VSA_PREDICATE_TYPE, predicate=predicate)
     return sign_statement(statement, [signer])
+
+
+def _files(provenance: Provenance, root: str) -> dict[str, Any] | None:
+    """What a VSA consumer's artifact check needs for ``root``, from the verified
+    provenance: the OMS serialization to hash with, and the digest over every file's
+    name and digest (:attr:`~slsa_dist.digest._manifest.Manifest.names_digest`). None when the
+    provenance carries no file list for it (the VSA's artifact check then refuses it).
+    """
+    for subject in provenance.statement.subjects:
+        if subject.digest.get("sha256") != root or not subject.name:
+            continue
+        record = provenance.checkpoint(subject.name)
+        if record is None or not record.serialization:
+            continue
+        try:
+            manifest = Manifest.from_oms(name=subject.name, serialization=record.serialization,
+                                         resources=list(record.resources))
+        except InputError:
+            continue
+        if root in manifest.subject_digests:
+            return {"serialization": dict(record.serialization), "count":
+                    len(manifest.resources), "sha256": manifest.names_digest}
+    for checkpoint in provenance.checkpoints():  # one file of a verified checkpoint
+        if checkpoint.serialization.get("hash_type") == "sha256" and \
+                checkpoint.serialization.get("method", "files") == "files" and \
+                any(r.get("digest") == root for r in checkpoint.resources):
+            single = Manifest(name=".", algorithm="sha256", method="files", ignore_paths=(),
+                              resources=(Resource(path=".", digest=root, algorithm="sha256"),))
+            return {"serialization": single.serialization(), "count": 1,
+                    "sha256": single.names_digest}
+    return None

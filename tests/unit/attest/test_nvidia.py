@@ -16,8 +16,9 @@ def blob(**fields: object) -> bytes:
 
 def test_a_passing_report_is_recorded_as_the_nodes_report_not_as_a_coordinator_check() -> None:
     verdict = verify_evidence("nvidia-cc", blob(passed=True), NONCE, "j", "n")
-    assert verdict.status == "verified"
-    assert verdict.verified == ("the node reports that NVIDIA's local GPU verifier passed",)
+    assert verdict.status == "reported"  # never "verified": nothing here checked it
+    assert verdict.verified == ()
+    assert verdict.reason.startswith("reported by node n: NVIDIA's local GPU verifier passed")
     assert any("fixed HS256 key" in n for n in verdict.not_verified)
     assert "the nonce binding inside the token" in verdict.not_verified
 
