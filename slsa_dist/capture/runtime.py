@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import logging
 import os
 import socket
 import subprocess
@@ -40,11 +41,16 @@ from slsa_dist.provenance import input_descriptor, redact_url
 if TYPE_CHECKING:
     from slsa_dist.capture.auto import Capture
 
-__all__ = ["Runtime", "current", "init", "record_artifact", "record_hyperparameters",
-           "record_input", "reset"]
+__all__ = ["Runtime", "capture_gap", "current", "init", "record_artifact",
+           "record_hyperparameters", "record_input", "reset"]
+
+log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
 _CURRENT: Runtime | None = None
+# (pid, what, why) already reported: a hook failing on every batch says so once
+_GAPS_SEEN: set[tuple[int, str, str]] = set()
+_GAPS_LOCK = threading.Lock()
 
 
 def _env_int(names: Sequence[str], default: int | None = None) -> int | None:
@@ -68,6 +74,7 @@ class Runtime:
     node_id: str
     artifact_root: Path
     finished: bool = False
+    completed: bool = False  # the completion went out: nothing more can be reported
     capture: Capture | None = None  # zero-code capture, when on (capture/auto.py)
     # what record_artifact recorded whole: zero-code capture leaves files inside them out
     recorded_roots: set[str] = field(default_factory=set)
@@ -88,7 +95,8 @@ class Runtime:
             return True
         self.finished = True
         if self.capture is not None:
-            self.capture.finish()
+            self.capture.finish()  # drains what it still digests; what it cannot is a gap
+        self.completed = True
         self.agent.complete(exit_code=exit_code,
                             state=state or ("SUCCEEDED" if exit_code == 0 else "FAILED"))
         return self.agent.close(timeout=timeout if timeout is not None else
@@ -266,3 +274,32 @@ def record_input(path: str | os.PathLike[str], *, kind: str = "model", name: str
 def record_hyperparameters(values: Mapping[str, Any]) -> None:
     """Record hyperparameters as external parameters (floats become strings)."""
     _require().agent.set_parameters(external={"hyperparameters": dict(values)})
+
+
+def capture_gaps_allowed() -> bool:
+    """The job allows capture gaps (``SLSA_ALLOW_CAPTURE_GAPS=1``): they are still listed,
+    but do not make the provenance incomplete."""
+    return os.environ.get("SLSA_ALLOW_CAPTURE_GAPS", "").strip().lower() in ("1", "true", "yes")
+
+
+def capture_gap(what: str, why: BaseException | str) -> None:
+    """Capture could not follow ``what``; report it (once per process) as a capture gap.
+
+    Called from hooks inside the user's process: never raises. Without a runtime (or
+    once it finished) the gap is only logged.
+    """
+    try:
+        reason = why if isinstance(why, str) else f"{type(why).__name__}: {why}"
+        key = (os.getpid(), what, reason)
+        with _GAPS_LOCK:
+            if key in _GAPS_SEEN:
+                return
+            _GAPS_SEEN.add(key)
+        log.warning("slsa-dist: capture gap: %s (%s); training goes on, the provenance "
+                    "says what is missing", what, reason)
+        runtime = _CURRENT
+        if runtime is None or runtime.completed:
+            return
+        runtime.agent.record_capture_gap(what, reason, allowed=capture_gaps_allowed())
+    except Exception:  # a gap report must not break what it reports on
+        log.warning("slsa-dist: could not report a capture gap for %s", what, exc_info=True)
