@@ -91,12 +91,15 @@ def test_an_input_not_digested_in_time_makes_the_bundle_incomplete(
     checks, provenance = check_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
     failed = {c.name: c.detail for c in checks if not c.ok}
     assert "completeness" in failed, checks
-    assert "capture gap" in failed["completeness"] and str(data) in failed["completeness"]
+    assert "capture gap" in failed["completeness"]
+    assert str(data) in failed["completeness"]
     assert provenance is not None
     completeness = provenance.completeness()
-    assert completeness is not None and not completeness.complete
+    assert completeness is not None
+    assert not completeness.complete
     (gap,) = completeness.capture_gaps
-    assert gap.startswith(f"rank 0: capture gap: input {data} (") and "0.3 s" in gap, gap
+    assert gap.startswith(f"rank 0: capture gap: input {data} ("), gap
+    assert "0.3 s" in gap, gap
     assert "large.bin" not in _inputs(provenance)  # not named by a digest it never had
     with pytest.raises(VerificationFailed):
         verify_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
@@ -110,7 +113,8 @@ def test_allowed_capture_gaps_are_listed_and_leave_the_bundle_complete(
     data, bundle = _read_then_exit(tmp_path, rank)
     provenance = verify_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
     completeness = provenance.completeness()
-    assert completeness is not None and completeness.complete
+    assert completeness is not None
+    assert completeness.complete
     assert completeness.capture_gaps == ()
     (gap,) = completeness.allowed_capture_gaps
     assert f"input {data}" in gap

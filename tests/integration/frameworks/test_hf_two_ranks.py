@@ -34,7 +34,8 @@ def test_a_trainer_at_two_ranks_runs_and_its_bundle_verifies(tmp_path: Path) -> 
     assert job.bundle.exists(), job.coordinator_log.read_text()[-3000:]
     provenance = verify_bundle(job.bundle, keys=[load_verifier(tmp_path / "signing.pub")])
     completeness = provenance.completeness()
-    assert completeness is not None and completeness.complete, completeness
+    assert completeness is not None
+    assert completeness.complete, completeness
     records = {r.rank: r for r in provenance.rank_records()}
     assert set(records) == {0, 1}
     # Each rank counted the indices of the batches its own loader drew: 2 steps of 4
