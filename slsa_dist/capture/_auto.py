@@ -39,9 +39,11 @@ memory-mapped readers opened in C) are not seen; use
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.abc
 import importlib.machinery
+import io
 import logging
 import os
 import queue
@@ -50,12 +52,13 @@ import stat
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from slsa_dist.capture._runtime import Runtime
+from slsa_dist.capture._runtime import Runtime, capture_gap
 from slsa_dist.digest._manifest import digest_path
 from slsa_dist.errors import InputError
 from slsa_dist.model._records import INDEX_URI
@@ -142,14 +145,26 @@ class Capture:
         self._pid = os.getpid()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._digesting: str | None = None  # the input the thread digests now
+        self._abandoned = False  # the rank stopped waiting: the thread records nothing more
         self.inputs = 0
         self.script: str | None = None  # the entry script, for the code it imported
 
     # -- inputs -----------------------------------------------------------------------
 
     def audit(self, event: str, args: tuple[Any, ...]) -> None:
-        """``sys.addaudithook`` callback; cheap for every event but ``open``."""
-        if event != "open" or self.runtime.finished:
+        """``sys.addaudithook`` callback; cheap for every event but ``open``. Never raises
+        (an exception here would fail the user's ``open``): what it cannot follow is a
+        capture gap."""
+        if event != "open":
+            return
+        try:
+            self._audit_open(args)
+        except Exception as exc:  # the user's open must go on regardless
+            capture_gap(f"file read {_describe_path(args[0] if args else None)}", exc)
+
+    def _audit_open(self, args: tuple[Any, ...]) -> None:
+        if self.runtime.finished:
             return
         path, mode, flags = args
         if isinstance(path, int):
@@ -186,21 +201,37 @@ class Capture:
         self._queue.put(path)
 
     def _digest_inputs(self) -> None:
-        while (path := self._queue.get()) is not None:
+        while True:
+            with self._lock:
+                if self._abandoned:
+                    return
+            path = self._queue.get()
+            if path is None:
+                return
+            with self._lock:
+                self._digesting = path
             try:
-                st = os.stat(path)
-                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) \
-                        or path in self._saved:
-                    continue
-                version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                if version in self._digested:
-                    continue
-                digest = self._digested[version] = digest_path(path).identity
-            except OSError as exc:  # gone or unreadable since: say so, lose nothing else
-                log.warning("slsa-dist: could not digest input %s: %s", path, exc)
-                continue
-            if self.runtime.finished:  # reported already; the hook outlives the rank
-                continue
+                self._digest_input(path)
+            except Exception as exc:  # gone or unreadable since: a gap
+                with self._lock:
+                    abandoned = self._abandoned
+                if not abandoned:  # else finish reported it as not digested in time
+                    capture_gap(f"input {path}", exc)
+            finally:
+                with self._lock:
+                    self._digesting = None
+
+    def _digest_input(self, path: str) -> None:
+        st = os.stat(path)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) or path in self._saved:
+            return
+        version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if version in self._digested:
+            return
+        digest = self._digested[version] = digest_path(path).identity
+        with self._lock:  # recorded, or listed as a gap by finish: never both, never neither
+            if self._abandoned:
+                return
             self.inputs += 1
             self.runtime.agent.record_dependency(
                 "input", name=self.runtime.artifact_name(path), uri=Path(path).as_uri(),
@@ -208,11 +239,24 @@ class Capture:
 
     # -- outputs ----------------------------------------------------------------------
 
-    def saved(self, path: Any) -> None:
-        """A file this rank saved (``torch.save``, ``save_file``); digested at the end."""
-        if isinstance(path, (str, os.PathLike)):
-            with self._lock:
-                self._saved[os.path.abspath(os.fspath(path))] = time.monotonic()
+    def saved(self, path: Any, *, by: str = "save") -> None:
+        """A file this rank saved (``torch.save``, ``save_file``); digested at the end.
+
+        A path, or a file object opened on one, is followed; an in-memory buffer
+        (``BytesIO``) is no file and left out; any other target is a capture gap."""
+        if isinstance(path, (str, bytes, os.PathLike)):
+            name = os.fsdecode(os.fspath(path))
+        elif isinstance(path, (io.BytesIO, bytearray, memoryview)):
+            return
+        elif isinstance(getattr(path, "name", None), (str, bytes)) \
+                and os.path.isfile(os.fsdecode(path.name)):
+            name = os.fsdecode(path.name)  # a file object opened on a path
+        else:
+            capture_gap(f"output written by {by} to a {type(path).__qualname__}",
+                        "not a path or a file opened on one: its content is not recorded")
+            return
+        with self._lock:
+            self._saved[os.path.abspath(name)] = time.monotonic()
 
     def record_code(self, script: str | None) -> None:
         """Every module the run imported from the script's directory (or its git work
@@ -222,37 +266,75 @@ class Capture:
                 "code", name=self.runtime.artifact_name(path), uri=Path(path).as_uri(),
                 digest={"sha256": digest}, annotations={"slsadist_captured": "imported"})
 
-    def finish(self, timeout: float = 300.0) -> None:
-        """Wait for queued inputs, then report imported code and every saved file.
+    def finish(self, timeout: float | None = None) -> None:
+        """Drain the inputs still queued or being digested (at most ``timeout`` seconds,
+        ``SLSA_CAPTURE_DRAIN_TIMEOUT``, default 300), then report imported code and every
+        saved file.
 
         Never raises: provenance must not fail the training run it describes; what
-        could not be recorded is logged loudly (and is missing from the provenance).
+        could not be recorded (an input not digested in time, a file that could not be
+        read) is reported as a capture gap, which makes the provenance incomplete.
         """
         try:
-            self._finish(timeout)
-        except Exception:
-            log.exception("slsa-dist: zero-code capture could not record everything")
+            wait = timeout if timeout is not None else float(
+                os.environ.get("SLSA_CAPTURE_DRAIN_TIMEOUT", "300"))
+        except ValueError:
+            wait = 300.0
+        for step in (self._close_passes, self._drain, self._record_code, self._record_saved):
+            try:
+                step(wait)
+            except Exception as exc:  # each step on its own; say what failed
+                capture_gap(f"zero-code capture at the end of the rank ({step.__name__})", exc)
 
-    def _finish(self, timeout: float) -> None:
-        if self._thread is not None and os.getpid() == self._pid:
-            self._queue.put(None)
-            self._thread.join(timeout)
+    def _close_passes(self, timeout: float) -> None:
+        del timeout
+        close_passes()
+
+    def _drain(self, timeout: float) -> None:
+        """Wait for the digest thread; list what it did not get to as capture gaps."""
+        if self._thread is None or os.getpid() != self._pid:
+            return
+        self._queue.put(None)
+        self._thread.join(max(0.0, timeout))
+        with self._lock:
+            self._abandoned = True  # from here the thread records nothing
+            left = [self._digesting] if self._digesting else []
+            self._digesting = None
+        while True:
+            try:
+                path = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if path is not None:
+                left.append(path)
+        for path in left:
+            capture_gap(f"input {path}", f"still being digested when the rank ended; "
+                        f"not digested within {timeout:g} s (SLSA_CAPTURE_DRAIN_TIMEOUT)")
+
+    def _record_code(self, timeout: float) -> None:
+        del timeout
         main = sys.modules.get("__main__")
         self.record_code(self.script or getattr(main, "__file__", None))
+
+    def _record_saved(self, timeout: float) -> None:
+        del timeout
         with self._lock:
             saved = sorted(self._saved, key=self._saved.__getitem__)
         recorded = tuple(self.runtime.recorded_roots)
         for path in saved:
             if _under(path, recorded):  # part of an artifact recorded whole (a checkpoint)
                 continue
-            if not os.path.isfile(path):
+            if not os.path.isfile(path):  # rotated away (an old checkpoint): no output
                 log.warning("slsa-dist: saved file %s is gone; not recorded", path)
                 continue
-            manifest = digest_path(path)
-            (resource,) = manifest.resources
-            self.runtime.agent.record_file(self.runtime.artifact_name(path), resource.path,
-                                           {"sha256": resource.digest}, size=resource.size,
-                                           role="checkpoint")
+            try:
+                manifest = digest_path(path)
+                (resource,) = manifest.resources
+                self.runtime.agent.record_file(self.runtime.artifact_name(path),
+                                               resource.path, {"sha256": resource.digest},
+                                               size=resource.size, role="checkpoint")
+            except Exception as exc:  # one file; the others still count
+                capture_gap(f"output {path}", exc)
 
     @property
     def outputs(self) -> int:
@@ -274,10 +356,16 @@ def _model_directory(path: str) -> str | None:
 
 def _wrap_save(original: Callable[..., Any], capture: Capture, position: int,
                keyword: str) -> Callable[..., Any]:
+    where = f"{getattr(original, '__module__', '')}.{getattr(original, '__qualname__', '')}"
+
     @functools.wraps(original)
     def save(*args: Any, **kwargs: Any) -> Any:
-        result = original(*args, **kwargs)
-        capture.saved(args[position] if len(args) > position else kwargs.get(keyword))
+        result = original(*args, **kwargs)  # the user's call, exactly: its errors are its own
+        try:
+            capture.saved(args[position] if len(args) > position else kwargs.get(keyword),
+                          by=where)
+        except Exception as exc:  # the save happened; only capture missed it
+            capture_gap(f"output written by {where}", exc)
         return result
 
     save.__slsa_dist_original__ = original  # type: ignore[attr-defined]
@@ -306,10 +394,14 @@ def _patch_dcp(state_dict_saver: Any) -> None:
     @functools.wraps(original)
     def dcp_save(state_dict: Any, *args: Any, **kwargs: Any) -> Any:
         checkpoint_id = kwargs.get("checkpoint_id")
-        if kwargs.get("storage_writer") is None and checkpoint_id is not None:
-            from slsa_dist.capture._dcp import DigestingFileSystemWriter
+        try:
+            if kwargs.get("storage_writer") is None and checkpoint_id is not None \
+                    and not args:  # keyword-only: anything positional is the user's to fail
+                from slsa_dist.capture._dcp import DigestingFileSystemWriter
 
-            kwargs["storage_writer"] = DigestingFileSystemWriter(checkpoint_id)
+                kwargs = {**kwargs, "storage_writer": DigestingFileSystemWriter(checkpoint_id)}
+        except Exception as exc:  # save as the user asked, unrecorded
+            capture_gap(f"DCP checkpoint {checkpoint_id!r}", exc)
         return original(state_dict, *args, **kwargs)
 
     dcp_save.__slsa_dist_original__ = original  # type: ignore[attr-defined]
@@ -366,7 +458,7 @@ def _index_shard(dataset: Any) -> Any:
     kind = f"{type(dataset).__module__}.{type(dataset).__qualname__}"
     try:
         length = len(dataset)
-    except TypeError:
+    except Exception:  # no length (or one that fails): the class names it
         length = -1
     identity = hashlib.sha256(f"{kind}\0{length}".encode()).hexdigest()
     return Shard(name=f"index:{type(dataset).__name__}", digest={"sha256": identity}, start=0,
@@ -374,68 +466,318 @@ def _index_shard(dataset: Any) -> Any:
 
 
 def _patch_dataloader() -> None:
+    """Every DataLoader made from now on is recorded (:func:`wrap_loader`); what it
+    records is taken where the loader draws its indices, inside torch's own iterator."""
     try:
         from torch.utils.data import DataLoader
+        from torch.utils.data import dataloader as _dataloader
     except ImportError:
         return
-    from slsa_dist.capture._samplers import RecordingSampler
-
-    class _EpochSampler(RecordingSampler[Any]):
-        """RecordingSampler whose epoch follows the wrapped sampler's own ``epoch`` (the
-        script calls ``set_epoch`` on its sampler, not on this wrapper)."""
-
-        def __iter__(self) -> Any:
-            self.epoch = int(getattr(self.sampler, "epoch", self.epoch))
-            yield from super().__iter__()
-            if not hasattr(self.sampler, "epoch"):
-                self.epoch += 1
-
-    global _EPOCH_SAMPLER  # noqa: PLW0603 -- made once, with torch imported
-    _EPOCH_SAMPLER = _EpochSampler
+    base = getattr(_dataloader, "_BaseDataLoaderIter", None)
+    global _ITERATOR_PATCHED  # noqa: PLW0603 -- the iterator class is patched once
+    if base is not None and callable(getattr(base, "_reset", None)) \
+            and not hasattr(base.__init__, "__slsa_dist_original__"):
+        base.__init__ = _follow_indices(base.__init__)
+        base._reset = _follow_indices(base._reset)  # noqa: SLF001 -- torch's re-iteration
+        _ITERATOR_PATCHED = True
+    elif base is not None and hasattr(base.__init__, "__slsa_dist_original__"):
+        _ITERATOR_PATCHED = True
     original = DataLoader.__init__
     if hasattr(original, "__slsa_dist_original__"):
         return
 
     @functools.wraps(original)
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        wrap_loader(self)
+        original(self, *args, **kwargs)  # the user's call: its errors are its own
+        wrap_loader(self)  # never raises
 
     init.__slsa_dist_original__ = original  # type: ignore[attr-defined]
     DataLoader.__init__ = init  # type: ignore[method-assign]
 
 
-_EPOCH_SAMPLER: Any = None
+_ITERATOR_PATCHED = False
+
+
+def _follow_indices(original: Callable[..., None]) -> Callable[..., None]:
+    """Wraps ``_BaseDataLoaderIter.__init__``/``_reset``: after torch made the iterator's
+    index stream (``iter(loader._index_sampler)``), a tracked loader's stream is replaced
+    by one that hands out the very same items and counts the indices in them."""
+
+    @functools.wraps(original)
+    def follow(self: Any, loader: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, loader, *args, **kwargs)
+        try:
+            tracked = _TRACKED.get(loader)
+            source = self.__dict__.get("_sampler_iter")
+            if tracked is not None and source is not None \
+                    and not isinstance(source, _IndexStream):
+                self._sampler_iter = _IndexStream(source, tracked)
+        except Exception as exc:  # iterate unrecorded
+            capture_gap(f"data consumed from {_loader_name(loader)}", exc)
+
+    follow.__slsa_dist_original__ = original  # type: ignore[attr-defined]
+    return follow
+
+
+class _Tracked:
+    """A DataLoader zero-code capture records: what it reports its indices against."""
+
+    __slots__ = ("loader", "name", "params", "passes", "shard")
+
+    def __init__(self, loader: Any, shard: Any) -> None:
+        self.loader = weakref.ref(loader)
+        self.name = _loader_name(loader)
+        self.shard = shard
+        self.params: dict[str, Any] | None = None
+        self.passes = 0
+
+    def parameters(self) -> dict[str, Any]:
+        """The index sampler's parameters (seed, replicas, rank, shuffle), found through
+        batch samplers that wrap others (accelerate's ``BatchSamplerShard``); once."""
+        if self.params is None:
+            loader = self.loader()
+            self.params = _index_parameters(loader) if loader is not None else {}
+        return self.params
+
+    def epoch(self) -> int:
+        """The epoch the sampler says (``set_epoch``), else this loader's pass count."""
+        loader = self.loader()
+        sampler = _innermost_sampler(loader) if loader is not None else None
+        value = _attribute(sampler, "epoch")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        return self.passes
+
+
+class _IndexStream:
+    """The index stream of one pass over a tracked DataLoader: each item (a batch of
+    indices, or one index) is handed on unchanged, its indices tallied a chunk at a
+    time; the pass is reported when it ends or is abandoned. Anything it cannot count
+    is a capture gap, and the items still flow."""
+
+    __slots__ = ("__weakref__", "_broken", "_count", "_done", "_epoch", "_hasher", "_pending",
+                 "_source", "_tracked")
+
+    def __init__(self, source: Any, tracked: _Tracked) -> None:
+        import hashlib
+
+        self._source = source
+        self._tracked = tracked
+        self._pending: list[int] = []
+        self._count = 0
+        self._hasher = hashlib.sha256()
+        self._done = False
+        self._broken = False
+        self._epoch = tracked.epoch()
+        _PASSES.add(self)
+
+    def __iter__(self) -> _IndexStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = next(self._source)
+        except StopIteration:
+            self._close()
+            raise
+        if not self._broken:
+            try:
+                self._add(item)
+            except Exception as exc:  # hand the item on, uncounted
+                self._broken = True
+                capture_gap(f"data consumed from {self._tracked.name}", exc)
+        return item
+
+    def _add(self, item: Any) -> None:
+        if isinstance(item, int) and not isinstance(item, bool):
+            self._pending.append(item)
+        elif isinstance(item, (list, tuple, range)):
+            self._pending.extend(_index(i) for i in item)
+        else:  # a tensor or array of indices: counted without being consumed
+            shape = getattr(item, "shape", None)
+            if shape is None or not hasattr(item, "tolist"):
+                raise InputError(f"expected indices (an int or a list of them), found a "
+                                 f"{type(item).__qualname__}")
+            values = item.tolist()
+            self._pending.extend(_index(i) for i in (values if isinstance(values, list)
+                                                     else [values]))
+        if len(self._pending) >= _CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            import numpy as np
+
+            self._hasher.update(np.asarray(self._pending, dtype="<i8").tobytes())
+            self._count += len(self._pending)
+            self._pending = []
+
+    def _close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        _PASSES.discard(self)
+        try:
+            if self._broken:
+                return
+            self._flush()
+            if not self._count:
+                return
+            tracked = self._tracked
+            epoch = self._epoch
+            tracked.passes += 1
+            runtime = _current_runtime()
+            if runtime is None or runtime.completed:
+                return
+            shard = tracked.shard
+            runtime.agent.record_shard(shard.name, shard.digest, uri=shard.uri,
+                                       samples=self._count,
+                                       index_digest=self._hasher.hexdigest(), epoch=epoch,
+                                       sampler=tracked.parameters())
+        except Exception as exc:  # the pass ran; only its record is lost
+            capture_gap(f"data consumed from {self._tracked.name}", exc)
+
+    def __del__(self) -> None:  # a pass the loop left early (max_steps, break)
+        with contextlib.suppress(Exception):  # at interpreter exit nothing is left to say
+            self._close()
+
+
+_CHUNK = 1024
+_PASSES: weakref.WeakSet[_IndexStream] = weakref.WeakSet()  # passes not reported yet
+
+
+def close_passes() -> None:
+    """Report every DataLoader pass still open (an iterator the script kept alive)."""
+    for stream in list(_PASSES):
+        stream._close()  # noqa: SLF001 -- module-level hook for the class's own state
+
+
+def _index(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        index = getattr(value, "__index__", None)
+        if index is None:
+            raise InputError(f"expected integer indices, found a {type(value).__qualname__}")
+        value = index()
+    if not -(2**63) <= value < 2**63:
+        raise InputError(f"expected indices that fit in 64 bits, found {value}")
+    return int(value)
+
+
+def _current_runtime() -> Runtime | None:
+    from slsa_dist.capture import _runtime
+
+    return _runtime.current()
+
+
+def _attribute(value: Any, name: str) -> Any:
+    """``getattr(value, name, None)`` that survives properties that raise."""
+    if value is None:
+        return None
+    try:
+        return getattr(value, name, None)
+    except Exception:  # a hostile property: as if absent
+        return None
+
+
+def _loader_name(loader: Any) -> str:
+    try:
+        dataset = loader.__dict__.get("dataset") if hasattr(loader, "__dict__") else None
+        kind = type(dataset).__qualname__ if dataset is not None else "?"
+        return f"a {type(loader).__qualname__} over {kind}"
+    except Exception:
+        return "a DataLoader"
+
+
+def _describe_path(path: Any) -> str:
+    try:
+        return repr(os.fsdecode(path)) if isinstance(path, (str, bytes, os.PathLike)) \
+            else f"({type(path).__qualname__})"
+    except Exception:
+        return "(unprintable)"
+
+
+def _batch_samplers(loader: Any) -> list[Any]:
+    """The loader's batch sampler and those it wraps (``.batch_sampler`` inside)."""
+    chain: list[Any] = []
+    current = _attribute(loader, "batch_sampler")
+    while current is not None and len(chain) < 8 and all(c is not current for c in chain):
+        chain.append(current)
+        current = _attribute(current, "batch_sampler")
+    return chain
+
+
+def _innermost_sampler(loader: Any) -> Any:
+    chain = _batch_samplers(loader)
+    inner = _attribute(chain[-1], "sampler") if chain else None
+    return inner if inner is not None else _attribute(loader, "sampler")
+
+
+_WRAPPER_PARAMETERS = ("num_processes", "process_index", "split_batches", "even_batches",
+                       "skip_batches", "batch_size", "drop_last")
+
+
+def _index_parameters(loader: Any) -> dict[str, Any]:
+    from slsa_dist.capture._samplers import _sampler_parameters
+
+    params = _sampler_parameters(_innermost_sampler(loader))
+    chain = _batch_samplers(loader)
+    if len(chain) > 1 or (chain and type(chain[0]).__name__ != "BatchSampler"):
+        # the batches came through wrappers that pick or skip: say which, and how
+        params["batchSamplers"] = [
+            {"type": type(b).__name__,
+             **{k: v for k in _WRAPPER_PARAMETERS
+                if isinstance(v := _attribute(b, k), (bool, int, str))}}
+            for b in chain]
+    return params
+
+
+# DataLoaders whose passes are recorded (weakly: a loader's life is its owner's)
+_TRACKED: weakref.WeakKeyDictionary[Any, _Tracked] = weakref.WeakKeyDictionary()
 
 
 def wrap_loader(loader: Any) -> bool:
-    """Record what ``loader``'s index sampler yields (as zero-code capture does for every
+    """Record what ``loader`` hands out, pass by pass (as zero-code capture does for every
     DataLoader made after it was installed); for loaders made before, by a framework
-    callback. True when a sampler was wrapped now."""
+    callback. True when the loader is recorded from now on and was not before.
+
+    Nothing about the loader changes: its sampler, batch sampler, length and the items
+    they yield stay the user's own. Never raises; a loader it cannot follow (an iterable
+    dataset, whose samples no index names) is a capture gap.
+    """
     try:
-        from torch.utils.data import BatchSampler, IterableDataset
+        return _wrap_loader(loader)
+    except Exception as exc:  # the loader works as without capture
+        capture_gap(f"data consumed from {_loader_name(loader)}", exc)
+        return False
+
+
+def _wrap_loader(loader: Any) -> bool:
+    try:
+        from torch.utils.data import IterableDataset
     except ImportError:
         return False
-    from slsa_dist.capture._samplers import RecordingSampler
+    from slsa_dist.capture._samplers import RecordingIterable, RecordingSampler
 
-    if _EPOCH_SAMPLER is None or isinstance(getattr(loader, "dataset", None), IterableDataset):
-        return False  # no index sampler (RecordingIterable is the explicit tool there)
-    batches = getattr(loader, "batch_sampler", None)
-    for _ in range(4):  # wrappers (accelerate's shard samplers) keep the real one inside
-        if batches is None or isinstance(batches, BatchSampler):
-            break
-        batches = getattr(batches, "batch_sampler", None)
-    shard = _index_shard(loader.dataset)
-    if isinstance(batches, BatchSampler):
-        if isinstance(batches.sampler, RecordingSampler):
-            return False
-        batches.sampler = _EPOCH_SAMPLER(batches.sampler, shards=[shard])
-        return True
-    sampler = getattr(loader, "sampler", None)
-    if sampler is not None and not isinstance(sampler, RecordingSampler):
-        object.__setattr__(loader, "sampler", _EPOCH_SAMPLER(sampler, shards=[shard]))
-        return True
-    return False
+    if loader in _TRACKED:
+        return False
+    dataset = _attribute(loader, "dataset")
+    if isinstance(dataset, RecordingIterable):
+        return False  # recorded explicitly, sample by sample
+    if isinstance(dataset, IterableDataset):
+        capture_gap(f"data consumed from {_loader_name(loader)}",
+                    "an iterable dataset has no index sampler to follow; wrap it in "
+                    "slsa_dist.torch.RecordingIterable to record its shards")
+        return False
+    samplers = [_attribute(loader, "sampler"), *_batch_samplers(loader)]
+    samplers += [_attribute(b, "sampler") for b in samplers[1:]]
+    if any(isinstance(x, RecordingSampler) for x in samplers):
+        return False  # recorded explicitly
+    if not _ITERATOR_PATCHED:
+        capture_gap(f"data consumed from {_loader_name(loader)}",
+                    "this torch's DataLoader iterator has no index stream to follow")
+        return False
+    _TRACKED[loader] = _Tracked(loader, _index_shard(dataset))
+    return True
 
 
 def _patch_safetensors(capture: Capture) -> None:
@@ -461,9 +803,15 @@ def install(runtime: Runtime, *, script: str | None = None) -> Capture:
     capture = _INSTALLED = Capture(runtime)
     capture.script = script or (sys.argv[0] if sys.argv and sys.argv[0].endswith(".py")
                                 else None)
-    _patch_torch(capture)
-    _patch_dataloader()
-    _patch_safetensors(capture)
-    sys.addaudithook(capture.audit)
+    hooks: list[tuple[str, Callable[[], None]]] = [
+        ("torch.save and dcp.save", lambda: _patch_torch(capture)),
+        ("DataLoader samplers", _patch_dataloader),
+        ("safetensors save_file", lambda: _patch_safetensors(capture)),
+        ("file reads", lambda: sys.addaudithook(capture.audit))]
+    for what, hook in hooks:
+        try:
+            hook()
+        except Exception as exc:  # train on; this part goes unrecorded
+            capture_gap(f"zero-code capture of {what}", exc)
     runtime.capture = capture
     return capture

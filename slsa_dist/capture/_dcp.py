@@ -187,12 +187,21 @@ class DigestingFileSystemWriter(FileSystemWriter):
         # A rank whose plan is empty (DCP gives replicated tensors to a few ranks) still
         # creates its data file, empty and absent from the results: it is reported too,
         # or the checkpoint directory would hold a file no record names.
-        created = {Path(p).name for p in set(self.fs.digests) - before}  # this save's files
-        self._report({r.storage_data.relative_path for r in results} | created)
+        try:
+            created = {Path(p).name for p in set(self.fs.digests) - before}  # this save's
+            self._report({r.storage_data.relative_path for r in results} | created)
+        except Exception as exc:  # the checkpoint is written; its record is not
+            _runtime.capture_gap(f"checkpoint files written to {self.path}", exc)
         return future
 
     def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
         super().finish(metadata, results)  # coordinator rank only: writes .metadata
+        try:
+            self._report_finish(results)
+        except Exception as exc:  # the checkpoint is written; its record is not
+            _runtime.capture_gap(f"checkpoint {self.path} (its metadata and file list)", exc)
+
+    def _report_finish(self, results: list[list[WriteResult]]) -> None:
         expected = {r.storage_data.relative_path for rank in results for r in rank}
         metadata_name = _METADATA if self.use_collectives or self.rank is None \
             else f"__{self.rank}{_METADATA}"

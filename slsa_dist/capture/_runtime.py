@@ -20,6 +20,7 @@ the DCP writer find it with :func:`current`. Capture never imports the transport
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -31,11 +32,16 @@ from slsa_dist.digest._descriptors import input_descriptor
 from slsa_dist.digest._manifest import digest_path
 from slsa_dist.errors import InputError
 
-__all__ = ["Recorder", "Runtime", "current", "install", "record_artifact",
-           "record_hyperparameters", "record_input", "reset"]
+__all__ = ["Recorder", "Runtime", "capture_gap", "capture_gaps_allowed", "current",
+           "install", "record_artifact", "record_hyperparameters", "record_input", "reset"]
+
+log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
 _CURRENT: Runtime | None = None
+# (pid, what, why) already reported: a hook failing on every batch says so once
+_GAPS_SEEN: set[tuple[int, str, str]] = set()
+_GAPS_LOCK = threading.Lock()
 
 
 class Recorder(Protocol):
@@ -64,6 +70,8 @@ class Recorder(Protocol):
 
     def annotate(self, key: str, value: Any) -> None: ...
 
+    def record_capture_gap(self, what: str, why: str, *, allowed: bool = False) -> None: ...
+
     def complete(self, *, exit_code: int = 0, state: str = "SUCCEEDED") -> None: ...
 
     def close(self, timeout: float = 30.0) -> bool: ...
@@ -83,7 +91,8 @@ class Runtime:
     node_id: str
     artifact_root: Path
     finished: bool = False
-    capture: _Capture | None = None  # zero-code capture, when on (capture/auto.py)
+    completed: bool = False  # the completion went out: nothing more can be reported
+    capture: _Capture | None = None  # zero-code capture, when on (capture/_auto.py)
     # what record_artifact recorded whole: zero-code capture leaves files inside them out
     recorded_roots: set[str] = field(default_factory=set)
 
@@ -103,7 +112,8 @@ class Runtime:
             return True
         self.finished = True
         if self.capture is not None:
-            self.capture.finish()
+            self.capture.finish()  # drains what it still digests; what it cannot is a gap
+        self.completed = True
         self.agent.complete(exit_code=exit_code,
                             state=state or ("SUCCEEDED" if exit_code == 0 else "FAILED"))
         return self.agent.close(timeout=timeout if timeout is not None else
@@ -181,3 +191,32 @@ def record_input(path: str | os.PathLike[str], *, kind: str = "model", name: str
 def record_hyperparameters(values: Mapping[str, Any]) -> None:
     """Record hyperparameters as external parameters (floats become strings)."""
     _require().agent.set_parameters(external={"hyperparameters": dict(values)})
+
+
+def capture_gaps_allowed() -> bool:
+    """The job allows capture gaps (``SLSA_ALLOW_CAPTURE_GAPS=1``): they are still listed,
+    but do not make the provenance incomplete."""
+    return os.environ.get("SLSA_ALLOW_CAPTURE_GAPS", "").strip().lower() in ("1", "true", "yes")
+
+
+def capture_gap(what: str, why: BaseException | str) -> None:
+    """Capture could not follow ``what``; report it (once per process) as a capture gap.
+
+    Called from hooks inside the user's process: never raises. Without a runtime (or
+    once it finished) the gap is only logged.
+    """
+    try:
+        reason = why if isinstance(why, str) else f"{type(why).__name__}: {why}"
+        key = (os.getpid(), what, reason)
+        with _GAPS_LOCK:
+            if key in _GAPS_SEEN:
+                return
+            _GAPS_SEEN.add(key)
+        log.warning("slsa-dist: capture gap: %s (%s); training goes on, the provenance "
+                    "says what is missing", what, reason)
+        runtime = _CURRENT
+        if runtime is None or runtime.completed:
+            return
+        runtime.agent.record_capture_gap(what, reason, allowed=capture_gaps_allowed())
+    except Exception:  # a gap report must not break what it reports on
+        log.warning("slsa-dist: could not report a capture gap for %s", what, exc_info=True)

@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
+import operator
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -77,8 +77,17 @@ def _sampler_parameters(sampler: Any) -> dict[str, Any]:
     params: dict[str, Any] = {"type": type(sampler).__name__}
     for attribute in ("seed", "num_replicas", "rank", "shuffle", "drop_last", "num_samples",
                       "total_size"):
-        if hasattr(sampler, attribute):
-            params[attribute] = getattr(sampler, attribute)
+        try:
+            value = getattr(sampler, attribute)
+        except Exception:  # noqa: S112 -- absent, or a property that fails: left out
+            continue
+        if value is None or isinstance(value, (bool, int, str)):
+            params[attribute] = value
+        else:  # a number type of numpy or torch: as text, never its object
+            try:
+                params[attribute] = str(value)
+            except Exception:  # noqa: S112
+                continue
     return params
 
 
@@ -118,33 +127,41 @@ class RecordingSampler(Generic[T]):
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[T]:
-        # Indices are tallied a chunk at a time with numpy, after the chunk was consumed
-        # (or, when the loop stops early, only the part that was): per index, the
-        # training loop pays one yield, not a shard lookup and a hash update.
+        # Each index is taken from the sampler only when the loop asks for it (a sampler
+        # that adapts to training, or fails part way, behaves as unwrapped) and tallied a
+        # chunk at a time with numpy: per index, the training loop pays one append and
+        # one yield, not a shard lookup and a hash update. Recording never fails the
+        # loop: what it cannot tally or report is a capture gap.
         tallies: dict[str, tuple[Shard, _Tally]] = {}
-        source = iter(self.sampler)
         chunk: list[Any] = []
-        consumed = 0
+        broken = False
         try:
-            while True:
-                chunk = list(itertools.islice(source, _CHUNK))
-                if not chunk:
-                    break
-                consumed = 0
-                for index in chunk:
-                    consumed += 1  # counted when handed out: a close at the yield keeps it
-                    yield index
-                self._tally(tallies, chunk)
-                chunk = []
+            for index in self.sampler:
+                chunk.append(index)  # counted when handed out: a close at the yield keeps it
+                yield index
+                if len(chunk) >= _CHUNK:
+                    if not broken:
+                        broken = not self._safely(self._tally, tallies, chunk)
+                    chunk = []
         finally:  # also runs when the loop stops mid-epoch (the generator is closed)
-            if chunk and consumed:
-                self._tally(tallies, chunk[:consumed])
-            self._report(tallies)
+            if chunk and not broken:
+                broken = not self._safely(self._tally, tallies, chunk)
+            if not broken:
+                self._safely(self._report, tallies)
+
+    def _safely(self, step: Callable[..., None], *args: Any) -> bool:
+        try:
+            step(*args)
+        except Exception as exc:  # the loop goes on; the record says so
+            _runtime.capture_gap(f"data consumed through {type(self.sampler).__qualname__}",
+                                 exc)
+            return False
+        return True
 
     def _tally(self, tallies: dict[str, tuple[Shard, _Tally]], chunk: Sequence[Any]) -> None:
         import numpy as np
 
-        indices = np.asarray([int(i) for i in chunk], dtype="<i8")
+        indices = np.asarray([operator.index(i) for i in chunk], dtype="<i8")
         if self._shards:
             positions = np.searchsorted(self._starts_array, indices, side="right") - 1
             inside = (positions >= 0) & (indices < self._stops_array[positions.clip(0)])
@@ -193,7 +210,7 @@ class RecordingIterable(Generic[T]):
         count = 0
         try:
             for sample in self.dataset:
-                name = sample[self.shard_key] if isinstance(sample, Mapping) else None
+                name = self._shard_of(sample)
                 if name != current:
                     self._report(current, count)
                     current, count = name, 0
@@ -202,13 +219,35 @@ class RecordingIterable(Generic[T]):
         finally:
             self._report(current, count)
 
+    def _shard_of(self, sample: Any) -> str | None:
+        """The shard ``sample`` names; None (and a capture gap) when it names none."""
+        try:
+            name = sample.get(self.shard_key) if isinstance(sample, Mapping) else None
+        except Exception as exc:  # a mapping that fails: its sample goes on
+            _runtime.capture_gap(f"shard of samples from {type(self.dataset).__qualname__}", exc)
+            return None
+        if name is None:
+            _runtime.capture_gap(f"shard of samples from {type(self.dataset).__qualname__}",
+                                 f"a sample without a string {self.shard_key!r}")
+            return None
+        if not isinstance(name, str):
+            _runtime.capture_gap(f"shard of samples from {type(self.dataset).__qualname__}",
+                                 f"{self.shard_key!r} is a {type(name).__qualname__}, "
+                                 "not a string")
+            return None
+        return name
+
     def _report(self, name: str | None, count: int) -> None:
-        runtime = _runtime.current()
-        if runtime is None or name is None or count == 0:
-            return
-        runtime.agent.record_shard(Path(name.removeprefix("file://")).name, self._digest(name),
-                                   uri=name, samples=count, epoch=self.epoch,
-                                   sampler={"type": "iterable", "worker": _worker_id()})
+        try:
+            runtime = _runtime.current()
+            if runtime is None or name is None or count == 0:
+                return
+            runtime.agent.record_shard(Path(name.removeprefix("file://")).name,
+                                       self._digest(name), uri=name, samples=count,
+                                       epoch=self.epoch,
+                                       sampler={"type": "iterable", "worker": _worker_id()})
+        except Exception as exc:  # the samples were read; the record says so
+            _runtime.capture_gap(f"shard {name!r}", exc)
 
 
 _FileVersion = tuple[str, int, int, int, int, int]

@@ -286,6 +286,11 @@ class Agent:
             attempt=attempt, run_id=run_id, ranks=sorted(ranks), state=state,
             exit_codes=dict(exit_codes or {}))))
 
+    def record_capture_gap(self, what: str, why: str, *, allowed: bool = False) -> None:
+        """Capture could not follow ``what`` (``why``): the provenance lists it, and is
+        incomplete unless ``allowed`` (the job allows capture gaps)."""
+        self._emit(pb.Event(capture_gap=pb.CaptureGap(what=what, why=why, allowed=allowed)))
+
     def complete(self, *, exit_code: int = 0, state: str = "SUCCEEDED") -> None:
         """The rank finished; this is its last event."""
         self._emit(pb.Event(completed=pb.RankCompleted(exit_code=exit_code, state=state)))

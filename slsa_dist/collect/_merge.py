@@ -114,6 +114,10 @@ class Limits:
     # Nonces issued to one node: its agent asks once per attempt; 64 covers every
     # restart budget in use, and a node cannot make the coordinator keep thousands.
     max_challenges_per_node: int = 64
+    # Capture gaps listed per sender (the rest are counted) and the text kept of each:
+    # a rank whose capture fails on every batch must not flood the provenance.
+    max_capture_gaps_per_sender: int = 64
+    max_capture_gap_chars: int = 500
 
 
 def _no_verifier(kind: str, blob: bytes, nonce: bytes, job_id: str, node: str) -> EvidenceVerdict:
@@ -141,6 +145,7 @@ class _Sender:
     dropped: int = 0
     lost: int = 0
     completed: tuple[int, str] | None = None
+    capture_gaps: int = 0  # reported; the first few are listed in JobState._capture_gaps
 
 
 class _Input:
@@ -488,6 +493,8 @@ class JobState:
         self._final = -1
         self._ended_below = 0
         self._succeeded_below = 0
+        # (sender key, rank, "what (why)", allowed), in arrival order per sender
+        self._capture_gaps: list[tuple[str, int, str, bool]] = []
 
     # -- queries ------------------------------------------------------------------------
 
@@ -991,6 +998,24 @@ class JobState:
                     self._succeeded.add(sender.rank)
                     self._succeeded_below += below
 
+    def _check_capture_gap(self, sender: _Sender, gap: pb.CaptureGap, where: str) -> Any:
+        if sender.rank is None:
+            raise _reject("INVALID_ARGUMENT", f"{where}: capture gaps are reported by ranks")
+        if not gap.what:
+            raise _reject("INVALID_ARGUMENT", f"{where}: capture gap without what it names")
+        return None
+
+    def _apply_capture_gap(self, sender: _Sender, gap: pb.CaptureGap, extra: Any) -> None:
+        del extra
+        assert sender.rank is not None
+        sender.capture_gaps += 1
+        if sender.capture_gaps <= self.limits.max_capture_gaps_per_sender:
+            limit = self.limits.max_capture_gap_chars
+            text = f"{gap.what} ({gap.why})" if gap.why else gap.what
+            if len(text) > limit:
+                text = text[:limit] + "..."
+            self._capture_gaps.append((sender.key, sender.rank, text, gap.allowed))
+
     # kind of event (the oneof field's name) -> (check, apply). A new kind: one pair above,
     # one line here, one message in proto/slsa_dist/v1/collector.proto.
     _HANDLERS: ClassVar[dict[str, tuple[Callable[..., Any], Callable[..., None]]]] = {
@@ -1004,6 +1029,7 @@ class JobState:
         "annotation": (_check_annotation, _apply_annotation),
         "attempt": (_check_attempt, _apply_attempt),
         "completed": (_check_completed, _apply_completed),
+        "capture_gap": (_check_capture_gap, _apply_capture_gap),
     }
 
     def _artifact(self, name: str, role: int) -> _Artifact:
@@ -1233,13 +1259,30 @@ class JobState:
                      *self._world_disagreements()]
         missing_ranks = self.missing_ranks()
         attempts, departed = self._membership()
+        capture_gaps, allowed_gaps = self._capture_gap_lines()
         return records.Completeness(
             complete=not (missing_ranks or missing_files or failed_evidence or gaps
-                          or conflicts),
+                          or conflicts or capture_gaps),
+            capture_gaps=tuple(capture_gaps), allowed_capture_gaps=tuple(allowed_gaps),
             finalized_by=reason, missing_ranks=tuple(missing_ranks),
             missing_files=tuple(missing_files), failed_evidence=tuple(failed_evidence),
             sequence_gaps=tuple(gaps), conflicts=tuple(conflicts), events=self.events,
             attempts=tuple(attempts), departed_nodes=tuple(departed))
+
+    def _capture_gap_lines(self) -> tuple[list[str], list[str]]:
+        """What capture could not follow, per rank: (gaps that make the job incomplete,
+        gaps the job allowed), each ``rank R: capture gap: what (why)``, sorted by rank
+        and then as reported; past the per-sender limit, a count."""
+        refused: list[tuple[int, int, str]] = []
+        allowed: list[tuple[int, int, str]] = []
+        for order, (_key, rank, text, ok) in enumerate(self._capture_gaps):
+            (allowed if ok else refused).append((rank, order, f"rank {rank}: capture gap: {text}"))
+        limit = self.limits.max_capture_gaps_per_sender
+        for order, sender in enumerate(self._senders.values(), start=len(self._capture_gaps)):
+            if sender.rank is not None and sender.capture_gaps > limit:
+                refused.append((sender.rank, order, f"rank {sender.rank}: capture gap: "
+                                f"{sender.capture_gaps - limit} more from {sender.key}"))
+        return [t for *_, t in sorted(refused)], [t for *_, t in sorted(allowed)]
 
     def _membership(self) -> tuple[list[dict[str, Any]], list[str]]:
         """Who took part in each attempt and how each node's part ended; the nodes that

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from slsa_dist.capture._auto import install
+from slsa_dist.capture._runtime import capture_gap
 from slsa_dist.integrations._contract import init
 
 __all__ = ["main"]
@@ -53,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if module:
         args = args[1:]
     runtime = init(argv=args, script=None if module else args[0], finish_at_exit=False)
-    install(runtime, script=None if module else args[0])  # what it reads, saves, imports
+    try:
+        install(runtime, script=None if module else args[0])  # what it reads, saves, imports
+    except Exception as exc:  # run the script unrecorded, and say so
+        capture_gap("zero-code capture", exc)
     sys.argv = list(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     code, state = 0, "SUCCEEDED"

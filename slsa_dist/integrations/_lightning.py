@@ -14,6 +14,7 @@ the subject.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -26,6 +27,8 @@ from slsa_dist.integrations import _contract
 
 __all__ = ["SlsaCallback"]
 
+log = logging.getLogger(__name__)
+
 
 def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, str, bool)) or value is None else str(value)
@@ -35,35 +38,54 @@ class SlsaCallback(Callback):
     """Records a Lightning fit's parameters and checkpoints; see the module docstring."""
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        runtime = _runtime.current()
-        if runtime is None and os.environ.get("SLSA_COORDINATOR"):
-            runtime = _contract.init()
-        if runtime is None:
+        try:
+            runtime = _runtime.current()
+            if runtime is None and os.environ.get("SLSA_COORDINATOR"):
+                runtime = _contract.init()
+            if runtime is None:
+                return
+            install(runtime)
+        except Exception:  # no runtime, so no provenance to hold the gap
+            log.warning("slsa-dist: could not start recording this fit", exc_info=True)
             return
-        install(runtime)
-        hyperparameters = {str(k): _plain(v) for k, v in dict(pl_module.hparams).items()}
-        hyperparameters.update(max_epochs=_plain(trainer.max_epochs),
-                               accumulate_grad_batches=_plain(trainer.accumulate_grad_batches),
-                               precision=_plain(trainer.precision))
-        runtime.agent.set_parameters(external={"hyperparameters": hyperparameters},
-                                     internal={"framework": "pytorch_lightning"})
+        try:
+            hyperparameters = {str(k): _plain(v) for k, v in dict(pl_module.hparams).items()}
+            hyperparameters.update(
+                max_epochs=_plain(trainer.max_epochs),
+                accumulate_grad_batches=_plain(trainer.accumulate_grad_batches),
+                precision=_plain(trainer.precision))
+            runtime.agent.set_parameters(external={"hyperparameters": hyperparameters},
+                                         internal={"framework": "pytorch_lightning"})
+        except Exception as exc:  # fit on; the provenance says what is missing
+            _runtime.capture_gap("Lightning parameters (SlsaCallback.on_fit_start)", exc)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        loaders = trainer.train_dataloader  # made by the user, before capture was on
-        for loader in (loaders.values() if isinstance(loaders, dict)
-                       else loaders if isinstance(loaders, (list, tuple)) else [loaders]):
-            wrap_loader(loader)
+        try:
+            loaders = trainer.train_dataloader  # made by the user, before capture was on
+            for loader in (loaders.values() if isinstance(loaders, dict)
+                           else loaders if isinstance(loaders, (list, tuple)) else [loaders]):
+                wrap_loader(loader)  # never raises
+        except Exception as exc:
+            _runtime.capture_gap("Lightning train data loaders (SlsaCallback.on_train_start)",
+                                 exc)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        runtime = _runtime.current()
-        if runtime is None or not trainer.is_global_zero:
+        try:
+            runtime = _runtime.current()
+            if runtime is None or not trainer.is_global_zero:
+                return
+            kept: dict[str, float] = {}
+            for callback in trainer.callbacks:
+                if isinstance(callback, ModelCheckpoint):
+                    for path in (*callback.best_k_models, callback.best_model_path,
+                                 callback.last_model_path):
+                        if path and os.path.isfile(path):
+                            kept[os.path.abspath(path)] = os.path.getmtime(path)
+        except Exception as exc:
+            _runtime.capture_gap("Lightning checkpoints (SlsaCallback.on_fit_end)", exc)
             return
-        kept: dict[str, float] = {}
-        for callback in trainer.callbacks:
-            if isinstance(callback, ModelCheckpoint):
-                for path in (*callback.best_k_models, callback.best_model_path,
-                             callback.last_model_path):
-                    if path and os.path.isfile(path):
-                        kept[os.path.abspath(path)] = os.path.getmtime(path)
         for path in sorted(kept, key=kept.__getitem__):  # the last written is the subject
-            _runtime.record_artifact(path, role="checkpoint")
+            try:
+                _runtime.record_artifact(path, role="checkpoint")
+            except Exception as exc:  # kept on disk; only its record is not
+                _runtime.capture_gap(f"checkpoint {path}", exc)

@@ -520,6 +520,11 @@ class Completeness:
     # died, and how it was last seen).
     attempts: tuple[Mapping[str, Any], ...] = ()
     departed_nodes: tuple[str, ...] = ()
+    # What capture inside a rank could not follow (``rank R: capture gap: what (why)``):
+    # the training went on as without capture. These make the job incomplete; the
+    # allowed ones (the job set SLSA_ALLOW_CAPTURE_GAPS=1) are listed and do not.
+    capture_gaps: tuple[str, ...] = ()
+    allowed_capture_gaps: tuple[str, ...] = ()
 
     @property
     def problems(self) -> list[tuple[str, Sequence[Any]]]:
@@ -527,7 +532,7 @@ class Completeness:
         found: list[tuple[str, Sequence[Any]]] = [
             ("missing ranks", self.missing_ranks), ("missing checkpoint files", self.missing_files),
             ("failed evidence", self.failed_evidence), ("event gaps", self.sequence_gaps),
-            ("conflicts", self.conflicts)]
+            ("conflicts", self.conflicts), ("capture gaps", self.capture_gaps)]
         return [(label, entries) for label, entries in found if entries]
 
     def to_dict(self) -> dict[str, Any]:
@@ -539,7 +544,10 @@ class Completeness:
                 "events": self.events, "outputsRecorded": self.outputs_recorded,
                 **({"attempts": [dict(a) for a in self.attempts]} if self.attempts else {}),
                 **({"departedNodes": list(self.departed_nodes)} if self.departed_nodes
-                   else {})}
+                   else {}),
+                **({"captureGaps": list(self.capture_gaps)} if self.capture_gaps else {}),
+                **({"allowedCaptureGaps": list(self.allowed_capture_gaps)}
+                   if self.allowed_capture_gaps else {})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Completeness:
@@ -553,4 +561,6 @@ class Completeness:
                    outputs_recorded=(data["outputsRecorded"]
                                      if isinstance(data.get("outputsRecorded"), bool) else None),
                    attempts=tuple(_maps(data, "attempts")),
-                   departed_nodes=_strings(data, "departedNodes"))
+                   departed_nodes=_strings(data, "departedNodes"),
+                   capture_gaps=_strings(data, "captureGaps"),
+                   allowed_capture_gaps=_strings(data, "allowedCaptureGaps"))

@@ -222,8 +222,18 @@ class RankCompleted(_message.Message):
     state: str
     def __init__(self, exit_code: _Optional[int] = ..., state: _Optional[str] = ...) -> None: ...
 
+class CaptureGap(_message.Message):
+    __slots__ = ("what", "why", "allowed")
+    WHAT_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    what: str
+    why: str
+    allowed: bool
+    def __init__(self, what: _Optional[str] = ..., why: _Optional[str] = ..., allowed: _Optional[bool] = ...) -> None: ...
+
 class Event(_message.Message):
-    __slots__ = ("shard", "file", "planned", "dependency", "parameters", "inventory", "evidence", "annotation", "attempt", "completed", "dropped_before", "lost_before")
+    __slots__ = ("shard", "file", "planned", "dependency", "parameters", "inventory", "evidence", "annotation", "attempt", "completed", "capture_gap", "dropped_before", "lost_before")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     PLANNED_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +244,7 @@ class Event(_message.Message):
     ANNOTATION_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_GAP_FIELD_NUMBER: _ClassVar[int]
     DROPPED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     LOST_BEFORE_FIELD_NUMBER: _ClassVar[int]
     shard: ShardConsumed
@@ -246,9 +257,10 @@ class Event(_message.Message):
     annotation: Annotation
     attempt: AttemptRecord
     completed: RankCompleted
+    capture_gap: CaptureGap
     dropped_before: int
     lost_before: int
-    def __init__(self, shard: _Optional[_Union[ShardConsumed, _Mapping]] = ..., file: _Optional[_Union[FileWritten, _Mapping]] = ..., planned: _Optional[_Union[ArtifactPlanned, _Mapping]] = ..., dependency: _Optional[_Union[Dependency, _Mapping]] = ..., parameters: _Optional[_Union[Parameters, _Mapping]] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., evidence: _Optional[_Union[Evidence, _Mapping]] = ..., annotation: _Optional[_Union[Annotation, _Mapping]] = ..., attempt: _Optional[_Union[AttemptRecord, _Mapping]] = ..., completed: _Optional[_Union[RankCompleted, _Mapping]] = ..., dropped_before: _Optional[int] = ..., lost_before: _Optional[int] = ...) -> None: ...
+    def __init__(self, shard: _Optional[_Union[ShardConsumed, _Mapping]] = ..., file: _Optional[_Union[FileWritten, _Mapping]] = ..., planned: _Optional[_Union[ArtifactPlanned, _Mapping]] = ..., dependency: _Optional[_Union[Dependency, _Mapping]] = ..., parameters: _Optional[_Union[Parameters, _Mapping]] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., evidence: _Optional[_Union[Evidence, _Mapping]] = ..., annotation: _Optional[_Union[Annotation, _Mapping]] = ..., attempt: _Optional[_Union[AttemptRecord, _Mapping]] = ..., completed: _Optional[_Union[RankCompleted, _Mapping]] = ..., capture_gap: _Optional[_Union[CaptureGap, _Mapping]] = ..., dropped_before: _Optional[int] = ..., lost_before: _Optional[int] = ...) -> None: ...
 
 class ReportRequest(_message.Message):
     __slots__ = ("job_id", "sender", "first_sequence", "events")
