@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from slsa_dist.digest._descriptors import input_descriptor
 from slsa_dist.digest._manifest import digest_path
 from slsa_dist.errors import InputError
 
@@ -181,6 +180,9 @@ def record_input(path: str | os.PathLike[str], *, kind: str = "model", name: str
     found by that digest. Returns the digest.
     """
     runtime = _require()
+    # the Statement model, only for a rank that records an input this way
+    from slsa_dist.digest._descriptors import input_descriptor
+
     dependency = input_descriptor(digest_path(path), path, kind=kind, name=name, uri=uri)
     runtime.agent.record_dependency(
         kind, name=dependency.name or "", uri=dependency.uri or "", digest=dependency.digest,

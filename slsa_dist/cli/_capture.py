@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slsa_dist.cli._common import EXIT_OK, say
+from slsa_dist.sign._formats import FORMATS
 
 if TYPE_CHECKING:
     from slsa_dist.cli._common import Subparsers
@@ -58,9 +59,9 @@ def register(sub: Subparsers) -> None:
                      help="an output the step produces; repeatable")
     run.add_argument("--key", required=True, type=Path, help="signing key (PEM)")
     run.add_argument("--bundle", required=True, type=Path, help="where to write the bundle")
-    run.add_argument("--format", choices=["auto", "intoto", "sigstore"], default="auto",
-                     help="intoto JSON Lines, or a Sigstore bundle v0.3; auto: sigstore when "
-                          "--bundle ends in .sigstore.json")
+    run.add_argument("--format", choices=["auto", *FORMATS], default="auto",
+                     help="a bundle format (intoto: JSON Lines; sigstore: a Sigstore bundle "
+                          "v0.3); auto: the one whose suffix --bundle ends in")
     run.add_argument("--step-id", help="invocation id (default: step-<time>)")
     run.add_argument("--step-type", default="transform",
                      help="what the step does: cleaning, tokenization, quantization, ...")

@@ -10,7 +10,7 @@ from slsa_dist.cli._common import EXIT_FAILED, EXIT_OK, say
 from slsa_dist.errors import InputError
 from slsa_dist.model._ledger import LEDGER_ABOVE
 from slsa_dist.model._statement import DEFAULT_BUILDER_ID
-from slsa_dist.sign._formats import DEFAULT_FORMAT, FORMATS
+from slsa_dist.sign._formats import DEFAULT_FORMAT, FORMATS, formats_named
 
 if TYPE_CHECKING:
     from slsa_dist.cli._common import Subparsers
@@ -19,16 +19,8 @@ __all__ = ["register"]
 
 
 
-# A bundle format by name (slsa_dist.sign.FORMATS), or "both" / "all": every one.
+# A bundle format by name (slsa_dist.sign.FORMATS), or "both": every one.
 FORMAT_CHOICES = (*FORMATS, "both")
-
-
-def _formats(choice: str) -> tuple[str, ...]:
-    """The formats a ``--format`` choice names: one, or every registered one for ``both``
-    (the default format first: it is the bundle the result names)."""
-    if choice != "both":
-        return (choice,)
-    return (DEFAULT_FORMAT, *(f for f in FORMATS if f != DEFAULT_FORMAT))
 
 def world_size_range(text: str) -> tuple[int, int]:
     """``N`` -> (N, N); ``MIN:MAX`` -> (MIN, MAX), for argparse."""
@@ -56,7 +48,7 @@ def _coordinator(args: argparse.Namespace) -> int:
         coordinator = Coordinator(CoordinatorConfig(
             job_id=args.job_id, out_dir=args.out,
             world_size=args.world_size[1], min_world_size=args.world_size[0],
-            formats=_formats(args.format),
+            formats=formats_named(args.format),
             journal_path=args.journal, builder_id=args.builder_id,
             idle_timeout=args.idle_timeout or None, settle=args.settle,
             ledger_above=args.ledger_above), signer=signer)

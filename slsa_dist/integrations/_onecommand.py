@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from slsa_dist.errors import InputError
+from slsa_dist.sign._formats import DEFAULT_FORMAT, bundle_path, formats_named
 
 __all__ = ["run_with_own_coordinator"]
 
@@ -96,7 +97,7 @@ def run_with_own_coordinator(settings: Mapping[str, str], torchrun_args: Sequenc
     job = settings.get("SLSA_JOB_ID") or f"job-{time.strftime('%Y%m%d-%H%M%S')}-" \
                                          f"{uuid.uuid4().hex[:6]}"
     log = out / f"{job}.coordinator.log"
-    fmt = settings.get("SLSA_FORMAT", "intoto")
+    fmt = settings.get("SLSA_FORMAT", DEFAULT_FORMAT)
     address = f"127.0.0.1:{_free_port()}"
     cli = [sys.executable, "-m", "slsa_dist.cli", "coordinator", "--job-id", job,
            "--listen", address, "--key", str(key), "--out", str(out),
@@ -120,13 +121,14 @@ def run_with_own_coordinator(settings: Mapping[str, str], torchrun_args: Sequenc
         if coordinator.poll() is None:
             coordinator.kill()
             coordinator.wait(10)
-    bundle = out / (f"{job}.sigstore.json" if fmt == "sigstore" else f"{job}.intoto.jsonl")
+    written = [bundle_path(out, job, name) for name in formats_named(fmt)]
+    bundle = written[0]
     if not bundle.exists():
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
         print(f"slsa-torchrun: error: no bundle was written ({tail[0]}; see {log})",
               file=sys.stderr)
         return code or 1
-    also = f" and {out / f'{job}.sigstore.json'}" if fmt == "both" else ""
+    also = "".join(f" and {path}" for path in written[1:])
     print(f"slsa-torchrun: wrote {bundle}{also}: {_summary(bundle, key)}; verify with: "
           f"slsa-dist verify {bundle} --key {key.with_suffix('.pub')} --builder-id "
           f"{_LOCAL_BUILDER}", flush=True)

@@ -19,7 +19,7 @@ from slsa_dist.sign._dsse import Envelope, JsonLines
 from slsa_dist.sign._sigstore import SigstoreBundle
 
 __all__ = ["DEFAULT_FORMAT", "FORMATS", "BundleFormat", "bundle_path", "format_for",
-           "read_bundle", "write_bundles", "write_signed"]
+           "formats_named", "read_bundle", "write_bundles", "write_signed"]
 
 
 class BundleFormat(Protocol):
@@ -48,6 +48,18 @@ class BundleFormat(Protocol):
 # In sniffing order: the first whose sniff accepts a file reads it; the last is the fallback.
 FORMATS: dict[str, BundleFormat] = {f.name: f for f in (SigstoreBundle(), JsonLines())}
 DEFAULT_FORMAT = "intoto"
+
+
+def formats_named(choice: str) -> tuple[str, ...]:
+    """The formats a ``--format`` choice names: one by name, or ``both`` for every
+    registered one (the default first: it is the bundle a result names).
+
+    Raises:
+        InputError: ``choice`` is neither a format nor ``both``.
+    """
+    if choice == "both":
+        return (DEFAULT_FORMAT, *(f for f in FORMATS if f != DEFAULT_FORMAT))
+    return (format_for("", choice).name,)
 
 
 def format_for(path: str | os.PathLike[str], name: str = "auto") -> BundleFormat:

@@ -34,14 +34,15 @@ from typing import Any
 
 from slsa_dist.errors import InputError
 from slsa_dist.model._ledger import MEDIA_LEDGER
+from slsa_dist.sign._formats import FORMATS
 
 __all__ = ["ARTIFACT_TYPES", "OciRef", "Pulled", "RegistryStore", "parse", "pull", "push"]
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
 MODEL_TYPE = "application/vnd.slsa-dist.model.v1"
-ARTIFACT_TYPES = {".sigstore.json": "application/vnd.dev.sigstore.bundle.v0.3+json",
-                  ".intoto.jsonl": "application/vnd.dsse.envelope.v1+json"}
+# A bundle's OCI artifact type, by the suffix of its format (slsa_dist.sign.FORMATS).
+ARTIFACT_TYPES = {f.suffix: f.media_type for f in FORMATS.values()}
 TITLE = "org.opencontainers.image.title"
 LEDGER_INDEX_TYPE = "application/vnd.slsa-dist.ledger-index.v1"
 SUBJECT_TAG = "slsa-sha256-"

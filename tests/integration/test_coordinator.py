@@ -14,8 +14,8 @@ import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
+from slsa_dist.collect import Coordinator, CoordinatorConfig, CoordinatorThread
 from slsa_dist.collect._agent import Agent, RankIdentity
-from slsa_dist.collect._coordinator import Coordinator, CoordinatorThread
 from slsa_dist.errors import InputError
 from slsa_dist.model._provenance import Provenance
 from slsa_dist.model._records import MEDIA_RANK
@@ -163,8 +163,8 @@ def test_plaintext_off_loopback_is_refused(tmp_path: Path) -> None:
     import asyncio
 
     async def start() -> None:
-        coordinator = Coordinator(job_id="j", signer=Signer.generate(), out_dir=tmp_path,
-                                  world_size=1)
+        coordinator = Coordinator(CoordinatorConfig(job_id="j", out_dir=tmp_path, world_size=1),
+                                  signer=Signer.generate())
         await coordinator.start("0.0.0.0:0")
 
     with pytest.raises(InputError, match="plaintext is allowed on loopback only"):

@@ -12,8 +12,8 @@ import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
+from slsa_dist.collect import Coordinator, CoordinatorConfig, CoordinatorThread
 from slsa_dist.collect._agent import Agent, RankIdentity
-from slsa_dist.collect._coordinator import Coordinator, CoordinatorThread
 from slsa_dist.collect._wire import peer_is_loopback
 from slsa_dist.errors import InputError
 from slsa_dist.sign._ca import Identity, JobCA, channel_credentials
@@ -147,8 +147,8 @@ def test_plaintext_is_refused_off_loopback(tmp_path: Path) -> None:
     assert not peer_is_loopback("unix:/tmp/x.sock")
 
     async def start() -> None:
-        await Coordinator(job_id="j", signer=Signer.generate(), out_dir=tmp_path,
-                          world_size=1).start(
+        await Coordinator(CoordinatorConfig(job_id="j", out_dir=tmp_path, world_size=1),
+                          signer=Signer.generate()).start(
             "0.0.0.0:0")
 
     with pytest.raises(InputError, match="plaintext is allowed on loopback only"):

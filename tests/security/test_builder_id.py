@@ -35,7 +35,7 @@ def test_each_launcher_passes_its_own_builder_id(launcher: str, mode: str) -> No
 
 
 def test_the_ray_callback_signs_as_the_ray_builder() -> None:
-    assert 'builder_id=BUILDER_IDS["ray"]' in (ROOT / "slsa_dist" / "ray.py").read_text()
+    assert 'builder_id=BUILDER_IDS["ray"]' in (ROOT / "slsa_dist" / "integrations" / "_ray.py").read_text()
 
 
 def test_verify_without_a_builder_id_warns_and_a_different_one_fails(

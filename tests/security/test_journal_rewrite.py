@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from slsa_dist._pb.v1 import journal_pb2
+from slsa_dist.collect import Coordinator, CoordinatorConfig, CoordinatorThread
 from slsa_dist.collect._agent import Agent, NodeIdentity, RankIdentity
-from slsa_dist.collect._coordinator import Coordinator, CoordinatorThread
 from slsa_dist.errors import InputError
 from slsa_dist.sign._keys import Signer
 
@@ -50,8 +50,8 @@ def _evidence_row(journal: Path) -> int:
 
 
 def _restart(tmp_path: Path, signer: Signer, journal: Path) -> Coordinator:
-    return Coordinator(job_id="j", signer=signer, out_dir=tmp_path / "out2", world_size=1,
-                       journal_path=journal)
+    return Coordinator(CoordinatorConfig(job_id="j", out_dir=tmp_path / "out2", world_size=1,
+                                         journal_path=journal), signer=signer)
 
 
 def test_deleting_the_failed_evidence_from_the_journal_is_refused_on_restart(

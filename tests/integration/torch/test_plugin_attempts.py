@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.integrations import _torch_plugin as plugin
 from slsa_dist.sign._keys import Signer
-from slsa_dist.torch import plugin
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
 
