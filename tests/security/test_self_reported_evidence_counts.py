@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
-from slsa_dist.attest import verify_evidence
+from slsa_dist.attest._registry import verify_evidence
 from slsa_dist.cli import main as cli_main
 from slsa_dist.sign._dsse import sign_statement, write_bundle
 from slsa_dist.sign._keys import Signer

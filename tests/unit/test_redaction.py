@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slsa_dist.model._provenance import REDACTED, redact_arguments, redact_parameters
+from slsa_dist.model._statement import REDACTED, redact_arguments, redact_parameters
 
 T = "s3cr3tT0k3n"
 
