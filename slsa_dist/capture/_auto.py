@@ -246,7 +246,8 @@ class Capture:
         (``BytesIO``) is no file and left out; any other target is a capture gap."""
         if isinstance(path, (str, bytes, os.PathLike)):
             name = os.fsdecode(os.fspath(path))
-        elif isinstance(path, (io.BytesIO, bytearray, memoryview)):
+        elif isinstance(path, (io.BytesIO, bytearray, memoryview)) \
+                or getattr(_IN_DCP, "depth", 0):
             return
         elif isinstance(getattr(path, "name", None), (str, bytes)) \
                 and os.path.isfile(os.fsdecode(path.name)):
@@ -383,6 +384,10 @@ def _patch_torch(capture: Capture) -> None:
     _after_import("torch.distributed.checkpoint.state_dict_saver", _patch_dcp)
 
 
+# Inside dcp.save on this thread: its writer records the files it writes.
+_IN_DCP = threading.local()
+
+
 def _patch_dcp(state_dict_saver: Any) -> None:
     """``dcp.save`` with the default writer for a path gets the digesting writer, which
     hashes each file on the rank that writes it, as it is written. (The package's own
@@ -395,14 +400,25 @@ def _patch_dcp(state_dict_saver: Any) -> None:
     def dcp_save(state_dict: Any, *args: Any, **kwargs: Any) -> Any:
         checkpoint_id = kwargs.get("checkpoint_id")
         try:
-            if kwargs.get("storage_writer") is None and checkpoint_id is not None \
-                    and not args:  # keyword-only: anything positional is the user's to fail
-                from slsa_dist.capture._dcp import DigestingFileSystemWriter
+            from slsa_dist.capture._dcp import DigestingFileSystemWriter
 
+            writer = kwargs.get("storage_writer")
+            if writer is None and checkpoint_id is not None \
+                    and not args:  # keyword-only: anything positional is the user's to fail
                 kwargs = {**kwargs, "storage_writer": DigestingFileSystemWriter(checkpoint_id)}
+            elif writer is not None and not isinstance(writer, DigestingFileSystemWriter):
+                capture_gap(f"DCP checkpoint {checkpoint_id or getattr(writer, 'path', '')!r}",
+                            f"written by the script's own {type(writer).__qualname__}: its "
+                            "files are not digested (use DigestingFileSystemWriter)")
         except Exception as exc:  # save as the user asked, unrecorded
             capture_gap(f"DCP checkpoint {checkpoint_id!r}", exc)
-        return original(state_dict, *args, **kwargs)
+        # DCP serializes each item with torch.save into its writer's stream: the writer
+        # records the files, so those saves are not outputs of their own (nor gaps).
+        _IN_DCP.depth = getattr(_IN_DCP, "depth", 0) + 1
+        try:
+            return original(state_dict, *args, **kwargs)
+        finally:
+            _IN_DCP.depth -= 1
 
     dcp_save.__slsa_dist_original__ = original  # type: ignore[attr-defined]
     state_dict_saver.save = dcp_save

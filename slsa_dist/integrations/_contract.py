@@ -38,6 +38,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -51,7 +52,7 @@ from slsa_dist.collect._agent import Agent, RankIdentity
 from slsa_dist.errors import InputError
 from slsa_dist.model._statement import redact_url
 
-__all__ = ["init"]
+__all__ = ["init", "remote_uri"]
 
 
 def _env_int(names: Sequence[str], default: int | None = None) -> int | None:
@@ -63,6 +64,29 @@ def _env_int(names: Sequence[str], default: int | None = None) -> int | None:
             except ValueError:
                 raise InputError(f"{name}: expected an integer, found {value!r}") from None
     return default
+
+
+_SCP = re.compile(r"^(?:[^/:@\s]+@)?([^/:\s]+):(?!//)(.*)$")
+
+
+def remote_uri(remote: str, where: Path) -> str:
+    """A git remote as an RFC 3986 URI a provenance may carry (SPDX/pip ``git+`` form).
+
+    ``https://token@host/o/x.git`` -> ``https://host/o/x.git`` (user-info and query
+    dropped: a token is never signed); scp-style ``git@host:o/x.git`` ->
+    ``ssh://host/o/x.git``; a local path (or no remote: the work tree ``where``) ->
+    ``file:///abs/path``.
+    """
+    if "://" in remote:
+        return redact_url(remote)
+    scp = _SCP.match(remote)
+    if scp is not None and not Path(remote).exists():
+        path = scp.group(2).lstrip("/")
+        return f"ssh://{scp.group(1)}/{path}"
+    local = Path(remote) if remote else where
+    if not local.is_absolute():
+        local = where / local
+    return local.resolve().as_uri()
 
 
 def _code_dependency(script: Path | None) -> dict[str, Any] | None:
@@ -79,8 +103,7 @@ def _code_dependency(script: Path | None) -> dict[str, Any] | None:
 
     commit = git("rev-parse", "HEAD")
     if commit:
-        # A remote may carry a token (https://token@host/...): never into the provenance.
-        remote = redact_url(git("config", "--get", "remote.origin.url") or f"file://{where}")
+        remote = remote_uri(git("config", "--get", "remote.origin.url") or "", where)
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
         annotations: dict[str, Any] = {"slsadist_dirty": dirty}
         if dirty:  # what the work tree changes against the commit, by digest
