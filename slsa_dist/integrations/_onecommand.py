@@ -51,6 +51,20 @@ def _key(out: Path, given: str | None) -> Path:
     return key
 
 
+def _public_key(out: Path, key: Path) -> Path:
+    """The public half of ``key`` for verify: the ``.pub`` beside a PEM key, else the key
+    itself (verify reduces it); for a key in an HSM (``pkcs11:``), written out once."""
+    if str(key).startswith("pkcs11:"):
+        from slsa_dist.sign._loaders import load_signer
+
+        public = out / "keys" / "signing.pub"
+        public.parent.mkdir(parents=True, exist_ok=True)
+        public.write_bytes(load_signer(str(key)).public().public_pem())
+        return public
+    beside = key.with_suffix(".pub")
+    return beside if beside.is_file() else key
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -64,11 +78,11 @@ def _start(cli: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(cli, stdout=handle, stderr=subprocess.STDOUT)
 
 
-def _summary(bundle: Path, key: Path) -> str:
+def _summary(bundle: Path, public: Path) -> str:
     from slsa_dist.sign._loaders import load_verifier
     from slsa_dist.verify._bundle import check_bundle
 
-    _, provenance = check_bundle(bundle, keys=[load_verifier(key.with_suffix(".pub"))])
+    _, provenance = check_bundle(bundle, keys=[load_verifier(public)])
     if provenance is None:
         return "could not be read back"
     inputs = [d for d in provenance.dependencies
@@ -129,7 +143,8 @@ def run_with_own_coordinator(settings: Mapping[str, str], torchrun_args: Sequenc
               file=sys.stderr)
         return code or 1
     also = "".join(f" and {path}" for path in written[1:])
-    print(f"slsa-torchrun: wrote {bundle}{also}: {_summary(bundle, key)}; verify with: "
-          f"slsa-dist verify {bundle} --key {key.with_suffix('.pub')} --builder-id "
+    public = _public_key(out, key)
+    print(f"slsa-torchrun: wrote {bundle}{also}: {_summary(bundle, public)}; verify with: "
+          f"slsa-dist verify {bundle} --key {public} --builder-id "
           f"{_LOCAL_BUILDER}", flush=True)
     return code

@@ -100,3 +100,26 @@ def test_a_wrong_token_or_key_name_is_one_clear_line(token: dict[str, str]) -> N
         load_signer(token["uri"].replace("token=slsa", "token=other"))
     with pytest.raises(InputError, match="expected one private key matching"):
         load_signer(token["uri"].replace("object=coordinator", "object=nobody"))
+
+
+@pytest.mark.torchrun
+@pytest.mark.timeout(300)
+def test_slsa_torchrun_with_a_key_in_the_token_signs_and_says_how_to_verify(
+        token: dict[str, str], tmp_path: Path) -> None:
+    """#27: ``--slsa-key pkcs11:...`` signed the bundle, then exited 1 with a traceback
+    looking for ``<key>.pub``; the public half now comes from the token."""
+    script = tmp_path / "train.py"
+    script.write_text("import torch\ntorch.save({'w': torch.zeros(2)}, 'model.pt')\n")
+    launcher = Path(sys.executable).parent / "slsa-torchrun"
+    done = subprocess.run(
+        [str(launcher), "--slsa-out", "prov", "--slsa-key", token["uri"],
+         "--nproc-per-node", "1", str(script)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("slsa-torchrun: wrote")]
+    public = line.split(" --key ")[1].split()[0]
+    assert Path(public).read_bytes() == Path(token["public"]).read_bytes()
+    (bundle,) = (tmp_path / "prov").glob("*.intoto.jsonl")
+    verify_bundle(bundle, keys=[Verifier.from_pem(Path(public).read_bytes())])
