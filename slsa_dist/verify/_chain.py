@@ -153,6 +153,8 @@ class Step:
     level: int
     checks: list[Check]
     inputs: list[tuple[ResourceDescriptor, str]] = field(default_factory=list)  # (dep, state)
+    # the bundle file's digest when it was verified: a store's copy may not outlive the walk
+    bundle_sha256: str = ""
 
     @property
     def name(self) -> str:
@@ -174,6 +176,8 @@ class ChainResult:
     steps: dict[str, Step] = field(default_factory=dict)  # produced digest -> step
     gaps: list[Gap] = field(default_factory=list)
     allowed_roots: list[tuple[str, str]] = field(default_factory=list)  # (digest, name)
+    # where a step's bundle lives, when its store knows (a registry referrer's oci:// URI)
+    origins: dict[Path, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -236,6 +240,7 @@ def _statements(bundle: Path) -> list[Statement]:
 def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy) -> ChainResult:
     """Walk and verify the chain that produced ``root``."""
     result = ChainResult(root=root, name=name)
+    origin = getattr(store, "origin", None)  # a registry store names its bundles' homes
     pending: list[tuple[str, str, str, int]] = [(root, name, "(requested artifact)", 0)]
     visited: set[str] = set()
     by_bundle: dict[Path, Step] = {}  # one step per bundle, however many digests it produced
@@ -276,6 +281,11 @@ def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy) -> 
             step.inputs.append((dependency, "followed"))
             pending.append((sha, f"{kind} {dependency.name or dependency.uri}", step.name,
                             depth + 1))
+    if origin is not None:
+        for step in result.unique_steps():
+            home = origin(step.bundle)
+            if home:
+                result.origins[step.bundle] = home
     return result
 
 
@@ -318,7 +328,8 @@ def _producer(digest: str, store: Store, policy: ChainPolicy,
                 f"{c.name}: {c.detail}" for c in failed_checks))
             continue
         return Step(bundle=bundle, provenance=provenance, depth=depth, level=rule.level,
-                    checks=checks), ""
+                    checks=checks,
+                    bundle_sha256=hashlib.sha256(bundle.read_bytes()).hexdigest()), ""
     return None, " | ".join(reasons)
 
 

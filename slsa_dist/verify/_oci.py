@@ -23,12 +23,13 @@ plain request through oras's own session.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -172,17 +173,43 @@ def push(model: str | os.PathLike[str], uri: str, *,
                 layers += _layers(client, ref, Path(scratch), [ledger], MEDIA_LEDGER)
                 layers += _layers(client, ref, Path(scratch),
                                   [ledger.with_name(ledger.name + ".idx")], LEDGER_INDEX_TYPE)
+        annotations = _bundle_annotations(attachment)
         referrer = {"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": kind,
                     "config": _config(client, ref), "layers": layers,
-                    "subject": model_descriptor}
+                    "subject": model_descriptor, "annotations": annotations}
         descriptor = _upload_manifest(client, ref, referrer)
         _add_to_fallback(client, ref, model_descriptor["digest"],
-                         {**descriptor, "artifactType": kind})
+                         {**descriptor, "artifactType": kind, "annotations": annotations})
         # A tag per digest the bundle says it produced, so a chain can find this model
         # (and so its bundles) by that digest: the registry as an attestation store.
         for subject in _subject_digests(attachment):
             _upload_manifest(client, ref, manifest, tag=f"{SUBJECT_TAG}{subject}")
     return str(model_descriptor["digest"])
+
+
+def _bundle_annotations(bundle: Path) -> dict[str, str]:
+    """The annotations Sigstore-aware tools filter referrers on (cosign's bundle
+    referrers): what the bundle holds, its statement's predicate type, and when it was
+    made (the run's finish, else now), RFC 3339."""
+    from slsa_dist.sign._formats import read_bundle
+
+    statement: dict[str, Any] = {}
+    for envelope in read_bundle(bundle):
+        try:
+            data = json.loads(envelope.payload)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            statement = data
+            break
+    predicate = statement.get("predicate")
+    finished = ((predicate.get("runDetails") or {}).get("metadata") or {}).get(
+        "finishedOn") if isinstance(predicate, dict) else None
+    created = finished if isinstance(finished, str) and finished else \
+        dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"dev.sigstore.bundle.content": "dsse-envelope",
+            "dev.sigstore.bundle.predicateType": str(statement.get("predicateType", "")),
+            "org.opencontainers.image.created": created}
 
 
 def _ledgers(bundle: Path, scratch: Path, warnings: list[str] | None) -> list[Path]:
@@ -232,6 +259,11 @@ class RegistryStore:
     def __init__(self, uri: str) -> None:
         self.ref = parse(uri)
         self._tmp = tempfile.TemporaryDirectory(prefix="slsa-oci-store-")
+        self._origins: dict[Path, str] = {}
+
+    def origin(self, bundle: Path) -> str | None:
+        """Where a bundle ``find`` returned lives in the registry (its referrer)."""
+        return self._origins.get(bundle)
 
     def find(self, digest: str) -> list[Path]:
         tag = f"{SUBJECT_TAG}{digest}"
@@ -240,7 +272,9 @@ class RegistryStore:
         url = _url(client, self.ref, "manifests", tag)
         if client.do_request(url, "HEAD", headers={"Accept": MANIFEST}).status_code == 404:
             return []
-        return pull(uri, Path(self._tmp.name) / digest).bundles
+        pulled = pull(uri, Path(self._tmp.name) / digest)
+        self._origins.update(pulled.origins)
+        return pulled.bundles
 
 
 def _referrers(client: Any, ref: OciRef, digest: str) -> tuple[dict[str, Any], bool]:
@@ -271,6 +305,8 @@ class Pulled:
     model: Path
     digest: str
     bundles: list[Path]
+    # each bundle's home in the registry: oci://REGISTRY/REPOSITORY@<referrer digest>
+    origins: dict[Path, str] = field(default_factory=dict)
 
 
 def pull(uri: str, dest: str | os.PathLike[str]) -> Pulled:
@@ -291,6 +327,7 @@ def pull(uri: str, dest: str | os.PathLike[str]) -> Pulled:
     for layer in manifest.get("layers", []):
         _download(client, container, layer, model)
     bundles = []
+    origins: dict[Path, str] = {}
     for referrer in _referrers(client, ref, digest)[0].get("manifests", []):
         if referrer.get("artifactType") not in ARTIFACT_TYPES.values():
             continue
@@ -303,7 +340,8 @@ def pull(uri: str, dest: str | os.PathLike[str]) -> Pulled:
             path = _download(client, container, layer, out / "attached")
             if layer.get("mediaType") in ARTIFACT_TYPES.values():
                 bundles.append(path)  # else a bundle's ledger, downloaded beside it
-    return Pulled(model=model, digest=digest, bundles=bundles)
+                origins[path] = f"oci://{ref.registry}/{ref.repository}@{referrer['digest']}"
+    return Pulled(model=model, digest=digest, bundles=bundles, origins=origins)
 
 
 def _download(client: Any, container: Any, layer: dict[str, Any], into: Path) -> Path:

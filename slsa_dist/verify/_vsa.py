@@ -8,7 +8,6 @@ list, ``verifier.version`` a map, ``dependencyLevels`` counts are integers
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,14 @@ VERIFIER_ID = "https://slsa-dist.dev/verifiers/chain/v1"
 
 def summarize(result: ChainResult, *, policy: ChainPolicy, resource_uri: str,
               signer: Signer, now: dt.datetime | None = None) -> Envelope:
-    """A signed VSA for ``result``'s root artifact."""
+    """A signed VSA for ``result``'s root artifact. Where its store named a step's home
+    (a registry's referrer), ``inputAttestations`` carries that URI, not the local copy's
+    path."""
     own_level, dependency_levels = levels(result)
     inputs = []
     for step in result.unique_steps():
-        data = step.bundle.read_bytes()
-        inputs.append({"uri": step.bundle.resolve().as_uri(),
-                       "digest": {"sha256": hashlib.sha256(data).hexdigest()}})
+        inputs.append({"uri": result.origins.get(step.bundle) or step.bundle.resolve().as_uri(),
+                       "digest": {"sha256": step.bundle_sha256}})
     passed = result.ok
     predicate: dict[str, Any] = {
         "verifier": {"id": VERIFIER_ID, "version": {"slsa-dist": __version__}},
@@ -47,9 +47,10 @@ def summarize(result: ChainResult, *, policy: ChainPolicy, resource_uri: str,
         "inputAttestations": inputs,
         "verificationResult": "PASSED" if passed else "FAILED",
         "verifiedLevels": [f"SLSA_BUILD_LEVEL_{own_level}"] if passed else ["FAILED"],
-        "dependencyLevels": dependency_levels,
         "slsaVersion": "1.2",
     }
+    if passed:  # on a FAILED one, an empty map would claim "no dependencies"
+        predicate["dependencyLevels"] = dependency_levels
     root_step = result.steps.get(result.root)
     files = _files(root_step.provenance, result.root) if root_step is not None else None
     statement = Statement(

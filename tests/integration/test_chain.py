@@ -103,6 +103,25 @@ def test_vsa_is_emitted_and_verifies(chain: dict[str, Path], tmp_path: Path,
     assert "PASS  verificationResult" in out
 
 
+def test_a_failed_vsa_claims_no_dependency_levels(chain: dict[str, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """#27 item 8: a FAILED VSA carried ``dependencyLevels: {}``, which reads as "no
+    dependencies"; a failed verification says nothing about them."""
+    store = tmp_path / "partial"
+    cli_main(["store", "add", str(chain["quant"]), "--store", str(store), "--key",
+              str(chain["public"])])  # the training step is missing: the chain has a gap
+    vsa = tmp_path / "failed.vsa.intoto.jsonl"
+    assert cli_main(["verify", "chain", str(chain["artifact"]), "--store", str(store),
+                     "--policy", str(chain["policy"]), "--emit-vsa", str(vsa),
+                     "--vsa-key", str(chain["key"])]) == 1
+    capsys.readouterr()
+    from slsa_dist.sign._formats import read_bundle
+
+    predicate = json.loads(read_bundle(vsa)[0].payload)["predicate"]
+    assert predicate["verificationResult"] == "FAILED"
+    assert "dependencyLevels" not in predicate
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ("{", "expected JSON"),
     ('{"version": 2}', 'expected an object with "version": 1, found 2'),

@@ -5,6 +5,7 @@ verified from `oci://...@sha256:...`, against Debian's docker-registry (Distribu
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,14 @@ def test_push_then_verify_from_the_registry(registry: str,
         index = json.loads(answer.read())
     assert sorted(m["artifactType"] for m in index["manifests"]) == [
         "application/vnd.dev.sigstore.bundle.v0.3+json", "application/vnd.dsse.envelope.v1+json"]
+    # #27 item 8: the annotations Sigstore-aware tools filter referrers on
+    for listed in index["manifests"]:
+        annotations = listed["annotations"]
+        assert annotations["dev.sigstore.bundle.content"] == "dsse-envelope"
+        assert annotations["dev.sigstore.bundle.predicateType"] == \
+            "https://slsa.dev/provenance/v1"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ",
+                            annotations["org.opencontainers.image.created"])
 
 
 def test_a_different_model_with_a_genuine_bundle_attached_fails(
@@ -138,6 +147,18 @@ def test_verify_chain_follows_the_registry_in_place_of_the_store(
                "--policy", str(chain["policy"]))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "chain verified: 3 step(s), 0 gap(s)" in done.stdout
+    # #27 item 8: the VSA names each input attestation where it lives, the registry's
+    # referrer, not the temporary copy verify read
+    vsa = chain["artifact"].parent / "registry.vsa.intoto.jsonl"
+    done = cli("verify", "chain", str(chain["artifact"]), "--store", f"oci://{registry}/chain",
+               "--policy", str(chain["policy"]), "--emit-vsa", str(vsa), "--vsa-key",
+               str(chain["key"]))
+    assert done.returncode == 0, done.stdout + done.stderr
+    uris = [i["uri"] for i in json.loads(read_bundle(vsa)[0].payload)["predicate"][
+        "inputAttestations"]]
+    assert len(uris) == 3
+    assert all(re.fullmatch(rf"oci://{re.escape(registry)}/chain@sha256:[0-9a-f]{{64}}", u)
+               for u in uris), uris
     # the same chain against a repository that holds only the last step: a gap, named
     cli("push", str(chain["artifact"]), f"oci://{registry}/partial:q", "--attach",
         str(chain["quant"]))
