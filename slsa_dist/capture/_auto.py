@@ -246,8 +246,7 @@ class Capture:
         (``BytesIO``) is no file and left out; any other target is a capture gap."""
         if isinstance(path, (str, bytes, os.PathLike)):
             name = os.fsdecode(os.fspath(path))
-        elif isinstance(path, (io.BytesIO, bytearray, memoryview)) \
-                or getattr(_IN_DCP, "depth", 0):
+        elif isinstance(path, (io.BytesIO, bytearray, memoryview)) or _in_dcp():
             return
         elif isinstance(getattr(path, "name", None), (str, bytes)) \
                 and os.path.isfile(os.fsdecode(path.name)):
@@ -386,6 +385,11 @@ def _patch_torch(capture: Capture) -> None:
 
 # Inside dcp.save on this thread: its writer records the files it writes.
 _IN_DCP = threading.local()
+
+
+def _in_dcp() -> bool:
+    depth: int = getattr(_IN_DCP, "depth", 0)
+    return depth > 0
 
 
 def _patch_dcp(state_dict_saver: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,6 +48,7 @@ class FakeAgent:
         self.files: list[tuple[str, str]] = []
         self.dependencies: list[dict[str, Any]] = []
         self.parameters: list[dict[str, Any]] = []
+        self.planned: list[tuple[str, list[str]]] = []
 
     def record_shard(self, name: str, digest: Any, **kwargs: Any) -> None:
         self.shards.append({"name": name, **kwargs})
@@ -62,6 +64,9 @@ class FakeAgent:
 
     def set_parameters(self, **kwargs: Any) -> None:
         self.parameters.append(kwargs)
+
+    def plan_artifact(self, artifact: str, files: Any, **kwargs: Any) -> None:
+        self.planned.append((artifact, sorted(files)))
 
 
 @pytest.fixture
@@ -515,7 +520,7 @@ class Raising:
 
 def test_the_hf_callback_never_raises(agent: FakeAgent, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from slsa_dist import hf
+    from slsa_dist.integrations import _hf as hf
 
     monkeypatch.setattr(hf, "install", lambda runtime: None)
     callback = hf.SlsaTrainerCallback()
@@ -539,7 +544,7 @@ def test_the_hf_callback_never_raises(agent: FakeAgent, tmp_path: Path,
 
 def test_the_lightning_callback_never_raises(agent: FakeAgent, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from slsa_dist import lightning
+    from slsa_dist.integrations import _lightning as lightning
 
     monkeypatch.setattr(lightning, "install", lambda runtime: None)
     callback = lightning.SlsaCallback()
@@ -549,3 +554,30 @@ def test_the_lightning_callback_never_raises(agent: FakeAgent, tmp_path: Path,
                                None) is None
     whats = [g[0] for g in agent.gaps]
     assert len(whats) == 3, whats
+
+
+def test_dcp_s_own_stream_saves_are_no_gap_and_a_foreign_dcp_writer_is_one(
+        agent: FakeAgent, tmp_path: Path) -> None:
+    """dcp.save serializes each item with torch.save into its writer's stream: the
+    digesting writer records those files, so the saves are neither outputs nor gaps (every
+    DCP job's bundle was incomplete); a storage writer of the script's own is a gap, its
+    files undigested."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import FileSystemWriter
+
+    capture = _capture(tmp_path)
+    auto._patch_dcp(sys.modules["torch.distributed.checkpoint.state_dict_saver"])
+    original_save = torch.save
+    torch.save = _wrapped(capture, original_save)  # type: ignore[assignment]
+    try:
+        state = {"w": torch.arange(4.0)}
+        dcp.save(state, checkpoint_id=str(tmp_path / "ours"))
+        assert agent.gaps == []
+        assert {f[0] for f in agent.files} == {"ours"}  # recorded by the digesting writer
+        dcp.save(state, storage_writer=FileSystemWriter(str(tmp_path / "theirs")))
+    finally:
+        torch.save = original_save  # type: ignore[assignment]
+    (gap,) = agent.gaps
+    assert "DCP checkpoint" in gap[0]
+    assert "FileSystemWriter" in gap[1]
+    assert (tmp_path / "theirs" / ".metadata").is_file()  # the user's save, unchanged
