@@ -15,6 +15,14 @@ if TYPE_CHECKING:
 
 ASSETS = Path(__file__).parent / "assets"
 sys.path.insert(0, str(ASSETS))
+# Processes the tests start (torchrun ranks, coordinators, the CLI) import this checkout,
+# whatever their working directory: a relative PYTHONPATH would resolve elsewhere there,
+# and the editable install may point at another work tree.
+_ROOT = Path(__file__).resolve().parents[1]
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(_ROOT), str(_ROOT / "tests"),
+     *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+       if p and Path(p).is_absolute())])
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
