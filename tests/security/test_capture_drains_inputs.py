@@ -25,6 +25,7 @@ import pytest
 from slsa_dist.capture import _auto as auto
 from slsa_dist.capture import _runtime
 from slsa_dist.collect._coordinator import CoordinatorThread
+from slsa_dist.integrations import _contract
 from slsa_dist.model._provenance import Provenance
 from slsa_dist.sign._keys import Signer
 from slsa_dist.verify._bundle import VerificationFailed, check_bundle, verify_bundle
@@ -60,7 +61,7 @@ def _slow_digest(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
 
 def _read_then_exit(tmp_path: Path, server: CoordinatorThread) -> tuple[Path, Path]:
     """A rank that reads a large file and ends at once; returns (file, bundle)."""
-    runtime = _runtime.init(argv=["train.py"], finish_at_exit=False)
+    runtime = _contract.init(argv=["train.py"], finish_at_exit=False)
     auto.install(runtime)
     data = tmp_path / "large.bin"
     data.write_bytes(b"\x5a" * (4 << 20))
