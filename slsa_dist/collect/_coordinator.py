@@ -27,6 +27,7 @@ import contextvars
 import datetime as dt
 import gc
 import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -145,30 +146,43 @@ class RecordFile:
     """Sealed rank records (``merge.RecordStore``) in a file beside the journal, 0600:
     each appended once, read back by offset when the ledger is written (from the page
     cache, as a rule). At 65,536 ranks that is ~235 MiB the coordinator does not hold.
-    Derived data: a restarted coordinator rebuilds it from its journal."""
+    Derived data: a restarted coordinator rebuilds it from its journal.
+
+    The file is not trusted: each record's SHA-256 stays in memory with its handle
+    (32 bytes a rank, 2 MiB at 65,536) and the bytes read back must match it, so a
+    record changed on disk never reaches the signature (issue 25 F9)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         self._end = 0
 
-    def put(self, data: bytes) -> tuple[int, int]:
+    def put(self, data: bytes) -> tuple[int, int, bytes]:
         # At an explicit offset: a write that fails half-way (disk full) leaves the end
         # where it was, and the next record writes over the half.
         view, offset = memoryview(data), self._end
         while view:
             written = os.pwrite(self._fd, view, offset)
             view, offset = view[written:], offset + written
-        handle = (self._end, len(data))
+        handle = (self._end, len(data), hashlib.sha256(data).digest())
         self._end = offset
         return handle
 
-    def get(self, handle: tuple[int, int]) -> bytes:
-        offset, length = handle
+    def get(self, handle: tuple[int, int, bytes]) -> bytes:
+        """The record's bytes, as written.
+
+        Raises:
+            InputError: the file no longer holds them (changed or cut outside the
+                coordinator): restart it, and it rebuilds the file from its journal.
+        """
+        offset, length, digest = handle
         data = os.pread(self._fd, length, offset)
-        if len(data) != length:
-            raise OSError(f"{self.path}: expected {length} bytes at {offset}, found "
-                          f"{len(data)} (the file was cut)")
+        if len(data) != length or not hmac.compare_digest(hashlib.sha256(data).digest(),
+                                                           digest):
+            raise InputError(f"{self.path}: expected the record written at {offset} "
+                             f"({length} bytes, sha256 {digest.hex()[:16]}...), found other "
+                             "bytes (the file was changed outside the coordinator); "
+                             "restart the coordinator to rebuild it from its journal")
         return data
 
     def close(self) -> None:
