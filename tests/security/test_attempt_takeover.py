@@ -56,4 +56,5 @@ def test_a_node_opening_an_attempt_alone_leaves_the_job_incomplete(tmp_path: Pat
     with pytest.raises(VerificationFailed) as failed:
         verify_bundle(bundle, keys=[signer.public()])
     detail = " ".join(c.detail for c in failed.value.checks if not c.ok)
-    assert "node-b" in detail
+    assert "node node-b: last in attempt 0 (STARTED), not in the final attempt 1" in detail
+    assert "nodes left a job whose world size is fixed: node-b" in detail  # verify's own
