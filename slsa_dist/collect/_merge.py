@@ -20,7 +20,8 @@ The contract:
    (``OUT_OF_RANGE``). An elastic job has a range instead (``min_world_size``
    to ``world_size``): each attempt's world size lies in it, and every rank of
    one attempt agrees with the first to register. The job is judged by its
-   final attempt (the highest registered): its ranks must all complete; nodes
+   final attempt (the highest registered; with launchers, the highest a launcher
+   opened): its ranks must all complete; nodes
    and ranks that took part only in earlier attempts are recorded as departed.
 3. Each (rank, attempt, worker) registers once. Registering again with the
    same identity (node, run id, pid) is the same registration and answers the
@@ -38,6 +39,13 @@ The contract:
 8. Nothing is accepted after finalization (``FAILED_PRECONDITION``);
    finalizing again returns the same result.
 9. Limits (each with its reason) are checked before anything is applied.
+10. Who may claim what is one table (``collect._authority``): every call names the
+    principal the coordinator observed, and a claim from any other is refused
+    (``PERMISSION_DENIED``) before anything changes. A worker joins its (rank,
+    attempt) only from the node the rank runs on; once any launcher reported an
+    attempt, only launchers open attempts and a rank counts only where its node's
+    launcher lists it. What contradicts a claim accepted earlier is judged at
+    finalization (a conflict), so arrival order never matters.
 """
 
 from __future__ import annotations

@@ -58,3 +58,57 @@ def test_a_node_opening_an_attempt_alone_leaves_the_job_incomplete(tmp_path: Pat
     detail = " ".join(c.detail for c in failed.value.checks if not c.ok)
     assert "node node-b: last in attempt 0 (STARTED), not in the final attempt 1" in detail
     assert "nodes left a job whose world size is fixed: node-b" in detail  # verify's own
+
+
+def test_a_restarted_coordinator_judges_the_takeover_the_same(tmp_path: Path) -> None:
+    """Replaying the journal rebuilds the launchers' view in the same order: the same
+    conflicts, whatever the restart."""
+    import asyncio
+
+    from slsa_dist._pb.v1 import collector_pb2 as pb
+    from slsa_dist.collect._authority import Principal
+    from slsa_dist.collect._coordinator import Coordinator, CoordinatorConfig
+
+    signer = Signer.generate()
+    config = CoordinatorConfig(job_id="job-1", out_dir=tmp_path, world_size=2)
+
+    def attempt(node: str, first: int, *events: pb.Event) -> pb.ReportRequest:
+        return pb.ReportRequest(job_id="job-1", sender=f"node/{node}", first_sequence=first,
+                                events=list(events))
+
+    async def run() -> None:
+        coordinator = Coordinator(config, signer=signer)
+        for node in ("node-a", "node-b"):
+            await coordinator.register_node(pb.RegisterNodeRequest(
+                job_id="job-1", node_id=node), Principal.node(node))
+        await coordinator.accept_batch(attempt("node-b", 1, launched(0, [1], "STARTED")),
+                                       Principal.node("node-b"))
+        await coordinator.accept_batch(attempt("node-a", 1, launched(0, [0], "RESTARTED"),
+                                               launched(1, [0, 1], "STARTED")),
+                                       Principal.node("node-a"))
+        for rank in (0, 1):
+            await coordinator.register_rank(pb.RegisterRankRequest(
+                job_id="job-1", rank=rank, attempt=1, world_size=2, node_id="node-a"),
+                Principal.node("node-a"))
+        coordinator._committer.close()
+        coordinator._records.close()
+
+    asyncio.run(run())
+    restarted = Coordinator(config, signer=signer)
+    assert not restarted.state.nodes_finished()
+    restarted.state.finalize("job-1", "request", _now())
+    statement = restarted.state.statement()
+    from slsa_dist.model._provenance import Provenance
+
+    completeness = Provenance.from_statement(statement).completeness()
+    assert completeness is not None
+    assert not completeness.complete
+    assert any(c.startswith("node node-b: last in attempt 0") for c in completeness.conflicts)
+    restarted._committer.close()
+    restarted._records.close()
+
+
+def _now():  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)

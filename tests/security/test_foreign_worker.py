@@ -80,3 +80,26 @@ def test_a_rank_under_a_node_that_lists_it_later_not_is_not_counted(tmp_path: Pa
     ranks = {r.rank: r for r in provenance.rank_records()}
     assert not ranks[0].completed
     assert ranks[1].completed
+
+
+def test_a_ledger_bundle_does_not_count_an_unlisted_rank_either(tmp_path: Path) -> None:
+    """Above 256 ranks the records go to a ledger (sealed as ranks complete): the rank
+    whose launcher did not list it is judged the same, whatever was sealed before."""
+    world = 300
+    cluster = Cluster(world_size=world)
+    node_a, node_m = cluster.node("node-a"), cluster.node("node-m")
+    node_a.report(launched(0, list(range(1, world)), "STARTED"))
+    cluster.rank(0, node="node-m").report(shard("s"), done())  # sealed before the list
+    for rank in range(1, world):
+        cluster.rank(rank, node="node-a").report(shard("s"), done())
+    node_m.report(launched(0, [], "SUCCEEDED"))
+    node_a.report(launched(0, list(range(1, world)), "SUCCEEDED"))
+    provenance = cluster.finalize_to_ledger(tmp_path / "job-1.ledger.jsonl")
+    completeness = provenance.completeness()
+    assert completeness is not None
+    assert completeness.missing_ranks == (0,)
+    assert "rank 0 attempt 0: registered as node 'node-m', whose launcher did not list it" \
+        in completeness.conflicts
+    ranks = {r.rank: r for r in provenance.rank_records()}
+    assert not ranks[0].completed
+    assert ranks[1].completed
