@@ -20,7 +20,8 @@ The contract:
    (``OUT_OF_RANGE``). An elastic job has a range instead (``min_world_size``
    to ``world_size``): each attempt's world size lies in it, and every rank of
    one attempt agrees with the first to register. The job is judged by its
-   final attempt (the highest registered): its ranks must all complete; nodes
+   final attempt (the highest registered; with launchers, the highest a launcher
+   opened): its ranks must all complete; nodes
    and ranks that took part only in earlier attempts are recorded as departed.
 3. Each (rank, attempt, worker) registers once. Registering again with the
    same identity (node, run id, pid) is the same registration and answers the
@@ -38,6 +39,13 @@ The contract:
 8. Nothing is accepted after finalization (``FAILED_PRECONDITION``);
    finalizing again returns the same result.
 9. Limits (each with its reason) are checked before anything is applied.
+10. Who may claim what is one table (``collect._authority``): every call names the
+    principal the coordinator observed, and a claim from any other is refused
+    (``PERMISSION_DENIED``) before anything changes. A worker joins its (rank,
+    attempt) only from the node the rank runs on; once any launcher reported an
+    attempt, only launchers open attempts and a rank counts only where its node's
+    launcher lists it. What contradicts a claim accepted earlier is judged at
+    finalization (a conflict), so arrival order never matters.
 """
 
 from __future__ import annotations
@@ -55,6 +63,8 @@ import orjson
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.attest._verdict import UNAVAILABLE, EvidenceVerdict, EvidenceVerifier
+from slsa_dist.collect import _authority as authority
+from slsa_dist.collect._authority import OPERATOR, Principal
 from slsa_dist.digest._descriptors import checkpoint_record
 from slsa_dist.digest._manifest import Manifest, Resource, path_order
 from slsa_dist.errors import InputError, SenderError
@@ -118,6 +128,17 @@ class Limits:
     # a rank whose capture fails on every batch must not flood the provenance.
     max_capture_gaps_per_sender: int = 64
     max_capture_gap_chars: int = 500
+    # Workers (senders) of one rank in one attempt: DataLoader workers start afresh each
+    # epoch unless persistent (8 workers x 512 epochs); a node cannot grow one rank's.
+    max_workers_per_rank: int = 4_096
+    # Senders one principal (a node's certificate or relay, a rank's certificate)
+    # registers: a sender costs ~600 bytes, so one principal holds ~40 MiB at most.
+    max_senders_per_principal: int = 65_536
+    # Items in one Relay call: twice what a relay sends (its batch_max, 512); the rate
+    # limit charges each item as one request.
+    max_relay_items: int = 1_024
+    # Attempts one node reports: every restart budget in use fits.
+    max_attempts_per_node: int = 1_024
 
 
 def _no_verifier(kind: str, blob: bytes, nonce: bytes, job_id: str, node: str) -> EvidenceVerdict:
@@ -495,6 +516,18 @@ class JobState:
         self._succeeded_below = 0
         # (sender key, rank, "what (why)", allowed), in arrival order per sender
         self._capture_gaps: list[tuple[str, int, str, bool]] = []
+        # The launchers' view (collect._authority): which node(s) listed each (rank,
+        # attempt), which nodes opened each attempt and when (an arrival number, the
+        # coordinator's own observation), and when each node (its own sender or one of
+        # its ranks') was last heard from. Once any launcher reported an attempt, only
+        # launchers open attempts and bind ranks to nodes.
+        self._listed: dict[tuple[int, int], set[str]] = {}
+        self._opened: dict[int, set[str]] = {}
+        self._opened_at: dict[int, int] = {}
+        self._heard: dict[str, int] = {}
+        self._arrivals = 0
+        # Senders registered per principal (Limits.max_senders_per_principal).
+        self._charged: dict[str, int] = {}
 
     # -- queries ------------------------------------------------------------------------
 
@@ -507,9 +540,21 @@ class JobState:
         """Ranks with a record (registered at least once)."""
         return len(self._ranks)
 
+    @property
+    def launchers(self) -> bool:
+        """Whether any node launcher reported an attempt: then only launchers open
+        attempts and bind ranks to nodes (collect._authority). A job without one (ranks
+        only: a local demo, a plain process) has nothing but its ranks' word."""
+        return bool(self._opened)
+
     def completed_ranks(self) -> set[int]:
-        """Ranks whose latest attempt's main process completed successfully."""
-        return self._succeeded
+        """Ranks whose latest attempt's main process completed successfully; with
+        launchers, only in the final attempt and listed there by the node it ran on."""
+        if not self._opened:
+            return self._succeeded
+        final = self._final
+        return {r for r in self._succeeded if self._latest.get(r) == final
+                and self._ranks[r].attempts[final].node in self._listed.get((r, final), ())}
 
     @property
     def final_world_size(self) -> int:
@@ -535,9 +580,14 @@ class JobState:
             if not node.attempts:
                 return False
             latest = max(node.attempts)
+            state = node.attempts[latest].state
             if latest < self._final:
+                # In an earlier attempt: finished once it said that attempt ended; one
+                # that never did (dead, or still training) is waited for until settle.
+                if state not in _ENDED:
+                    return False
                 continue
-            if node.attempts[latest].state not in ("SUCCEEDED", "FAILED"):
+            if state not in ("SUCCEEDED", "FAILED"):
                 return False
         return True
 
@@ -565,9 +615,11 @@ class JobState:
             self._started = now
         self._last = now
 
-    def challenge(self, job_id: str, node_id: str, nonce: bytes, now: dt.datetime) -> None:
+    def challenge(self, job_id: str, node_id: str, nonce: bytes, now: dt.datetime, *,
+                  principal: Principal = OPERATOR) -> None:
         """Record a nonce issued to ``node_id`` (the caller made it)."""
         self._check_open(job_id)
+        authority.authorize_node(principal, node_id, "challenge")
         if node_id not in self._nodes:
             raise _reject("FAILED_PRECONDITION",
                           f"challenge: expected node {node_id!r} to be registered, found it not")
@@ -580,10 +632,11 @@ class JobState:
         self._touch(now)
 
     def register_node(self, req: pb.RegisterNodeRequest, now: dt.datetime, *,
-                      peer: str = "") -> Registered:
+                      peer: str = "", principal: Principal = OPERATOR) -> Registered:
         self._check_open(req.job_id)
         if not req.node_id:
             raise _reject("INVALID_ARGUMENT", "node id: expected a non-empty string, found ''")
+        authority.authorize_node(principal, req.node_id)
         key = f"node/{req.node_id}"
         identity = (req.hostname, req.node_rank)
         existing = self._senders.get(key)
@@ -593,6 +646,9 @@ class JobState:
                               f"node {req.node_id!r}: registered as (hostname, node rank) "
                               f"{existing.identity}, found {identity}")
             return Registered(key, existing.next_sequence, new=False)
+        if len(self._nodes) >= self.limits.max_world_size:
+            raise _reject("RESOURCE_EXHAUSTED", f"node {req.node_id!r}: expected at most "
+                          f"{self.limits.max_world_size} nodes, found more")
         self._senders[key] = _Sender(key=key, identity=identity, rank=None, attempt=0,
                                      node=req.node_id)
         self._nodes[req.node_id] = _Node(node=req.node_id, hostname=req.hostname,
@@ -601,14 +657,15 @@ class JobState:
         return Registered(key, 1, new=True)
 
     def register_rank(self, req: pb.RegisterRankRequest, now: dt.datetime, *,
-                      relayed_by: str = "") -> Registered:
+                      relayed_by: str = "", principal: Principal = OPERATOR) -> Registered:
         """Register a rank; ``relayed_by`` names the node agent that relayed it (which
-        must be the node the rank names)."""
+        must be the node the rank names); ``principal`` is who the coordinator saw."""
         self._check_open(req.job_id)
         if relayed_by and relayed_by != req.node_id:
             raise _reject("PERMISSION_DENIED", f"rank {req.rank}: expected node "
                           f"{relayed_by!r} to relay its own ranks only, found a rank of node "
                           f"{req.node_id!r}")
+        authority.authorize_rank(principal, req.rank, req.node_id)
         if req.world_size == 0 or req.world_size > self.limits.max_world_size:
             raise _reject("INVALID_ARGUMENT", "world size: expected 1.."
                           f"{self.limits.max_world_size}, found {req.world_size}")
@@ -638,11 +695,18 @@ class JobState:
                               f"registered as (node, run id, pid) {existing.identity}, "
                               f"found {identity}")
             return Registered(key, existing.next_sequence, new=False)
+        self._check_binding(req)
+        charged = principal.kind + "/" + principal.name if not principal.trusted \
+            else f"node/{req.node_id}"
+        if principal is not authority.REPLAY:  # bounded when first accepted
+            self._check_budget(req, charged)
+        rank = self._ranks.get(req.rank)
+        if rank is not None and rank.sealed is not None:
+            self._unseal(rank)  # first: a record that cannot be read back changes nothing
+        self._charged[charged] = self._charged.get(charged, 0) + 1
         self._senders[key] = _Sender(key=key, identity=identity, rank=req.rank,
                                      attempt=req.attempt, node=req.node_id)
         rank = self._ranks.setdefault(req.rank, _Rank(rank=req.rank))
-        if rank.sealed is not None:
-            self._unseal(rank)
         rank.open_senders += 1
         attempt = rank.attempts.get(req.attempt)
         if attempt is None:
@@ -660,15 +724,60 @@ class JobState:
             if req.rank in self._succeeded:
                 self._succeeded.discard(req.rank)
                 self._succeeded_below -= below
-        if req.attempt > self._final:  # a new final attempt, maybe of another size
-            self._final = req.attempt
-            world = self.final_world_size
-            self._ended_below = sum(1 for r in self._ended if r < world)
-            self._succeeded_below = sum(1 for r in self._succeeded if r < world)
+        if req.attempt > self._final and not self._opened:
+            # Without launchers the ranks' highest attempt is the final one; with them,
+            # only a launcher opens one (_apply_attempt).
+            self._set_final(req.attempt)
+        self._hear(req.node_id)
         self._touch(now)
         return Registered(key, 1, new=True)
 
-    def accept(self, req: pb.ReportRequest, now: dt.datetime) -> tuple[int, int]:
+    def _set_final(self, attempt: int) -> None:
+        """A new final attempt, maybe of another size: the counts below its world size
+        are counted again (once per attempt, so the per-event cost stays flat)."""
+        self._final = attempt
+        world = self.final_world_size
+        self._ended_below = sum(1 for r in self._ended if r < world)
+        self._succeeded_below = sum(1 for r in self._succeeded if r < world)
+
+    def _hear(self, node: str) -> None:
+        """The coordinator heard from ``node`` (its sender, or one of its ranks')."""
+        self._arrivals += 1
+        self._heard[node] = self._arrivals
+
+    def _check_binding(self, req: pb.RegisterRankRequest) -> None:
+        """A worker joins its (rank, attempt) only from the node the rank runs on: the
+        node it was first registered under, and the node whose launcher lists it."""
+        where = f"rank {req.rank} attempt {req.attempt}"
+        rank = self._ranks.get(req.rank)
+        attempt = rank.attempts.get(req.attempt) if rank is not None else None
+        if attempt is not None and attempt.node != req.node_id:
+            raise _reject("PERMISSION_DENIED", f"{where} runs on node {attempt.node!r}: "
+                          f"expected its workers from there, found one from node "
+                          f"{req.node_id!r}")
+        listed = self._listed.get((req.rank, req.attempt), set())
+        if listed and req.node_id not in listed:
+            raise _reject("PERMISSION_DENIED", f"{where}: expected node "
+                          f"{', '.join(sorted(listed))} (its launcher lists it), found node "
+                          f"{req.node_id!r}")
+        node = self._nodes.get(req.node_id)
+        record = node.attempts.get(req.attempt) if node is not None else None
+        if record is not None and req.rank not in record.ranks:
+            raise _reject("PERMISSION_DENIED", f"{where}: node {req.node_id!r} launched "
+                          f"rank(s) {list(record.ranks)} in attempt {req.attempt}, not this "
+                          "one")
+        if attempt is not None and len(attempt.workers) >= self.limits.max_workers_per_rank:
+            raise _reject("RESOURCE_EXHAUSTED", f"{where}: expected at most "
+                          f"{self.limits.max_workers_per_rank} workers, found more")
+
+    def _check_budget(self, req: pb.RegisterRankRequest, charged: str) -> None:
+        if self._charged.get(charged, 0) >= self.limits.max_senders_per_principal:
+            raise _reject("RESOURCE_EXHAUSTED", f"rank {req.rank}: expected at most "
+                          f"{self.limits.max_senders_per_principal} senders registered by "
+                          f"{charged}, found more")
+
+    def accept(self, req: pb.ReportRequest, now: dt.datetime, *,
+               principal: Principal = OPERATOR) -> tuple[int, int]:
         """Apply a batch. Returns (index of the first new event, duplicates).
 
         The caller journals ``req.events[index:]``; the acknowledgement is
@@ -680,6 +789,7 @@ class JobState:
             raise _reject("FAILED_PRECONDITION",
                           f"sender: expected a registered sender, found {req.sender!r}",
                           resync=True)
+        authority.authorize_sender(principal, req.sender, sender.rank, sender.node)
         count = len(req.events)
         if count > self.limits.max_batch_events:
             raise _reject("RESOURCE_EXHAUSTED", f"batch: expected at most "
@@ -712,6 +822,7 @@ class JobState:
         sender.next_sequence += len(new)
         sender.events += len(new)
         self.events += len(new)
+        self._hear(sender.node)
         if sender.completed is not None and sender.rank is not None:
             self._seal(self._ranks[sender.rank])
         self._touch(now)
@@ -732,6 +843,7 @@ class JobState:
                 continue
             if kind is None or kind not in self._HANDLERS:
                 raise _reject("INVALID_ARGUMENT", f"{where}: expected an event kind, found none")
+            authority.authorize_event(kind, sender.rank is not None, where)
             check, _ = self._HANDLERS[kind]
             prepared.append(check(self, sender, getattr(event, kind), where))
             completed = kind == "completed"
@@ -754,8 +866,7 @@ class JobState:
     # An apply cannot fail: everything it relies on was checked for the whole batch.
 
     def _check_shard(self, sender: _Sender, shard: pb.ShardConsumed, where: str) -> Any:
-        if sender.rank is None:
-            raise _reject("INVALID_ARGUMENT", f"{where}: shards are reported by ranks")
+        authority.authorize_event("shard", sender.rank is not None, where)
         # Every rank reads the same shards with the same sampler: each digest and sampler
         # text is checked once, then recognised (the parsed sampler is never mutated).
         digest = _digest_key(shard.digest)
@@ -934,9 +1045,7 @@ class JobState:
             self._nodes[sender.node].inventory = parsed
 
     def _check_evidence(self, sender: _Sender, evidence: pb.Evidence, where: str) -> Any:
-        if sender.rank is not None:  # a rank must not speak for a node's hardware
-            raise _reject("INVALID_ARGUMENT", f"{where}: evidence is reported by nodes, "
-                          "found it from a rank")
+        del sender  # a rank must not speak for a node's hardware: _validate refused it
         # An oversized blob is recorded as failed evidence, not refused: the node must not
         # be able to hide its other events behind it.
         return len(evidence.blob) > self.limits.max_evidence_bytes
@@ -959,13 +1068,31 @@ class JobState:
             self._nodes[sender.node].reported[note.key] = value
 
     def _check_attempt(self, sender: _Sender, attempt: pb.AttemptRecord, where: str) -> Any:
-        del attempt
-        if sender.rank is not None:
-            raise _reject("INVALID_ARGUMENT", f"{where}: attempts are reported by nodes")
+        attempts = self._nodes[sender.node].attempts
+        if attempt.attempt not in attempts \
+                and len(attempts) >= self.limits.max_attempts_per_node:
+            raise _reject("RESOURCE_EXHAUSTED", f"{where}: expected at most "
+                          f"{self.limits.max_attempts_per_node} attempts per node, found more")
+        beyond = [r for r in attempt.ranks if r >= self.world_size]
+        if beyond:
+            raise _reject("OUT_OF_RANGE", f"{where}: expected ranks 0..{self.world_size - 1} "
+                          f"launched, found {beyond[:8]}")
         return None
 
     def _apply_attempt(self, sender: _Sender, attempt: pb.AttemptRecord, extra: Any) -> None:
         del extra
+        # The launcher's claims (collect._authority): it opened this attempt and started
+        # these ranks on its node. A registration that contradicts them is refused from
+        # now on; one that came before is judged at finalization.
+        first = not self._opened
+        opened = self._opened.setdefault(attempt.attempt, set())
+        if not opened:
+            self._opened_at[attempt.attempt] = self._arrivals
+        opened.add(sender.node)
+        for listed in attempt.ranks:
+            self._listed.setdefault((listed, attempt.attempt), set()).add(sender.node)
+        if first or attempt.attempt > self._final:  # from the first launcher on, theirs
+            self._set_final(attempt.attempt)
         attempts = self._nodes[sender.node].attempts
         earlier = attempts.get(attempt.attempt)  # STARTED, then the final state: keep both's
         attempts[attempt.attempt] = records.NodeAttempt(
@@ -976,9 +1103,7 @@ class JobState:
                         **{str(k): v for k, v in attempt.exit_codes.items()}})
 
     def _check_completed(self, sender: _Sender, done: pb.RankCompleted, where: str) -> Any:
-        del done
-        if sender.rank is None:
-            raise _reject("INVALID_ARGUMENT", f"{where}: completion is reported by ranks")
+        del sender, done, where  # from a rank's sender: _validate checked it
         return None
 
     def _apply_completed(self, sender: _Sender, done: pb.RankCompleted, extra: Any) -> None:
@@ -999,8 +1124,7 @@ class JobState:
                     self._succeeded_below += below
 
     def _check_capture_gap(self, sender: _Sender, gap: pb.CaptureGap, where: str) -> Any:
-        if sender.rank is None:
-            raise _reject("INVALID_ARGUMENT", f"{where}: capture gaps are reported by ranks")
+        del sender  # from a rank's sender: _validate checked it
         if not gap.what:
             raise _reject("INVALID_ARGUMENT", f"{where}: capture gap without what it names")
         return None
@@ -1256,7 +1380,7 @@ class JobState:
         failed_evidence = [f"{node.node}: {e.kind}: {e.reason}" for node in self._nodes.values()
                            for e in node.evidence if e.status == "failed"]
         conflicts = [*conflicts, *self._exit_disagreements(), *self._binding_disagreements(),
-                     *self._world_disagreements()]
+                     *self._world_disagreements(), *self._launcher_disagreements()]
         missing_ranks = self.missing_ranks()
         attempts, departed = self._membership()
         capture_gaps, allowed_gaps = self._capture_gap_lines()
@@ -1357,6 +1481,47 @@ class JobState:
                 if beyond:
                     found.append(f"attempt {record.attempt}: node {node.node} launched rank(s) "
                                  f"{beyond}, beyond the world size {world} its ranks registered")
+        return found
+
+    def _launcher_disagreements(self) -> list[str]:
+        """The launchers' claims judged with everything in hand (collect._authority), so
+        a claim accepted before its contradiction arrived is caught here: attempts only
+        launchers open, ranks only their node's launcher lists, and a later attempt
+        judges the job only once the nodes of the earlier ones ended them."""
+        if not self._opened:
+            return []
+        found = []
+        for number, rank in sorted(self._ranks.items()):
+            for attempt_number, attempt in sorted(rank.attempts.items()):
+                where = f"rank {number} attempt {attempt_number}"
+                listed = self._listed.get((number, attempt_number), set())
+                if attempt_number not in self._opened:
+                    found.append(f"{where}: registered, but no node launcher opened attempt "
+                                 f"{attempt_number}")
+                elif not listed:  # listed elsewhere: _binding_disagreements says so
+                    found.append(f"{where}: registered as node {attempt.node!r}, whose "
+                                 "launcher did not list it")
+        for (number, attempt_number), nodes in sorted(self._listed.items()):
+            if len(nodes) > 1:
+                found.append(f"rank {number} attempt {attempt_number}: listed by the "
+                             f"launchers of nodes {', '.join(sorted(nodes))}")
+        final = self._final
+        for node in sorted(self._nodes.values(), key=lambda n: n.node):
+            if not node.attempts or max(node.attempts) >= final:
+                continue
+            last = node.attempts[max(node.attempts)]
+            where = f"node {node.node}: last in attempt {last.attempt} ({last.state})"
+            if last.state == "SUCCEEDED":
+                found.append(f"{where}, which ended the job there, yet attempt {final} "
+                             "followed")
+            elif not self.elastic:
+                found.append(f"{where}, not in the final attempt {final}: the world size is "
+                             f"fixed ({self.world_size}), so a later attempt cannot judge the "
+                             "job without it")
+            elif last.state not in _ENDED \
+                    and self._heard.get(node.node, 0) > self._opened_at.get(final, 0):
+                found.append(f"{where}: still reporting after attempt {final} began, "
+                             "without a part in it, and never said its attempt ended")
         return found
 
     def _binding_disagreements(self) -> list[str]:

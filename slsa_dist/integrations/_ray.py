@@ -245,8 +245,13 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
             # Ray node ranks change between attempts; the node id is the stable identity.
             node = start_node_agent(coordinator=self.coordinator, job_id=self.job_id,
                                     node_id=node_id, spool_dir=self.spool_dir)
+            # Every rank this node runs in this attempt: the list binds them to the node
+            # (collect._authority). Ray Train places a node's workers at consecutive world
+            # ranks, local rank 0 first.
+            first = context.get_world_rank()
             node.record_attempt(attempt=self.attempt, run_id=self.job_id,
-                                ranks=[context.get_world_rank()], state="STARTED")
+                                ranks=range(first, first + context.get_local_world_size()),
+                                state="STARTED")
             # Acknowledged before training starts: a worker that fails is torn down by
             # Ray at once, and its node's evidence must not go down with it.
             node.flush(timeout=float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")))

@@ -349,7 +349,13 @@ def _check_completeness(out: _Outcome, provenance: Provenance,
     if completeness is not None:
         problems.extend(f"{label}: {_summary(list(entries))}"
                         for label, entries in completeness.problems)
-        if completeness.departed_nodes:
+        elastic = "worldSizeRange" in provenance.external_parameters
+        if completeness.departed_nodes and not elastic:
+            # A job whose world size is fixed has no node to lose: a later attempt without
+            # one is another job's word for the ranks it ran (issue 25 F1).
+            problems.append("nodes left a job whose world size is fixed: "
+                            + _summary(list(completeness.departed_nodes)))
+        elif completeness.departed_nodes:
             out.warnings.append("nodes left the job before its final attempt (their part is "
                                 "recorded up to then): "
                                 + "; ".join(completeness.departed_nodes))

@@ -127,3 +127,19 @@ def signed_ledger_job(folder: Path, signer: Signer) -> Path:
     statement = cluster.state.statement(
         ledger=partial(write_ledger, folder / "big.ledger.jsonl"))
     return write_bundle(folder / "big.intoto.jsonl", [sign_statement(statement, [signer])])
+
+
+def launched(number: int, ranks: list[int], state: str, **exit_codes: int) -> pb.Event:
+    """A node launcher's record of attempt ``number``: the ranks it started, and how the
+    attempt ended for it (``STARTED`` while it runs)."""
+    return pb.Event(attempt=pb.AttemptRecord(
+        attempt=number, run_id="run", ranks=ranks, state=state,
+        exit_codes={int(k.lstrip("r")): v for k, v in exit_codes.items()}))
+
+
+def signed(cluster: Cluster, folder: Path, signer: Signer, reason: str = "request") -> Path:
+    """Finalize ``cluster`` and sign its statement into ``folder``: the bundle's path."""
+    cluster.state.finalize(cluster.job_id, reason, cluster.tick())
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_bundle(folder / f"{cluster.job_id}.intoto.jsonl",
+                        [sign_statement(cluster.statement(), [signer])])
