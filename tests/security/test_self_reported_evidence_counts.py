@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
-from slsa_dist.attest import verify_evidence
+from slsa_dist.attest._registry import verify_evidence
 from slsa_dist.cli import main as cli_main
 from slsa_dist.sign._dsse import sign_statement, write_bundle
 from slsa_dist.sign._keys import Signer
@@ -71,7 +71,7 @@ def test_inspect_shows_it_as_reported_by_the_node(bundle: tuple[Path, Path],
 def test_the_coordinator_records_it_as_reported_not_verified(
         bundle: tuple[Path, Path]) -> None:
     path, public = bundle
-    provenance = verify_bundle(path, keys=[load_verifier(public)])
+    provenance = verify_bundle(path, keys=[load_verifier(public)]).provenance
     (node,) = provenance.node_records()
     (evidence,) = node.evidence
     assert evidence.status == "reported"
