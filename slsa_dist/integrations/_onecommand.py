@@ -68,7 +68,7 @@ def _summary(bundle: Path, key: Path) -> str:
     from slsa_dist.sign._loaders import load_verifier
     from slsa_dist.verify._bundle import check_bundle
 
-    _, provenance = check_bundle(bundle, keys=[load_verifier(key.with_suffix(".pub"))])
+    provenance = check_bundle(bundle, keys=[load_verifier(key.with_suffix(".pub"))]).provenance
     if provenance is None:
         return "could not be read back"
     inputs = [d for d in provenance.dependencies

@@ -53,7 +53,10 @@ from slsa_dist.model._statement import ResourceDescriptor, Statement, job_id_of
 from slsa_dist.sign._formats import read_bundle
 from slsa_dist.sign._keys import Verifier
 from slsa_dist.sign._loaders import load_verifier
-from slsa_dist.verify._bundle import Check, check_bundle
+from slsa_dist.verify._artifact import check_artifact
+from slsa_dist.verify._bundle import check_bundle
+from slsa_dist.verify._policy import AllOf, Attestation, BuilderId, Complete, Requirement
+from slsa_dist.verify._result import Check
 from slsa_dist.verify._store import Store
 
 __all__ = ["ChainPolicy", "ChainResult", "Gap", "Step", "StepRule", "artifact_digest",
@@ -70,6 +73,15 @@ class StepRule:
     require_attestation: str | None = None
     trusted_aks: frozenset[tuple[str, str]] | None = None
     level: int = 1
+
+    def requirement(self) -> Requirement:
+        """What a step of this build type must meet, beyond its signature."""
+        wanted: list[Requirement] = [Complete()]
+        if self.builder_ids:
+            wanted.append(BuilderId(*self.builder_ids))
+        if self.require_attestation:
+            wanted.append(Attestation(self.require_attestation, trusted_aks=self.trusted_aks))
+        return AllOf(*wanted)
 
 
 @dataclass(frozen=True)
@@ -233,8 +245,14 @@ def _statements(bundle: Path) -> list[Statement]:
     return found
 
 
-def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy) -> ChainResult:
-    """Walk and verify the chain that produced ``root``."""
+def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy,
+                 artifact: str | os.PathLike[str] | None = None) -> ChainResult:
+    """Walk and verify the chain that produced ``root``.
+
+    With ``artifact`` (the file or folder ``root`` is the digest of), the artifact must
+    also be the files the producing step's signed record names: the OMS root leaves
+    names out.
+    """
     result = ChainResult(root=root, name=name)
     pending: list[tuple[str, str, str, int]] = [(root, name, "(requested artifact)", 0)]
     visited: set[str] = set()
@@ -276,7 +294,23 @@ def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy) -> 
             step.inputs.append((dependency, "followed"))
             pending.append((sha, f"{kind} {dependency.name or dependency.uri}", step.name,
                             depth + 1))
+    if artifact is not None:
+        _check_root_artifact(result, Path(artifact))
     return result
+
+
+def _check_root_artifact(result: ChainResult, artifact: Path) -> None:
+    """The requested folder (or one file of a checkpoint) is, name by name, what the step
+    that produced it signed: the digest found the step, the names must agree too."""
+    step = result.steps.get(result.root)
+    if step is None or not artifact.exists():
+        return
+    if artifact.is_dir() or result.root in {s.digest.get("sha256")
+                                            for s in step.provenance.statement.subjects}:
+        check = check_artifact(step.provenance, artifact)
+        if not check.ok:
+            result.gaps.append(Gap(result.root, result.name, "(requested artifact)",
+                                   check.detail))
 
 
 def _producer(digest: str, store: Store, policy: ChainPolicy,
@@ -304,14 +338,6 @@ def _producer(digest: str, store: Store, policy: ChainPolicy,
             reasons.append(f"step {provenance.job_id}: the verified statement does not "
                            f"name this digest (the store's index claimed it)")
             continue
-        if rule.builder_ids and provenance.builder_id not in rule.builder_ids:
-            checks.append(Check("builder.id", False, f"expected one of {list(rule.builder_ids)}, "
-                                f"found {provenance.builder_id!r}"))
-        if rule.require_attestation:
-            from slsa_dist.verify._attestation import require_attestation
-
-            checks.append(require_attestation(provenance, rule.require_attestation,
-                                              trusted_aks=rule.trusted_aks))
         failed_checks = [c for c in checks if not c.ok]
         if failed_checks:
             reasons.append(f"step {provenance.job_id}: " + "; ".join(
@@ -324,15 +350,17 @@ def _producer(digest: str, store: Store, policy: ChainPolicy,
 
 def _verified_for_rule(bundle: Path, policy: ChainPolicy
                        ) -> tuple[Provenance | None, list[Check], str]:
-    """The provenance in ``bundle`` signed by a key its own buildType's rule trusts."""
+    """The provenance in ``bundle`` signed by a key its own buildType's rule trusts, and
+    its checks against that rule's requirements (complete, builder id, attestation)."""
     failures = []
     for rule in policy.rules:
-        checks, provenance = check_bundle(bundle, keys=list(rule.keys))
+        result = check_bundle(bundle, keys=list(rule.keys), policy=rule.requirement())
+        provenance = result.provenance
         if provenance is not None and provenance.build_type == rule.build_type:
-            return provenance, checks, ""
+            return provenance, list(result.checks), ""
         if provenance is not None:
             continue  # signed by this rule's key, but for another build type
-        failures.append("; ".join(c.detail for c in checks if not c.ok))
+        failures.append("; ".join(c.detail for c in result.checks if not c.ok))
     statements = _statements(bundle)
     names = ", ".join(sorted({job_id_of(str(s.predicate.get("runDetails", {})
                                             .get("metadata", {}).get("invocationId")))
