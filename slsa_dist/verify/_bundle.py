@@ -234,7 +234,7 @@ def check_bundle(
                         records_missing=records.missing, ledger_read=records.read,
                         completed=records.completed)
     checks.extend(_evaluate(chosen, evidence))
-    notes = [*records.notes, *_provenance_notes(chosen, records)]
+    notes = [*records.notes, *_provenance_notes(chosen, records, checks)]
     return Result(bundle=path, checks=tuple(checks), provenance=records.provenance,
                   statement=statement, notes=tuple(notes))
 
@@ -247,7 +247,8 @@ def _evaluate(policy: Requirement, evidence: Evidence) -> list[Check]:
     return checks
 
 
-def _provenance_notes(policy: Requirement, records: _Records) -> list[str]:
+def _provenance_notes(policy: Requirement, records: _Records,
+                      checks: Sequence[Check]) -> list[str]:
     """What no requirement asked of a provenance, said rather than passed over."""
     provenance = records.provenance
     notes = []
@@ -255,7 +256,8 @@ def _provenance_notes(policy: Requirement, records: _Records) -> list[str]:
     if not any(isinstance(r, BuilderId) for r in required):
         notes.append(f"builder.id not checked (the provenance says {provenance.builder_id!r}); "
                      "require it (BuilderId, --builder-id)")
-    if records.missing is not None and not any(not c.ok for c in records.checks):
+    if records.missing is not None and not any(records.missing in c.detail or c.name == "ledger"
+                                               for c in checks if not c.ok):
         notes.append(f"{records.missing}; no requirement of this policy needed them")
     completeness = provenance.completeness()
     if completeness is not None and completeness.departed_nodes:

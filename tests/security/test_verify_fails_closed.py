@@ -58,6 +58,7 @@ def test_plain_verify_fails_without_the_ledger_naming_it(
     out = _out(capsys)
     (line,) = [x for x in out.splitlines() if x.startswith("FAIL  completeness")]
     assert "big.ledger.jsonl" in line
+    assert "no requirement of this policy needed them" not in out  # it was needed
 
 
 def test_rank_fails_without_the_ledger_naming_it(
