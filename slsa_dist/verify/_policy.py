@@ -8,7 +8,7 @@ read) and returns its checks. Requirements compose with :class:`AllOf` and
     AllOf(BuilderId("https://slsa-dist.dev/builders/coordinator/v1"),
           Artifacts("checkpoints/final"), Complete(), Attestation("tpm"))
 
-The contract, each rule tested by name in ``tests/unit/verify/test_policy.py``:
+The contract (tested in ``tests/security/test_verify_fails_closed.py``):
 
 1. A requirement that cannot be checked fails, naming what is missing (a record, the
    record ledger, a file list, a file on disk); it never passes with a warning.
