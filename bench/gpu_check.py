@@ -19,6 +19,7 @@ import torch
 from slsa_dist.model._records import MEDIA_NODE
 from slsa_dist.sign._loaders import load_verifier
 from slsa_dist.verify._bundle import verify_bundle
+from slsa_dist.verify._policy import AllOf, Artifacts, Complete
 
 from examples.demo import data as demo_data
 from support.background import signing_key
@@ -44,8 +45,9 @@ def main() -> int:
     if job.torchrun_exit != 0:
         print(job.torchrun_log.read_text()[-3000:])
         return 1
-    provenance = verify_bundle(job.bundle, keys=[load_verifier(public)],
-                               artifacts=[out / "train" / "final"])
+    provenance = verify_bundle(
+        job.bundle, keys=[load_verifier(public)],
+        policy=AllOf(Artifacts(out / "train" / "final"), Complete())).provenance
     (node,) = provenance.records(MEDIA_NODE)
     gpus = node["gpus"]
     print(json.dumps({"driver": gpus.get("driver"), "cc": gpus.get("confidentialComputing"),

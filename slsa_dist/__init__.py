@@ -25,10 +25,11 @@ private.
 Example (verify what a job produced)::
 
     from slsa_dist.sign import load_verifier
-    from slsa_dist.verify import verify_bundle
+    from slsa_dist.verify import AllOf, Artifacts, Complete, verify_bundle
 
-    provenance = verify_bundle("job.intoto.jsonl", keys=[load_verifier("signing.pub")],
-                               artifacts=["checkpoints/final"])
+    result = verify_bundle("job.intoto.jsonl", keys=[load_verifier("signing.pub")],
+                           policy=AllOf(Artifacts("checkpoints/final"), Complete()))
+    provenance = result.provenance
     print(provenance.invocation_id, [s.name for s in provenance.statement.subjects])
 """
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from slsa_dist.cli._common import Subparsers
     from slsa_dist.sign._keys import Verifier
     from slsa_dist.verify._chain import ChainPolicy, ChainResult
+    from slsa_dist.verify._result import Result
 
 __all__ = ["register"]
 
@@ -66,96 +67,59 @@ def _verify_oci(args: argparse.Namespace, keys: list[Verifier],
 
 
 def _check(args: argparse.Namespace, bundle: Any, keys: list[Verifier], artifacts: list[Any],
-           trusted_aks: Any) -> tuple[Any, list[Any], list[str]]:
-    from slsa_dist.verify._bundle import VsaExpectations, check_bundle
+           trusted_aks: Any) -> tuple[Any, Result]:
+    """The flags as a policy, and the bundle checked against it."""
+    from slsa_dist.verify import _policy as policy
+    from slsa_dist.verify._bundle import check_bundle
 
-    warnings: list[str] = []
-    provenance_flags = [flag for flag, value in (("--require-attestation",
-                                                  args.require_attestation),
-                                                 ("--trusted-aks", args.trusted_aks))
-                        if value is not None]
-    checks, provenance = check_bundle(
-        bundle, keys=keys, artifacts=artifacts, builder_id=args.builder_id,
-        vsa=VsaExpectations(verifier_id=args.verifier_id, resource_uri=args.resource_uri,
-                            verified_level=args.verified_level),
-        provenance_flags=provenance_flags, warnings=warnings,
-        require_outputs=args.require_outputs, read_ledger_whole=args.rank is None)
-    if args.rank is not None and provenance is not None:
-        checks.append(_check_rank(provenance, args.rank))
-    if args.require_attestation and provenance is not None:
-        from slsa_dist.verify._attestation import require_attestation
-
-        checks.append(require_attestation(provenance, args.require_attestation,
-                                          trusted_aks=trusted_aks))
-    return bundle, checks, warnings
-
-
-def _check_rank(provenance: Any, rank: int) -> Any:
-    """``--rank N``: that rank's record, inline or proven into the signed ledger."""
-    from slsa_dist.model._ledger import LedgerError
-    from slsa_dist.verify._bundle import Check
-
-    name = f"rank {rank}"
-    world = provenance.world_size
-    if rank < 0 or (world is not None and rank >= world):
-        raise InputError(f"--rank: expected a rank in 0..{(world or 1) - 1} (the job's world "
-                         f"size is {world}), found {rank}")
-    ledger = provenance.ledger()
-    try:
-        record = provenance.rank_record(rank)
-        # A file the rank names without a digest is its checkpoint's: that record must
-        # be there and list it (a checkpoint line renamed away is no absence).
-        unlisted = []
-        listed: dict[str, set[str]] = {}
-        for written in record.files if record is not None else ():
-            if written.digest:
-                continue
-            if written.artifact not in listed:
-                checkpoint = provenance.checkpoint(written.artifact)
-                if checkpoint is None:
-                    unlisted.append(f"{written.artifact}/{written.path} (its digest is left to "
-                                    f"checkpoint {written.artifact!r}, found no such record)")
-                    listed[written.artifact] = set()
-                    continue
-                listed[written.artifact] = {str(r.get("name")) for r in checkpoint.resources}
-            if written.path not in listed[written.artifact]:
-                unlisted.append(f"{written.artifact}/{written.path} (its digest is left to "
-                                f"checkpoint {written.artifact!r}, which does not list it)")
-    except LedgerError as exc:
-        return Check(name, False, str(exc))
-    if unlisted:
-        return Check(name, False, "expected every file the rank wrote to have a signed digest, "
-                     f"found none for: {', '.join(unlisted)}")
-    where = "by an inclusion proof into the signed ledger" if ledger is not None else \
-        "inline in the signed statement"
-    if record is None:
-        completeness = provenance.completeness()
-        missing = completeness is not None and rank in completeness.missing_ranks
-        why = " (the signed completeness record lists it as missing)" if missing else \
-            " although the signed completeness record does not list it as missing" + (
-                " (a damaged ledger index?)" if ledger is not None else "")
-        return Check(name, False, f"expected a record for rank {rank}, found none{why}")
-    attempts = ", ".join(f"attempt {a.attempt} on {a.node}: {a.state}"
-                         for a in record.attempts) or "no attempts"
-    return Check(name, record.completed,
-                 f"{'completed' if record.completed else 'NOT completed'}; {attempts}; "
-                 f"{record.shard_count} shard(s), {record.samples} sample(s), "
-                 f"{len(record.files)} file(s) written; checked {where}")
+    for artifact in artifacts:  # a path the user typed that is not there: a usage error
+        if not Path(artifact).exists():
+            raise InputError(f"artifact: expected a file or directory at {artifact}, found "
+                             "nothing")
+    found: list[Any] = [policy.Artifacts(*artifacts)] if artifacts else []
+    wanted: list[Any] = [*found]
+    if args.builder_id is not None:
+        wanted.append(policy.BuilderId(args.builder_id))
+    # --rank proves one record without reading the ledger whole: completeness then rests
+    # on the signed completeness record, and the check says so.
+    wanted.append(policy.Complete(from_summary=args.rank is not None))
+    if args.rank is not None:
+        wanted.append(policy.Rank(args.rank))
+    if args.require_outputs:
+        wanted.append(policy.Outputs())
+    if args.require_attestation is not None:
+        wanted.append(policy.Attestation(args.require_attestation, trusted_aks=trusted_aks))
+    summary = policy.VsaSummary(verifier_id=args.verifier_id, resource_uri=args.resource_uri,
+                                verified_level=args.verified_level)
+    result = check_bundle(bundle, keys=keys, policy=policy.ByKind(
+        provenance=policy.AllOf(*wanted), vsa=policy.AllOf(summary, *found)))
+    flags = {"--builder-id": args.builder_id, "--require-outputs": args.require_outputs or None,
+             "--require-attestation": args.require_attestation,
+             "--trusted-aks": args.trusted_aks, "--rank": args.rank}
+    vsa_flags = {"--verifier-id": args.verifier_id, "--resource-uri": args.resource_uri,
+                 "--verified-level": args.verified_level}
+    if result.statement is not None and result.provenance is None:
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            raise InputError(f"{given[0]}: expected a provenance bundle, found a Verification "
+                             "Summary Attestation (a VSA carries no builder, nodes or "
+                             "evidence to check)")
+    elif result.provenance is not None and any(v is not None for v in vsa_flags.values()):
+        raise InputError("--verifier-id/--resource-uri/--verified-level: expected a "
+                         "Verification Summary Attestation, found a provenance")
+    return bundle, result
 
 
-def _report(args: argparse.Namespace, bundle: Any, checks: list[Any], warnings: list[str]) -> int:
-    verified = bool(checks) and all(c.ok for c in checks)
+def _report(args: argparse.Namespace, bundle: Any, result: Result) -> int:
     if args.json:
-        print(json.dumps({"verified": verified, "bundle": str(bundle),
-                          "checks": [c.to_dict() for c in checks], "warnings": warnings},
-                         indent=2))
+        print(json.dumps({**result.to_dict(), "bundle": str(bundle)}, indent=2))
     else:
-        for check in checks:
+        for check in result.checks:
             say(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
-        for warning in warnings:
-            say(f"WARN  {warning}")
-        say("verified" if verified else "NOT verified")
-    return EXIT_OK if verified else EXIT_FAILED
+        for note in result.notes:
+            say(f"WARN  {note}")
+        say("verified" if result.ok else "NOT verified")
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def walk_chain(args: argparse.Namespace, command: str) -> tuple[ChainResult, ChainPolicy]:
@@ -181,18 +145,8 @@ def walk_chain(args: argparse.Namespace, command: str) -> tuple[ChainResult, Cha
         store: Any = RegistryStore(args.store)
     else:
         store = Store(args.store)
-    result = verify_chain(root, name=name, store=store, policy=policy)
-    step = result.steps.get(root)
-    if artifact.exists() and step is not None and (artifact.is_dir() or root in {
-            s.digest.get("sha256") for s in step.provenance.statement.subjects}):
-        # The digest found the step; the folder must also be the files its signed record
-        # names (the OMS root leaves names out). One file of a checkpoint is its digest.
-        from slsa_dist.verify._bundle import check_artifact
-        from slsa_dist.verify._chain import Gap
-
-        check = check_artifact(step.provenance, artifact)
-        if not check.ok:
-            result.gaps.append(Gap(root, name, "(requested artifact)", check.detail))
+    result = verify_chain(root, name=name, store=store, policy=policy,
+                          artifact=artifact if artifact.exists() else None)
     return result, policy
 
 

@@ -82,7 +82,7 @@ def _summary(bundle: Path, public: Path) -> str:
     from slsa_dist.sign._loaders import load_verifier
     from slsa_dist.verify._bundle import check_bundle
 
-    _, provenance = check_bundle(bundle, keys=[load_verifier(public)])
+    provenance = check_bundle(bundle, keys=[load_verifier(public)]).provenance
     if provenance is None:
         return "could not be read back"
     inputs = [d for d in provenance.dependencies

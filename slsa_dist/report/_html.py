@@ -12,7 +12,7 @@ import html
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from slsa_dist.model._provenance import Provenance
 from slsa_dist.model._statement import Statement
 from slsa_dist.sign._formats import read_bundle
 from slsa_dist.sign._keys import Verifier
-from slsa_dist.verify._bundle import Check, check_bundle
+from slsa_dist.verify._bundle import check_bundle
+from slsa_dist.verify._result import Check, Result
 
 __all__ = ["render", "write_report"]
 
@@ -40,7 +41,11 @@ padding:10px 14px;margin:10px 0}svg{background:#fff;border:1px solid #dde;border
 class _Job:
     bundle: Path
     provenance: Provenance
-    checks: list[Check] = field(default_factory=list)
+    result: Result | None = None  # what verify decided; None when no key was given
+
+    @property
+    def checks(self) -> list[Check]:
+        return list(self.result.checks) if self.result is not None else []
 
     @property
     def name(self) -> str:
@@ -54,10 +59,8 @@ def _e(value: object) -> str:
 def _load(bundles: Sequence[Path], keys: Sequence[Verifier]) -> list[_Job]:
     jobs = []
     for bundle in bundles:
-        checks: list[Check] = []
-        provenance = None
-        if keys:
-            checks, provenance = check_bundle(bundle, keys=keys)
+        result = check_bundle(bundle, keys=keys) if keys else None
+        provenance = result.provenance if result is not None else None
         if provenance is None:  # unverified (no key, or it failed): show what it claims
             for envelope in read_bundle(bundle):
                 try:
@@ -68,7 +71,7 @@ def _load(bundles: Sequence[Path], keys: Sequence[Verifier]) -> list[_Job]:
                     continue
         if provenance is None:
             raise InputError(f"report: {bundle} holds no SLSA provenance")
-        jobs.append(_Job(bundle=bundle, provenance=provenance, checks=checks))
+        jobs.append(_Job(bundle=bundle, provenance=provenance, result=result))
     return jobs
 
 
@@ -184,7 +187,9 @@ def _job_sections(job: _Job) -> str:
     if job.checks:
         out.append("<h4>Verification</h4>" + "".join(
             f'<div><span class="{"pass" if c.ok else "fail"}">{"PASS" if c.ok else "FAIL"}'
-            f"</span> {_e(c.name)}: {_e(c.detail)}</div>" for c in job.checks))
+            f"</span> {_e(c.name)}: {_e(c.detail)}</div>" for c in job.checks)
+            + "".join(f'<div><span class="muted">NOTE</span> {_e(note)}</div>'
+                      for note in (job.result.notes if job.result is not None else ())))
     else:
         out.append('<p class="muted">Signature not checked (no key given to the report).</p>')
     nodes = p.node_records()
@@ -239,7 +244,7 @@ def render(bundles: Sequence[str | os.PathLike[str]], *, keys: Sequence[Verifier
            chain_lines: Sequence[str] = (), title: str = "slsa-dist report") -> str:
     """The report as one HTML string."""
     jobs = _load([Path(b) for b in bundles], keys)
-    verified = [j for j in jobs if j.checks and all(c.ok for c in j.checks)]
+    verified = [j for j in jobs if j.result is not None and j.result.ok]
     summary = (f"{len(jobs)} provenance bundle(s); "
                f"{len(verified)} verified with the given key(s)" if keys else
                f"{len(jobs)} provenance bundle(s); signatures not checked")

@@ -96,9 +96,20 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
 
 
 def summarize_bundle(path: str | os.PathLike[str], *, key_paths: Sequence[Any] = ()) -> str:
-    """Summarize every envelope in a bundle; signatures are checked when keys are given."""
+    """Summarize every envelope in a bundle. With keys, the bundle is also verified as
+    ``slsa-dist verify`` does with no flags (:func:`~slsa_dist.verify._bundle.check_bundle`,
+    the default policy) and its :class:`~slsa_dist.verify._result.Result` is shown first:
+    what is summarized below is then the verified provenance, records and all."""
+    from slsa_dist.verify._bundle import check_bundle
+
     keys = [load_verifier(p) for p in key_paths]
     out: list[str] = []
+    result = check_bundle(path, keys=keys) if keys else None
+    if result is not None:
+        out.append("verification (`slsa-dist verify` with no requirement beyond the default):")
+        out.extend(f"  {'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}" for c in result.checks)
+        out.extend(f"  WARN  {note}" for note in result.notes)
+        out.append(f"  {'verified' if result.ok else 'NOT verified'}")
     for index, envelope in enumerate(read_bundle(path), start=1):
         header = f"envelope {index}: {envelope.payload_type}"
         if keys:
@@ -116,5 +127,8 @@ def summarize_bundle(path: str | os.PathLike[str], *, key_paths: Sequence[Any] =
         except (ValueError, InputError) as exc:
             out.append(f"  not a provenance this tool reads: {exc}")
             continue
+        if result is not None and result.provenance is not None \
+                and result.provenance.statement == statement:
+            provenance = result.provenance  # verified, with its record ledger
         out.extend("  " + line for line in summarize_provenance(provenance))
     return "\n".join(printable(line) for line in out)

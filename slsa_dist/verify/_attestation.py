@@ -26,7 +26,7 @@ from slsa_dist.attest._verdict import EvidenceVerdict
 from slsa_dist.errors import InputError
 from slsa_dist.model._provenance import Provenance
 from slsa_dist.model._records import EvidenceRecord
-from slsa_dist.verify._bundle import Check
+from slsa_dist.verify._result import Check
 
 __all__ = ["REQUIREMENTS", "Appraiser", "reappraise", "require_attestation"]
 

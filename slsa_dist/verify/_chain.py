@@ -25,8 +25,16 @@ Policy file (JSON, or YAML when PyYAML is installed)::
          "keys": ["keys/signing.pub"], "slsaBuildLevel": 1}
       ],
       "allowedDatasets": ["<sha256 of a raw dataset that has no provenance>"],
-      "allowedModels": []
+      "allowedModels": [],
+      "allowedInputs": ["<sha256 of any other input, e.g. a file a script read>"]
     }
+
+Every recorded input with a digest is followed (any kind but ``code`` and
+``package``: a ``model``, a ``dataset`` shard, an ``input`` zero-code capture saw
+read, a checkpoint a resumed run loaded) to the step whose *verified* statement
+names it, or it is a gap unless its sha256 is in one of the ``allowed`` lists
+(the three are one set; the names say why a digest is there). An input without
+a sha256 digest cannot be looked up and is a gap.
 
 Key paths are relative to the policy file. ``builderIds``,
 ``requireAttestation`` and ``trustedAks`` (only with ``requireAttestation:
@@ -53,13 +61,20 @@ from slsa_dist.model._statement import ResourceDescriptor, Statement, job_id_of
 from slsa_dist.sign._formats import read_bundle
 from slsa_dist.sign._keys import Verifier
 from slsa_dist.sign._loaders import load_verifier
-from slsa_dist.verify._bundle import Check, check_bundle
-from slsa_dist.verify._store import Store
+from slsa_dist.verify._artifact import check_artifact
+from slsa_dist.verify._bundle import check_bundle
+from slsa_dist.verify._policy import AllOf, Attestation, BuilderId, Complete, Requirement
+from slsa_dist.verify._result import Check
+from slsa_dist.verify._store import Store, checkpoint_roots
 
-__all__ = ["ChainPolicy", "ChainResult", "Gap", "Step", "StepRule", "artifact_digest",
-           "verify_chain"]
+__all__ = ["UNFOLLOWED_KINDS", "ChainPolicy", "ChainResult", "Gap", "Step", "StepRule",
+           "artifact_digest", "dependency_key", "verify_chain"]
 
-FOLLOWED_KINDS = ("model", "dataset")
+# Dependencies that are no build's output: the code that ran and the packages it
+# imported (named by commit or package URL). Every other input with a digest (a model,
+# a dataset shard, a file zero-code capture saw read, a checkpoint a run resumed from)
+# is followed to the step that produced it, or is a gap the policy must allow.
+UNFOLLOWED_KINDS = frozenset({"code", "package"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,15 @@ class StepRule:
     require_attestation: str | None = None
     trusted_aks: frozenset[tuple[str, str]] | None = None
     level: int = 1
+
+    def requirement(self) -> Requirement:
+        """What a step of this build type must meet, beyond its signature."""
+        wanted: list[Requirement] = [Complete()]
+        if self.builder_ids:
+            wanted.append(BuilderId(*self.builder_ids))
+        if self.require_attestation:
+            wanted.append(Attestation(self.require_attestation, trusted_aks=self.trusted_aks))
+        return AllOf(*wanted)
 
 
 @dataclass(frozen=True)
@@ -123,7 +147,8 @@ class ChainPolicy:
                 trusted_aks=trusted_aks,
                 level=int(step.get("slsaBuildLevel", 1))))
         allowed = frozenset(str(d) for d in [*(data.get("allowedDatasets") or []),
-                                             *(data.get("allowedModels") or [])])
+                                             *(data.get("allowedModels") or []),
+                                             *(data.get("allowedInputs") or [])])
         return cls(rules=tuple(rules), allowed=allowed, max_depth=int(data.get("maxDepth", 8)),
                    source=file, digest=hashlib.sha256(raw).hexdigest())
 
@@ -213,7 +238,7 @@ class ChainResult:
             printed.add(id(step))
             for dependency, _ in step.inputs:
                 kind = dependency.annotations.get("slsadist_kind", "input")
-                yield from walk(dependency.digest["sha256"],
+                yield from walk(dependency_key(dependency),
                                 f"{kind} {dependency.name or dependency.uri}", indent + 1)
 
         yield from walk(self.root, self.name, 0)
@@ -237,8 +262,16 @@ def _statements(bundle: Path) -> list[Statement]:
     return found
 
 
-def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy) -> ChainResult:
-    """Walk and verify the chain that produced ``root``."""
+def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy,
+                 artifact: str | os.PathLike[str] | None = None) -> ChainResult:
+    """Walk and verify the chain that produced ``root``.
+
+    Every input of every verified step with a digest, of any kind but code and
+    packages, is followed to the step that produced it or is a gap (unless the policy
+    allows its digest). With ``artifact`` (the file or folder ``root`` is the digest
+    of), the artifact must also be the files the producing step's signed record names:
+    the OMS root leaves names out.
+    """
     result = ChainResult(root=root, name=name)
     origin = getattr(store, "origin", None)  # a registry store names its bundles' homes
     pending: list[tuple[str, str, str, int]] = [(root, name, "(requested artifact)", 0)]
@@ -274,19 +307,53 @@ def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy) -> 
         by_bundle[step.bundle] = step
         named[step.bundle] = _named_digests(step.provenance)
         for dependency in step.provenance.dependencies:
-            kind = dependency.annotations.get("slsadist_kind")
-            sha = dependency.digest.get("sha256")
-            if kind not in FOLLOWED_KINDS or not sha:
+            kind = str(dependency.annotations.get("slsadist_kind") or "input")
+            if kind in UNFOLLOWED_KINDS:
                 continue
             step.inputs.append((dependency, "followed"))
-            pending.append((sha, f"{kind} {dependency.name or dependency.uri}", step.name,
-                            depth + 1))
+            label = f"{kind} {dependency.name or dependency.uri}"
+            sha = dependency.digest.get("sha256")
+            if sha:
+                pending.append((sha, label, step.name, depth + 1))
+                continue
+            key = dependency_key(dependency)
+            if key not in visited:
+                visited.add(key)
+                found = ", ".join(sorted(dependency.digest)) or "no digest"
+                result.gaps.append(Gap(key, label, step.name, "expected a sha256 digest to "
+                                       f"follow to the step that produced it, found {found}"))
+    if artifact is not None:
+        _check_root_artifact(result, Path(artifact))
     if origin is not None:
         for step in result.unique_steps():
             home = origin(step.bundle)
             if home:
                 result.origins[step.bundle] = home
     return result
+
+
+def dependency_key(dependency: ResourceDescriptor) -> str:
+    """What a dependency is known by in a chain: its sha256, else another digest, else
+    its name or URI (those without a sha256 are gaps, keyed by this)."""
+    if "sha256" in dependency.digest:
+        return dependency.digest["sha256"]
+    if dependency.digest:
+        return ":".join(sorted(dependency.digest.items())[0])
+    return f"uri:{dependency.uri or dependency.name or '?'}"
+
+
+def _check_root_artifact(result: ChainResult, artifact: Path) -> None:
+    """The requested folder (or one file of a checkpoint) is, name by name, what the step
+    that produced it signed: the digest found the step, the names must agree too."""
+    step = result.steps.get(result.root)
+    if step is None or not artifact.exists():
+        return
+    if artifact.is_dir() or result.root in {s.digest.get("sha256")
+                                            for s in step.provenance.statement.subjects}:
+        check = check_artifact(step.provenance, artifact)
+        if not check.ok:
+            result.gaps.append(Gap(result.root, result.name, "(requested artifact)",
+                                   check.detail))
 
 
 def _producer(digest: str, store: Store, policy: ChainPolicy,
@@ -314,14 +381,6 @@ def _producer(digest: str, store: Store, policy: ChainPolicy,
             reasons.append(f"step {provenance.job_id}: the verified statement does not "
                            f"name this digest (the store's index claimed it)")
             continue
-        if rule.builder_ids and provenance.builder_id not in rule.builder_ids:
-            checks.append(Check("builder.id", False, f"expected one of {list(rule.builder_ids)}, "
-                                f"found {provenance.builder_id!r}"))
-        if rule.require_attestation:
-            from slsa_dist.verify._attestation import require_attestation
-
-            checks.append(require_attestation(provenance, rule.require_attestation,
-                                              trusted_aks=rule.trusted_aks))
         failed_checks = [c for c in checks if not c.ok]
         if failed_checks:
             reasons.append(f"step {provenance.job_id}: " + "; ".join(
@@ -335,15 +394,17 @@ def _producer(digest: str, store: Store, policy: ChainPolicy,
 
 def _verified_for_rule(bundle: Path, policy: ChainPolicy
                        ) -> tuple[Provenance | None, list[Check], str]:
-    """The provenance in ``bundle`` signed by a key its own buildType's rule trusts."""
+    """The provenance in ``bundle`` signed by a key its own buildType's rule trusts, and
+    its checks against that rule's requirements (complete, builder id, attestation)."""
     failures = []
     for rule in policy.rules:
-        checks, provenance = check_bundle(bundle, keys=list(rule.keys))
+        result = check_bundle(bundle, keys=list(rule.keys), policy=rule.requirement())
+        provenance = result.provenance
         if provenance is not None and provenance.build_type == rule.build_type:
-            return provenance, checks, ""
+            return provenance, list(result.checks), ""
         if provenance is not None:
             continue  # signed by this rule's key, but for another build type
-        failures.append("; ".join(c.detail for c in checks if not c.ok))
+        failures.append("; ".join(c.detail for c in result.checks if not c.ok))
     statements = _statements(bundle)
     names = ", ".join(sorted({job_id_of(str(s.predicate.get("runDetails", {})
                                             .get("metadata", {}).get("invocationId")))
@@ -361,7 +422,9 @@ def _named_digests(provenance: Provenance) -> set[str]:
     for checkpoint in provenance.checkpoints():
         if checkpoint.serialization.get("hash_type") == "sha256":
             named.update(str(r.get("digest")) for r in checkpoint.resources)
+        named.update(checkpoint_roots(checkpoint))
     return named
+
 
 
 def levels(result: ChainResult) -> tuple[int, dict[str, int]]:

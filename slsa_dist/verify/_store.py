@@ -6,9 +6,11 @@ Layout (plain files, easy to sync to object storage)::
     STORE/bundles/<sha256 of the ledger>.ledger.jsonl (and .idx)   a large job's records
     STORE/index/sha256/<digest>      one bundle file name per line
 
-A bundle is indexed under every subject digest and every per-file digest of
-its artifacts (a checkpoint directory's files, a data step's shards), so a
-dependency recorded as one shard still finds the step that wrote it. Only
+A bundle is indexed under every subject digest, every per-file digest of its
+artifacts (a checkpoint directory's files, a data step's shards) and every
+checkpoint folder's root (as its signed files reproduce it), so a dependency
+recorded as one shard, or a run resumed from an intermediate checkpoint, still
+finds the step that wrote it. Only
 envelopes that verify against the keys given to :meth:`Store.add` are
 indexed (an unsigned envelope appended to a signed bundle indexes nothing).
 A large job's record ledger (ADR 0011) is copied in beside its bundle, named by
@@ -31,15 +33,17 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from slsa_dist.digest._manifest import Manifest
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.model._ledger import LedgerRecords
 from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._records import Checkpoint
 from slsa_dist.model._statement import Statement
 from slsa_dist.sign._dsse import IN_TOTO_PAYLOAD_TYPE, verify_envelope
 from slsa_dist.sign._formats import read_bundle
 from slsa_dist.sign._keys import Verifier
 
-__all__ = ["Store"]
+__all__ = ["Store", "checkpoint_roots"]
 
 # The only index entries followed: a bundle file directly inside STORE/bundles.
 _BUNDLE_NAME = re.compile(r"[0-9a-f]{64}\.intoto\.jsonl")
@@ -95,6 +99,7 @@ class Store:
             for checkpoint in checkpoints:
                 if checkpoint.serialization.get("hash_type") == "sha256":
                     digests += [str(r.get("digest")) for r in checkpoint.resources]
+                digests += sorted(checkpoint_roots(checkpoint))  # a folder a later run loads
         target = self.root / "bundles" / name  # once its ledger, if any, checked out
         if not target.exists():
             shutil.copyfile(source, target)
@@ -126,3 +131,18 @@ class Store:
             return []
         return [self.root / "bundles" / name for name in index.read_text().split()
                 if _BUNDLE_NAME.fullmatch(name) and (self.root / "bundles" / name).is_file()]
+
+
+def checkpoint_roots(checkpoint: Checkpoint) -> set[str]:
+    """The digests a signed checkpoint record's files reproduce (its folder's OMS root, by
+    which a later run that loads the folder names it), computed from the files, never
+    taken from the record's own ``root_digest``."""
+    if not checkpoint.serialization:
+        return set()
+    try:
+        manifest = Manifest.from_oms(name=checkpoint.name,
+                                     serialization=checkpoint.serialization,
+                                     resources=list(checkpoint.resources))
+    except InputError:
+        return set()
+    return set(manifest.subject_digests) if manifest.algorithm == "sha256" else set()

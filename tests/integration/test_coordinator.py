@@ -75,7 +75,7 @@ def test_64_ranks_report_concurrently_into_one_verified_provenance(tmp_path: Pat
         assert not errors
         result = server.wait_finalized(60)
     assert result.complete
-    provenance = verify_bundle(result.bundle, keys=[signer.public()])
+    provenance = verify_bundle(result.bundle, keys=[signer.public()]).provenance
     ranks = provenance.records(MEDIA_RANK)
     assert len(ranks) == world
     assert all(r["events"] == events + 2 for r in ranks)
@@ -153,7 +153,7 @@ def test_bad_input_gets_specific_status_codes_and_loses_nothing(tmp_path: Path) 
         assert stub.GetStatus(pb.StatusRequest(job_id="j")).events == 1
         channel.close()
         result = server.finalize()
-    provenance = verify_bundle(result.bundle, keys=[signer.public()]) if result.complete else \
+    provenance = verify_bundle(result.bundle, keys=[signer.public()]).provenance if result.complete else \
         read_provenance(result.bundle)
     (rank,) = provenance.records(MEDIA_RANK)
     assert [s["name"] for s in rank["shards"]] == ["kept"]
@@ -253,7 +253,7 @@ def test_a_restart_mid_job_keeps_the_ledger_s_input_numbers(tmp_path: Path) -> N
     assert [lines[f"input/{n}"]["name"] for n in range(3)] == ["x", "y", "z"]
     assert [s["input"] for s in lines["rank/0"]["shards"]] == [0, 1]
     assert [s["input"] for s in lines["rank/1"]["shards"]] == [1, 2]
-    provenance = verify_bundle(result.bundle, keys=[signer.public()])
+    provenance = verify_bundle(result.bundle, keys=[signer.public()]).provenance
     assert [[s.name for s in r.shards or ()] for r in provenance.rank_records()] == \
         [["x", "y"], ["y", "z"]]
 

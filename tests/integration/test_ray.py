@@ -73,7 +73,7 @@ def test_a_torch_trainer_run_with_a_restart_gives_one_verified_provenance(
     result = trainer.fit()
     assert result.error is None
     bundle = tmp_path / "provenance" / "ray-job-1.intoto.jsonl"
-    provenance = verify_bundle(bundle, keys=[load_verifier(public)])
+    provenance = verify_bundle(bundle, keys=[load_verifier(public)]).provenance
     ranks = {r["rank"]: r for r in provenance.records(MEDIA_RANK)}
     assert sorted(ranks) == [0, 1]  # both workers
     assert [a["attempt"] for a in ranks[1]["attempts"]] == [0, 1]  # the restart
@@ -144,5 +144,5 @@ def test_ray_train_callbacks_env_var_needs_no_code_change(
                                                 storage_path=str(tmp_path / "ray-results")))
     assert trainer.fit().error is None
     provenance = verify_bundle(tmp_path / "provenance" / "ray-env-1.intoto.jsonl",
-                               keys=[load_verifier(public)])
+                               keys=[load_verifier(public)]).provenance
     assert sorted(r["rank"] for r in provenance.records(MEDIA_RANK)) == [0, 1]

@@ -74,7 +74,7 @@ def test_ranks_report_through_their_node_relay(tmp_path: Path, monkeypatch: pyte
     if reserve_above == 1:
         assert relay.reserved == relay.forwarded
     assert not (tmp_path / "relay.sock").exists()
-    records = verify_bundle(result.bundle, keys=[signer.public()]).rank_records()
+    records = verify_bundle(result.bundle, keys=[signer.public()]).provenance.rank_records()
     assert [r.rank for r in records] == list(range(WORLD))
     assert {a.relayed_by for r in records for a in r.attempts} == {"n0"}
     assert all(r.completed and r.samples == 400 for r in records)
@@ -165,5 +165,5 @@ def test_a_restarted_coordinator_still_knows_who_relayed(tmp_path: Path) -> None
             stub.Report(pb.ReportRequest(job_id="j", sender="rank/0/0/0", first_sequence=1,
                                          events=[pb.Event(completed=pb.RankCompleted())]))
         result = server.finalize()
-    (record,) = verify_bundle(result.bundle, keys=[signer.public()]).rank_records()
+    (record,) = verify_bundle(result.bundle, keys=[signer.public()]).provenance.rank_records()
     assert [a.relayed_by for a in record.attempts] == ["n0"]

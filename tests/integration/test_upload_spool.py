@@ -35,7 +35,7 @@ def test_a_spool_left_by_an_unreachable_coordinator_is_delivered_later(
         assert cli_main(["upload-spool", str(tmp_path / "spool" / "late")]) == 0
         assert "2 event(s) delivered" in capsys.readouterr().out
         bundle = server.wait_finalized(30).bundle
-    provenance = verify_bundle(bundle, keys=[signer.public()])
+    provenance = verify_bundle(bundle, keys=[signer.public()]).provenance
     (rank,) = provenance.rank_records()
     assert (rank.completed, rank.samples) == (True, 7)
 

@@ -80,7 +80,7 @@ def test_an_input_still_being_digested_at_exit_is_in_the_bundle(
         rank: CoordinatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _slow_digest(monkeypatch, 1.0)
     data, bundle = _read_then_exit(tmp_path, rank)
-    provenance = verify_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
+    provenance = verify_bundle(bundle, keys=[rank.signer.public()]).provenance  # type: ignore[attr-defined]
     assert _inputs(provenance).get("large.bin") == hashlib.sha256(data.read_bytes()).hexdigest()
 
 
@@ -89,7 +89,8 @@ def test_an_input_not_digested_in_time_makes_the_bundle_incomplete(
     monkeypatch.setenv("SLSA_CAPTURE_DRAIN_TIMEOUT", "0.3")
     _slow_digest(monkeypatch, 5.0)
     data, bundle = _read_then_exit(tmp_path, rank)
-    checks, provenance = check_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
+    result = check_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
+    checks, provenance = result.checks, result.provenance
     failed = {c.name: c.detail for c in checks if not c.ok}
     assert "completeness" in failed, checks
     assert "capture gap" in failed["completeness"]
@@ -112,7 +113,7 @@ def test_allowed_capture_gaps_are_listed_and_leave_the_bundle_complete(
     monkeypatch.setenv("SLSA_ALLOW_CAPTURE_GAPS", "1")
     _slow_digest(monkeypatch, 5.0)
     data, bundle = _read_then_exit(tmp_path, rank)
-    provenance = verify_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
+    provenance = verify_bundle(bundle, keys=[rank.signer.public()]).provenance  # type: ignore[attr-defined]
     completeness = provenance.completeness()
     assert completeness is not None
     assert completeness.complete

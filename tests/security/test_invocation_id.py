@@ -46,6 +46,6 @@ def test_single_steps_are_unique_too(tmp_path: Path) -> None:
     key, public = signing_key(tmp_path)
     out = tmp_path / "o.txt"
     bundle = run_step(tmp_path, key, "prep-1", f"open({str(out)!r}, 'w').write('x')", out, [])
-    provenance = verify_bundle(bundle, keys=[load_verifier(public)])
+    provenance = verify_bundle(bundle, keys=[load_verifier(public)]).provenance
     assert (provenance.invocation_id or "").startswith("prep-1/")
     assert provenance.job_id == "prep-1"

@@ -27,6 +27,7 @@ from slsa_dist.sign._dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope, write_bund
 from slsa_dist.sign._formats import read_bundle
 from slsa_dist.sign._keys import Signer
 from slsa_dist.verify._bundle import VerificationFailed, check_bundle, verify_bundle
+from slsa_dist.verify._policy import AllOf, Artifacts, Complete
 
 pytestmark = pytest.mark.grpc
 
@@ -127,7 +128,7 @@ def test_each_shard_and_file_digest_is_stored_once(job: tuple[Path, Path, Signer
 def test_records_read_from_the_ledger_name_their_shards_again(
         job: tuple[Path, Path, Signer]) -> None:
     bundle, _, signer = job
-    _, provenance = check_bundle(bundle, keys=[signer.public()])
+    provenance = check_bundle(bundle, keys=[signer.public()]).provenance
     assert provenance is not None
     for record in (*provenance.rank_records(), provenance.rank_record(3)):
         assert record is not None
@@ -141,11 +142,10 @@ def test_records_read_from_the_ledger_name_their_shards_again(
 def test_verify_reads_the_ledger_and_matches_the_checkpoint_from_it(
         job: tuple[Path, Path, Signer]) -> None:
     bundle, _public, signer = job
-    warnings: list[str] = []
-    checks, provenance = check_bundle(bundle, keys=[signer.public()],
-                                      artifacts=[bundle.parent.parent / "ckpt" / "final"],
-                                      warnings=warnings)
-    assert all(c.ok for c in checks), checks
+    result = check_bundle(bundle, keys=[signer.public()], policy=AllOf(
+        Artifacts(bundle.parent.parent / "ckpt" / "final"), Complete()))
+    checks, provenance = result.checks, result.provenance
+    assert result.ok, checks
     by_name = {c.name: c for c in checks}
     assert "Merkle root" in by_name["ledger"].detail
     assert f"{WORLD} file(s) by name" in next(c.detail for c in checks
@@ -187,15 +187,21 @@ def test_a_tampered_ledger_fails_verify(job: tuple[Path, Path, Signer], tmp_path
     assert "ledger" in ledger.detail
 
 
-def test_a_missing_ledger_is_said_out_loud(job: tuple[Path, Path, Signer],
-                                           tmp_path: Path) -> None:
+def test_a_missing_ledger_fails_naming_it(job: tuple[Path, Path, Signer],
+                                         tmp_path: Path) -> None:
+    """Issue 25 item 6: verify fails closed. The ranks that completed cannot be counted
+    without the ledger: completeness fails, naming it (it used to pass, with a warning)."""
     bundle, _, signer = job
     copy = tmp_path / bundle.name
     copy.write_bytes(bundle.read_bytes())
-    warnings: list[str] = []
-    checks, _ = check_bundle(copy, keys=[signer.public()], warnings=warnings)
-    assert all(c.ok for c in checks)
-    assert any("big.ledger.jsonl not found" in w and "were not checked" in w for w in warnings)
+    result = check_bundle(copy, keys=[signer.public()])
+    assert not result.ok
+    (completeness,) = [c for c in result.checks if c.name == "completeness"]
+    assert not completeness.ok
+    assert "big.ledger.jsonl" in completeness.detail
+    assert "not beside the bundle" in completeness.detail
+    with pytest.raises(VerificationFailed, match="big.ledger.jsonl"):
+        verify_bundle(copy, keys=[signer.public()])
 
 
 def test_verify_rank_proves_one_record(job: tuple[Path, Path, Signer],
@@ -263,7 +269,7 @@ def test_verify_rank_outside_the_job_is_a_usage_error(job: tuple[Path, Path, Sig
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     bundle, public, _ = job
     assert main(["verify", str(bundle), "--key", str(public), "--rank", str(WORLD)]) == 2
-    assert f"--rank: expected a rank in 0..{WORLD - 1} (the job's world size is {WORLD}), " \
+    assert f"rank: expected a rank in 0..{WORLD - 1} (the job's world size is {WORLD}), " \
         f"found {WORLD}" in capsys.readouterr().err
 
 

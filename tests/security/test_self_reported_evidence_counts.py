@@ -71,7 +71,7 @@ def test_inspect_shows_it_as_reported_by_the_node(bundle: tuple[Path, Path],
 def test_the_coordinator_records_it_as_reported_not_verified(
         bundle: tuple[Path, Path]) -> None:
     path, public = bundle
-    provenance = verify_bundle(path, keys=[load_verifier(public)])
+    provenance = verify_bundle(path, keys=[load_verifier(public)]).provenance
     (node,) = provenance.node_records()
     (evidence,) = node.evidence
     assert evidence.status == "reported"

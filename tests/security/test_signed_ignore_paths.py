@@ -59,7 +59,8 @@ def _step_bundle(tmp_path: Path, serialization_change: dict[str, object] | None,
         del annotations["serialization"]["ignore_paths"]
     if serialization_change:
         annotations["serialization"].update(serialization_change)
-    builder = ProvenanceBuilder(invocation_id="step-1")
+    builder = ProvenanceBuilder(invocation_id="step-1",  # a single step: no ranks to count
+                                build_type="https://slsa-dist.dev/buildtypes/step/v1")
     builder.add_subject(subject)
     builder.add_byproduct(record_descriptor(name=record.name or "", media_type=record.media_type
                                             or "", record=annotations))

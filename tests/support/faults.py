@@ -128,7 +128,7 @@ def _run_job(workdir: Path, job: str, *, kill_after_bytes: int | None, world: in
             second.wait(60)
     reports = [json.loads(out) for out, _ in outputs]
     provenance = verify_bundle(workdir / "out" / f"{job}.intoto.jsonl",
-                               keys=[load_verifier(public)])
+                               keys=[load_verifier(public)]).provenance
     return provenance, reports
 
 

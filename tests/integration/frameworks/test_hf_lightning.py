@@ -19,6 +19,7 @@ from slsa_dist.collect._coordinator import CoordinatorThread
 from slsa_dist.model._provenance import Provenance
 from slsa_dist.sign._keys import Signer
 from slsa_dist.verify._bundle import verify_bundle
+from slsa_dist.verify._policy import AllOf, Artifacts, Complete
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(240)]
 
@@ -43,7 +44,7 @@ def _finish(server: CoordinatorThread) -> Provenance:
     assert runtime is not None
     assert runtime.finish(timeout=30)
     bundle = server.wait_finalized(60).bundle
-    return verify_bundle(bundle, keys=[server.signer.public()])  # type: ignore[attr-defined]
+    return verify_bundle(bundle, keys=[server.signer.public()]).provenance  # type: ignore[attr-defined]
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +85,7 @@ def test_a_hugging_face_trainer_run(rank: CoordinatorThread, tmp_path: Path) -> 
     assert subject.name == "hf/checkpoint-16"  # the last checkpoint saved
     verify_bundle(Path(rank.coordinator.out_dir) / "fw.intoto.jsonl",  # type: ignore[union-attr]
                   keys=[rank.signer.public()],  # type: ignore[attr-defined]
-                  artifacts=[tmp_path / "hf" / "checkpoint-16"])
+                  policy=AllOf(Artifacts(tmp_path / "hf" / "checkpoint-16"), Complete()))
     (record,) = provenance.rank_records()
     assert record.samples == 2 * 64  # every sample, both epochs, counted by the sampler
 
@@ -122,6 +123,6 @@ def test_a_lightning_fit(rank: CoordinatorThread, tmp_path: Path) -> None:
     saved = tmp_path / subject.name
     verify_bundle(Path(rank.coordinator.out_dir) / "fw.intoto.jsonl",  # type: ignore[union-attr]
                   keys=[rank.signer.public()],  # type: ignore[attr-defined]
-                  artifacts=[saved])
+                  policy=AllOf(Artifacts(saved), Complete()))
     (record,) = provenance.rank_records()
     assert record.samples == 2 * 64

@@ -32,7 +32,7 @@ def test_a_trainer_at_two_ranks_runs_and_its_bundle_verifies(tmp_path: Path) -> 
                         env={"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"})
     assert job.torchrun_exit == 0, job.torchrun_log.read_text()[-6000:]
     assert job.bundle.exists(), job.coordinator_log.read_text()[-3000:]
-    provenance = verify_bundle(job.bundle, keys=[load_verifier(tmp_path / "signing.pub")])
+    provenance = verify_bundle(job.bundle, keys=[load_verifier(tmp_path / "signing.pub")]).provenance
     completeness = provenance.completeness()
     assert completeness is not None
     assert completeness.complete, completeness

@@ -20,6 +20,7 @@ from slsa_dist.model._statement import Statement
 from slsa_dist.sign._formats import read_bundle
 from slsa_dist.sign._loaders import load_verifier
 from slsa_dist.verify._bundle import verify_bundle
+from slsa_dist.verify._policy import AllOf, Artifacts, Complete
 
 from examples.demo import data as demo_data
 from support.background import signing_key
@@ -56,7 +57,7 @@ def two_ranks(workdir: Path) -> LocalJob:
 def test_two_ranks_give_one_verified_provenance(two_ranks: LocalJob, workdir: Path) -> None:
     assert two_ranks.torchrun_exit == 0, two_ranks.torchrun_log.read_text()
     provenance = verify_bundle(two_ranks.bundle, keys=[load_verifier(workdir / "signing.pub")],
-                               artifacts=[workdir / "train" / "final"])
+                               policy=AllOf(Artifacts(workdir / "train" / "final"), Complete())).provenance
     assert provenance.world_size == 2
     assert [s.name for s in provenance.statement.subjects] == ["train/final"]
     datasets = [d for d in provenance.dependencies if d.annotations["slsadist_kind"] == "dataset"]
@@ -129,7 +130,7 @@ def test_a_forced_restart_is_recorded_as_two_attempts(workdir: Path) -> None:
                                      str(workdir / "restart"), "--epochs", "1"])
     assert job.torchrun_exit == 0, job.torchrun_log.read_text()
     assert "injected failure on attempt 0" in job.torchrun_log.read_text()
-    provenance = verify_bundle(job.bundle, keys=[load_verifier(workdir / "signing.pub")])
+    provenance = verify_bundle(job.bundle, keys=[load_verifier(workdir / "signing.pub")]).provenance
     ranks = {r["rank"]: r for r in provenance.records(MEDIA_RANK)}
     assert [a["attempt"] for a in ranks[1]["attempts"]] == [0, 1]
     assert ranks[1]["attempts"][0]["exitCode"] == 3
@@ -148,7 +149,7 @@ def test_an_unchanged_script_is_captured_with_the_opt_in_bootstrap(workdir: Path
     job = run_local_job(job_id="bootstrap", key=workdir / "signing.key", out=workdir,
                         script=script, script_args=[], bootstrap=True, timeout=180)
     assert job.torchrun_exit == 0, job.torchrun_log.read_text()
-    provenance = verify_bundle(job.bundle, keys=[load_verifier(workdir / "signing.pub")])
+    provenance = verify_bundle(job.bundle, keys=[load_verifier(workdir / "signing.pub")]).provenance
     ranks = {r["rank"]: r for r in provenance.records(MEDIA_RANK)}
     assert sorted(ranks) == [0, 1]
     assert all(r["completed"] for r in ranks.values())

@@ -14,6 +14,7 @@ import torch
 from slsa_dist.sign._formats import read_bundle
 from slsa_dist.sign._loaders import load_verifier
 from slsa_dist.verify._bundle import verify_bundle
+from slsa_dist.verify._policy import AllOf, Artifacts, Complete, Outputs
 
 from support.background import signing_key
 from support.localjob import LocalJob, run_local_job
@@ -40,7 +41,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalJob, Path]:
 
 def test_the_data_file_it_loaded_is_a_dependency_by_digest(job: tuple[LocalJob, Path]) -> None:
     result, root = job
-    provenance = verify_bundle(result.bundle, keys=[load_verifier(root / "signing.pub")])
+    provenance = verify_bundle(result.bundle, keys=[load_verifier(root / "signing.pub")]).provenance
     inputs = {d.name: d.digest["sha256"] for d in provenance.dependencies
               if d.annotations.get("slsadist_kind") == "input"}
     assert inputs.get("train-data.pt") == hashlib.sha256(
@@ -52,7 +53,7 @@ def test_the_saved_model_is_the_subject_and_verifies(job: tuple[LocalJob, Path])
     result, root = job
     model = root / "out" / "model.pt"
     provenance = verify_bundle(result.bundle, keys=[load_verifier(root / "signing.pub")],
-                               artifacts=[model])
+                               policy=AllOf(Artifacts(model), Complete())).provenance
     (subject,) = provenance.statement.subjects
     assert subject.name == "out/model.pt"
     assert subject.digest["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
@@ -84,7 +85,8 @@ def test_one_command_from_an_unchanged_script_to_a_verified_bundle(tmp_path: Pat
     (bundle,) = (tmp_path / "prov").glob("*.intoto.jsonl")
     provenance = verify_bundle(bundle, keys=[load_verifier(tmp_path / "prov" / "keys" /
                                                            "signing.pub")],
-                               artifacts=[tmp_path / "model" / "model.pt"], require_outputs=True)
+                               policy=AllOf(Artifacts(tmp_path / "model" / "model.pt"),
+                                            Complete(), Outputs())).provenance
     assert provenance.builder_id == "https://slsa-dist.dev/builders/local/v1"
     # --slsa-format both: the same signed envelope as a Sigstore bundle beside it
     (sigstore,) = (tmp_path / "prov").glob("*.sigstore.json")
@@ -104,7 +106,7 @@ def test_help_shows_the_slsa_flags_and_torchruns() -> None:
 
 def test_each_rank_records_the_samples_its_sampler_yielded(job: tuple[LocalJob, Path]) -> None:
     result, root = job
-    provenance = verify_bundle(result.bundle, keys=[load_verifier(root / "signing.pub")])
+    provenance = verify_bundle(result.bundle, keys=[load_verifier(root / "signing.pub")]).provenance
     ranks = provenance.rank_records()
     assert [r.rank for r in ranks] == [0, 1]
     for rank in ranks:
@@ -122,7 +124,7 @@ def test_each_rank_records_the_samples_its_sampler_yielded(job: tuple[LocalJob, 
 def test_helper_code_imported_from_beside_the_script_is_identified(
         job: tuple[LocalJob, Path]) -> None:
     result, root = job
-    provenance = verify_bundle(result.bundle, keys=[load_verifier(root / "signing.pub")])
+    provenance = verify_bundle(result.bundle, keys=[load_verifier(root / "signing.pub")]).provenance
     code = {Path(d.uri or "").name: d.digest.get("sha256") for d in provenance.dependencies
             if d.annotations.get("slsadist_kind") == "code"}
     helpers = UNCHANGED / "helpers.py"

@@ -12,6 +12,7 @@ from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, re
 from slsa_dist.sign._dsse import sign_statement, write_bundle
 from slsa_dist.sign._keys import Signer
 from slsa_dist.verify._bundle import VerificationFailed, check_bundle, verify_bundle
+from slsa_dist.verify._policy import AllOf, Artifacts, BuilderId, Complete
 
 SIGNER = Signer.generate()
 MODEL = b"model bytes\n"
@@ -46,29 +47,33 @@ def failed(checks: list, name: str) -> str:  # type: ignore[type-arg]
 
 def test_a_complete_job_with_its_artifact_verifies(tmp_path: Path) -> None:
     (tmp_path / "model.bin").write_bytes(MODEL)
-    provenance = verify_bundle(bundle(tmp_path), keys=[SIGNER.public()],
-                               artifacts=[tmp_path / "model.bin"])
-    assert provenance.invocation_id == "job-1"
+    result = verify_bundle(bundle(tmp_path), keys=[SIGNER.public()],
+                           policy=AllOf(Artifacts(tmp_path / "model.bin"), Complete()))
+    assert result.ok
+    assert result.provenance is not None
+    assert result.provenance.invocation_id == "job-1"
 
 
 def test_a_key_that_did_not_sign_fails_the_signature_and_yields_no_provenance(
         tmp_path: Path) -> None:
-    checks, provenance = check_bundle(bundle(tmp_path), keys=[Signer.generate().public()])
-    assert provenance is None
-    assert failed(checks, "signature")
+    result = check_bundle(bundle(tmp_path), keys=[Signer.generate().public()])
+    assert result.provenance is None
+    assert not result.ok
+    assert failed(result.checks, "signature")
 
 
 def test_an_artifact_with_other_bytes_names_the_subject_it_should_match(tmp_path: Path) -> None:
     (tmp_path / "model.bin").write_bytes(b"tampered\n")
-    checks, _ = check_bundle(bundle(tmp_path), keys=[SIGNER.public()],
-                             artifacts=[tmp_path / "model.bin"])
-    assert "for subject 'model.bin'" in failed(checks, f"artifact {tmp_path / 'model.bin'}")
+    result = check_bundle(bundle(tmp_path), keys=[SIGNER.public()],
+                          policy=Artifacts(tmp_path / "model.bin"))
+    assert "for subject 'model.bin'" in failed(result.checks,
+                                               f"artifact {tmp_path / 'model.bin'}")
 
 
 def test_a_rank_without_a_completed_report_fails_completeness(tmp_path: Path) -> None:
-    checks, _ = check_bundle(bundle(tmp_path, world_size=4, completed=(0, 2)),
-                             keys=[SIGNER.public()])
-    assert failed(checks, "completeness") == "ranks without a completed report: 1,3"
+    result = check_bundle(bundle(tmp_path, world_size=4, completed=(0, 2)),
+                          keys=[SIGNER.public()])
+    assert failed(result.checks, "completeness") == "ranks without a completed report: 1,3"
 
 
 def test_every_gap_the_completeness_record_names_fails_verification(tmp_path: Path) -> None:
@@ -83,7 +88,7 @@ def test_every_gap_the_completeness_record_names_fails_verification(tmp_path: Pa
 
 
 def test_a_required_builder_id_must_match(tmp_path: Path) -> None:
-    checks, _ = check_bundle(bundle(tmp_path, builder_id="https://example/builders/a"),
-                             keys=[SIGNER.public()], builder_id="https://example/builders/b")
-    assert failed(checks, "builder.id") == ("expected 'https://example/builders/b', found "
+    result = check_bundle(bundle(tmp_path, builder_id="https://example/builders/a"),
+                          keys=[SIGNER.public()], policy=BuilderId("https://example/builders/b"))
+    assert failed(result.checks, "builder.id") == ("expected 'https://example/builders/b', found "
                                             "'https://example/builders/a'")
