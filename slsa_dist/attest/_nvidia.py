@@ -14,7 +14,7 @@ import importlib.util
 import json
 
 from slsa_dist._internal.nvml import gpu_inventory
-from slsa_dist.attest._verdict import EvidenceVerdict
+from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict
 from slsa_dist.errors import InputError
 
 __all__ = ["FORMAT", "NvidiaAttester", "available", "collect", "verify"]
@@ -99,6 +99,6 @@ class NvidiaAttester:
         return self.name, collect(nonce, job_id, node_id)
 
     def verify(self, kind: str, blob: bytes, nonce: bytes, job_id: str,
-               node_id: str) -> EvidenceVerdict:
-        del kind
+               node_id: str, *, appraisal: Appraisal | None = None) -> EvidenceVerdict:
+        del kind, appraisal
         return verify(blob, nonce, job_id, node_id)

@@ -14,7 +14,7 @@ from typing import Protocol
 from slsa_dist.attest._nvidia import NvidiaAttester
 from slsa_dist.attest._tpm import TpmAttester
 from slsa_dist.attest._tsm import TsmAttester
-from slsa_dist.attest._verdict import UNAVAILABLE, EvidenceVerdict
+from slsa_dist.attest._verdict import UNAVAILABLE, Appraisal, EvidenceVerdict
 from slsa_dist.errors import InputError
 
 __all__ = ["ATTESTERS", "KINDS", "Attester", "collect_all", "verify_evidence"]
@@ -47,8 +47,12 @@ class Attester(Protocol):
         ...
 
     def verify(self, kind: str, blob: bytes, nonce: bytes, job_id: str,
-               node_id: str) -> EvidenceVerdict:
-        """Appraise one piece of evidence: pure computation, never raises on bad evidence."""
+               node_id: str, *, appraisal: Appraisal | None = None) -> EvidenceVerdict:
+        """Appraise one piece of evidence: pure computation, never raises on bad evidence.
+
+        ``appraisal``: the time to judge certificates and collateral as of, the
+        verifier's own collateral and roots (default: now, none).
+        """
         ...
 
 
@@ -75,10 +79,10 @@ def collect_all(nonce: bytes, job_id: str, node_id: str) -> list[tuple[str, byte
 
 
 def verify_evidence(kind: str, blob: bytes, nonce: bytes, job_id: str,
-                    node_id: str) -> EvidenceVerdict:
+                    node_id: str, *, appraisal: Appraisal | None = None) -> EvidenceVerdict:
     """Appraise one piece of evidence with the attester of its kind (no I/O)."""
     attester = _BY_KIND.get(kind)
     if attester is None:
         return EvidenceVerdict(status="unverified", reason=f"no verifier for evidence kind "
                                                            f"{kind!r}")
-    return attester.verify(kind, blob, nonce, job_id, node_id)
+    return attester.verify(kind, blob, nonce, job_id, node_id, appraisal=appraisal)

@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from slsa_dist.attest._binding import report_data
-from slsa_dist.attest._verdict import EvidenceVerdict
+from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict
 from slsa_dist.errors import InputError
 
 __all__ = ["AK_HANDLE", "FORMAT", "Quote", "TpmAttester", "ak_fingerprint",
@@ -392,6 +392,6 @@ class TpmAttester:
         return self.name, collect(nonce, job_id, node_id)
 
     def verify(self, kind: str, blob: bytes, nonce: bytes, job_id: str,
-               node_id: str) -> EvidenceVerdict:
-        del kind
+               node_id: str, *, appraisal: Appraisal | None = None) -> EvidenceVerdict:
+        del kind, appraisal  # no root yet: an EK chain alone does not place the AK
         return verify(blob, nonce, job_id, node_id)

@@ -5,13 +5,13 @@ under ``/sys/kernel/config/tsm/report``, write the 64-byte binding of
 :func:`slsa_dist.attest._binding.report_data` to ``inblob``, read ``outblob``
 (the TDX quote or the SNP attestation report) and ``provider``.
 
-Verification (on the coordinator): parse the structure from the published
-layouts (TDX DCAP quote v4 header and TD report body; SNP ATTESTATION_REPORT)
-and check that its report data equals the expected binding. With an SNP
-VCEK certificate supplied as offline collateral, the report's ECDSA P-384
-signature is checked against it. Not verified, and recorded as such: the
-TDX quote's signature and PCK chain (needs Intel collateral), the VCEK's chain
-to AMD's root, and the measurements against reference values.
+Verification (on the coordinator, and again by ``verify``): with collateral (Intel's
+TCB info, QE identity and CRLs for TDX; the VCEK, and optionally the ASK, for SNP),
+carried in the evidence or supplied by the verifier, the report is verified up to
+the vendor's pinned root, as of the appraisal's time (:mod:`._tdx`, :mod:`._snp`).
+Without collateral only the structure and the binding are checked, and the verdict
+is ``structure-only``, which no requirement counts. Not verified, and recorded as
+such: the measurements against reference values.
 """
 
 from __future__ import annotations
@@ -24,14 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.x509 import load_pem_x509_certificate
-
 from slsa_dist.attest._binding import report_data
-from slsa_dist.attest._verdict import EvidenceVerdict
+from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict
 from slsa_dist.errors import InputError
 
 __all__ = ["FORMAT", "TSM_ROOT", "TsmAttester", "collect", "parse_snp", "parse_tdx",
@@ -62,11 +56,14 @@ def parse_tdx(quote: bytes) -> dict[str, Any]:
         raise InputError(f"TDX quote: expected at least {_TDX_HEADER + _TDX_BODY} bytes, "
                          f"found {len(quote)}")
     version, key_type, tee_type = struct.unpack_from("<HHI", quote, 0)
-    if version != 4:
-        raise InputError(f"TDX quote version: expected 4, found {version}")
+    if version not in (4, 5):
+        raise InputError(f"TDX quote version: expected 4 or 5, found {version}")
     if tee_type != _TDX_TEE_TYPE:
         raise InputError(f"TDX quote tee_type: expected {_TDX_TEE_TYPE:#x}, found {tee_type:#x}")
-    body = quote[_TDX_HEADER:_TDX_HEADER + _TDX_BODY]
+    start = _TDX_HEADER + (6 if version == 5 else 0)  # v5: a body descriptor first
+    body = quote[start:start + _TDX_BODY]
+    if len(body) != _TDX_BODY:
+        raise InputError(f"TDX quote: expected a {_TDX_BODY}-byte TD report body")
     fields: dict[str, Any] = {name: body[o:o + n].hex() for name, (o, n) in _TDX_FIELDS.items()}
     fields["attestationKeyType"] = key_type
     return fields
@@ -82,13 +79,6 @@ def parse_snp(report: bytes) -> dict[str, Any]:
     fields.update(version=version, guestSvn=guest_svn, policy=f"{policy:#x}", vmpl=vmpl,
                   signatureAlgorithm=signature_algorithm)
     return fields
-
-
-def _snp_signature(report: bytes) -> bytes:
-    """The report's ECDSA P-384 signature as DER (r and s are little-endian, 72 bytes)."""
-    r = int.from_bytes(report[_SNP_SIGNED:_SNP_SIGNED + 72], "little")
-    s = int.from_bytes(report[_SNP_SIGNED + 72:_SNP_SIGNED + 144], "little")
-    return encode_dss_signature(r, s)
 
 
 def report_kind(blob: bytes) -> str:
@@ -109,55 +99,71 @@ def report_kind(blob: bytes) -> str:
     raise InputError(f"provider: expected tdx_guest or sev_guest, found {provider!r}")
 
 
+def _b64(value: Any) -> bytes | None:
+    return base64.b64decode(value, validate=True) if value else None
+
+
 def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
-           *, vcek_pem: bytes | None = None) -> EvidenceVerdict:
-    """Check a configfs-tsm evidence blob; never raises on bad evidence."""
+           *, vcek_pem: bytes | None = None,
+           appraisal: Appraisal | None = None) -> EvidenceVerdict:
+    """Check a configfs-tsm evidence blob; never raises on bad evidence.
+
+    With collateral (the verifier's own in ``appraisal``/``vcek_pem``, else what the
+    evidence carries: ``collateral`` for TDX, the ``auxblob`` certificate table or
+    ``vcekPem`` for SNP) the report is verified up to the vendor's pinned root
+    (:mod:`._tdx`, :mod:`._snp`): collateral is checked, never trusted, so who
+    supplied it does not matter. Without any, only its structure and binding are
+    checked: ``structure-only``, which no requirement counts.
+    """
+    appraisal = appraisal or Appraisal()
     try:
         kind = report_kind(blob)
         evidence = json.loads(blob)
         out = base64.b64decode(evidence["outblob"], validate=True)
         fields = parse_tdx(out) if kind == "tdx" else parse_snp(out)
+        carried = _b64(evidence.get("collateral"))
+        aux = _b64(evidence.get("auxblob"))
     except (ValueError, KeyError, TypeError, InputError) as exc:
-        return EvidenceVerdict(status="failed", reason=f"malformed TSM evidence: {exc}")
-    not_verified = (["quote signature and PCK certificate chain (needs Intel collateral)",
+        return EvidenceVerdict(status="failed", failure="malformed",
+                               reason=f"malformed TSM evidence: {exc}")
+    expected = (report_data(nonce, job_id, node_id, size=64)
+                if appraisal.check_binding else None)
+    at = appraisal.when()
+    if kind == "tdx":
+        collateral = appraisal.collateral.get("tdx") or carried
+        if collateral:
+            from slsa_dist.attest._tdx import verify_quote
+
+            return verify_quote(out, collateral, at, expected)
+    else:
+        from slsa_dist.attest._snp import certificate_table, verify_report
+
+        supplied = vcek_pem or appraisal.collateral.get("snp") or carried
+        table = certificate_table(aux) if aux else {}
+        node_vcek = (evidence.get("vcekPem") or "").encode()
+        if supplied or table.get("vcek") or node_vcek:
+            source: bytes | dict[str, bytes] = supplied or (table if table.get("vcek")
+                                                            else node_vcek)
+            return verify_report(out, source, at, expected)
+    not_verified = (["quote signature, PCK certificate chain and TCB status (no Intel "
+                     "collateral carried or supplied)",
                      "measurements against reference values (none configured)"]
                     if kind == "tdx" else
-                    ["VCEK certificate chain to AMD's root key",
+                    ["report signature and VCEK chain to AMD's root (no VCEK carried or "
+                     "supplied)",
                      "measurement against reference values (none configured)"])
-    expected = report_data(nonce, job_id, node_id, size=64).hex()
-    if fields["reportData"] != expected:
+    if expected is not None and fields["reportData"] != expected.hex():
         return EvidenceVerdict(
-            status="failed", not_verified=not_verified, claims=fields,
-            reason=f"nonce binding: expected report data {expected[:16]}... for this "
+            status="failed", failure="binding mismatch", not_verified=not_verified,
+            claims=fields,
+            reason=f"nonce binding: expected report data {expected.hex()[:16]}... for this "
                    f"nonce, job and node, found {fields['reportData'][:16]}...")
-    verified = ["report structure", "nonce, job and node binding"]
-    # The verifier's own VCEK (offline collateral) is evidence; one the node sent along
-    # only shows the report matches the certificate the node chose, and is named so.
-    from_node = vcek_pem is None and bool(evidence.get("vcekPem"))
-    collateral = vcek_pem or (evidence.get("vcekPem") or "").encode() or None
-    if kind == "snp" and collateral:
-        key = load_pem_x509_certificate(collateral).public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            return EvidenceVerdict(status="failed", reason="VCEK: expected an ECDSA key")
-        try:
-            key.verify(_snp_signature(out), out[:_SNP_SIGNED], ec.ECDSA(hashes.SHA384()))
-        except InvalidSignature:
-            return EvidenceVerdict(status="failed", not_verified=not_verified,
-                                   claims=fields, reason="SNP report signature: not "
-                                   "valid for the VCEK")
-        verified.append("report signature by the node's VCEK certificate (sent with the "
-                        "report)" if from_node else
-                        "report signature by the VCEK certificate supplied to the verifier")
-    elif kind == "snp":
-        not_verified.insert(0, "report signature (no VCEK certificate supplied)")
     # Structure and binding alone prove nothing: anyone can write a zero-filled report
-    # with the right report data. Only a signature by a key the verifier was given (an
-    # SNP VCEK as offline collateral) makes it evidence; everything else is
-    # "structure-only", which --require-attestation does not count.
-    signed = kind == "snp" and vcek_pem is not None
-    return EvidenceVerdict(status="verified" if signed else "structure-only",
-                           verified=verified, not_verified=not_verified,
-                           claims=fields)
+    # with the right report data. "structure-only" is counted by no requirement.
+    return EvidenceVerdict(status="structure-only", not_verified=not_verified,
+                           claims=fields, as_of=at.isoformat(),
+                           verified=["report structure", "nonce, job and node binding"]
+                           if expected is not None else ["report structure"])
 
 
 def available(root: Path = TSM_ROOT) -> str | None:
@@ -193,8 +199,10 @@ class TsmAttester:
 
     name = "tsm"
     kinds = ("tdx", "snp")
-    proves = ("the report answers this job's nonce for this node (TDX: structure only; "
-              "SNP: signed by the VCEK given)")
+    proves = ("TDX: the quote is signed through Intel's QE and PCK chain up to the pinned "
+              "Intel SGX Root CA, with its TCB status; SNP: the report is signed by a VCEK "
+              "chained to AMD's pinned ARK of its product; both answer this job's nonce for "
+              "this node (without collateral: structure only)")
 
     def available(self) -> str | None:
         return available()
@@ -204,11 +212,11 @@ class TsmAttester:
         return report_kind(blob), blob
 
     def verify(self, kind: str, blob: bytes, nonce: bytes, job_id: str,
-               node_id: str) -> EvidenceVerdict:
-        verdict = verify(blob, nonce, job_id, node_id)
-        if verdict.status in ("verified", "structure-only"):
+               node_id: str, *, appraisal: Appraisal | None = None) -> EvidenceVerdict:
+        verdict = verify(blob, nonce, job_id, node_id, appraisal=appraisal)
+        if verdict.status != "failed" or verdict.failure == "binding mismatch":
             found = report_kind(blob)
             if found != kind:
-                return EvidenceVerdict(status="failed",
+                return EvidenceVerdict(status="failed", failure="kind",
                                        reason=f"kind: claimed {kind!r}, found a {found!r} report")
         return verdict

@@ -88,14 +88,17 @@ def _check(args: argparse.Namespace, bundle: Any, keys: list[Verifier], artifact
     if args.require_outputs:
         wanted.append(policy.Outputs())
     if args.require_attestation is not None:
-        wanted.append(policy.Attestation(args.require_attestation, trusted_aks=trusted_aks))
+        wanted.append(policy.Attestation(
+            args.require_attestation, trusted_aks=trusted_aks,
+            tcb_statuses=frozenset(args.tcb_status) if args.tcb_status else None))
     summary = policy.VsaSummary(verifier_id=args.verifier_id, resource_uri=args.resource_uri,
                                 verified_level=args.verified_level)
     result = check_bundle(bundle, keys=keys, policy=policy.ByKind(
         provenance=policy.AllOf(*wanted), vsa=policy.AllOf(summary, *found)))
     flags = {"--builder-id": args.builder_id, "--require-outputs": args.require_outputs or None,
              "--require-attestation": args.require_attestation,
-             "--trusted-aks": args.trusted_aks, "--rank": args.rank}
+             "--trusted-aks": args.trusted_aks, "--tcb-status": args.tcb_status,
+             "--rank": args.rank}
     vsa_flags = {"--verifier-id": args.verifier_id, "--resource-uri": args.resource_uri,
                  "--verified-level": args.verified_level}
     if result.statement is not None and result.provenance is None:
@@ -209,6 +212,10 @@ def register(sub: Subparsers) -> None:
     verify.add_argument("--trusted-aks", type=Path, metavar="FILE",
                         help="with --require-attestation tpm: count only quotes by these AKs "
                              "(lines from `slsa-dist tpm enroll`)")
+    verify.add_argument("--tcb-status", action="append", metavar="STATUS",
+                        help="with --require-attestation: accept evidence with a vendor TCB "
+                             "status (TDX) only if it is one of these (repeatable; e.g. "
+                             "UpToDate); default: any status but Revoked")
     verify.add_argument("--rank", type=int, metavar="N",
                         help="check rank N's record (by an inclusion proof when the records "
                              "are in a ledger, which is then not read in full)")
@@ -230,3 +237,66 @@ def register(sub: Subparsers) -> None:
     add_chain_arguments(chain)
     _add_vsa_arguments(chain)
     chain.set_defaults(handler=_verify_chain)
+
+    attest = sub.add_parser("attest", help="hardware evidence outside a bundle")
+    attest_sub = attest.add_subparsers(dest="attest_command", required=True,
+                                       parser_class=type(attest))
+    one = attest_sub.add_parser("verify", help="verify one piece of evidence up to its "
+                                "vendor's pinned root and print the verdict")
+    one.add_argument("evidence", type=Path, help="the evidence: a raw TDX quote or SNP report "
+                     "(binary or hex), or an evidence blob as slsa-dist records it (JSON)")
+    one.add_argument("--kind", required=True, choices=["tdx", "snp", "nvidia", "tpm"])
+    one.add_argument("--collateral", action="append", default=[], type=Path, metavar="FILE",
+                     help="TDX: the quote collateral JSON; SNP: the VCEK (DER or PEM), "
+                          "optionally the ASK/ARK (PEM); repeatable, concatenated")
+    one.add_argument("--at", metavar="TIME", help="judge certificates and collateral as of "
+                     "this time (ISO 8601; default: now)")
+    one.add_argument("--nonce", metavar="HEX", help="with --job and --node: check the report "
+                     "data is this job's binding (otherwise the binding is not checked)")
+    one.add_argument("--job", help="the job id the evidence must be bound to")
+    one.add_argument("--node", help="the node id the evidence must be bound to")
+    one.add_argument("--json", action="store_true", help="machine-readable output")
+    one.set_defaults(handler=_attest_verify)
+
+
+def _attest_verify(args: argparse.Namespace) -> int:
+    """``slsa-dist attest verify``: one piece of evidence, its verdict; exit 0 if verified."""
+    import base64
+    import datetime as dt
+
+    from slsa_dist.attest._registry import verify_evidence
+    from slsa_dist.attest._verdict import Appraisal
+
+    binding = (args.nonce, args.job, args.node)
+    if any(binding) and not all(binding):
+        given = [n for n, v in zip(("--nonce", "--job", "--node"), binding, strict=True) if v]
+        raise InputError(f"--nonce, --job, --node: expected all three or none, found "
+                         f"{', '.join(given)}")
+    try:
+        raw = args.evidence.read_bytes()
+        collateral = b"".join(path.read_bytes() for path in args.collateral)
+        at = dt.datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
+        nonce = bytes.fromhex(args.nonce) if args.nonce else b""
+    except (OSError, ValueError) as exc:
+        raise InputError(f"attest verify: {exc}") from None
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=dt.timezone.utc)
+    kind = {"nvidia": "nvidia-cc"}.get(args.kind, args.kind)
+    blob = raw
+    if kind in ("tdx", "snp") and not raw.lstrip().startswith(b"{"):
+        try:  # a raw report, binary or hex: wrap it as configfs-tsm evidence
+            report = bytes.fromhex(raw.decode()) if raw.strip() and all(
+                c in b"0123456789abcdefABCDEF \n\r" for c in raw) else raw
+        except ValueError:
+            report = raw
+        blob = json.dumps({"provider": "tdx_guest" if kind == "tdx" else "sev_guest",
+                           "outblob": base64.b64encode(report).decode()}).encode()
+    appraisal = Appraisal(at=at, collateral={kind: collateral} if collateral else {},
+                          check_binding=bool(args.nonce))
+    verdict = verify_evidence(kind, blob, nonce, args.job or "", args.node or "",
+                              appraisal=appraisal)
+    if args.json:
+        print(json.dumps(verdict.to_json(), indent=2, sort_keys=True))
+    else:
+        print(f"kind: {args.kind}\n{verdict.describe()}")
+    return 0 if verdict.status == "verified" else 1

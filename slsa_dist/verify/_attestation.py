@@ -19,22 +19,36 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+import datetime as dt
+from collections.abc import Callable, Collection
 
 from slsa_dist.attest._registry import KINDS
-from slsa_dist.attest._verdict import EvidenceVerdict
+from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict
 from slsa_dist.errors import InputError
 from slsa_dist.model._provenance import Provenance
 from slsa_dist.model._records import EvidenceRecord
 from slsa_dist.verify._result import Check
 
-__all__ = ["REQUIREMENTS", "Appraiser", "reappraise", "require_attestation"]
+__all__ = ["REQUIREMENTS", "Appraiser", "job_time", "reappraise", "require_attestation"]
 
 # What --require-attestation accepts: one evidence kind, or any kind at all.
 REQUIREMENTS = (*KINDS, "any")
 
 
-def reappraise(evidence: EvidenceRecord, *, job_id: str, node_id: str) -> EvidenceVerdict:
+def job_time(provenance: Provenance) -> dt.datetime | None:
+    """When the job ran (its finish, else its start): what evidence is judged as of."""
+    for key in ("finishedOn", "startedOn"):
+        value = provenance.metadata.get(key)
+        if isinstance(value, str):
+            try:
+                return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+    return None
+
+
+def reappraise(evidence: EvidenceRecord, *, job_id: str, node_id: str,
+               appraisal: Appraisal | None = None) -> EvidenceVerdict:
     """This verifier's own verdict on the raw evidence a record carries."""
     from slsa_dist.attest._registry import verify_evidence
 
@@ -52,17 +66,29 @@ def reappraise(evidence: EvidenceRecord, *, job_id: str, node_id: str) -> Eviden
     if len(blob) != evidence.size or len(nonce) == 0:
         return EvidenceVerdict(status="failed", reason="raw evidence: expected the recorded "
                                f"size {evidence.size} and a nonce, found {len(blob)} bytes")
-    return verify_evidence(evidence.kind, blob, nonce, job_id, node_id)
+    return verify_evidence(evidence.kind, blob, nonce, job_id, node_id, appraisal=appraisal)
 
 
 def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
-            trusted_aks: frozenset[tuple[str, str]] | None) -> str | None:
-    """None when this (re-appraised) evidence counts for ``node_id``, else why not."""
+            trusted_aks: frozenset[tuple[str, str]] | None,
+            tcb_statuses: Collection[str] | None = None) -> str | None:
+    """None when this (re-appraised) evidence counts for ``node_id``, else why not.
+
+    It counts when it was verified up to a pinned root (a vendor's, or the EK roots
+    given for TPMs), or, for a TPM quote with ``trusted_aks``, signed by the AK enrolled
+    for that node; and, with ``tcb_statuses``, when its TCB status is one of them.
+    """
     if verdict.status == "reported":  # the node's own word: shown, never counted
         return (f"reported by node {node_id}, not cryptographically verified, so it does "
                 f"not count ({verdict.reason or 'no reason given'})")
     if verdict.status != "verified":
-        return f"{verdict.status}: {verdict.reason}"
+        what = f"{verdict.status} ({verdict.failure})" if verdict.failure else verdict.status
+        return f"{what}: {verdict.reason}"
+    if tcb_statuses is not None and verdict.tcb_status and \
+            verdict.tcb_status not in tcb_statuses:
+        return (f"verified up to {verdict.root}, but its TCB status {verdict.tcb_status} "
+                f"(advisories: {', '.join(verdict.advisory_ids) or 'none'}) is not one the "
+                f"policy accepts ({', '.join(sorted(tcb_statuses))})")
     if trusted_aks is not None and kind == "tpm":
         ak = str(verdict.claims.get("akSha256", ""))
         if (ak, node_id) in trusted_aks:
@@ -72,23 +98,30 @@ def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
             return (f"verified, but signed by AK {ak}, trusted for node(s) "
                     f"{', '.join(vouches)}, not for {node_id}")
         return f"verified, but signed by AK {ak or '(none recorded)'}, not a trusted AK"
+    # TPM quotes have no vendor root yet (EK chain and credential activation are not
+    # implemented: docs/attestation.md), so a TPM quote still counts as before; every
+    # other kind counts only when verified up to a pinned vendor root.
+    if not verdict.root and kind != "tpm":
+        return "verified, but not up to a pinned vendor root"
     return None
 
 
 Appraiser = Callable[[EvidenceRecord, str, str], EvidenceVerdict]  # (record, job, node)
 
 
-def _reappraise(evidence: EvidenceRecord, job_id: str, node_id: str) -> EvidenceVerdict:
-    return reappraise(evidence, job_id=job_id, node_id=node_id)
-
-
 def require_attestation(provenance: Provenance, kind: str, *,
                         trusted_aks: frozenset[tuple[str, str]] | None = None,
-                        appraise: Appraiser = _reappraise) -> Check:
-    """Pass when every node recorded verified evidence of ``kind`` (``any``: of some kind).
+                        appraise: Appraiser | None = None,
+                        tcb_statuses: Collection[str] | None = None,
+                        ek_roots: tuple[bytes, ...] = ()) -> Check:
+    """Pass when every node recorded evidence of ``kind`` (``any``: of some kind) verified
+    up to a pinned root, judged as of the job's time.
 
     With ``trusted_aks`` ((fingerprint, node id) pairs from ``slsa-dist tpm enroll``),
     TPM evidence counts only when its quote was signed by the AK enrolled for that node.
+    With ``ek_roots`` (PEM), TPM evidence counts when its EK certificate chains to one
+    of them and its AK was proven to live in that EK's TPM. With ``tcb_statuses``,
+    evidence with a TCB status (TDX) counts only with one of those.
 
     Raises:
         InputError: ``trusted_aks`` given for a kind other than ``tpm``.
@@ -98,6 +131,10 @@ def require_attestation(provenance: Provenance, kind: str, *,
                          f"{kind!r}")
     name = f"attestation {kind}" + (" (trusted AKs)" if trusted_aks is not None else "")
     job_id = provenance.job_id or ""
+    appraisal = Appraisal(at=job_time(provenance), ek_roots=ek_roots)
+    if appraise is None:
+        def appraise(e: EvidenceRecord, job: str, node: str) -> EvidenceVerdict:
+            return reappraise(e, job_id=job, node_id=node, appraisal=appraisal)
     records = {n.node: n for n in provenance.node_records()}
     ran_ranks = sorted({node for r in provenance.rank_records() for node in r.nodes()})
     nodes = ran_ranks or sorted(records)
@@ -109,7 +146,8 @@ def require_attestation(provenance: Provenance, kind: str, *,
         if node is None:
             lacking.append(f"{node_id} (ran ranks, but no node agent reported for it)")
             continue
-        reasons = [(e, _counts(appraise(e, job_id, node_id), e.kind, node_id, trusted_aks))
+        reasons = [(e, _counts(appraise(e, job_id, node_id), e.kind, node_id, trusted_aks,
+                               tcb_statuses))
                    for e in node.evidence if kind in ("any", e.kind)]
         if any(why is None for _, why in reasons):
             continue

@@ -342,10 +342,12 @@ class Attestation:
     """Every node the job ran on has cryptographically verified hardware evidence of
     ``kind`` (``any``: of some kind), re-appraised from the raw evidence in the bundle.
     With ``trusted_aks`` ((AK fingerprint, node id) pairs, ``slsa-dist tpm enroll``) TPM
-    quotes count only from the AK enrolled for that node."""
+    quotes count only from the AK enrolled for that node. With ``tcb_statuses``, evidence
+    that has a TCB status (TDX) counts only with one of them (``UpToDate`` ...)."""
 
     kind: str
     trusted_aks: frozenset[tuple[str, str]] | None = None
+    tcb_statuses: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in REQUIREMENTS:
@@ -364,7 +366,8 @@ class Attestation:
         if failed is not None:
             return [failed]
         try:
-            return [require_attestation(provenance, self.kind, trusted_aks=self.trusted_aks)]
+            return [require_attestation(provenance, self.kind, trusted_aks=self.trusted_aks,
+                                        tcb_statuses=self.tcb_statuses)]
         except LedgerError as exc:
             return [Check(name, False, f"expected the node records, found: {exc}")]
 

@@ -12,4 +12,5 @@ def as_recorded(evidence: EvidenceRecord, job_id: str, node_id: str) -> Evidence
     tested in tests/security/test_evidence_reappraisal.py)."""
     del job_id, node_id
     return EvidenceVerdict(status=evidence.status, reason=evidence.reason,  # type: ignore[arg-type]
-                           claims=evidence.claims)
+                           claims=evidence.claims,
+                           root="(as recorded)" if evidence.status == "verified" else "")

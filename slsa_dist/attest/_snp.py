@@ -1,0 +1,256 @@
+"""AMD SEV-SNP attestation reports verified up to AMD's pinned root of each product, offline.
+
+What :func:`verify_report` checks, in this order (the first that fails names the kind
+of failure in the verdict):
+
+1. the report's structure (1184 bytes, version >= 2, ECDSA P-384 with SHA-384, signed
+   by a VCEK: VLEK-signed reports are refused as unsupported);
+2. the VCEK's chain VCEK -> ASK -> ARK, where the ARK is AMD's pinned root of one
+   product (Milan, Genoa, Turin: :mod:`._roots`) and the ASK is one carried with the
+   collateral or the pinned one, each link's RSASSA-PSS signature and validity checked
+   as of the given time; the product is the one whose ARK the chain reaches, and a
+   version-3 report's CPUID family and model must be that product's;
+3. the report's signature by the VCEK's key;
+4. the VCEK was issued for this chip and this TCB: its hwID extension equals the
+   report's CHIP_ID, and its SPL extensions (boot loader, TEE, SNP, microcode, and FMC
+   on Turin) equal the report's REPORTED_TCB;
+5. last, the report data against this job's binding.
+
+Recorded, not judged (no reference values are configured): the measurement, host
+data, the guest policy (decoded: debug, migration agent, SMT, single socket), the
+current, committed and launch TCBs and the VMPL. Not checked: revocation of the ASK
+(AMD publishes a CRL per product; none is carried yet).
+
+Collateral: the VCEK certificate (DER or PEM, optionally followed by the ASK and ARK
+in PEM), or the configfs-tsm ``auxblob`` the host fills with its certificate table
+(GUID-indexed VCEK, ASK and ARK).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+import uuid
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from slsa_dist.attest._pki import (
+    ChainError,
+    der_items,
+    load_certificates,
+    root_label,
+    verify_issued_by,
+)
+from slsa_dist.attest._roots import AMD_ARK, AMD_ASK
+from slsa_dist.attest._verdict import EvidenceVerdict, Failure
+from slsa_dist.errors import InputError
+
+__all__ = ["PRODUCTS", "certificate_table", "parse_report", "verify_report"]
+
+_SIZE, _SIGNED = 0x4A0, 0x2A0
+_AMD = "1.3.6.1.4.1.3704.1"
+# The CPUID family and model of each product (version-3 reports carry them).
+PRODUCTS = {"Milan": (0x19, {0x01}), "Genoa": (0x19, {0x11}), "Turin": (0x1A, {0x02})}
+_GUIDS = {"vcek": uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd"),
+          "ask": uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782"),
+          "ark": uuid.UUID("c0b406a4-a803-4952-9743-3fb6014cd0ae"),
+          "vlek": uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1")}
+
+
+class _FailError(Exception):
+    def __init__(self, failure: Failure, reason: str) -> None:
+        super().__init__(reason)
+        self.failure: Failure = failure
+        self.reason = reason
+
+
+def _tcb(raw: bytes, product: str) -> dict[str, int]:
+    if product == "Turin":
+        return {"fmc": raw[0], "bootLoader": raw[1], "tee": raw[2], "snp": raw[3],
+                "microcode": raw[7]}
+    return {"bootLoader": raw[0], "tee": raw[1], "snp": raw[6], "microcode": raw[7]}
+
+
+def parse_report(report: bytes) -> dict[str, Any]:
+    """Fields of an SNP attestation report. Raises :class:`InputError`."""
+    if len(report) != _SIZE:
+        raise InputError(f"SNP report: expected {_SIZE} bytes, found {len(report)}")
+    version, guest_svn, policy = struct.unpack_from("<IIQ", report, 0)
+    vmpl, algorithm = struct.unpack_from("<II", report, 0x30)
+    (flags,) = struct.unpack_from("<I", report, 0x48)
+    if version < 2:
+        raise InputError(f"SNP report version: expected 2 or later, found {version}")
+    if algorithm != 1:
+        raise InputError(f"SNP report signature algorithm: expected 1 (ECDSA P-384 with "
+                         f"SHA-384), found {algorithm}")
+    fields: dict[str, Any] = {
+        "version": version, "guestSvn": guest_svn, "vmpl": vmpl,
+        "policy": {"raw": f"{policy:#x}", "abiMajor": (policy >> 8) & 0xFF,
+                   "abiMinor": policy & 0xFF, "smt": bool(policy >> 16 & 1),
+                   "migrateMa": bool(policy >> 18 & 1), "debug": bool(policy >> 19 & 1),
+                   "singleSocket": bool(policy >> 20 & 1)},
+        "signingKey": ("vcek", "vlek")[flags >> 2 & 7] if (flags >> 2 & 7) < 2 else "none",
+        "reportData": report[0x50:0x90].hex(), "measurement": report[0x90:0xC0].hex(),
+        "hostData": report[0xC0:0xE0].hex(), "idKeyDigest": report[0xE0:0x110].hex(),
+        "chipId": report[0x1A0:0x1E0].hex(),
+    }
+    if version >= 3:
+        fields["cpuid"] = {"family": report[0x188], "model": report[0x189],
+                           "stepping": report[0x18A]}
+    return fields
+
+
+def certificate_table(aux: bytes) -> dict[str, bytes]:
+    """The certificates of an SNP extended-report certificate table (configfs-tsm auxblob)."""
+    found, offset = {}, 0
+    names = {guid.bytes_le: name for name, guid in _GUIDS.items()}
+    while offset + 24 <= len(aux):
+        guid, start, length = aux[offset:offset + 16], *struct.unpack_from("<II", aux,
+                                                                           offset + 16)
+        if guid == bytes(16):
+            break
+        if guid in names and start + length <= len(aux):
+            found[names[guid]] = aux[start:start + length]
+        offset += 24
+    return found
+
+
+def _extensions(vcek: x509.Certificate) -> dict[str, bytes]:
+    return {e.oid.dotted_string.removeprefix(_AMD + "."): e.value.value
+            for e in vcek.extensions if isinstance(e.value, x509.UnrecognizedExtension)
+            and e.oid.dotted_string.startswith(_AMD)}
+
+
+def _integer(raw: bytes) -> int:
+    (tag, content), = der_items(raw)
+    if tag != 0x02:
+        raise InputError("VCEK extension: expected an INTEGER")
+    return int.from_bytes(content, "big")
+
+
+def _chain(certs: list[x509.Certificate], at: dt.datetime) \
+        -> tuple[str, x509.Certificate, x509.Certificate]:
+    """(product, VCEK, ARK): the VCEK chained through an ASK to a pinned ARK."""
+    vceks = [c for c in certs if "VCEK" in c.subject.rfc4514_string()] or certs[:1]
+    if not vceks:
+        raise _FailError("collateral", "SNP collateral: no VCEK certificate")
+    vcek = vceks[0]
+    asks = [c for c in certs if c is not vcek]
+    errors = []
+    for product, ark_pem in AMD_ARK.items():
+        ark = x509.load_pem_x509_certificate(ark_pem.encode())
+        for ask in [*asks, x509.load_pem_x509_certificate(AMD_ASK[product].encode())]:
+            try:
+                verify_issued_by(ark, ark, at)
+                verify_issued_by(ask, ark, at)
+                verify_issued_by(vcek, ask, at)
+            except ChainError as exc:
+                errors.append(f"{product}: {exc}")
+                continue
+            return product, vcek, ark
+    raise _FailError("certificate chain", "VCEK: no chain through an ASK to a pinned AMD ARK "
+                f"(Milan, Genoa, Turin): {'; '.join(errors[-3:])}")
+
+
+def verify_report(report: bytes, collateral: bytes | dict[str, bytes], at: dt.datetime,
+                  expected_report_data: bytes | None) -> EvidenceVerdict:
+    """Appraise an SNP report with its VCEK (and ASK) as of ``at``; never raises on bad input.
+
+    ``collateral``: certificate bytes (DER, or PEM with the VCEK first), or a certificate
+    table as :func:`certificate_table` returns it. ``expected_report_data``: this job's
+    64-byte binding, or None when there is no job to bind to.
+    """
+    as_of = at.isoformat()
+    verified: list[str] = []
+    not_verified = ["measurement and host data against reference values (none configured)",
+                    "ASK revocation (no AMD CRL carried)"]
+    if expected_report_data is None:
+        not_verified.append("report data binding (no job, node and nonce to bind to)")
+    fields: dict[str, Any] = {}
+    label = ""
+
+    def fail(failure: Failure, reason: str) -> EvidenceVerdict:
+        return EvidenceVerdict(status="failed", failure=failure, reason=reason,
+                               verified=verified, not_verified=not_verified, claims=fields,
+                               root=label if failure == "binding mismatch" else "",
+                               as_of=as_of)
+
+    try:
+        fields.update(parse_report(report))
+    except InputError as exc:
+        return fail("malformed", str(exc))
+    try:
+        if fields["signingKey"] != "vcek":
+            raise _FailError("malformed", f"SNP report signed by a {fields['signingKey']} key: "
+                             "only "
+                        "VCEK-signed reports are supported")
+        if isinstance(collateral, dict):
+            certs = [c for name in ("vcek", "ask", "ark") if name in collateral
+                     for c in load_certificates(collateral[name])]
+        else:
+            certs = load_certificates(collateral)
+        product, vcek, ark = _chain(certs, at)
+        label = root_label(f"AMD ARK-{product}", ark)
+        verified.append(f"VCEK -> ASK -> pinned {label}, each link's signature and "
+                        "validity")
+        cpuid = fields.get("cpuid")
+        family, models = PRODUCTS[product]
+        if cpuid and (cpuid["family"], cpuid["model"] in models) != (family, True):
+            raise _FailError("certificate chain", f"report CPUID family {cpuid['family']:#x} model "
+                        f"{cpuid['model']:#x} is not a {product}")
+        key = vcek.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise _FailError("certificate chain", "VCEK: expected an ECDSA P-384 key")
+        r = int.from_bytes(report[_SIGNED:_SIGNED + 72], "little")
+        s = int.from_bytes(report[_SIGNED + 72:_SIGNED + 144], "little")
+        try:
+            key.verify(encode_dss_signature(r, s), report[:_SIGNED],
+                       ec.ECDSA(hashes.SHA384()))
+        except InvalidSignature:
+            raise _FailError("signature", "SNP report: signature not valid for the VCEK") from None
+        verified.append("report signed by the VCEK")
+        ext = _extensions(vcek)
+        hwid = ext.get("4", b"")
+        chip = report[0x1A0:0x1E0]
+        if not hwid or chip[:len(hwid)] != hwid or any(chip[len(hwid):]):
+            raise _FailError("certificate chain", "VCEK: issued for another chip (hwID is not "
+                        "the report's CHIP_ID)")
+        reported = _tcb(report[0x180:0x188], product)
+        spl = {"bootLoader": "3.1", "tee": "3.2", "snp": "3.3", "microcode": "3.8",
+               "fmc": "3.9"}
+        for name, value in reported.items():
+            if name not in spl or spl[name] not in ext:
+                raise _FailError("certificate chain", f"VCEK: no {name} SPL extension")
+            if _integer(ext[spl[name]]) != value:
+                raise _FailError("certificate chain", f"VCEK: issued for {name} SPL "
+                            f"{_integer(ext[spl[name]])}, the report's REPORTED_TCB has "
+                            f"{value}")
+        verified.append(f"VCEK issued for this chip and the reported TCB {reported}")
+        if fields["policy"]["debug"]:
+            not_verified.append("confidentiality: the guest policy allows debugging "
+                                "(POLICY.DEBUG), its memory is open to the host")
+        fields.update(product=product, reportedTcb=reported,
+                      currentTcb=_tcb(report[0x38:0x40], product),
+                      committedTcb=_tcb(report[0x1E0:0x1E8], product),
+                      launchTcb=_tcb(report[0x1F8:0x200], product))
+    except _FailError as exc:
+        return fail(exc.failure, exc.reason)
+    except (InputError, ValueError, KeyError, TypeError) as exc:
+        return fail("collateral", f"SNP collateral: malformed ({exc})")
+    result: dict[str, Any] = {"root": label, "as_of": as_of, "claims": fields,
+                              "not_verified": not_verified}
+    if expected_report_data is not None:
+        if report[0x50:0x90] != expected_report_data:
+            return EvidenceVerdict(
+                status="failed", failure="binding mismatch", verified=verified,
+                reason=f"binding mismatch: the report verifies up to the {label}, but its "
+                       f"report data {report[0x50:0x60].hex()}... is not this job's binding "
+                       f"{expected_report_data[:16].hex()}... (evidence for another job, "
+                       "node or nonce)", **result)
+        verified.append("report data is this job's binding (nonce, job, node)")
+    return EvidenceVerdict(status="verified", verified=verified, **result)
