@@ -8,5 +8,6 @@ import vectors as source
 
 
 def test_vectors_regenerate_byte_for_byte(vectors: Path) -> None:
-    committed = {p.name: p.read_bytes() for p in vectors.iterdir()}
+    # hw/ holds vendor-signed evidence kept as published (hw/SOURCE.md), not made here
+    committed = {p.name: p.read_bytes() for p in vectors.iterdir() if p.is_file()}
     assert source.build() == committed
