@@ -58,7 +58,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from slsa_dist.capture._runtime import Runtime, capture_gap
+from slsa_dist.capture._outputs import classify, named_subjects
+from slsa_dist.capture._runtime import Runtime, capture_gap, own_reads, reading_own
 from slsa_dist.digest._manifest import digest_path
 from slsa_dist.errors import InputError
 from slsa_dist.model._records import INDEX_URI
@@ -102,7 +103,8 @@ def local_code(script: str | None, *, excluded: tuple[str, ...] = ()) -> list[tu
                 or not os.path.isfile(path):  # some modules name files that do not exist
             continue
         try:
-            found[path] = digest_path(path).identity
+            with own_reads():
+                found[path] = digest_path(path).identity
         except (OSError, InputError):
             continue
     return sorted(found.items())
@@ -141,6 +143,10 @@ class Capture:
         self._queued: set[str] = set()  # files and model directories already queued
         self._digested: dict[_FileVersion, str] = {}
         self._saved: dict[str, float] = {}  # path -> when last saved
+        # What this process wrote (opened for writing, or saved), and those files'
+        # folders: read back later they are its own outputs, never its inputs.
+        self._written: set[str] = set()
+        self._written_dirs: set[str] = set()
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -167,14 +173,13 @@ class Capture:
         if self.runtime.finished:
             return
         path, mode, flags = args
-        if isinstance(path, int):
-            return
-        if isinstance(mode, str):
-            if any(c in mode for c in "wax+"):
-                return
-        elif isinstance(flags, int) and flags & _WRITE_FLAGS:
+        if isinstance(path, int) or reading_own():
             return
         name = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+        if (any(c in mode for c in "wax+") if isinstance(mode, str)
+                else isinstance(flags, int) and bool(flags & _WRITE_FLAGS)):
+            self._wrote(name)
+            return
         if name in self._seen:
             return
         self._seen.add(name)
@@ -189,6 +194,9 @@ class Capture:
         if not os.path.exists(path):  # the event comes before the open: this one fails
             return  # (a path hook's pseudo-entry, a probe for an optional file)
         path = _model_directory(path) or path
+        if path in self._written or path in self._written_dirs \
+                or _under(path, tuple(self.runtime.recorded_roots)):
+            return  # written by this process (then read back): an output, not an input
         if path in self._queued:
             return
         self._queued.add(path)
@@ -228,7 +236,8 @@ class Capture:
         version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if version in self._digested:
             return
-        digest = self._digested[version] = digest_path(path).identity
+        with own_reads():
+            digest = self._digested[version] = digest_path(path).identity
         with self._lock:  # recorded, or listed as a gap by finish: never both, never neither
             if self._abandoned:
                 return
@@ -257,6 +266,12 @@ class Capture:
             return
         with self._lock:
             self._saved[os.path.abspath(name)] = time.monotonic()
+        self._wrote(name)
+
+    def _wrote(self, name: str) -> None:
+        path = os.path.abspath(name)
+        self._written.add(path)
+        self._written_dirs.add(os.path.dirname(path))
 
     def record_code(self, script: str | None) -> None:
         """Every module the run imported from the script's directory (or its git work
@@ -317,24 +332,61 @@ class Capture:
         self.record_code(self.script or getattr(main, "__file__", None))
 
     def _record_saved(self, timeout: float) -> None:
+        """Every saved file, by what it is (``_outputs``): a model folder digested whole,
+        auxiliary files never the subject, the rest checkpoints; what ``SLSA_SUBJECT``
+        names is the final model and nothing else is."""
         del timeout
         with self._lock:
             saved = sorted(self._saved, key=self._saved.__getitem__)
+        named = named_subjects()
         recorded = tuple(self.runtime.recorded_roots)
+        folders: dict[str, str] = {}  # a model or checkpoint folder, once, in save order
         for path in saved:
-            if _under(path, recorded):  # part of an artifact recorded whole (a checkpoint)
-                continue
+            if _under(path, recorded) or _under(path, named):
+                continue  # part of an artifact recorded whole (or named as the subject)
             if not os.path.isfile(path):  # rotated away (an old checkpoint): no output
                 log.warning("slsa-dist: saved file %s is gone; not recorded", path)
                 continue
-            try:
+            kind = classify(path)
+            if kind in ("model", "checkpoint-folder"):
+                role = "final" if kind == "model" and not named else "checkpoint"
+                folders.setdefault(os.path.dirname(path), role)
+                continue
+            self._record_file(path, "auxiliary" if kind == "auxiliary" else "checkpoint")
+        for folder, role in folders.items():
+            if _under(folder, named):
+                continue
+            self._record_folder(folder, role)
+        for path in named:
+            if not os.path.exists(path):
+                capture_gap(f"subject {path} (SLSA_SUBJECT)", "no such file or folder when "
+                            "the rank ended")
+                continue
+            self._record_folder(path, "final")
+
+    def _record_file(self, path: str, role: str) -> None:
+        try:
+            with own_reads():
                 manifest = digest_path(path)
-                (resource,) = manifest.resources
-                self.runtime.agent.record_file(self.runtime.artifact_name(path),
-                                               resource.path, {"sha256": resource.digest},
-                                               size=resource.size, role="checkpoint")
-            except Exception as exc:  # one file; the others still count
-                capture_gap(f"output {path}", exc)
+            (resource,) = manifest.resources
+            self.runtime.agent.record_file(self.runtime.artifact_name(path), resource.path,
+                                           {"sha256": resource.digest},
+                                           size=resource.size, role=role)
+        except Exception as exc:  # one file; the others still count
+            capture_gap(f"output {path}", exc)
+
+    def _record_folder(self, path: str, role: str) -> None:
+        """A folder (or a file) recorded whole, by its manifest, as one artifact."""
+        try:
+            with own_reads():
+                manifest = digest_path(path)
+            artifact = self.runtime.artifact_name(path)
+            for resource in manifest.resources:
+                self.runtime.agent.record_file(artifact, resource.path,
+                                               {resource.algorithm: resource.digest},
+                                               size=resource.size, role=role)
+        except Exception as exc:  # one artifact; the others still count
+            capture_gap(f"output {path}", exc)
 
     @property
     def outputs(self) -> int:
@@ -354,16 +406,22 @@ def _model_directory(path: str) -> str | None:
         else None
 
 
-def _wrap_save(original: Callable[..., Any], capture: Capture, position: int,
+def _wrap_save(original: Callable[..., Any], capture: Capture | None, position: int,
                keyword: str) -> Callable[..., Any]:
+    """``original`` reporting what it saved to ``capture``, or (None) to the capture
+    installed when it is called: a process patches once, and may host several ranks'
+    lifetimes one after another (a Ray worker), each with its own capture."""
     where = f"{getattr(original, '__module__', '')}.{getattr(original, '__qualname__', '')}"
 
     @functools.wraps(original)
     def save(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)  # the user's call, exactly: its errors are its own
+        target = capture or _INSTALLED
+        if target is None:
+            return result
         try:
-            capture.saved(args[position] if len(args) > position else kwargs.get(keyword),
-                          by=where)
+            target.saved(args[position] if len(args) > position else kwargs.get(keyword),
+                         by=where)
         except Exception as exc:  # the save happened; only capture missed it
             capture_gap(f"output written by {where}", exc)
         return result
@@ -372,13 +430,13 @@ def _wrap_save(original: Callable[..., Any], capture: Capture, position: int,
     return save
 
 
-def _patch_torch(capture: Capture) -> None:
+def _patch_torch() -> None:
     try:
         import torch
     except ImportError:
         return
     if not hasattr(torch.save, "__slsa_dist_original__"):
-        torch.save = _wrap_save(torch.save, capture, 1, "f")
+        torch.save = _wrap_save(torch.save, None, 1, "f")
     # DCP costs a second to import: patch it when (and only if) the script imports it
     _after_import("torch.distributed.checkpoint.state_dict_saver", _patch_dcp)
 
@@ -800,38 +858,48 @@ def _wrap_loader(loader: Any) -> bool:
     return True
 
 
-def _patch_safetensors(capture: Capture) -> None:
+def _patch_safetensors() -> None:
     try:
         import safetensors.torch as st
     except ImportError:
         return
     if not hasattr(st.save_file, "__slsa_dist_original__"):
-        st.save_file = _wrap_save(st.save_file, capture, 1, "filename")
+        st.save_file = _wrap_save(st.save_file, None, 1, "filename")
 
 
-_INSTALLED: Capture | None = None
+_INSTALLED: Capture | None = None  # the capture of the rank this process runs now
+_HOOKED = False  # the patches and the audit hook: once per process (hooks stay for good)
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    capture = _INSTALLED
+    if capture is not None:
+        capture.audit(event, args)
 
 
 def install(runtime: Runtime, *, script: str | None = None) -> Capture:
-    """Turn zero-code capture on for this process (once); ``runtime.finish`` reports it.
+    """Turn zero-code capture on for ``runtime`` (once per runtime: a process that runs
+    another rank's lifetime afterwards, a Ray worker, gets a fresh capture for it);
+    ``runtime.finish`` reports it.
 
     ``script`` is the entry script: modules imported from beside it are recorded."""
-    global _INSTALLED  # noqa: PLW0603 -- one audit hook per process: hooks cannot be removed
-    if _INSTALLED is not None:
-        _INSTALLED.runtime = runtime
+    global _INSTALLED, _HOOKED  # noqa: PLW0603 -- one audit hook per process: hooks cannot be removed
+    if _INSTALLED is not None and _INSTALLED.runtime is runtime:
         return _INSTALLED
     capture = _INSTALLED = Capture(runtime)
     capture.script = script or (sys.argv[0] if sys.argv and sys.argv[0].endswith(".py")
                                 else None)
-    hooks: list[tuple[str, Callable[[], None]]] = [
-        ("torch.save and dcp.save", lambda: _patch_torch(capture)),
-        ("DataLoader samplers", _patch_dataloader),
-        ("safetensors save_file", lambda: _patch_safetensors(capture)),
-        ("file reads", lambda: sys.addaudithook(capture.audit))]
-    for what, hook in hooks:
-        try:
-            hook()
-        except Exception as exc:  # train on; this part goes unrecorded
-            capture_gap(f"zero-code capture of {what}", exc)
+    if not _HOOKED:
+        _HOOKED = True
+        hooks: list[tuple[str, Callable[[], None]]] = [
+            ("torch.save and dcp.save", _patch_torch),
+            ("DataLoader samplers", _patch_dataloader),
+            ("safetensors save_file", _patch_safetensors),
+            ("file reads", lambda: sys.addaudithook(_audit))]
+        for what, hook in hooks:
+            try:
+                hook()
+            except Exception as exc:  # train on; this part goes unrecorded
+                capture_gap(f"zero-code capture of {what}", exc)
     runtime.capture = capture
     return capture

@@ -20,10 +20,11 @@ the DCP writer find it with :func:`current`. Capture never imports the transport
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +33,8 @@ from slsa_dist.digest._manifest import digest_path
 from slsa_dist.errors import InputError
 
 __all__ = ["Recorder", "Runtime", "capture_gap", "capture_gaps_allowed", "current",
-           "install", "record_artifact", "record_hyperparameters", "record_input", "reset"]
+           "install", "own_reads", "reading_own", "record_artifact", "record_hyperparameters",
+           "record_input", "reset"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,27 @@ def reset() -> None:
         _CURRENT = None
 
 
+_OWN = threading.local()
+
+
+@contextlib.contextmanager
+def own_reads() -> Iterator[None]:
+    """Files slsa-dist reads itself on this thread (digesting what the rank wrote, or an
+    input recorded explicitly) are not inputs the zero-code capture should see."""
+    depth: int = getattr(_OWN, "depth", 0)
+    _OWN.depth = depth + 1
+    try:
+        yield
+    finally:
+        _OWN.depth = depth
+
+
+def reading_own() -> bool:
+    """Whether this thread is inside :func:`own_reads`."""
+    depth: int = getattr(_OWN, "depth", 0)
+    return depth > 0
+
+
 def install(make: Callable[[], Runtime]) -> tuple[Runtime, bool]:
     """This process's runtime: the one installed already, or ``make()``'s, installed now.
     True when it is new (the caller records what the rank runs)."""
@@ -162,9 +185,10 @@ def record_artifact(path: str | os.PathLike[str], *, name: str | None = None,
     or ``checkpoint`` (intermediate, a byproduct).
     """
     runtime = _require()
-    manifest = digest_path(path)
+    runtime.recorded_roots.add(os.path.abspath(path))  # an output: its reads are no input
+    with own_reads():
+        manifest = digest_path(path)
     artifact = name or runtime.artifact_name(path)
-    runtime.recorded_roots.add(os.path.abspath(path))
     for resource in manifest.resources:
         runtime.agent.record_file(artifact, resource.path, {"sha256": resource.digest},
                                   size=resource.size, role=role)
@@ -183,7 +207,9 @@ def record_input(path: str | os.PathLike[str], *, kind: str = "model", name: str
     # the Statement model, only for a rank that records an input this way
     from slsa_dist.digest._descriptors import input_descriptor
 
-    dependency = input_descriptor(digest_path(path), path, kind=kind, name=name, uri=uri)
+    with own_reads():  # recorded here as the kind the caller says, not as a plain read
+        manifest = digest_path(path)
+    dependency = input_descriptor(manifest, path, kind=kind, name=name, uri=uri)
     runtime.agent.record_dependency(
         kind, name=dependency.name or "", uri=dependency.uri or "", digest=dependency.digest,
         annotations={k: v for k, v in dependency.annotations.items() if k != "slsadist_kind"})

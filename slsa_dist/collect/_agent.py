@@ -59,7 +59,8 @@ __all__ = ["Agent", "AgentStats", "NodeIdentity", "RankIdentity", "jsonable", "t
 log = logging.getLogger(__name__)
 
 _ROLES: dict[str, pb.ArtifactRole] = {
-    "checkpoint": pb.CHECKPOINT, "final": pb.FINAL, "output": pb.OUTPUT}
+    "checkpoint": pb.CHECKPOINT, "final": pb.FINAL, "output": pb.OUTPUT,
+    "auxiliary": pb.AUXILIARY}
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
               grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
               grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)

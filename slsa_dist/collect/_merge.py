@@ -1443,7 +1443,8 @@ class JobState:
         with_files = [a for a in self._artifacts.values() if a.files]
         chosen = {a.name for a in with_files if a.role in _FINAL_ROLES}
         if not any(a.role == pb.FINAL for a in with_files):
-            checkpoints = [a for a in with_files if a.role not in _FINAL_ROLES]
+            # auxiliary files (optimizer, scheduler, RNG state) are never the model
+            checkpoints = [a for a in with_files if a.role == pb.CHECKPOINT]
             if checkpoints:  # no final named: the last checkpoint written is the model
                 chosen.add(max(checkpoints, key=lambda a: a.order).name)
         return chosen

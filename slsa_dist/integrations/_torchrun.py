@@ -24,7 +24,7 @@ from typing import Any
 
 _FLAGS = {"--slsa-coordinator": "SLSA_COORDINATOR", "--slsa-job-id": "SLSA_JOB_ID",
           "--slsa-spool-dir": "SLSA_SPOOL_DIR", "--slsa-out": "SLSA_OUT", "--slsa-key": "SLSA_KEY",
-          "--slsa-format": "SLSA_FORMAT"}
+          "--slsa-format": "SLSA_FORMAT", "--slsa-subject": "SLSA_SUBJECT"}
 _HELP = """slsa-dist options (the torchrun options follow):
   --slsa-out DIR          run a coordinator of this job's own, with zero-code capture, and
                           write the signed bundle to DIR (a signing key is made in DIR/keys
@@ -32,6 +32,9 @@ _HELP = """slsa-dist options (the torchrun options follow):
   --slsa-key KEY          the signing key for --slsa-out (PEM)
   --slsa-format F         with --slsa-out: intoto (default), sigstore (a Sigstore bundle
                           v0.3) or both
+  --slsa-subject PATH     the model this job outputs, by path: its subject (default: the
+                          model by meaning, see docs/buildtype.md "Which output is the
+                          subject"; SLSA_SUBJECT in the environment does the same)
   --slsa-coordinator H:P  report to a coordinator that runs elsewhere (several nodes)
   --slsa-job-id ID        the job id (default: a new one with --slsa-out; required by the
                           coordinator otherwise)

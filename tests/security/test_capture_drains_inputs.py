@@ -62,10 +62,10 @@ def _slow_digest(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
 
 def _read_then_exit(tmp_path: Path, server: CoordinatorThread) -> tuple[Path, Path]:
     """A rank that reads a large file and ends at once; returns (file, bundle)."""
+    data = tmp_path / "large.bin"  # made before the run: an input, not its own output
+    data.write_bytes(b"\x5a" * (4 << 20))
     runtime = _contract.init(argv=["train.py"], finish_at_exit=False)
     auto.install(runtime)
-    data = tmp_path / "large.bin"
-    data.write_bytes(b"\x5a" * (4 << 20))
     with open(data, "rb") as f:  # seen by the audit hook, digested in the background
         f.read()
     runtime.finish(exit_code=0, timeout=30)

@@ -14,10 +14,12 @@ class ArtifactRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHECKPOINT: _ClassVar[ArtifactRole]
     FINAL: _ClassVar[ArtifactRole]
     OUTPUT: _ClassVar[ArtifactRole]
+    AUXILIARY: _ClassVar[ArtifactRole]
 ARTIFACT_ROLE_UNSPECIFIED: ArtifactRole
 CHECKPOINT: ArtifactRole
 FINAL: ArtifactRole
 OUTPUT: ArtifactRole
+AUXILIARY: ArtifactRole
 
 class ChallengeRequest(_message.Message):
     __slots__ = ("job_id", "node_id")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from slsa_dist.sign._loaders import load_verifier
+from slsa_dist.verify import AllOf, Artifacts, Complete
 from slsa_dist.verify._bundle import verify_bundle
 
 from support.background import signing_key
@@ -51,3 +52,18 @@ def test_a_trainer_at_two_ranks_runs_and_its_bundle_verifies(tmp_path: Path) -> 
         assert (outer["type"], outer["num_processes"], outer["process_index"]) == \
             ("BatchSamplerShard", 2, rank), shard.sampler
         assert inner["type"] == "BatchSampler"
+    # #27 item 2: the subject is the model the Trainer saved (save_model's folder, its
+    # weights and what save_pretrained wrote beside them), not the last file saved
+    # (training_args.bin); that file is recorded, as a byproduct.
+    assert [s.name for s in provenance.statement.subjects] == ["hf/final"]
+    checkpoints = {c.name: c for c in provenance.checkpoints()}
+    assert checkpoints["hf/final"].role == "final"
+    assert {r["name"] for r in checkpoints["hf/final"].resources} >= {
+        "model.safetensors", "training_args.bin"}
+    assert checkpoints["hf/final/training_args.bin"].role == "intermediate"
+    verify_bundle(job.bundle, keys=[load_verifier(tmp_path / "signing.pub")],
+                  policy=AllOf(Artifacts(tmp_path / "hf" / "final"), Complete()))
+    # nothing the job wrote is listed as its input
+    inputs = [d.name for d in provenance.dependencies
+              if d.annotations.get("slsadist_kind") == "input"]
+    assert not [name for name in inputs if name and name.startswith("hf/")], inputs

@@ -27,6 +27,7 @@ class Runtime:
 
     def __init__(self) -> None:
         self.agent = Recorder()
+        self.recorded_roots: set[str] = set()
 
     def artifact_name(self, path: str) -> str:
         return Path(path).name
@@ -47,11 +48,13 @@ def test_a_read_is_recorded_and_a_failed_open_is_not_even_warned_about(
     capture = Capture(runtime)  # type: ignore[arg-type]
     data = tmp_path / "data.bin"
     data.write_bytes(b"x" * 100)
+    (tmp_path / "out.bin").write_bytes(b"y" * 10)
     with caplog.at_level(logging.WARNING):
         # an editable install's path hook entry, probed relative to the working directory
         capture.audit("open", (str(tmp_path / "__editable__.x.finder.__path_hook__"), "r", 0))
         capture.audit("open", (str(data), "r", 0))
         capture.audit("open", (str(tmp_path / "out.bin"), "wb", 0))  # a write: not an input
+        capture.audit("open", (str(tmp_path / "out.bin"), "r", 0))  # its own output, read back
         settle(capture, runtime, 1)
     assert [d["name"] for d in runtime.agent.dependencies] == ["data.bin"]
     assert not [r for r in caplog.records if "could not digest" in r.getMessage()]
