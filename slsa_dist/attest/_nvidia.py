@@ -95,7 +95,9 @@ class NvidiaAttester:
     def available(self) -> str | None:
         return available()
 
-    def collect(self, nonce: bytes, job_id: str, node_id: str) -> tuple[str, bytes]:
+    def collect(self, nonce: bytes, job_id: str, node_id: str, *,
+                challenge: bytes = b"") -> tuple[str, bytes]:
+        del challenge  # the nonce is all this kind answers
         return self.name, collect(nonce, job_id, node_id)
 
     def verify(self, kind: str, blob: bytes, nonce: bytes, job_id: str,
