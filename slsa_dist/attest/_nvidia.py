@@ -6,6 +6,15 @@ is in CC mode and NVIDIA's attestation SDK (``nv-attestation-sdk``) is
 installed, its local verifier is run and its outcome recorded; otherwise the
 reason there is no evidence is recorded. Nothing here claims a verification
 it did not perform.
+
+Raw SPDM evidence (format ``nvidia-spdm/v1``: per GPU the GET_MEASUREMENTS request
+and signed response, hex, and its certificate chain, PEM, leaf first) is appraised
+here (:func:`verify_report`): the response's ECDSA P-384 signature over SHA-384 of
+request and response by the GPU's attestation key; that key's certificate chain up
+to the pinned NVIDIA Device Identity CA; the request's nonce = this job's binding
+(checked last). The measurements are parsed but not compared with NVIDIA's driver
+and VBIOS RIMs (not implemented: recorded as not verified). Nodes do not collect
+raw reports yet (they run NVIDIA's local verifier and report its outcome).
 """
 
 from __future__ import annotations
@@ -13,13 +22,112 @@ from __future__ import annotations
 import importlib.util
 import json
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
 from slsa_dist._internal.nvml import gpu_inventory
-from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict
+from slsa_dist.attest import _pki as pki
+from slsa_dist.attest import _roots as roots
+from slsa_dist.attest._binding import report_data
+from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict, Failure
 from slsa_dist.errors import InputError
 
-__all__ = ["FORMAT", "NvidiaAttester", "available", "collect", "verify"]
+__all__ = ["FORMAT", "SPDM_FORMAT", "NvidiaAttester", "available", "collect", "verify",
+           "verify_report"]
 
 FORMAT = "nvidia-cc/v1"
+SPDM_FORMAT = "nvidia-spdm/v1"
+_REQUEST = 37  # SPDM 1.1 GET_MEASUREMENTS: header 4, nonce 32, slot 1
+_SIGNATURE = 96  # ECDSA P-384 r || s
+_RIMS = ("the measurements against NVIDIA's driver and VBIOS RIMs (RIM verification is not "
+         "implemented: the measurements are recorded, not appraised)")
+
+
+def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, node_id: str,
+                  *, appraisal: Appraisal | None = None) -> EvidenceVerdict:
+    """One GPU's SPDM GET_MEASUREMENTS request and signed response, with its certificate
+    chain (leaf first). Never raises on bad evidence."""
+    appraisal = appraisal or Appraisal()
+    not_verified = [_RIMS, "certificate revocation (NVIDIA's OCSP answers are not carried)"]
+
+    def fail(failure: Failure, reason: str) -> EvidenceVerdict:
+        return EvidenceVerdict(status="failed", failure=failure, reason=reason,
+                               not_verified=not_verified)
+
+    if len(report) <= _REQUEST + 4 + _SIGNATURE or report[:2] != b"\x11\xe0" \
+            or report[_REQUEST:_REQUEST + 2] != b"\x11\x60":
+        return fail("malformed", f"SPDM report: expected a GET_MEASUREMENTS request (11 e0) "
+                    f"and response (11 60) and a signature, found {len(report)} bytes starting "
+                    f"{report[:2].hex()} / {report[_REQUEST:_REQUEST + 2].hex()}")
+    try:
+        certs = pki.load_certificates(chain_pem)
+    except pki.ChainError as exc:
+        return fail("malformed", f"GPU certificate chain: {exc}")
+    root = pki.load_certificates(roots.NVIDIA_DEVICE_ROOT.encode())[0]
+    at = appraisal.when()
+    chain = [c for c in certs if pki.fingerprint(c) != pki.fingerprint(root)]
+    try:
+        pki.verify_chain(certs[0], chain[1:], root, at)
+    except pki.ChainError as exc:
+        return fail("certificate chain", f"GPU certificate chain: {exc}")
+    key = certs[0].public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
+        return fail("signature", "GPU attestation key: expected ECDSA P-384")
+    signature = report[-_SIGNATURE:]
+    try:
+        key.verify(encode_dss_signature(int.from_bytes(signature[:48], "big"),
+                                        int.from_bytes(signature[48:], "big")),
+                   report[:-_SIGNATURE], ec.ECDSA(hashes.SHA384()))
+    except InvalidSignature:
+        return fail("signature", "SPDM report signature: not valid for the GPU's attestation "
+                    "key certificate")
+    label = pki.root_label("NVIDIA Device Identity CA", root)
+    verified = ["SPDM GET_MEASUREMENTS response signed (ECDSA P-384, SHA-384 over request "
+                "and response) by the GPU attestation key", f"its certificate chain up to "
+                f"{label}"]
+    request_nonce = report[4:36]
+    claims = {"requestNonce": request_nonce.hex(),
+              "leaf": certs[0].subject.rfc4514_string()}
+    if appraisal.check_binding:
+        expected = report_data(nonce, job_id, node_id)
+        if request_nonce != expected:
+            return fail("binding mismatch", f"nonce binding: expected the SPDM request nonce "
+                        f"{expected.hex()[:16]}... for this nonce, job and node, found "
+                        f"{request_nonce.hex()[:16]}...")
+        verified.append("nonce, job and node binding (the SPDM request nonce)")
+    else:
+        not_verified.append("the nonce, job and node binding (no nonce given)")
+    return EvidenceVerdict(status="verified", verified=verified, not_verified=not_verified,
+                           root=label, as_of=at.isoformat(), claims=claims)
+
+
+def _verify_spdm(evidence: dict[str, object], nonce: bytes, job_id: str, node_id: str,
+                 appraisal: Appraisal | None) -> EvidenceVerdict:
+    gpus = evidence.get("gpus")
+    if not isinstance(gpus, list) or not gpus:
+        return EvidenceVerdict(status="failed", failure="malformed",
+                               reason="nvidia-spdm evidence: expected a list of GPUs")
+    verdicts = []
+    for index, gpu in enumerate(gpus):
+        try:
+            report = bytes.fromhex(str(gpu["report"]))
+            chain = str(gpu["certChain"]).encode()
+        except (KeyError, TypeError, ValueError) as exc:
+            return EvidenceVerdict(status="failed", failure="malformed",
+                                   reason=f"GPU {index}: malformed ({exc})")
+        verdict = verify_report(report, chain, nonce, job_id, node_id, appraisal=appraisal)
+        if verdict.status != "verified":
+            return EvidenceVerdict(status=verdict.status, failure=verdict.failure,
+                                   reason=f"GPU {index}: {verdict.reason}",
+                                   not_verified=verdict.not_verified)
+        verdicts.append(verdict)
+    first = verdicts[0]
+    return EvidenceVerdict(status="verified", verified=first.verified,
+                           not_verified=first.not_verified, root=first.root, as_of=first.as_of,
+                           claims={"gpus": [dict(v.claims) for v in verdicts],
+                                   "reportedByNode": evidence.get("localVerifier", "none")})
 
 
 def available() -> str | None:
@@ -89,16 +197,25 @@ class NvidiaAttester:
 
     name = "nvidia-cc"
     kinds = ("nvidia-cc",)
-    proves = ("nothing cryptographic yet: the node's own report of its GPUs' "
-              "confidential-computing state")
+    proves = ("raw SPDM reports: signed by the GPU's attestation key, chained to the pinned "
+              "NVIDIA Device Identity CA, answering this job's nonce (measurements not "
+              "compared with RIMs); otherwise the node's own report, never counted")
 
     def available(self) -> str | None:
         return available()
 
-    def collect(self, nonce: bytes, job_id: str, node_id: str) -> tuple[str, bytes]:
+    def collect(self, nonce: bytes, job_id: str, node_id: str, *,
+                challenge: bytes = b"") -> tuple[str, bytes]:
+        del challenge  # the nonce is all this kind answers
         return self.name, collect(nonce, job_id, node_id)
 
     def verify(self, kind: str, blob: bytes, nonce: bytes, job_id: str,
                node_id: str, *, appraisal: Appraisal | None = None) -> EvidenceVerdict:
-        del kind, appraisal
+        del kind
+        try:
+            evidence = json.loads(blob)
+        except ValueError:
+            evidence = None
+        if isinstance(evidence, dict) and evidence.get("format") == SPDM_FORMAT:
+            return _verify_spdm(evidence, nonce, job_id, node_id, appraisal)
         return verify(blob, nonce, job_id, node_id)

@@ -8,7 +8,7 @@ here (docs/architecture.md shows the diff).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from slsa_dist.attest._nvidia import NvidiaAttester
@@ -17,7 +17,7 @@ from slsa_dist.attest._tsm import TsmAttester
 from slsa_dist.attest._verdict import UNAVAILABLE, Appraisal, EvidenceVerdict
 from slsa_dist.errors import InputError
 
-__all__ = ["ATTESTERS", "KINDS", "Attester", "collect_all", "verify_evidence"]
+__all__ = ["ATTESTERS", "KINDS", "Attester", "collect_all", "tpm_identity", "verify_evidence"]
 
 
 class Attester(Protocol):
@@ -42,8 +42,13 @@ class Attester(Protocol):
         """None when this node can produce evidence, else why not."""
         ...
 
-    def collect(self, nonce: bytes, job_id: str, node_id: str) -> tuple[str, bytes]:
-        """(kind, evidence) answering ``nonce`` for this job and node."""
+    def collect(self, nonce: bytes, job_id: str, node_id: str, *,
+                challenge: bytes = b"") -> tuple[str, bytes]:
+        """(kind, evidence) answering ``nonce`` for this job and node.
+
+        ``challenge``: what the coordinator sent for this attester with the nonce, if
+        anything (``tpm``: a credential to activate, :func:`tpm_identity`).
+        """
         ...
 
     def verify(self, kind: str, blob: bytes, nonce: bytes, job_id: str,
@@ -61,14 +66,27 @@ KINDS: tuple[str, ...] = tuple(kind for attester in ATTESTERS for kind in attest
 _BY_KIND = {kind: attester for attester in ATTESTERS for kind in attester.kinds}
 
 
-def collect_all(nonce: bytes, job_id: str, node_id: str) -> list[tuple[str, bytes, str]]:
-    """(kind, blob, format) for every attester: evidence, or the reason there is none."""
+def tpm_identity() -> tuple[bytes, bytes] | None:
+    """What a node sends with its request for a nonce so that the coordinator can add a
+    TPM credential challenge: (RSA EK certificate, enrolled AK's TPM2B_PUBLIC), or None."""
+    from slsa_dist.attest._tpm import identity
+
+    return identity()
+
+
+def collect_all(nonce: bytes, job_id: str, node_id: str, *,
+                challenges: Mapping[str, bytes] | None = None) -> list[tuple[str, bytes, str]]:
+    """(kind, blob, format) for every attester: evidence, or the reason there is none.
+
+    ``challenges``: by attester name, what the coordinator sent it with the nonce.
+    """
     found: list[tuple[str, bytes, str]] = []
     for attester in ATTESTERS:
         why = attester.available()
         if why is None:
             try:
-                kind, blob = attester.collect(nonce, job_id, node_id)
+                kind, blob = attester.collect(nonce, job_id, node_id, challenge=(
+                    challenges or {}).get(attester.name, b""))
             except (InputError, OSError) as exc:
                 why = f"collection failed: {exc}"
             else:

@@ -20,7 +20,27 @@ docs/attestation.md lists them with the commits they were taken from.
 
 from __future__ import annotations
 
-__all__ = ["AMD_ARK", "AMD_ASK", "INTEL_SGX_ROOT", "ROOT_FINGERPRINTS"]
+__all__ = ["AMD_ARK", "AMD_ASK", "INTEL_SGX_ROOT", "NVIDIA_DEVICE_ROOT", "ROOT_FINGERPRINTS"]
+
+# NVIDIA Device Identity CA (signs, through per-product identity and provisioner CAs,
+# each GPU's attestation key certificate): copied from NVIDIA/nvtrust
+# guest_tools/gpu_verifiers/local_gpu_verifier/src/verifier/certs/verifier_device_root.pem
+# @ 028173093d43dbf37364bdc39ad7e696bccbce2e; the root of the Hopper sample chain there.
+NVIDIA_DEVICE_ROOT = """\
+-----BEGIN CERTIFICATE-----
+MIICCzCCAZCgAwIBAgIQLTZwscoQBBHB/sDoKgZbVDAKBggqhkjOPQQDAzA1MSIw
+IAYDVQQDDBlOVklESUEgRGV2aWNlIElkZW50aXR5IENBMQ8wDQYDVQQKDAZOVklE
+SUEwIBcNMjExMTA1MDAwMDAwWhgPOTk5OTEyMzEyMzU5NTlaMDUxIjAgBgNVBAMM
+GU5WSURJQSBEZXZpY2UgSWRlbnRpdHkgQ0ExDzANBgNVBAoMBk5WSURJQTB2MBAG
+ByqGSM49AgEGBSuBBAAiA2IABA5MFKM7+KViZljbQSlgfky/RRnEQScW9NDZF8SX
+gAW96r6u/Ve8ZggtcYpPi2BS4VFu6KfEIrhN6FcHG7WP05W+oM+hxj7nyA1r1jkB
+2Ry70YfThX3Ba1zOryOP+MJ9vaNjMGEwDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8B
+Af8EBAMCAQYwHQYDVR0OBBYEFFeF/4PyY8xlfWi3Olv0jUrL+0lfMB8GA1UdIwQY
+MBaAFFeF/4PyY8xlfWi3Olv0jUrL+0lfMAoGCCqGSM49BAMDA2kAMGYCMQCPeFM3
+TASsKQVaT+8S0sO9u97PVGCpE9d/I42IT7k3UUOLSR/qvJynVOD1vQKVXf0CMQC+
+EY55WYoDBvs2wPAH1Gw4LbcwUN8QCff8bFmV4ZxjCRr4WXTLFHBKjbfneGSBWwA=
+-----END CERTIFICATE-----
+"""
 
 INTEL_SGX_ROOT = """\
 -----BEGIN CERTIFICATE-----
@@ -284,6 +304,8 @@ Em4Kl/cc4f+H6bEwhj1QKAN2ipRf+mP0NfzJb+6ZHNsOvyq/WByYpLXV9JJoiDW/
 # name -> SHA-256 of the DER certificate (a pin the test holds each PEM to)
 ROOT_FINGERPRINTS: dict[str, str] = {
     "Intel SGX Root CA": "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3",
+    "NVIDIA Device Identity CA":
+        "102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48",
     "AMD ARK-Milan": "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
     "AMD ARK-Genoa": "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
     "AMD ARK-Turin": "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",

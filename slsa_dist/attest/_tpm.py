@@ -13,24 +13,33 @@ fingerprint (``sha256:`` of its DER SubjectPublicKeyInfo) for the
 verifier's list of trusted AKs (``verify --trusted-aks``). A throwaway AK
 proves only that *some* key signed the quote; anyone can make one. An AK on
 the trusted list, enrolled while the operator controlled the node, ties the
-quote to that node's TPM. Enrollment is only as strong as that moment:
-credential activation against the EK certificate is not performed.
+quote to that node's TPM. Enrollment is only as strong as that moment.
+
+Endorsement (:mod:`._credential`): a node with an enrolled AK and an RSA EK
+certificate sends both with its request for a nonce; the coordinator answers with a
+credential challenge made to that EK for that AK's name, the node unwraps it with
+``TPM2_ActivateCredential`` (possible only in the TPM that owns the EK, with the AK
+loaded in it) and returns an HMAC with the unwrapped secret over its quote. The
+coordinator records the challenge with its opening; a verifier given EK roots
+(``verify --ek-roots``) re-makes the challenge from the EK certificate and the AK's
+public area, checks the HMAC, checks the AK is a restricted signing key fixed to its
+TPM that signed the quote, and chains the EK certificate to one of the roots.
 
 Verification (on the coordinator, no TPM needed): parse TPMS_ATTEST, check
 the magic and type, the AK's signature over it, that ``extraData`` equals the
 expected binding (fresh nonce, this job, this node), and that the quoted PCR
 digest equals the SHA-256 of the reported PCR values.
 
-Not verified, and recorded as such: that the AK lives in a genuine TPM
-(that needs the EK certificate chain and credential activation; a trusted
-AK list stands in for it), and that the PCR values match known-good
-reference values (none are configured).
+Not verified, and recorded as such: that the AK lives in a genuine TPM when no EK
+roots are given or no challenge was recorded (a trusted AK list stands in for it),
+and that the PCR values match known-good reference values (none are configured).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -46,13 +55,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from slsa_dist.attest import _credential as credential_
+from slsa_dist.attest import _pki as pki
 from slsa_dist.attest._binding import report_data
-from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict
+from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict, Failure
 from slsa_dist.errors import InputError
 
-__all__ = ["AK_HANDLE", "FORMAT", "Quote", "TpmAttester", "ak_fingerprint",
-           "check_ak_fingerprint", "collect", "enroll", "load_trusted_aks", "parse_attest",
-           "verify"]
+__all__ = ["AK_HANDLE", "EK_CHAIN_ENV", "FORMAT", "Quote", "TpmAttester", "ak_fingerprint",
+           "check_ak_fingerprint", "collect", "enroll", "identity", "load_trusted_aks",
+           "parse_attest", "verify"]
 
 FORMAT = "tpm2-quote/v1"
 PCRS = tuple(range(8))
@@ -64,6 +75,12 @@ _ST_ATTEST_QUOTE = 0x8018
 _ALG_SHA256 = 0x000B
 _ALG_ECDSA = 0x0018
 _TIMEOUT = 30
+# The TCG EK Credential Profile's NV indices: RSA 2048 EK certificate, then ECC P-256.
+_EK_CERT_RSA, _EK_CERT_ECC = "0x01c00002", "0x01c0000a"
+_EK_RSA_HANDLE = 0x81010001  # the RSA EK's persistent handle, where it was made persistent
+# A PEM file of the EK certificate's intermediate CAs, carried with the evidence (a TPM
+# keeps only its own certificate; the manufacturer publishes the intermediates).
+EK_CHAIN_ENV = "SLSA_TPM_EK_CHAIN"
 
 
 @dataclass(frozen=True)
@@ -217,13 +234,22 @@ def load_trusted_aks(path: str | os.PathLike[str]) -> frozenset[tuple[str, str]]
     return frozenset(found)
 
 
-def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> EvidenceVerdict:
-    """Check a TPM evidence blob; returns the verdict fields. Never raises on bad evidence."""
-    not_verified = ["AK certified by the TPM's endorsement key (no EK chain or credential "
-                    "activation performed)",
-                    "PCR values against reference values (none configured)"]
-    def fail(reason: str) -> EvidenceVerdict:
-        return EvidenceVerdict(status="failed", reason=reason, not_verified=not_verified)
+def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str, *,
+           appraisal: Appraisal | None = None) -> EvidenceVerdict:
+    """Check a TPM evidence blob; returns the verdict fields. Never raises on bad evidence.
+
+    With ``appraisal.challenge`` (the coordinator's credential challenge for this nonce)
+    the activation is re-checked; with ``appraisal.ek_roots`` the EK certificate must
+    chain to one of them and the activation must hold, and only then is a ``root``
+    named. The nonce binding is checked last (a replayed genuine quote is a "binding
+    mismatch", not a forgery).
+    """
+    appraisal = appraisal or Appraisal()
+    not_verified = ["PCR values against reference values (none configured)"]
+
+    def fail(failure: Failure, reason: str) -> EvidenceVerdict:
+        return EvidenceVerdict(status="failed", failure=failure, reason=reason,
+                               not_verified=not_verified)
 
     try:
         evidence = json.loads(blob)
@@ -232,34 +258,140 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> EvidenceVerd
         ak = serialization.load_pem_public_key(evidence["akPublicPem"].encode())
         quote = parse_attest(attest)
     except (ValueError, KeyError, TypeError, InputError) as exc:
-        return fail(f"malformed TPM evidence: {exc}")
+        return fail("malformed", f"malformed TPM evidence: {exc}")
     if not isinstance(ak, ec.EllipticCurvePublicKey):
-        return fail(f"AK: expected an ECDSA key, found {type(ak).__name__}")
+        return fail("malformed", f"AK: expected an ECDSA key, found {type(ak).__name__}")
     try:
         ak.verify(signature, attest, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
-        return fail("quote signature: not valid for the reported AK")
-    expected = report_data(nonce, job_id, node_id)
-    if quote.extra_data != expected:
-        return fail(f"nonce binding: expected qualifying data {expected.hex()[:16]}... for this "
-                    f"nonce, job and node, found {quote.extra_data.hex()[:16]}...")
+        return fail("signature", "quote signature: not valid for the reported AK")
     pcrs = evidence.get("pcrs", {}).get("sha256", {})
     selected = [p for algorithm, indices in quote.selections if algorithm == _ALG_SHA256
                 for p in indices]
     try:
         values = b"".join(bytes.fromhex(pcrs[str(p)]) for p in selected)
-    except (KeyError, ValueError) as exc:
-        return fail(f"PCR values: missing or malformed {exc}")
+    except (KeyError, ValueError, AttributeError) as exc:
+        return fail("malformed", f"PCR values: missing or malformed {exc}")
     if hashlib.sha256(values).digest() != quote.pcr_digest:
-        return fail("PCR digest: the reported PCR values do not hash to the quoted digest")
-    claims = {"pcrs": {str(p): pcrs[str(p)] for p in selected}, "clock": quote.clock,
-              "resetCount": quote.reset_count, "firmwareVersion": f"{quote.firmware_version:#x}",
-              "akSha256": _fingerprint(ak), "akEnrolled": evidence.get("akEnrolled") is True,
-              "ekCertificate": "present" if evidence.get("ekCertificate") else "absent"}
+        return fail("signature", "PCR digest: the reported PCR values do not hash to the "
+                                 "quoted digest")
+    verified = ["quote signed by the reported AK",
+                "PCR digest matches the reported SHA-256 PCR values"]
+    claims: dict[str, object] = {
+        "pcrs": {str(p): pcrs[str(p)] for p in selected}, "clock": quote.clock,
+        "resetCount": quote.reset_count, "firmwareVersion": f"{quote.firmware_version:#x}",
+        "akSha256": _fingerprint(ak), "akEnrolled": evidence.get("akEnrolled") is True,
+        "ekCertificate": "present" if evidence.get("ekCertificate") else "absent"}
+    endorsed = _endorsement(evidence, attest, ak, appraisal, verified=verified,
+                            not_verified=not_verified, claims=claims)
+    if isinstance(endorsed, EvidenceVerdict):
+        return endorsed
+    if appraisal.check_binding:
+        expected = report_data(nonce, job_id, node_id)
+        if quote.extra_data != expected:
+            return fail("binding mismatch", f"nonce binding: expected qualifying data "
+                        f"{expected.hex()[:16]}... for this nonce, job and node, found "
+                        f"{quote.extra_data.hex()[:16]}...")
+        verified.append("nonce, job and node binding")
+    else:
+        not_verified.append("the nonce, job and node binding (no nonce given)")
     return EvidenceVerdict(status="verified", not_verified=not_verified, claims=claims,
-                           verified=["quote signed by the reported AK",
-                                     "nonce, job and node binding",
-                                     "PCR digest matches the reported SHA-256 PCR values"])
+                           verified=verified, root=endorsed,
+                           as_of=appraisal.when().isoformat() if endorsed else "")
+
+
+def _endorsement(evidence: dict[str, object], attest: bytes, ak: ec.EllipticCurvePublicKey,
+                 appraisal: Appraisal, *, verified: list[str], not_verified: list[str],
+                 claims: dict[str, object]) -> str | EvidenceVerdict:
+    """The EK root the quote's AK was proven under (its label), "" when that was not asked
+    (no EK roots, no challenge), or the failed verdict. Appends what it checked."""
+    wanted = bool(appraisal.ek_roots)
+
+    def fail(failure: Failure, reason: str) -> EvidenceVerdict:
+        return EvidenceVerdict(status="failed", failure=failure, reason=reason,
+                               not_verified=not_verified)
+
+    if not appraisal.challenge:
+        not_verified.append("the AK lives in the TPM of a certified endorsement key (no "
+                            "credential challenge recorded for this nonce: no enrolled AK or "
+                            "no RSA EK certificate on the node)")
+        return fail("activation", "EK roots given, but no credential challenge was recorded "
+                    "for this evidence, so the AK is not proven to live in the EK's TPM") \
+            if wanted else ""
+    try:
+        record = json.loads(appraisal.challenge)
+    except ValueError as exc:
+        return fail("malformed", f"credential challenge: malformed ({exc})")
+    if isinstance(record, dict) and record.get("error"):  # the coordinator could not make one
+        not_verified.append(f"the AK lives in the TPM of a certified endorsement key (the "
+                            f"coordinator made no challenge: {str(record['error'])[:200]})")
+        return fail("activation", f"EK roots given, but the coordinator made no credential "
+                    f"challenge: {str(record['error'])[:200]}") if wanted else ""
+    try:
+        ek_der = base64.b64decode(str(evidence["ekCertificate"]), validate=True)
+        ak_public = credential_.parse_public(
+            base64.b64decode(str(evidence["akPublic"]), validate=True))
+    except (KeyError, ValueError, InputError) as exc:
+        return fail("malformed", f"endorsement: expected the EK certificate and the AK's "
+                    f"public area, found {exc}")
+    if ak_public.key.public_numbers() != ak.public_numbers():
+        return fail("activation", "AK public area: not the key that signed the quote")
+    if ak_public.attributes & credential_.AK_ATTRIBUTES != credential_.AK_ATTRIBUTES \
+            or ak_public.attributes & credential_.DECRYPT:
+        return fail("activation", f"AK attributes {ak_public.attributes:#x}: expected fixedTPM, "
+                    "fixedParent, sensitiveDataOrigin, restricted and sign, not decrypt (a key "
+                    "that could leave its TPM or sign outside data proves nothing)")
+    claims["akName"] = ak_public.name.hex()
+    claims["ekSha256"] = "sha256:" + hashlib.sha256(ek_der).hexdigest()
+    try:
+        opened = credential_.open_challenge(appraisal.challenge, ek_der, ak_public.name)
+    except InputError as exc:
+        return fail("activation", str(exc))
+    activation = evidence.get("activation")
+    answer = activation.get("mac") if isinstance(activation, dict) else None
+    if not isinstance(answer, str):
+        why = activation.get("error") if isinstance(activation, dict) else None
+        return fail("activation", "credential activation: the node returned no answer"
+                    + (f" ({str(why)[:200]})" if why else ""))
+    expected = credential_.activation_mac(opened.credential, attest)
+    if not hmac.compare_digest(answer, expected.hex()):
+        return fail("activation", "credential activation: the node's answer is not the "
+                    "secret the challenge wrapped for this EK and AK (the AK is not in that "
+                    "EK's TPM)")
+    verified += ["AK public area: a restricted signing key fixed to its TPM (fixedTPM, "
+                 "fixedParent, sensitiveDataOrigin), the key that signed the quote",
+                 "credential challenge re-made from its opening for the EK certificate's key "
+                 "and the AK's name",
+                 "credential activated: the node's HMAC over the quote with the unwrapped "
+                 "secret"]
+    not_verified.append("that the coordinator kept the challenge's secret until the node "
+                        "answered (the coordinator's word, as its signature on the bundle)")
+    claims["akActivated"] = True
+    if not wanted:
+        not_verified.append("the EK certificate chain (no EK roots given: --ek-roots)")
+        return ""
+    try:
+        leaf = pki.load_certificates(ek_der)[0]
+        chain_pem = evidence.get("ekChain")
+        intermediates = pki.load_certificates(str(chain_pem).encode()) if chain_pem else []
+        roots = [cert for pem in appraisal.ek_roots for cert in pki.load_certificates(pem)]
+    except InputError as exc:
+        return fail("malformed", f"EK certificate chain: {exc}")
+    at = appraisal.when()
+    errors = []
+    for root in roots:
+        try:
+            pki.verify_chain(leaf, intermediates, root, at)
+        except InputError as exc:
+            errors.append(str(exc))
+            continue
+        label = pki.root_label(f"TPM EK root {root.subject.rfc4514_string()}", root)
+        verified.append(f"EK certificate chain up to {label}")
+        claims["ekIssuer"] = leaf.issuer.rfc4514_string()
+        return label
+    return fail("certificate chain", "EK certificate: no valid chain to any of the "
+                f"{len(roots)} EK root(s) given ({'; '.join(errors)[:400]})")
+
 
 def available() -> str | None:
     """None when a TPM can be used, else why not."""
@@ -330,10 +462,64 @@ def enroll() -> tuple[str, bool]:
         return ak_fingerprint((cwd / "ak.pem").read_bytes()), True
 
 
-def collect(nonce: bytes, job_id: str, node_id: str) -> bytes:
+def _ek_certificate(cwd: Path) -> bytes | None:
+    """The EK certificate (DER) from its NV index: RSA first (the EK activation uses)."""
+    for index in (_EK_CERT_RSA, _EK_CERT_ECC):
+        path = cwd / f"ek-{index}.der"
+        if _run(["tpm2_nvread", index, "-o", path.name], cwd, check=False).returncode == 0 \
+                and path.exists():
+            return path.read_bytes()
+    return None
+
+
+def identity() -> tuple[bytes, bytes] | None:
+    """(RSA EK certificate DER, enrolled AK's TPM2B_PUBLIC) for a credential challenge;
+    None when there is no TPM, no enrolled AK or no RSA EK certificate."""
+    if available() is not None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="slsa-tpm-") as tmp:
+        cwd = Path(tmp)
+        try:
+            _flush(cwd)
+            if _run(["tpm2_readpublic", "-c", f"{AK_HANDLE:#x}", "-o", "ak.pub"], cwd,
+                    check=False).returncode != 0:
+                return None
+            ek = cwd / "ek.der"
+            if _run(["tpm2_nvread", _EK_CERT_RSA, "-o", ek.name], cwd,
+                    check=False).returncode != 0 or not ek.exists():
+                return None
+            return ek.read_bytes(), (cwd / "ak.pub").read_bytes()
+        except InputError:
+            return None
+
+
+def _activate(cwd: Path, challenge: bytes) -> bytes:
+    """TPM2_ActivateCredential of the coordinator's challenge by the RSA EK and the
+    enrolled AK; returns the unwrapped secret. Raises InputError when the TPM refuses
+    (another TPM's EK, another AK)."""
+    (cwd / "cred.bin").write_bytes(challenge)
+    ek = f"{_EK_RSA_HANDLE:#x}"
+    if _run(["tpm2_readpublic", "-c", ek], cwd, check=False).returncode != 0:
+        _run(["tpm2_createek", "-G", "rsa", "-c", "ek-rsa.ctx"], cwd)  # template L-1
+        ek = "ek-rsa.ctx"
+    _run(["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"], cwd)
+    try:
+        _run(["tpm2_policysecret", "-S", "session.ctx", "-c", "e"], cwd)
+        _run(["tpm2_activatecredential", "-c", f"{AK_HANDLE:#x}", "-C", ek, "-i", "cred.bin",
+              "-o", "secret.bin", "-P", "session:session.ctx"], cwd)
+    finally:
+        _run(["tpm2_flushcontext", "session.ctx"], cwd, check=False)
+    return (cwd / "secret.bin").read_bytes()
+
+
+def collect(nonce: bytes, job_id: str, node_id: str, *, challenge: bytes = b"") -> bytes:
     """Quote PCRs 0-7 with the job binding; returns the evidence blob (JSON).
 
     The enrolled AK signs when there is one (``akEnrolled``), else a throwaway AK.
+    With ``challenge`` (the coordinator's credential, ``tpm2_makecredential`` format)
+    the enrolled AK and the RSA EK activate it, and the evidence carries an HMAC with
+    the unwrapped secret over the quote (``activation``); a TPM that cannot activate
+    it says why there, and the quote is still recorded.
 
     Raises:
         InputError: no TPM, or a tpm2-tools command failed.
@@ -346,11 +532,21 @@ def collect(nonce: bytes, job_id: str, node_id: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="slsa-tpm-") as tmp:
         cwd = Path(tmp)
         _flush(cwd)
+        secret: bytes | None = None
+        activation: dict[str, str] | None = None
         try:
             enrolled = _enrolled_ak(cwd)
             signer = f"{AK_HANDLE:#x}" if enrolled else "ak.ctx"
             if not enrolled:
                 _create_ak(cwd)
+            elif challenge:
+                try:
+                    secret = _activate(cwd, challenge)
+                except InputError as exc:
+                    activation = {"error": str(exc)[:300]}
+                _flush(cwd)
+            if enrolled:
+                _run(["tpm2_readpublic", "-c", signer, "-o", "ak.pub"], cwd)
             _flush(cwd)
             _run(["tpm2_quote", "-c", signer, "-l", selection, "-q", qualifying,
                   "-m", "quote.msg", "-s", "quote.sig", "-o", "pcrs.bin", "-F", "values",
@@ -359,21 +555,30 @@ def collect(nonce: bytes, job_id: str, node_id: str) -> bytes:
             _flush(cwd)
         values = (cwd / "pcrs.bin").read_bytes()
         pcrs = {str(p): values[i * 32:(i + 1) * 32].hex() for i, p in enumerate(PCRS)}
-        ek_cert = None
-        for index in ("0x01c0000a", "0x01c00002"):  # ECC, then RSA EK certificate NV index
-            if _run(["tpm2_nvread", index, "-o", "ekcert.der"], cwd, check=False).returncode == 0 \
-                    and (cwd / "ekcert.der").exists():
-                ek_cert = base64.b64encode((cwd / "ekcert.der").read_bytes()).decode()
-                break
-        evidence = {
+        ek_der = _ek_certificate(cwd)
+        attest = (cwd / "quote.msg").read_bytes()
+        if secret is not None:
+            activation = {"mac": credential_.activation_mac(secret, attest).hex()}
+        evidence: dict[str, object] = {
             "format": FORMAT,
-            "attest": base64.b64encode((cwd / "quote.msg").read_bytes()).decode(),
+            "attest": base64.b64encode(attest).decode(),
             "signature": base64.b64encode((cwd / "quote.sig").read_bytes()).decode(),
             "akPublicPem": (cwd / "ak.pem").read_text(),
             "akEnrolled": enrolled,
             "pcrs": {"sha256": pcrs},
-            "ekCertificate": ek_cert,
+            "ekCertificate": base64.b64encode(ek_der).decode() if ek_der else None,
         }
+        if enrolled:
+            evidence["akPublic"] = base64.b64encode((cwd / "ak.pub").read_bytes()).decode()
+        if activation is not None:
+            evidence["activation"] = activation
+        chain = os.environ.get(EK_CHAIN_ENV)
+        if chain:
+            try:
+                evidence["ekChain"] = Path(chain).read_text()
+            except OSError as exc:
+                raise InputError(f"{EK_CHAIN_ENV}: expected a readable PEM file at {chain}, "
+                                 f"found {exc}") from None
     return json.dumps(evidence, sort_keys=True).encode()
 
 
@@ -382,16 +587,18 @@ class TpmAttester:
 
     name = "tpm"
     kinds = ("tpm",)
-    proves = ("the quote is signed by an attestation key the policy trusts and answers "
-              "this job's nonce for this node; PCRs 0-7 as quoted")
+    proves = ("the quote answers this job's nonce for this node, signed by an AK the "
+              "policy trusts, or one activated by an EK certified up to a given EK root; "
+              "PCRs 0-7 as quoted")
 
     def available(self) -> str | None:
         return available()
 
-    def collect(self, nonce: bytes, job_id: str, node_id: str) -> tuple[str, bytes]:
-        return self.name, collect(nonce, job_id, node_id)
+    def collect(self, nonce: bytes, job_id: str, node_id: str, *,
+                challenge: bytes = b"") -> tuple[str, bytes]:
+        return self.name, collect(nonce, job_id, node_id, challenge=challenge)
 
     def verify(self, kind: str, blob: bytes, nonce: bytes, job_id: str,
                node_id: str, *, appraisal: Appraisal | None = None) -> EvidenceVerdict:
-        del kind, appraisal  # no root yet: an EK chain alone does not place the AK
-        return verify(blob, nonce, job_id, node_id)
+        del kind
+        return verify(blob, nonce, job_id, node_id, appraisal=appraisal)

@@ -207,7 +207,9 @@ class TsmAttester:
     def available(self) -> str | None:
         return available()
 
-    def collect(self, nonce: bytes, job_id: str, node_id: str) -> tuple[str, bytes]:
+    def collect(self, nonce: bytes, job_id: str, node_id: str, *,
+                challenge: bytes = b"") -> tuple[str, bytes]:
+        del challenge  # the nonce is all this kind answers
         blob = collect(nonce, job_id, node_id)
         return report_kind(blob), blob
 

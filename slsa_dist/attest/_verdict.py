@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 __all__ = ["FAILURES", "UNAVAILABLE", "Appraisal", "EvidenceVerdict", "EvidenceVerifier",
            "Failure", "Status"]
@@ -27,10 +27,12 @@ Status = Literal["verified", "structure-only", "failed", "unverified", "unavaila
 # Why a "failed" verdict failed. "binding mismatch" is its own kind: genuine hardware
 # evidence, signed up to the vendor's root, that answers another job, node or nonce (a
 # replay, or a vector made for someone else) is not a forgery, and is said so.
+# "activation": a TPM quote whose AK was not shown to live in the TPM of the certified
+# EK (the credential challenge was not answered, or answered wrongly).
 Failure = Literal["", "malformed", "signature", "certificate chain", "collateral",
-                  "tcb", "binding mismatch", "kind"]
+                  "tcb", "binding mismatch", "kind", "activation"]
 FAILURES: tuple[str, ...] = ("malformed", "signature", "certificate chain", "collateral",
-                             "tcb", "binding mismatch", "kind")
+                             "tcb", "binding mismatch", "kind", "activation")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,10 @@ class Appraisal:
     collateral by kind (``tdx``: the quote collateral JSON; ``snp``: the VCEK, PEM or
     DER, optionally followed by ASK/ARK); it is checked up to the pinned roots like
     collateral carried with the evidence. ``ek_roots``: PEM certificates of the TPM
-    manufacturers' (or the operator's) EK roots. ``check_binding``: False only for a
+    manufacturers' (or the operator's) EK roots. ``challenge``: the coordinator's record of
+    the credential challenge it issued with this evidence's nonce (TPM credential
+    activation, :mod:`._credential`), re-made here from its opening, never taken on its
+    word. ``check_binding``: False only for a
     stand-alone check of evidence outside a bundle with no job to bind to
     (``slsa-dist attest verify`` without ``--nonce``).
     """
@@ -50,6 +55,7 @@ class Appraisal:
     at: dt.datetime | None = None
     collateral: Mapping[str, bytes] = field(default_factory=dict)
     ek_roots: Sequence[bytes] = ()
+    challenge: bytes = b""
     check_binding: bool = True
 
     def when(self) -> dt.datetime:
@@ -115,6 +121,10 @@ class EvidenceVerdict:
         return "\n".join(lines)
 
 
-# (kind, blob, nonce, job id, node id) -> verdict. Pure computation, no I/O; it never
-# raises on bad evidence (a bad blob is a "failed" verdict).
-EvidenceVerifier = Callable[[str, bytes, bytes, str, str], EvidenceVerdict]
+class EvidenceVerifier(Protocol):
+    """(kind, blob, nonce, job id, node id) -> verdict. Pure computation, no I/O; it never
+    raises on bad evidence (a bad blob is a "failed" verdict). ``appraisal`` is passed
+    only when there is something to bring (the coordinator's TPM credential challenge)."""
+
+    def __call__(self, kind: str, blob: bytes, nonce: bytes, job_id: str, node_id: str, /, *,
+                 appraisal: Appraisal | None = None) -> EvidenceVerdict: ...

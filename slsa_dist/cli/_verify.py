@@ -37,10 +37,30 @@ def _verify_bundle(args: argparse.Namespace) -> int:
             raise InputError("--trusted-aks: expected it with --require-attestation tpm, found "
                              f"{args.require_attestation or 'no attestation requirement'}")
         trusted_aks = load_trusted_aks(args.trusted_aks)
+    if args.ek_roots and args.require_attestation not in ("tpm", "any"):
+        raise InputError("--ek-roots: expected it with --require-attestation tpm or any, found "
+                         f"{args.require_attestation or 'no attestation requirement'}")
     keys = [load_verifier(path) for path in args.key]
     if str(args.bundle).startswith("oci://"):
         return _verify_oci(args, keys, trusted_aks)
     return _report(args, *_check(args, args.bundle, keys, args.artifact, trusted_aks))
+
+
+def _read_ek_roots(paths: list[Path]) -> tuple[bytes, ...]:
+    """The PEM files given with --ek-roots, each holding one or more root certificates."""
+    from slsa_dist.attest._pki import load_certificates
+
+    pems = []
+    for path in paths:
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"--ek-roots: expected a readable PEM file at {path}, found "
+                             f"{exc}") from None
+        if not load_certificates(pem):
+            raise InputError(f"--ek-roots {path}: expected PEM certificates, found none")
+        pems.append(pem)
+    return tuple(pems)
 
 
 def _verify_oci(args: argparse.Namespace, keys: list[Verifier],
@@ -90,6 +110,7 @@ def _check(args: argparse.Namespace, bundle: Any, keys: list[Verifier], artifact
     if args.require_attestation is not None:
         wanted.append(policy.Attestation(
             args.require_attestation, trusted_aks=trusted_aks,
+            ek_roots=_read_ek_roots(args.ek_roots),
             tcb_statuses=frozenset(args.tcb_status) if args.tcb_status else None))
     summary = policy.VsaSummary(verifier_id=args.verifier_id, resource_uri=args.resource_uri,
                                 verified_level=args.verified_level)
@@ -98,6 +119,7 @@ def _check(args: argparse.Namespace, bundle: Any, keys: list[Verifier], artifact
     flags = {"--builder-id": args.builder_id, "--require-outputs": args.require_outputs or None,
              "--require-attestation": args.require_attestation,
              "--trusted-aks": args.trusted_aks, "--tcb-status": args.tcb_status,
+             "--ek-roots": args.ek_roots or None,
              "--rank": args.rank}
     vsa_flags = {"--verifier-id": args.verifier_id, "--resource-uri": args.resource_uri,
                  "--verified-level": args.verified_level}
@@ -212,6 +234,11 @@ def register(sub: Subparsers) -> None:
     verify.add_argument("--trusted-aks", type=Path, metavar="FILE",
                         help="with --require-attestation tpm: count only quotes by these AKs "
                              "(lines from `slsa-dist tpm enroll`)")
+    verify.add_argument("--ek-roots", action="append", default=[], type=Path, metavar="PEM",
+                        help="with --require-attestation tpm: count a quote only when its AK "
+                             "was activated by an EK whose certificate chains to a root in "
+                             "this PEM file (TPM manufacturers' or your own EK CA); "
+                             "repeatable")
     verify.add_argument("--tcb-status", action="append", metavar="STATUS",
                         help="with --require-attestation: accept evidence with a vendor TCB "
                              "status (TDX) only if it is one of these (repeatable; e.g. "
@@ -248,13 +275,20 @@ def register(sub: Subparsers) -> None:
     one.add_argument("--kind", required=True, choices=["tdx", "snp", "nvidia", "tpm"])
     one.add_argument("--collateral", action="append", default=[], type=Path, metavar="FILE",
                      help="TDX: the quote collateral JSON; SNP: the VCEK (DER or PEM), "
-                          "optionally the ASK/ARK (PEM); repeatable, concatenated")
+                          "optionally the ASK/ARK (PEM); NVIDIA: the GPU's certificate "
+                          "chain (PEM, leaf first); repeatable, concatenated")
     one.add_argument("--at", metavar="TIME", help="judge certificates and collateral as of "
                      "this time (ISO 8601; default: now)")
     one.add_argument("--nonce", metavar="HEX", help="with --job and --node: check the report "
                      "data is this job's binding (otherwise the binding is not checked)")
     one.add_argument("--job", help="the job id the evidence must be bound to")
     one.add_argument("--node", help="the node id the evidence must be bound to")
+    one.add_argument("--ek-roots", action="append", default=[], type=Path, metavar="PEM",
+                     help="TPM: EK root certificates the EK certificate must chain to "
+                          "(repeatable)")
+    one.add_argument("--challenge", type=Path, metavar="FILE",
+                     help="TPM: the coordinator's credential challenge record (JSON, the "
+                          "node record's tpmChallenge) the evidence answers")
     one.add_argument("--json", action="store_true", help="machine-readable output")
     one.set_defaults(handler=_attest_verify)
 
@@ -277,6 +311,7 @@ def _attest_verify(args: argparse.Namespace) -> int:
         collateral = b"".join(path.read_bytes() for path in args.collateral)
         at = dt.datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
         nonce = bytes.fromhex(args.nonce) if args.nonce else b""
+        challenge = args.challenge.read_bytes() if args.challenge else b""
     except (OSError, ValueError) as exc:
         raise InputError(f"attest verify: {exc}") from None
     if at is not None and at.tzinfo is None:
@@ -291,8 +326,13 @@ def _attest_verify(args: argparse.Namespace) -> int:
             report = raw
         blob = json.dumps({"provider": "tdx_guest" if kind == "tdx" else "sev_guest",
                            "outblob": base64.b64encode(report).decode()}).encode()
+    if kind == "nvidia-cc" and not raw.lstrip().startswith(b"{"):  # a raw SPDM report, hex
+        blob = json.dumps({"format": "nvidia-spdm/v1", "gpus": [
+            {"report": raw.decode("ascii", "replace").strip(),
+             "certChain": collateral.decode("ascii", "replace")}]}).encode()
     appraisal = Appraisal(at=at, collateral={kind: collateral} if collateral else {},
-                          check_binding=bool(args.nonce))
+                          check_binding=bool(args.nonce), challenge=challenge,
+                          ek_roots=_read_ek_roots(args.ek_roots))
     verdict = verify_evidence(kind, blob, nonce, args.job or "", args.node or "",
                               appraisal=appraisal)
     if args.json:

@@ -305,6 +305,14 @@ class Agent:
         Raises:
             TransportError: no answer within the window, or a refusal.
         """
+        return self.challenge_tpm(None, wait=wait)[0]
+
+    def challenge_tpm(self, tpm: tuple[bytes, bytes] | None, *,
+                      wait: float | None = None) -> tuple[bytes, bytes]:
+        """A fresh nonce, and with ``tpm`` (the node's RSA EK certificate and enrolled AK's
+        TPM2B_PUBLIC) the coordinator's credential challenge to that EK for that AK
+        (empty when it made none). Retries and raises as :meth:`challenge`."""
+        ek, ak = tpm or (b"", b"")
         window = wait if wait is not None else float(os.environ.get("SLSA_CONNECT_WAIT", "30"))
         deadline = time.monotonic() + window
         delay = 0.05  # a coordinator starting alongside answers within a second or so
@@ -314,8 +322,9 @@ class Agent:
                 assert self._stub is not None
                 self._register()
                 reply = self._stub.Challenge(pb.ChallengeRequest(
-                    job_id=self.job_id, node_id=self.identity.node_id), timeout=self._timeout)
-                return bytes(reply.nonce)
+                    job_id=self.job_id, node_id=self.identity.node_id, tpm_ek_certificate=ek,
+                    tpm_ak_public=ak), timeout=self._timeout)
+                return bytes(reply.nonce), bytes(reply.tpm_credential)
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE \
                         or time.monotonic() + delay > deadline:

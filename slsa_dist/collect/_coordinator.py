@@ -28,6 +28,7 @@ import datetime as dt
 import gc
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -107,6 +108,29 @@ def pending_limit(world_size: int) -> int:
     return max(1024, world_size + world_size // 8 + 64)
 
 T = TypeVar("T")
+
+
+_TPM_IDENTITY_MAX = 8 * 1024  # an EK certificate is 1-2 KiB, an AK public area ~100 bytes
+
+
+def _tpm_challenge(req: pb.ChallengeRequest) -> tuple[bytes, bytes]:
+    """(the record to journal and put in the bundle, the credential for the node) when the
+    node sent its EK certificate and AK public area; (b"", b"") when it sent neither.
+    A challenge that cannot be made is recorded with the reason, and none is sent."""
+    from slsa_dist.attest._credential import challenge
+
+    ek, ak = req.tpm_ek_certificate, req.tpm_ak_public
+    if not ek and not ak:
+        return b"", b""
+    if not ek or not ak or len(ek) > _TPM_IDENTITY_MAX or len(ak) > _TPM_IDENTITY_MAX:
+        reason = (f"expected an EK certificate and an AK public area of at most "
+                  f"{_TPM_IDENTITY_MAX} bytes each, found {len(ek)} and {len(ak)}")
+    else:
+        try:
+            return challenge(ek, ak)
+        except InputError as exc:
+            reason = str(exc)
+    return json.dumps({"error": reason[:300]}, sort_keys=True).encode(), b""
 
 
 def _now() -> dt.datetime:
@@ -318,7 +342,8 @@ class Coordinator:
             # since: the replay skips those checks, never the state's own rules.
             if which == "challenge":
                 self.state.challenge(self.job_id, entry.challenge.node_id,
-                                     entry.challenge.nonce, now, principal=REPLAY)
+                                     entry.challenge.nonce, now, principal=REPLAY,
+                                     tpm_challenge=entry.challenge.tpm_challenge)
             elif which == "node":
                 self.state.register_node(entry.node, now, peer=entry.peer_address,
                                          principal=REPLAY)
@@ -539,10 +564,12 @@ class Coordinator:
                         ) -> pb.ChallengeResponse:
         now = _now()
         nonce = secrets.token_bytes(32)
-        self.state.challenge(req.job_id, req.node_id, nonce, now, principal=principal)
+        record, credential = _tpm_challenge(req)
+        self.state.challenge(req.job_id, req.node_id, nonce, now, principal=principal,
+                             tpm_challenge=record)
         await self._durable(self._entry(now, challenge=journal_pb2.ChallengeIssued(
-            node_id=req.node_id, nonce=nonce)))
-        return pb.ChallengeResponse(nonce=nonce)
+            node_id=req.node_id, nonce=nonce, tpm_challenge=record)))
+        return pb.ChallengeResponse(nonce=nonce, tpm_credential=credential)
 
     async def register_node(self, req: pb.RegisterNodeRequest, principal: Principal, *,
                             peer: str = "") -> pb.RegisterResponse:

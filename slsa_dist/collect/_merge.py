@@ -62,7 +62,7 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
-from slsa_dist.attest._verdict import UNAVAILABLE, EvidenceVerdict, EvidenceVerifier
+from slsa_dist.attest._verdict import UNAVAILABLE, Appraisal, EvidenceVerdict, EvidenceVerifier
 from slsa_dist.collect import _authority as authority
 from slsa_dist.collect._authority import OPERATOR, Principal
 from slsa_dist.digest._descriptors import checkpoint_record
@@ -141,10 +141,22 @@ class Limits:
     max_attempts_per_node: int = 1_024
 
 
-def _no_verifier(kind: str, blob: bytes, nonce: bytes, job_id: str, node: str) -> EvidenceVerdict:
-    del blob, nonce, job_id, node
+def _no_verifier(kind: str, blob: bytes, nonce: bytes, job_id: str, node: str, /, *,
+                 appraisal: Appraisal | None = None) -> EvidenceVerdict:
+    del blob, nonce, job_id, node, appraisal
     return EvidenceVerdict(status="unverified",
                            reason=f"no verifier for evidence kind {kind!r} in this coordinator")
+
+
+def _challenge_json(challenge: bytes) -> dict[str, Any]:
+    """The recorded TPM credential challenge as a JSON object ({} when none)."""
+    if not challenge:
+        return {}
+    try:
+        value = json.loads(challenge)
+    except ValueError:
+        return {"error": "unreadable challenge record"}
+    return value if isinstance(value, dict) else {"error": "unreadable challenge record"}
 
 
 @dataclass(frozen=True)
@@ -290,6 +302,7 @@ class _Node:
     node_rank: int
     peer: str = ""
     nonces: list[bytes] = field(default_factory=list)
+    tpm_challenges: dict[bytes, bytes] = field(default_factory=dict)  # nonce -> record
     inventory: dict[str, Any] = field(default_factory=dict)
     reported: dict[str, Any] = field(default_factory=dict)
     evidence: list[records.EvidenceRecord] = field(default_factory=list)
@@ -616,8 +629,9 @@ class JobState:
         self._last = now
 
     def challenge(self, job_id: str, node_id: str, nonce: bytes, now: dt.datetime, *,
-                  principal: Principal = OPERATOR) -> None:
-        """Record a nonce issued to ``node_id`` (the caller made it)."""
+                  principal: Principal = OPERATOR, tpm_challenge: bytes = b"") -> None:
+        """Record a nonce issued to ``node_id`` (the caller made it), with the TPM
+        credential challenge issued with it (its record, opening included), if any."""
         self._check_open(job_id)
         authority.authorize_node(principal, node_id, "challenge")
         if node_id not in self._nodes:
@@ -629,6 +643,8 @@ class JobState:
                           f"{self.limits.max_challenges_per_node} per node, found node "
                           f"{node_id!r} asking for more")
         nonces.append(nonce)
+        if tpm_challenge:
+            self._nodes[node_id].tpm_challenges[nonce] = tpm_challenge
         self._touch(now)
 
     def register_node(self, req: pb.RegisterNodeRequest, now: dt.datetime, *,
@@ -1169,8 +1185,13 @@ class JobState:
                   oversized: bool) -> records.EvidenceRecord:
         """The evidence record: the verifier's verdict on a blob answering our nonce."""
         blob = evidence.blob
+        # The credential challenge the coordinator issued with this nonce (TPM evidence):
+        # recorded beside the evidence, opening included, so anyone re-checks activation.
+        challenge = self._nodes[sender.node].tpm_challenges.get(evidence.nonce, b"") \
+            if evidence.kind == "tpm" and not oversized else b""
         record = partial(records.EvidenceRecord, kind=evidence.kind, format=evidence.format,
-                         sha256=hashlib.sha256(blob).hexdigest(), size=len(blob))
+                         sha256=hashlib.sha256(blob).hexdigest(), size=len(blob),
+                         tpm_challenge=_challenge_json(challenge))
         if evidence.format == UNAVAILABLE and not oversized:
             # No evidence, and the node said why: recorded, never a silent gap.
             return record(status="unavailable",
@@ -1185,8 +1206,13 @@ class JobState:
                 f"found {evidence.nonce.hex()[:32] or 'none'}"))
         else:
             try:
-                verdict = self._verify_evidence(evidence.kind, blob, evidence.nonce,
-                                                self.job_id, sender.node)
+                if challenge:
+                    verdict = self._verify_evidence(evidence.kind, blob, evidence.nonce,
+                                                    self.job_id, sender.node,
+                                                    appraisal=Appraisal(challenge=challenge))
+                else:
+                    verdict = self._verify_evidence(evidence.kind, blob, evidence.nonce,
+                                                    self.job_id, sender.node)
             except Exception as exc:  # a verifier bug must not take the coordinator down
                 verdict = EvidenceVerdict(status="failed",
                                           reason=f"verifier raised {type(exc).__name__}: {exc}")

@@ -20,13 +20,14 @@ __all__ = ["attest", "start_node_agent"]
 
 
 def attest(agent: Agent, job_id: str, node_id: str) -> None:
-    """Evidence for every attester, answering a fresh nonce from the coordinator."""
-    from slsa_dist.attest._registry import collect_all
+    """Evidence for every attester, answering a fresh nonce from the coordinator (and, for
+    a TPM with an enrolled AK and an EK certificate, its credential challenge)."""
+    from slsa_dist.attest._registry import collect_all, tpm_identity
     from slsa_dist.attest._verdict import UNAVAILABLE
     from slsa_dist.errors import TransportError
 
-    try:
-        nonce = agent.challenge()
+    try:  # with an enrolled AK and an EK certificate, the TPM is challenged too
+        nonce, credential = agent.challenge_tpm(tpm_identity())
     except TransportError as exc:
         if os.environ.get("SLSA_REQUIRED") == "1":  # --slsa-required: no provenance, no run
             raise
@@ -35,7 +36,8 @@ def attest(agent: Agent, job_id: str, node_id: str) -> None:
         agent.record_evidence("any", f"no nonce from the coordinator: {exc}".encode(),
                               nonce=b"", fmt=UNAVAILABLE)
         return
-    for kind, blob, fmt in collect_all(nonce, job_id, node_id):
+    for kind, blob, fmt in collect_all(nonce, job_id, node_id,
+                                       challenges={"tpm": credential} if credential else None):
         agent.record_evidence(kind, blob, nonce=nonce, fmt=fmt)
 
 

@@ -349,6 +349,9 @@ class EvidenceRecord:
     # re-appraises the evidence; the status above is the coordinator's verdict only.
     blob: str = ""
     nonce: str = ""
+    # TPM: the credential challenge the coordinator issued with the nonce, its opening
+    # included (the coordinator's record; anyone re-makes it from the EK certificate).
+    tpm_challenge: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "format": self.format, "sha256": self.sha256,
@@ -360,6 +363,8 @@ class EvidenceRecord:
         if self.blob:
             out["blob"] = self.blob
             out["nonce"] = self.nonce
+        if self.tpm_challenge:
+            out["tpmChallenge"] = dict(self.tpm_challenge)
         return out
 
     @classmethod
@@ -369,7 +374,7 @@ class EvidenceRecord:
                    size=_int(data, "size"), verified=_strings(data, "verified"),
                    not_verified=_strings(data, "notVerified"), reason=_str(data, "reason"),
                    claims=dict(_map(data, "claims")), blob=_str(data, "blob"),
-                   nonce=_str(data, "nonce"))
+                   nonce=_str(data, "nonce"), tpm_challenge=dict(_map(data, "tpmChallenge")))
 
 
 @dataclass(frozen=True, kw_only=True)

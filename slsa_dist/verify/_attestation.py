@@ -20,7 +20,9 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 from collections.abc import Callable, Collection
+from dataclasses import replace
 
 from slsa_dist.attest._registry import KINDS
 from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict
@@ -66,12 +68,16 @@ def reappraise(evidence: EvidenceRecord, *, job_id: str, node_id: str,
     if len(blob) != evidence.size or len(nonce) == 0:
         return EvidenceVerdict(status="failed", reason="raw evidence: expected the recorded "
                                f"size {evidence.size} and a nonce, found {len(blob)} bytes")
+    if evidence.tpm_challenge:  # the coordinator's credential challenge, re-made, not trusted
+        appraisal = replace(appraisal or Appraisal(), challenge=json.dumps(
+            dict(evidence.tpm_challenge), sort_keys=True).encode())
     return verify_evidence(evidence.kind, blob, nonce, job_id, node_id, appraisal=appraisal)
 
 
 def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
             trusted_aks: frozenset[tuple[str, str]] | None,
-            tcb_statuses: Collection[str] | None = None) -> str | None:
+            tcb_statuses: Collection[str] | None = None, *, ek_roots: bool = False
+            ) -> str | None:
     """None when this (re-appraised) evidence counts for ``node_id``, else why not.
 
     It counts when it was verified up to a pinned root (a vendor's, or the EK roots
@@ -98,9 +104,12 @@ def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
             return (f"verified, but signed by AK {ak}, trusted for node(s) "
                     f"{', '.join(vouches)}, not for {node_id}")
         return f"verified, but signed by AK {ak or '(none recorded)'}, not a trusted AK"
-    # TPM quotes have no vendor root yet (EK chain and credential activation are not
-    # implemented: docs/attestation.md), so a TPM quote still counts as before; every
-    # other kind counts only when verified up to a pinned vendor root.
+    # With EK roots a TPM quote counts only when its AK was activated by an EK certified
+    # up to one of them (its verdict then names the root). Without them or a trusted AK
+    # list a TPM quote counts by its AK signature alone, as before (docs/attestation.md);
+    # every other kind counts only when verified up to a pinned vendor root.
+    if not verdict.root and kind == "tpm" and ek_roots:
+        return "verified, but not up to any of the EK roots given"
     if not verdict.root and kind != "tpm":
         return "verified, but not up to a pinned vendor root"
     return None
@@ -129,7 +138,8 @@ def require_attestation(provenance: Provenance, kind: str, *,
     if trusted_aks is not None and kind != "tpm":
         raise InputError(f"trusted AKs: expected them with a tpm requirement, found "
                          f"{kind!r}")
-    name = f"attestation {kind}" + (" (trusted AKs)" if trusted_aks is not None else "")
+    name = f"attestation {kind}" + (" (trusted AKs)" if trusted_aks is not None else "") \
+        + (" (EK roots)" if ek_roots and kind in ("tpm", "any") else "")
     job_id = provenance.job_id or ""
     appraisal = Appraisal(at=job_time(provenance), ek_roots=ek_roots)
     if appraise is None:
@@ -141,19 +151,33 @@ def require_attestation(provenance: Provenance, kind: str, *,
     if not nodes:
         return Check(name, False, "expected node records with evidence, found no nodes")
     lacking = []
+    eks: dict[str, list[str]] = {}  # EK certificate -> the nodes whose counted quote used it
     for node_id in nodes:
         node = records.get(node_id)
         if node is None:
             lacking.append(f"{node_id} (ran ranks, but no node agent reported for it)")
             continue
-        reasons = [(e, _counts(appraise(e, job_id, node_id), e.kind, node_id, trusted_aks,
-                               tcb_statuses))
-                   for e in node.evidence if kind in ("any", e.kind)]
+        reasons = []
+        for e in node.evidence:
+            if kind in ("any", e.kind):
+                verdict = appraise(e, job_id, node_id)
+                why = _counts(verdict, e.kind, node_id, trusted_aks, tcb_statuses,
+                              ek_roots=bool(ek_roots))
+                ek = verdict.claims.get("ekSha256") if e.kind == "tpm" else None
+                if why is None and verdict.root and isinstance(ek, str):
+                    eks.setdefault(ek, []).append(node_id)
+                reasons.append((e, why))
         if any(why is None for _, why in reasons):
             continue
         why = "; ".join(f"{e.kind}: {reason}" for e, reason in reasons) \
             or f"no {kind} evidence recorded"
         lacking.append(f"{node_id} ({why})")
+    # One TPM answering for two nodes (a relay: a node that quotes through another's
+    # TPM) is refused: each node's quote must come from a TPM of its own.
+    lacking += [f"{node_id} (tpm: its EK {ek[:23]}... also answered for "
+                f"{', '.join(n for n in sharing if n != node_id)})"
+                for ek, sharing in sorted(eks.items()) if len(set(sharing)) > 1
+                for node_id in sorted(set(sharing))]
     if lacking:
         return Check(name, False, f"expected verified {kind} evidence from every node, found "
                      f"none for: {', '.join(lacking)}")

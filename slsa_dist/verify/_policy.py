@@ -342,12 +342,16 @@ class Attestation:
     """Every node the job ran on has cryptographically verified hardware evidence of
     ``kind`` (``any``: of some kind), re-appraised from the raw evidence in the bundle.
     With ``trusted_aks`` ((AK fingerprint, node id) pairs, ``slsa-dist tpm enroll``) TPM
-    quotes count only from the AK enrolled for that node. With ``tcb_statuses``, evidence
-    that has a TCB status (TDX) counts only with one of them (``UpToDate`` ...)."""
+    quotes count only from the AK enrolled for that node. With ``ek_roots`` (PEM
+    certificates of TPM manufacturers' or the operator's EK CAs) TPM quotes count only
+    when their AK was activated by an EK whose certificate chains to one of them. With
+    ``tcb_statuses``, evidence that has a TCB status (TDX) counts only with one of them
+    (``UpToDate`` ...)."""
 
     kind: str
     trusted_aks: frozenset[tuple[str, str]] | None = None
     tcb_statuses: frozenset[str] | None = None
+    ek_roots: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in REQUIREMENTS:
@@ -358,7 +362,8 @@ class Attestation:
                              f"{self.kind!r}")
 
     def check(self, evidence: Evidence) -> list[Check]:
-        name = f"attestation {self.kind}" + (" (trusted AKs)" if self.trusted_aks else "")
+        name = f"attestation {self.kind}" + (" (trusted AKs)" if self.trusted_aks else "") \
+            + (" (EK roots)" if self.ek_roots and self.kind in ("tpm", "any") else "")
         provenance = _provenance(evidence, name)
         if isinstance(provenance, Check):
             return [provenance]
@@ -367,6 +372,7 @@ class Attestation:
             return [failed]
         try:
             return [require_attestation(provenance, self.kind, trusted_aks=self.trusted_aks,
+                                        ek_roots=self.ek_roots,
                                         tcb_statuses=self.tcb_statuses)]
         except LedgerError as exc:
             return [Check(name, False, f"expected the node records, found: {exc}")]

@@ -169,3 +169,82 @@ def test_unavailable_attesters_say_why() -> None:
     if not os.path.isdir("/sys/kernel/config/tsm/report"):
         assert b"configfs-tsm not available" in found["tsm"][0]
     assert "nvidia-cc" in found  # no GPU here: a reason, never a silent gap
+
+
+def run_attested_job(tmp_path: Path) -> tuple[Path, Path]:
+    """A one-node job whose node agent attests as slsa-torchrun's does (``attest``):
+    with an enrolled AK and an EK certificate, its TPM answers a credential challenge."""
+    from slsa_dist.collect._node import attest
+
+    signer = Signer.generate()
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    public = tmp_path / "signing.pub"
+    public.write_bytes(signer.public().public_pem())
+    with CoordinatorThread(job_id="j", signer=signer, out_dir=tmp_path / "out", world_size=1,
+                           settle=0.2) as server:
+        node = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "spool",
+                     identity=NodeIdentity(node_id="node-a", hostname="host-a"))
+        attest(node, "j", "node-a")
+        node.record_attempt(attempt=0, run_id="r", ranks=[0], state="SUCCEEDED")
+        assert node.close(30)
+        rank = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "spool",
+                     identity=RankIdentity(rank=0, world_size=1, node_id="node-a"))
+        rank.complete()
+        assert rank.close(30)
+        return server.wait_finalized(30).bundle, public
+
+
+@pytest.mark.tpm
+def test_an_ak_activated_by_a_certified_ek_counts_through_the_ek_chain_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """No --trusted-aks: the EK certificate chains to the given root and the coordinator's
+    credential challenge to that EK, for the quoting AK, was answered. An EK from another
+    CA fails, and so does a node whose AK is not in the certified EK's TPM."""
+    from slsa_dist.attest import _tpm as tpm
+
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    try:
+        a, b = (swtpm.provision(tmp_path / name) for name in ("tpm-a", "tpm-b"))
+    except Exception as exc:  # no swtpm_setup here: skipped, said why
+        need(False, f"swtpm_setup: {exc}")
+        raise
+    with swtpm.swtpm(a.state) as tcti:
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        monkeypatch.setenv(tpm.EK_CHAIN_ENV, str(a.chain))
+        throwaway, first_key = run_attested_job(tmp_path / "before")  # no enrolled AK
+        tpm.enroll()
+        identity_a = tpm.identity()
+        assert identity_a is not None
+        bundle, public = run_attested_job(tmp_path / "job")
+    with swtpm.swtpm(b.state) as tcti:  # TPM B pretends to be A: A's EK, B's AK
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        tpm.enroll()
+        identity_b = tpm.identity()
+        assert identity_b is not None
+        monkeypatch.setattr(tpm, "identity", lambda: (identity_a[0], identity_b[1]))
+        monkeypatch.setattr(tpm, "_ek_certificate", lambda cwd: identity_a[0])
+        cuckoo, cuckoo_key = run_attested_job(tmp_path / "cuckoo")
+
+    def verify(target: Path, key: Path, *roots: Path) -> tuple[int, str]:
+        extra = [arg for root in roots for arg in ("--ek-roots", str(root))]
+        code = cli_main(["verify", str(target), "--key", str(key), "--require-attestation",
+                         "tpm", *extra])
+        return code, capsys.readouterr().out
+
+    code, out = verify(bundle, public, a.root)
+    assert code == 0, out
+    assert "PASS  attestation tpm (EK roots): verified tpm evidence from all 1 node(s)" in out
+    code, out = verify(bundle, public, b.root)
+    assert code == 1
+    assert "node-a (tpm: failed (certificate chain): EK certificate: no valid chain to any " \
+           "of the 1 EK root(s) given" in out
+    code, out = verify(cuckoo, cuckoo_key, a.root)
+    assert code == 1
+    assert "node-a (tpm: failed (activation): credential activation: the node returned no " \
+           "answer (tpm2_activatecredential: exit" in out
+    code, out = verify(throwaway, first_key, a.root)
+    assert code == 1
+    assert "node-a (tpm: failed (activation): EK roots given, but no credential challenge " \
+           "was recorded" in out
+    assert verify(bundle, public)[0] == 0  # without roots: as before, the quote alone

@@ -13,11 +13,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from slsa_dist.errors import InputError
 
-__all__ = ["available", "swtpm", "tcti_env"]
+__all__ = ["EkCa", "available", "provision", "swtpm", "tcti_env"]
 
 
 def available() -> str | None:
@@ -25,6 +26,42 @@ def available() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} not installed (Debian packages swtpm, swtpm-tools, tpm2-tools)"
     return None
+
+
+@dataclass(frozen=True)
+class EkCa:
+    """A TPM state manufactured by swtpm_setup with EK certificates from a local CA."""
+
+    state: Path
+    root: Path  # the CA's self-signed root (PEM): what a verifier pins as an EK root
+    chain: Path  # the intermediate that signed the EK certificates (PEM)
+
+
+def provision(where: Path) -> EkCa:
+    """Manufacture a TPM 2.0 state under ``where`` with RSA and ECC EKs and their
+    certificates, issued by a new local CA of its own (swtpm-localca)."""
+    if shutil.which("swtpm_setup") is None or shutil.which("swtpm_localca") is None:
+        raise InputError("swtpm_setup/swtpm_localca not installed (Debian package swtpm-tools)")
+    ca, state = where / "ca", where / "state"
+    ca.mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True)
+    (where / "localca.conf").write_text(
+        f"statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\n"
+        f"certserial = {ca}/certserial\n")
+    (where / "localca.options").write_text("--platform-manufacturer slsa-dist-tests\n"
+                                           "--platform-version 2.1\n--platform-model swtpm\n")
+    (where / "setup.conf").write_text(
+        f"create_certs_tool = {shutil.which('swtpm_localca')}\n"
+        f"create_certs_tool_config = {where}/localca.conf\n"
+        f"create_certs_tool_options = {where}/localca.options\nactive_pcr_banks = sha256\n")
+    done = subprocess.run(
+        ["swtpm_setup", "--tpm2", "--tpmstate", str(state), "--create-ek-cert",
+         "--create-platform-cert", "--config", str(where / "setup.conf"), "--overwrite"],
+        capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise InputError(f"swtpm_setup: exit {done.returncode}: {done.stderr[-400:]}")
+    return EkCa(state=state, root=ca / "swtpm-localca-rootca-cert.pem",
+                chain=ca / "issuercert.pem")
 
 
 def _free_ports() -> tuple[int, int]:

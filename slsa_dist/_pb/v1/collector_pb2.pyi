@@ -22,18 +22,24 @@ OUTPUT: ArtifactRole
 AUXILIARY: ArtifactRole
 
 class ChallengeRequest(_message.Message):
-    __slots__ = ("job_id", "node_id")
+    __slots__ = ("job_id", "node_id", "tpm_ek_certificate", "tpm_ak_public")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TPM_EK_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    TPM_AK_PUBLIC_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     node_id: str
-    def __init__(self, job_id: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
+    tpm_ek_certificate: bytes
+    tpm_ak_public: bytes
+    def __init__(self, job_id: _Optional[str] = ..., node_id: _Optional[str] = ..., tpm_ek_certificate: _Optional[bytes] = ..., tpm_ak_public: _Optional[bytes] = ...) -> None: ...
 
 class ChallengeResponse(_message.Message):
-    __slots__ = ("nonce",)
+    __slots__ = ("nonce", "tpm_credential")
     NONCE_FIELD_NUMBER: _ClassVar[int]
+    TPM_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     nonce: bytes
-    def __init__(self, nonce: _Optional[bytes] = ...) -> None: ...
+    tpm_credential: bytes
+    def __init__(self, nonce: _Optional[bytes] = ..., tpm_credential: _Optional[bytes] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("job_id", "node_id", "hostname", "node_rank")

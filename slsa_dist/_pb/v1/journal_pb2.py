@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from slsa_dist._pb.v1 import collector_pb2 as slsa__dist_dot_v1_dot_collector__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aslsa_dist/v1/journal.proto\x12\x0cslsa_dist.v1\x1a\x1cslsa_dist/v1/collector.proto\"1\n\x0f\x43hallengeIssued\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"\xd5\x02\n\x0cJournalEntry\x12\x17\n\x0ftime_unix_nanos\x18\x01 \x01(\x03\x12\x32\n\tchallenge\x18\x02 \x01(\x0b\x32\x1d.slsa_dist.v1.ChallengeIssuedH\x00\x12\x31\n\x04node\x18\x03 \x01(\x0b\x32!.slsa_dist.v1.RegisterNodeRequestH\x00\x12\x31\n\x04rank\x18\x04 \x01(\x0b\x32!.slsa_dist.v1.RegisterRankRequestH\x00\x12,\n\x05\x62\x61tch\x18\x05 \x01(\x0b\x32\x1b.slsa_dist.v1.ReportRequestH\x00\x12\x31\n\x08\x66inalize\x18\x06 \x01(\x0b\x32\x1d.slsa_dist.v1.FinalizeRequestH\x00\x12\x14\n\x0cpeer_address\x18\x07 \x01(\t\x12\x12\n\nrelayed_by\x18\x08 \x01(\tB\x07\n\x05\x65ntryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aslsa_dist/v1/journal.proto\x12\x0cslsa_dist.v1\x1a\x1cslsa_dist/v1/collector.proto\"H\n\x0f\x43hallengeIssued\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x15\n\rtpm_challenge\x18\x03 \x01(\x0c\"\xd5\x02\n\x0cJournalEntry\x12\x17\n\x0ftime_unix_nanos\x18\x01 \x01(\x03\x12\x32\n\tchallenge\x18\x02 \x01(\x0b\x32\x1d.slsa_dist.v1.ChallengeIssuedH\x00\x12\x31\n\x04node\x18\x03 \x01(\x0b\x32!.slsa_dist.v1.RegisterNodeRequestH\x00\x12\x31\n\x04rank\x18\x04 \x01(\x0b\x32!.slsa_dist.v1.RegisterRankRequestH\x00\x12,\n\x05\x62\x61tch\x18\x05 \x01(\x0b\x32\x1b.slsa_dist.v1.ReportRequestH\x00\x12\x31\n\x08\x66inalize\x18\x06 \x01(\x0b\x32\x1d.slsa_dist.v1.FinalizeRequestH\x00\x12\x14\n\x0cpeer_address\x18\x07 \x01(\t\x12\x12\n\nrelayed_by\x18\x08 \x01(\tB\x07\n\x05\x65ntryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'slsa_dist.v1.journal_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHALLENGEISSUED']._serialized_start=74
-  _globals['_CHALLENGEISSUED']._serialized_end=123
-  _globals['_JOURNALENTRY']._serialized_start=126
-  _globals['_JOURNALENTRY']._serialized_end=467
+  _globals['_CHALLENGEISSUED']._serialized_end=146
+  _globals['_JOURNALENTRY']._serialized_start=149
+  _globals['_JOURNALENTRY']._serialized_end=490
 # @@protoc_insertion_point(module_scope)

@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ChallengeIssued(_message.Message):
-    __slots__ = ("node_id", "nonce")
+    __slots__ = ("node_id", "nonce", "tpm_challenge")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
+    TPM_CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     nonce: bytes
-    def __init__(self, node_id: _Optional[str] = ..., nonce: _Optional[bytes] = ...) -> None: ...
+    tpm_challenge: bytes
+    def __init__(self, node_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., tpm_challenge: _Optional[bytes] = ...) -> None: ...
 
 class JournalEntry(_message.Message):
     __slots__ = ("time_unix_nanos", "challenge", "node", "rank", "batch", "finalize", "peer_address", "relayed_by")
