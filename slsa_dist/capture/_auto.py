@@ -141,6 +141,7 @@ class Capture:
         self._queued: set[str] = set()  # files and model directories already queued
         self._digested: dict[_FileVersion, str] = {}
         self._saved: dict[str, float] = {}  # path -> when last saved
+        self._written: set[str] = set()  # files this process opened for writing
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -169,10 +170,12 @@ class Capture:
         path, mode, flags = args
         if isinstance(path, int):
             return
-        if isinstance(mode, str):
-            if any(c in mode for c in "wax+"):
-                return
-        elif isinstance(flags, int) and flags & _WRITE_FLAGS:
+        if (any(c in mode for c in "wax+") if isinstance(mode, str)
+                else isinstance(flags, int) and flags & _WRITE_FLAGS):
+            # a file the job wrote is never its input, whoever writes it here (fsspec,
+            # save_pretrained's JSON, a framework's own checkpoint writer)
+            self._written.add(os.path.abspath(os.fsdecode(path) if isinstance(path, bytes)
+                                              else str(path)))
             return
         name = os.fsdecode(path) if isinstance(path, bytes) else str(path)
         if name in self._seen:
@@ -189,7 +192,7 @@ class Capture:
         if not os.path.exists(path):  # the event comes before the open: this one fails
             return  # (a path hook's pseudo-entry, a probe for an optional file)
         path = _model_directory(path) or path
-        if path in self._queued:
+        if path in self._queued or self._wrote(path):
             return
         self._queued.add(path)
         if os.getpid() != self._pid:  # a forked DataLoader worker: its own digest thread
@@ -199,6 +202,17 @@ class Capture:
                                             name="slsa-capture-inputs")
             self._thread.start()
         self._queue.put(path)
+
+    def _wrote(self, path: str) -> bool:
+        """This process wrote ``path`` (saved it, opened it for writing, or recorded it
+        as an artifact: reading it back to digest it is no input)."""
+        if path in self._saved or path in self._written:
+            return True
+        recorded = tuple(getattr(self.runtime, "recorded_roots", ()))
+        if recorded and _under(path, recorded):
+            return True
+        # a model directory (a DCP checkpoint) this process wrote files into
+        return os.path.isdir(path) and any(_under(w, (path,)) for w in list(self._written))
 
     def _digest_inputs(self) -> None:
         while True:
@@ -223,7 +237,7 @@ class Capture:
 
     def _digest_input(self, path: str) -> None:
         st = os.stat(path)
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) or path in self._saved:
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) or self._wrote(path):
             return
         version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if version in self._digested:

@@ -162,9 +162,10 @@ def record_artifact(path: str | os.PathLike[str], *, name: str | None = None,
     or ``checkpoint`` (intermediate, a byproduct).
     """
     runtime = _require()
+    # first: the reads that digest it are this rank's own, never its input
+    runtime.recorded_roots.add(os.path.abspath(path))
     manifest = digest_path(path)
     artifact = name or runtime.artifact_name(path)
-    runtime.recorded_roots.add(os.path.abspath(path))
     for resource in manifest.resources:
         runtime.agent.record_file(artifact, resource.path, {"sha256": resource.digest},
                                   size=resource.size, role=role)
