@@ -516,8 +516,9 @@ class Raising:
 def test_the_hf_callback_never_raises(agent: FakeAgent, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from slsa_dist import hf
+    from slsa_dist.integrations import _hf
 
-    monkeypatch.setattr(hf, "install", lambda runtime: None)
+    monkeypatch.setattr(_hf, "install", lambda runtime: None)
     callback = hf.SlsaTrainerCallback()
     state = SimpleNamespace(is_world_process_zero=True, global_step=4)
     assert callback.on_train_begin(Raising(), state, None, train_dataloader=Raising()) is None
@@ -540,12 +541,15 @@ def test_the_hf_callback_never_raises(agent: FakeAgent, tmp_path: Path,
 def test_the_lightning_callback_never_raises(agent: FakeAgent, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from slsa_dist import lightning
+    from slsa_dist.integrations import _lightning
 
-    monkeypatch.setattr(lightning, "install", lambda runtime: None)
+    monkeypatch.setattr(_lightning, "install", lambda runtime: None)
     callback = lightning.SlsaCallback()
     assert callback.on_fit_start(Raising(), Raising()) is None
     assert callback.on_train_start(Raising(), Raising()) is None
     assert callback.on_fit_end(SimpleNamespace(is_global_zero=True, callbacks=Raising()),
                                None) is None
     whats = [g[0] for g in agent.gaps]
-    assert len(whats) == 3, whats
+    # Lightning's rank (a hostile trainer has none), parameters, loaders, checkpoints
+    assert len(whats) == 4, whats
+    assert whats[0] == "rank identity (SlsaCallback)", whats
