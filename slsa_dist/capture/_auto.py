@@ -262,6 +262,8 @@ class Capture:
             name = os.fsdecode(os.fspath(path))
         elif isinstance(path, (io.BytesIO, bytearray, memoryview)):
             return
+        elif _DCP_SAVING[0] and hasattr(path, "write"):
+            return  # a stream of a DCP file the digesting writer records as it writes it
         elif isinstance(getattr(path, "name", None), (str, bytes)) \
                 and os.path.isfile(os.fsdecode(path.name)):
             name = os.fsdecode(path.name)  # a file object opened on a path
@@ -408,21 +410,39 @@ def _patch_dcp(state_dict_saver: Any) -> None:
     @functools.wraps(original)
     def dcp_save(state_dict: Any, *args: Any, **kwargs: Any) -> Any:
         checkpoint_id = kwargs.get("checkpoint_id")
+        digesting = False
         try:
+            from slsa_dist.capture._dcp import DigestingFileSystemWriter
+
             if kwargs.get("storage_writer") is None and checkpoint_id is not None \
                     and not args:  # keyword-only: anything positional is the user's to fail
-                from slsa_dist.capture._dcp import DigestingFileSystemWriter
-
                 kwargs = {**kwargs, "storage_writer": DigestingFileSystemWriter(checkpoint_id)}
+            digesting = isinstance(kwargs.get("storage_writer"), DigestingFileSystemWriter)
         except Exception as exc:  # save as the user asked, unrecorded
             capture_gap(f"DCP checkpoint {checkpoint_id!r}", exc)
-        return original(state_dict, *args, **kwargs)
+        if not digesting:
+            return original(state_dict, *args, **kwargs)
+        # The writer torch.save()s each item into a stream of its file (a NoCloseWriter);
+        # those files are recorded by the writer, not as saves of their own.
+        with _DCP_LOCK:
+            _DCP_SAVING[0] += 1
+        try:
+            return original(state_dict, *args, **kwargs)
+        finally:
+            with _DCP_LOCK:
+                _DCP_SAVING[0] -= 1
 
     dcp_save.__slsa_dist_original__ = original  # type: ignore[attr-defined]
     state_dict_saver.save = dcp_save
     package = sys.modules.get("torch.distributed.checkpoint")
     if package is not None and getattr(package, "save", None) is original:
         package.save = dcp_save  # type: ignore[attr-defined]
+
+
+# dcp.save calls with the digesting writer in progress in this process (its writer threads
+# torch.save into streams of the files it digests)
+_DCP_SAVING = [0]
+_DCP_LOCK = threading.Lock()
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
