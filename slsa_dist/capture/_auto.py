@@ -194,8 +194,7 @@ class Capture:
         if not os.path.exists(path):  # the event comes before the open: this one fails
             return  # (a path hook's pseudo-entry, a probe for an optional file)
         path = _model_directory(path) or path
-        if path in self._written or path in self._written_dirs \
-                or _under(path, tuple(self.runtime.recorded_roots)):
+        if self._own_output(path):
             return  # written by this process (then read back): an output, not an input
         if path in self._queued:
             return
@@ -207,6 +206,14 @@ class Capture:
                                             name="slsa-capture-inputs")
             self._thread.start()
         self._queue.put(path)
+
+    def _own_output(self, path: str) -> bool:
+        """This process wrote ``path`` (saved it, opened it for writing, or recorded it
+        as an artifact) or wrote into it (a model folder): reading it back is no input."""
+        if path in self._saved or path in self._written or path in self._written_dirs:
+            return True
+        recorded = tuple(getattr(self.runtime, "recorded_roots", ()))
+        return bool(recorded) and _under(path, recorded)
 
     def _digest_inputs(self) -> None:
         while True:
@@ -231,7 +238,8 @@ class Capture:
 
     def _digest_input(self, path: str) -> None:
         st = os.stat(path)
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) or path in self._saved:
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) \
+                or self._own_output(path):  # written since it was queued
             return
         version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if version in self._digested:
@@ -255,8 +263,9 @@ class Capture:
         (``BytesIO``) is no file and left out; any other target is a capture gap."""
         if isinstance(path, (str, bytes, os.PathLike)):
             name = os.fsdecode(os.fspath(path))
-        elif isinstance(path, (io.BytesIO, bytearray, memoryview)) or _in_dcp():
-            return
+        elif isinstance(path, (io.BytesIO, bytearray, memoryview)) \
+                or (_in_dcp() and hasattr(path, "write")):
+            return  # in memory, or a stream of a DCP file the digesting writer records
         elif isinstance(getattr(path, "name", None), (str, bytes)) \
                 and os.path.isfile(os.fsdecode(path.name)):
             name = os.fsdecode(path.name)  # a file object opened on a path
@@ -441,13 +450,14 @@ def _patch_torch() -> None:
     _after_import("torch.distributed.checkpoint.state_dict_saver", _patch_dcp)
 
 
-# Inside dcp.save on this thread: its writer records the files it writes.
-_IN_DCP = threading.local()
+# dcp.save calls in progress in this process (its writer may torch.save from threads of
+# its own): streams saved into meanwhile are its files, which the writer records.
+_DCP_SAVING = [0]
+_DCP_LOCK = threading.Lock()
 
 
 def _in_dcp() -> bool:
-    depth: int = getattr(_IN_DCP, "depth", 0)
-    return depth > 0
+    return _DCP_SAVING[0] > 0
 
 
 def _patch_dcp(state_dict_saver: Any) -> None:
@@ -474,13 +484,16 @@ def _patch_dcp(state_dict_saver: Any) -> None:
                             "files are not digested (use DigestingFileSystemWriter)")
         except Exception as exc:  # save as the user asked, unrecorded
             capture_gap(f"DCP checkpoint {checkpoint_id!r}", exc)
-        # DCP serializes each item with torch.save into its writer's stream: the writer
-        # records the files, so those saves are not outputs of their own (nor gaps).
-        _IN_DCP.depth = getattr(_IN_DCP, "depth", 0) + 1
+        # DCP serializes each item with torch.save into a stream of its writer's file, on
+        # this thread or the writer's own: the writer records the files, so those saves
+        # are not outputs of their own (nor gaps).
+        with _DCP_LOCK:
+            _DCP_SAVING[0] += 1
         try:
             return original(state_dict, *args, **kwargs)
         finally:
-            _IN_DCP.depth -= 1
+            with _DCP_LOCK:
+                _DCP_SAVING[0] -= 1
 
     dcp_save.__slsa_dist_original__ = original  # type: ignore[attr-defined]
     state_dict_saver.save = dcp_save

@@ -552,11 +552,19 @@ def digest_path(
             cache.put(entry.stat, algorithm, start, end, digest)
         return _resource(entry, digest, algorithm, start, end, is_shard=is_shard)
 
-    if len(jobs) <= 1 or workers == 1:
+    resources: list[Resource] | None = None
+    if len(jobs) > 1 and workers > 1:
+        try:
+            with concurrent.futures.ThreadPoolExecutor(
+                    max_workers=min(workers, len(jobs))) as pool:
+                resources = list(pool.map(run, jobs))
+        except RuntimeError as exc:
+            # At interpreter exit (an atexit hook recording what a rank saved) no thread
+            # pool takes work any more: hash in this thread instead.
+            if "shutdown" not in str(exc):
+                raise
+    if resources is None:
         resources = [run(job) for job in jobs]
-    else:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            resources = list(pool.map(run, jobs))
     if cache is not None:
         cache.commit()
     name = root.name or root.resolve().name

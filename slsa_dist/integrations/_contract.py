@@ -23,7 +23,9 @@ Settings come from arguments or, as launchers pass them, from the environment:
 =====================  ==============================================
 ``SLSA_COORDINATOR``   coordinator ``host:port`` (required)
 ``SLSA_JOB_ID``        job id (default: ``TORCHELASTIC_RUN_ID``)
-``RANK``/``WORLD_SIZE``  torchrun's; ``SLSA_RANK``/``SLSA_WORLD_SIZE`` win
+``RANK``/``WORLD_SIZE``  torchrun's; ``SLSA_RANK``/``SLSA_WORLD_SIZE`` win; without
+                       ``RANK``, Lightning's own launcher's ``NODE_RANK`` and
+                       ``LOCAL_RANK`` (with ``LOCAL_WORLD_SIZE`` beyond node 0)
 ``SLSA_ATTEMPT``       attempt (default: ``TORCHELASTIC_RESTART_COUNT``)
 ``SLSA_NODE_ID``       node id (default: the host name)
 ``SLSA_SPOOL_DIR``     where unacknowledged events are kept
@@ -87,6 +89,31 @@ def remote_uri(remote: str, where: Path) -> str:
     if not local.is_absolute():
         local = where / local
     return local.resolve().as_uri()
+
+
+def _env_rank() -> int:
+    """This process's global rank from the environment its launcher set: ``SLSA_RANK``,
+    torchrun's ``RANK``, or, from launchers that set only node and local ranks
+    (Lightning's own), ``NODE_RANK * LOCAL_WORLD_SIZE + LOCAL_RANK``. Never 0 by
+    default where a local rank says otherwise: two processes must not both be rank 0.
+
+    Raises:
+        InputError: a local rank on a node past the first, with no local world size.
+    """
+    rank = _env_int(("SLSA_RANK", "RANK"))
+    if rank is not None:
+        return rank
+    local = _env_int(("LOCAL_RANK",))
+    if local is None:
+        return 0
+    node = _env_int(("NODE_RANK", "GROUP_RANK"), 0) or 0
+    if node == 0:
+        return local
+    per_node = _env_int(("LOCAL_WORLD_SIZE",))
+    if per_node is None:
+        raise InputError(f"rank: expected RANK or SLSA_RANK (or LOCAL_WORLD_SIZE) for local "
+                         f"rank {local} on node {node}, found neither")
+    return node * per_node + local
 
 
 def _code_dependency(script: Path | None) -> dict[str, Any] | None:
@@ -153,7 +180,7 @@ def init(
         if not job:
             raise InputError("job id: expected init(job_id=...), SLSA_JOB_ID or "
                              "TORCHELASTIC_RUN_ID, found none")
-        the_rank = rank if rank is not None else _env_int(("SLSA_RANK", "RANK"), 0)
+        the_rank = rank if rank is not None else _env_rank()
         world = world_size if world_size is not None else _env_int(
             ("SLSA_WORLD_SIZE", "WORLD_SIZE"), 1)
         the_attempt = attempt if attempt is not None else _env_int(

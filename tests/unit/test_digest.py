@@ -199,3 +199,20 @@ def test_a_manifest_difference_is_summarized_with_a_count_of_the_rest(tmp_path: 
     single = digest_path(model / "extra.bin")
     assert single.subject_digests == {single.identity, single.root_digest}
     assert single.identity == hashlib.sha256(b"x").hexdigest()
+
+
+def test_a_folder_digests_at_interpreter_exit(tmp_path: Path) -> None:
+    """An atexit hook (the rank recording what it saved, under a callback that finishes
+    at exit) got "cannot schedule new futures after interpreter shutdown"; the same
+    manifest is computed in the calling thread then."""
+    import subprocess
+    import sys
+
+    for i in range(4):
+        (tmp_path / f"f{i}").write_bytes(bytes([i]) * 1000)
+    expected = digest_path(tmp_path).identity
+    code = ("import atexit, sys; from slsa_dist.digest import digest_path; "
+            "atexit.register(lambda: print(digest_path(sys.argv[1]).identity))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.stdout.strip() == expected, done.stderr[-2000:]

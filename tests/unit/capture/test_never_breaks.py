@@ -520,9 +520,10 @@ class Raising:
 
 def test_the_hf_callback_never_raises(agent: FakeAgent, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from slsa_dist.integrations import _hf as hf
+    from slsa_dist import hf
+    from slsa_dist.integrations import _hf
 
-    monkeypatch.setattr(hf, "install", lambda runtime: None)
+    monkeypatch.setattr(_hf, "install", lambda runtime: None)
     callback = hf.SlsaTrainerCallback()
     state = SimpleNamespace(is_world_process_zero=True, global_step=4)
     assert callback.on_train_begin(Raising(), state, None, train_dataloader=Raising()) is None
@@ -544,16 +545,19 @@ def test_the_hf_callback_never_raises(agent: FakeAgent, tmp_path: Path,
 
 def test_the_lightning_callback_never_raises(agent: FakeAgent, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from slsa_dist.integrations import _lightning as lightning
+    from slsa_dist import lightning
+    from slsa_dist.integrations import _lightning
 
-    monkeypatch.setattr(lightning, "install", lambda runtime: None)
+    monkeypatch.setattr(_lightning, "install", lambda runtime: None)
     callback = lightning.SlsaCallback()
     assert callback.on_fit_start(Raising(), Raising()) is None
     assert callback.on_train_start(Raising(), Raising()) is None
     assert callback.on_fit_end(SimpleNamespace(is_global_zero=True, callbacks=Raising()),
                                None) is None
     whats = [g[0] for g in agent.gaps]
-    assert len(whats) == 3, whats
+    # Lightning's rank (a hostile trainer has none), parameters, loaders, checkpoints
+    assert len(whats) == 4, whats
+    assert whats[0] == "rank identity (SlsaCallback)", whats
 
 
 def test_dcp_s_own_stream_saves_are_no_gap_and_a_foreign_dcp_writer_is_one(

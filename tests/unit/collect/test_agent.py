@@ -124,7 +124,7 @@ def test_floats_become_strings_before_they_leave_the_process() -> None:
 def test_unknown_role_is_refused(tmp_path: Path) -> None:
     agent = Agent(coordinator="127.0.0.1:1", job_id="j", spool_dir=tmp_path,
                   identity=RankIdentity(rank=0, world_size=1, node_id="n"))
-    with pytest.raises(InputError, match=r"role: expected one of \['checkpoint', 'final', 'output'\]"):
+    with pytest.raises(InputError, match=r"role: expected one of \['auxiliary', 'checkpoint', 'final', 'output'\]"):
         agent.record_file("a", "p", {"sha256": sha("p")}, role="weights")
 
 
