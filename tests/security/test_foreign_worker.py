@@ -49,7 +49,7 @@ def test_a_foreign_worker_registered_first_is_caught_when_the_launcher_lists_the
     node_b.report(launched(0, [1], "SUCCEEDED", r1=0))
     node_a.report(launched(0, [0], "SUCCEEDED", r0=0))
     signer = Signer.generate()
-    checks, _ = check_bundle(signed(cluster, tmp_path, signer), keys=[signer.public()])
+    checks = check_bundle(signed(cluster, tmp_path, signer), keys=[signer.public()]).checks
     (completeness,) = [c for c in checks if c.name == "completeness"]
     assert not completeness.ok
     assert "rank 1 attempt 0: registered as node 'node-a', launched by node(s) node-b" in \
@@ -71,7 +71,8 @@ def test_a_rank_under_a_node_that_lists_it_later_not_is_not_counted(tmp_path: Pa
     cluster.rank(1, node="node-m").report(done())
     node_m.report(launched(0, [1], "SUCCEEDED", r1=0))
     signer = Signer.generate()
-    checks, provenance = check_bundle(signed(cluster, tmp_path, signer), keys=[signer.public()])
+    result = check_bundle(signed(cluster, tmp_path, signer), keys=[signer.public()])
+    checks, provenance = result.checks, result.provenance
     assert provenance is not None
     (completeness,) = [c for c in checks if c.name == "completeness"]
     assert not completeness.ok
