@@ -2,10 +2,11 @@
 
 Every claim a bundle can carry has exactly one principal allowed to make it
 (docs/threat-model.md, "Who may claim what"). The table below says which, and
-what the claim must agree with; the ingest layer (``collect._merge``) calls the
+what the claim must agree with; the ingest layer (``collect._ingest``) calls the
 functions here before it changes any state, whatever order messages arrive in,
-and the judgment at finalization checks the agreements again with everything
-in hand, so a claim accepted before its contradiction arrived is caught then.
+and the judgment at finalization (``collect._assemble``) checks the agreements
+again with everything in hand, so a claim accepted before its contradiction
+arrived is caught then.
 
 A principal is what the coordinator observes, never a field a sender fills in:
 the URI SAN of the peer's certificate (ADR 0004), the node a relay call
