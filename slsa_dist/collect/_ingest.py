@@ -166,6 +166,9 @@ class Ingest:
         self._verify_evidence = evidence_verifier
         self._seen_digests = _Seen()
         self._seen_samplers = _Seen(4_096)
+        # Ranks each attempt record of the batch being checked listed (attempt -> ranks):
+        # a later record of the same batch may name their exit codes.
+        self._batch_listed: dict[int, set[int]] = {}
 
     def check_open(self, job_id: str) -> None:
         state = self.state
@@ -327,6 +330,7 @@ class Ingest:
     def _events(self, sender: Sender, events: Sequence[pb.Event]) -> tuple[Event, ...]:
         """Check every event first; return the typed events, so JSON is read once."""
         typed: list[Event] = []
+        self._batch_listed = {}
         completed = sender.completed is not None
         from_rank = sender.rank is not None
         for index, event in enumerate(events):
@@ -493,6 +497,11 @@ class Ingest:
         if beyond:
             raise reject("OUT_OF_RANGE", f"{where}: expected ranks 0..{self.state.world_size - 1}"
                          f" launched, found {beyond[:8]}")
+        listed = self._batch_listed.setdefault(attempt.attempt, set())
+        listed.update(attempt.ranks)
+        earlier = attempts.get(attempt.attempt)
+        authority.authorize_exit_codes(sender.node, attempt.attempt, attempt.exit_codes,
+                                       {*listed, *(earlier.ranks if earlier else ())}, where)
         return AttemptReported(attempt=attempt.attempt, run_id=attempt.run_id,
                                ranks=tuple(attempt.ranks), state=attempt.state,
                                exit_codes={str(k): v for k, v in attempt.exit_codes.items()})
