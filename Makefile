@@ -64,6 +64,9 @@ proto: $(STAMP)
 clean:
 	rm -rf $(VENV) demo-out demo-cluster-out .pytest_cache .mypy_cache .ruff_cache
 
-# The extended fuzz run: 10,000 generated inputs per property (outside `make test`).
+# The extended fuzz run: 10,000 generated inputs per property, and 10,000 sequences of
+# the adversary node against a real coordinator (~35 minutes on 2 cores; outside
+# `make test`).
 fuzz: $(STAMP)
-	SLSA_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/unit/test_fuzz.py
+	SLSA_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/unit/test_fuzz.py \
+	  tests/security/test_adversary.py

@@ -69,6 +69,9 @@ def test_a_training_rank_loads_no_coordinator_signing_or_attestation_code() -> N
                           timeout=120, check=True, cwd=ROOT)
     loaded = set(done.stdout.split())
     forbidden = {m for m in loaded if m.startswith(("slsa_dist.collect._merge",
+                                                    "slsa_dist.collect._ingest",
+                                                    "slsa_dist.collect._state",
+                                                    "slsa_dist.collect._assemble",
                                                     "slsa_dist.collect._coordinator",
                                                     "slsa_dist.collect._journal",
                                                     "slsa_dist.model._ledger",

@@ -5,7 +5,8 @@ and :class:`CoordinatorThread` (a coordinator in a thread, as the Ray callback r
 one). Private modules: ``_agent`` (rank and node agents: queue, batch, spool, retry,
 never block), ``_spool``, ``_wire`` (transport rules both ends share), ``_relay`` (a
 node's relay), ``_coordinator``, ``_merge`` (the pure state machine from accepted
-events to ONE Statement), ``_journal`` (durable before acknowledged), ``_node`` (the
+events to ONE Statement: ``_ingest`` authorizes, ``_state`` applies, ``_assemble``
+builds the records and the Statement), ``_journal`` (durable before acknowledged), ``_node`` (the
 per-node agent), ``_upload``.
 """
 

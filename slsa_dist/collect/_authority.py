@@ -2,10 +2,11 @@
 
 Every claim a bundle can carry has exactly one principal allowed to make it
 (docs/threat-model.md, "Who may claim what"). The table below says which, and
-what the claim must agree with; the ingest layer (``collect._merge``) calls the
+what the claim must agree with; the ingest layer (``collect._ingest``) calls the
 functions here before it changes any state, whatever order messages arrive in,
-and the judgment at finalization checks the agreements again with everything
-in hand, so a claim accepted before its contradiction arrived is caught then.
+and the judgment at finalization (``collect._assemble``) checks the agreements
+again with everything in hand, so a claim accepted before its contradiction
+arrived is caught then.
 
 A principal is what the coordinator observes, never a field a sender fills in:
 the URI SAN of the peer's certificate (ADR 0004), the node a relay call
@@ -18,14 +19,14 @@ and budget checks, never the state's own rules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from slsa_dist.errors import SenderError
 
 __all__ = ["CLAIMS", "EVENT_CLAIMS", "OPERATOR", "REPLAY", "Claim", "Principal",
-           "authorize_event", "authorize_finalize", "authorize_node", "authorize_rank",
-           "authorize_sender"]
+           "authorize_event", "authorize_exit_codes", "authorize_finalize", "authorize_node",
+           "authorize_rank", "authorize_sender"]
 
 # Who may make a claim (the table's second column).
 RANK = "the rank's own sender"
@@ -101,7 +102,8 @@ CLAIMS: Mapping[str, Claim] = {c.name: c for c in (
           "tenant data; two ranks writing different bytes to one file is a conflict"),
     Claim("capture gaps", RANK, "tenant data"),
     Claim("exit state", RANK,
-          "the launcher's exit code for the rank: a disagreement is a conflict"),
+          "the launcher's exit code for the rank (only for ranks it listed): a "
+          "disagreement is a conflict"),
     Claim("node evidence", LAUNCHER, "a nonce the coordinator issued to that node"),
     Claim("node inventory", LAUNCHER, "reported, not proven"),
     Claim("rank inventory and annotations", RANK, "reported, not proven"),
@@ -182,6 +184,16 @@ def authorize_event(kind: str, from_rank: bool, where: str) -> None:
     if who == "any" or (who == "rank") == from_rank:
         return
     raise SenderError(f"{where}: {refusal}", code="INVALID_ARGUMENT")
+
+
+def authorize_exit_codes(node: str, attempt: int, named: Iterable[int],
+                         listed: Collection[int], where: str) -> None:
+    """A launcher reports the exit codes of the ranks it started (``listed``: in this
+    attempt record or an earlier one of its node), never of another node's ranks."""
+    foreign = sorted(set(named) - set(listed))
+    if foreign:
+        raise _denied(f"{where}: expected exit codes of the ranks node {node!r} launched in "
+                      f"attempt {attempt} ({sorted(listed)}), found rank(s) {foreign[:8]}")
 
 
 def authorize_finalize(principal: Principal) -> None:

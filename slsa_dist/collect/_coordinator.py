@@ -6,7 +6,7 @@ acknowledges it, and when the job is over merges everything into ONE SLSA
 Provenance, signs it (DSSE) and writes ``<out>/<job>.intoto.jsonl``.
 
 The servicer is a thin shell: every rule lives in
-``slsa_dist.collect._merge.JobState`` (pure, no I/O). A restarted
+``slsa_dist.collect._merge.JobState`` (pure, no I/O: ingest, state, assembly). A restarted
 coordinator replays its journal into a fresh state and carries on.
 
 Finalization happens when every rank's latest attempt completed (and every

@@ -70,7 +70,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Signer]:
         assert server.coordinator is not None
         # Sealed rank records were kept in a file beside the journal, not in memory...
         assert all(r.sealed is not None and not isinstance(r.sealed, bytes)
-                   for r in server.coordinator.state._ranks.values())
+                   for r in server.coordinator.state._state.ranks.values())
     # ... and the file goes with the coordinator.
     assert not list((tmp / "out").glob("*.records"))
     public = tmp / "signing.pub"

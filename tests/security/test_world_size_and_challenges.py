@@ -47,4 +47,4 @@ def test_challenges_per_node_are_bounded() -> None:
     with pytest.raises(SenderError, match="challenge: expected at most 4 per node") as refused:
         cluster.challenge("node-0")
     assert refused.value.code == "RESOURCE_EXHAUSTED"
-    assert len(cluster.state._nodes["node-0"].nonces) == 4
+    assert len(cluster.state._state.nodes["node-0"].nonces) == 4

@@ -150,7 +150,7 @@ def test_a_completed_rank_reopened_by_a_new_attempt_keeps_everything_it_recorded
                  pb.Event(inventory=pb.Inventory(json='{"gpu":"none"}')),
                  pb.Event(annotation=pb.Annotation(key="lr", value_json='"3e-4"')),
                  done(exit_code=1))
-    rank = cluster.state._ranks[0]
+    rank = cluster.state._state.ranks[0]
     assert rank.sealed is not None
     assert not rank.shards  # written, details let go of
     cluster.rank(0, attempt=1, pid=200).report(*_reads("a", ["i3"], [1]),
@@ -180,13 +180,13 @@ def test_a_sealed_record_round_trips_through_the_details_it_restores() -> None:
                            written("ckpt", "__0_0.distcp"),
                            pb.Event(annotation=pb.Annotation(key="k", value_json="[1,2]")),
                            done())
-    rank = cluster.state._ranks[0]
+    rank = cluster.state._state.ranks[0]
     assert rank.sealed is not None
-    sealed = cluster.state._records.get(rank.sealed)
-    cluster.state._unseal(rank)
+    sealed = cluster.state._state.records.get(rank.sealed)
+    cluster.state._state.unseal(rank)
     assert rank.sealed is None
     assert set(rank.shards) == {sha("a"), sha("b")}
-    assert orjson.dumps(cluster.state._rank_record(rank, True, refs=True),
+    assert orjson.dumps(cluster.state._state.rank_record(rank, True, refs=True),
                         option=orjson.OPT_SORT_KEYS) == sealed
 
 
@@ -222,7 +222,7 @@ def test_a_file_another_rank_overwrote_keeps_its_own_digest_in_its_record(
     path, so rank 0's record names the digest it reported."""
     cluster = Cluster(world_size=2)
     cluster.rank(0).report(written("ckpt", "shared.bin"), written("ckpt", "own-0.bin"), done())
-    assert cluster.state._ranks[0].sealed is not None
+    assert cluster.state._state.ranks[0].sealed is not None
     other = pb.Event(file=pb.FileWritten(artifact="ckpt", path="shared.bin",
                                          digest={"sha256": sha("other")}, size=1,
                                          role=pb.CHECKPOINT))
