@@ -104,13 +104,17 @@ def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
             return (f"verified, but signed by AK {ak}, trusted for node(s) "
                     f"{', '.join(vouches)}, not for {node_id}")
         return f"verified, but signed by AK {ak or '(none recorded)'}, not a trusted AK"
-    # With EK roots a TPM quote counts only when its AK was activated by an EK certified
-    # up to one of them (its verdict then names the root). Without them or a trusted AK
-    # list a TPM quote counts by its AK signature alone, as before (docs/attestation.md);
-    # every other kind counts only when verified up to a pinned vendor root.
-    if not verdict.root and kind == "tpm" and ek_roots:
-        return "verified, but not up to any of the EK roots given"
-    if not verdict.root and kind != "tpm":
+    # A TPM quote counts when its AK was activated by an EK certified up to one of the
+    # EK roots given (its verdict then names the root), or with a trusted AK list, by the
+    # AK enrolled for the node (above). An AK signature alone proves only that some key
+    # signed: anyone can make one, so it counts for nothing (docs/attestation.md). Every
+    # other kind counts only when verified up to a pinned vendor root.
+    if not verdict.root and kind == "tpm":
+        return ("verified, but not up to any of the EK roots given" if ek_roots else
+                "its quote is signed by an AK no root vouches for: give the EK roots its "
+                "TPM's EK certificate chains to (--ek-roots) or the AKs enrolled per node "
+                "(--trusted-aks)")
+    if not verdict.root:
         return "verified, but not up to a pinned vendor root"
     return None
 

@@ -52,8 +52,11 @@ def test_verified_tpm_evidence_satisfies_the_policy(tmp_path: Path,
         bundle, public = run_job(tmp_path, with_tpm=True)
     code = cli_main(["verify", str(bundle), "--key", str(public), "--require-attestation", "tpm"])
     out = capsys.readouterr().out
-    assert code == 0, out
-    assert "PASS  attestation tpm: verified tpm evidence from all 1 node(s)" in out
+    # a genuine quote, but by an AK no EK root or enrolled list vouches for: it counts for
+    # nothing (enrolled AKs and EK roots: the tests below)
+    assert code == 1, out
+    assert "FAIL  attestation tpm: expected verified tpm evidence from every node, found " \
+           "none for: node-a (tpm: its quote is signed by an AK no root vouches for" in out
 
 
 @pytest.mark.tpm
@@ -84,7 +87,7 @@ def test_only_quotes_by_a_trusted_ak_count_when_a_list_is_given(
     assert "FAIL  attestation tpm (trusted AKs): expected verified tpm evidence from every " \
            "node, found none for: node-a (tpm: verified, but signed by AK sha256:" in out
     assert "not a trusted AK)" in out
-    assert verify(throwaway)[0] == 0  # without a list any well-formed quote passes
+    assert verify(throwaway)[0] == 1  # without a list or EK roots no quote counts
     other = tmp_path / "other-aks.txt"
     other.write_text("sha256:" + "0" * 64 + " someone-else\n")
     assert verify(enrolled, "--trusted-aks", str(other))[0] == 1
@@ -142,9 +145,9 @@ def test_every_node_a_rank_ran_on_must_prove_itself_and_only_those(
     code = cli_main(["verify", str(bundle), "--key", str(public), "--require-attestation", "tpm"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "FAIL  attestation tpm: expected verified tpm evidence from every node, found none " \
-           "for: node-b (ran ranks, but no node agent reported for it)" in out
-    assert "controller" not in out.split("attestation tpm:")[1].splitlines()[0]
+    line = out.split("FAIL  attestation tpm:")[1].splitlines()[0]
+    assert "node-b (ran ranks, but no node agent reported for it)" in line
+    assert "controller" not in line
 
 
 def test_a_node_without_evidence_fails_the_policy_naming_it(tmp_path: Path,
@@ -247,4 +250,4 @@ def test_an_ak_activated_by_a_certified_ek_counts_through_the_ek_chain_alone(
     assert code == 1
     assert "node-a (tpm: failed (activation): EK roots given, but no credential challenge " \
            "was recorded" in out
-    assert verify(bundle, public)[0] == 0  # without roots: as before, the quote alone
+    assert verify(bundle, public)[0] == 1  # without roots (or trusted AKs): no quote counts

@@ -64,9 +64,21 @@ def quote() -> Iterator[bytes]:
 
 @pytest.mark.tpm
 def test_a_genuine_quote_is_reappraised_and_counts(quote: bytes) -> None:
-    check = require_attestation(_job(_record(quote)), "tpm")
+    ak = tpm.verify(quote, NONCE, "job-1", "node-0").claims["akSha256"]
+    check = require_attestation(_job(_record(quote)), "tpm",
+                                trusted_aks=frozenset({(str(ak), "node-0")}))
     assert check.ok, check.detail
     assert "re-appraised from the raw evidence" in check.detail
+
+
+@pytest.mark.tpm
+def test_a_quote_by_an_ak_no_root_vouches_for_does_not_count(quote: bytes) -> None:
+    """#26: with neither EK roots nor trusted AKs, any well-formed quote passed: its AK
+    signature proves only that some key signed, and anyone can make a key."""
+    check = require_attestation(_job(_record(quote)), "tpm")
+    assert not check.ok
+    assert "its quote is signed by an AK no root vouches for" in check.detail
+    assert "--ek-roots" in check.detail
 
 
 @pytest.mark.tpm
