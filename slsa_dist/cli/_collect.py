@@ -83,23 +83,13 @@ def _coordinator(args: argparse.Namespace) -> int:
 
 
 def _finalize(args: argparse.Namespace) -> int:
-    import grpc
+    from slsa_dist.collect._operator import request_finalize
 
-    from slsa_dist._pb.v1 import collector_pb2 as pb
-    from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
-    from slsa_dist.collect._wire import open_channel
-    from slsa_dist.errors import TransportError
-
-    with open_channel(args.coordinator, tls_dir=args.tls) as channel:
-        stub = pb_grpc.CollectorStub(channel)
-        try:
-            reply = stub.Finalize(pb.FinalizeRequest(job_id=args.job_id, reason="request"),
-                                  timeout=args.timeout)
-        except grpc.RpcError as exc:
-            raise TransportError(f"finalize: {exc.code().name}: {exc.details()}") from None
-    say(f"{reply.bundle_path} complete={str(reply.complete).lower()} "
-        f"missing_ranks={list(reply.missing_ranks)}")
-    return EXIT_OK if reply.complete else EXIT_FAILED
+    done = request_finalize(args.coordinator, args.job_id, tls_dir=args.tls,
+                            timeout=args.timeout)
+    say(f"{done.bundle} complete={str(done.complete).lower()} "
+        f"missing_ranks={list(done.missing_ranks)}")
+    return EXIT_OK if done.complete else EXIT_FAILED
 
 
 def _upload_spool(args: argparse.Namespace) -> int:
