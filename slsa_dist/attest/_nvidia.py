@@ -34,8 +34,8 @@ from slsa_dist.attest._binding import report_data
 from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict, Failure
 from slsa_dist.errors import InputError
 
-__all__ = ["FORMAT", "SPDM_FORMAT", "NvidiaAttester", "available", "collect", "verify",
-           "verify_report"]
+__all__ = ["FORMAT", "SPDM_FORMAT", "NvidiaAttester", "available", "collect", "measurements",
+           "verify", "verify_report"]
 
 FORMAT = "nvidia-cc/v1"
 SPDM_FORMAT = "nvidia-spdm/v1"
@@ -88,8 +88,12 @@ def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, no
                 "and response) by the GPU attestation key", f"its certificate chain up to "
                 f"{label}"]
     request_nonce = report[4:36]
-    claims = {"requestNonce": request_nonce.hex(),
-              "leaf": certs[0].subject.rfc4514_string()}
+    claims: dict[str, object] = {"requestNonce": request_nonce.hex(),
+                                 "leaf": certs[0].subject.rfc4514_string()}
+    try:
+        claims["measurements"] = measurements(report)
+    except InputError as exc:
+        return fail("malformed", f"SPDM measurement record: {exc}")
     if appraisal.check_binding:
         expected = report_data(nonce, job_id, node_id)
         if request_nonce != expected:
@@ -101,6 +105,34 @@ def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, no
         not_verified.append("the nonce, job and node binding (no nonce given)")
     return EvidenceVerdict(status="verified", verified=verified, not_verified=not_verified,
                            root=label, as_of=at.isoformat(), claims=claims)
+
+
+def measurements(report: bytes) -> dict[str, str]:
+    """The measurement blocks of a signed SPDM GET_MEASUREMENTS response (DMTF DSP0274
+    1.1, 10.11): index -> the measurement value (hex). Raises :class:`InputError`."""
+    response = report[_REQUEST:]
+    if len(response) < 8:
+        raise InputError("expected a measurements response header")
+    length = int.from_bytes(response[5:8], "little")
+    record = response[8:8 + length]
+    if len(record) != length:
+        raise InputError(f"expected {length} bytes of measurement blocks, found {len(record)}")
+    found, offset = {}, 0
+    while offset < length:
+        if offset + 7 > length:
+            raise InputError(f"measurement block at {offset}: truncated")
+        index = record[offset]
+        size = int.from_bytes(record[offset + 2:offset + 4], "little")
+        block = record[offset + 4:offset + 4 + size]
+        value_size = int.from_bytes(block[1:3], "little") if len(block) >= 3 else -1
+        if len(block) != size or value_size != size - 3:
+            raise InputError(f"measurement block {index}: expected {size} bytes holding a "
+                             f"DMTF measurement of {size - 3}, found {len(block)}")
+        found[str(index)] = block[3:].hex()
+        offset += 4 + size
+    if len(found) != response[4]:
+        raise InputError(f"expected {response[4]} measurement blocks, found {len(found)}")
+    return found
 
 
 def _verify_spdm(evidence: dict[str, object], nonce: bytes, job_id: str, node_id: str,

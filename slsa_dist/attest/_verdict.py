@@ -28,11 +28,14 @@ Status = Literal["verified", "structure-only", "failed", "unverified", "unavaila
 # evidence, signed up to the vendor's root, that answers another job, node or nonce (a
 # replay, or a vector made for someone else) is not a forgery, and is said so.
 # "activation": a TPM quote whose AK was not shown to live in the TPM of the certified
-# EK (the credential challenge was not answered, or answered wrongly).
+# EK (the credential challenge was not answered, or answered wrongly). "reference values":
+# evidence verified up to its root whose measured registers are not the values the
+# verifier's reference values accept (or that lacks a register they name).
 Failure = Literal["", "malformed", "signature", "certificate chain", "collateral",
-                  "tcb", "binding mismatch", "kind", "activation"]
+                  "tcb", "binding mismatch", "kind", "activation", "reference values"]
 FAILURES: tuple[str, ...] = ("malformed", "signature", "certificate chain", "collateral",
-                             "tcb", "binding mismatch", "kind", "activation")
+                             "tcb", "binding mismatch", "kind", "activation",
+                             "reference values")
 
 
 @dataclass(frozen=True)

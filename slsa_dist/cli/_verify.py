@@ -29,21 +29,44 @@ def _verify_bundle(args: argparse.Namespace) -> int:
     if args.bundle is None or not args.key:
         raise InputError("verify: expected BUNDLE and --key (or `verify chain ARTIFACT --store "
                          "DIR --policy FILE`), found neither")
+    kinds = _attestation_kinds(args)
     trusted_aks = None
     if args.trusted_aks is not None:
         from slsa_dist.attest._tpm import load_trusted_aks
 
-        if args.require_attestation != "tpm":
+        if "tpm" not in kinds:
             raise InputError("--trusted-aks: expected it with --require-attestation tpm, found "
                              f"{args.require_attestation or 'no attestation requirement'}")
         trusted_aks = load_trusted_aks(args.trusted_aks)
-    if args.ek_roots and args.require_attestation not in ("tpm", "any"):
+    if args.ek_roots and not {"tpm", "any"} & set(kinds):
         raise InputError("--ek-roots: expected it with --require-attestation tpm or any, found "
                          f"{args.require_attestation or 'no attestation requirement'}")
     keys = [load_verifier(path) for path in args.key]
     if str(args.bundle).startswith("oci://"):
         return _verify_oci(args, keys, trusted_aks)
     return _report(args, *_check(args, args.bundle, keys, args.artifact, trusted_aks))
+
+
+def _reference_values(args: argparse.Namespace) -> Any:
+    """The --reference-values file, read and checked once (None without the flag)."""
+    if getattr(args, "reference_values", None) is None:
+        return None
+    from slsa_dist.attest._reference import ReferenceValues
+
+    if not isinstance(args.reference_values, ReferenceValues):
+        args.reference_values = ReferenceValues.load(args.reference_values)
+    return args.reference_values
+
+
+def _attestation_kinds(args: argparse.Namespace) -> list[str]:
+    """The attestation requirements the flags make: --require-attestation's kind, and each
+    kind --reference-values names (required of every node too), except that with
+    --require-attestation any a node meets them with any one kind the file names."""
+    kind = args.require_attestation
+    reference = _reference_values(args)
+    if reference is None or kind == "any":
+        return [kind] if kind else []
+    return list(dict.fromkeys([*([kind] if kind else []), *reference.kinds]))
 
 
 def _read_ek_roots(paths: list[Path]) -> tuple[bytes, ...]:
@@ -107,11 +130,14 @@ def _check(args: argparse.Namespace, bundle: Any, keys: list[Verifier], artifact
         wanted.append(policy.Rank(args.rank))
     if args.require_outputs:
         wanted.append(policy.Outputs())
-    if args.require_attestation is not None:
+    reference = _reference_values(args)
+    for kind in _attestation_kinds(args):
+        named = reference is not None and (kind == "any" or kind in reference.kinds)
         wanted.append(policy.Attestation(
-            args.require_attestation, trusted_aks=trusted_aks,
+            kind, trusted_aks=trusted_aks if kind == "tpm" else None,
             ek_roots=_read_ek_roots(args.ek_roots),
-            tcb_statuses=frozenset(args.tcb_status) if args.tcb_status else None))
+            tcb_statuses=frozenset(args.tcb_status) if args.tcb_status else None,
+            reference_values=reference if named else None))
     summary = policy.VsaSummary(verifier_id=args.verifier_id, resource_uri=args.resource_uri,
                                 verified_level=args.verified_level)
     result = check_bundle(bundle, keys=keys, policy=policy.ByKind(
@@ -120,6 +146,7 @@ def _check(args: argparse.Namespace, bundle: Any, keys: list[Verifier], artifact
              "--require-attestation": args.require_attestation,
              "--trusted-aks": args.trusted_aks, "--tcb-status": args.tcb_status,
              "--ek-roots": args.ek_roots or None,
+             "--reference-values": getattr(args, "reference_values", None),
              "--rank": args.rank}
     vsa_flags = {"--verifier-id": args.verifier_id, "--resource-uri": args.resource_uri,
                  "--verified-level": args.verified_level}
@@ -243,6 +270,11 @@ def register(sub: Subparsers) -> None:
                         help="with --require-attestation: accept evidence with a vendor TCB "
                              "status (TDX) only if it is one of these (repeatable; e.g. "
                              "UpToDate); default: any status but Revoked")
+    verify.add_argument("--reference-values", type=Path, metavar="FILE",
+                        help="expected register values (JSON or YAML: TPM PCRs, TDX MRTD and "
+                             "RTMRs, SNP measurement and policy, GPU measurements; "
+                             "docs/attestation.md): every node's verified evidence of each "
+                             "kind the file names must hold them")
     verify.add_argument("--rank", type=int, metavar="N",
                         help="check rank N's record (by an inclusion proof when the records "
                              "are in a ledger, which is then not read in full)")
@@ -289,6 +321,9 @@ def register(sub: Subparsers) -> None:
     one.add_argument("--challenge", type=Path, metavar="FILE",
                      help="TPM: the coordinator's credential challenge record (JSON, the "
                           "node record's tpmChallenge) the evidence answers")
+    one.add_argument("--reference-values", type=Path, metavar="FILE",
+                     help="expected register values (JSON or YAML, docs/attestation.md): "
+                          "verified evidence that does not hold them fails")
     one.add_argument("--json", action="store_true", help="machine-readable output")
     one.set_defaults(handler=_attest_verify)
 
@@ -333,8 +368,16 @@ def _attest_verify(args: argparse.Namespace) -> int:
     appraisal = Appraisal(at=at, collateral={kind: collateral} if collateral else {},
                           check_binding=bool(args.nonce), challenge=challenge,
                           ek_roots=_read_ek_roots(args.ek_roots))
+    reference = _reference_values(args)
+    if reference is not None and kind not in reference.kinds:
+        raise InputError(f"--reference-values: expected registers of {kind}, found only "
+                         f"{', '.join(reference.kinds)}")
     verdict = verify_evidence(kind, blob, nonce, args.job or "", args.node or "",
                               appraisal=appraisal)
+    if reference is not None:
+        from slsa_dist.attest._reference import appraise
+
+        verdict = appraise(verdict, kind, reference)
     if args.json:
         print(json.dumps(verdict.to_json(), indent=2, sort_keys=True))
     else:

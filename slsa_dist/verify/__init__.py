@@ -5,14 +5,14 @@ policy; returns the :class:`Result` or raises :class:`VerificationFailed`),
 :func:`check_bundle` (the same :class:`Result`, passed or not), :class:`Check`; the
 policy: :class:`Requirement` (a protocol over :class:`Evidence`), :class:`AllOf`,
 :class:`AnyOf`, :class:`ByKind`, :class:`BuilderId`, :class:`Artifacts`,
-:class:`Complete`, :class:`Outputs`, :class:`Rank`, :class:`Attestation`,
-:class:`VsaSummary`. A requirement that cannot be checked fails; an empty policy
-passes nothing. Private modules: ``_bundle`` (the signature, the record ledger),
-``_policy`` (the requirements), ``_result``, ``_artifact`` (files on disk against
-signed file lists), ``_attestation`` (evidence re-appraised per node), ``_chain``
-(from a model back through its inputs' provenance, under a chain policy), ``_store``
-(an attestation store indexed by subject digest), ``_vsa`` (a signed Verification
-Summary Attestation), ``_oci`` (registries).
+:class:`Complete`, :class:`Outputs`, :class:`Rank`, :class:`Attestation` (with
+:class:`ReferenceValues`), :class:`VsaSummary`. A requirement that cannot be checked
+fails; an empty policy passes nothing. Private modules: ``_bundle`` (the signature,
+the record ledger), ``_policy`` (the requirements), ``_result``, ``_artifact``
+(files on disk against signed file lists), ``_attestation`` (evidence re-appraised
+per node), ``_chain`` (from a model back through its inputs' provenance, under a chain
+policy), ``_store`` (an attestation store indexed by subject digest), ``_vsa`` (a
+signed Verification Summary Attestation), ``_oci`` (registries).
 
 Example::
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         Complete,
         Outputs,
         Rank,
+        ReferenceValues,
         Requirement,
         VsaSummary,
     )
@@ -51,8 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = ["VERIFIER_ID", "VSA_PREDICATE_TYPE", "AllOf", "AnyOf", "Artifacts", "Attestation",
            "BuilderId", "ByKind", "Check", "Complete", "Evidence", "Outputs", "Rank",
-           "Requirement", "Result", "VerificationFailed", "VsaSummary", "check_bundle",
-           "verify_bundle"]
+           "ReferenceValues", "Requirement", "Result", "VerificationFailed", "VsaSummary",
+           "check_bundle", "verify_bundle"]
 
 __getattr__ = exports(__name__, {
     "AllOf": "_policy",
@@ -66,6 +67,7 @@ __getattr__ = exports(__name__, {
     "Evidence": "_result",
     "Outputs": "_policy",
     "Rank": "_policy",
+    "ReferenceValues": "_policy",
     "Requirement": "_policy",
     "Result": "_result",
     "VERIFIER_ID": "_vsa",

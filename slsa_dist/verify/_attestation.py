@@ -24,6 +24,8 @@ import json
 from collections.abc import Callable, Collection
 from dataclasses import replace
 
+from slsa_dist.attest._reference import ReferenceValues
+from slsa_dist.attest._reference import appraise as appraise_reference
 from slsa_dist.attest._registry import KINDS
 from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict
 from slsa_dist.errors import InputError
@@ -31,7 +33,8 @@ from slsa_dist.model._provenance import Provenance
 from slsa_dist.model._records import EvidenceRecord
 from slsa_dist.verify._result import Check
 
-__all__ = ["REQUIREMENTS", "Appraiser", "job_time", "reappraise", "require_attestation"]
+__all__ = ["REQUIREMENTS", "Appraiser", "check_reference_kinds", "job_time", "reappraise",
+           "require_attestation"]
 
 # What --require-attestation accepts: one evidence kind, or any kind at all.
 REQUIREMENTS = (*KINDS, "any")
@@ -119,14 +122,49 @@ def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
     return None
 
 
+def _matches(verdict: EvidenceVerdict, kind: str, reference: ReferenceValues) -> str | None:
+    """None when counted evidence holds the reference values of its kind, else why not."""
+    if kind not in reference.kinds:
+        return (f"verified, but the reference values name no {kind} register (with "
+                "reference values, only evidence of a kind they name counts)")
+    held = appraise_reference(verdict, kind, reference)
+    if held.status != "verified":
+        return f"verified up to {verdict.root or 'its trusted AK'}, but failed " \
+            f"({held.failure}): {held.reason}"
+    return None
+
+
 Appraiser = Callable[[EvidenceRecord, str, str], EvidenceVerdict]  # (record, job, node)
+
+
+def check_reference_kinds(kind: str, reference: ReferenceValues | None, *,
+                          trusted_aks: frozenset[tuple[str, str]] | None,
+                          ek_roots: tuple[bytes, ...]) -> None:
+    """Raise InputError unless ``reference`` can be held to evidence of ``kind``.
+
+    A kind-specific requirement needs reference values of its kind (any others the file
+    names are for other requirements). TPM PCR values prove something only from a quote
+    whose AK is tied to the node's TPM: reference values for ``tpm`` need ``ek_roots``
+    or ``trusted_aks`` (without either, anyone's key could have quoted any values).
+    """
+    if reference is None:
+        return
+    if kind != "any" and kind not in reference.kinds:
+        raise InputError(f"reference values: expected registers of {kind} for an attestation "
+                         f"{kind} requirement, found only {', '.join(reference.kinds)}")
+    if ("tpm" in reference.kinds and kind in ("tpm", "any")
+            and trusted_aks is None and not ek_roots):
+        raise InputError("reference values for tpm: expected --ek-roots or --trusted-aks "
+                         "with them (PCR values quoted by an untrusted AK prove nothing: "
+                         "anyone's key could have signed them), found neither")
 
 
 def require_attestation(provenance: Provenance, kind: str, *,
                         trusted_aks: frozenset[tuple[str, str]] | None = None,
                         appraise: Appraiser | None = None,
                         tcb_statuses: Collection[str] | None = None,
-                        ek_roots: tuple[bytes, ...] = ()) -> Check:
+                        ek_roots: tuple[bytes, ...] = (),
+                        reference_values: ReferenceValues | None = None) -> Check:
     """Pass when every node recorded evidence of ``kind`` (``any``: of some kind) verified
     up to a pinned root, judged as of the job's time.
 
@@ -134,16 +172,22 @@ def require_attestation(provenance: Provenance, kind: str, *,
     TPM evidence counts only when its quote was signed by the AK enrolled for that node.
     With ``ek_roots`` (PEM), TPM evidence counts when its EK certificate chains to one
     of them and its AK was proven to live in that EK's TPM. With ``tcb_statuses``,
-    evidence with a TCB status (TDX) counts only with one of those.
+    evidence with a TCB status (TDX) counts only with one of those. With
+    ``reference_values``, evidence counts only when, besides all that, the registers it
+    proves hold the values they accept for its kind (for ``any``: only evidence of a kind
+    they name counts); a register they name that the evidence lacks fails.
 
     Raises:
-        InputError: ``trusted_aks`` given for a kind other than ``tpm``.
+        InputError: ``trusted_aks`` given for a kind other than ``tpm``; reference values
+            without registers of ``kind``, or for ``tpm`` without EK roots or trusted AKs.
     """
     if trusted_aks is not None and kind != "tpm":
         raise InputError(f"trusted AKs: expected them with a tpm requirement, found "
                          f"{kind!r}")
+    check_reference_kinds(kind, reference_values, trusted_aks=trusted_aks, ek_roots=ek_roots)
     name = f"attestation {kind}" + (" (trusted AKs)" if trusted_aks is not None else "") \
-        + (" (EK roots)" if ek_roots and kind in ("tpm", "any") else "")
+        + (" (EK roots)" if ek_roots and kind in ("tpm", "any") else "") \
+        + (" (reference values)" if reference_values is not None else "")
     job_id = provenance.job_id or ""
     appraisal = Appraisal(at=job_time(provenance), ek_roots=ek_roots)
     if appraise is None:
@@ -167,6 +211,8 @@ def require_attestation(provenance: Provenance, kind: str, *,
                 verdict = appraise(e, job_id, node_id)
                 why = _counts(verdict, e.kind, node_id, trusted_aks, tcb_statuses,
                               ek_roots=bool(ek_roots))
+                if why is None and reference_values is not None:
+                    why = _matches(verdict, e.kind, reference_values)
                 ek = verdict.claims.get("ekSha256") if e.kind == "tpm" else None
                 if why is None and verdict.root and isinstance(ek, str):
                     eks.setdefault(ek, []).append(node_id)
@@ -185,5 +231,7 @@ def require_attestation(provenance: Provenance, kind: str, *,
     if lacking:
         return Check(name, False, f"expected verified {kind} evidence from every node, found "
                      f"none for: {', '.join(lacking)}")
+    held = f", holding the reference values ({', '.join(reference_values.kinds)})" \
+        if reference_values is not None else ""
     return Check(name, True, f"verified {kind} evidence from all {len(nodes)} node(s), "
-                 "re-appraised from the raw evidence in the bundle")
+                 f"re-appraised from the raw evidence in the bundle{held}")

@@ -31,18 +31,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from slsa_dist.attest._reference import ReferenceValues
 from slsa_dist.errors import InputError
 from slsa_dist.model._ledger import LedgerError
 from slsa_dist.model._provenance import Provenance
 from slsa_dist.model._records import FileWritten
 from slsa_dist.model._statement import BUILD_TYPE
 from slsa_dist.verify._artifact import check_artifact, check_vsa_artifact
-from slsa_dist.verify._attestation import REQUIREMENTS, require_attestation
+from slsa_dist.verify._attestation import (
+    REQUIREMENTS,
+    check_reference_kinds,
+    require_attestation,
+)
 from slsa_dist.verify._result import Check, Evidence
 
 __all__ = ["AllOf", "AnyOf", "Artifacts", "Attestation", "BuilderId", "ByKind", "Complete",
-           "Outputs", "Rank", "Requirement", "VsaSummary", "default_policy", "leaves",
-           "reads_whole_ledger"]
+           "Outputs", "Rank", "ReferenceValues", "Requirement", "VsaSummary", "default_policy",
+           "leaves", "reads_whole_ledger"]
 
 
 @runtime_checkable
@@ -346,12 +351,16 @@ class Attestation:
     certificates of TPM manufacturers' or the operator's EK CAs) TPM quotes count only
     when their AK was activated by an EK whose certificate chains to one of them. With
     ``tcb_statuses``, evidence that has a TCB status (TDX) counts only with one of them
-    (``UpToDate`` ...)."""
+    (``UpToDate`` ...). With ``reference_values`` (:class:`ReferenceValues`), evidence
+    counts only when the registers it proves (PCRs, MRTD and RTMRs, the SNP measurement,
+    GPU measurements) hold the values they accept; a register they name that the
+    evidence lacks fails. For ``tpm`` they need ``ek_roots`` or ``trusted_aks``."""
 
     kind: str
     trusted_aks: frozenset[tuple[str, str]] | None = None
     tcb_statuses: frozenset[str] | None = None
     ek_roots: tuple[bytes, ...] = ()
+    reference_values: ReferenceValues | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in REQUIREMENTS:
@@ -360,10 +369,13 @@ class Attestation:
         if self.trusted_aks is not None and self.kind != "tpm":
             raise InputError(f"trusted AKs: expected them with a tpm requirement, found "
                              f"{self.kind!r}")
+        check_reference_kinds(self.kind, self.reference_values, trusted_aks=self.trusted_aks,
+                              ek_roots=self.ek_roots)
 
     def check(self, evidence: Evidence) -> list[Check]:
         name = f"attestation {self.kind}" + (" (trusted AKs)" if self.trusted_aks else "") \
-            + (" (EK roots)" if self.ek_roots and self.kind in ("tpm", "any") else "")
+            + (" (EK roots)" if self.ek_roots and self.kind in ("tpm", "any") else "") \
+            + (" (reference values)" if self.reference_values is not None else "")
         provenance = _provenance(evidence, name)
         if isinstance(provenance, Check):
             return [provenance]
@@ -373,7 +385,8 @@ class Attestation:
         try:
             return [require_attestation(provenance, self.kind, trusted_aks=self.trusted_aks,
                                         ek_roots=self.ek_roots,
-                                        tcb_statuses=self.tcb_statuses)]
+                                        tcb_statuses=self.tcb_statuses,
+                                        reference_values=self.reference_values)]
         except LedgerError as exc:
             return [Check(name, False, f"expected the node records, found: {exc}")]
 

@@ -251,3 +251,54 @@ def test_an_ak_activated_by_a_certified_ek_counts_through_the_ek_chain_alone(
     assert "node-a (tpm: failed (activation): EK roots given, but no credential challenge " \
            "was recorded" in out
     assert verify(bundle, public)[0] == 1  # without roots (or trusted AKs): no quote counts
+
+
+@pytest.mark.tpm
+def test_a_swtpm_jobs_pcrs_hold_the_reference_values_or_fail_naming_the_pcr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """PCR 4 extended with a known digest: its expected value is computed here
+    (SHA-256(zeros || digest)), not read back from the bundle."""
+    import hashlib
+    import json
+    import subprocess
+
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    digest = hashlib.sha256(b"slsa-dist boot component").hexdigest()
+    pcr4 = hashlib.sha256(bytes(32) + bytes.fromhex(digest)).hexdigest()
+    aks = tmp_path / "trusted-aks.txt"
+    with swtpm.swtpm() as tcti:
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        assert cli_main(["tpm", "enroll", "--name", "node-a", "--append", str(aks)]) == 0
+        subprocess.run(["tpm2_pcrextend", f"4:sha256={digest}"], check=True, timeout=30)
+        subprocess.run(["tpm2_flushcontext", "-t"], check=False, timeout=30)
+        bundle, public = run_job(tmp_path, with_tpm=True)
+    capsys.readouterr()
+
+    def verify(pcrs: dict[str, str], *extra: str) -> tuple[int, str, str]:
+        values = tmp_path / "reference-values.json"
+        values.write_text(json.dumps({"version": 1, "tpm": {"pcrs": pcrs}}))
+        code = cli_main(["verify", str(bundle), "--key", str(public),
+                         "--reference-values", str(values), *extra])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    good = {"0": "00" * 32, "4": pcr4}
+    code, out, _ = verify(good, "--require-attestation", "tpm", "--trusted-aks", str(aks))
+    assert code == 0, out
+    assert "PASS  attestation tpm (trusted AKs) (reference values): verified tpm evidence " \
+           "from all 1 node(s), re-appraised from the raw evidence in the bundle, holding " \
+           "the reference values (tpm)" in out
+    assert verify(good, "--trusted-aks", str(aks))[0] == 0  # the file's kinds are required
+    wrong = "11" * 32
+    code, out, _ = verify({**good, "4": wrong}, "--trusted-aks", str(aks))
+    assert code == 1
+    assert ("found none for: node-a (tpm: verified up to its trusted AK, but failed "
+            f"(reference values): reference values: PCR 4: expected {wrong}, found {pcr4})") \
+        in out
+    code, out, _ = verify({**good, "10": "00" * 32}, "--trusted-aks", str(aks))
+    assert code == 1  # PCR 10 is not in the quote (PCRs 0-7): fail closed
+    assert f"PCR 10: expected {'00' * 32}, found no such register in the evidence" in out
+    code, _, err = verify(good, "--require-attestation", "tpm")  # any key's quote: refused
+    assert code == 2
+    assert "reference values for tpm: expected --ek-roots or --trusted-aks" in err

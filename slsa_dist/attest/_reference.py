@@ -1,0 +1,281 @@
+"""Reference values: what the measured registers of verified evidence must hold.
+
+A reference-value file (``slsa-dist verify --reference-values FILE``, JSON or YAML) names,
+per evidence kind, the registers a node's evidence must carry and the values each may
+hold (one value, or a list of accepted values)::
+
+    {"version": 1,
+     "tpm": {"pcrs": {"0": "3d45...", "7": ["b5a1...", "65ca..."]}},
+     "tdx": {"mrtd": "...", "rtmr0": "...", "rtmr1": "...", "rtmr2": "...", "rtmr3": "..."},
+     "snp": {"measurement": "...", "hostData": "...", "policy": {"debug": false}},
+     "nvidia-cc": {"measurements": {"2": "8048..."}}}
+
+Values are compared with what the evidence *proves*, never with what a node reports of
+itself: :func:`appraise` is given only a verdict already ``verified`` (and the caller
+holds that verdict to its root or trusted key first). Those are the claims each verifier
+read out of the signed structure: the TD report body of a quote signed by a PCK chained
+to Intel's root; the SNP report signed by a VCEK chained to AMD's ARK; the TPM PCR values
+that hash to the digest in a quote signed by the AK; the SPDM measurement blocks in a
+response signed by the GPU's attestation key. A register the file names that the
+evidence does not carry fails (fail closed), and so does a name this module does not
+know: a typo is not a register nobody checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from slsa_dist.attest._verdict import EvidenceVerdict
+from slsa_dist.errors import InputError
+
+__all__ = ["KINDS", "ReferenceValues", "appraise"]
+
+# The kinds reference values can be given for, and per kind its registers:
+# the file's name (case-insensitive) -> (the claim's name, its name in messages, bytes).
+_TDX = {name.lower(): (name, label, 48) for name, label in (
+    ("mrTd", "MRTD"), ("rtmr0", "RTMR0"), ("rtmr1", "RTMR1"), ("rtmr2", "RTMR2"),
+    ("rtmr3", "RTMR3"), ("mrConfigId", "MRCONFIGID"), ("mrOwner", "MROWNER"),
+    ("mrOwnerConfig", "MROWNERCONFIG"), ("mrSeam", "MRSEAM"),
+    ("mrSignerSeam", "MRSIGNERSEAM"), ("mrServiceTd", "MRSERVICETD"))}
+_SNP = {name.lower(): (name, label, size) for name, label, size in (
+    ("measurement", "measurement", 48), ("hostData", "HOST_DATA", 32),
+    ("idKeyDigest", "ID_KEY_DIGEST", 48))}
+# SNP guest policy fields: booleans and the minimum ABI version, as _snp decodes them.
+_SNP_POLICY = {"debug": bool, "smt": bool, "migrateMa": bool, "singleSocket": bool,
+               "abiMajor": int, "abiMinor": int}
+KINDS = ("tpm", "tdx", "snp", "nvidia-cc")
+
+
+def _hex_values(value: Any, size: int | None, where: str) -> tuple[str, ...]:
+    """A hex string or a non-empty list of them, each ``size`` bytes, lowercased."""
+    values = value if isinstance(value, list) else [value]
+    out = []
+    for item in values:
+        text = item.lower().removeprefix("0x") if isinstance(item, str) else None
+        if not text or len(text) % 2 or text.strip("0123456789abcdef") or (
+                size is not None and len(text) != 2 * size):
+            wanted = f"{size} bytes of hex" if size else "hex"
+            raise InputError(f"reference values {where}: expected {wanted} (or a list of "
+                             f"them), found {item!r:.120}")
+        out.append(text)
+    if not out:
+        raise InputError(f"reference values {where}: expected at least one value, found []")
+    return tuple(out)
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict) or not value:
+        raise InputError(f"reference values {where}: expected a non-empty object, found "
+                         f"{value!r:.80}")
+    return value
+
+
+@dataclass(frozen=True)
+class ReferenceValues:
+    """Expected register values per evidence kind (see the module's docstring).
+
+    ``registers`` maps a kind to {claim name: accepted values}: for ``tpm`` the
+    SHA-256 PCR index (``"7"``), for ``tdx`` ``mrTd``, ``rtmr0``..., for ``snp``
+    ``measurement``, ``hostData``, ``idKeyDigest`` and ``policy.<field>``, for
+    ``nvidia-cc`` the SPDM measurement index. Build it with :meth:`from_json` or
+    :meth:`load`, which check every name and value.
+    """
+
+    registers: Mapping[str, Mapping[str, tuple[Any, ...]]]
+    source: str = field(default="", compare=False)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The evidence kinds this names registers of, in :data:`KINDS` order."""
+        return tuple(kind for kind in KINDS if kind in self.registers)
+
+    @classmethod
+    def from_json(cls, data: Any, *, source: str = "") -> ReferenceValues:
+        """From the parsed file. Raises :class:`InputError` naming what is wrong."""
+        where = f"{source}: " if source else ""
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise InputError(f"reference values {where}expected an object with "
+                             f"\"version\": 1, found "
+                             f"{data.get('version') if isinstance(data, dict) else data!r:.40}")
+        unknown = sorted(set(data) - {"version", *KINDS})
+        if unknown:
+            raise InputError(f"reference values {where}expected only {', '.join(KINDS)} "
+                             f"(and version), found {', '.join(map(repr, unknown))}")
+        registers: dict[str, dict[str, tuple[Any, ...]]] = {}
+        for kind in KINDS:
+            if kind in data:
+                registers[kind] = _parse_kind(kind, _object(data[kind], f"{where}{kind}"),
+                                              f"{where}{kind}")
+        if not registers:
+            raise InputError(f"reference values {where}expected registers of at least one "
+                             f"of {', '.join(KINDS)}, found none")
+        return cls(registers=registers, source=source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ReferenceValues:
+        """Read a JSON (or, with PyYAML, ``.yaml``/``.yml``) file. Raises InputError."""
+        file = Path(path)
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            raise InputError(f"reference values: expected a readable file at {file}, found "
+                             f"{exc}") from None
+        data: Any
+        if file.suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise InputError("reference values: YAML needs PyYAML (pip install pyyaml); "
+                                 "or write them as JSON") from None
+            try:
+                data = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise InputError(f"reference values {file}: expected YAML, found "
+                                 f"{exc}") from None
+        else:
+            try:
+                data = json.loads(raw)
+            except ValueError as exc:
+                raise InputError(f"reference values {file}: expected JSON, found "
+                                 f"{exc}") from None
+        return cls.from_json(data, source=str(file))
+
+    def check(self, kind: str, claims: Mapping[str, Any]) -> list[str]:
+        """Each register of ``kind`` whose proven value is not an accepted one (or that
+        the evidence does not carry), as ``REGISTER: expected ..., found ...``."""
+        wanted = self.registers.get(kind, {})
+        if kind == "nvidia-cc":
+            gpus = claims.get("gpus")
+            if not isinstance(gpus, list) or not gpus:
+                return ["GPU measurements: expected SPDM measurements of at least one GPU, "
+                        "found none in the evidence"]
+            return [f"GPU {i} {problem}" for i, gpu in enumerate(gpus)
+                    for problem in _compare(wanted, _nvidia_claims(gpu), _label(kind))]
+        return _compare(wanted, _flat(kind, claims), _label(kind))
+
+
+def _parse_kind(kind: str, spec: Mapping[str, Any], where: str) -> dict[str, tuple[Any, ...]]:
+    out: dict[str, tuple[Any, ...]] = {}
+    if kind == "tpm":
+        unknown = sorted(set(spec) - {"pcrs"})
+        if unknown:
+            raise InputError(f"reference values {where}: expected only \"pcrs\" (SHA-256 PCR "
+                             f"values by index), found {', '.join(map(repr, unknown))}")
+        for index, value in _object(spec.get("pcrs"), f"{where}.pcrs").items():
+            if not str(index).isdigit() or not 0 <= int(index) <= 23:
+                raise InputError(f"reference values {where}.pcrs: expected PCR indices 0-23, "
+                                 f"found {index!r}")
+            out[str(int(index))] = _hex_values(value, 32, f"{where}.pcrs.{index}")
+    elif kind == "nvidia-cc":
+        unknown = sorted(set(spec) - {"measurements"})
+        if unknown:
+            raise InputError(f"reference values {where}: expected only \"measurements\" (SPDM "
+                             f"measurement values by index), found "
+                             f"{', '.join(map(repr, unknown))}")
+        for index, value in _object(spec.get("measurements"),
+                                    f"{where}.measurements").items():
+            if not str(index).isdigit() or not 1 <= int(index) <= 254:
+                raise InputError(f"reference values {where}.measurements: expected SPDM "
+                                 f"measurement indices 1-254, found {index!r}")
+            out[str(int(index))] = _hex_values(value, None, f"{where}.measurements.{index}")
+    else:
+        names = _TDX if kind == "tdx" else _SNP
+        for key, value in spec.items():
+            if kind == "snp" and key == "policy":
+                for bit, expected in _object(value, f"{where}.policy").items():
+                    typ = _SNP_POLICY.get(bit)
+                    if typ is None:
+                        raise InputError(f"reference values {where}.policy: expected one of "
+                                         f"{', '.join(_SNP_POLICY)}, found {bit!r}")
+                    if type(expected) is not typ:
+                        raise InputError(f"reference values {where}.policy.{bit}: expected "
+                                         f"a {typ.__name__}, found {expected!r:.40}")
+                    out[f"policy.{bit}"] = (expected,)
+                continue
+            known = names.get(str(key).lower())
+            if known is None:
+                raise InputError(f"reference values {where}: expected registers among "
+                                 f"{', '.join(label for _, label, _ in names.values())}"
+                                 f"{' and policy' if kind == 'snp' else ''}, found {key!r}")
+            out[known[0]] = _hex_values(value, known[2], f"{where}.{key}")
+    return out
+
+
+def _label(kind: str) -> Mapping[str, str]:
+    if kind == "tpm":
+        return {str(i): f"PCR {i}" for i in range(24)}
+    if kind == "nvidia-cc":
+        return {str(i): f"measurement {i}" for i in range(1, 255)}
+    names = _TDX if kind == "tdx" else _SNP
+    return {claim: label for claim, label, _ in names.values()} | {
+        f"policy.{bit}": f"policy.{bit}" for bit in _SNP_POLICY}
+
+
+def _flat(kind: str, claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The claims a verifier proved, by the names the reference values use."""
+    if kind == "tpm":
+        pcrs = claims.get("pcrs")
+        return {str(k): str(v).lower() for k, v in pcrs.items()} \
+            if isinstance(pcrs, dict) else {}
+    out = {k: str(v).lower() for k, v in claims.items() if isinstance(v, str)}
+    policy = claims.get("policy")
+    if kind == "snp" and isinstance(policy, dict):
+        out.update({f"policy.{k}": v for k, v in policy.items() if k in _SNP_POLICY})
+    return out
+
+
+def _nvidia_claims(gpu: Any) -> dict[str, Any]:
+    found = gpu.get("measurements") if isinstance(gpu, dict) else None
+    return {str(k): str(v).lower() for k, v in found.items()} \
+        if isinstance(found, dict) else {}
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _compare(wanted: Mapping[str, tuple[Any, ...]], found: Mapping[str, Any],
+             labels: Mapping[str, str]) -> list[str]:
+    problems = []
+    for name, accepted in wanted.items():
+        label = labels.get(name, name)
+        expected = _show(accepted[0]) if len(accepted) == 1 else \
+            "one of " + ", ".join(map(_show, accepted))
+        if name not in found:
+            problems.append(f"{label}: expected {expected}, found no such register in the "
+                            "evidence")
+        elif found[name] not in accepted:
+            problems.append(f"{label}: expected {expected}, found {_show(found[name])}")
+    return problems
+
+
+def appraise(verdict: EvidenceVerdict, kind: str,
+             reference: ReferenceValues) -> EvidenceVerdict:
+    """``verdict`` (verified) held to ``reference``'s registers of ``kind``.
+
+    Matching, the verdict stays verified and says which registers equal their
+    reference values; otherwise it fails (``reference values``) naming each register,
+    the expected and the found value. A verdict not verified, or a kind the reference
+    values do not name, is returned as it is.
+    """
+    wanted = reference.registers.get(kind)
+    if verdict.status != "verified" or not wanted:
+        return verdict
+    labels = _label(kind)
+    names = ", ".join(labels.get(name, name) for name in wanted)
+    not_verified = (*(n for n in verdict.not_verified if "against reference values" not in n),
+                    f"registers other than {names} against reference values (not named in "
+                    "them)")
+    problems = reference.check(kind, verdict.claims)
+    if problems:
+        return replace(verdict, status="failed", failure="reference values",
+                       reason="reference values: " + "; ".join(problems),
+                       not_verified=not_verified)
+    return replace(verdict, verified=(*verdict.verified,
+                                      f"{names} equal the reference values"),
+                   not_verified=not_verified)
