@@ -54,6 +54,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -1117,6 +1118,20 @@ class JobState:
             state=attempt.state,
             exit_codes={**(earlier.exit_codes if earlier else {}),
                         **{str(k): v for k, v in attempt.exit_codes.items()}})
+        if attempt.state in ("SUCCEEDED", "FAILED"):
+            self._ended_by_launcher(attempt)
+
+    def _ended_by_launcher(self, attempt: pb.AttemptRecord) -> None:
+        """The launcher saw these ranks' processes exit: they ended, whatever they said
+        (a rank SIGKILLed, by the OOM killer say, says nothing), so the job need not
+        wait for them. Never a success: only a rank's own report is that."""
+        world = self.final_world_size
+        for number in attempt.exit_codes:
+            if number in self._ended or self._latest.get(number, attempt.attempt) \
+                    != attempt.attempt:
+                continue
+            self._ended.add(number)
+            self._ended_below += number < world
 
     def _check_completed(self, sender: _Sender, done: pb.RankCompleted, where: str) -> Any:
         del sender, done, where  # from a rank's sender: _validate checked it
@@ -1410,9 +1425,11 @@ class JobState:
         missing_ranks = self.missing_ranks()
         attempts, departed = self._membership()
         capture_gaps, allowed_gaps = self._capture_gap_lines()
+        failed_ranks = self._failed_ranks()
         return records.Completeness(
             complete=not (missing_ranks or missing_files or failed_evidence or gaps
-                          or conflicts or capture_gaps),
+                          or conflicts or capture_gaps or failed_ranks),
+            failed_ranks=tuple(failed_ranks),
             capture_gaps=tuple(capture_gaps), allowed_capture_gaps=tuple(allowed_gaps),
             finalized_by=reason, missing_ranks=tuple(missing_ranks),
             missing_files=tuple(missing_files), failed_evidence=tuple(failed_evidence),
@@ -1494,6 +1511,42 @@ class JobState:
                     if (reported == 0) != (seen == 0):
                         found.append(f"rank {key} attempt {attempt.attempt}: the rank reported "
                                      f"exit {reported} ({how}), node {node.node} saw exit {seen}")
+                nonzero = sorted(k for k, code in attempt.exit_codes.items() if code != 0)
+                if attempt.state == "SUCCEEDED" and nonzero:
+                    found.append(f"node {node.node} attempt {attempt.attempt}: SUCCEEDED, yet "
+                                 f"rank(s) {', '.join(nonzero)} exited non-zero")
+        return found
+
+    def _failed_ranks(self, limit: int = 100) -> list[str]:
+        """The ranks of the final attempt that failed, by their own report or by what
+        their launcher saw (a non-zero exit on either side): never a successful job.
+        ``rank R attempt A: exit N (SIGNAL, STATE); node X saw exit M (SIGNAL)``; past
+        ``limit`` lines, a count."""
+        final = self._final
+        seen: dict[int, list[tuple[str, int]]] = {}
+        for node in self._nodes.values():
+            record = node.attempts.get(final)
+            for key, code in (record.exit_codes.items() if record is not None else ()):
+                if key.lstrip("-").isdigit():
+                    seen.setdefault(int(key), []).append((node.node, code))
+        found: list[str] = []
+        for number in sorted({*seen, *(r for r, a in self._latest.items() if a == final)}):
+            rank = self._ranks.get(number)
+            attempt = rank.attempts.get(final) if rank is not None else None
+            reported = attempt.completed if attempt is not None else None
+            views = sorted(seen.get(number, ()))
+            if (reported is None or reported[0] == 0) and all(c == 0 for _, c in views):
+                continue
+            if len(found) == limit:
+                found.append("more failed ranks (not listed)")
+                break
+            line = f"rank {number} attempt {final}: " + (
+                f"exit {reported[0]} ({_signal_name(reported[0])}{reported[1]})"
+                if reported is not None else "no completion reported")
+            line += "".join(f"; node {node} saw exit {code}"
+                            + (f" ({_signal_name(code)[:-2]})" if code < 0 else "")
+                            for node, code in views)
+            found.append(line)
         return found
 
     def _world_disagreements(self) -> list[str]:
@@ -1612,6 +1665,16 @@ class JobState:
         elif inline:
             record["shards"] = [shard.to_dict() for shard in shards]
         return record
+
+
+def _signal_name(code: int) -> str:
+    """``"SIGKILL, "`` for -9 (a process a signal ended, as launchers report it)."""
+    if code >= 0:
+        return ""
+    try:
+        return f"{signal.Signals(-code).name}, "
+    except ValueError:
+        return f"signal {-code}, "
 
 
 def _json_bytes(record: Mapping[str, Any]) -> bytes:
