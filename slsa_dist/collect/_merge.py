@@ -358,14 +358,17 @@ _MAX_JSON_DEPTH = 64
 _MAX_SAFE_INTEGER = 2**53 - 1
 
 
-def _json_object(text: str, what: str, limit: int) -> dict[str, Any]:
+def _json_object(text: str, what: str, limit: int, *, floats: bool = False
+                 ) -> dict[str, Any]:
+    """A sender's JSON object, bounded; floats refused unless ``floats`` (parameters
+    keep their JSON types; records, and so the ledger, never hold a float)."""
     if not text:
         return {}
     if len(text) > limit:
         raise _reject("RESOURCE_EXHAUSTED",
                       f"{what}: expected at most {limit} bytes of JSON, found {len(text)}")
     try:
-        value = _DECODER.decode(text)
+        value = (_FLOAT_DECODER if floats else _DECODER).decode(text)
     except RecursionError:
         value = None  # the depth check below names it
     except ValueError as exc:
@@ -451,7 +454,13 @@ def _safe_int(text: str) -> int:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_float=_refuse_float, parse_int=_safe_int)
+def _refuse_constant(text: str) -> Any:
+    raise ValueError(f"{text}, which is no JSON number; send it as a string")
+
+
+_DECODER = json.JSONDecoder(parse_float=_refuse_float, parse_int=_safe_int,
+                            parse_constant=_refuse_constant)
+_FLOAT_DECODER = json.JSONDecoder(parse_int=_safe_int, parse_constant=_refuse_constant)
 
 
 def _check_digest(digest: Mapping[str, str], what: str) -> None:
@@ -1036,8 +1045,10 @@ class JobState:
     def _check_parameters(self, sender: _Sender, params: pb.Parameters, where: str) -> Any:
         del sender
         limit = self.limits.max_json_bytes
-        return (_json_object(params.external_json, f"{where} external parameters", limit),
-                _json_object(params.internal_json, f"{where} internal parameters", limit))
+        return (_json_object(params.external_json, f"{where} external parameters", limit,
+                             floats=True),
+                _json_object(params.internal_json, f"{where} internal parameters", limit,
+                             floats=True))
 
     def _apply_parameters(self, sender: _Sender, params: pb.Parameters, parsed: Any) -> None:
         del params
@@ -1678,9 +1689,9 @@ def _signal_name(code: int) -> str:
 
 
 def _json_bytes(record: Mapping[str, Any]) -> bytes:
-    """Canonical JSON of a record the merge built (no floats: every sender's JSON was
-    parsed with floats refused), in a right-sized copy: orjson's own buffer is
-    allocated for the worst case and kept so."""
+    """Canonical JSON of a record the merge built (no floats: every sender's JSON but
+    its parameters, which are no record, was parsed with floats refused), in a
+    right-sized copy: orjson's own buffer is allocated for the worst case and kept so."""
     return bytes(memoryview(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)))
 
 

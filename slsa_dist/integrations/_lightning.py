@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def _plain(value: Any) -> Any:
-    return value if isinstance(value, (int, str, bool)) or value is None else str(value)
+    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
 
 
 class SlsaCallback(Callback):
