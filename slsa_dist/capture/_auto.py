@@ -538,20 +538,49 @@ def _after_import(name: str, callback: Callable[[ModuleType], None]) -> None:
         sys.meta_path.insert(0, _AfterImport(name, callback))
 
 
-def _index_shard(dataset: Any) -> Any:
-    """The pseudo-shard zero-code capture reports a sampler's indices against: it names
-    the dataset's class and length (``slsa-dist:index/<module.Class>``), not its bytes;
-    the data's content is named by the inputs the process read."""
+def _index_identity(dataset: Any, depth: int = 0) -> str:
+    """What tells one index space from another, the same on every rank: the dataset's
+    class and length and, for a ``Subset``, the digest of its indices and what it
+    selects from (a seeded split gives every rank the same; val and test splits of
+    one length stay two), for a ``ConcatDataset`` its parts."""
+    import array
     import hashlib
-
-    from slsa_dist.capture._samplers import Shard
 
     kind = f"{type(dataset).__module__}.{type(dataset).__qualname__}"
     try:
         length = len(dataset)
     except Exception:  # no length (or one that fails): the class names it
         length = -1
-    identity = hashlib.sha256(f"{kind}\0{length}".encode()).hexdigest()
+    parts = [kind, str(length)]
+    if depth < 8:
+        indices = getattr(dataset, "indices", None)
+        inner = getattr(dataset, "dataset", None)
+        if indices is not None and inner is not None:  # torch.utils.data.Subset's shape
+            try:  # as 64-bit integers, in C: a split of millions costs a blink
+                listed = array.array("q", (int(i) for i in indices) if not isinstance(
+                    indices, list) else indices).tobytes()
+            except Exception:  # indices we cannot read: the rest names it
+                listed = b"?"
+            parts += [hashlib.sha256(listed).hexdigest(), _index_identity(inner, depth + 1)]
+        for child in getattr(dataset, "datasets", None) or ():  # ConcatDataset's
+            parts.append(_index_identity(child, depth + 1))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _index_shard(dataset: Any) -> Any:
+    """The pseudo-shard zero-code capture reports a sampler's indices against: it names
+    the dataset's index space (``slsa-dist:index/<module.Class>``, by
+    :func:`_index_identity`), not its bytes; the data's content is named by the inputs
+    the process read."""
+    from slsa_dist.capture._samplers import Shard
+
+    kind = f"{type(dataset).__module__}.{type(dataset).__qualname__}"
+    try:
+        identity = _index_identity(dataset)
+    except Exception:  # never break the loader: the class alone names it
+        import hashlib
+
+        identity = hashlib.sha256(kind.encode()).hexdigest()
     return Shard(name=f"index:{type(dataset).__name__}", digest={"sha256": identity}, start=0,
                  stop=2**62, uri=f"{INDEX_URI}{kind}")
 

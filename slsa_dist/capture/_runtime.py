@@ -217,7 +217,8 @@ def record_input(path: str | os.PathLike[str], *, kind: str = "model", name: str
 
 
 def record_hyperparameters(values: Mapping[str, Any]) -> None:
-    """Record hyperparameters as external parameters (floats become strings)."""
+    """Record hyperparameters as external parameters, in their JSON types (a float stays
+    a number; NaN and the infinities, which JSON has no number for, become strings)."""
     _require().agent.set_parameters(external={"hyperparameters": dict(values)})
 
 

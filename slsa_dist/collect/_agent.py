@@ -34,6 +34,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import random
 import sys
@@ -124,21 +125,35 @@ def tls_from_env(identity: RankIdentity | NodeIdentity) -> grpc.ChannelCredentia
     return credentials
 
 
-def jsonable(value: Any) -> Any:
-    """A JSON value with floats turned into strings (provenance never holds floats)."""
+def jsonable(value: Any, *, floats: bool = False, path: str = "$") -> Any:
+    """A JSON value: anything else as its text. Floats become strings, except with
+    ``floats`` (parameters: they keep their JSON types, written in the RFC 8785 form
+    when signed); NaN and the infinities, which are no JSON numbers, are then
+    recorded as the strings ``NaN``, ``Infinity`` and ``-Infinity``, with a warning."""
     if isinstance(value, float):
-        return repr(value)
+        if not floats:
+            return repr(value)
+        if math.isfinite(value):
+            return float(value)
+        text = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+        log.warning("slsa-dist: parameter %s is %s, which JSON has no number for: recorded "
+                    "as the string %r", path, value, text)
+        return text
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, floats=floats, path=f"{path}.{k}")
+                for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, str)):
+        return [jsonable(v, floats=floats, path=f"{path}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, int):
+        return int(value)  # an IntEnum as the integer it is
     return str(value)
 
 
-def _dumps(value: Mapping[str, Any] | None) -> str:
-    return json.dumps(jsonable(dict(value or {})), sort_keys=True, separators=(",", ":"))
+def _dumps(value: Mapping[str, Any] | None, *, floats: bool = False) -> str:
+    return json.dumps(jsonable(dict(value or {}), floats=floats), sort_keys=True,
+                      separators=(",", ":"), allow_nan=False)
 
 
 class Agent:
@@ -261,15 +276,16 @@ class Agent:
 
     def set_parameters(self, *, external: Mapping[str, Any] | None = None,
                        internal: Mapping[str, Any] | None = None) -> None:
-        """Parameters; floats are recorded as strings, credentials redacted before they
-        leave the process (the coordinator redacts again: ``redact_parameters``)."""
+        """Parameters, in their JSON types (a float stays a number; NaN and the
+        infinities become strings, see :func:`jsonable`), credentials redacted before
+        they leave the process (the coordinator redacts again: ``redact_parameters``)."""
         from slsa_dist.model._statement import redact_parameters
 
         external = redact_parameters(external) if external else external
         internal = redact_parameters(internal) if internal else internal
         self._emit(pb.Event(parameters=pb.Parameters(
-            external_json=_dumps(external) if external else "",
-            internal_json=_dumps(internal) if internal else "")))
+            external_json=_dumps(external, floats=True) if external else "",
+            internal_json=_dumps(internal, floats=True) if internal else "")))
 
     def record_inventory(self, inventory: Mapping[str, Any]) -> None:
         self._emit(pb.Event(inventory=pb.Inventory(json=_dumps(inventory))))

@@ -9,6 +9,8 @@ ranks, completeness) and the in-toto Statement with its SLSA Provenance predicat
 
 from __future__ import annotations
 
+import signal
+
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -220,9 +222,11 @@ def _completeness(state: State, reason: str, missing_files: list[str],
     missing_ranks = state.missing_ranks()
     attempts, departed = _membership(state)
     capture_gaps, allowed_gaps = _capture_gap_lines(state)
+    failed_ranks = _failed_ranks(state)
     return records.Completeness(
         complete=not (missing_ranks or missing_files or failed_evidence or gaps
-                      or conflicts or capture_gaps),
+                      or conflicts or capture_gaps or failed_ranks),
+        failed_ranks=tuple(failed_ranks),
         capture_gaps=tuple(capture_gaps), allowed_capture_gaps=tuple(allowed_gaps),
         finalized_by=reason, missing_ranks=tuple(missing_ranks),
         missing_files=tuple(missing_files), failed_evidence=tuple(failed_evidence),
@@ -311,7 +315,54 @@ def _exit_disagreements(state: State) -> list[str]:
                 if (reported == 0) != (seen == 0):
                     found.append(f"rank {key} attempt {attempt.attempt}: the rank reported "
                                  f"exit {reported} ({how}), node {node.node} saw exit {seen}")
+            nonzero = sorted(k for k, code in attempt.exit_codes.items() if code != 0)
+            if attempt.state == "SUCCEEDED" and nonzero:
+                found.append(f"node {node.node} attempt {attempt.attempt}: SUCCEEDED, yet "
+                             f"rank(s) {', '.join(nonzero)} exited non-zero")
     return found
+
+
+def _failed_ranks(state: State, limit: int = 100) -> list[str]:
+    """The ranks of the final attempt that failed, by their own report or by what
+    their launcher saw (a non-zero exit on either side): never a successful job.
+    ``rank R attempt A: exit N (SIGNAL, STATE); node X saw exit M (SIGNAL)``; past
+    ``limit`` lines, a count."""
+    final = state.final
+    seen: dict[int, list[tuple[str, int]]] = {}
+    for node in state.nodes.values():
+        record = node.attempts.get(final)
+        for key, code in (record.exit_codes.items() if record is not None else ()):
+            if key.lstrip("-").isdigit():
+                seen.setdefault(int(key), []).append((node.node, code))
+    found: list[str] = []
+    for number in sorted({*seen, *(r for r, a in state.latest.items() if a == final)}):
+        rank = state.ranks.get(number)
+        ran = rank.attempts.get(final) if rank is not None else None
+        reported = ran.completed if ran is not None else None
+        views = sorted(seen.get(number, ()))
+        if (reported is None or reported[0] == 0) and all(c == 0 for _, c in views):
+            continue
+        if len(found) == limit:
+            found.append("more failed ranks (not listed)")
+            break
+        line = f"rank {number} attempt {final}: " + (
+            f"exit {reported[0]} ({_signal_name(reported[0])}{reported[1]})"
+            if reported is not None else "no completion reported")
+        line += "".join(f"; node {node} saw exit {code}"
+                        + (f" ({_signal_name(code)[:-2]})" if code < 0 else "")
+                        for node, code in views)
+        found.append(line)
+    return found
+
+
+def _signal_name(code: int) -> str:
+    """``"SIGKILL, "`` for -9 (a process a signal ended, as launchers report it)."""
+    if code >= 0:
+        return ""
+    try:
+        return f"{signal.Signals(-code).name}, "
+    except ValueError:
+        return f"signal {-code}, "
 
 
 def _world_disagreements(state: State) -> list[str]:

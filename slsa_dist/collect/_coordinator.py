@@ -487,7 +487,9 @@ class Coordinator:
         ledger = None
         if self.state.rank_count > self._ledger_above:
             ledger = partial(write_ledger, self.out_dir / f"{self.job_id}.ledger.jsonl",
-                             floats_refused=True)  # merge._json_object refused every float
+                             # records hold no float: merge._json_object refused every
+                             # float but a parameter's, and parameters are no record
+                             floats_refused=True)
         statement = self.state.statement(
             builder_id=self._builder_id, builder_version={"slsa-dist": __version__},
             internal=self.internal_parameters, ledger=ledger)

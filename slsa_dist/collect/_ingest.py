@@ -116,17 +116,26 @@ def _safe_int(text: str) -> int:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_float=_refuse_float, parse_int=_safe_int)
+def _refuse_constant(text: str) -> Any:
+    raise ValueError(f"{text}, which is no JSON number; send it as a string")
 
 
-def _json_object(text: str, what: str, limit: int) -> dict[str, Any]:
+_DECODER = json.JSONDecoder(parse_float=_refuse_float, parse_int=_safe_int,
+                            parse_constant=_refuse_constant)
+_FLOAT_DECODER = json.JSONDecoder(parse_int=_safe_int, parse_constant=_refuse_constant)
+
+
+def _json_object(text: str, what: str, limit: int, *, floats: bool = False
+                 ) -> dict[str, Any]:
+    """A sender's JSON object, bounded; floats refused unless ``floats`` (parameters
+    keep their JSON types; records, and so the ledger, never hold a float)."""
     if not text:
         return {}
     if len(text) > limit:
         raise reject("RESOURCE_EXHAUSTED",
                      f"{what}: expected at most {limit} bytes of JSON, found {len(text)}")
     try:
-        value = _DECODER.decode(text)
+        value = (_FLOAT_DECODER if floats else _DECODER).decode(text)
     except RecursionError:
         value = None  # the depth check below names it
     except ValueError as exc:
@@ -441,9 +450,11 @@ class Ingest:
         # nor the statement carries a credential (ProvenanceBuilder redacts once more).
         return ParametersReported(
             external=redact_parameters(_json_object(params.external_json,
-                                                    f"{where} external parameters", limit)),
+                                                    f"{where} external parameters", limit,
+                                                    floats=True)),
             internal=redact_parameters(_json_object(params.internal_json,
-                                                    f"{where} internal parameters", limit)))
+                                                    f"{where} internal parameters", limit,
+                                                    floats=True)))
 
     def _inventory(self, sender: Sender, inventory: pb.Inventory, where: str
                    ) -> InventoryReported:

@@ -446,9 +446,9 @@ def digest_key(digest: Mapping[str, str]) -> Any:
 
 
 def json_bytes(record: Mapping[str, Any]) -> bytes:
-    """Canonical JSON of a record the merge built (no floats: every sender's JSON was
-    parsed with floats refused), in a right-sized copy: orjson's own buffer is
-    allocated for the worst case and kept so."""
+    """Canonical JSON of a record the merge built (no floats: every sender's JSON but
+    its parameters, which are no record, was parsed with floats refused), in a
+    right-sized copy: orjson's own buffer is allocated for the worst case and kept so."""
     return bytes(memoryview(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)))
 
 
@@ -770,6 +770,22 @@ class State:
             ranks=tuple(sorted({*(earlier.ranks if earlier else ()), *attempt.ranks})),
             state=attempt.state,
             exit_codes={**(earlier.exit_codes if earlier else {}), **attempt.exit_codes})
+        if attempt.state in ("SUCCEEDED", "FAILED"):
+            self._ended_by_launcher(attempt.attempt, attempt.exit_codes)
+
+    def _ended_by_launcher(self, attempt: int, exit_codes: Mapping[str, int]) -> None:
+        """The launcher saw these ranks' processes exit: they ended, whatever they said
+        (a rank SIGKILLed, by the OOM killer say, says nothing), so the job need not
+        wait for them. Never a success: only a rank's own report is that."""
+        world = self.final_world_size
+        for key in exit_codes:
+            if not key.lstrip("-").isdigit():
+                continue
+            number = int(key)
+            if number in self.ended or self.latest.get(number, attempt) != attempt:
+                continue
+            self.ended.add(number)
+            self.ended_below += number < world
 
     def _completed(self, sender: Sender, done: Completed) -> None:
         assert sender.rank is not None  # ingest: completion comes from ranks

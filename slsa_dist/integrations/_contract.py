@@ -38,15 +38,18 @@ Settings come from arguments or, as launchers pass them, from the environment:
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from slsa_dist.capture import _inventory as inventory
 from slsa_dist.capture._runtime import Runtime, current, install
@@ -216,12 +219,53 @@ def init(
     own_node_agent = bool(os.environ.get("SLSA_NODE_AGENT"))
     agent.record_inventory(inventory.collect(packages=not own_node_agent))
     if finish_at_exit:
+        _watch_sys_exit()
         atexit.register(_finish_at_exit)
     return runtime
+
+
+# What the main thread last passed to sys.exit (empty: it did not). At exit the
+# interpreter keeps the code of a SystemExit to itself, so without this a rank that
+# called sys.exit(3) reported exit 0.
+_EXIT_STATUS: list[object] = []
+
+
+def _watch_sys_exit() -> None:
+    """Remember what the main thread passes to ``sys.exit``, for the atexit hook; the
+    call itself is unchanged. A ``raise SystemExit(n)`` written out is not seen: the
+    rank then reports 0, and its launcher's exit code makes that a conflict
+    (``JobState._exit_disagreements``), never a success."""
+    original = sys.exit
+    if getattr(original, "__wrapped__", None) is not None:  # watched already
+        return
+
+    @functools.wraps(original)
+    def watched_exit(status: Any = None, /) -> NoReturn:
+        if threading.current_thread() is threading.main_thread():
+            _EXIT_STATUS[:] = [status]
+        original(status)
+
+    sys.exit = watched_exit
+
+
+def _exit_state() -> tuple[int, str]:
+    """How this process is ending, as an atexit hook can tell: an uncaught exception
+    (1; -2 TERMINATED for Ctrl-C, as Python then dies by SIGINT), else what the main
+    thread passed to ``sys.exit`` (its low byte, as the launcher sees it), else 0."""
+    failed = getattr(sys, "last_value", None)
+    if isinstance(failed, KeyboardInterrupt):
+        return -signal.SIGINT, "TERMINATED"
+    if failed is not None:
+        return 1, "FAILED"
+    code = 0
+    if _EXIT_STATUS:
+        status = _EXIT_STATUS[0]
+        code = (0 if status is None else status & 0xFF if isinstance(status, int) else 1)
+    return code, "SUCCEEDED" if code == 0 else "FAILED"
 
 
 def _finish_at_exit() -> None:
     runtime = current()
     if runtime is not None and not runtime.finished:
-        failed = getattr(sys, "last_value", None) is not None  # an uncaught exception
-        runtime.finish(exit_code=1 if failed else 0)
+        code, state = _exit_state()
+        runtime.finish(exit_code=code, state=state)

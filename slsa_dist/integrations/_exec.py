@@ -6,7 +6,10 @@
 Starts the rank agent (``slsa_dist.init()``) with zero-code capture of the
 files the script reads and saves (:mod:`slsa_dist.capture._auto`), runs the
 script as ``__main__``, and reports the rank's exit code and state when it
-ends, however it ends (return, ``sys.exit``, or an exception).
+ends, however it ends, as the launcher will see it: return (0), ``sys.exit(n)``
+(``n``), an uncaught exception (1), or SIGTERM from the launcher (-15, TERMINATED:
+the wrapper reports it, then dies by the signal as the script would have). A
+SIGKILL (the OOM killer's) leaves no word from the rank: its launcher records it.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ __all__ = ["main"]
 
 
 def _exit_code(code: object) -> int:
+    """The status ``sys.exit(code)`` gives the process, as Python exits: None is 0, an
+    int its low byte (what the launcher sees), anything else is printed and 1."""
     if code is None:
         return 0
     if isinstance(code, int):
-        return code
+        return code & 0xFF
+    print(code, file=sys.stderr)  # as the interpreter does with sys.exit("message")
     return 1
 
 
@@ -42,6 +48,37 @@ class _Terminated(BaseException):
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     del frame
     raise _Terminated(signum)
+
+
+def _deferred(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM once the script ended: the rank is reporting how it ended and flushing
+    (bounded by ``SLSA_FLUSH_TIMEOUT``); it exits with the script's own code after."""
+    del signum, frame
+
+
+def _run(args: list[str], module: bool) -> tuple[int, str, int | None]:
+    """Run the script: its exit code, state, and the signal it should die by."""
+    try:
+        if module:
+            runpy.run_module(args[0], run_name="__main__", alter_sys=True)
+        else:
+            # as `python SCRIPT` does: the script's directory first on the path, so an
+            # unchanged script imports the modules beside it
+            sys.path.insert(0, os.path.dirname(os.path.abspath(args[0])))
+            runpy.run_path(args[0], run_name="__main__")
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+        return code, "SUCCEEDED" if code == 0 else "FAILED", None
+    except _Terminated:
+        # recorded as the launcher sees a process a signal ended: minus the signal
+        return -signal.SIGTERM, "TERMINATED", signal.SIGTERM
+    except KeyboardInterrupt:  # Python itself dies by SIGINT then
+        traceback.print_exc()
+        return -signal.SIGINT, "TERMINATED", signal.SIGINT
+    except BaseException:
+        traceback.print_exc()
+        return 1, "FAILED", None
+    return 0, "SUCCEEDED", None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,24 +97,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         capture_gap("zero-code capture", exc)
     sys.argv = list(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    code, state = 0, "SUCCEEDED"
-    try:
-        if module:
-            runpy.run_module(args[0], run_name="__main__", alter_sys=True)
-        else:
-            # as `python SCRIPT` does: the script's directory first on the path, so an
-            # unchanged script imports the modules beside it
-            sys.path.insert(0, os.path.dirname(os.path.abspath(args[0])))
-            runpy.run_path(args[0], run_name="__main__")
-    except SystemExit as exc:
-        code = _exit_code(exc.code)
-        state = "SUCCEEDED" if code == 0 else "FAILED"
-    except _Terminated:
-        code, state = 128 + signal.SIGTERM, "TERMINATED"
-    except BaseException:
-        traceback.print_exc()
-        code, state = 1, "FAILED"
+    code, state, die_by = _run(args, module)
+    # The script ended: a SIGTERM now (torchrun stopping the group because another rank
+    # failed) must not cut the report of how this one ended.
+    signal.signal(signal.SIGTERM, _deferred)
     runtime.finish(exit_code=code, state=state)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if die_by is not None:  # end as the script would have without the wrapper
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(die_by, signal.SIG_DFL)
+        os.kill(os.getpid(), die_by)
+        return 128 + die_by  # as a shell says it, should the signal not end us first
     return code
 
 

@@ -72,7 +72,7 @@ class SlsaTrainerCallback(TrainerCallback):
                 except AttributeError:
                     continue
             runtime.agent.set_parameters(external={"hyperparameters": {
-                k: v if isinstance(v, (int, str, bool)) or v is None else str(v)
+                k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
                 for k, v in chosen.items()}}, internal={"framework": "transformers.Trainer"})
         except Exception as exc:  # train on; the provenance says what is missing
             _runtime.capture_gap("Trainer arguments (SlsaTrainerCallback.on_train_begin)", exc)

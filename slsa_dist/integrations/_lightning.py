@@ -48,7 +48,7 @@ _PACKAGES = ("lightning.pytorch", "pytorch_lightning")
 
 
 def _plain(value: Any) -> Any:
-    return value if isinstance(value, (int, str, bool)) or value is None else str(value)
+    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
 
 
 def _loaded() -> list[str]:

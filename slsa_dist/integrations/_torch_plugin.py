@@ -69,6 +69,7 @@ class _Node:
         self.run_id = ""
         self.ranks: list[int] = []
         self.exit_codes: dict[int, int] = {}
+        self.failed = False  # a worker of the current attempt failed
         self.finished = False
 
     def _start_relay(self, job_id: str) -> NodeRelay | None:
@@ -109,15 +110,24 @@ class _Node:
             self.agent.record_attempt(attempt=self.attempt, run_id=self.run_id, ranks=self.ranks,
                                       state="RESTARTED", exit_codes=self.exit_codes)
         self.attempt, self.run_id, self.ranks, self.exit_codes = attempt, run_id, ranks, {}
+        self.failed = False
         self.agent.record_attempt(attempt=attempt, run_id=run_id, ranks=ranks, state="STARTED")
 
-    def worker_finished(self, rank: int, exit_code: int) -> None:
-        self.exit_codes[rank] = exit_code
+    def worker_finished(self, rank: int, exit_code: int | None, *, failed: bool) -> None:
+        """A worker's end as torchrun saw it: its exit code (None when torchrun gave
+        none: a worker it stopped without a failure of its own), and whether it failed."""
+        if exit_code is not None:
+            self.exit_codes[rank] = exit_code
+        self.failed = self.failed or failed or bool(exit_code)
 
     def run_finished(self, state: str) -> None:
         if self.finished:
             return
         self.finished = True
+        # torchrun's agent-level SUCCEEDED says its run loop returned, not that the
+        # workers succeeded: the attempt failed when any worker did.
+        if self.failed:
+            state = "FAILED"
         self.agent.record_attempt(attempt=self.attempt, run_id=self.run_id, ranks=self.ranks,
                                   state=state, exit_codes=self.exit_codes)
         if not self.agent.close(timeout=float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30"))):
@@ -183,18 +193,23 @@ class SlsaEventHandler(logging.Handler):
         name = str(event.get("name", ""))
         metadata: dict[str, Any] = event.get("metadata") or {}
         state = name.rsplit(".", 1)[-1]
-        if state not in ("SUCCEEDED", "FAILED"):
-            return
         if event.get("source") == "WORKER" and metadata.get("global_rank") is not None:
+            # SUCCEEDED (no code: 0), FAILED (its code; -N for signal N: -15 for a
+            # worker torchrun stopped, -9 for SIGKILL) or TERMINATED (torchrun stopped
+            # the group and has no code of this worker's own)
+            if state not in ("SUCCEEDED", "FAILED", "TERMINATED"):
+                return
             extra = metadata.get("metadata")
             details = json.loads(extra) if isinstance(extra, str) else (extra or {})
             code = details.get("exit_code")
             if isinstance(code, list):  # torch records it as a 1-tuple
                 code = code[0] if code else None
+            if code is None and state != "TERMINATED":
+                code = 0 if state == "SUCCEEDED" else 1
             node.worker_finished(int(metadata["global_rank"]),
-                                 int(code) if code is not None else (0 if state == "SUCCEEDED"
-                                                                     else 1))
-        elif event.get("source") == "AGENT":
+                                 int(code) if code is not None else None,
+                                 failed=state == "FAILED")
+        elif event.get("source") == "AGENT" and state in ("SUCCEEDED", "FAILED"):
             node.run_finished(state)
 
 

@@ -530,11 +530,16 @@ class Completeness:
     # allowed ones (the job set SLSA_ALLOW_CAPTURE_GAPS=1) are listed and do not.
     capture_gaps: tuple[str, ...] = ()
     allowed_capture_gaps: tuple[str, ...] = ()
+    # The ranks of the final attempt that exited non-zero, by their own report or their
+    # launcher's (``rank R attempt A: exit N (STATE); node X saw exit M``): a job with
+    # one is not a successful job.
+    failed_ranks: tuple[str, ...] = ()
 
     @property
     def problems(self) -> list[tuple[str, Sequence[Any]]]:
         """(label, entries) for every non-empty gap, in a fixed order."""
         found: list[tuple[str, Sequence[Any]]] = [
+            ("failed ranks", self.failed_ranks),
             ("missing ranks", self.missing_ranks), ("missing checkpoint files", self.missing_files),
             ("failed evidence", self.failed_evidence), ("event gaps", self.sequence_gaps),
             ("conflicts", self.conflicts), ("capture gaps", self.capture_gaps)]
@@ -552,7 +557,8 @@ class Completeness:
                    else {}),
                 **({"captureGaps": list(self.capture_gaps)} if self.capture_gaps else {}),
                 **({"allowedCaptureGaps": list(self.allowed_capture_gaps)}
-                   if self.allowed_capture_gaps else {})}
+                   if self.allowed_capture_gaps else {}),
+                **({"failedRanks": list(self.failed_ranks)} if self.failed_ranks else {})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Completeness:
@@ -568,4 +574,5 @@ class Completeness:
                    attempts=tuple(_maps(data, "attempts")),
                    departed_nodes=_strings(data, "departedNodes"),
                    capture_gaps=_strings(data, "captureGaps"),
-                   allowed_capture_gaps=_strings(data, "allowedCaptureGaps"))
+                   allowed_capture_gaps=_strings(data, "allowedCaptureGaps"),
+                   failed_ranks=_strings(data, "failedRanks"))

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from slsa_dist._internal import canonical
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.model._provenance import Provenance
 from slsa_dist.model._statement import Statement
@@ -34,6 +35,25 @@ def _short(digest: Mapping[str, str]) -> str:
     return f"{algorithm}:{value[:16]}"
 
 
+# Columns a wrapped value fills before it goes on on the next line.
+_WIDTH = 100
+
+
+def _wrapped(head: str, text: str, width: int = _WIDTH) -> list[str]:
+    """``head`` and ``text`` (a value's canonical JSON, as signed), whole: wrapped after
+    a comma where one falls in the line, else at the width; continuation lines are
+    indented, and joined back without what indents them they give ``text`` again."""
+    indent = " " * len(head)
+    room = max(width - len(head), 20)
+    lines: list[str] = []
+    while len(text) > room:
+        cut = text.rfind(",", 0, room) + 1 or room
+        lines.append(text[:cut])
+        text = text[cut:]
+    lines.append(text)
+    return [head + lines[0], *(indent + line for line in lines[1:])]
+
+
 def summarize_provenance(provenance: Provenance) -> list[str]:
     """Lines describing job, ranks, nodes, datasets, subjects and attestations."""
     lines: list[str] = []
@@ -46,8 +66,9 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
     if meta.get("startedOn"):
         lines.append(f"ran:         {meta.get('startedOn')} -> {meta.get('finishedOn', '?')}")
     if ext:
-        shown = {k: v for k, v in ext.items() if k != "hyperparameters"}
-        lines.append(f"parameters:  {json.dumps(shown, sort_keys=True)[:200]}")
+        lines.append("parameters:")
+        for key in sorted(ext):
+            lines.extend(_wrapped(f"  {key}: ", canonical.dumps(ext[key])))
     lines.append(f"subjects ({len(provenance.statement.subjects)}):")
     for subject in provenance.statement.subjects:
         lines.append(f"  {subject.name or '-'}  {_short(subject.digest)}")

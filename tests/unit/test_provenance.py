@@ -65,10 +65,11 @@ def test_integers_stay_integers() -> None:
     assert '"worldSize":9007199254740993' in text
 
 
-def test_floats_are_refused_with_their_path() -> None:
+def test_non_finite_floats_are_refused_with_their_path() -> None:
+    """Finite floats are numbers (RFC 8785 form, #27 item 7); NaN is not JSON."""
     builder = ProvenanceBuilder(invocation_id="j")
-    with pytest.raises(TypeError, match=r"\$\.hyperparameters\.lr.*float 0\.1"):
-        builder.set_external_parameters({"hyperparameters": {"lr": 0.1}})
+    with pytest.raises(TypeError, match=r"\$\.hyperparameters\.lr: expected a finite number"):
+        builder.set_external_parameters({"hyperparameters": {"lr": float("nan")}})
 
 
 def test_dependencies_deduplicate_by_digest_and_keep_names() -> None:

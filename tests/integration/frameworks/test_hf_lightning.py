@@ -78,7 +78,7 @@ def test_a_hugging_face_trainer_run(rank: CoordinatorThread, tmp_path: Path) -> 
     provenance = _finish(rank)
     hyper = provenance.external_parameters["hyperparameters"]
     assert (hyper["seed"], hyper["per_device_train_batch_size"]) == (3, 8)
-    assert hyper["learning_rate"] == "0.05"  # floats are recorded as strings
+    assert hyper["learning_rate"] == 0.05  # a float stays a number (#27 item 7)
     checkpoints = {c.name for c in provenance.checkpoints()}
     assert {"hf/checkpoint-8", "hf/checkpoint-16"} <= checkpoints, checkpoints
     (subject,) = provenance.statement.subjects
@@ -117,7 +117,7 @@ def test_a_lightning_fit(rank: CoordinatorThread, tmp_path: Path) -> None:
     trainer.fit(Tiny(), DataLoader(TensorDataset(x, y), batch_size=8))
     provenance = _finish(rank)
     hyper = provenance.external_parameters["hyperparameters"]
-    assert (hyper["lr"], hyper["max_epochs"]) == ("0.05", 2)
+    assert (hyper["lr"], hyper["max_epochs"]) == (0.05, 2)
     (subject,) = provenance.statement.subjects
     assert subject.name.endswith(".ckpt")
     saved = tmp_path / subject.name

@@ -138,7 +138,7 @@ def test_a_forced_restart_is_recorded_as_two_attempts(workdir: Path) -> None:
     assert ranks[1]["attempts"][1]["exitCode"] == 0
     assert [a["attempt"] for a in ranks[0]["attempts"]] == [0, 1]
     assert (ranks[0]["attempts"][0]["state"], ranks[0]["attempts"][0]["exitCode"]) == (
-        "TERMINATED", 143)
+        "TERMINATED", -15)
     (node,) = provenance.records(MEDIA_NODE)
     assert [(a["attempt"], a["state"]) for a in node["attempts"]] == [(0, "RESTARTED"),
                                                                        (1, "SUCCEEDED")]

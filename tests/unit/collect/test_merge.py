@@ -301,11 +301,26 @@ def test_oversized_batch_is_refused() -> None:
         cluster.rank(0).report(*[shard("a")] * 4)
 
 
-def test_floats_in_parameters_are_refused() -> None:
+def test_floats_in_parameters_are_kept_elsewhere_refused() -> None:
+    """Parameters keep their JSON types (#27 item 7); records never hold a float, so
+    the ledger's fast writer stays canonical."""
     cluster = Cluster(world_size=1)
-    event = pb.Event(parameters=pb.Parameters(external_json='{"lr": 0.1}'))
+    sender = cluster.rank(0)
+    sender.report(pb.Event(parameters=pb.Parameters(external_json='{"lr": 0.1, "n": 2}')))
     with refused("INVALID_ARGUMENT", r"a float \(0.1\); send it as a string"):
-        cluster.rank(0).report(event)
+        sender.report(pb.Event(inventory=pb.Inventory(json='{"x": 0.1}')))
+    assert cluster.finalize().external_parameters == {"lr": 0.1, "n": 2, "worldSize": 1}
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused_in_any_json(constant: str) -> None:
+    """Not JSON: Python's parser took them (as floats) even where floats were refused."""
+    cluster = Cluster(world_size=2)
+    with refused("INVALID_ARGUMENT", "no JSON number"):
+        cluster.rank(0).report(pb.Event(parameters=pb.Parameters(
+            external_json=f'{{"lr": {constant}}}')))
+    with refused("INVALID_ARGUMENT", "no JSON number"):
+        cluster.rank(1).report(pb.Event(annotation=pb.Annotation(key="k", value_json=constant)))
 
 
 def test_malformed_json_is_refused() -> None:
