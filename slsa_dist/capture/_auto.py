@@ -245,7 +245,7 @@ class Capture:
         if version in self._digested:
             return
         with own_reads():
-            digest = self._digested[version] = digest_path(path).identity
+            digest = self._digested[version] = digest_path(path, ignore_paths=()).identity
         with self._lock:  # recorded, or listed as a gap by finish: never both, never neither
             if self._abandoned:
                 return
@@ -388,7 +388,7 @@ class Capture:
         """A folder (or a file) recorded whole, by its manifest, as one artifact."""
         try:
             with own_reads():
-                manifest = digest_path(path)
+                manifest = digest_path(path, ignore_paths=())
             artifact = self.runtime.artifact_name(path)
             for resource in manifest.resources:
                 self.runtime.agent.record_file(artifact, resource.path,

@@ -186,8 +186,8 @@ def record_artifact(path: str | os.PathLike[str], *, name: str | None = None,
     """
     runtime = _require()
     runtime.recorded_roots.add(os.path.abspath(path))  # an output: its reads are no input
-    with own_reads():
-        manifest = digest_path(path)
+    with own_reads():  # every file: what verify will hash (the record signs no ignores)
+        manifest = digest_path(path, ignore_paths=())
     artifact = name or runtime.artifact_name(path)
     for resource in manifest.resources:
         runtime.agent.record_file(artifact, resource.path, {"sha256": resource.digest},
@@ -208,7 +208,7 @@ def record_input(path: str | os.PathLike[str], *, kind: str = "model", name: str
     from slsa_dist.digest._descriptors import input_descriptor
 
     with own_reads():  # recorded here as the kind the caller says, not as a plain read
-        manifest = digest_path(path)
+        manifest = digest_path(path, ignore_paths=())
     dependency = input_descriptor(manifest, path, kind=kind, name=name, uri=uri)
     runtime.agent.record_dependency(
         kind, name=dependency.name or "", uri=dependency.uri or "", digest=dependency.digest,

@@ -9,10 +9,9 @@ ranks, completeness) and the in-toto Statement with its SLSA Provenance predicat
 
 from __future__ import annotations
 
-import signal
-
 import hashlib
 import json
+import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -135,14 +134,20 @@ def _summary(state: State) -> dict[str, Any]:
             "events": state.events}
 
 
+_COORDINATOR_KEYS = frozenset({"worldSize", "worldSizeRange", "nodes"})
+
+
 def _add_parameters(state: State, builder: ProvenanceBuilder,
                     internal: Mapping[str, Any] | None) -> None:
-    external = dict(state.external)
+    # The world size, its range and the node count are the coordinator's to say (the
+    # operator's range, what it observed): a sender's value for them is dropped, or a
+    # rank could mark a fixed-size job elastic and switch off verify's departed-node rule.
+    external = {k: v for k, v in state.external.items() if k not in _COORDINATOR_KEYS}
     external["worldSize"] = state.final_world_size
     if state.elastic:
         external["worldSizeRange"] = [state.min_world_size, state.world_size]
     if state.nodes:
-        external.setdefault("nodes", len(state.nodes))
+        external["nodes"] = len(state.nodes)
     builder.set_external_parameters(external)
     builder.set_internal_parameters({**state.internal, **(internal or {})})
 

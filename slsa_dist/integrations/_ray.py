@@ -78,7 +78,7 @@ def _record_checkpoint(checkpoint: Any, index: int) -> None:
     path = getattr(checkpoint, "path", None)
     if rt is None or path is None or not Path(path).exists():
         return
-    manifest = digest_path(path)
+    manifest = digest_path(path, ignore_paths=())  # all of it: what verify will hash
     for resource in manifest.resources:
         name = resource.path if resource.path != "." else Path(path).name
         rt.agent.record_file(f"ray-report-{index}", name, {"sha256": resource.digest},

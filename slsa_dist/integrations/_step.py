@@ -67,8 +67,11 @@ def run_step(
     if not outputs:
         raise InputError("outputs: expected at least one --output, found none")
     started = dt.datetime.now(dt.timezone.utc)
-    dependencies = [input_descriptor(digest_path(p), p, kind="dataset") for p in inputs]
-    dependencies += [input_descriptor(digest_path(p), p, kind="model") for p in input_models]
+    # every file, as verify will hash it: the records sign no ignored paths
+    dependencies = [input_descriptor(digest_path(p, ignore_paths=()), p, kind="dataset")
+                    for p in inputs]
+    dependencies += [input_descriptor(digest_path(p, ignore_paths=()), p, kind="model")
+                     for p in input_models]
     try:
         exit_code = subprocess.run(list(command), check=False).returncode
     except OSError as exc:
@@ -85,7 +88,7 @@ def run_step(
         path = Path(output)
         if not path.exists():
             raise InputError(f"output: expected {path} to exist after the step, found nothing")
-        subject, record = artifact_descriptors(digest_path(path), name=path.name)
+        subject, record = artifact_descriptors(digest_path(path, ignore_paths=()), name=path.name)
         builder.add_subject(subject)
         builder.add_byproduct(record)
     for dependency in dependencies:

@@ -121,19 +121,25 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s,;'\"<>]+")
 # NAME=value (an environment-style or Hydra-style assignment: HF_TOKEN=..., +a.api_key=...).
 _ASSIGNMENT = re.compile(r"([+~]*[A-Za-z_][A-Za-z0-9_.-]*)=(.*)", re.DOTALL)
 # A word of a name that says it holds a credential (see secret_name).
-_SECRET_WORD = re.compile(r"(token|secret|secrets|password|passwd|key|credential|credentials)$")
+_SECRET_WORD = re.compile(r"(token|secret|secrets|password|passwd|passphrase|key|credential|"
+                          r"credentials|authorization)$")
+# Short words that name a credential only whole ("--pwd", "DB_PASS", "--auth", "--cookie";
+# not "bypass", "oauth_scope" or "author").
+_SECRET_WHOLE = frozenset({"pass", "pwd", "auth", "cookie", "cookies"})
 
 
 def secret_name(name: str) -> bool:
     """Whether a flag, variable or key name says it holds a credential: one of its words
     (split at anything not a letter or digit, and at lower-to-upper case changes) ends in
-    ``token``, ``secret``, ``password``, ``passwd``, ``key`` or ``credential`` (or their
-    plurals ``secrets``, ``credentials``), case-insensitive. ``--hf-token``, ``HF_TOKEN``,
-    ``apiKey``, ``AWS_SECRET_ACCESS_KEY``, ``--db-password`` are; ``--tokenizer``,
-    ``--max-tokens`` are not."""
+    ``token``, ``secret``, ``password``, ``passwd``, ``passphrase``, ``key``,
+    ``credential`` or ``authorization`` (or the plurals ``secrets``, ``credentials``), or
+    is ``pass``, ``pwd``, ``auth``, ``cookie`` or ``cookies``, case-insensitive.
+    ``--hf-token``, ``HF_TOKEN``, ``apiKey``, ``AWS_SECRET_ACCESS_KEY``, ``--db-password``,
+    ``DB_PASS``, ``--auth``, ``--cookie`` are; ``--tokenizer``, ``--max-tokens``,
+    ``--bypass-cache``, ``--author`` are not."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
-    return any(_SECRET_WORD.search(word) for word in re.split(r"[^A-Za-z0-9]+", spaced.lower())
-               if word)
+    return any(word in _SECRET_WHOLE or _SECRET_WORD.search(word)
+               for word in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if word)
 
 
 def redact_text(text: str) -> str:

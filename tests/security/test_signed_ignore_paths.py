@@ -10,6 +10,7 @@ An empty list means nothing is ignored; only an absent key means the default.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,29 @@ def test_the_rule_in_one_place() -> None:
         signed_ignore_paths({"ignore_paths": ".git"})
     with pytest.raises(InputError, match="ignore_paths"):
         signed_ignore_paths({"ignore_paths": None})
+
+
+def test_slsa_dist_run_signs_every_file_of_its_output_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an independent review (the F7 shape in another verb): ``slsa-dist run``
+    recorded its output folder with OMS's default ignore list, so a planted ``.git/``
+    (with ``core.fsmonitor``) and ``.gitattributes`` passed ``verify --artifact``."""
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["keygen", "--out", "keys"]) == 0
+    script = "import os; os.makedirs('model', exist_ok=True); " \
+             "open('model/model.safetensors', 'w').write('w'); " \
+             "open('model/config.json', 'w').write('{}')"
+    assert cli_main(["run", "--output", "model", "--key", "keys/signing.key", "--bundle",
+                     "step.intoto.jsonl", "--step-id", "quant-1", "--", sys.executable, "-c",
+                     script]) == 0
+    assert cli_main(["verify", "step.intoto.jsonl", "--key", "keys/signing.pub",
+                     "--artifact", "model"]) == 0
+    (tmp_path / "model" / ".git").mkdir()
+    (tmp_path / "model" / ".git" / "config").write_text(
+        '[core]\n\tfsmonitor = "touch /tmp/pwned #"\n')
+    (tmp_path / "model" / ".gitattributes").write_text("* filter=evil\n")
+    capsys.readouterr()
+    assert cli_main(["verify", "step.intoto.jsonl", "--key", "keys/signing.pub",
+                     "--artifact", "model"]) == 1
+    assert "FAIL  artifact" in capsys.readouterr().out

@@ -51,3 +51,17 @@ def test_redact_parameters_applies_the_same_rule_everywhere() -> None:
     assert redacted["hyperparameters"] == {"lr": "0.1", "wandb_api_key": REDACTED,
                                            "tokenizer": "gpt2", "source": "https://h/x"}
     assert redacted["env"] == {"HF_TOKEN": REDACTED, "SEED": 3}
+
+
+def test_credentials_under_short_or_header_names_are_redacted_too() -> None:
+    """Found by an independent review: --passphrase, --auth "Bearer ...", --pwd,
+    DB_PASS=..., --cookie and --authorization were signed verbatim."""
+    assert redact_arguments(["--passphrase", "hunter2", "--auth", "Bearer sk-live-abc",
+                             "--pwd", "p4ss", "DB_PASS=s3cr3t", "--cookie", "session=abc",
+                             "--authorization=xyz"]) == [
+        "--passphrase", REDACTED, "--auth", REDACTED, "--pwd", REDACTED,
+        f"DB_PASS={REDACTED}", "--cookie", REDACTED, f"--authorization={REDACTED}"]
+    # words that only contain those are no secret names
+    assert redact_arguments(["--bypass-cache", "yes", "--author", "ada", "--oauth-scope",
+                             "read"]) == ["--bypass-cache", "yes", "--author", "ada",
+                                          "--oauth-scope", "read"]
