@@ -35,6 +35,7 @@ built on them and works with the Ray version it was written against
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import sys
@@ -160,9 +161,13 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
             from slsa_dist.collect._coordinator import CoordinatorThread
             from slsa_dist.sign._loaders import load_signer
 
+            # No settle timer: between a failed attempt's last rank and the next attempt's
+            # first one, every rank has ended and the controller said RESTARTED, and a
+            # timer would finalize the job there whenever Ray restarts slower than it.
+            # The controller knows when the run is over (after_controller_finish).
             state.server = CoordinatorThread(
                 job_id=state.job_id, signer=load_signer(self.key), out_dir=self.out_dir,
-                world_size=world, settle=10.0, builder_id=BUILDER_IDS["ray"],
+                world_size=world, settle=math.inf, builder_id=BUILDER_IDS["ray"],
                 internal_parameters={"launcher": "ray-train", "rayVersion": ray.__version__})
             state.server.__enter__()
             state.coordinator = state.server.address
@@ -232,10 +237,25 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
         _STATE.agent.close(timeout=60)
         if _STATE.server is not None:
             try:
-                bundle = _STATE.server.wait_finalized(120).bundle
+                bundle = self._finalize(_STATE.server).bundle
                 log.info("slsa-dist: provenance written to %s", bundle)
             finally:
                 _STATE.server.__exit__()
+
+    @staticmethod
+    def _finalize(server: Any) -> Any:
+        """The run is over and Ray has shut every worker down: the coordinator finalizes
+        as soon as every rank and node reported how it ended; what has not arrived within
+        ``SLSA_FINISH_WAIT`` seconds (a worker killed before its last report) will not,
+        so the controller finalizes then, and the bundle says what is missing."""
+        import concurrent.futures
+
+        try:
+            return server.wait_finalized(float(os.environ.get("SLSA_FINISH_WAIT", "10")))
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            log.warning("slsa-dist: not every rank or node reported how it ended; "
+                        "finalizing without them")
+            return server.finalize("ray-controller-finished")
     # -- workers ----------------------------------------------------------------------
 
     def after_init_train_context(self) -> None:
