@@ -193,6 +193,8 @@ class Capture:
             return
         if not os.path.exists(path):  # the event comes before the open: this one fails
             return  # (a path hook's pseudo-entry, a probe for an optional file)
+        if os.path.isdir(path):  # opened to list or remove it (shutil.rmtree, os.fwalk):
+            return  # no content read; a folder it may vanish with before it is digested
         path = _model_directory(path) or path
         if self._own_output(path):
             return  # written by this process (then read back): an output, not an input

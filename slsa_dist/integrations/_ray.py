@@ -19,6 +19,13 @@ registers the node (by Ray node id), reports its inventory and packages, and
 its hardware evidence answering a fresh nonce (TPM through
 ``TPM2TOOLS_TCTI`` or ``/dev/tpmrm0``, TDX/SEV-SNP, NVIDIA CC; or why
 there is none), and the attempt's state as that worker saw it.
+Zero-code capture is on in every worker: the ``DataLoader`` that
+``prepare_data_loader`` makes (its ``DistributedSampler``: samples and the
+digest of the indices each rank drew) and every pass over a Ray Data shard
+(``iter_torch_batches``, ``iter_batches``: rows, and a digest of the rows'
+contents when the batches are in host memory) are recorded per worker, as are
+the files it reads and saves. When the controller ran the coordinator, the
+driver's log gets one closing line naming the bundle and how to verify it.
 
 Settings: ``SLSA_COORDINATOR`` (an existing coordinator; otherwise one runs in
 the controller, which needs ``SLSA_KEY``), ``SLSA_JOB_ID`` (default: Ray's
@@ -34,7 +41,9 @@ built on them and works with the Ray version it was written against
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import os
 import socket
 import sys
@@ -45,10 +54,12 @@ import ray
 from ray.train import UserCallback  # the base when Ray is not 2.60.x
 
 from slsa_dist.capture import _runtime as runtime
+from slsa_dist.capture._auto import install
 from slsa_dist.collect._agent import Agent
 from slsa_dist.collect._node import start_node_agent
 from slsa_dist.digest._manifest import digest_path
 from slsa_dist.integrations import _contract
+from slsa_dist.model._records import INDEX_URI
 from slsa_dist.model._statement import BUILDER_IDS
 
 __all__ = ["SlsaCallback", "report_with_digests"]
@@ -99,6 +110,117 @@ def report_with_digests(metrics: dict[str, Any], checkpoint: Any = None,
 
 
 _ORIGINAL_REPORT = ray.train.report
+
+
+def _digest_batch(digest: Any, batch: Any) -> int:
+    """Add a batch's columns (name, dtype, shape, bytes) to ``digest``; its row count.
+    Raises ``TypeError`` for a batch not in host memory (a GPU tensor): not copied back."""
+    columns = batch if isinstance(batch, dict) else {"": batch}
+    rows = 0
+    for name in sorted(columns):
+        column = columns[name]
+        if hasattr(column, "device") and getattr(column.device, "type", "cpu") != "cpu":
+            raise TypeError(f"column {name!r} is on {column.device}")
+        array = column.numpy() if hasattr(column, "numpy") else column
+        import numpy as np
+
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.tobytes() if array.dtype != object else repr(array.tolist()).encode())
+        rows = len(array)
+    return rows
+
+
+class _RecordedPass:
+    """A Ray Data iterable whose every pass is recorded for this worker: the batches flow
+    unchanged; their rows are counted, and their contents digested while they are in host
+    memory, and reported when the pass ends."""
+
+    def __init__(self, source: Any, name: str, passes: list[int]) -> None:
+        self._source = source
+        self._name = name
+        self._passes = passes  # per iterator: the epoch of each pass
+
+    def __iter__(self) -> Any:
+        epoch = self._passes[0]
+        self._passes[0] += 1
+        rows, digest, why = 0, hashlib.sha256(), ""
+        for batch in self._source:
+            if why != "counting":
+                try:
+                    rows += _digest_batch(digest, batch) if not why else _rows(batch)
+                except TypeError as exc:  # on a device: counted, not digested
+                    why, rows = str(exc), rows + _rows(batch)
+                except Exception as exc:  # counted no further; the batches still flow
+                    why = "counting"
+                    runtime.capture_gap(f"Ray Data shard {self._name!r}", exc)
+            yield batch
+        if why != "counting":
+            _report_ray_data(self._name, rows, epoch, "" if why else digest.hexdigest(), why)
+
+
+def _rows(batch: Any) -> int:
+    if isinstance(batch, dict):
+        return len(next(iter(batch.values()))) if batch else 0
+    return len(batch)
+
+
+def _report_ray_data(name: str, rows: int, epoch: int, contents: str, why: str) -> None:
+    try:
+        rt = runtime.current()
+        if rt is None or rt.completed:
+            return
+        sampler: dict[str, Any] = {"type": "ray.data.DataIterator", "worldRank": rt.rank,
+                                   "worldSize": rt.world_size,
+                                   "indexDigest": "sha256 of the rows' contents, in order"}
+        if why:
+            sampler["indexDigest"] = f"none: {why}"
+        # Like a DataLoader's index space: the shard names the Ray dataset, not its bytes
+        identity = hashlib.sha256(f"ray.data\0{name}".encode()).hexdigest()
+        rt.agent.record_shard(f"ray-data:{name}", {"sha256": identity},
+                              uri=f"{INDEX_URI}ray.data/{name}", samples=rows, epoch=epoch,
+                              index_digest=contents, sampler=sampler)
+    except Exception as exc:
+        runtime.capture_gap(f"Ray Data shard {name!r}", exc)
+
+
+def _record_ray_data() -> None:
+    """Every pass over a Ray Data iterator in this worker is recorded (``_iter_batches``,
+    which ``iter_batches``, ``iter_torch_batches`` and ``iter_rows`` share), and the
+    shards ``get_dataset_shard`` hands out carry their dataset's name."""
+    from ray.data.iterator import DataIterator
+
+    original = DataIterator._iter_batches  # noqa: SLF001 -- the one path all passes share
+    if not hasattr(original, "__slsa_dist_original__"):
+        def _iter_batches(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = original(self, *args, **kwargs)
+            try:
+                name = str(getattr(self, "_slsa_dataset", None) or "dataset")
+                passes = self.__dict__.setdefault("_slsa_passes", [0])
+                return _RecordedPass(result, name, passes)
+            except Exception as exc:  # iterate unrecorded, and say so
+                runtime.capture_gap("Ray Data iterator", exc)
+                return result
+
+        _iter_batches.__slsa_dist_original__ = original  # type: ignore[attr-defined]
+        setattr(DataIterator, "_iter_batches", _iter_batches)  # noqa: B010
+    from ray.train.v2.api import train_fn_utils
+
+    shard = train_fn_utils.get_dataset_shard
+    if not hasattr(shard, "__slsa_dist_original__"):
+        def get_dataset_shard(dataset_name: str | None = None) -> Any:
+            iterator = shard(dataset_name)
+            try:
+                if iterator is not None:
+                    setattr(iterator, "_slsa_dataset", dataset_name or "dataset")  # noqa: B010
+            except Exception:  # a name is a label only
+                log.debug("slsa-dist: could not name a Ray Data shard", exc_info=True)
+            return iterator
+
+        get_dataset_shard.__slsa_dist_original__ = shard  # type: ignore[attr-defined]
+        train_fn_utils.get_dataset_shard = get_dataset_shard
+        if getattr(ray.train, "get_dataset_shard", None) is shard:
+            ray.train.get_dataset_shard = get_dataset_shard
 
 
 class _Controller:
@@ -160,9 +282,13 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
             from slsa_dist.collect._coordinator import CoordinatorThread
             from slsa_dist.sign._loaders import load_signer
 
+            # No settle timer: between a failed attempt's last rank and the next attempt's
+            # first one, every rank has ended and the controller said RESTARTED, and a
+            # timer would finalize the job there whenever Ray restarts slower than it.
+            # The controller knows when the run is over (after_controller_finish).
             state.server = CoordinatorThread(
                 job_id=state.job_id, signer=load_signer(self.key), out_dir=self.out_dir,
-                world_size=world, settle=10.0, builder_id=BUILDER_IDS["ray"],
+                world_size=world, settle=math.inf, builder_id=BUILDER_IDS["ray"],
                 internal_parameters={"launcher": "ray-train", "rayVersion": ray.__version__})
             state.server.__enter__()
             state.coordinator = state.server.address
@@ -232,10 +358,42 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
         _STATE.agent.close(timeout=60)
         if _STATE.server is not None:
             try:
-                bundle = _STATE.server.wait_finalized(120).bundle
+                bundle = self._finalize(_STATE.server).bundle
                 log.info("slsa-dist: provenance written to %s", bundle)
+                # one closing line, as slsa-torchrun prints; Ray forwards it to the driver
+                print(f"slsa-dist: wrote {bundle}: {self._summary(Path(bundle))}",
+                      flush=True)
             finally:
                 _STATE.server.__exit__()
+
+    @staticmethod
+    def _finalize(server: Any) -> Any:
+        """The run is over and Ray has shut every worker down: the coordinator finalizes
+        as soon as every rank and node reported how it ended; what has not arrived within
+        ``SLSA_FINISH_WAIT`` seconds (a worker killed before its last report) will not,
+        so the controller finalizes then, and the bundle says what is missing."""
+        import concurrent.futures
+
+        try:
+            return server.wait_finalized(float(os.environ.get("SLSA_FINISH_WAIT", "10")))
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            log.warning("slsa-dist: not every rank or node reported how it ended; "
+                        "finalizing without them")
+            return server.finalize("ray-controller-finished")
+
+    def _summary(self, bundle: Path) -> str:
+        """What the bundle holds, checked with the public key beside the signing key,
+        and the command that verifies it."""
+        from slsa_dist.integrations._onecommand import _summary
+
+        public = Path(self.key).with_suffix(".pub")
+        if not public.is_file():
+            return f"verify with: slsa-dist verify {bundle} --key <the public key>"
+        try:
+            summary = _summary(bundle, public)
+        except Exception as exc:  # the bundle is written; only its summary is not
+            summary = f"could not be summarized ({type(exc).__name__})"
+        return f"{summary}; verify with: slsa-dist verify {bundle} --key {public}"
     # -- workers ----------------------------------------------------------------------
 
     def after_init_train_context(self) -> None:
@@ -256,11 +414,18 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
             # Ray at once, and its node's evidence must not go down with it.
             node.flush(timeout=float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")))
             _NODE.append(node)
-        _contract.init(coordinator=self.coordinator, job_id=self.job_id,
-                     rank=context.get_world_rank(), world_size=context.get_world_size(),
-                     attempt=self.attempt, node_id=node_id,
-                     spool_dir=self.spool_dir, finish_at_exit=False,
-                     argv=[str(self.driver or "ray.train"), *self.driver_arguments])
+        rt = _contract.init(coordinator=self.coordinator, job_id=self.job_id,
+                            rank=context.get_world_rank(),
+                            world_size=context.get_world_size(), attempt=self.attempt,
+                            node_id=node_id, spool_dir=self.spool_dir, finish_at_exit=False,
+                            argv=[str(self.driver or "ray.train"), *self.driver_arguments])
+        # zero-code capture: prepare_data_loader's DataLoader, Ray Data passes, reads, saves
+        for what, start in (("zero-code capture", lambda: install(rt)),
+                            ("Ray Data iterators", _record_ray_data)):
+            try:
+                start()
+            except Exception as exc:  # train on; this part goes unrecorded, and says so
+                runtime.capture_gap(what, exc)
         # digest checkpoints before upload, without code changes
         ray.train.report = report_with_digests
 

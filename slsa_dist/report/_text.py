@@ -98,7 +98,12 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
                      f"{len(rank.files)} file(s) written")
     if len(ranks) > 16:
         lines.append(f"  ... {len(ranks) - 16} more ranks")
-    nodes = provenance.node_records()
+    records = provenance.node_records()
+    # A launcher that ran no rank and reported nothing of a host (Ray's Train controller,
+    # ``ray-controller``) is no node of the job's: listed apart, not counted
+    launchers = [n.node for n in records if n.attempts and not any(a.ranks for a in n.attempts)
+                 and not n.inventory and not n.evidence]
+    nodes = [n for n in records if n.node not in launchers]
     if nodes:
         lines.append(f"nodes ({len(nodes)}):")
     for node in nodes:
@@ -108,6 +113,8 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
                              else f"{e.kind}={e.status}" for e in node.evidence) or "none"
         seen = f" (connected from {node.connected_from})" if node.connected_from else ""
         lines.append(f"  {node.node}{seen}: {len(devices)} device(s); attestations: {verdicts}")
+    if launchers:
+        lines.append(f"launchers without ranks ({len(launchers)}): {', '.join(launchers)}")
     completeness = provenance.completeness()
     if completeness is not None:
         gaps = {k: v for k, v in completeness.to_dict().items()

@@ -149,3 +149,100 @@ def test_ray_train_callbacks_env_var_needs_no_code_change(
     provenance = verify_bundle(tmp_path / "provenance" / "ray-env-1.intoto.jsonl",
                                keys=[load_verifier(public)]).provenance
     assert sorted(r["rank"] for r in provenance.records(MEDIA_RANK)) == [0, 1]
+
+
+def data_train_fn(config: dict) -> None:  # type: ignore[type-arg]
+    """As users write it, unchanged: a DataLoader through prepare_data_loader, then a
+    pass over the Ray Data shard with iter_torch_batches."""
+    import ray.train
+    import torch
+    from ray.train.torch import prepare_data_loader
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = torch.load(config["data"])
+    loader = prepare_data_loader(DataLoader(TensorDataset(data["x"], data["y"]),
+                                            batch_size=8, shuffle=True))
+    rows = sum(len(x) for x, _ in loader)
+    rows += sum(len(batch["id"]) for batch in
+                ray.train.get_dataset_shard("train").iter_torch_batches(batch_size=4))
+    ray.train.report({"rows": rows})
+
+
+def _controller_said(text: str) -> list[str]:
+    """Lines of the Train controller's stdout with ``text``: what Ray forwards to the
+    driver when log_to_driver is on (this cluster keeps it off)."""
+    logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
+    return [line for out in logs.glob("worker-*.out")
+            for line in out.read_text(errors="replace").splitlines() if text in line]
+
+
+def test_prepare_data_loader_and_ray_data_are_recorded_per_worker(
+        cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    import torch
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from slsa_dist.cli import main as cli
+    from slsa_dist.ray import SlsaCallback
+
+    key, public = signing_key(tmp_path)
+    x = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
+    torch.save({"x": x, "y": x.sum(dim=1)}, tmp_path / "data.pt")
+    trainer = TorchTrainer(
+        data_train_fn, train_loop_config={"data": str(tmp_path / "data.pt")},
+        datasets={"train": ray.data.range(24)},
+        # Half a CPU each: Ray Data's read tasks need the cluster's last CPU (with both
+        # taken by the workers, iter_torch_batches waits for one forever).
+        scaling_config=ScalingConfig(num_workers=2, use_gpu=False,
+                                     resources_per_worker={"CPU": 0.5}),
+        run_config=RunConfig(name="slsa-ray-data", storage_path=str(tmp_path / "ray-results"),
+                             callbacks=[SlsaCallback(key=key, out_dir=tmp_path / "provenance",
+                                                     job_id="ray-data-1")]))
+    assert trainer.fit().error is None
+    bundle = tmp_path / "provenance" / "ray-data-1.intoto.jsonl"
+    provenance = verify_bundle(bundle, keys=[load_verifier(public)]).provenance
+    completeness = provenance.completeness()
+    assert completeness is not None
+    assert completeness.complete, completeness
+    inputs = {d.name: d.digest["sha256"] for d in provenance.dependencies
+              if d.annotations.get("slsadist_kind") == "input"}
+    # read by the workers, outside their working directory: named by its path
+    assert inputs.get(str(tmp_path / "data.pt")) == hashlib.sha256(
+        (tmp_path / "data.pt").read_bytes()).hexdigest(), inputs
+    records = {r.rank: r for r in provenance.rank_records()}
+    assert sorted(records) == [0, 1]
+    draws, rows = {}, {}
+    for rank, record in records.items():
+        shards = {s.name: s for s in record.shards or ()}
+        loader = shards["index:TensorDataset"]  # prepare_data_loader's DistributedSampler
+        assert loader.samples == 16
+        assert (loader.sampler["type"], loader.sampler["num_replicas"],
+                loader.sampler["rank"]) == ("DistributedSampler", 2, rank)
+        draws[rank] = loader.index_digest
+        shard = shards["ray-data:train"]
+        assert shard.samples == 12  # its split of the 24 rows
+        assert shard.sampler["worldRank"] == rank
+        rows[rank] = shard.index_digest  # the rows' contents, in order
+        final = record.attempts[-1]
+        assert (final.state, final.exit_code) == ("SUCCEEDED", 0)
+    assert draws[0] != draws[1]
+    assert all(rows.values())
+    assert rows[0] != rows[1]
+    # the Ray data set's index space is no dependency
+    assert not [d for d in provenance.dependencies if (d.uri or "").startswith("slsa-dist:")]
+    # slsa-dist inspect: one node (the Train controller is a launcher, not a node)
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli(["inspect", str(bundle), "--key", str(public)]) == 0
+    assert "nodes (1):" in out.getvalue(), out.getvalue()
+    assert "launchers without ranks (1): ray-controller" in out.getvalue()
+    # the closing line Ray forwards to the driver: the bundle and how to verify it
+    (line,) = _controller_said(f"slsa-dist: wrote {bundle}")
+    assert "2 rank(s)" in line, line
+    assert line.split("; verify with")[0].endswith("complete"), line
+    assert f"verify with: slsa-dist verify {bundle} --key {public}" in line

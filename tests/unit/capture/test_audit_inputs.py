@@ -58,3 +58,27 @@ def test_a_read_is_recorded_and_a_failed_open_is_not_even_warned_about(
         settle(capture, runtime, 1)
     assert [d["name"] for d in runtime.agent.dependencies] == ["data.bin"]
     assert not [r for r in caplog.records if "could not digest" in r.getMessage()]
+
+
+def test_a_directory_opened_to_remove_it_is_no_input(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """shutil.rmtree (a TemporaryDirectory's cleanup) opens the folder it removes: that
+    read no data, and digesting it later found it gone (a capture gap, an incomplete
+    job)."""
+    import os
+    import shutil
+
+    monkeypatch.setenv("SLSA_CAPTURE_INCLUDE", str(tmp_path))
+    runtime = Runtime()
+    capture = Capture(runtime)  # type: ignore[arg-type]
+    gaps: list[str] = []
+    monkeypatch.setattr("slsa_dist.capture._auto.capture_gap",
+                        lambda what, why: gaps.append(f"{what}: {why}"))
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    (folder / "model.pt").write_bytes(b"w")
+    capture.audit("open", (str(folder), None, os.O_RDONLY))
+    shutil.rmtree(folder)
+    time.sleep(0.2)
+    assert runtime.agent.dependencies == []
+    assert gaps == []
