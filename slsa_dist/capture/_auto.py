@@ -373,7 +373,21 @@ class Capture:
                 capture_gap(f"subject {path} (SLSA_SUBJECT)", "no such file or folder when "
                             "the rank ended")
                 continue
+            if not self._wrote_into(path):
+                # A subject is an output: naming what the job only read (its base model)
+                # would sign the input as the job's product.
+                capture_gap(f"subject {path} (SLSA_SUBJECT)", "this rank never wrote it: "
+                            "a subject must be something the job produced")
+                continue
             self._record_folder(path, "final")
+
+    def _wrote_into(self, path: str) -> bool:
+        """This process wrote ``path``, or (a folder) a file under it."""
+        if self._own_output(path):
+            return True
+        with self._lock:
+            saved = tuple(self._saved)
+        return any(_under(w, (path,)) for w in (*self._written, *saved))
 
     def _record_file(self, path: str, role: str) -> None:
         try:

@@ -125,7 +125,8 @@ def _check(args: argparse.Namespace, bundle: Any, keys: list[Verifier], artifact
         wanted.append(policy.BuilderId(args.builder_id))
     # --rank proves one record without reading the ledger whole: completeness then rests
     # on the signed completeness record, and the check says so.
-    wanted.append(policy.Complete(from_summary=args.rank is not None))
+    wanted.append(policy.Complete(from_summary=args.rank is not None,
+                                  allow_capture_gaps=args.allow_capture_gaps))
     if args.rank is not None:
         wanted.append(policy.Rank(args.rank))
     if args.require_outputs:
@@ -278,6 +279,10 @@ def register(sub: Subparsers) -> None:
     verify.add_argument("--rank", type=int, metavar="N",
                         help="check rank N's record (by an inclusion proof when the records "
                              "are in a ledger, which is then not read in full)")
+    verify.add_argument("--allow-capture-gaps", action="store_true",
+                        help="accept capture gaps the job declared allowed "
+                             "(SLSA_ALLOW_CAPTURE_GAPS): by default they fail, since the "
+                             "job's own environment declared them")
     verify.add_argument("--require-outputs", action="store_true",
                         help="fail when the job recorded no output (otherwise a warning)")
     verify.add_argument("--verifier-id", help="for a VSA: the verifier.id to require")

@@ -313,6 +313,12 @@ def verify_chain(root: str, *, name: str, store: Store, policy: ChainPolicy,
             step.inputs.append((dependency, "followed"))
             label = f"{kind} {dependency.name or dependency.uri}"
             sha = dependency.digest.get("sha256")
+            if sha and sha in named[step.bundle]:
+                # An input that is this very step's output proves nothing about where it
+                # came from: a job that names what it read as what it wrote.
+                result.gaps.append(Gap(sha, label, step.name, "the step names this input as "
+                                       "its own output too: no provenance for it"))
+                continue
             if sha:
                 pending.append((sha, label, step.name, depth + 1))
                 continue

@@ -196,6 +196,9 @@ class Complete:
     """
 
     from_summary: bool = False
+    # Capture gaps the job declared allowed (SLSA_ALLOW_CAPTURE_GAPS, the rank's own
+    # environment) fail too unless the verifier allows them: the job does not decide.
+    allow_capture_gaps: bool = False
 
     def check(self, evidence: Evidence) -> list[Check]:
         provenance = _provenance(evidence, "completeness")
@@ -233,6 +236,10 @@ class Complete:
         if completeness is not None:
             problems.extend(f"{label}: {_summary(list(entries))}"
                             for label, entries in completeness.problems)
+            if completeness.allowed_capture_gaps and not self.allow_capture_gaps:
+                problems.append("capture gaps the job allowed (SLSA_ALLOW_CAPTURE_GAPS), "
+                                "which this policy does not (--allow-capture-gaps): "
+                                + _summary(list(completeness.allowed_capture_gaps)))
             if completeness.departed_nodes \
                     and "worldSizeRange" not in provenance.external_parameters:
                 # A job whose world size is fixed has no node to lose: a later attempt

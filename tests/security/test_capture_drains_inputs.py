@@ -28,6 +28,7 @@ from slsa_dist.collect._coordinator import CoordinatorThread
 from slsa_dist.integrations import _contract
 from slsa_dist.model._provenance import Provenance
 from slsa_dist.sign._keys import Signer
+from slsa_dist.verify import Complete
 from slsa_dist.verify._bundle import VerificationFailed, check_bundle, verify_bundle
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
@@ -108,13 +109,20 @@ def test_an_input_not_digested_in_time_makes_the_bundle_incomplete(
         verify_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
 
 
-def test_allowed_capture_gaps_are_listed_and_leave_the_bundle_complete(
+def test_allowed_capture_gaps_are_listed_and_fail_unless_the_verifier_allows_them(
         rank: CoordinatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's environment may declare gaps allowed; only the verifier accepts them.
+    A second review hid an unvetted 80 MB base model this way (a drain timeout of 0
+    and SLSA_ALLOW_CAPTURE_GAPS=1): the bundle was complete and verify passed."""
     monkeypatch.setenv("SLSA_CAPTURE_DRAIN_TIMEOUT", "0.3")
     monkeypatch.setenv("SLSA_ALLOW_CAPTURE_GAPS", "1")
     _slow_digest(monkeypatch, 5.0)
     data, bundle = _read_then_exit(tmp_path, rank)
-    provenance = verify_bundle(bundle, keys=[rank.signer.public()]).provenance  # type: ignore[attr-defined]
+    keys = [rank.signer.public()]  # type: ignore[attr-defined]
+    with pytest.raises(VerificationFailed, match="capture gaps the job allowed"):
+        verify_bundle(bundle, keys=keys)
+    provenance = verify_bundle(bundle, keys=keys,
+                               policy=Complete(allow_capture_gaps=True)).provenance
     completeness = provenance.completeness()
     assert completeness is not None
     assert completeness.complete

@@ -113,3 +113,29 @@ def test_a_subject_that_is_not_there_is_a_gap(rank: CoordinatorThread,
     result = check_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
     assert not result.ok
     assert any("subject" in c.detail and "SLSA_SUBJECT" in c.detail for c in result.failures)
+
+
+def test_slsa_subject_naming_what_the_job_only_read_is_a_gap(
+        rank: CoordinatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a second review: SLSA_SUBJECT=base (the job's unvetted input) made the
+    input the signed subject, and verify chain followed it to the job itself."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", "import os; os.makedirs('base'); "
+                    "open('base/pytorch_model.bin', 'wb').write(b'backdoor' * 8)"],
+                   cwd=tmp_path, check=True, timeout=60)  # made outside this rank
+    (tmp_path / "base" / "pytorch_model.bin").read_bytes()  # the job reads its base model
+    torch.save({"w": torch.ones(2)}, "finetuned.pt")
+    monkeypatch.setenv("SLSA_SUBJECT", "base")
+    runtime = _runtime.current()
+    assert runtime is not None
+    assert runtime.finish(timeout=30)
+    bundle = rank.wait_finalized(60).bundle
+    from slsa_dist.verify import check_bundle
+
+    result = check_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
+    assert not result.ok
+    assert any("this rank never wrote it" in c.detail for c in result.failures)
+    assert result.provenance is not None
+    assert "base" not in [s.name for s in result.provenance.statement.subjects]
