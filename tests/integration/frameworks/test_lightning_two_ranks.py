@@ -48,7 +48,7 @@ def test_a_lightning_fit_at_two_ranks(tmp_path: Path, package: str, launcher: st
         assert (shard.sampler["num_replicas"], shard.sampler["rank"]) == (2, rank), shard
     assert provenance.internal_parameters["framework"] == package
     hyper = provenance.external_parameters["hyperparameters"]
-    assert (hyper["lr"], hyper["max_epochs"]) == ("0.05", 2)
+    assert (hyper["lr"], hyper["max_epochs"]) == (0.05, 2)  # JSON types kept
     (checkpoint,) = (tmp_path / "fit" / "checkpoints").glob("*.ckpt")
     (subject,) = provenance.statement.subjects
     assert subject.name == checkpoint.relative_to(tmp_path).as_posix()
