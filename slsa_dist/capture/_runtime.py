@@ -3,19 +3,8 @@
 An integration (``slsa_dist.init``, in :mod:`slsa_dist.integrations`) installs the
 :class:`Runtime` with the rank agent it started; the samplers, the save hooks and
 the DCP writer find it with :func:`current`. Capture never imports the transport
-(:class:`Recorder` is what it needs of one). ``init`` reads, as launchers pass them:
-
-=====================  ==============================================
-``SLSA_COORDINATOR``   coordinator ``host:port`` (required)
-``SLSA_JOB_ID``        job id (default: ``TORCHELASTIC_RUN_ID``)
-``RANK``/``WORLD_SIZE``  torchrun's; ``SLSA_RANK``/``SLSA_WORLD_SIZE`` win
-``SLSA_ATTEMPT``       attempt (default: ``TORCHELASTIC_RESTART_COUNT``)
-``SLSA_NODE_ID``       node id (default: the host name)
-``SLSA_SPOOL_DIR``     where unacknowledged events are kept
-``SLSA_ARTIFACT_ROOT`` artifact names are paths relative to it (default: cwd)
-``SLSA_NODE_AGENT``    set by the torchrun plugin: the node agent reports
-                       host inventory and packages, so ranks need not
-=====================  ==============================================
+(:class:`Recorder` is what it needs of one); the settings ``init`` reads are listed
+in :mod:`slsa_dist.integrations._contract`.
 """
 
 from __future__ import annotations

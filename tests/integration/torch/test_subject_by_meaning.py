@@ -20,7 +20,7 @@ from slsa_dist.collect import CoordinatorThread
 from slsa_dist.integrations import _contract
 from slsa_dist.model import Provenance
 from slsa_dist.sign import Signer
-from slsa_dist.verify import verify_bundle
+from slsa_dist.verify import Result, check_bundle, verify_bundle
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
 
@@ -50,6 +50,15 @@ def _finish(server: CoordinatorThread) -> Provenance:
     assert runtime.finish(timeout=30)
     bundle = server.wait_finalized(60).bundle
     return verify_bundle(bundle, keys=[server.signer.public()]).provenance  # type: ignore[attr-defined]
+
+
+def _finish_checked(server: CoordinatorThread) -> Result:
+    """The rank finished, the job finalized, its bundle checked (passed or not)."""
+    runtime = _runtime.current()
+    assert runtime is not None
+    assert runtime.finish(timeout=30)
+    bundle = server.wait_finalized(60).bundle
+    return check_bundle(bundle, keys=[server.signer.public()])  # type: ignore[attr-defined]
 
 
 def _inputs(provenance: Provenance) -> list[str]:
@@ -104,13 +113,7 @@ def test_a_subject_that_is_not_there_is_a_gap(rank: CoordinatorThread,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     torch.save({"w": torch.ones(2)}, "model.pt")
     monkeypatch.setenv("SLSA_SUBJECT", "nowhere")
-    runtime = _runtime.current()
-    assert runtime is not None
-    assert runtime.finish(timeout=30)
-    bundle = rank.wait_finalized(60).bundle
-    from slsa_dist.verify import check_bundle
-
-    result = check_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
+    result = _finish_checked(rank)
     assert not result.ok
     assert any("subject" in c.detail and "SLSA_SUBJECT" in c.detail for c in result.failures)
 
@@ -128,13 +131,7 @@ def test_slsa_subject_naming_what_the_job_only_read_is_a_gap(
     (tmp_path / "base" / "pytorch_model.bin").read_bytes()  # the job reads its base model
     torch.save({"w": torch.ones(2)}, "finetuned.pt")
     monkeypatch.setenv("SLSA_SUBJECT", "base")
-    runtime = _runtime.current()
-    assert runtime is not None
-    assert runtime.finish(timeout=30)
-    bundle = rank.wait_finalized(60).bundle
-    from slsa_dist.verify import check_bundle
-
-    result = check_bundle(bundle, keys=[rank.signer.public()])  # type: ignore[attr-defined]
+    result = _finish_checked(rank)
     assert not result.ok
     assert any("this rank never wrote it" in c.detail for c in result.failures)
     assert result.provenance is not None
