@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ from support import swtpm
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
 
 
-def run_job(tmp_path: Path, *, with_tpm: bool) -> tuple[Path, Path]:
+def run_job(tmp_path: Path, *, with_tpm: bool,
+            attest: Callable[[Agent], None] | None = None) -> tuple[Path, Path]:
+    """A one-node, one-rank job; the node records its evidence by ``attest`` (the node
+    agent's own path), else it collects every kind and keeps TPM's when ``with_tpm``."""
     signer = Signer.generate()
     tmp_path.mkdir(parents=True, exist_ok=True)
     public = tmp_path / "signing.pub"
@@ -29,10 +33,13 @@ def run_job(tmp_path: Path, *, with_tpm: bool) -> tuple[Path, Path]:
                            settle=0.2) as server:
         node = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "spool",
                      identity=NodeIdentity(node_id="node-a", hostname="host-a"))
-        nonce = node.challenge()
-        for kind, blob, fmt in collect_all(nonce, "j", "node-a"):
-            if kind == "tpm" or not with_tpm:
-                node.record_evidence(kind, blob, nonce=nonce, fmt=fmt)
+        if attest is not None:
+            attest(node)
+        else:
+            nonce = node.challenge()
+            for kind, blob, fmt in collect_all(nonce, "j", "node-a"):
+                if kind == "tpm" or not with_tpm:
+                    node.record_evidence(kind, blob, nonce=nonce, fmt=fmt)
         node.record_attempt(attempt=0, run_id="r", ranks=[0], state="SUCCEEDED")
         assert node.close(30)
         rank = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "spool",
@@ -179,22 +186,7 @@ def run_attested_job(tmp_path: Path) -> tuple[Path, Path]:
     with an enrolled AK and an EK certificate, its TPM answers a credential challenge."""
     from slsa_dist.collect._node import attest
 
-    signer = Signer.generate()
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    public = tmp_path / "signing.pub"
-    public.write_bytes(signer.public().public_pem())
-    with CoordinatorThread(job_id="j", signer=signer, out_dir=tmp_path / "out", world_size=1,
-                           settle=0.2) as server:
-        node = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "spool",
-                     identity=NodeIdentity(node_id="node-a", hostname="host-a"))
-        attest(node, "j", "node-a")
-        node.record_attempt(attempt=0, run_id="r", ranks=[0], state="SUCCEEDED")
-        assert node.close(30)
-        rank = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "spool",
-                     identity=RankIdentity(rank=0, world_size=1, node_id="node-a"))
-        rank.complete()
-        assert rank.close(30)
-        return server.wait_finalized(30).bundle, public
+    return run_job(tmp_path, with_tpm=True, attest=lambda node: attest(node, "j", "node-a"))
 
 
 @pytest.mark.tpm
