@@ -13,30 +13,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from slsa_dist.capture import _auto as auto
 from slsa_dist.capture import _runtime
 from slsa_dist.collect._coordinator import CoordinatorThread
 from slsa_dist.model._provenance import Provenance
-from slsa_dist.sign._keys import Signer
 from slsa_dist.verify._bundle import verify_bundle
 from slsa_dist.verify._policy import AllOf, Artifacts, Complete
+
+from support.rank import in_process_rank
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(240)]
 
 
 @pytest.fixture
 def rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CoordinatorThread]:
-    signer = Signer.generate()
-    with CoordinatorThread(job_id="fw", signer=signer, out_dir=tmp_path / "out", world_size=1,
-                           settle=0.2) as server:
-        monkeypatch.setenv("SLSA_COORDINATOR", server.address)
-        monkeypatch.setenv("SLSA_JOB_ID", "fw")
-        monkeypatch.setenv("SLSA_ARTIFACT_ROOT", str(tmp_path))
-        monkeypatch.setenv("SLSA_SPOOL_DIR", str(tmp_path / "spool"))
-        server.signer = signer  # type: ignore[attr-defined]
+    with in_process_rank(tmp_path, monkeypatch, "fw") as server:
         yield server
-        _runtime.reset()
-        auto._INSTALLED = None
 
 
 def _finish(server: CoordinatorThread) -> Provenance:

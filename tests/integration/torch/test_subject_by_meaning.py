@@ -19,29 +19,19 @@ from slsa_dist.capture import _runtime
 from slsa_dist.collect import CoordinatorThread
 from slsa_dist.integrations import _contract
 from slsa_dist.model import Provenance
-from slsa_dist.sign import Signer
 from slsa_dist.verify import Result, check_bundle, verify_bundle
+
+from support.rank import in_process_rank
 
 pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
 def rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CoordinatorThread]:
-    signer = Signer.generate()
-    with CoordinatorThread(job_id="subject", signer=signer, out_dir=tmp_path / "out",
-                           world_size=1, settle=0.2) as server:
-        for key, value in {"SLSA_COORDINATOR": server.address, "SLSA_JOB_ID": "subject",
-                           "SLSA_ARTIFACT_ROOT": str(tmp_path),
-                           "SLSA_SPOOL_DIR": str(tmp_path / "spool")}.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.delenv("SLSA_SUBJECT", raising=False)
+    with in_process_rank(tmp_path, monkeypatch, "subject") as server:
         monkeypatch.chdir(tmp_path)
-        server.signer = signer  # type: ignore[attr-defined]
-        runtime = _contract.init(argv=["train.py"], finish_at_exit=False)
-        auto.install(runtime)
+        auto.install(_contract.init(argv=["train.py"], finish_at_exit=False))
         yield server
-        _runtime.reset()
-        auto._INSTALLED = None
 
 
 def _finish(server: CoordinatorThread) -> Provenance:
