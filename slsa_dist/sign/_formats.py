@@ -19,7 +19,8 @@ from slsa_dist.sign._dsse import Envelope, JsonLines
 from slsa_dist.sign._sigstore import SigstoreBundle
 
 __all__ = ["DEFAULT_FORMAT", "FORMATS", "BundleFormat", "bundle_path", "format_for",
-           "formats_named", "read_bundle", "write_bundles", "write_signed"]
+           "formats_named", "parse_bundle", "read_bundle", "read_bundle_bytes", "write_bundles",
+           "write_signed"]
 
 
 class BundleFormat(Protocol):
@@ -105,13 +106,33 @@ def read_bundle(path: str | os.PathLike[str]) -> list[Envelope]:
     Raises:
         InputError: the file is missing, not text, or not a bundle.
     """
+    return parse_bundle(read_bundle_bytes(path), path)
+
+
+def read_bundle_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A bundle file's bytes, read once: verify them and name them by the same read.
+
+    Raises:
+        InputError: the file is missing or a directory.
+    """
     source = Path(path)
     try:
-        text = source.read_text(encoding="utf-8")
+        return source.read_bytes()
     except FileNotFoundError:
         raise InputError(f"bundle: expected a file at {source}, found none") from None
     except IsADirectoryError:
         raise InputError(f"bundle: expected a file at {source}, found a directory") from None
+
+
+def parse_bundle(raw: bytes, source: str | os.PathLike[str]) -> list[Envelope]:
+    """The envelopes in a bundle's bytes, in any registered format (``source`` names it
+    in errors).
+
+    Raises:
+        InputError: not text, or not a bundle.
+    """
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"bundle {source}: expected UTF-8 JSON Lines, found binary") from None
     fmt = next(f for f in FORMATS.values() if f.sniff(text))

@@ -14,6 +14,7 @@ What the requirements are is :mod:`slsa_dist.verify._policy`'s.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,7 @@ from slsa_dist.model._records import (
 )
 from slsa_dist.model._statement import PREDICATE_TYPE, Statement
 from slsa_dist.sign._dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, verify_envelope
-from slsa_dist.sign._formats import read_bundle
+from slsa_dist.sign._formats import parse_bundle, read_bundle_bytes
 from slsa_dist.sign._keys import Verifier
 from slsa_dist.verify._artifact import FILES_ANNOTATION, VSA_PREDICATE_TYPE
 from slsa_dist.verify._policy import (
@@ -209,21 +210,23 @@ def check_bundle(
             does not fit the bundle (a rank outside the job).
     """
     path = Path(bundle)
-    checks, statement = _open(read_bundle(path), keys, path)
+    raw = read_bundle_bytes(path)  # one read: what is checked is what the digest names
+    sha256 = hashlib.sha256(raw).hexdigest()
+    checks, statement = _open(parse_bundle(raw, path), keys, path)
     if statement is None:
-        return Result(bundle=path, checks=tuple(checks))
+        return Result(bundle=path, checks=tuple(checks), sha256=sha256)
     if statement.predicate_type == VSA_PREDICATE_TYPE:
         evidence = Evidence(bundle=path, statement=statement)
         checks.append(Check("predicateType", True, VSA_PREDICATE_TYPE))
         chosen = policy if policy is not None else default_policy(evidence)
         checks.extend(_evaluate(chosen, evidence))
         return Result(bundle=path, checks=tuple(checks), statement=statement,
-                      notes=tuple(_vsa_notes(chosen, statement)))
+                      notes=tuple(_vsa_notes(chosen, statement)), sha256=sha256)
     try:
         provenance = Provenance.from_statement(statement)
     except InputError as exc:
         checks.append(Check("predicate", False, str(exc)))
-        return Result(bundle=path, checks=tuple(checks))
+        return Result(bundle=path, checks=tuple(checks), sha256=sha256)
     checks.append(Check("predicateType", True, PREDICATE_TYPE))
     chosen = policy if policy is not None else default_policy(
         Evidence(bundle=path, statement=statement, provenance=provenance))
@@ -236,7 +239,7 @@ def check_bundle(
     checks.extend(_evaluate(chosen, evidence))
     notes = [*records.notes, *_provenance_notes(chosen, records, checks)]
     return Result(bundle=path, checks=tuple(checks), provenance=records.provenance,
-                  statement=statement, notes=tuple(notes))
+                  statement=statement, notes=tuple(notes), sha256=sha256)
 
 
 def _evaluate(policy: Requirement, evidence: Evidence) -> list[Check]:

@@ -384,7 +384,7 @@ def _producer(digest: str, store: Store, policy: ChainPolicy,
         return None, "no provenance in the store produced this digest"
     reasons = []
     for bundle in candidates:
-        provenance, checks, why = _verified_for_rule(bundle, policy)
+        provenance, checks, sha256, why = _verified_for_rule(bundle, policy)
         if provenance is None:
             reasons.append(why)
             continue
@@ -400,21 +400,21 @@ def _producer(digest: str, store: Store, policy: ChainPolicy,
                 f"{c.name}: {c.detail}" for c in failed_checks))
             continue
         return Step(bundle=bundle, provenance=provenance, depth=depth, level=rule.level,
-                    checks=checks,
-                    bundle_sha256=hashlib.sha256(bundle.read_bytes()).hexdigest()), ""
+                    checks=checks, bundle_sha256=sha256), ""
     return None, " | ".join(reasons)
 
 
 def _verified_for_rule(bundle: Path, policy: ChainPolicy
-                       ) -> tuple[Provenance | None, list[Check], str]:
-    """The provenance in ``bundle`` signed by a key its own buildType's rule trusts, and
-    its checks against that rule's requirements (complete, builder id, attestation)."""
+                       ) -> tuple[Provenance | None, list[Check], str, str]:
+    """The provenance in ``bundle`` signed by a key its own buildType's rule trusts, its
+    checks against that rule's requirements (complete, builder id, attestation), and the
+    SHA-256 of the very bytes verified (a file replaced since is not what was checked)."""
     failures = []
     for rule in policy.rules:
         result = check_bundle(bundle, keys=list(rule.keys), policy=rule.requirement())
         provenance = result.provenance
         if provenance is not None and provenance.build_type == rule.build_type:
-            return provenance, list(result.checks), ""
+            return provenance, list(result.checks), result.sha256, ""
         if provenance is not None:
             continue  # signed by this rule's key, but for another build type
         failures.append("; ".join(c.detail for c in result.checks if not c.ok))
@@ -424,7 +424,7 @@ def _verified_for_rule(bundle: Path, policy: ChainPolicy
                               for s in statements}))
     types = ", ".join(sorted({str(s.predicate.get("buildDefinition", {}).get("buildType"))
                               for s in statements}))
-    return None, [], (f"step {names} (name as claimed, unverified) is signed by a key not "
+    return None, [], "", (f"step {names} (name as claimed, unverified) is signed by a key not "
                       f"trusted for its build type ({types}): "
                       + " | ".join(dict.fromkeys(failures)))
 

@@ -70,6 +70,8 @@ class Result:
     provenance: Provenance | None = None
     statement: Statement | None = None
     notes: tuple[str, ...] = ()
+    sha256: str = ""
+    """The SHA-256 of the bundle bytes these checks read (a VSA names its input by it)."""
 
     @property
     def ok(self) -> bool:
