@@ -4,15 +4,17 @@ What :func:`verify_report` checks, in this order (the first that fails names the
 of failure in the verdict):
 
 1. the report's structure (1184 bytes, version >= 2, ECDSA P-384 with SHA-384, signed
-   by a VCEK: VLEK-signed reports are refused as unsupported);
-2. the VCEK's chain VCEK -> ASK -> ARK, where the ARK is AMD's pinned root of one
-   product (Milan, Genoa, Turin: :mod:`._roots`) and the ASK is one carried with the
-   collateral or the pinned one, each link's RSASSA-PSS signature and validity checked
+   by a VCEK or a VLEK, as its SIGNING_KEY field says);
+2. the signer's chain VCEK -> ASK -> ARK (VLEK -> ASVK -> ARK), where the ARK is AMD's
+   pinned root of one product (Milan, Genoa, Turin: :mod:`._roots`) and the ASK is one
+   carried with the collateral or the pinned one (an ASVK must be carried: none is
+   pinned), each link's RSASSA-PSS signature and validity checked
    as of the given time; the product is the one whose ARK the chain reaches, and a
    version-3 report's CPUID family and model must be that product's;
 3. the report's signature by the VCEK's key;
 4. the VCEK was issued for this chip and this TCB: its hwID extension equals the
-   report's CHIP_ID, and its SPL extensions (boot loader, TEE, SNP, microcode, and FMC
+   report's CHIP_ID (a VLEK names no chip, but its cloud provider, recorded), and its
+   SPL extensions (boot loader, TEE, SNP, microcode, and FMC
    on Turin) equal the report's REPORTED_TCB;
 5. last, the report data against this job's binding.
 
@@ -50,7 +52,7 @@ from slsa_dist.attest._roots import AMD_ARK, AMD_ASK
 from slsa_dist.attest._verdict import EvidenceVerdict, Failure
 from slsa_dist.errors import InputError
 
-__all__ = ["PRODUCTS", "certificate_table", "parse_report", "verify_report"]
+__all__ = ["PRODUCTS", "certificate_table", "parse_report", "vcek_matches", "verify_report"]
 
 _SIZE, _SIGNED = 0x4A0, 0x2A0
 _AMD = "1.3.6.1.4.1.3704.1"
@@ -133,28 +135,91 @@ def _integer(raw: bytes) -> int:
     return int.from_bytes(content, "big")
 
 
-def _chain(certs: list[x509.Certificate], at: dt.datetime) \
+def _chain(certs: list[x509.Certificate], at: dt.datetime, signer: str = "vcek") \
         -> tuple[str, x509.Certificate, x509.Certificate]:
-    """(product, VCEK, ARK): the VCEK chained through an ASK to a pinned ARK."""
-    vceks = [c for c in certs if "VCEK" in c.subject.rfc4514_string()] or certs[:1]
-    if not vceks:
-        raise _FailError("collateral", "SNP collateral: no VCEK certificate")
-    vcek = vceks[0]
-    asks = [c for c in certs if c is not vcek]
+    """(product, VCEK or VLEK, ARK): the signer's certificate chained through an ASK
+    (ASVK for a VLEK) to a pinned ARK."""
+    cn = {"vcek": "SEV-VCEK", "vlek": "SEV-VLEK"}[signer]
+    leaves = [c for c in certs if _cn(c) == cn] or certs[:1]
+    if not leaves:
+        raise _FailError("collateral", f"SNP collateral: no {signer.upper()} certificate")
+    leaf = leaves[0]
+    if _cn(leaf) in ("SEV-VCEK", "SEV-VLEK") and _cn(leaf) != cn:
+        raise _FailError("certificate chain", f"SNP report signed by its {signer.upper()}, "
+                         f"but the certificate given is a {_cn(leaf)}")
+    try:
+        is_ca = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if is_ca or _cn(leaf).startswith(("SEV-VLEK-", "ARK-", "SEV-Milan", "SEV-Genoa",
+                                      "SEV-Turin")):
+        raise _FailError("certificate chain", f"{signer.upper()}: expected the signer's own "
+                         f"certificate, found the CA certificate {_cn(leaf)!r}")
+    asks = [c for c in certs if c is not leaf]
     errors = []
     for product, ark_pem in AMD_ARK.items():
         ark = x509.load_pem_x509_certificate(ark_pem.encode())
-        for ask in [*asks, x509.load_pem_x509_certificate(AMD_ASK[product].encode())]:
+        pinned = [x509.load_pem_x509_certificate(AMD_ASK[product].encode())] \
+            if signer == "vcek" else []
+        for ask in [*asks, *pinned]:
             try:
                 verify_issued_by(ark, ark, at)
                 verify_issued_by(ask, ark, at)
-                verify_issued_by(vcek, ask, at)
+                verify_issued_by(leaf, ask, at)
             except ChainError as exc:
                 errors.append(f"{product}: {exc}")
                 continue
-            return product, vcek, ark
-    raise _FailError("certificate chain", "VCEK: no chain through an ASK to a pinned AMD ARK "
-                f"(Milan, Genoa, Turin): {'; '.join(errors[-3:])}")
+            return product, leaf, ark
+    via = "an ASK" if signer == "vcek" else "an ASVK (carried: none is pinned)"
+    raise _FailError("certificate chain", f"{signer.upper()}: no chain through {via} to a "
+                     f"pinned AMD ARK (Milan, Genoa, Turin): {'; '.join(errors[-3:])}")
+
+
+def _cn(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
+_SPL = {"bootLoader": "3.1", "tee": "3.2", "snp": "3.3", "microcode": "3.8", "fmc": "3.9"}
+
+
+def _issued_for(cert: x509.Certificate, report: bytes, product: str,
+                signer: str) -> dict[str, int]:
+    """The REPORTED_TCB, once the certificate is shown issued for it (and, for a VCEK, for
+    the report's chip: hwID = CHIP_ID). Raises :class:`_FailError`."""
+    ext = _extensions(cert)
+    what = signer.upper()
+    if signer == "vcek":
+        hwid = ext.get("4", b"")
+        chip = report[0x1A0:0x1E0]
+        if not hwid or chip[:len(hwid)] != hwid or any(chip[len(hwid):]):
+            raise _FailError("certificate chain", "VCEK: issued for another chip (hwID is "
+                             "not the report's CHIP_ID)")
+    reported = _tcb(report[0x180:0x188], product)
+    for name, value in reported.items():
+        if name not in _SPL or _SPL[name] not in ext:
+            raise _FailError("certificate chain", f"{what}: no {name} SPL extension")
+        if _integer(ext[_SPL[name]]) != value:
+            raise _FailError("certificate chain", f"{what}: issued for {name} SPL "
+                             f"{_integer(ext[_SPL[name]])}, the report's REPORTED_TCB has "
+                             f"{value}")
+    return reported
+
+
+def vcek_matches(cert: x509.Certificate, report: bytes) -> bool:
+    """Whether ``cert`` is a VCEK issued for this report's chip and REPORTED_TCB (the
+    node picks its VCEK from a directory with it; verification checks it again)."""
+    if _cn(cert) != "SEV-VCEK":
+        return False
+    named = _extensions(cert).get("2", b"")
+    for name in PRODUCTS:
+        if name.encode() in named or not named:
+            try:
+                _issued_for(cert, report, name, "vcek")
+            except (_FailError, InputError, ValueError):
+                continue
+            return True
+    return False
 
 
 def verify_report(report: bytes, collateral: bytes | dict[str, bytes], at: dt.datetime,
@@ -185,19 +250,19 @@ def verify_report(report: bytes, collateral: bytes | dict[str, bytes], at: dt.da
     except InputError as exc:
         return fail("malformed", str(exc))
     try:
-        if fields["signingKey"] != "vcek":
-            raise _FailError("malformed", f"SNP report signed by a {fields['signingKey']} key: "
-                             "only "
-                        "VCEK-signed reports are supported")
+        signer = fields["signingKey"]
+        if signer not in ("vcek", "vlek"):
+            raise _FailError("malformed", "SNP report signed by no VCEK or VLEK "
+                             "(SIGNING_KEY): nothing to verify it with")
         if isinstance(collateral, dict):
-            certs = [c for name in ("vcek", "ask", "ark") if name in collateral
+            certs = [c for name in ("vcek", "vlek", "ask", "ark") if name in collateral
                      for c in load_certificates(collateral[name])]
         else:
             certs = load_certificates(collateral)
-        product, vcek, ark = _chain(certs, at)
+        product, vcek, ark = _chain(certs, at, signer)
         label = root_label(f"AMD ARK-{product}", ark)
-        verified.append(f"VCEK -> ASK -> pinned {label}, each link's signature and "
-                        "validity")
+        verified.append(f"{signer.upper()} -> {'ASK' if signer == 'vcek' else 'ASVK'} -> "
+                        f"pinned {label}, each link's signature and validity")
         cpuid = fields.get("cpuid")
         family, models = PRODUCTS[product]
         if cpuid and (cpuid["family"], cpuid["model"] in models) != (family, True):
@@ -205,32 +270,25 @@ def verify_report(report: bytes, collateral: bytes | dict[str, bytes], at: dt.da
                         f"{cpuid['model']:#x} is not a {product}")
         key = vcek.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise _FailError("certificate chain", "VCEK: expected an ECDSA P-384 key")
+            raise _FailError("certificate chain", f"{signer.upper()}: expected an ECDSA P-384 "
+                             "key")
         r = int.from_bytes(report[_SIGNED:_SIGNED + 72], "little")
         s = int.from_bytes(report[_SIGNED + 72:_SIGNED + 144], "little")
         try:
             key.verify(encode_dss_signature(r, s), report[:_SIGNED],
                        ec.ECDSA(hashes.SHA384()))
         except InvalidSignature:
-            raise _FailError("signature", "SNP report: signature not valid for the VCEK") from None
-        verified.append("report signed by the VCEK")
-        ext = _extensions(vcek)
-        hwid = ext.get("4", b"")
-        chip = report[0x1A0:0x1E0]
-        if not hwid or chip[:len(hwid)] != hwid or any(chip[len(hwid):]):
-            raise _FailError("certificate chain", "VCEK: issued for another chip (hwID is not "
-                        "the report's CHIP_ID)")
-        reported = _tcb(report[0x180:0x188], product)
-        spl = {"bootLoader": "3.1", "tee": "3.2", "snp": "3.3", "microcode": "3.8",
-               "fmc": "3.9"}
-        for name, value in reported.items():
-            if name not in spl or spl[name] not in ext:
-                raise _FailError("certificate chain", f"VCEK: no {name} SPL extension")
-            if _integer(ext[spl[name]]) != value:
-                raise _FailError("certificate chain", f"VCEK: issued for {name} SPL "
-                            f"{_integer(ext[spl[name]])}, the report's REPORTED_TCB has "
-                            f"{value}")
-        verified.append(f"VCEK issued for this chip and the reported TCB {reported}")
+            raise _FailError("signature", f"SNP report: signature not valid for the "
+                             f"{signer.upper()}") from None
+        verified.append(f"report signed by the {signer.upper()}")
+        reported = _issued_for(vcek, report, product, signer)
+        if signer == "vlek":
+            csp = _extensions(vcek).get("5", b"")
+            fields["cspId"] = der_items(csp)[0][1].decode("utf-8", "replace") if csp else ""
+            verified.append(f"VLEK issued for the reported TCB {reported} (to cloud "
+                            f"provider {fields['cspId']!r}; a VLEK names no chip)")
+        else:
+            verified.append(f"VCEK issued for this chip and the reported TCB {reported}")
         if fields["policy"]["debug"]:
             not_verified.append("confidentiality: the guest policy allows debugging "
                                 "(POLICY.DEBUG), its memory is open to the host")

@@ -234,3 +234,201 @@ def test_attest_verify_prints_the_verdict(capsys: pytest.CaptureFixture[str]) ->
     assert code == 1
     assert (verdict["status"], verdict["failure"], verdict["root"]) == (
         "failed", "binding mismatch", MILAN)
+
+
+# --- TDX quote v5 (TD 1.5), SNP Turin and VLEK chains ---------------------------------
+
+# go-tdx-guest's v5 quote (PCK issued 2026-01-27, FMSPC 90C06F000000) with Intel's TCB
+# info for its FMSPC as the PCS answered it (issued 2026-02-01, next update 2026-03-03);
+# the QE identity, CRLs and issuer chains are Intel's from dcap-qvl's sample fetched
+# 2026-02-18 (FMSPC-independent): each piece Intel-signed, assembled here.
+QUOTE_V5 = (HW / "tdx" / "quote-v5.bin").read_bytes()
+AT_V5 = dt.datetime(2026, 2, 19, 12, tzinfo=dt.timezone.utc)
+TURIN = "AMD ARK-Turin (sha256:1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a)"
+
+
+def collateral_v5() -> bytes:
+    from slsa_dist.attest._collateral import pcs_signed_json
+
+    tcb_info, signature = pcs_signed_json(
+        (HW / "tdx" / "quote-v5.tcbinfo-response.json").read_bytes(), "tcbInfo")
+    data = json.loads((HW / "tdx" / "quote-v4-outdated.collateral.json").read_bytes())
+    return json.dumps({**data, "tcb_info": tcb_info,
+                       "tcb_info_signature": signature}).encode()
+
+
+def test_tdx_quote_v5_verifies_to_the_intel_root_with_its_td15_fields() -> None:
+    verdict = verify_quote(QUOTE_V5, collateral_v5(), AT_V5, None)
+    assert verdict.status == "verified", verdict.reason
+    assert (verdict.root, verdict.tcb_status, tuple(verdict.advisory_ids)) == (
+        INTEL, "UpToDate", ())
+    assert verdict.claims["quoteVersion"] == 5
+    assert verdict.claims["teeTcbSvn2"] == "0d010400000000000000000000000000"
+    assert verdict.claims["mrServiceTd"] == "00" * 48
+    assert verdict.claims["fmspc"] == "90C06F000000"
+    assert any("TDX module identity and TCB level: UpToDate" in v for v in verdict.verified)
+
+
+def test_tdx_quote_v5_agrees_with_phala_dcap_qvl() -> None:
+    qvl = pytest.importorskip("dcap_qvl")
+    theirs = qvl.verify(QUOTE_V5, qvl.QuoteCollateralV3.from_json(collateral_v5().decode()),
+                        int(AT_V5.timestamp()))
+    ours = verify_quote(QUOTE_V5, collateral_v5(), AT_V5, None)
+    assert (ours.tcb_status, list(ours.advisory_ids)) == (theirs.status,
+                                                          list(theirs.advisory_ids))
+
+
+@pytest.mark.parametrize(("offset", "failure"), [
+    (48 + 6 + 136, "signature"),    # MRTD
+    (48 + 6 + 600, "signature"),    # MRSERVICETD, a TD 1.5 field: signed too
+    (48 + 6 + 584, "signature"),    # TEE_TCB_SVN2
+    (48, "malformed"),              # the body descriptor's type
+])
+def test_one_bit_changed_in_the_tdx_quote_v5_fails_by_kind(offset: int, failure: str) -> None:
+    verdict = verify_quote(flip(QUOTE_V5, offset), collateral_v5(), AT_V5, BINDING)
+    assert (verdict.status, verdict.failure) == ("failed", failure), verdict.reason
+
+
+def test_tdx_quote_v5_tampered_collateral_and_binding_are_told_apart() -> None:
+    data = json.loads(collateral_v5())
+    data["tcb_info"] = data["tcb_info"].replace('"UpToDate"', '"UpToDatf"', 1)
+    tampered = verify_quote(QUOTE_V5, json.dumps(data).encode(), AT_V5, BINDING)
+    assert (tampered.status, tampered.failure) == ("failed", "collateral")
+    mismatch = verify_quote(QUOTE_V5, collateral_v5(), AT_V5, BINDING)
+    assert (mismatch.failure, mismatch.root) == ("binding mismatch", INTEL)
+
+
+def test_attest_verify_prints_the_v5_verdict(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "c.json").write_bytes(collateral_v5())
+    code = cli_main(["attest", "verify", "--kind", "tdx", str(HW / "tdx" / "quote-v5.bin"),
+                     "--collateral", str(tmp_path / "c.json"), "--at", AT_V5.isoformat()])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert (f"root: {INTEL}" in out, "TCB status: UpToDate" in out) == (True, True)
+
+
+def test_a_turin_vcek_chains_to_the_pinned_turin_ark() -> None:
+    from slsa_dist.attest._pki import load_certificates, root_label
+    from slsa_dist.attest._snp import _chain
+
+    vcek = (HW / "snp" / "virtee-turin.vcek.der").read_bytes()
+    chain = (HW / "snp" / "virtee-turin.cert_chain.pem").read_bytes()
+    certs = load_certificates(vcek) + load_certificates(chain)
+    product, _, ark = _chain(certs, AT)
+    assert (product, root_label("AMD ARK-Turin", ark)) == ("Turin", TURIN)
+    # No Turin report is public: one with its hwID and TCB but a self-made signature
+    # must fail on the signature, after the chain held.
+    report = bytearray(0x4A0)
+    report[0:4] = (3).to_bytes(4, "little")
+    report[0x34] = 1  # ECDSA P-384 with SHA-384
+    report[0x188:0x18A] = bytes([0x1A, 0x02])  # Turin's CPUID family and model
+    pem = certs[0].public_bytes(Encoding.PEM) + chain
+    verdict = verify_report(bytes(report), pem, AT, None)
+    assert (verdict.status, verdict.failure) == ("failed", "signature"), verdict.reason
+    assert any("pinned AMD ARK-Turin" in v for v in verdict.verified)
+
+
+def test_a_vlek_signed_report_needs_a_vlek_chained_through_an_asvk() -> None:
+    from slsa_dist.attest._pki import fingerprint, load_certificates, verify_issued_by
+    from slsa_dist.attest._snp import _chain
+
+    asvk = (HW / "snp" / "go-sev-guest-milan.asvk.pem").read_bytes()
+    report = bytearray(SNP["virtee"][0])
+    report[0x48] |= 1 << 2  # SIGNING_KEY = 1: the VLEK
+    # The VCEK is not a VLEK: refused as such, before any signature is tried.
+    verdict = verify_report(bytes(report), SNP["virtee"][1], AT, None)
+    assert (verdict.status, verdict.failure) == ("failed", "certificate chain")
+    assert "certificate given is a SEV-VCEK" in verdict.reason
+    # AMD's Milan ASVK is signed by the pinned Milan ARK: a VLEK it signed would chain.
+    found, ark = load_certificates(asvk)
+    assert found.subject.rfc4514_string().startswith("CN=SEV-VLEK-Milan")
+    assert fingerprint(ark) == _roots.ROOT_FINGERPRINTS["AMD ARK-Milan"]
+    verify_issued_by(found, ark, AT)
+    # Without the VLEK itself, the ASVK must not pass for it (it is a CA certificate).
+    with pytest.raises(Exception, match="found the CA certificate 'SEV-VLEK-Milan'"):
+        _chain([found, ark], AT, "vlek")
+    verdict = verify_report(bytes(report), asvk, AT, None)
+    assert (verdict.status, verdict.failure) == ("failed", "certificate chain")
+
+
+GENOA = "AMD ARK-Genoa (sha256:4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1)"
+GENOA_REPORT = (HW / "snp" / "trustee-azure-genoa.report.bin").read_bytes()
+GENOA_VCEK = (HW / "snp" / "trustee-azure-genoa.vcek.pem").read_bytes()
+VLEK_REPORT = (HW / "snp" / "trustee-milan-vlek.report.bin").read_bytes()
+VLEK_CHAIN = (HW / "snp" / "trustee-milan-vlek.vlek.der").read_bytes()
+
+
+def vlek_collateral() -> bytes:
+    from slsa_dist.attest._pki import load_certificates
+
+    vlek = load_certificates(VLEK_CHAIN)[0].public_bytes(Encoding.PEM)
+    return vlek + (HW / "snp" / "go-sev-guest-milan.asvk.pem").read_bytes()
+
+
+def test_an_azure_genoa_report_verifies_to_the_genoa_ark() -> None:
+    verdict = verify_report(GENOA_REPORT, GENOA_VCEK, AT, None)
+    assert verdict.status == "verified", verdict.reason
+    assert (verdict.root, verdict.claims["product"]) == (GENOA, "Genoa")
+    assert verdict.claims["cpuid"]["model"] == 0x11
+    assert set(verdict.claims["reportedTcb"]) == {"bootLoader", "tee", "snp", "microcode"}
+    assert any("VCEK issued for this chip and the reported TCB" in v for v in verdict.verified)
+    mismatch = verify_report(GENOA_REPORT, GENOA_VCEK, AT, BINDING)
+    assert (mismatch.failure, mismatch.root) == ("binding mismatch", GENOA)
+
+
+@pytest.mark.parametrize(("offset", "failure"), [
+    (0x90, "signature"),            # measurement
+    (0x188, "certificate chain"),   # CPUID family: no longer a Genoa, its ARK's product
+    (0x2A0 + 9, "signature")])
+def test_one_bit_changed_in_the_genoa_report_fails(offset: int, failure: str) -> None:
+    verdict = verify_report(flip(GENOA_REPORT, offset), GENOA_VCEK, AT, None)
+    assert (verdict.status, verdict.failure) == ("failed", failure), verdict.reason
+
+
+def test_a_vcek_for_another_tcb_is_refused_even_with_a_valid_signature() -> None:
+    # REPORTED_TCB is signed, so a changed one fails on the signature first; the VCEK's
+    # SPL check is reached with a VCEK of the same key but another TCB, which AMD never
+    # issues: shown by the check itself against the Genoa report's fields.
+    from slsa_dist.attest._pki import load_certificates
+    from slsa_dist.attest._snp import _FailError, _issued_for
+
+    vcek = load_certificates(GENOA_VCEK)[0]
+    assert _issued_for(vcek, GENOA_REPORT, "Genoa", "vcek")
+    other = bytearray(GENOA_REPORT)
+    other[0x180] += 1  # boot loader SPL
+    with pytest.raises(_FailError, match="issued for bootLoader SPL"):
+        _issued_for(vcek, bytes(other), "Genoa", "vcek")
+    other = bytearray(GENOA_REPORT)
+    other[0x1A0] ^= 1  # another chip
+    with pytest.raises(_FailError, match="issued for another chip"):
+        _issued_for(vcek, bytes(other), "Genoa", "vcek")
+
+
+def test_a_vlek_signed_report_verifies_through_the_asvk_to_the_milan_ark() -> None:
+    verdict = verify_report(VLEK_REPORT, vlek_collateral(), AT, None)
+    assert verdict.status == "verified", verdict.reason
+    assert verdict.root == MILAN
+    assert verdict.claims["signingKey"] == "vlek"
+    assert "amazonaws.com" in verdict.claims["cspId"]
+    assert verdict.verified[0].startswith("VLEK -> ASVK -> pinned AMD ARK-Milan")
+    # without the ASVK: no chain (none is pinned); one bit in the VLEK: no chain either
+    alone = verify_report(VLEK_REPORT, vlek_collateral()[:1900], AT, None)
+    assert alone.status == "failed"
+    bent = verify_report(VLEK_REPORT, flip(VLEK_CHAIN, 400), AT, None)
+    assert (bent.status, bent.failure) == ("failed", "certificate chain")
+    tampered = verify_report(flip(VLEK_REPORT, 0x90), vlek_collateral(), AT, None)
+    assert (tampered.status, tampered.failure) == ("failed", "signature")
+
+
+def test_attest_verify_prints_the_genoa_and_vlek_verdicts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "vlek.pem").write_bytes(vlek_collateral())
+    for report, collateral, root in (
+            (HW / "snp" / "trustee-azure-genoa.report.bin",
+             HW / "snp" / "trustee-azure-genoa.vcek.pem", GENOA),
+            (HW / "snp" / "trustee-milan-vlek.report.bin", tmp_path / "vlek.pem", MILAN)):
+        code = cli_main(["attest", "verify", "--kind", "snp", str(report), "--collateral",
+                         str(collateral), "--at", "2025-06-20T12:00:00Z"])
+        out = capsys.readouterr().out
+        assert (code, f"root: {root}" in out) == (0, True), out
