@@ -114,9 +114,9 @@ def _crl_der(body: bytes) -> bytes:
     stripped = body.strip()
     if stripped.startswith(b"-----BEGIN"):
         return x509.load_pem_x509_crl(stripped).public_bytes(Encoding.DER)
-    if stripped[:1] != b"0" or not all(c in b"0123456789abcdefABCDEF" for c in stripped):
-        return bytes(body)
-    return bytes.fromhex(stripped.decode())
+    if stripped and all(c in b"0123456789abcdefABCDEF" for c in stripped):
+        return bytes.fromhex(stripped.decode())
+    return bytes(body)
 
 
 def _pck_ca(quote: bytes) -> tuple[str, str]:

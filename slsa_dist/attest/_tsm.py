@@ -5,6 +5,11 @@ under ``/sys/kernel/config/tsm/report``, write the 64-byte binding of
 :func:`slsa_dist.attest._binding.report_data` to ``inblob``, read ``outblob``
 (the TDX quote or the SNP attestation report) and ``provider``.
 
+Collateral (Intel's TCB info, QE identity and CRLs for TDX; the VCEK and its chain for
+SNP) is fetched on the node right after the report and carried in the evidence, so
+that ``verify`` is offline (:mod:`._collateral`); where it could not be fetched, the
+evidence says why (``collateralMissing``).
+
 Verification (on the coordinator, and again by ``verify``): with collateral (Intel's
 TCB info, QE identity and CRLs for TDX; the VCEK, and optionally the ASK, for SNP),
 carried in the evidence or supplied by the verifier, the report is verified up to
@@ -138,19 +143,24 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
     else:
         from slsa_dist.attest._snp import certificate_table, verify_report
 
-        supplied = vcek_pem or appraisal.collateral.get("snp") or carried
+        supplied = vcek_pem or appraisal.collateral.get("snp")
         table = certificate_table(aux) if aux else {}
-        node_vcek = (evidence.get("vcekPem") or "").encode()
-        if supplied or table.get("vcek") or node_vcek:
-            source: bytes | dict[str, bytes] = supplied or (table if table.get("vcek")
-                                                            else node_vcek)
+        node_vcek = carried or (evidence.get("vcekPem") or "").encode()
+        if table.get("vlek") and carried:  # the host's VLEK, its ASVK fetched from KDS
+            table = {**table, "ask": (_pem(table["ask"]) if table.get("ask") else b"")
+                     + _pem(carried)}
+        if supplied or table.get("vcek") or table.get("vlek") or node_vcek:
+            source: bytes | dict[str, bytes] = supplied or (
+                table if table.get("vcek") or table.get("vlek") else node_vcek)
             return verify_report(out, source, at, expected)
+    missing = str(evidence.get("collateralMissing") or "")[:300]
+    why = f"; the node could not fetch it: {missing}" if missing else ""
     not_verified = (["quote signature, PCK certificate chain and TCB status (no Intel "
-                     "collateral carried or supplied)",
+                     f"collateral carried or supplied{why})",
                      "measurements against reference values (none configured)"]
                     if kind == "tdx" else
                     ["report signature and VCEK chain to AMD's root (no VCEK carried or "
-                     "supplied)",
+                     f"supplied{why})",
                      "measurement against reference values (none configured)"])
     if expected is not None and fields["reportData"] != expected.hex():
         return EvidenceVerdict(
@@ -166,14 +176,29 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
                            if expected is not None else ["report structure"])
 
 
-def available(root: Path = TSM_ROOT) -> str | None:
+def _pem(certs: bytes) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from slsa_dist.attest._pki import load_certificates
+
+    return b"".join(c.public_bytes(Encoding.PEM) for c in load_certificates(certs))
+
+
+def available(root: Path | None = None) -> str | None:
+    root = root or TSM_ROOT
     if not root.is_dir():
         return f"configfs-tsm not available ({root} absent: not a TDX/SEV-SNP guest)"
     return None
 
 
-def collect(nonce: bytes, job_id: str, node_id: str, *, root: Path = TSM_ROOT) -> bytes:
-    """Produce a report through configfs-tsm; returns the evidence blob (JSON)."""
+def collect(nonce: bytes, job_id: str, node_id: str, *, root: Path | None = None,
+            fetch_collateral: bool = True) -> bytes:
+    """Produce a report through configfs-tsm; returns the evidence blob (JSON).
+
+    With ``fetch_collateral`` the collateral that verifies it is fetched now and
+    carried in the evidence (:mod:`._collateral`), or why it could not be.
+    """
+    root = root or TSM_ROOT
     why = available(root)
     if why is not None:
         raise InputError(why)
@@ -181,7 +206,7 @@ def collect(nonce: bytes, job_id: str, node_id: str, *, root: Path = TSM_ROOT) -
     entry.mkdir()
     try:
         (entry / "inblob").write_bytes(report_data(nonce, job_id, node_id, size=64))
-        evidence = {"format": FORMAT,
+        evidence: dict[str, Any] = {"format": FORMAT,
                     "provider": (entry / "provider").read_text().strip(),
                     "generation": (entry / "generation").read_text().strip(),
                     "outblob": base64.b64encode((entry / "outblob").read_bytes()).decode()}
@@ -190,6 +215,11 @@ def collect(nonce: bytes, job_id: str, node_id: str, *, root: Path = TSM_ROOT) -
             evidence["auxblob"] = base64.b64encode(aux.read_bytes()).decode()
     finally:
         os.rmdir(entry)
+    if fetch_collateral:
+        from slsa_dist.attest._collateral import attach
+
+        out = base64.b64decode(evidence["outblob"])
+        attach("tdx" if str(evidence["provider"]).startswith("tdx") else "snp", out, evidence)
     return json.dumps(evidence, sort_keys=True).encode()
 
 
