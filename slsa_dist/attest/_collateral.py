@@ -150,7 +150,7 @@ def _tdx_from_url(base: str, fmspc: str, ca: str) -> bytes:
     url = f"{base}/sgx/certification/v4/pckcrl?ca={ca}&encoding=der"
     pck_crl, headers = _get(url)
     pck_chain = _header(headers, url, "SGX-PCK-CRL-Issuer-Chain")
-    url = f"{base}/tdx/certification/v4/tcb?fmspc={fmspc}"
+    url = f"{base}/tdx/certification/v4/tcb?fmspc={fmspc}&update=standard"
     body, headers = _get(url)
     tcb_chain = _header(headers, url, "TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain")
     tcb_info, tcb_signature = pcs_signed_json(body, "tcbInfo")

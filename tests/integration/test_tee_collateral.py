@@ -32,6 +32,8 @@ from slsa_dist.attest._collateral import pcs_signed_json
 from slsa_dist.attest._roots import AMD_ARK, AMD_ASK
 from slsa_dist.attest._verdict import UNAVAILABLE, Appraisal
 
+from conftest import need
+
 HW = Path(__file__).resolve().parents[1] / "assets" / "vectors" / "hw"
 QUOTE = (HW / "tdx" / "quote-v4.bin").read_bytes()
 TDX_COLLATERAL = json.loads((HW / "tdx" / "quote-v4.collateral.json").read_bytes())
@@ -72,7 +74,7 @@ def vendor_answers(tamper: str = "") -> dict[str, tuple[bytes, dict[str, str]]]:
             b'{"tcbInfo":' + c["tcb_info"].encode() + b',"signature":"'
             + c["tcb_info_signature"].encode() + b'"}',
             {"TCB-Info-Issuer-Chain": quoted["tcb_info_issuer_chain"]}),
-        "/tdx/certification/v4/qe/identity?update=standard": (
+        "/tdx/certification/v4/qe/identity": (
             b'{"enclaveIdentity":' + c["qe_identity"].encode() + b',"signature":"'
             + c["qe_identity_signature"].encode() + b'"}',
             {"SGX-Enclave-Identity-Issuer-Chain": quoted["qe_identity_issuer_chain"]}),
@@ -89,6 +91,13 @@ def vendor_answers(tamper: str = "") -> dict[str, tuple[bytes, dict[str, str]]]:
     return answers
 
 
+def route(path: str) -> str:
+    """The answer a PCS/KDS gives ``path``: ``update=standard`` is its default."""
+    base, _, query = path.partition("?")
+    params = [p for p in query.split("&") if p and p != "update=standard"]
+    return base + ("?" + "&".join(params) if params else "")
+
+
 class Vendor:
     """An HTTP server on loopback serving ``answers``; it records what was asked."""
 
@@ -100,7 +109,7 @@ class Vendor:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 vendor.asked.append(self.path)
-                found = vendor.answers.get(self.path)
+                found = vendor.answers.get(route(self.path))
                 if found is None:
                     self.send_error(404)
                     return
@@ -203,7 +212,7 @@ def test_tdx_collateral_from_a_pccs_is_carried_and_verifies_offline(
 
 
 @pytest.mark.parametrize("tamper", [
-    "/tdx/certification/v4/qe/identity?update=standard",
+    "/tdx/certification/v4/qe/identity",
     "/sgx/certification/v4/pckcrl?ca=platform&encoding=der"])
 def test_a_byte_changed_in_the_served_tdx_collateral_fails(
         fake_tsm: Callable[..., None], monkeypatch: pytest.MonkeyPatch, tamper: str) -> None:
@@ -394,3 +403,30 @@ def test_a_jobs_snp_evidence_carries_its_vcek_inline_and_in_the_ledger(
     assert code == 1, out
     assert f"snp: binding mismatch: the report verifies up to the {GENOA}" in out, out
     assert ("PASS  ledger:" in out) == (ledger_above == 0)
+
+
+def test_dcap_qvl_fetches_the_same_collateral_from_the_loopback_pccs(
+        fake_tsm: Callable[..., None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An independent PCCS client (Phala's dcap-qvl) against the same server: the server
+    answers as a PCCS does, and both clients assemble the same collateral."""
+    import asyncio
+    import importlib.util
+
+    need(importlib.util.find_spec("dcap_qvl") is not None, "dcap-qvl (the dev extra)")
+    import dcap_qvl
+
+    fake_tsm("tdx_guest", QUOTE)
+    with Vendor(vendor_answers()) as vendor:
+        monkeypatch.setenv("SLSA_TDX_COLLATERAL_URL", vendor.url)
+        ours = json.loads(base64.b64decode(json.loads(collect("tdx"))["collateral"]))
+
+        async def fetch() -> Any:
+            return await dcap_qvl.get_collateral(vendor.url, QUOTE)
+
+        theirs = asyncio.run(fetch())
+    report = dcap_qvl.verify(QUOTE, theirs, int(AT.timestamp()))
+    assert report.status == "UpToDate"
+    theirs_json = json.loads(theirs.to_json())
+    for key in ("tcb_info", "qe_identity", "tcb_info_issuer_chain", "pck_crl_issuer_chain",
+                "tcb_info_signature", "qe_identity_signature", "pck_crl", "root_ca_crl"):
+        assert ours[key] == theirs_json[key], key  # CRLs: hex DER in both
