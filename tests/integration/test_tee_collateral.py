@@ -430,3 +430,26 @@ def test_dcap_qvl_fetches_the_same_collateral_from_the_loopback_pccs(
     for key in ("tcb_info", "qe_identity", "tcb_info_issuer_chain", "pck_crl_issuer_chain",
                 "tcb_info_signature", "qe_identity_signature", "pck_crl", "root_ca_crl"):
         assert ours[key] == theirs_json[key], key  # CRLs: hex DER in both
+
+
+def test_a_hosts_vlek_gets_its_asvk_chain_from_the_kds(fake_tsm: Callable[..., None],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import struct
+    import uuid
+
+    vlek = (HW / "snp" / "trustee-milan-vlek.vlek.der").read_bytes()
+    table = (uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1").bytes_le
+             + struct.pack("<II", 48, len(vlek)) + bytes(24) + vlek)
+    fake_tsm("sev_guest", (HW / "snp" / "trustee-milan-vlek.report.bin").read_bytes(), table)
+    asvk = (HW / "snp" / "go-sev-guest-milan.asvk.pem").read_bytes()
+    with Vendor({"/vlek/v1/Milan/cert_chain": (asvk, {})}) as vendor:
+        monkeypatch.setenv("SLSA_SNP_KDS_URL", vendor.url)
+        blob = collect("snp")
+    assert vendor.asked == ["/vlek/v1/Milan/cert_chain"]
+    verdict = appraise(blob, "snp", bound=False)
+    assert (verdict.status, verdict.claims["signingKey"]) == ("verified", "vlek"), verdict.reason
+    assert verdict.root.startswith("AMD ARK-Milan (sha256:69d063b4")
+    # the same host table without the ASVK fetched: no chain, never verified
+    bare = json.loads(blob)
+    del bare["collateral"]
+    assert appraise(json.dumps(bare).encode(), "snp", bound=False).status == "failed"
