@@ -227,7 +227,7 @@ def _pem(der_or_pem: bytes) -> bytes:
 
 def _snp_from_dir(directory: Path, report: bytes) -> bytes:
     from slsa_dist.attest._pki import load_certificates
-    from slsa_dist.attest._snp import vcek_matches
+    from slsa_dist.attest._snp import _cn, vcek_matches
 
     certs: list[x509.Certificate] = []
     for path in sorted(directory.iterdir()):
@@ -240,8 +240,8 @@ def _snp_from_dir(directory: Path, report: bytes) -> bytes:
     if not vcek:
         raise InputError(f"{directory}: expected a VCEK for this chip and REPORTED_TCB, "
                          "found none")
-    chain = [c for c in certs if "SEV-" in c.subject.rfc4514_string()
-             or "ARK-" in c.subject.rfc4514_string()]
+    chain = [c for c in certs if _cn(c).startswith(("SEV-", "ARK-"))
+             and _cn(c) not in ("SEV-VCEK", "SEV-VLEK")]  # the ASK(s) and ARK(s)
     return b"".join(c.public_bytes(Encoding.PEM) for c in [vcek[0], *chain])
 
 
