@@ -231,8 +231,8 @@ class TsmAttester:
     kinds = ("tdx", "snp")
     proves = ("TDX: the quote is signed through Intel's QE and PCK chain up to the pinned "
               "Intel SGX Root CA, with its TCB status; SNP: the report is signed by a VCEK "
-              "chained to AMD's pinned ARK of its product; both answer this job's nonce for "
-              "this node (without collateral: structure only)")
+              "(or VLEK) chained to AMD's pinned ARK of its product; both answer this "
+              "job's nonce for this node (without collateral: structure only)")
 
     def available(self) -> str | None:
         return available()

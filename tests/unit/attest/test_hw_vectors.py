@@ -306,6 +306,16 @@ def test_attest_verify_prints_the_v5_verdict(tmp_path: Path,
     out = capsys.readouterr().out
     assert code == 0, out
     assert (f"root: {INTEL}" in out, "TCB status: UpToDate" in out) == (True, True)
+    (tmp_path / "q.bin").write_bytes(flip(QUOTE_V5, 48 + 6 + 600))  # one bit of MRSERVICETD
+    code = cli_main(["attest", "verify", "--kind", "tdx", str(tmp_path / "q.bin"),
+                     "--collateral", str(tmp_path / "c.json"), "--at", AT_V5.isoformat()])
+    out = capsys.readouterr().out
+    assert (code, "status: failed (signature)" in out) == (1, True), out
+    code = cli_main(["attest", "verify", "--kind", "tdx", str(HW / "tdx" / "quote-v5.bin"),
+                     "--collateral", str(tmp_path / "c.json"), "--at", AT_V5.isoformat(),
+                     "--nonce", "01" * 32, "--job", "job-1", "--node", "node-a"])
+    out = capsys.readouterr().out
+    assert (code, "status: failed (binding mismatch)" in out) == (1, True), out
 
 
 def test_a_turin_vcek_chains_to_the_pinned_turin_ark() -> None:
