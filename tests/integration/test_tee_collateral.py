@@ -365,23 +365,28 @@ def test_carried_collateral_fits_the_evidence_and_message_limits() -> None:
 # --- through a job: inline in the node record, and in the ledger ----------------------
 
 @pytest.mark.grpc
+@pytest.mark.parametrize("kind", ["snp", "tdx"])
 @pytest.mark.parametrize("ledger_above", [256, 0])
-def test_a_jobs_snp_evidence_carries_its_vcek_inline_and_in_the_ledger(
+def test_a_jobs_evidence_carries_its_collateral_inline_and_in_the_ledger(
         fake_tsm: Callable[..., None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str], ledger_above: int) -> None:
+        capsys: pytest.CaptureFixture[str], ledger_above: int, kind: str) -> None:
     from slsa_dist.cli import main as cli_main
     from slsa_dist.collect._agent import Agent, NodeIdentity, RankIdentity
     from slsa_dist.collect._coordinator import CoordinatorThread
     from slsa_dist.collect._node import attest
     from slsa_dist.sign._keys import Signer
 
-    fake_tsm("sev_guest", GENOA_REPORT)
+    if kind == "snp":
+        fake_tsm("sev_guest", GENOA_REPORT)
+    else:
+        fake_tsm("tdx_guest", QUOTE)
     signer = Signer.generate()
     (tmp_path / "signing.pub").write_bytes(signer.public().public_pem())
     with Vendor(vendor_answers()) as vendor, CoordinatorThread(
             job_id="j", signer=signer, out_dir=tmp_path / "out", world_size=1, settle=0.2,
             ledger_above=ledger_above) as server:
         monkeypatch.setenv("SLSA_SNP_KDS_URL", vendor.url)
+        monkeypatch.setenv("SLSA_TDX_COLLATERAL_URL", vendor.url)
         node = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "spool",
                      identity=NodeIdentity(node_id="node-a", hostname="host-a"))
         attest(node, "j", "node-a")  # the node agent's own step
@@ -392,17 +397,23 @@ def test_a_jobs_snp_evidence_carries_its_vcek_inline_and_in_the_ledger(
         rank.complete()
         assert rank.close(30)
         bundle = server.wait_finalized(30).bundle
-    assert len(vendor.asked) == 2  # the VCEK and its chain, once, at job time
+    assert len(vendor.asked) == (2 if kind == "snp" else 4)  # once, at job time
     ledgers = list(bundle.parent.glob("*ledger*"))
     assert bool(ledgers) == (ledger_above == 0)
-    # verify re-appraises the carried evidence offline: up to the Genoa ARK, then the
-    # binding (a vector made for no job): a binding mismatch, not a missing VCEK
     code = cli_main(["verify", str(bundle), "--key", str(tmp_path / "signing.pub"),
-                     "--require-attestation", "snp"])
+                     "--require-attestation", kind])
     out = capsys.readouterr().out
     assert code == 1, out
-    assert f"snp: binding mismatch: the report verifies up to the {GENOA}" in out, out
     assert ("PASS  ledger:" in out) == (ledger_above == 0)
+    if kind == "snp":
+        # verify re-appraises the carried evidence offline: up to the Genoa ARK, then
+        # the binding (a vector made for no job): a binding mismatch, not a missing VCEK
+        assert f"snp: binding mismatch: the report verifies up to the {GENOA}" in out, out
+    else:
+        # Intel's collateral of June 2025 is out of date today: judged as carried (its
+        # CRL's next update passed), never skipped for want of collateral
+        assert "node-a: tdx: PCK certificate chain: CRL" in out, out
+        assert "no Intel collateral carried" not in out
 
 
 def test_dcap_qvl_fetches_the_same_collateral_from_the_loopback_pccs(
