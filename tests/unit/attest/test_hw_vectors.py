@@ -442,3 +442,16 @@ def test_attest_verify_prints_the_genoa_and_vlek_verdicts(
                          str(collateral), "--at", "2025-06-20T12:00:00Z"])
         out = capsys.readouterr().out
         assert (code, f"root: {root}" in out) == (0, True), out
+
+
+def test_reference_values_can_name_the_td15_mrservicetd_of_a_v5_quote() -> None:
+    from slsa_dist.attest._reference import ReferenceValues, appraise
+
+    verdict = verify_quote(QUOTE_V5, collateral_v5(), AT_V5, None)
+    mr_td = QUOTE_V5[48 + 6 + 136:48 + 6 + 184].hex()  # read from the bytes, not our parser
+    wanted = {"version": 1, "tdx": {"mrTd": mr_td, "mrServiceTd": "00" * 48}}
+    assert appraise(verdict, "tdx", ReferenceValues.from_json(wanted)).status == "verified"
+    wanted["tdx"]["mrServiceTd"] = "11" * 48
+    held = appraise(verdict, "tdx", ReferenceValues.from_json(wanted))
+    assert (held.status, held.failure) == ("failed", "reference values")
+    assert held.reason.startswith("reference values: MRSERVICETD: expected 1111")
