@@ -147,8 +147,12 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
         table = certificate_table(aux) if aux else {}
         node_vcek = carried or (evidence.get("vcekPem") or "").encode()
         if table.get("vlek") and carried:  # the host's VLEK, its ASVK fetched from KDS
-            table = {**table, "ask": (_pem(table["ask"]) if table.get("ask") else b"")
-                     + _pem(carried)}
+            try:
+                table = {**table, "ask": (_pem(table["ask"]) if table.get("ask") else b"")
+                         + _pem(carried)}
+            except InputError as exc:
+                return EvidenceVerdict(status="failed", failure="collateral", claims=fields,
+                                       reason=f"SNP collateral: the VLEK's chain: {exc}")
         if supplied or table.get("vcek") or table.get("vlek") or node_vcek:
             source: bytes | dict[str, bytes] = supplied or (
                 table if table.get("vcek") or table.get("vlek") else node_vcek)

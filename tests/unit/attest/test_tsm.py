@@ -132,3 +132,19 @@ def test_collection_names_the_tee_from_the_provider_and_records_an_unknown_one(
     assert (kind, fmt) == ("tsm", UNAVAILABLE)
     assert why.decode().startswith("collection failed: provider: expected tdx_guest or "
                                    "sev_guest, found 'arm_cca")
+
+
+def test_junk_carried_beside_a_hosts_vlek_fails_instead_of_raising() -> None:
+    import uuid
+
+    vlek = b"\x30\x03\x02\x01\x00"  # not a certificate either
+    table = (uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1").bytes_le
+             + struct.pack("<II", 48, len(vlek)) + bytes(24) + vlek)
+    report = bytearray(snp_report(report_data(NONCE, "j", "n", size=64)))
+    report[0x48] |= 1 << 2  # signed by the VLEK
+    blob = json.dumps({**json.loads(evidence("sev_guest", bytes(report))),
+                       "auxblob": base64.b64encode(table).decode(),
+                       "collateral": base64.b64encode(b"junk").decode()}).encode()
+    verdict = tsm.verify(blob, NONCE, "j", "n")
+    assert (verdict.status, verdict.failure) == ("failed", "collateral")
+    assert verdict.reason.startswith("SNP collateral: the VLEK's chain: certificate:")
