@@ -19,15 +19,22 @@ raw reports yet (they run NVIDIA's local verifier and report its outcome).
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import importlib.util
 import json
+from collections.abc import Mapping, Sequence
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.x509 import ocsp as x509_ocsp
 
 from slsa_dist._internal.nvml import gpu_inventory
+from slsa_dist.attest import _nvidia_rim as rim
+from slsa_dist.attest import _ocsp as ocsp
 from slsa_dist.attest import _pki as pki
 from slsa_dist.attest import _roots as roots
 from slsa_dist.attest._binding import report_data
@@ -41,16 +48,19 @@ FORMAT = "nvidia-cc/v1"
 SPDM_FORMAT = "nvidia-spdm/v1"
 _REQUEST = 37  # SPDM 1.1 GET_MEASUREMENTS: header 4, nonce 32, slot 1
 _SIGNATURE = 96  # ECDSA P-384 r || s
-_RIMS = ("the measurements against NVIDIA's driver and VBIOS RIMs (RIM verification is not "
-         "implemented: the measurements are recorded, not appraised)")
+_RIMS = "the measurements against NVIDIA's driver and VBIOS RIMs"
+_DRIVER_VERSION, _VBIOS_VERSION, _NVDEC0_STATUS = 3, 6, 11  # OpaqueData field types
 
 
 def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, node_id: str,
-                  *, appraisal: Appraisal | None = None) -> EvidenceVerdict:
+                  *, appraisal: Appraisal | None = None, rims: Mapping[str, bytes] | None = None,
+                  ocsp_answers: Sequence[bytes] = (), rims_missing: str = "") -> EvidenceVerdict:
     """One GPU's SPDM GET_MEASUREMENTS request and signed response, with its certificate
-    chain (leaf first). Never raises on bad evidence."""
+    chain (leaf first), and when carried the driver and VBIOS RIMs (``rims``: component ->
+    the signed SWID tag) and OCSP answers (DER) for the GPU's and the RIMs' chains. Never
+    raises on bad evidence."""
     appraisal = appraisal or Appraisal()
-    not_verified = [_RIMS, "certificate revocation (NVIDIA's OCSP answers are not carried)"]
+    not_verified: list[str] = []
 
     def fail(failure: Failure, reason: str) -> EvidenceVerdict:
         return EvidenceVerdict(status="failed", failure=failure, reason=reason,
@@ -63,13 +73,14 @@ def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, no
                     f"{report[:2].hex()} / {report[_REQUEST:_REQUEST + 2].hex()}")
     try:
         certs = pki.load_certificates(chain_pem)
+        answers = [ocsp.load(answer) for answer in ocsp_answers]
     except pki.ChainError as exc:
-        return fail("malformed", f"GPU certificate chain: {exc}")
+        return fail("malformed", f"GPU certificate chain or OCSP answers: {exc}")
     root = pki.load_certificates(roots.NVIDIA_DEVICE_ROOT.encode())[0]
     at = appraisal.when()
     chain = [c for c in certs if pki.fingerprint(c) != pki.fingerprint(root)]
     try:
-        pki.verify_chain(certs[0], chain[1:], root, at)
+        path = pki.verify_chain(certs[0], chain[1:], root, at)
     except pki.ChainError as exc:
         return fail("certificate chain", f"GPU certificate chain: {exc}")
     key = certs[0].public_key()
@@ -91,9 +102,25 @@ def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, no
     claims: dict[str, object] = {"requestNonce": request_nonce.hex(),
                                  "leaf": certs[0].subject.rfc4514_string()}
     try:
-        claims["measurements"] = measurements(report)
+        claims["measurements"] = runtime = measurements(report)
+        fields = opaque_data(report)
+        claims["driverVersion"] = driver_version(fields)
+        claims["vbiosVersion"] = vbios_version(fields)
     except InputError as exc:
         return fail("malformed", f"SPDM measurement record: {exc}")
+    try:
+        _revocation("GPU certificate chain", path, answers=answers, at=at, verified=verified,
+                    not_verified=not_verified)
+    except pki.ChainError as exc:
+        return fail("certificate chain", f"GPU certificate chain: {exc}")
+    if rims:
+        try:
+            claims["rims"] = _appraise_rims(rims, runtime, fields, answers=answers, at=at,
+                                            verified=verified, not_verified=not_verified)
+        except rim.RimError as exc:
+            return fail(_FAILURES.get(exc.failure, "collateral"), str(exc))
+    else:
+        not_verified.append(f"{_RIMS} ({rims_missing or 'no RIMs carried'})")
     if appraisal.check_binding:
         expected = report_data(nonce, job_id, node_id)
         if request_nonce != expected:
@@ -105,6 +132,103 @@ def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, no
         not_verified.append("the nonce, job and node binding (no nonce given)")
     return EvidenceVerdict(status="verified", verified=verified, not_verified=not_verified,
                            root=label, as_of=at.isoformat(), claims=claims)
+
+
+_FAILURES: dict[str, Failure] = {"malformed": "malformed", "signature": "signature",
+                                 "certificate chain": "certificate chain",
+                                 "collateral": "collateral",
+                                 "reference values": "reference values"}
+
+
+def _revocation(what: str, path: Sequence[x509.Certificate], *,
+                answers: Sequence[x509_ocsp.OCSPResponse], at: dt.datetime,
+                verified: list[str], not_verified: list[str]) -> None:
+    done, left = ocsp.check_chain(what, path, answers, at)
+    if done:
+        verified.append(done)
+    if left:
+        not_verified.append(left)
+
+
+def _appraise_rims(rims: Mapping[str, bytes], runtime: dict[str, str], fields: dict[int, bytes],
+                   *, answers: Sequence[x509_ocsp.OCSPResponse], at: dt.datetime,
+                   verified: list[str], not_verified: list[str]) -> dict[str, object]:
+    """Both RIMs up to the pinned RIM root, their versions against the report's, and the
+    report's measurements against their golden values. Raises :class:`rim.RimError`."""
+    missing = [c for c in rim.COMPONENTS if c not in rims]
+    if missing:
+        raise rim.RimError("collateral", f"RIMs: expected the driver and the VBIOS RIM, "
+                           f"found no {' and no '.join(missing)} RIM")
+    rim_root = pki.root_label("NVIDIA CoRIM signing Root CA",
+                              pki.load_certificates(roots.NVIDIA_RIM_ROOT.encode())[0])
+    found = {c: rim.verify_rim(rims[c], c, at) for c in rim.COMPONENTS}
+    wanted = {"driver": driver_version(fields), "vbios": vbios_version(fields)}
+    for component, manifest in found.items():
+        verified.append(f"the {manifest.label()}: XML signature (ECDSA P-384, SHA-384) by "
+                        f"{manifest.signer}, its chain up to {rim_root}")
+        if manifest.version != wanted[component]:
+            raise rim.RimError("collateral", f"the {manifest.label()} is for {component} "
+                               f"version {manifest.version}, the report states "
+                               f"{wanted[component]}")
+        try:
+            _revocation(f"{component} RIM signing chain", manifest.chain, answers=answers,
+                        at=at, verified=verified, not_verified=not_verified)
+        except pki.ChainError as exc:
+            raise rim.RimError("certificate chain", f"{component} RIM signing chain: "
+                               f"{exc}") from None
+    verified.append(f"the driver RIM is for the report's driver {wanted['driver']}, the "
+                    f"VBIOS RIM for its VBIOS {wanted['vbios']}")
+    mismatches, skipped = rim.compare(runtime, found["driver"], found["vbios"],
+                                      fields.get(_NVDEC0_STATUS) == b"\x55")
+    if mismatches:
+        raise rim.RimError("reference values", f"{len(mismatches)} measurement(s) not as "
+                           f"the RIMs say: {'; '.join(mismatches)}")
+    active = sum(m.active for r in found.values() for m in r.measurements.values())
+    verified.append(f"the report's measurements equal the RIMs' golden values ({active} "
+                    f"active entries{f', {len(skipped)} not compared' if skipped else ''})")
+    not_verified.extend(f"{s}: not compared, as NVIDIA's verifier does" for s in skipped)
+    return {c: {"version": r.version, "tagId": r.tag_id, "signer": r.signer,
+                "root": rim_root, "matched": True} for c, r in found.items()}
+
+
+def opaque_data(report: bytes) -> dict[int, bytes]:
+    """The response's OpaqueData fields (type -> value): after the measurement record,
+    the 32-byte nonce, a 2-byte length, then type (2), size (2), value; the 96-byte
+    signature last. Raises :class:`InputError`."""
+    response = report[_REQUEST:]
+    length = int.from_bytes(response[5:8], "little")
+    offset = 8 + length + 32
+    size = int.from_bytes(response[offset:offset + 2], "little")
+    data = response[offset + 2:offset + 2 + size]
+    if len(data) != size or offset + 2 + size + _SIGNATURE != len(response):
+        raise InputError(f"expected {size} bytes of OpaqueData and a {_SIGNATURE}-byte "
+                         f"signature after the measurement record, found "
+                         f"{len(response) - offset - 2} bytes")
+    fields, at = {}, 0
+    while at < size:
+        if at + 4 > size:
+            raise InputError(f"OpaqueData field at {at}: truncated")
+        kind = int.from_bytes(data[at:at + 2], "little")
+        length = int.from_bytes(data[at + 2:at + 4], "little")
+        if at + 4 + length > size:
+            raise InputError(f"OpaqueData field {kind}: runs past the end")
+        fields[kind] = data[at + 4:at + 4 + length]
+        at += 4 + length
+    return fields
+
+
+def driver_version(fields: dict[int, bytes]) -> str:
+    """The driver version the report states (OpaqueData field 3, NUL-terminated)."""
+    return fields.get(_DRIVER_VERSION, b"").split(b"\0")[0].decode(errors="replace").lower()
+
+
+def vbios_version(fields: dict[int, bytes]) -> str:
+    """The VBIOS version the report states (OpaqueData field 6, 8 bytes little-endian) as
+    NVIDIA writes it in the RIM: ``96.00.9f.00.01`` for bytes ``00 9f 00 96 01 00 00 00``."""
+    raw = fields.get(_VBIOS_VERSION, b"")
+    if len(raw) != 8:
+        raise InputError(f"OpaqueData VBIOS version: expected 8 bytes, found {len(raw)}")
+    return ".".join(f"{b:02x}" for b in (raw[3], raw[2], raw[1], raw[0], raw[4]))
 
 
 def measurements(report: bytes) -> dict[str, str]:
@@ -135,6 +259,35 @@ def measurements(report: bytes) -> dict[str, str]:
     return found
 
 
+def spdm_evidence(report_hex: str, files: Sequence[bytes]) -> bytes:
+    """An ``nvidia-spdm/v1`` blob of one GPU from a hex report and loose files: PEM
+    certificates (the chain, leaf first), RIMs (SWID XML; driver or VBIOS by the shape of
+    their version, unverified: each is then held to the version the report states) and
+    DER OCSP answers. Raises :class:`InputError` on two RIMs of one kind."""
+    chain, rims, answers = b"", {}, []
+    for data in files:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            chain += data
+        elif data.lstrip().startswith(b"<"):
+            document, _ = rim.parse_unverified(data)
+            meta = document.find(f"{rim.SWID}Meta")
+            version = str(meta.get("colloquialVersion", "")) if meta is not None else ""
+            parts = version.split(".")
+            component = "vbios" if len(parts) == 5 and all(len(p) == 2 for p in parts) \
+                else "driver"
+            if component in rims:
+                raise InputError(f"NVIDIA collateral: expected one {component} RIM, found two")
+            rims[component] = base64.b64encode(data).decode()
+        else:
+            answers.append(base64.b64encode(data).decode())
+    gpu: dict[str, object] = {"report": report_hex, "certChain": chain.decode("ascii", "replace")}
+    if rims:
+        gpu["rims"] = rims
+    if answers:
+        gpu["ocsp"] = answers
+    return json.dumps({"format": SPDM_FORMAT, "gpus": [gpu]}).encode()
+
+
 def _verify_spdm(evidence: dict[str, object], nonce: bytes, job_id: str, node_id: str,
                  appraisal: Appraisal | None) -> EvidenceVerdict:
     gpus = evidence.get("gpus")
@@ -146,10 +299,22 @@ def _verify_spdm(evidence: dict[str, object], nonce: bytes, job_id: str, node_id
         try:
             report = bytes.fromhex(str(gpu["report"]))
             chain = str(gpu["certChain"]).encode()
-        except (KeyError, TypeError, ValueError) as exc:
+            rims = {str(c): base64.b64decode(str(v), validate=True)
+                    for c, v in dict(gpu.get("rims") or {}).items()}
+            answers = [base64.b64decode(str(a), validate=True) for a in gpu.get("ocsp") or []]
+            rims_missing = str(gpu.get("rimsUnavailable", ""))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return EvidenceVerdict(status="failed", failure="malformed",
                                    reason=f"GPU {index}: malformed ({exc})")
-        verdict = verify_report(report, chain, nonce, job_id, node_id, appraisal=appraisal)
+        unknown = sorted(set(rims) - set(rim.COMPONENTS))
+        if unknown:
+            return EvidenceVerdict(status="failed", failure="malformed",
+                                   reason=f"GPU {index}: expected driver and vbios RIMs, "
+                                          f"found {', '.join(unknown)}")
+        verdict = verify_report(report, chain, nonce, job_id, node_id, appraisal=appraisal,
+                                rims=rims, ocsp_answers=answers,
+                                rims_missing=f"the node: {rims_missing}" if rims_missing
+                                else "")
         if verdict.status != "verified":
             return EvidenceVerdict(status=verdict.status, failure=verdict.failure,
                                    reason=f"GPU {index}: {verdict.reason}",

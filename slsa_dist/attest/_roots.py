@@ -20,7 +20,8 @@ docs/attestation.md lists them with the commits they were taken from.
 
 from __future__ import annotations
 
-__all__ = ["AMD_ARK", "AMD_ASK", "INTEL_SGX_ROOT", "NVIDIA_DEVICE_ROOT", "ROOT_FINGERPRINTS"]
+__all__ = ["AMD_ARK", "AMD_ASK", "INTEL_SGX_ROOT", "NVIDIA_DEVICE_ROOT", "NVIDIA_RIM_ROOT",
+           "ROOT_FINGERPRINTS"]
 
 # NVIDIA Device Identity CA (signs, through per-product identity and provisioner CAs,
 # each GPU's attestation key certificate): copied from NVIDIA/nvtrust
@@ -39,6 +40,28 @@ Af8EBAMCAQYwHQYDVR0OBBYEFFeF/4PyY8xlfWi3Olv0jUrL+0lfMB8GA1UdIwQY
 MBaAFFeF/4PyY8xlfWi3Olv0jUrL+0lfMAoGCCqGSM49BAMDA2kAMGYCMQCPeFM3
 TASsKQVaT+8S0sO9u97PVGCpE9d/I42IT7k3UUOLSR/qvJynVOD1vQKVXf0CMQC+
 EY55WYoDBvs2wPAH1Gw4LbcwUN8QCff8bFmV4ZxjCRr4WXTLFHBKjbfneGSBWwA=
+-----END CERTIFICATE-----
+"""
+
+# NVIDIA CoRIM signing Root CA (signs, through per-product reference-value CAs, the
+# certificates that sign the driver and VBIOS RIMs): copied from the nv-local-gpu-verifier
+# 2.7.3 wheel (PyPI) verifier/certs/verifier_RIM_root.pem, identical to NVIDIA/nvtrust
+# guest_tools/gpu_verifiers/local_gpu_verifier/src/verifier/certs/verifier_RIM_root.pem
+# @ 0ab869a5cd454076801ab63baecae96f49302261; the root of every RIM's KeyInfo chain there.
+NVIDIA_RIM_ROOT = """\
+-----BEGIN CERTIFICATE-----
+MIICKTCCAbCgAwIBAgIQRdrjoA5QN73fh1N17LXicDAKBggqhkjOPQQDAzBFMQsw
+CQYDVQQGEwJVUzEPMA0GA1UECgwGTlZJRElBMSUwIwYDVQQDDBxOVklESUEgQ29S
+SU0gc2lnbmluZyBSb290IENBMCAXDTIzMDMxNjE1MzczNFoYDzIwNTMwMzA4MTUz
+NzM0WjBFMQswCQYDVQQGEwJVUzEPMA0GA1UECgwGTlZJRElBMSUwIwYDVQQDDBxO
+VklESUEgQ29SSU0gc2lnbmluZyBSb290IENBMHYwEAYHKoZIzj0CAQYFK4EEACID
+YgAEuECyi9vNM+Iw2lfUzyBldHAwaC1HF7TCgp12QcEyUTm3Tagxwr48d55+K2VI
+lWYIDk7NlAIQdcV/Ff7euGLI+Qauj93HsSI4WX298PpW54RTgz9tC+Q684caR/BX
+WEeZo2MwYTAdBgNVHQ4EFgQUpaXrOPK4ZDAk08DBskn594zeZjAwHwYDVR0jBBgw
+FoAUpaXrOPK4ZDAk08DBskn594zeZjAwDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8B
+Af8EBAMCAQYwCgYIKoZIzj0EAwMDZwAwZAIwHGDyscDP6ihHqRvZlI3eqZ4YkvjE
+1duaN84tAHRVgxVMvNrp5Tnom3idHYGW/dskAjATvjIx6VzHm/4e2GiZAyZEIUBD
+OKPzp5ei/A0iUZpdvngenDwV8Qa/wGdiTmJ7Bp4=
 -----END CERTIFICATE-----
 """
 
@@ -306,6 +329,8 @@ ROOT_FINGERPRINTS: dict[str, str] = {
     "Intel SGX Root CA": "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3",
     "NVIDIA Device Identity CA":
         "102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48",
+    "NVIDIA CoRIM signing Root CA":
+        "12977b5115acb0381179279fffeb5a8c4d264971ebb32298023a465fa41df5d1",
     "AMD ARK-Milan": "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
     "AMD ARK-Genoa": "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
     "AMD ARK-Turin": "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",

@@ -313,7 +313,8 @@ def register(sub: Subparsers) -> None:
     one.add_argument("--collateral", action="append", default=[], type=Path, metavar="FILE",
                      help="TDX: the quote collateral JSON; SNP: the VCEK (DER or PEM), "
                           "optionally the ASK/ARK (PEM); NVIDIA: the GPU's certificate "
-                          "chain (PEM, leaf first); repeatable, concatenated")
+                          "chain (PEM, leaf first), the driver and VBIOS RIMs (SWID XML) "
+                          "and OCSP answers (DER), one per file; repeatable, concatenated")
     one.add_argument("--at", metavar="TIME", help="judge certificates and collateral as of "
                      "this time (ISO 8601; default: now)")
     one.add_argument("--nonce", metavar="HEX", help="with --job and --node: check the report "
@@ -367,9 +368,14 @@ def _attest_verify(args: argparse.Namespace) -> int:
         blob = json.dumps({"provider": "tdx_guest" if kind == "tdx" else "sev_guest",
                            "outblob": base64.b64encode(report).decode()}).encode()
     if kind == "nvidia-cc" and not raw.lstrip().startswith(b"{"):  # a raw SPDM report, hex
-        blob = json.dumps({"format": "nvidia-spdm/v1", "gpus": [
-            {"report": raw.decode("ascii", "replace").strip(),
-             "certChain": collateral.decode("ascii", "replace")}]}).encode()
+        from slsa_dist.attest._nvidia import spdm_evidence
+
+        try:
+            blob = spdm_evidence(raw.decode("ascii", "replace").strip(),
+                                 [path.read_bytes() for path in args.collateral])
+        except OSError as exc:
+            raise InputError(f"attest verify: {exc}") from None
+        collateral = b""
     appraisal = Appraisal(at=at, collateral={kind: collateral} if collateral else {},
                           check_binding=bool(args.nonce), challenge=challenge,
                           ek_roots=_read_ek_roots(args.ek_roots))

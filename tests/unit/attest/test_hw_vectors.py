@@ -51,6 +51,7 @@ def flip(data: bytes, offset: int, bit: int = 0) -> bytes:
 def test_every_pinned_root_is_the_certificate_its_fingerprint_names() -> None:
     pems = {"Intel SGX Root CA": _roots.INTEL_SGX_ROOT,
             "NVIDIA Device Identity CA": _roots.NVIDIA_DEVICE_ROOT,
+            "NVIDIA CoRIM signing Root CA": _roots.NVIDIA_RIM_ROOT,
             **{f"AMD ARK-{p}": pem for p, pem in _roots.AMD_ARK.items()}}
     assert set(pems) == set(_roots.ROOT_FINGERPRINTS)
     for name, pem in pems.items():

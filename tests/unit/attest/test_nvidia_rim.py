@@ -1,0 +1,408 @@
+"""NVIDIA RIMs (driver and VBIOS reference integrity manifests) and OCSP answers.
+
+Real vectors: NVIDIA's signed test RIMs from the nv-local-gpu-verifier 2.7.3 wheel,
+verified up to the pinned NVIDIA CoRIM signing Root CA. They are not the RIMs of the
+Hopper sample report (that report states driver 550.90.07 and VBIOS 96.00.9f.00.01; the
+RIMs are for 545.00 and 96.00.5e.00.01), so the sample fails as such, and
+:func:`test_which_sample_measurements_the_sample_rims_hold` records what does match.
+The matching path runs on RIMs a test CA signs (its root pinned by monkeypatch) whose
+golden values are the sample report's own. No real NVIDIA OCSP answer is available
+offline: the OCSP answers here are real RFC 6960 responses a test CA builds with
+``cryptography``'s OCSPResponseBuilder. Before this, no RIM nor OCSP answer was read.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp as x509_ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from slsa_dist.attest import _nvidia as nvidia
+from slsa_dist.attest import _nvidia_rim as rim
+from slsa_dist.attest import _ocsp as ocsp
+from slsa_dist.attest import _pki as pki
+from slsa_dist.attest import _roots as roots
+from slsa_dist.attest._verdict import Appraisal
+from slsa_dist.cli import main as cli_main
+
+VECTORS = Path(__file__).parents[2] / "assets" / "vectors" / "hw" / "nvidia"
+REPORT = bytes.fromhex((VECTORS / "hopperAttestationReport.txt").read_text().strip())
+CHAIN = (VECTORS / "hopperCertChain.txt").read_bytes()
+DRIVER_RIM = (VECTORS / "Driver_RIM_test_no_gpu.swidtag").read_bytes()
+VBIOS_RIM = (VECTORS / "1010_0200_882_96005E0001_test_no_gpu.swidtag").read_bytes()
+AT = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)  # inside the sample RIM signers' window
+UNBOUND = Appraisal(at=AT, check_binding=False)
+RIM_ROOT = ("NVIDIA CoRIM signing Root CA (sha256:12977b5115acb0381179279fffeb5a8c4d264971eb"
+            "b32298023a465fa41df5d1)")
+
+
+def flip(data: bytes, offset: int, bit: int = 0) -> bytes:
+    out = bytearray(data)
+    out[offset] ^= 1 << bit
+    return bytes(out)
+
+
+# --- the real RIMs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("data", "component", "version"),
+                         [(DRIVER_RIM, "driver", "545.00"),
+                          (VBIOS_RIM, "vbios", "96.00.5e.00.01")])
+def test_each_sample_rim_verifies_up_to_the_pinned_rim_root(data: bytes, component: str,
+                                                            version: str) -> None:
+    manifest = rim.verify_rim(data, component, AT)
+    assert manifest.version == version
+    assert manifest.signer.startswith("CN=HCC RIM L4 Signer")
+    assert pki.root_label("NVIDIA CoRIM signing Root CA", manifest.chain[-1]) == RIM_ROOT
+    assert len(manifest.measurements) == 64
+
+
+def test_a_rim_is_judged_as_of_the_appraisal_time() -> None:
+    late = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)  # its signer expired 2025-06-26
+    with pytest.raises(rim.RimError, match="not at 2026-01-01") as caught:
+        rim.verify_rim(DRIVER_RIM, "driver", late)
+    assert caught.value.failure == "certificate chain"
+
+
+def test_one_changed_bit_of_a_signed_measurement_fails_the_rim_signature() -> None:
+    at = DRIVER_RIM.index(b'ns2:Hash0="0e0ee161') + len(b'ns2:Hash0="')
+    with pytest.raises(rim.RimError) as caught:
+        rim.verify_rim(flip(DRIVER_RIM, at), "driver", AT)  # 0 -> 1
+    assert caught.value.failure == "signature", caught.value
+    active = DRIVER_RIM.replace(b'index="7" active="True"', b'index="7" active="False"')
+    with pytest.raises(rim.RimError) as caught:
+        rim.verify_rim(active, "driver", AT)
+    assert caught.value.failure == "signature"
+
+
+def test_one_changed_bit_of_the_signature_value_fails() -> None:
+    start = VBIOS_RIM.index(b"SignatureValue>") + len(b"SignatureValue>")
+    value = VBIOS_RIM[start:VBIOS_RIM.index(b"<", start)]
+    forged = VBIOS_RIM.replace(value, base64.b64encode(flip(base64.b64decode(value), 10)))
+    with pytest.raises(rim.RimError) as caught:
+        rim.verify_rim(forged, "vbios", AT)
+    assert caught.value.failure == "signature"
+
+
+def test_a_rim_whose_keyinfo_chain_does_not_reach_the_pinned_root_fails() -> None:
+    start = DRIVER_RIM.index(b"X509Certificate>") + len(b"X509Certificate>")
+    text = DRIVER_RIM[start:DRIVER_RIM.index(b"<", start)]
+    der = base64.b64decode(b"".join(text.split()))
+    # one bit of the signer certificate's signature changed: the chain check refuses it
+    forged = DRIVER_RIM.replace(text, base64.b64encode(flip(der, len(der) - 20)))
+    with pytest.raises(rim.RimError) as caught:
+        rim.verify_rim(forged, "driver", AT)
+    assert caught.value.failure == "certificate chain", caught.value
+
+
+def test_which_sample_measurements_the_sample_rims_hold() -> None:
+    """The test RIMs are not the sample report's: this records exactly what matches."""
+    driver = rim.verify_rim(DRIVER_RIM, "driver", AT)
+    vbios = rim.verify_rim(VBIOS_RIM, "vbios", AT)
+    mismatches, skipped = rim.compare(nvidia.measurements(REPORT), driver, vbios, True)
+    indices = sorted(int(m.split()[2]) for m in mismatches)
+    assert indices == [1, 2, 3, 7, 9, 11, 21, 22, 25, 26, 27, 29, 30, 31, 32, 34, 36, 37, 39,
+                       40]
+    assert [s.split()[2] for s in skipped] == ["35"]  # NVDEC0 disabled in the sample
+    assert "of the driver RIM 545.00" in next(m for m in mismatches if " 7 " in m)
+
+
+def test_the_sample_report_with_the_sample_rims_fails_on_the_driver_version() -> None:
+    verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND,
+                                   rims={"driver": DRIVER_RIM, "vbios": VBIOS_RIM})
+    assert (verdict.status, verdict.failure) == ("failed", "collateral")
+    assert "driver version 545.00, the report states 550.90.07" in verdict.reason
+
+
+def test_the_report_states_its_versions() -> None:
+    fields = nvidia.opaque_data(REPORT)
+    assert nvidia.driver_version(fields) == "550.90.07"
+    assert nvidia.vbios_version(fields) == "96.00.9f.00.01"
+
+
+# --- a test CA's RIMs and OCSP answers -----------------------------------------------------
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+class Ca:
+    """A test PKI: root -> CA -> RIM signer, each with an ECDSA P-384 key."""
+
+    def __init__(self, tag: str = "test") -> None:
+        self.root_key, self.root = self._cert(f"{tag} RIM root", None, None, ca=True)
+        self.ca_key, self.ca = self._cert(f"{tag} RIM CA", self.root_key, self.root, ca=True)
+        self.leaf_key, self.leaf = self._cert(f"{tag} RIM signer", self.ca_key, self.ca,
+                                              ca=False)
+
+    @staticmethod
+    def _cert(cn: str, issuer_key: ec.EllipticCurvePrivateKey | None,
+              issuer: x509.Certificate | None, *, ca: bool,
+              eku: list[x509.ObjectIdentifier] | None = None,
+              ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP384R1())
+        builder = (x509.CertificateBuilder().subject_name(_name(cn))
+                   .issuer_name(issuer.subject if issuer else _name(cn))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc))
+                   .not_valid_after(dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if eku:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+        return key, builder.sign(issuer_key or key, hashes.SHA384())
+
+    def pem(self) -> str:
+        return self.root.public_bytes(serialization.Encoding.PEM).decode()
+
+    def sign_rim(self, component: str, version: str, golden: dict[int, str],
+                 inactive: dict[int, str] | None = None) -> bytes:
+        from lxml import etree
+        from signxml import DigestAlgorithm, SignatureMethod, XMLSigner
+
+        swid = "http://standards.iso.org/iso/19770/-2/2015/schema.xsd"
+        sha = "http://www.w3.org/2001/04/xmlenc#sha384"
+        doc = etree.Element(f"{{{swid}}}SoftwareIdentity", nsmap={None: swid, "ns2": sha},
+                            name="GH100", tagId=f"{component}-{version}", version="1.0")
+        etree.SubElement(doc, f"{{{swid}}}Meta", colloquialVersion=version)
+        payload = etree.SubElement(doc, f"{{{swid}}}Payload")
+        entries = [(i, v, True) for i, v in golden.items()] + \
+            [(i, v, False) for i, v in (inactive or {}).items()]
+        for index, value, active in sorted(entries):
+            etree.SubElement(payload, f"{{{swid}}}Resource", type="Measurement",
+                             index=str(index), active=str(active), alternatives="1",
+                             size=str(len(value) // 2), name=f"Measurement_{index}",
+                             attrib={f"{{{sha}}}Hash0": value})
+        signed = XMLSigner(signature_algorithm=SignatureMethod.ECDSA_SHA384,
+                           digest_algorithm=DigestAlgorithm.SHA384).sign(
+            doc, key=self.leaf_key, cert=[self.leaf, self.ca, self.root])
+        return bytes(etree.tostring(signed))
+
+    def answer(self, cert: x509.Certificate, issuer: x509.Certificate,
+               issuer_key: ec.EllipticCurvePrivateKey, *, status: str = "good",
+               this: dt.datetime = dt.datetime(2024, 5, 30, tzinfo=dt.timezone.utc),
+               nxt: dt.datetime | None = dt.datetime(2024, 6, 6, tzinfo=dt.timezone.utc),
+               signer: tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None = None,
+               carry: bool = True) -> bytes:
+        states = {"good": x509_ocsp.OCSPCertStatus.GOOD,
+                  "revoked": x509_ocsp.OCSPCertStatus.REVOKED,
+                  "unknown": x509_ocsp.OCSPCertStatus.UNKNOWN}
+        revoked = status == "revoked"
+        key, responder = signer or (issuer_key, issuer)
+        builder = x509_ocsp.OCSPResponseBuilder().add_response(
+            cert=cert, issuer=issuer, algorithm=hashes.SHA1(), cert_status=states[status],
+            this_update=this, next_update=nxt,
+            revocation_time=dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc) if revoked
+            else None,
+            revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
+        ).responder_id(x509_ocsp.OCSPResponderEncoding.HASH, responder)
+        if signer and carry:
+            builder = builder.certificates([responder])
+        return builder.sign(key, hashes.SHA384()).public_bytes(serialization.Encoding.DER)
+
+    def chain_answers(self) -> list[bytes]:
+        return [self.answer(self.leaf, self.ca, self.ca_key),
+                self.answer(self.ca, self.root, self.root_key)]
+
+
+REPORT_MEASUREMENTS = nvidia.measurements(REPORT)
+# the sample report's own values, split between a driver and a VBIOS RIM as NVIDIA's are
+DRIVER_GOLDEN = {i: REPORT_MEASUREMENTS[str(i + 1)] for i in (7, 21, 22, 23, 24)}
+VBIOS_GOLDEN = {i: REPORT_MEASUREMENTS[str(i + 1)] for i in (0, 1, 2, 4, 8)}
+
+
+@pytest.fixture
+def ca(monkeypatch: pytest.MonkeyPatch) -> Ca:
+    authority = Ca()
+    monkeypatch.setattr(roots, "NVIDIA_RIM_ROOT", authority.pem())
+    return authority
+
+
+def matching_rims(ca: Ca) -> dict[str, bytes]:
+    return {"driver": ca.sign_rim("driver", "550.90.07", DRIVER_GOLDEN, {3: "00" * 48}),
+            "vbios": ca.sign_rim("vbios", "96.00.9F.00.01", VBIOS_GOLDEN)}
+
+
+def test_matching_rims_verify_and_their_outcome_is_claimed(ca: Ca) -> None:
+    verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND,
+                                   rims=matching_rims(ca), ocsp_answers=ca.chain_answers())
+    assert verdict.status == "verified", verdict.describe()
+    text = verdict.describe()
+    assert "the report's measurements equal the RIMs' golden values (10 active entries)" in text
+    assert "driver RIM signing chain: not revoked, by OCSP answers current at" in text
+    assert "GPU certificate chain: revocation of" in text  # no NVIDIA answer: said so
+    assert verdict.claims["rims"]["driver"]["version"] == "550.90.07"
+    assert verdict.claims["rims"]["vbios"]["matched"] is True
+
+
+def test_a_mismatched_measurement_names_its_index_and_rim(ca: Ca) -> None:
+    rims = matching_rims(ca)
+    rims["vbios"] = ca.sign_rim("vbios", "96.00.9f.00.01", {**VBIOS_GOLDEN, 8: "ab" * 48})
+    verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND, rims=rims)
+    assert (verdict.status, verdict.failure) == ("failed", "reference values")
+    assert "measurement index 8 (SPDM block 9) of the vbios RIM 96.00.9f.00.01" in verdict.reason
+    assert "1 measurement(s)" in verdict.reason
+
+
+def test_an_index_active_in_both_rims_is_a_conflict(ca: Ca) -> None:
+    rims = {"driver": ca.sign_rim("driver", "550.90.07", {**DRIVER_GOLDEN, 0: "00" * 48}),
+            "vbios": ca.sign_rim("vbios", "96.00.9f.00.01", VBIOS_GOLDEN)}
+    verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND, rims=rims)
+    assert "index 0 is active in both" in verdict.reason, verdict
+
+
+def test_a_rim_for_another_vbios_fails(ca: Ca) -> None:
+    rims = matching_rims(ca)
+    rims["vbios"] = ca.sign_rim("vbios", "96.00.5e.00.01", VBIOS_GOLDEN)
+    verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND, rims=rims)
+    assert (verdict.status, verdict.failure) == ("failed", "collateral")
+    assert "the report states 96.00.9f.00.01" in verdict.reason
+
+
+def test_a_missing_rim_fails_and_none_is_not_verified(ca: Ca) -> None:
+    rims = matching_rims(ca)
+    verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND,
+                                   rims={"driver": rims["driver"]})
+    assert (verdict.status, verdict.failure) == ("failed", "collateral")
+    verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND,
+                                   rims_missing="the node: RIM service unreachable")
+    assert verdict.status == "verified"
+    assert any("RIMs (the node: RIM service unreachable)" in n for n in verdict.not_verified)
+
+
+def test_a_rim_signed_outside_the_pinned_root_fails(ca: Ca) -> None:
+    other = Ca("other")
+    rims = matching_rims(ca)
+    rims["driver"] = other.sign_rim("driver", "550.90.07", DRIVER_GOLDEN)
+    verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND, rims=rims)
+    assert (verdict.status, verdict.failure) == ("failed", "certificate chain"), verdict
+
+
+def test_the_binding_is_still_checked_last(ca: Ca) -> None:
+    verdict = nvidia.verify_report(REPORT, CHAIN, bytes(32), "job", "node",
+                                   appraisal=Appraisal(at=AT), rims=matching_rims(ca))
+    assert (verdict.status, verdict.failure) == ("failed", "binding mismatch")
+
+
+# --- OCSP ------------------------------------------------------------------------------------
+
+
+def load(answers: list[bytes]) -> list[x509_ocsp.OCSPResponse]:
+    return [ocsp.load(a) for a in answers]
+
+
+def test_a_good_current_answer_by_the_issuer_holds() -> None:
+    ca = Ca()
+    assert ocsp.check(ca.leaf, ca.ca, load(ca.chain_answers()), AT) == "CN=test RIM CA"
+
+
+def test_a_delegated_responder_holds_only_with_the_ocsp_signing_usage() -> None:
+    ca = Ca()
+    delegate = Ca._cert("responder", ca.ca_key, ca.ca, ca=False,
+                        eku=[ExtendedKeyUsageOID.OCSP_SIGNING])
+    answer = ca.answer(ca.leaf, ca.ca, ca.ca_key, signer=delegate)
+    assert ocsp.check(ca.leaf, ca.ca, load([answer]), AT) == "CN=responder"
+    plain = Ca._cert("not a responder", ca.ca_key, ca.ca, ca=False)
+    answer = ca.answer(ca.leaf, ca.ca, ca.ca_key, signer=plain)
+    with pytest.raises(pki.ChainError, match="not certified for OCSP signing"):
+        ocsp.check(ca.leaf, ca.ca, load([answer]), AT)
+
+
+def test_an_answer_signed_by_another_key_fails() -> None:
+    ca, other = Ca(), Ca("other")
+    # names ca.leaf, signed by another CA's key
+    answer = ca.answer(ca.leaf, ca.ca, ca.ca_key, signer=(other.ca_key, other.ca), carry=False)
+    with pytest.raises(pki.ChainError, match="signature not valid for CN=test RIM CA"):
+        ocsp.check(ca.leaf, ca.ca, load([answer]), AT)
+    # a delegate the issuer never certified
+    rogue = Ca._cert("rogue", other.ca_key, other.ca, ca=False,
+                     eku=[ExtendedKeyUsageOID.OCSP_SIGNING])
+    answer = ca.answer(ca.leaf, ca.ca, ca.ca_key, signer=rogue)
+    with pytest.raises(pki.ChainError, match="not a delegate of CN=test RIM CA"):
+        ocsp.check(ca.leaf, ca.ca, load([answer]), AT)
+
+
+def test_a_revoked_certificate_is_named() -> None:
+    ca = Ca()
+    answer = ca.answer(ca.leaf, ca.ca, ca.ca_key, status="revoked")
+    with pytest.raises(pki.ChainError, match=r"CN=test RIM signer \(serial .*\) is revoked "
+                       r"since 2024-05-01.*key_compromise"):
+        ocsp.check(ca.leaf, ca.ca, load([answer]), AT)
+
+
+@pytest.mark.parametrize(("this", "nxt", "match"), [
+    (dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc),
+     dt.datetime(2024, 5, 8, tzinfo=dt.timezone.utc), "not at 2024-06-01"),  # expired
+    (dt.datetime(2024, 6, 2, tzinfo=dt.timezone.utc),
+     dt.datetime(2024, 6, 9, tzinfo=dt.timezone.utc), "not at 2024-06-01"),  # not yet
+    (dt.datetime(2024, 5, 30, tzinfo=dt.timezone.utc), None, "no nextUpdate"),
+])
+def test_an_answer_not_current_at_the_appraisal_time_fails(this: dt.datetime,
+                                                           nxt: dt.datetime | None,
+                                                           match: str) -> None:
+    ca = Ca()
+    answer = ca.answer(ca.leaf, ca.ca, ca.ca_key, this=this, nxt=nxt)
+    with pytest.raises(pki.ChainError, match=match):
+        ocsp.check(ca.leaf, ca.ca, load([answer]), AT)
+
+
+def test_an_unknown_status_and_a_foreign_answer_fail() -> None:
+    ca, other = Ca(), Ca("other")
+    with pytest.raises(pki.ChainError, match="status unknown"):
+        ocsp.check(ca.leaf, ca.ca, load([ca.answer(ca.leaf, ca.ca, ca.ca_key,
+                                                   status="unknown")]), AT)
+    with pytest.raises(pki.ChainError, match="no OCSP answer for CN=test RIM signer"):
+        ocsp.check(ca.leaf, ca.ca, load(other.chain_answers()), AT)
+
+
+def test_a_revoked_rim_signer_fails_the_gpu_verdict_naming_it(ca: Ca) -> None:
+    answers = [ca.answer(ca.leaf, ca.ca, ca.ca_key, status="revoked"),
+               ca.answer(ca.ca, ca.root, ca.root_key)]
+    verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND,
+                                   rims=matching_rims(ca), ocsp_answers=answers)
+    assert (verdict.status, verdict.failure) == ("failed", "certificate chain")
+    assert "driver RIM signing chain: CN=test RIM signer" in verdict.reason
+    assert "is revoked" in verdict.reason
+
+
+def test_evidence_and_cli_carry_rims_and_answers(ca: Ca, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    rims = matching_rims(ca)
+    blob = {"format": nvidia.SPDM_FORMAT, "gpus": [{
+        "report": REPORT.hex(), "certChain": CHAIN.decode(),
+        "rims": {c: base64.b64encode(v).decode() for c, v in rims.items()},
+        "ocsp": [base64.b64encode(a).decode() for a in ca.chain_answers()]}]}
+    evidence = tmp_path / "gpu.json"
+    evidence.write_text(json.dumps(blob))
+    assert cli_main(["attest", "verify", "--kind", "nvidia", str(evidence),
+                     "--at", AT.isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert "verified: the report's measurements equal the RIMs' golden values" in out
+    # the raw report with the chain, both RIMs and the answers as --collateral files
+    paths = []
+    for name, data in (("chain.pem", CHAIN), ("driver.swidtag", rims["driver"]),
+                       ("vbios.swidtag", rims["vbios"]),
+                       *((f"ocsp{i}.der", a) for i, a in enumerate(ca.chain_answers()))):
+        (tmp_path / name).write_bytes(data)
+        paths += ["--collateral", str(tmp_path / name)]
+    report = str(VECTORS / "hopperAttestationReport.txt")
+    assert cli_main(["attest", "verify", "--kind", "nvidia", report, *paths,
+                     "--at", AT.isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert "vbios RIM 96.00.9f.00.01" in out
+    assert "status: verified" in out
+    flipped = json.loads(json.dumps(blob))
+    flipped["gpus"][0]["rims"]["driver"] = base64.b64encode(
+        rims["driver"].replace(DRIVER_GOLDEN[7][:8].encode(), b"00000000")).decode()
+    evidence.write_text(json.dumps(flipped))
+    assert cli_main(["attest", "verify", "--kind", "nvidia", str(evidence),
+                     "--at", AT.isoformat()]) == 1
+    assert "status: failed (signature)" in capsys.readouterr().out
