@@ -23,6 +23,29 @@ class _CCState(ctypes.Structure):
                 ("devToolsMode", ctypes.c_uint)]
 
 
+# nvml.h: nvmlConfComputeGpuAttestationReport_t and nvmlConfComputeGpuCertificate_t
+_CC_NONCE = 32
+_CC_REPORT = 0x2000
+_CC_CEC_REPORT = 0x1000
+_CC_CERT_CHAIN = 0x1000
+_CC_ATTESTATION_CERT_CHAIN = 0x1400
+
+
+class _CCAttestationReport(ctypes.Structure):
+    _fields_ = [("isCecAttestationReportPresent", ctypes.c_uint),
+                ("attestationReportSize", ctypes.c_uint),
+                ("cecAttestationReportSize", ctypes.c_uint),
+                ("nonce", ctypes.c_ubyte * _CC_NONCE),
+                ("attestationReport", ctypes.c_ubyte * _CC_REPORT),
+                ("cecAttestationReport", ctypes.c_ubyte * _CC_CEC_REPORT)]
+
+
+class _CCGpuCertificate(ctypes.Structure):
+    _fields_ = [("certChainSize", ctypes.c_uint), ("attestationCertChainSize", ctypes.c_uint),
+                ("certChain", ctypes.c_ubyte * _CC_CERT_CHAIN),
+                ("attestationCertChain", ctypes.c_ubyte * _CC_ATTESTATION_CERT_CHAIN)]
+
+
 class Nvml:
     """A thin ctypes binding to the NVML calls slsa-dist needs."""
 
@@ -75,6 +98,28 @@ class Nvml:
         return {"environment": _CC_ENVIRONMENTS.get(state.environment, str(state.environment)),
                 "mode": _CC_FEATURE.get(state.ccFeature, str(state.ccFeature)),
                 "devToolsMode": bool(state.devToolsMode)}
+
+    def attestation(self, index: int, nonce: bytes) -> tuple[bytes, bytes]:
+        """GPU ``index``'s SPDM attestation report (GET_MEASUREMENTS request and signed
+        response) answering ``nonce`` (32 bytes), and its attestation certificate chain,
+        as NVML returns them (CC mode only). Raises :class:`OSError`."""
+        if len(nonce) != _CC_NONCE:
+            raise OSError(0, f"attestation nonce: expected {_CC_NONCE} bytes, found {len(nonce)}")
+        handle = ctypes.c_void_p()
+        self._check(self._lib.nvmlDeviceGetHandleByIndex_v2(ctypes.c_uint(index),
+                                                            ctypes.byref(handle)),
+                    "nvmlDeviceGetHandleByIndex_v2")
+        report = _CCAttestationReport()
+        ctypes.memmove(report.nonce, nonce, _CC_NONCE)
+        self._check(self._lib.nvmlDeviceGetConfComputeGpuAttestationReport(
+            handle, ctypes.byref(report)), "nvmlDeviceGetConfComputeGpuAttestationReport")
+        certificate = _CCGpuCertificate()
+        self._check(self._lib.nvmlDeviceGetConfComputeGpuCertificate(
+            handle, ctypes.byref(certificate)), "nvmlDeviceGetConfComputeGpuCertificate")
+        size = min(report.attestationReportSize, _CC_REPORT)
+        chain = min(certificate.attestationCertChainSize, _CC_ATTESTATION_CERT_CHAIN)
+        return bytes(report.attestationReport[:size]), \
+            bytes(certificate.attestationCertChain[:chain])
 
     def close(self) -> None:
         self._lib.nvmlShutdown()

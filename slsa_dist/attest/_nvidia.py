@@ -1,20 +1,25 @@
 """NVIDIA GPUs: identity through NVML, confidential-computing evidence when CC is on.
 
 Device identity (name, UUID, serial, VBIOS, driver, CC mode) is in the node
-inventory (:func:`slsa_dist.capture._inventory.gpu_inventory`). Evidence: when a GPU
-is in CC mode and NVIDIA's attestation SDK (``nv-attestation-sdk``) is
-installed, its local verifier is run and its outcome recorded; otherwise the
-reason there is no evidence is recorded. Nothing here claims a verification
-it did not perform.
+inventory (:func:`slsa_dist.capture._inventory.gpu_inventory`). Evidence (format
+``nvidia-spdm/v1``): per GPU the SPDM GET_MEASUREMENTS request and signed response
+(hex), its certificate chain (PEM, leaf first), the driver and VBIOS RIMs (base64 of the
+signed SWID tags) and OCSP answers (base64 DER), collected by the node at job time
+(:mod:`._nvidia_collect`), so that appraisal here is offline (:func:`verify_report`):
 
-Raw SPDM evidence (format ``nvidia-spdm/v1``: per GPU the GET_MEASUREMENTS request
-and signed response, hex, and its certificate chain, PEM, leaf first) is appraised
-here (:func:`verify_report`): the response's ECDSA P-384 signature over SHA-384 of
-request and response by the GPU's attestation key; that key's certificate chain up
-to the pinned NVIDIA Device Identity CA; the request's nonce = this job's binding
-(checked last). The measurements are parsed but not compared with NVIDIA's driver
-and VBIOS RIMs (not implemented: recorded as not verified). Nodes do not collect
-raw reports yet (they run NVIDIA's local verifier and report its outcome).
+- the response's ECDSA P-384 signature over SHA-384 of request and response by the
+  GPU's attestation key, and that key's chain up to the pinned NVIDIA Device Identity CA;
+- each RIM's XML signature and chain up to the pinned NVIDIA CoRIM signing Root CA
+  (:mod:`._nvidia_rim`), its version = the driver / VBIOS version the report states,
+  and the report's measurement blocks = the RIMs' active golden values;
+- carried OCSP answers for every certificate of those chains (:mod:`._ocsp`): a bad,
+  stale or revoked answer fails; a certificate without one is listed as not verified;
+- the request's nonce = this job's binding (checked last).
+
+What the node could not fetch (RIMs, OCSP answers) it records with the reason, and the
+verdict lists it as not verified. When nv-attestation-sdk is installed, its local
+verifier's outcome is carried too, labelled as reported by the node; nothing counts it.
+The older ``nvidia-cc/v1`` format (that outcome alone) stays ``reported``.
 """
 
 from __future__ import annotations
@@ -38,18 +43,26 @@ from slsa_dist.attest import _ocsp as ocsp
 from slsa_dist.attest import _pki as pki
 from slsa_dist.attest import _roots as roots
 from slsa_dist.attest._binding import report_data
+from slsa_dist.attest._nvidia_collect import Reader, Sources, collect_spdm
+from slsa_dist.attest._nvidia_spdm import (
+    NVDEC0_STATUS,
+    REQUEST,
+    SIGNATURE,
+    SPDM_FORMAT,
+    driver_version,
+    measurements,
+    opaque_data,
+    vbios_version,
+)
 from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict, Failure
 from slsa_dist.errors import InputError
 
-__all__ = ["FORMAT", "SPDM_FORMAT", "NvidiaAttester", "available", "collect", "measurements",
-           "verify", "verify_report"]
+__all__ = ["FORMAT", "SPDM_FORMAT", "NvidiaAttester", "available", "collect", "driver_version",
+           "measurements", "opaque_data", "spdm_evidence", "vbios_version", "verify",
+           "verify_report"]
 
 FORMAT = "nvidia-cc/v1"
-SPDM_FORMAT = "nvidia-spdm/v1"
-_REQUEST = 37  # SPDM 1.1 GET_MEASUREMENTS: header 4, nonce 32, slot 1
-_SIGNATURE = 96  # ECDSA P-384 r || s
 _RIMS = "the measurements against NVIDIA's driver and VBIOS RIMs"
-_DRIVER_VERSION, _VBIOS_VERSION, _NVDEC0_STATUS = 3, 6, 11  # OpaqueData field types
 
 
 def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, node_id: str,
@@ -66,11 +79,11 @@ def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, no
         return EvidenceVerdict(status="failed", failure=failure, reason=reason,
                                not_verified=not_verified)
 
-    if len(report) <= _REQUEST + 4 + _SIGNATURE or report[:2] != b"\x11\xe0" \
-            or report[_REQUEST:_REQUEST + 2] != b"\x11\x60":
+    if len(report) <= REQUEST + 4 + SIGNATURE or report[:2] != b"\x11\xe0" \
+            or report[REQUEST:REQUEST + 2] != b"\x11\x60":
         return fail("malformed", f"SPDM report: expected a GET_MEASUREMENTS request (11 e0) "
                     f"and response (11 60) and a signature, found {len(report)} bytes starting "
-                    f"{report[:2].hex()} / {report[_REQUEST:_REQUEST + 2].hex()}")
+                    f"{report[:2].hex()} / {report[REQUEST:REQUEST + 2].hex()}")
     try:
         certs = pki.load_certificates(chain_pem)
         answers = [ocsp.load(answer) for answer in ocsp_answers]
@@ -86,11 +99,11 @@ def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, no
     key = certs[0].public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         return fail("signature", "GPU attestation key: expected ECDSA P-384")
-    signature = report[-_SIGNATURE:]
+    signature = report[-SIGNATURE:]
     try:
         key.verify(encode_dss_signature(int.from_bytes(signature[:48], "big"),
                                         int.from_bytes(signature[48:], "big")),
-                   report[:-_SIGNATURE], ec.ECDSA(hashes.SHA384()))
+                   report[:-SIGNATURE], ec.ECDSA(hashes.SHA384()))
     except InvalidSignature:
         return fail("signature", "SPDM report signature: not valid for the GPU's attestation "
                     "key certificate")
@@ -179,7 +192,7 @@ def _appraise_rims(rims: Mapping[str, bytes], runtime: dict[str, str], fields: d
     verified.append(f"the driver RIM is for the report's driver {wanted['driver']}, the "
                     f"VBIOS RIM for its VBIOS {wanted['vbios']}")
     mismatches, skipped = rim.compare(runtime, found["driver"], found["vbios"],
-                                      fields.get(_NVDEC0_STATUS) == b"\x55")
+                                      fields.get(NVDEC0_STATUS) == b"\x55")
     if mismatches:
         raise rim.RimError("reference values", f"{len(mismatches)} measurement(s) not as "
                            f"the RIMs say: {'; '.join(mismatches)}")
@@ -189,74 +202,6 @@ def _appraise_rims(rims: Mapping[str, bytes], runtime: dict[str, str], fields: d
     not_verified.extend(f"{s}: not compared, as NVIDIA's verifier does" for s in skipped)
     return {c: {"version": r.version, "tagId": r.tag_id, "signer": r.signer,
                 "root": rim_root, "matched": True} for c, r in found.items()}
-
-
-def opaque_data(report: bytes) -> dict[int, bytes]:
-    """The response's OpaqueData fields (type -> value): after the measurement record,
-    the 32-byte nonce, a 2-byte length, then type (2), size (2), value; the 96-byte
-    signature last. Raises :class:`InputError`."""
-    response = report[_REQUEST:]
-    length = int.from_bytes(response[5:8], "little")
-    offset = 8 + length + 32
-    size = int.from_bytes(response[offset:offset + 2], "little")
-    data = response[offset + 2:offset + 2 + size]
-    if len(data) != size or offset + 2 + size + _SIGNATURE != len(response):
-        raise InputError(f"expected {size} bytes of OpaqueData and a {_SIGNATURE}-byte "
-                         f"signature after the measurement record, found "
-                         f"{len(response) - offset - 2} bytes")
-    fields, at = {}, 0
-    while at < size:
-        if at + 4 > size:
-            raise InputError(f"OpaqueData field at {at}: truncated")
-        kind = int.from_bytes(data[at:at + 2], "little")
-        length = int.from_bytes(data[at + 2:at + 4], "little")
-        if at + 4 + length > size:
-            raise InputError(f"OpaqueData field {kind}: runs past the end")
-        fields[kind] = data[at + 4:at + 4 + length]
-        at += 4 + length
-    return fields
-
-
-def driver_version(fields: dict[int, bytes]) -> str:
-    """The driver version the report states (OpaqueData field 3, NUL-terminated)."""
-    return fields.get(_DRIVER_VERSION, b"").split(b"\0")[0].decode(errors="replace").lower()
-
-
-def vbios_version(fields: dict[int, bytes]) -> str:
-    """The VBIOS version the report states (OpaqueData field 6, 8 bytes little-endian) as
-    NVIDIA writes it in the RIM: ``96.00.9f.00.01`` for bytes ``00 9f 00 96 01 00 00 00``."""
-    raw = fields.get(_VBIOS_VERSION, b"")
-    if len(raw) != 8:
-        raise InputError(f"OpaqueData VBIOS version: expected 8 bytes, found {len(raw)}")
-    return ".".join(f"{b:02x}" for b in (raw[3], raw[2], raw[1], raw[0], raw[4]))
-
-
-def measurements(report: bytes) -> dict[str, str]:
-    """The measurement blocks of a signed SPDM GET_MEASUREMENTS response (DMTF DSP0274
-    1.1, 10.11): index -> the measurement value (hex). Raises :class:`InputError`."""
-    response = report[_REQUEST:]
-    if len(response) < 8:
-        raise InputError("expected a measurements response header")
-    length = int.from_bytes(response[5:8], "little")
-    record = response[8:8 + length]
-    if len(record) != length:
-        raise InputError(f"expected {length} bytes of measurement blocks, found {len(record)}")
-    found, offset = {}, 0
-    while offset < length:
-        if offset + 7 > length:
-            raise InputError(f"measurement block at {offset}: truncated")
-        index = record[offset]
-        size = int.from_bytes(record[offset + 2:offset + 4], "little")
-        block = record[offset + 4:offset + 4 + size]
-        value_size = int.from_bytes(block[1:3], "little") if len(block) >= 3 else -1
-        if len(block) != size or value_size != size - 3:
-            raise InputError(f"measurement block {index}: expected {size} bytes holding a "
-                             f"DMTF measurement of {size - 3}, found {len(block)}")
-        found[str(index)] = block[3:].hex()
-        offset += 4 + size
-    if len(found) != response[4]:
-        raise InputError(f"expected {response[4]} measurement blocks, found {len(found)}")
-    return found
 
 
 def spdm_evidence(report_hex: str, files: Sequence[bytes]) -> bytes:
@@ -336,28 +281,39 @@ def available() -> str | None:
     mode = gpus.get("confidentialComputing", {}).get("mode")
     if mode != "enabled":
         return f"GPU confidential computing mode is {mode!r}, not 'enabled'"
-    if importlib.util.find_spec("nv_attestation_sdk") is None:
-        return "GPU CC mode is on but nv-attestation-sdk is not installed"
     return None
 
 
-def collect(nonce: bytes, job_id: str, node_id: str) -> bytes:
-    """Run NVIDIA's local GPU attestation with the binding as nonce; returns its outcome."""
-    why = available()
-    if why is not None:
-        raise InputError(why)
-    from nv_attestation_sdk import attestation  # type: ignore[import-not-found]
+def collect(nonce: bytes, job_id: str, node_id: str, *, read: Reader | None = None,
+            sources: Sources | None = None) -> bytes:
+    """Every GPU's raw SPDM evidence bound to this job, with its RIMs and OCSP answers
+    (:mod:`._nvidia_collect`); when nv-attestation-sdk is installed, its local verifier's
+    outcome too, labelled as the node's report. ``read`` replaces the NVML call (tests)."""
+    if read is None:
+        why = available()
+        if why is not None:
+            raise InputError(why)
+    try:
+        evidence = collect_spdm(nonce, job_id, node_id, read=read, sources=sources)
+    except OSError as exc:
+        raise InputError(f"NVIDIA GPU attestation report: {exc}") from None
+    if read is None and importlib.util.find_spec("nv_attestation_sdk") is not None:
+        evidence["localVerifier"] = _local_verifier(nonce, job_id, node_id)
+    return json.dumps(evidence, sort_keys=True).encode()
 
-    from slsa_dist.attest._binding import report_data
 
-    client = attestation.Attestation()
-    client.set_name(node_id)
-    client.set_nonce(report_data(nonce, job_id, node_id).hex())
-    client.add_verifier(attestation.Devices.GPU, attestation.Environment.LOCAL, "", "")
-    passed = bool(client.attest())
-    token = client.get_token()
-    return json.dumps({"format": FORMAT, "passed": passed, "token": token,
-                       "devices": gpu_inventory()["devices"]}, sort_keys=True).encode()
+def _local_verifier(nonce: bytes, job_id: str, node_id: str) -> dict[str, object]:
+    """NVIDIA's local GPU verifier's outcome, as the node reports it (never verified)."""
+    try:
+        from nv_attestation_sdk import attestation  # type: ignore[import-not-found]
+
+        client = attestation.Attestation()
+        client.set_name(node_id)
+        client.set_nonce(report_data(nonce, job_id, node_id).hex())
+        client.add_verifier(attestation.Devices.GPU, attestation.Environment.LOCAL, "", "")
+        return {"reportedBy": node_id, "passed": bool(client.attest())}
+    except Exception as exc:  # the SDK's failures are its report, not ours
+        return {"reportedBy": node_id, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str) -> EvidenceVerdict:
@@ -395,8 +351,10 @@ class NvidiaAttester:
     name = "nvidia-cc"
     kinds = ("nvidia-cc",)
     proves = ("raw SPDM reports: signed by the GPU's attestation key, chained to the pinned "
-              "NVIDIA Device Identity CA, answering this job's nonce (measurements not "
-              "compared with RIMs); otherwise the node's own report, never counted")
+              "NVIDIA Device Identity CA, answering this job's nonce; measurements equal to "
+              "the golden values of driver and VBIOS RIMs verified up to the pinned NVIDIA "
+              "CoRIM signing Root CA (when carried); OCSP answers checked when carried; "
+              "otherwise the node's own report, never counted")
 
     def available(self) -> str | None:
         return available()

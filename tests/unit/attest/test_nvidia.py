@@ -41,9 +41,9 @@ def test_malformed_evidence_is_rejected_with_the_parse_error() -> None:
     assert missing.reason == "malformed NVIDIA evidence: 'passed'"
 
 
-def test_without_a_cc_mode_gpu_and_the_sdk_there_is_a_reason() -> None:
-    # No NVML, no GPU, CC off or no SDK: each gives its reason (this suite never runs
-    # on a CC-mode GPU with nv-attestation-sdk installed).
+def test_without_a_cc_mode_gpu_there_is_a_reason() -> None:
+    # No NVML, no GPU or CC off: each gives its reason (this suite never runs
+    # on a CC-mode GPU).
     why = nvidia.available()
     assert why is not None
     assert why.strip()
