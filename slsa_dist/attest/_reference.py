@@ -8,7 +8,8 @@ hold (one value, or a list of accepted values)::
      "tpm": {"pcrs": {"0": "3d45...", "7": ["b5a1...", "65ca..."]}},
      "tdx": {"mrtd": "...", "rtmr0": "...", "rtmr1": "...", "rtmr2": "...", "rtmr3": "..."},
      "snp": {"measurement": "...", "hostData": "...", "policy": {"debug": false}},
-     "nvidia-cc": {"measurements": {"2": "8048..."}}}
+     "nvidia-cc": {"measurements": {"2": "8048..."}, "rims": "matched",
+                   "driverVersion": ["550.90.07"], "vbiosVersion": "96.00.9f.00.01"}}
 
 Values are compared with what the evidence *proves*, never with what a node reports of
 itself: :func:`appraise` is given only a verdict already ``verified`` (and the caller
@@ -16,9 +17,10 @@ holds that verdict to its root or trusted key first). Those are the claims each 
 read out of the signed structure: the TD report body of a quote signed by a PCK chained
 to Intel's root; the SNP report signed by a VCEK chained to AMD's ARK; the TPM PCR values
 that hash to the digest in a quote signed by the AK; the SPDM measurement blocks in a
-response signed by the GPU's attestation key. A register the file names that the
-evidence does not carry fails (fail closed), and so does a name this module does not
-know: a typo is not a register nobody checks.
+response signed by the GPU's attestation key (and for ``rims: matched``, the outcome of
+comparing them with RIMs verified up to NVIDIA's pinned RIM root). A register the file
+names that the evidence does not carry fails (fail closed), and so does a name this
+module does not know: a typo is not a register nobody checks.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ _SNP = {name.lower(): (name, label, size) for name, label, size in (
 _SNP_POLICY = {"debug": bool, "smt": bool, "migrateMa": bool, "singleSocket": bool,
                "abiMajor": int, "abiMinor": int}
 KINDS = ("tpm", "tdx", "snp", "nvidia-cc")
+# nvidia-cc beyond measurement indices: the outcome of the RIM comparison (only "matched":
+# the verdict compared every active golden value of both RIMs) and the driver and VBIOS
+# versions the signed report states (each a string or a list of accepted ones)
+_NVIDIA = {"rims": "driver and VBIOS RIM comparison", "driverVersion": "driver version",
+           "vbiosVersion": "VBIOS version"}
 
 
 def _hex_values(value: Any, size: int | None, where: str) -> tuple[str, ...]:
@@ -172,11 +179,20 @@ def _parse_kind(kind: str, spec: Mapping[str, Any], where: str) -> dict[str, tup
                                  f"found {index!r}")
             out[str(int(index))] = _hex_values(value, 32, f"{where}.pcrs.{index}")
     elif kind == "nvidia-cc":
-        unknown = sorted(set(spec) - {"measurements"})
+        unknown = sorted(set(spec) - {"measurements", *_NVIDIA})
         if unknown:
             raise InputError(f"reference values {where}: expected only \"measurements\" (SPDM "
-                             f"measurement values by index), found "
-                             f"{', '.join(map(repr, unknown))}")
+                             f"measurement values by index), \"rims\", \"driverVersion\" and "
+                             f"\"vbiosVersion\", found {', '.join(map(repr, unknown))}")
+        if spec.get("rims", "matched") != "matched":
+            raise InputError(f"reference values {where}.rims: expected \"matched\" (every "
+                             f"GPU's measurements held to its verified RIMs), found "
+                             f"{spec['rims']!r:.40}")
+        for key in _NVIDIA:
+            if key in spec:
+                out[key] = _strings(spec[key], f"{where}.{key}")
+        if "measurements" not in spec:
+            return out
         for index, value in _object(spec.get("measurements"),
                                     f"{where}.measurements").items():
             if not str(index).isdigit() or not 1 <= int(index) <= 254:
@@ -206,11 +222,19 @@ def _parse_kind(kind: str, spec: Mapping[str, Any], where: str) -> dict[str, tup
     return out
 
 
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, str) and v for v in values):
+        raise InputError(f"reference values {where}: expected a string or a non-empty list "
+                         f"of them, found {value!r:.80}")
+    return tuple(v.lower() for v in values)
+
+
 def _label(kind: str) -> Mapping[str, str]:
     if kind == "tpm":
         return {str(i): f"PCR {i}" for i in range(24)}
     if kind == "nvidia-cc":
-        return {str(i): f"measurement {i}" for i in range(1, 255)}
+        return {str(i): f"measurement {i}" for i in range(1, 255)} | _NVIDIA
     names = _TDX if kind == "tdx" else _SNP
     return {claim: label for claim, label, _ in names.values()} | {
         f"policy.{bit}": f"policy.{bit}" for bit in _SNP_POLICY}
@@ -230,9 +254,16 @@ def _flat(kind: str, claims: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _nvidia_claims(gpu: Any) -> dict[str, Any]:
-    found = gpu.get("measurements") if isinstance(gpu, dict) else None
-    return {str(k): str(v).lower() for k, v in found.items()} \
-        if isinstance(found, dict) else {}
+    if not isinstance(gpu, dict):
+        return {}
+    found = gpu.get("measurements")
+    out = {str(k): str(v).lower() for k, v in found.items()} if isinstance(found, dict) else {}
+    out.update({k: str(gpu[k]).lower() for k in ("driverVersion", "vbiosVersion") if k in gpu})
+    rims = gpu.get("rims")
+    if isinstance(rims, dict) and all(isinstance(rims.get(c), dict) and rims[c].get("matched")
+                                      is True for c in ("driver", "vbios")):
+        out["rims"] = "matched"  # both RIMs verified and every active value compared equal
+    return out
 
 
 def _show(value: Any) -> str:

@@ -323,3 +323,34 @@ def test_evidence_and_cli_carry_rims_and_answers(ca: Ca, tmp_path: Path,
     assert cli_main(["attest", "verify", "--kind", "nvidia", str(evidence),
                      "--at", AT.isoformat()]) == 1
     assert "status: failed (signature)" in capsys.readouterr().out
+
+
+# --- reference values ------------------------------------------------------------------------
+
+
+def test_reference_values_can_require_the_rim_comparison_and_versions(ca: Ca) -> None:
+    from slsa_dist.attest._reference import ReferenceValues, appraise
+
+    def gpus(verdict: nvidia.EvidenceVerdict) -> nvidia.EvidenceVerdict:
+        from dataclasses import replace
+
+        return replace(verdict, claims={"gpus": [dict(verdict.claims)]})
+
+    refs = ReferenceValues.from_json({"version": 1, "nvidia-cc": {
+        "rims": "matched", "driverVersion": ["550.90.07", "550.127.05"],
+        "vbiosVersion": "96.00.9F.00.01"}})
+    compared = gpus(nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND,
+                                         rims=matching_rims(ca)))
+    held = appraise(compared, "nvidia-cc", refs)
+    assert held.status == "verified", held.describe()
+    assert ("driver and VBIOS RIM comparison, driver version, VBIOS version equal the "
+            "reference values") in held.verified
+    without = gpus(nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND))
+    held = appraise(without, "nvidia-cc", refs)
+    assert (held.status, held.failure) == ("failed", "reference values")
+    assert "GPU 0 driver and VBIOS RIM comparison: expected matched, found no such" in held.reason
+    other = ReferenceValues.from_json({"version": 1, "nvidia-cc": {"driverVersion": "535.1"}})
+    assert "driver version: expected 535.1, found 550.90.07" in appraise(
+        compared, "nvidia-cc", other).reason
+    with pytest.raises(nvidia.InputError, match=r"rims: expected \"matched\""):
+        ReferenceValues.from_json({"version": 1, "nvidia-cc": {"rims": "yes"}})
