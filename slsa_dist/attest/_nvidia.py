@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import importlib.util
 import json
 from collections.abc import Mapping, Sequence
@@ -233,20 +234,36 @@ def spdm_evidence(report_hex: str, files: Sequence[bytes]) -> bytes:
     return json.dumps({"format": SPDM_FORMAT, "gpus": [gpu]}).encode()
 
 
+def _resolve(value: object, shared: Mapping[str, object]) -> bytes:
+    """A carried RIM or OCSP answer: base64, or ``sha256:<hex>`` naming one in ``shared``
+    (whose bytes must hash to that name). Raises ValueError or KeyError."""
+    text = str(value)
+    if not text.startswith("sha256:"):
+        return base64.b64decode(text, validate=True)
+    data = base64.b64decode(str(shared[text]), validate=True)
+    if "sha256:" + hashlib.sha256(data).hexdigest() != text:
+        raise ValueError(f"shared {text[:23]}...: its bytes hash to another digest")
+    return data
+
+
 def _verify_spdm(evidence: dict[str, object], nonce: bytes, job_id: str, node_id: str,
                  appraisal: Appraisal | None) -> EvidenceVerdict:
     gpus = evidence.get("gpus")
     if not isinstance(gpus, list) or not gpus:
         return EvidenceVerdict(status="failed", failure="malformed",
                                reason="nvidia-spdm evidence: expected a list of GPUs")
+    shared = evidence.get("shared") or {}
+    if not isinstance(shared, dict):
+        return EvidenceVerdict(status="failed", failure="malformed",
+                               reason="nvidia-spdm evidence: expected \"shared\" to be an "
+                                      "object of sha256 names to base64")
     verdicts = []
     for index, gpu in enumerate(gpus):
         try:
             report = bytes.fromhex(str(gpu["report"]))
             chain = str(gpu["certChain"]).encode()
-            rims = {str(c): base64.b64decode(str(v), validate=True)
-                    for c, v in dict(gpu.get("rims") or {}).items()}
-            answers = [base64.b64decode(str(a), validate=True) for a in gpu.get("ocsp") or []]
+            rims = {str(c): _resolve(v, shared) for c, v in dict(gpu.get("rims") or {}).items()}
+            answers = [_resolve(a, shared) for a in gpu.get("ocsp") or []]
             rims_missing = str(gpu.get("rimsUnavailable", ""))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return EvidenceVerdict(status="failed", failure="malformed",

@@ -23,6 +23,7 @@ Settings (environment of the node):
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import urllib.error
@@ -239,5 +240,25 @@ def collect_spdm(nonce: bytes, job_id: str, node_id: str, *, read: Reader | None
     reports = (read or nvml_reports)(binding)
     if not reports:
         raise OSError("NVML returned no GPU attestation report")
-    return {"format": SPDM_FORMAT,
-            "gpus": [gpu_evidence(report, chain, sources) for report, chain in reports]}
+    return _shared({"format": SPDM_FORMAT,
+                    "gpus": [gpu_evidence(report, chain, sources) for report, chain in reports]})
+
+
+def _shared(evidence: dict[str, Any]) -> dict[str, Any]:
+    """Each RIM and OCSP answer once (``shared``: ``sha256:<hex>`` -> base64), the GPUs
+    naming them by digest: eight GPUs of one model carry the same two RIMs, 20 KiB each."""
+    shared: dict[str, str] = {}
+
+    def ref(value: str) -> str:
+        name = "sha256:" + hashlib.sha256(base64.b64decode(value)).hexdigest()
+        shared[name] = value
+        return name
+
+    for gpu in evidence["gpus"]:
+        if "rims" in gpu:
+            gpu["rims"] = {c: ref(v) for c, v in gpu["rims"].items()}
+        if "ocsp" in gpu:
+            gpu["ocsp"] = [ref(v) for v in gpu["ocsp"]]
+    if shared:
+        evidence["shared"] = shared
+    return evidence

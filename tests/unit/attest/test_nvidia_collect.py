@@ -149,8 +149,10 @@ def test_fetched_rims_and_answers_are_carried_and_verified(services: Services,
     services.answer_for(ca)
     blob = nvidia.collect(b"n" * 32, "job", "node", read=gpu_reader,
                           sources=services.sources())
-    gpu = json.loads(blob)["gpus"][0]
-    assert base64.b64decode(gpu["rims"]["driver"]) == services.rims[DRIVER_ID]  # byte-exact
+    evidence = json.loads(blob)
+    gpu = evidence["gpus"][0]
+    carried = base64.b64decode(evidence["shared"][gpu["rims"]["driver"]])
+    assert carried == services.rims[DRIVER_ID]  # byte-exact, named by its digest
     assert f"/v1/rim/{DRIVER_ID}" in services.requests
     assert f"/v1/rim/{VBIOS_ID}" in services.requests
     assert len(gpu["ocsp"]) == 4  # the signer and the CA of each RIM's chain
@@ -218,3 +220,20 @@ def test_a_der_chain_from_nvml_is_carried_as_pem() -> None:
     certs = x509.load_pem_x509_certificates(CHAIN)
     der = b"".join(c.public_bytes(serialization.Encoding.DER) for c in certs)
     assert x509.load_pem_x509_certificates(collect.pem_chain(der)) == certs
+
+
+def test_eight_gpus_carry_each_rim_once_and_a_changed_shared_rim_fails(
+        services: Services) -> None:
+    services.rims = {DRIVER_ID: DRIVER_RIM, VBIOS_ID: VBIOS_RIM}
+    blob = nvidia.collect(b"n" * 32, "job", "node", read=lambda b: gpu_reader(b) * 8,
+                          sources=services.sources())
+    evidence = json.loads(blob)
+    assert len(evidence["gpus"]) == 8
+    assert len(evidence["shared"]) == 2  # the two RIMs, once (this responder answers none)
+    assert len(blob) < 200_000, len(blob)  # 170 KB measured; the evidence limit is 1 MiB
+    name = evidence["gpus"][0]["rims"]["driver"]
+    evidence["shared"][name] = base64.b64encode(DRIVER_RIM + b" ").decode()
+    verdict = nvidia.NvidiaAttester().verify("nvidia-cc", json.dumps(evidence).encode(), b"",
+                                             "", "", appraisal=UNBOUND)
+    assert (verdict.status, verdict.failure) == ("failed", "malformed")
+    assert "hash to another digest" in verdict.reason
