@@ -125,7 +125,7 @@ def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, no
     try:
         _revocation("GPU certificate chain", path, answers=answers, at=at, verified=verified,
                     not_verified=not_verified)
-    except pki.ChainError as exc:
+    except (pki.ChainError, ValueError) as exc:
         return fail("certificate chain", f"GPU certificate chain: {exc}")
     if rims:
         try:
@@ -187,7 +187,7 @@ def _appraise_rims(rims: Mapping[str, bytes], runtime: dict[str, str], fields: d
         try:
             _revocation(f"{component} RIM signing chain", manifest.chain, answers=answers,
                         at=at, verified=verified, not_verified=not_verified)
-        except pki.ChainError as exc:
+        except (pki.ChainError, ValueError) as exc:
             raise rim.RimError("certificate chain", f"{component} RIM signing chain: "
                                f"{exc}") from None
     verified.append(f"the driver RIM is for the report's driver {wanted['driver']}, the "

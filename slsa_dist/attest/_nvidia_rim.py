@@ -139,6 +139,9 @@ def verify_rim(data: bytes, component: str, at: dt.datetime) -> Rim:
                        f"{str(exc)[:160]})") from None
     except InvalidInput as exc:
         raise RimError("malformed", f"{component} RIM XML signature: {exc}") from None
+    except Exception as exc:  # lxml, cryptography: bad evidence is a verdict, never a crash
+        raise RimError("malformed", f"{component} RIM XML signature: {type(exc).__name__}: "
+                       f"{str(exc)[:160]}") from None
     signed = None if isinstance(result, list) else result.signed_xml
     if signed is None or signed.tag != f"{SWID}SoftwareIdentity":
         raise RimError("signature", f"{component} RIM: the signature does not cover the "

@@ -39,22 +39,23 @@ def _name(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
 
 
-def _names(cert: x509.Certificate, issuer: x509.Certificate,
-           response: ocsp.OCSPResponse) -> bool:
-    """The response's CertID names ``cert`` as issued by ``issuer``."""
+def _single(cert: x509.Certificate, issuer: x509.Certificate,
+            response: ocsp.OCSPResponse) -> ocsp.OCSPSingleResponse | None:
+    """The response's single answer whose CertID names ``cert`` as issued by ``issuer``."""
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
-        return False
-    algorithm = response.hash_algorithm
-    name_hash = hashes.Hash(algorithm)
-    name_hash.update(issuer.subject.public_bytes())
-    key = issuer.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    # the key hash is over the BIT STRING contents of subjectPublicKey, not the SPKI
-    key_hash = hashes.Hash(algorithm)
-    key_hash.update(_spki_bits(key))
-    return (response.serial_number == cert.serial_number
-            and response.issuer_name_hash == name_hash.finalize()
-            and response.issuer_key_hash == key_hash.finalize())
+        return None
+    key = _spki_bits(issuer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    for single in response.responses:
+        algorithm = single.hash_algorithm
+        name_hash, key_hash = hashes.Hash(algorithm), hashes.Hash(algorithm)
+        name_hash.update(issuer.subject.public_bytes())
+        key_hash.update(key)  # over the subjectPublicKey BIT STRING's contents, not the SPKI
+        if (single.serial_number == cert.serial_number
+                and single.issuer_name_hash == name_hash.finalize()
+                and single.issuer_key_hash == key_hash.finalize()):
+            return single
+    return None
 
 
 def _spki_bits(spki: bytes) -> bytes:
@@ -68,7 +69,7 @@ def _spki_bits(spki: bytes) -> bytes:
 def answers_for(cert: x509.Certificate, issuer: x509.Certificate,
                 answers: Sequence[ocsp.OCSPResponse]) -> list[ocsp.OCSPResponse]:
     """The carried answers whose CertID names ``cert`` (issued by ``issuer``)."""
-    return [a for a in answers if _names(cert, issuer, a)]
+    return [a for a in answers if _single(cert, issuer, a) is not None]
 
 
 def _verify_signature(response: ocsp.OCSPResponse, signer: x509.Certificate) -> bool:
@@ -128,7 +129,10 @@ def check(cert: x509.Certificate, issuer: x509.Certificate,
         raise ChainError(f"no OCSP answer for {_name(cert)} (serial {cert.serial_number:#x})")
     response = found[0]
     signer = _responder(response, issuer, at)
-    this_update, next_update = response.this_update_utc, response.next_update_utc
+    single = _single(cert, issuer, response)
+    if single is None:  # found above: cannot happen
+        raise ChainError(f"no OCSP answer for {_name(cert)}")
+    this_update, next_update = single.this_update_utc, single.next_update_utc
     if next_update is None:
         raise ChainError(f"OCSP answer for {_name(cert)}: no nextUpdate (refused: its "
                          "freshness is unbounded)")
@@ -136,10 +140,10 @@ def check(cert: x509.Certificate, issuer: x509.Certificate,
         raise ChainError(f"OCSP answer for {_name(cert)}: current from "
                          f"{this_update.isoformat()} to {next_update.isoformat()}, not at "
                          f"{at.isoformat()}")
-    status = response.certificate_status
+    status = single.certificate_status
     if status == ocsp.OCSPCertStatus.REVOKED:
-        reason = response.revocation_reason
-        when = response.revocation_time_utc
+        reason = single.revocation_reason
+        when = single.revocation_time_utc
         raise ChainError(f"{_name(cert)} (serial {cert.serial_number:#x}) is revoked"
                          f"{f' since {when.isoformat()}' if when else ''}"
                          f"{f' ({reason.name})' if reason else ''}, says {_name(signer)}")

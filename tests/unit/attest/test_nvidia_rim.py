@@ -354,3 +354,19 @@ def test_reference_values_can_require_the_rim_comparison_and_versions(ca: Ca) ->
         compared, "nvidia-cc", other).reason
     with pytest.raises(nvidia.InputError, match=r"rims: expected \"matched\""):
         ReferenceValues.from_json({"version": 1, "nvidia-cc": {"rims": "yes"}})
+
+
+def test_every_sampled_bit_flip_of_the_signed_part_of_a_rim_fails() -> None:
+    end = DRIVER_RIM.index(b"<ds:Signature")
+    for offset in [*range(0, end, 211), end - 1]:
+        with pytest.raises(rim.RimError):
+            rim.verify_rim(flip(DRIVER_RIM, offset), "driver", AT)
+
+
+def test_garbage_rims_and_answers_are_a_verdict_never_an_exception() -> None:
+    for rims, answers in (({"driver": b"<x/>", "vbios": b"\xff"}, []),
+                          ({"driver": DRIVER_RIM[:5000], "vbios": VBIOS_RIM}, []),
+                          (None, [b"\x30\x03\x0a\x01\x00"]), (None, [b"junk"])):
+        verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND,
+                                       rims=rims, ocsp_answers=answers)
+        assert verdict.status == "failed", (rims, answers, verdict)
