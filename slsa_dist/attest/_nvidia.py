@@ -283,8 +283,14 @@ def _verify_spdm(evidence: dict[str, object], nonce: bytes, job_id: str, node_id
                                    not_verified=verdict.not_verified)
         verdicts.append(verdict)
     first = verdicts[0]
-    return EvidenceVerdict(status="verified", verified=first.verified,
-                           not_verified=first.not_verified, root=first.root, as_of=first.as_of,
+
+    def each(lines: str) -> list[str]:  # what one GPU lacks is said of that GPU
+        if len(verdicts) == 1:
+            return list(getattr(first, lines))
+        return [f"GPU {i}: {line}" for i, v in enumerate(verdicts) for line in getattr(v, lines)]
+
+    return EvidenceVerdict(status="verified", verified=each("verified"),
+                           not_verified=each("not_verified"), root=first.root, as_of=first.as_of,
                            claims={"gpus": [dict(v.claims) for v in verdicts],
                                    "reportedByNode": evidence.get("localVerifier", "none")})
 

@@ -237,3 +237,22 @@ def test_eight_gpus_carry_each_rim_once_and_a_changed_shared_rim_fails(
                                              "", "", appraisal=UNBOUND)
     assert (verdict.status, verdict.failure) == ("failed", "malformed")
     assert "hash to another digest" in verdict.reason
+
+
+def test_what_one_gpu_of_several_lacks_is_said_of_that_gpu(services: Services,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    ca = Ca()
+    monkeypatch.setattr(roots, "NVIDIA_RIM_ROOT", ca.pem())
+    services.rims = {DRIVER_ID: ca.sign_rim("driver", "550.90.07", DRIVER_GOLDEN),
+                     VBIOS_ID: ca.sign_rim("vbios", "96.00.9F.00.01", VBIOS_GOLDEN)}
+    evidence = json.loads(nvidia.collect(b"n" * 32, "job", "node",
+                                         read=lambda b: gpu_reader(b) * 2,
+                                         sources=services.sources()))
+    del evidence["gpus"][1]["rims"]  # the second GPU's node carried none
+    verdict = nvidia.NvidiaAttester().verify("nvidia-cc", json.dumps(evidence).encode(), b"",
+                                             "", "", appraisal=UNBOUND)
+    assert verdict.status == "verified"
+    assert any(n.startswith("GPU 1: the measurements against NVIDIA's driver and VBIOS RIMs")
+               for n in verdict.not_verified), verdict.not_verified
+    assert not any(n.startswith("GPU 0: the measurements against") for n in verdict.not_verified)
