@@ -5,7 +5,10 @@ per evidence kind, the registers a node's evidence must carry and the values eac
 hold (one value, or a list of accepted values)::
 
     {"version": 1,
-     "tpm": {"pcrs": {"0": "3d45...", "7": ["b5a1...", "65ca..."]}},
+     "tpm": {"pcrs": {"0": "3d45...", "7": ["b5a1...", "65ca..."]},
+             "events": {"4": ["a5ce...", "4f2c..."],
+                        "7": {"EV_EFI_VARIABLE_DRIVER_CONFIG": ["ccfc..."],
+                              "EV_SEPARATOR": ["df3f..."], "*": ["..."]}}},
      "tdx": {"mrtd": "...", "rtmr0": "...", "rtmr1": "...", "rtmr2": "...", "rtmr3": "..."},
      "snp": {"measurement": "...", "hostData": "...", "policy": {"debug": false}},
      "nvidia-cc": {"measurements": {"2": "8048..."}, "rims": "matched",
@@ -21,6 +24,16 @@ response signed by the GPU's attestation key (and for ``rims: matched``, the out
 comparing them with RIMs verified up to NVIDIA's pinned RIM root). A register the file
 names that the evidence does not carry fails (fail closed), and so does a name this
 module does not know: a typo is not a register nobody checks.
+
+TPM boot events (Keylime-style): ``tpm.events`` names, per PCR, the SHA-256 digests its
+events may have, as one list for every event of that PCR or as lists by event type
+(``"*"``: any type not listed; a type neither listed nor covered by ``"*"`` fails).
+Only events proven by the quote count: the evidence's boot event log must replay to
+the quoted PCRs (``_tpm``), and a PCR outside the quote cannot be named. A mismatch
+names the PCR, the event's index in the log and its type. When the log does not
+replay to the quote at all (the evidence failed: ``event log``), :func:`appraise`
+adds to that failure the events the reference values do not allow: the likely
+culprits, though none of the log's events is then proven.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from slsa_dist.attest._eventlog import TYPES_BY_NAME
 from slsa_dist.attest._verdict import EvidenceVerdict
 from slsa_dist.errors import InputError
 
@@ -163,17 +177,82 @@ class ReferenceValues:
                         "found none in the evidence"]
             return [f"GPU {i} {problem}" for i, gpu in enumerate(gpus)
                     for problem in _compare(wanted, _nvidia_claims(gpu), _label(kind))]
+        if kind == "tpm":
+            registers = {k: v for k, v in wanted.items() if not k.startswith("events.")}
+            return (_compare(registers, _flat(kind, claims), _label(kind))
+                    + _check_events(wanted, claims))
         return _compare(wanted, _flat(kind, claims), _label(kind))
+
+
+def _check_events(wanted: Mapping[str, tuple[Any, ...]], claims: Mapping[str, Any]
+                  ) -> list[str]:
+    """Each proven boot event of a PCR the reference values name whose digest they do
+    not allow, as ``PCR p event i (TYPE): ...``; fail closed without a proven log."""
+    named = {int(k.removeprefix("events.")): dict(v) for k, v in wanted.items()
+             if k.startswith("events.")}
+    if not named:
+        return []
+    pcrs = {int(p) for p in claims.get("pcrs", {})} if isinstance(claims.get("pcrs"), dict) \
+        else set()
+    events = claims.get("events")
+    if not isinstance(events, list):
+        return [f"events of PCR {', '.join(map(str, sorted(named)))}: expected a boot event "
+                "log in the evidence that replays to the quote, found none"]
+    problems = []
+    for pcr, allowed in sorted(named.items()):
+        if pcr not in pcrs:
+            problems.append(f"events of PCR {pcr}: expected PCR {pcr} in the quote, found it "
+                            "not quoted (its events are not proven)")
+            continue
+        for index, event_pcr, kind, digest in events:
+            if event_pcr != pcr:
+                continue
+            accepted = allowed.get(kind, allowed.get("*"))
+            if accepted is None:
+                problems.append(f"PCR {pcr} event {index} ({kind}): expected an event type "
+                                f"among {', '.join(sorted(allowed))}, found {kind}")
+            elif digest not in accepted:
+                problems.append(f"PCR {pcr} event {index} ({kind}): expected a digest among "
+                                f"the {len(accepted)} allowed, found {digest}")
+    return problems
+
+
+def _parse_events(spec: Any, where: str) -> dict[str, tuple[Any, ...]]:
+    """``{"4": [digests]}`` or ``{"7": {"EV_...": [digests], "*": [...]}}``."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for index, value in _object(spec, where).items():
+        if not str(index).isdigit() or not 0 <= int(index) <= 23:
+            raise InputError(f"reference values {where}: expected PCR indices 0-23, found "
+                             f"{index!r}")
+        if isinstance(value, dict):
+            by_type = []
+            for kind, digests in _object(value, f"{where}.{index}").items():
+                if kind != "*" and kind not in TYPES_BY_NAME:
+                    raise InputError(f"reference values {where}.{index}: expected event "
+                                     f"types (EV_...) or \"*\", found {kind!r}")
+                by_type.append((kind, frozenset(_hex_values(digests, 32,
+                                                            f"{where}.{index}.{kind}"))))
+            out[f"events.{int(index)}"] = tuple(by_type)
+        else:
+            out[f"events.{int(index)}"] = (("*", frozenset(_hex_values(
+                value, 32, f"{where}.{index}"))),)
+    return out
 
 
 def _parse_kind(kind: str, spec: Mapping[str, Any], where: str) -> dict[str, tuple[Any, ...]]:
     out: dict[str, tuple[Any, ...]] = {}
     if kind == "tpm":
-        unknown = sorted(set(spec) - {"pcrs"})
+        unknown = sorted(set(spec) - {"pcrs", "events"})
         if unknown:
             raise InputError(f"reference values {where}: expected only \"pcrs\" (SHA-256 PCR "
-                             f"values by index), found {', '.join(map(repr, unknown))}")
-        for index, value in _object(spec.get("pcrs"), f"{where}.pcrs").items():
+                             f"values by index) and \"events\" (boot event digests by PCR), "
+                             f"found {', '.join(map(repr, unknown))}")
+        if "events" in spec:
+            out.update(_parse_events(spec["events"], f"{where}.events"))
+        # "pcrs" is required unless "events" is given
+        pcr_values = _object(spec.get("pcrs"), f"{where}.pcrs") \
+            if "pcrs" in spec or "events" not in spec else {}
+        for index, value in pcr_values.items():
             if not str(index).isdigit() or not 0 <= int(index) <= 23:
                 raise InputError(f"reference values {where}.pcrs: expected PCR indices 0-23, "
                                  f"found {index!r}")
@@ -232,7 +311,8 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
 
 def _label(kind: str) -> Mapping[str, str]:
     if kind == "tpm":
-        return {str(i): f"PCR {i}" for i in range(24)}
+        return {str(i): f"PCR {i}" for i in range(24)} | {
+            f"events.{i}": f"events of PCR {i}" for i in range(24)}
     if kind == "nvidia-cc":
         return {str(i): f"measurement {i}" for i in range(1, 255)} | _NVIDIA
     names = _TDX if kind == "tdx" else _SNP
@@ -295,6 +375,12 @@ def appraise(verdict: EvidenceVerdict, kind: str,
     values do not name, is returned as it is.
     """
     wanted = reference.registers.get(kind)
+    if verdict.failure == "event log" and wanted and isinstance(
+            verdict.claims.get("events"), list):
+        culprits = _check_events(wanted, verdict.claims)
+        return replace(verdict, reason=verdict.reason + (
+            "; events the reference values do not allow: " + "; ".join(culprits)
+            if culprits else ""))
     if verdict.status != "verified" or not wanted:
         return verdict
     labels = _label(kind)

@@ -56,14 +56,15 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from slsa_dist.attest import _credential as credential_
+from slsa_dist.attest import _eventlog as eventlog
 from slsa_dist.attest import _pki as pki
 from slsa_dist.attest._binding import report_data
 from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict, Failure
 from slsa_dist.errors import InputError
 
-__all__ = ["AK_HANDLE", "EK_CHAIN_ENV", "FORMAT", "Quote", "TpmAttester", "ak_fingerprint",
-           "check_ak_fingerprint", "collect", "enroll", "identity", "load_trusted_aks",
-           "parse_attest", "verify"]
+__all__ = ["AK_HANDLE", "EK_CHAIN_ENV", "EVENT_LOG_ENV", "FORMAT", "Quote", "TpmAttester",
+           "ak_fingerprint", "check_ak_fingerprint", "collect", "enroll", "identity",
+           "load_trusted_aks", "parse_attest", "verify"]
 
 FORMAT = "tpm2-quote/v1"
 PCRS = tuple(range(8))
@@ -81,6 +82,13 @@ _EK_RSA_HANDLE = 0x81010001  # the RSA EK's persistent handle, where it was made
 # A PEM file of the EK certificate's intermediate CAs, carried with the evidence (a TPM
 # keeps only its own certificate; the manufacturer publishes the intermediates).
 EK_CHAIN_ENV = "SLSA_TPM_EK_CHAIN"
+# The measured-boot event log the node sends with its quote (where the kernel exposes
+# the firmware's log; the variable points elsewhere, e.g. a test's fixture log).
+EVENT_LOG_ENV = "SLSA_TPM_EVENT_LOG"
+EVENT_LOG_PATH = "/sys/kernel/security/tpm0/binary_bios_measurements"
+# Real logs are tens of KB; the cap keeps the evidence under the coordinator's 1 MiB
+# evidence bound once base64-encoded, with room for the rest.
+MAX_EVENT_LOG_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -282,6 +290,10 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str, *,
         "resetCount": quote.reset_count, "firmwareVersion": f"{quote.firmware_version:#x}",
         "akSha256": _fingerprint(ak), "akEnrolled": evidence.get("akEnrolled") is True,
         "ekCertificate": "present" if evidence.get("ekCertificate") else "absent"}
+    replayed = _event_log(evidence, {p: pcrs[str(p)] for p in selected}, verified=verified,
+                          not_verified=not_verified, claims=claims)
+    if isinstance(replayed, EvidenceVerdict):
+        return replayed
     endorsed = _endorsement(evidence, attest, ak, appraisal, verified=verified,
                             not_verified=not_verified, claims=claims)
     if isinstance(endorsed, EvidenceVerdict):
@@ -298,6 +310,74 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str, *,
     return EvidenceVerdict(status="verified", not_verified=not_verified, claims=claims,
                            verified=verified, root=endorsed,
                            as_of=appraisal.when().isoformat() if endorsed else "")
+
+
+def _event_log(evidence: dict[str, object], quoted: dict[int, str], *, verified: list[str],
+               not_verified: list[str], claims: dict[str, object]) -> EvidenceVerdict | None:
+    """Replay the boot event log the evidence carries and compare it with the quoted
+    SHA-256 PCRs; None when it matches (or there is none), else the failed verdict.
+
+    A match proves the log's SHA-256 digests for the quoted PCRs: those events go into
+    ``claims["events"]`` (index, PCR, type, digest) for reference values. On a mismatch
+    the events are kept there too, marked unproven, to name the ones a reference-value
+    policy does not allow (:func:`._reference.appraise`).
+    """
+    raw = evidence.get("eventLog")
+    if not raw:
+        why = evidence.get("eventLogError")
+        not_verified.append("the boot events behind the PCR values (no event log in the "
+                            "evidence" + (f": {str(why)[:200]}" if why else "") + ")")
+        return None
+
+    def fail(reason: str) -> EvidenceVerdict:
+        return EvidenceVerdict(status="failed", failure="event log", reason=reason,
+                               not_verified=not_verified, claims=claims)
+
+    try:
+        data = base64.b64decode(str(raw), validate=True)
+        log = eventlog.parse(data)
+    except (ValueError, InputError) as exc:
+        return fail(f"event log: malformed ({exc})")
+    summary: dict[str, object] = {"sha256": hashlib.sha256(data).hexdigest(),
+                                  "size": len(data), "events": len(log.events),
+                                  "banks": list(log.algorithms)}
+    claims["eventLog"] = summary
+    if "sha256" not in log.algorithms:
+        return fail("event log: expected SHA-256 digests (the quoted bank), found only "
+                    f"{', '.join(log.algorithms)}"
+                    + (" (a legacy SHA-1 log, no Spec ID Event03 header)" if log.legacy
+                       else ""))
+    proven = [[e.index, e.pcr, e.type_name, e.digests["sha256"].hex()]
+              for p in sorted(quoted) for e in log.extended(p) if "sha256" in e.digests]
+    claims["events"] = proven
+    missing = [e.index for p in quoted for e in log.extended(p) if "sha256" not in e.digests]
+    if missing:
+        return fail(f"event log: event {missing[0]} has no SHA-256 digest, so the quoted "
+                    "SHA-256 bank cannot be replayed")
+    bank = log.replay()["sha256"]
+    for pcr in sorted(quoted):
+        value = bank.get(pcr, log.reset_value("sha256", pcr)).hex()
+        if value != quoted[pcr].lower():
+            events = [e.index for e in log.extended(pcr)]
+            span = (f"its {len(events)} event(s), indices {events[0]}-{events[-1]}"
+                    if events else "no events")
+            summary["replay"] = f"PCR {pcr} mismatch"
+            return fail(f"event log: PCR {pcr}: the log ({span}) replays to {value}, the "
+                        f"quote holds {quoted[pcr].lower()}")
+    others = sorted({e.pcr for e in log.events if e.pcr not in quoted
+                     and e.type != eventlog.EV_NO_ACTION})
+    verified.append(f"boot event log replays to the quoted SHA-256 PCRs "
+                    f"{', '.join(map(str, sorted(quoted)))} ({len(proven)} events)")
+    not_verified.append("the event data beside each digest (only the digests are replayed)")
+    if others:
+        not_verified.append(f"the log's events for PCRs {', '.join(map(str, others))} (not "
+                            "in the quote)")
+    extra = [bank_name for bank_name in log.algorithms if bank_name != "sha256"]
+    if extra:
+        not_verified.append(f"the log's {', '.join(extra)} digests (only the SHA-256 bank "
+                            "is quoted)")
+    summary["replay"] = "matches"
+    return None
 
 
 def _endorsement(evidence: dict[str, object], attest: bytes, ak: ec.EllipticCurvePublicKey,
@@ -572,6 +652,7 @@ def collect(nonce: bytes, job_id: str, node_id: str, *, challenge: bytes = b"") 
             evidence["akPublic"] = base64.b64encode((cwd / "ak.pub").read_bytes()).decode()
         if activation is not None:
             evidence["activation"] = activation
+        _attach_event_log(evidence)
         chain = os.environ.get(EK_CHAIN_ENV)
         if chain:
             try:
@@ -580,6 +661,26 @@ def collect(nonce: bytes, job_id: str, node_id: str, *, challenge: bytes = b"") 
                 raise InputError(f"{EK_CHAIN_ENV}: expected a readable PEM file at {chain}, "
                                  f"found {exc}") from None
     return json.dumps(evidence, sort_keys=True).encode()
+
+
+def _attach_event_log(evidence: dict[str, object]) -> None:
+    """The boot event log (``eventLog``, base64) when the platform has one; a log that
+    cannot be read is said why (``eventLogError``): the quote is still sent."""
+    configured = os.environ.get(EVENT_LOG_ENV)
+    path = Path(configured or EVENT_LOG_PATH)
+    if not configured and not path.exists():
+        return
+    try:
+        with path.open("rb") as file:  # securityfs reports no size: read to the cap
+            data = file.read(MAX_EVENT_LOG_BYTES + 1)
+    except OSError as exc:
+        evidence["eventLogError"] = f"{path}: {exc}"[:300]
+        return
+    if len(data) > MAX_EVENT_LOG_BYTES:
+        evidence["eventLogError"] = (f"{path}: expected at most {MAX_EVENT_LOG_BYTES} bytes, "
+                                     "found more")
+        return
+    evidence["eventLog"] = base64.b64encode(data).decode()
 
 
 class TpmAttester:

@@ -30,12 +30,14 @@ Status = Literal["verified", "structure-only", "failed", "unverified", "unavaila
 # "activation": a TPM quote whose AK was not shown to live in the TPM of the certified
 # EK (the credential challenge was not answered, or answered wrongly). "reference values":
 # evidence verified up to its root whose measured registers are not the values the
-# verifier's reference values accept (or that lacks a register they name).
+# verifier's reference values accept (or that lacks a register they name). "event log":
+# a TPM quote whose boot event log does not replay to its quoted PCRs (or is unusable).
 Failure = Literal["", "malformed", "signature", "certificate chain", "collateral",
-                  "tcb", "binding mismatch", "kind", "activation", "reference values"]
+                  "tcb", "binding mismatch", "kind", "activation", "reference values",
+                  "event log"]
 FAILURES: tuple[str, ...] = ("malformed", "signature", "certificate chain", "collateral",
                              "tcb", "binding mismatch", "kind", "activation",
-                             "reference values")
+                             "reference values", "event log")
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,10 @@ def require_attestation(provenance: Provenance, kind: str, *,
         for e in node.evidence:
             if kind in ("any", e.kind):
                 verdict = appraise(e, job_id, node_id)
+                if reference_values is not None and verdict.failure == "event log":
+                    # the log does not replay to the quote: name the events the
+                    # reference values do not allow (the likely culprits)
+                    verdict = appraise_reference(verdict, e.kind, reference_values)
                 why = _counts(verdict, e.kind, node_id, trusted_aks, tcb_statuses,
                               ek_roots=bool(ek_roots))
                 if why is None and reference_values is not None:

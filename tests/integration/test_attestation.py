@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,15 +23,17 @@ pytestmark = [pytest.mark.grpc, pytest.mark.timeout(120)]
 
 
 def run_job(tmp_path: Path, *, with_tpm: bool,
-            attest: Callable[[Agent], None] | None = None) -> tuple[Path, Path]:
+            attest: Callable[[Agent], None] | None = None,
+            **settings: Any) -> tuple[Path, Path]:
     """A one-node, one-rank job; the node records its evidence by ``attest`` (the node
-    agent's own path), else it collects every kind and keeps TPM's when ``with_tpm``."""
+    agent's own path), else it collects every kind and keeps TPM's when ``with_tpm``.
+    ``settings``: more coordinator settings (``ledger_above=0``: records in a ledger)."""
     signer = Signer.generate()
     tmp_path.mkdir(parents=True, exist_ok=True)
     public = tmp_path / "signing.pub"
     public.write_bytes(signer.public().public_pem())
     with CoordinatorThread(job_id="j", signer=signer, out_dir=tmp_path / "out", world_size=1,
-                           settle=0.2) as server:
+                           settle=0.2, **settings) as server:
         node = Agent(coordinator=server.address, job_id="j", spool_dir=tmp_path / "spool",
                      identity=NodeIdentity(node_id="node-a", hostname="host-a"))
         if attest is not None:
@@ -181,12 +184,13 @@ def test_unavailable_attesters_say_why() -> None:
     assert "nvidia-cc" in found  # no GPU here: a reason, never a silent gap
 
 
-def run_attested_job(tmp_path: Path) -> tuple[Path, Path]:
+def run_attested_job(tmp_path: Path, **settings: Any) -> tuple[Path, Path]:
     """A one-node job whose node agent attests as slsa-torchrun's does (``attest``):
     with an enrolled AK and an EK certificate, its TPM answers a credential challenge."""
     from slsa_dist.collect._node import attest
 
-    return run_job(tmp_path, with_tpm=True, attest=lambda node: attest(node, "j", "node-a"))
+    return run_job(tmp_path, with_tpm=True, attest=lambda node: attest(node, "j", "node-a"),
+                   **settings)
 
 
 @pytest.mark.tpm
@@ -294,3 +298,106 @@ def test_a_swtpm_jobs_pcrs_hold_the_reference_values_or_fail_naming_the_pcr(
     code, _, err = verify(good, "--require-attestation", "tpm")  # any key's quote: refused
     assert code == 2
     assert "reference values for tpm: expected --ek-roots or --trusted-aks" in err
+
+
+def _extend_with_log(log_path: Path, *, skip: int | None = None) -> None:
+    """Extend the TPM's PCRs (TPM2TOOLS_TCTI) with each event's SHA-256 digest of a boot
+    event log, as the firmware did when it wrote it; ``skip``: leave that event out."""
+    import subprocess
+
+    from slsa_dist.attest import _eventlog as eventlog
+
+    specs = [f"{e.pcr}:sha256={e.digests['sha256'].hex()}"
+             for e in eventlog.parse(log_path.read_bytes()).events
+             if e.type != eventlog.EV_NO_ACTION and e.index != skip]
+    for start in range(0, len(specs), 16):
+        subprocess.run(["tpm2_pcrextend", *specs[start:start + 16]], check=True, timeout=60,
+                       capture_output=True)
+
+
+@pytest.mark.tpm
+@pytest.mark.timeout(240)
+def test_a_boot_event_log_replays_to_the_quote_and_its_events_hold_reference_values(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A swtpm extended with a real firmware log's events (GCE, 34 KB, three banks): the
+    node sends the log with its quote, verify replays it against the quoted PCRs and
+    holds its events to reference digests. A log with one bit changed fails naming the
+    PCR and, with reference events, the event; so does a quote the log does not match.
+    The log travels inline and through the ledger."""
+    import json
+
+    from slsa_dist.attest import _eventlog as eventlog
+    from slsa_dist.attest import _tpm as tpm
+
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    try:
+        ca = swtpm.provision(tmp_path / "tpm")
+    except Exception as exc:  # no swtpm_setup here: skipped, said why
+        need(False, f"swtpm_setup: {exc}")
+        raise
+    fixture = Path(__file__).parents[1] / "assets/vectors/tpm-eventlog/" \
+        "event-gce-ubuntu-2104-log.bin"
+    log = eventlog.parse(fixture.read_bytes())
+    # the bit flipped: the last byte of the SHA-256 digest of the first PCR 4 event
+    victim = log.extended(4)[0]
+    raw = bytearray(fixture.read_bytes())
+    at = bytes(raw).index(victim.digests["sha256"]) + 31
+    raw[at] ^= 0x01
+    flipped = tmp_path / "flipped.bin"
+    flipped.write_bytes(bytes(raw))
+    bundles: dict[str, tuple[Path, Path]] = {}
+    monkeypatch.setenv(tpm.EK_CHAIN_ENV, str(ca.chain))
+    with swtpm.swtpm(ca.state) as tcti:
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        tpm.enroll()
+        _extend_with_log(fixture)
+        monkeypatch.setenv(tpm.EVENT_LOG_ENV, str(fixture))
+        bundles["inline"] = run_attested_job(tmp_path / "inline")
+        bundles["ledger"] = run_attested_job(tmp_path / "ledger", ledger_above=0)
+        monkeypatch.setenv(tpm.EVENT_LOG_ENV, str(flipped))
+        bundles["flipped"] = run_attested_job(tmp_path / "flipped")
+    with swtpm.swtpm(ca.state) as tcti:  # rebooted: PCR 4's events, one left out
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        _extend_with_log(fixture, skip=log.extended(4)[-1].index)
+        monkeypatch.setenv(tpm.EVENT_LOG_ENV, str(fixture))
+        bundles["short"] = run_attested_job(tmp_path / "short")
+    assert (tmp_path / "ledger" / "out" / "j.ledger.jsonl").exists()  # the node record there
+    assert not (tmp_path / "inline" / "out" / "j.ledger.jsonl").exists()
+    events = {str(p): sorted({e.digests["sha256"].hex() for e in log.extended(p)})
+              for p in range(8)}
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps({"version": 1, "tpm": {"events": events}}))
+
+    def verify(name: str, *extra: str) -> tuple[int, str]:
+        bundle, key = bundles[name]
+        code = cli_main(["verify", str(bundle), "--key", str(key), "--require-attestation",
+                         "tpm", "--ek-roots", str(ca.root), *extra])
+        return code, capsys.readouterr().out
+
+    capsys.readouterr()
+    for name in ("inline", "ledger"):
+        code, out = verify(name)
+        assert code == 0, out
+        code, out = verify(name, "--reference-values", str(reference))
+        assert code == 0, out
+        assert "holding the reference values (tpm)" in out
+    code, out = verify("flipped")
+    assert code == 1
+    assert "node-a (tpm: failed (event log): event log: PCR 4: the log (its " in out
+    assert ") replays to " in out
+    code, out = verify("flipped", "--reference-values", str(reference))
+    assert code == 1
+    assert "events the reference values do not allow: PCR 4 event " \
+           f"{victim.index} ({victim.type_name}): expected a digest among the" in out
+    code, out = verify("short")
+    assert code == 1
+    assert "node-a (tpm: failed (event log): event log: PCR 4: the log (its " \
+           f"{len(log.extended(4))} event(s)" in out
+    # a digest the reference values do not list: the event is named, the PCR replays
+    events["4"] = [d for d in events["4"] if d != victim.digests["sha256"].hex()]
+    reference.write_text(json.dumps({"version": 1, "tpm": {"events": events}}))
+    code, out = verify("inline", "--reference-values", str(reference))
+    assert code == 1
+    assert f"PCR 4 event {victim.index} ({victim.type_name}): expected a digest among " \
+           f"the {len(events['4'])} allowed, found {victim.digests['sha256'].hex()}" in out
