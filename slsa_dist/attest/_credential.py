@@ -4,7 +4,11 @@
 only the TPM holding a given endorsement key (EK) *and* a loaded object of a given
 name (the AK) can unwrap it with ``TPM2_ActivateCredential``. The challenger draws a
 seed, encrypts it to the EK (RSA-OAEP, label ``IDENTITY``), derives from it an AES key
-bound to the AK's name and an HMAC key, and sends the secret encrypted and MACed.
+bound to the AK's name and an HMAC key, and sends the secret encrypted and MACed. For
+an ECC EK the seed is not encrypted but agreed (Part 1, 11.4.10.3 and C.6.4): the
+challenger draws an ephemeral key, the seed is KDFe over the x-coordinate of the ECDH
+shared point, with label ``IDENTITY``, the ephemeral and the EK's x-coordinates, and
+the ephemeral public point is sent in its place.
 
 The coordinator is the challenger (:func:`challenge`): it keeps the seed and the
 OAEP randomness until the node has answered, then records them (the *opening*) with
@@ -14,9 +18,11 @@ was made to that EK for that AK, and it yields the secret the node must have
 unwrapped. What the verifier cannot re-check, and trusts the coordinator for, is
 that the secret was not disclosed before the node answered.
 
-Supported: the TCG default EK template L-1 (RSA 2048, SHA-256 name algorithm,
-AES-128-CFB), which almost every TPM's EK certificate certifies. ECC EKs are
-refused as unsupported.
+Supported: the TCG EK templates L-1/H-1 (RSA 2048) and L-2/H-2 (ECC NIST P-256), with
+the SHA-256 name algorithm and AES-128-CFB, and H-3 (ECC NIST P-384, SHA-384 and
+AES-256-CFB: swtpm's ECC EK): the EK certificate's key says which. The seed, the KDFs
+and the outer HMAC use the EK's name algorithm. The opening of an ECC challenge is the
+ephemeral private scalar.
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from slsa_dist.errors import InputError
 
-__all__ = ["FORMAT", "AkPublic", "Opened", "activation_mac", "challenge", "kdfa",
-           "make_credential", "open_challenge", "parse_public", "tools_blob"]
+__all__ = ["FORMAT", "AkPublic", "Opened", "activation_mac", "challenge", "kdfa", "kdfe",
+           "make_credential", "make_credential_ecc", "open_challenge", "parse_public",
+           "tools_blob"]
 
 FORMAT = "tpm2-credential/v1"
 _LABEL = b"IDENTITY\0"
@@ -56,8 +63,9 @@ _ACTIVATION = b"slsa-dist/v1 tpm activation\0"
 _TOOLS_MAGIC, _TOOLS_VERSION = 0xBADCC0DE, 1  # tpm2-tools' makecredential file header
 
 
-def kdfa(key: bytes, label: bytes, context_u: bytes, context_v: bytes, bits: int) -> bytes:
-    """KDFa with SHA-256 (TPM 2.0 Part 1, 11.4.10.2: SP 800-108 counter mode HMAC)."""
+def kdfa(key: bytes, label: bytes, context_u: bytes, context_v: bytes, bits: int, *,
+         hash_name: str = "sha256") -> bytes:
+    """KDFa (TPM 2.0 Part 1, 11.4.10.2: SP 800-108 counter mode HMAC)."""
     if not label.endswith(b"\0"):
         label += b"\0"
     out = b""
@@ -65,7 +73,21 @@ def kdfa(key: bytes, label: bytes, context_u: bytes, context_v: bytes, bits: int
     while len(out) * 8 < bits:
         counter += 1
         out += hmac.new(key, struct.pack(">I", counter) + label + context_u + context_v
-                        + struct.pack(">I", bits), hashlib.sha256).digest()
+                        + struct.pack(">I", bits), hash_name).digest()
+    return out[:bits // 8]
+
+
+def kdfe(z: bytes, label: bytes, party_u: bytes, party_v: bytes, bits: int, *,
+         hash_name: str = "sha256") -> bytes:
+    """KDFe (TPM 2.0 Part 1, 11.4.10.3: SP 800-56A concatenation KDF)."""
+    if not label.endswith(b"\0"):
+        label += b"\0"
+    out = b""
+    counter = 0
+    while len(out) * 8 < bits:
+        counter += 1
+        out += hashlib.new(hash_name, struct.pack(">I", counter) + z + label + party_u
+                           + party_v).digest()
     return out[:bits // 8]
 
 
@@ -125,11 +147,62 @@ def make_credential(ek: rsa.RSAPublicKey, name: bytes, credential: bytes, *, see
                          f"credential of 1-32 bytes, found RSA {ek.key_size}, {len(seed)}, "
                          f"{len(credential)}")
     encrypted = _oaep_encrypt(ek, seed, oaep_seed)
-    sym_key = kdfa(seed, b"STORAGE", name, b"", 128)
+    return _id_object(seed, name, credential), _sized(encrypted)
+
+
+def _profile(ek: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> tuple[str, int]:
+    """(the EK's name algorithm, its AES key bits) by the TCG EK template of its key."""
+    if isinstance(ek, ec.EllipticCurvePublicKey) and isinstance(ek.curve, ec.SECP384R1):
+        return "sha384", 256
+    return "sha256", 128
+
+
+def _id_object(seed: bytes, name: bytes, credential: bytes,
+               profile: tuple[str, int] = ("sha256", 128)) -> bytes:
+    """TPM2B_ID_OBJECT: the credential under the seed's AES key for ``name``, MACed."""
+    hash_name, sym_bits = profile
+    sym_key = kdfa(seed, b"STORAGE", name, b"", sym_bits, hash_name=hash_name)
     enc_identity = _cfb(sym_key, _sized(credential), decrypt=False)
-    hmac_key = kdfa(seed, b"INTEGRITY", b"", b"", 256)
-    outer = hmac.new(hmac_key, enc_identity + name, hashlib.sha256).digest()
-    return _sized(_sized(outer) + enc_identity), _sized(encrypted)
+    hmac_key = kdfa(seed, b"INTEGRITY", b"", b"", 8 * hashlib.new(hash_name).digest_size,
+                    hash_name=hash_name)
+    outer = hmac.new(hmac_key, enc_identity + name, hash_name).digest()
+    return _sized(_sized(outer) + enc_identity)
+
+
+def _ecc_seed(ek: ec.EllipticCurvePublicKey, ephemeral: int) -> tuple[bytes, bytes]:
+    """(seed, TPMS_ECC_POINT of the ephemeral key) for an ECC P-256 or P-384 EK (Part 1,
+    C.6.4): KDFe over the ECDH shared x-coordinate, sized to the EK's name algorithm."""
+    if not isinstance(ek.curve, (ec.SECP256R1, ec.SECP384R1)):
+        raise InputError(f"MakeCredential: expected a NIST P-256 or P-384 EK, found curve "
+                         f"{ek.curve.name}")
+    size = ek.curve.key_size // 8
+    hash_name, _ = _profile(ek)
+    try:
+        private = ec.derive_private_key(ephemeral, ek.curve)
+    except ValueError as exc:
+        raise InputError(f"MakeCredential: ephemeral key not valid ({exc})") from None
+    z = private.exchange(ec.ECDH(), ek)  # the shared point's x-coordinate
+    mine = private.public_key().public_numbers()
+    u, v = mine.x.to_bytes(size, "big"), ek.public_numbers().x.to_bytes(size, "big")
+    point = _sized(u) + _sized(mine.y.to_bytes(size, "big"))
+    return kdfe(z, b"IDENTITY", u, v, 8 * hashlib.new(hash_name).digest_size,
+                hash_name=hash_name), point
+
+
+def make_credential_ecc(ek: ec.EllipticCurvePublicKey, name: bytes, credential: bytes, *,
+                        ephemeral: int) -> tuple[bytes, bytes]:
+    """TPM2_MakeCredential for an ECC P-256 or P-384 EK; returns (TPM2B_ID_OBJECT,
+    TPM2B_ENCRYPTED_SECRET holding the ephemeral TPMS_ECC_POINT). Deterministic in the
+    ephemeral private scalar ``ephemeral``.
+
+    Raises:
+        InputError: an EK on another curve, a bad scalar, or a wrong credential size.
+    """
+    if not 0 < len(credential) <= 32:
+        raise InputError(f"MakeCredential: expected a credential of 1-32 bytes, found "
+                         f"{len(credential)}")
+    seed, point = _ecc_seed(ek, ephemeral)
+    return _id_object(seed, name, credential, _profile(ek)), _sized(point)
 
 
 def tools_blob(id_object: bytes, encrypted_secret: bytes) -> bytes:
@@ -201,15 +274,34 @@ def activation_mac(credential: bytes, attest: bytes) -> bytes:
     return hmac.new(credential, _ACTIVATION + attest, hashlib.sha256).digest()
 
 
-def _ek_key(ek_certificate: bytes) -> rsa.RSAPublicKey:
+def _ek_key(ek_certificate: bytes) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
     try:
         key = x509.load_der_x509_certificate(ek_certificate).public_key()
     except ValueError as exc:
         raise InputError(f"EK certificate: expected DER, found {exc}") from None
-    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != 2048:
-        raise InputError(f"EK certificate: expected an RSA 2048 EK (template L-1), found "
-                         f"{type(key).__name__} (ECC EKs are not supported yet)")
-    return key
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048:
+        return key
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(
+            key.curve, (ec.SECP256R1, ec.SECP384R1)):
+        return key
+    found = f"RSA {key.key_size}" if isinstance(key, rsa.RSAPublicKey) else \
+        f"ECC {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else \
+        type(key).__name__
+    raise InputError(f"EK certificate: expected an RSA 2048 (template L-1/H-1) or ECC "
+                     f"P-256 (L-2/H-2) or P-384 (H-3) EK, found {found}")
+
+
+def _make(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, name: bytes, credential: bytes,
+          opening: dict[str, str]) -> tuple[bytes, bytes]:
+    """MakeCredential for either EK from a recorded opening. Raises InputError."""
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            return make_credential_ecc(key, name, credential,
+                                       ephemeral=int(opening["ephemeral"], 16))
+        seed, oaep_seed = bytes.fromhex(opening["seed"]), bytes.fromhex(opening["oaepSeed"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InputError(f"credential challenge: malformed opening ({exc})") from None
+    return make_credential(key, name, credential, seed=seed, oaep_seed=oaep_seed)
 
 
 def challenge(ek_certificate: bytes, ak_public: bytes) -> tuple[bytes, bytes]:
@@ -218,19 +310,25 @@ def challenge(ek_certificate: bytes, ak_public: bytes) -> tuple[bytes, bytes]:
     the coordinator and put in the bundle; the blob for the node: ``tools_blob``).
 
     Raises:
-        InputError: the EK is not RSA 2048 or the AK public area is malformed.
+        InputError: the EK is not RSA 2048, ECC P-256 or P-384, or the AK public area is
+            malformed.
     """
     key = _ek_key(ek_certificate)
     ak = parse_public(ak_public)
-    seed, oaep_seed, credential = (secrets.token_bytes(32) for _ in range(3))
-    id_object, encrypted = make_credential(key, ak.name, credential, seed=seed,
-                                           oaep_seed=oaep_seed)
+    credential = secrets.token_bytes(32)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        scalar = ec.generate_private_key(key.curve).private_numbers().private_value
+        opening = {"ephemeral": f"{scalar:x}"}
+    else:
+        opening = {"seed": secrets.token_bytes(32).hex(),
+                   "oaepSeed": secrets.token_bytes(32).hex()}
+    id_object, encrypted = _make(key, ak.name, credential, opening)
     record = {"format": FORMAT,
               "ekSha256": hashlib.sha256(ek_certificate).hexdigest(),
               "akName": ak.name.hex(),
               "credentialBlob": base64.b64encode(id_object).decode(),
               "encryptedSecret": base64.b64encode(encrypted).decode(),
-              "opening": {"seed": seed.hex(), "oaepSeed": oaep_seed.hex()}}
+              "opening": opening}
     return json.dumps(record, sort_keys=True).encode(), tools_blob(id_object, encrypted)
 
 
@@ -253,7 +351,8 @@ def open_challenge(record: bytes, ek_certificate: bytes, ak_name: bytes) -> Open
     try:
         data: Any = json.loads(record)
         opening = data["opening"]
-        seed, oaep_seed = bytes.fromhex(opening["seed"]), bytes.fromhex(opening["oaepSeed"])
+        if not isinstance(opening, dict):
+            raise TypeError("opening: expected an object")
         id_object = base64.b64decode(data["credentialBlob"], validate=True)
         encrypted = base64.b64decode(data["encryptedSecret"], validate=True)
         ek_sha256, recorded_name = str(data["ekSha256"]), bytes.fromhex(data["akName"])
@@ -266,14 +365,28 @@ def open_challenge(record: bytes, ek_certificate: bytes, ak_name: bytes) -> Open
         raise InputError(f"credential challenge: made for AK name {recorded_name.hex()[:20]}..., "
                          f"not the quoting AK's {ak_name.hex()[:20]}...")
     key = _ek_key(ek_certificate)
-    if len(seed) != 32 or len(oaep_seed) != 32 or len(id_object) < 4 + 32:
-        raise InputError("credential challenge: expected 32-byte seeds and a credential blob")
+    profile = _profile(key)
+    digest_size = hashlib.new(profile[0]).digest_size
+    if len(id_object) < 4 + digest_size:
+        raise InputError("credential challenge: expected a credential blob")
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        try:
+            seed = _ecc_seed(key, int(str(opening["ephemeral"]), 16))[0]
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"credential challenge: malformed opening ({exc})") from None
+    else:
+        try:
+            seed = bytes.fromhex(str(opening["seed"]))
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"credential challenge: malformed opening ({exc})") from None
+        if len(seed) != 32:
+            raise InputError("credential challenge: expected a 32-byte seed")
     # Unwrap with the seed, as the TPM does, then re-make and compare every byte.
-    enc_identity = id_object[2 + 2 + 32:]
-    plain = _cfb(kdfa(seed, b"STORAGE", ak_name, b"", 128), enc_identity, decrypt=True)
+    enc_identity = id_object[2 + 2 + digest_size:]
+    plain = _cfb(kdfa(seed, b"STORAGE", ak_name, b"", profile[1], hash_name=profile[0]),
+                 enc_identity, decrypt=True)
     credential = plain[2:2 + int.from_bytes(plain[:2], "big")]
-    remade = make_credential(key, ak_name, credential or b"\0", seed=seed,
-                             oaep_seed=oaep_seed) if credential else (b"", b"")
+    remade = _make(key, ak_name, credential, opening) if credential else (b"", b"")
     if remade != (id_object, encrypted):
         raise InputError("credential challenge: the recorded credential blob and encrypted "
                          "seed are not what MakeCredential makes from its opening for this EK "

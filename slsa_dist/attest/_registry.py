@@ -68,7 +68,7 @@ _BY_KIND = {kind: attester for attester in ATTESTERS for kind in attester.kinds}
 
 def tpm_identity() -> tuple[bytes, bytes] | None:
     """What a node sends with its request for a nonce so that the coordinator can add a
-    TPM credential challenge: (RSA EK certificate, enrolled AK's TPM2B_PUBLIC), or None."""
+    TPM credential challenge: (EK certificate, enrolled AK's TPM2B_PUBLIC), or None."""
     from slsa_dist.attest._tpm import identity
 
     return identity()

@@ -15,8 +15,8 @@ proves only that *some* key signed the quote; anyone can make one. An AK on
 the trusted list, enrolled while the operator controlled the node, ties the
 quote to that node's TPM. Enrollment is only as strong as that moment.
 
-Endorsement (:mod:`._credential`): a node with an enrolled AK and an RSA EK
-certificate sends both with its request for a nonce; the coordinator answers with a
+Endorsement (:mod:`._credential`): a node with an enrolled AK and an EK certificate
+(RSA 2048, else ECC P-256) sends both with its request for a nonce; the coordinator answers with a
 credential challenge made to that EK for that AK's name, the node unwraps it with
 ``TPM2_ActivateCredential`` (possible only in the TPM that owns the EK, with the AK
 loaded in it) and returns an HMAC with the unwrapped secret over its quote. The
@@ -76,9 +76,12 @@ _ST_ATTEST_QUOTE = 0x8018
 _ALG_SHA256 = 0x000B
 _ALG_ECDSA = 0x0018
 _TIMEOUT = 30
-# The TCG EK Credential Profile's NV indices: RSA 2048 EK certificate, then ECC P-256.
-_EK_CERT_RSA, _EK_CERT_ECC = "0x01c00002", "0x01c0000a"
-_EK_RSA_HANDLE = 0x81010001  # the RSA EK's persistent handle, where it was made persistent
+# The TCG EK Credential Profile's NV indices of EK certificates, in the order they are
+# tried: RSA 2048 (L-1, H-1), then ECC P-256 (L-2, H-2) and P-384 (H-3, what swtpm makes).
+_EK_CERTS = ("0x01c00002", "0x01c00012", "0x01c0000a", "0x01c00014", "0x01c00016")
+# The EKs' persistent handles (TCG EK Credential Profile), where they were made persistent,
+# by key: RSA 2048, ECC P-256, ECC P-384.
+_EK_HANDLES = {"rsa": 0x81010001, "ecc": 0x81010002, "ecc384": 0x81010016}
 # A PEM file of the EK certificate's intermediate CAs, carried with the evidence (a TPM
 # keeps only its own certificate; the manufacturer publishes the intermediates).
 EK_CHAIN_ENV = "SLSA_TPM_EK_CHAIN"
@@ -394,7 +397,7 @@ def _endorsement(evidence: dict[str, object], attest: bytes, ak: ec.EllipticCurv
     if not appraisal.challenge:
         not_verified.append("the AK lives in the TPM of a certified endorsement key (no "
                             "credential challenge recorded for this nonce: no enrolled AK or "
-                            "no RSA EK certificate on the node)")
+                            "no EK certificate on the node)")
         return fail("activation", "EK roots given, but no credential challenge was recorded "
                     "for this evidence, so the AK is not proven to live in the EK's TPM") \
             if wanted else ""
@@ -544,7 +547,7 @@ def enroll() -> tuple[str, bool]:
 
 def _ek_certificate(cwd: Path) -> bytes | None:
     """The EK certificate (DER) from its NV index: RSA first (the EK activation uses)."""
-    for index in (_EK_CERT_RSA, _EK_CERT_ECC):
+    for index in _EK_CERTS:
         path = cwd / f"ek-{index}.der"
         if _run(["tpm2_nvread", index, "-o", path.name], cwd, check=False).returncode == 0 \
                 and path.exists():
@@ -553,8 +556,9 @@ def _ek_certificate(cwd: Path) -> bytes | None:
 
 
 def identity() -> tuple[bytes, bytes] | None:
-    """(RSA EK certificate DER, enrolled AK's TPM2B_PUBLIC) for a credential challenge;
-    None when there is no TPM, no enrolled AK or no RSA EK certificate."""
+    """(EK certificate DER, enrolled AK's TPM2B_PUBLIC) for a credential challenge: the
+    RSA EK's certificate, else the ECC EK's; None when there is no TPM, no enrolled AK
+    or no EK certificate."""
     if available() is not None:
         return None
     with tempfile.TemporaryDirectory(prefix="slsa-tpm-") as tmp:
@@ -564,24 +568,49 @@ def identity() -> tuple[bytes, bytes] | None:
             if _run(["tpm2_readpublic", "-c", f"{AK_HANDLE:#x}", "-o", "ak.pub"], cwd,
                     check=False).returncode != 0:
                 return None
-            ek = cwd / "ek.der"
-            if _run(["tpm2_nvread", _EK_CERT_RSA, "-o", ek.name], cwd,
-                    check=False).returncode != 0 or not ek.exists():
-                return None
-            return ek.read_bytes(), (cwd / "ak.pub").read_bytes()
+            ek = _ek_certificate(cwd)
+            return None if ek is None else (ek, (cwd / "ak.pub").read_bytes())
         except InputError:
             return None
 
 
+def _ek_algorithm(cwd: Path) -> str:
+    """``rsa``, ``ecc`` (P-256) or ``ecc384``: the EK whose certificate :func:`identity`
+    sends."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec as ec_
+
+    der = _ek_certificate(cwd)
+    if der is None:
+        raise InputError("TPM: expected an EK certificate in NV, found none")
+    try:
+        key = x509.load_der_x509_certificate(der).public_key()
+    except ValueError as exc:
+        raise InputError(f"EK certificate: expected DER, found {exc}") from None
+    if isinstance(key, ec_.EllipticCurvePublicKey):
+        return "ecc384" if isinstance(key.curve, ec_.SECP384R1) else "ecc"
+    return "rsa"
+
+
 def _activate(cwd: Path, challenge: bytes) -> bytes:
-    """TPM2_ActivateCredential of the coordinator's challenge by the RSA EK and the
-    enrolled AK; returns the unwrapped secret. Raises InputError when the TPM refuses
-    (another TPM's EK, another AK)."""
+    """TPM2_ActivateCredential of the coordinator's challenge by the EK whose certificate
+    was sent (RSA, else ECC) and the enrolled AK; returns the unwrapped secret. Raises
+    InputError when the TPM refuses (another TPM's EK, another AK)."""
     (cwd / "cred.bin").write_bytes(challenge)
-    ek = f"{_EK_RSA_HANDLE:#x}"
-    if _run(["tpm2_readpublic", "-c", ek], cwd, check=False).returncode != 0:
-        _run(["tpm2_createek", "-G", "rsa", "-c", "ek-rsa.ctx"], cwd)  # template L-1
-        ek = "ek-rsa.ctx"
+    algorithm = _ek_algorithm(cwd)
+    ek = f"{_EK_HANDLES[algorithm]:#x}"
+    public = _run(["tpm2_readpublic", "-c", ek], cwd, check=False)
+    if public.returncode != 0:
+        if algorithm == "ecc384":
+            raise InputError(f"TPM: expected the P-384 EK at {ek} (template H-3), found none")
+        # the TCG default template: L-1 (RSA 2048) or L-2 (ECC P-256)
+        _run(["tpm2_createek", "-G", algorithm, "-c", f"ek-{algorithm}.ctx"], cwd)
+        ek = f"ek-{algorithm}.ctx"
+    elif "userwithauth" in public.stdout.split("attributes:")[-1].split("\n", 3)[1]:
+        # an EK whose user role takes its (empty) auth value: no policy session
+        _run(["tpm2_activatecredential", "-c", f"{AK_HANDLE:#x}", "-C", ek, "-i", "cred.bin",
+              "-o", "secret.bin"], cwd)
+        return (cwd / "secret.bin").read_bytes()
     _run(["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"], cwd)
     try:
         _run(["tpm2_policysecret", "-S", "session.ctx", "-c", "e"], cwd)
@@ -597,7 +626,7 @@ def collect(nonce: bytes, job_id: str, node_id: str, *, challenge: bytes = b"") 
 
     The enrolled AK signs when there is one (``akEnrolled``), else a throwaway AK.
     With ``challenge`` (the coordinator's credential, ``tpm2_makecredential`` format)
-    the enrolled AK and the RSA EK activate it, and the evidence carries an HMAC with
+    the enrolled AK and the EK (RSA, else ECC) activate it, and the evidence carries an HMAC with
     the unwrapped secret over the quote (``activation``); a TPM that cannot activate
     it says why there, and the quote is still recorded.
 

@@ -325,7 +325,7 @@ class Agent:
 
     def challenge_tpm(self, tpm: tuple[bytes, bytes] | None, *,
                       wait: float | None = None) -> tuple[bytes, bytes]:
-        """A fresh nonce, and with ``tpm`` (the node's RSA EK certificate and enrolled AK's
+        """A fresh nonce, and with ``tpm`` (the node's EK certificate and enrolled AK's
         TPM2B_PUBLIC) the coordinator's credential challenge to that EK for that AK
         (empty when it made none). Retries and raises as :meth:`challenge`."""
         ek, ak = tpm or (b"", b"")

@@ -206,3 +206,76 @@ def test_the_binding_is_checked_last(tpms: dict[str, Tpm],
     blob, record = answered
     verdict = _appraise(blob, record, tpms["A"].ca.root, node="node-9")
     assert (verdict.status, verdict.failure) == ("failed", "binding mismatch")
+
+
+def test_an_ecc_ek_activates_and_verifies_up_to_the_ek_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TPM whose only EK certificate is ECC (swtpm's P-384 EK, template H-3: its RSA
+    EK certificate removed from NV): the node sends it, the Python MakeCredential (ECDH
+    + KDFe seed, SHA-384 KDFa, AES-256) is what the TPM activates, and the quote
+    verifies up to the EK root. The P-256 variant is checked against the TPM below."""
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    try:
+        ca = swtpm.provision(tmp_path / "tpm-ecc")
+    except Exception as exc:  # no swtpm_setup here: skipped, said why
+        need(False, f"swtpm_setup: {exc}")
+        raise
+    with swtpm.swtpm(ca.state) as tcti:
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        subprocess.run(["tpm2_nvundefine", "0x01c00002", "-C", "p"], check=True,
+                       capture_output=True, timeout=30)
+        tpm.enroll()
+        identity = tpm.identity()
+        assert identity is not None
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = x509.load_der_x509_certificate(identity[0]).public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        assert key.curve.name == "secp384r1"
+        here = Tpm(ca, tcti, *identity)
+        blob, record = _collect(here, here, monkeypatch)
+    assert json.loads(record)["opening"].keys() == {"ephemeral"}
+    verdict = _appraise(blob, record, ca.root)
+    assert verdict.status == "verified", verdict.describe()
+    assert verdict.claims["akActivated"] is True
+    assert verdict.root.startswith("TPM EK root CN=swtpm-localca-rootca (sha256:")
+    forged = _edit(blob, activation={"mac": "00" * 32})
+    assert _appraise(forged, record, ca.root).failure == "activation"
+
+
+def test_a_p256_ek_activates_the_python_credential(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TCG default ECC EK (template L-2, P-256, made by tpm2_createek -G ecc): a
+    credential made in Python for it and the AK is what the TPM unwraps."""
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    with swtpm.swtpm() as tcti:
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        env = {"TPM2TOOLS_TCTI": tcti, "PATH": "/usr/bin:/bin"}
+
+        def run(*args: str) -> None:
+            subprocess.run(args, cwd=tmp_path, env=env, check=True, capture_output=True,
+                           timeout=30)
+
+        tpm.enroll()
+        run("tpm2_createek", "-G", "ecc", "-c", "ek.ctx", "-u", "ek.pub", "-f", "pem")
+        run("tpm2_readpublic", "-c", f"{tpm.AK_HANDLE:#x}", "-o", "ak.pub")
+        run("tpm2_flushcontext", "-t")
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        ek = serialization.load_pem_public_key((tmp_path / "ek.pub").read_bytes())
+        assert isinstance(ek, ec.EllipticCurvePublicKey)
+        name = credential.parse_public((tmp_path / "ak.pub").read_bytes()).name
+        secret = bytes(range(32))
+        id_object, encrypted = credential.make_credential_ecc(ek, name, secret,
+                                                              ephemeral=0x1234567)
+        (tmp_path / "cred.bin").write_bytes(credential.tools_blob(id_object, encrypted))
+        run("tpm2_createek", "-G", "ecc", "-c", "ek.ctx")
+        run("tpm2_startauthsession", "--policy-session", "-S", "s.ctx")
+        run("tpm2_policysecret", "-S", "s.ctx", "-c", "e")
+        run("tpm2_activatecredential", "-c", f"{tpm.AK_HANDLE:#x}", "-C", "ek.ctx", "-i",
+            "cred.bin", "-o", "secret.bin", "-P", "session:s.ctx")
+        run("tpm2_flushcontext", "-t")
+        run("tpm2_flushcontext", "s.ctx")
+    assert (tmp_path / "secret.bin").read_bytes() == secret
