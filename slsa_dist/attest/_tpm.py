@@ -38,10 +38,13 @@ and that the PCR values match known-good reference values (none are configured).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
+import itertools
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -49,6 +52,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -62,8 +66,8 @@ from slsa_dist.attest._binding import report_data
 from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict, Failure
 from slsa_dist.errors import InputError
 
-__all__ = ["AK_HANDLE", "EK_CHAIN_ENV", "EVENT_LOG_ENV", "FORMAT", "Quote", "TpmAttester",
-           "ak_fingerprint", "check_ak_fingerprint", "collect", "enroll", "identity",
+__all__ = ["AK_HANDLE", "EK_CHAIN_ENV", "EK_CRLS_ENV", "EVENT_LOG_ENV", "FORMAT", "Quote",
+           "TpmAttester", "ak_fingerprint", "check_ak_fingerprint", "collect", "enroll", "identity",
            "load_trusted_aks", "parse_attest", "verify"]
 
 FORMAT = "tpm2-quote/v1"
@@ -85,6 +89,9 @@ _EK_HANDLES = {"rsa": 0x81010001, "ecc": 0x81010002, "ecc384": 0x81010016}
 # A PEM file of the EK certificate's intermediate CAs, carried with the evidence (a TPM
 # keeps only its own certificate; the manufacturer publishes the intermediates).
 EK_CHAIN_ENV = "SLSA_TPM_EK_CHAIN"
+# A PEM file of CRLs for the EK chain, carried with the evidence (the node fetched them
+# from the certificates' distribution points; each is checked against its issuer).
+EK_CRLS_ENV = "SLSA_TPM_EK_CRLS"
 # The measured-boot event log the node sends with its quote (where the kernel exposes
 # the firmware's log; the variable points elsewhere, e.g. a test's fixture log).
 EVENT_LOG_ENV = "SLSA_TPM_EVENT_LOG"
@@ -460,20 +467,77 @@ def _endorsement(evidence: dict[str, object], attest: bytes, ak: ec.EllipticCurv
         roots = [cert for pem in appraisal.ek_roots for cert in pki.load_certificates(pem)]
     except InputError as exc:
         return fail("malformed", f"EK certificate chain: {exc}")
+    try:
+        crls = [crl for pem in (*appraisal.ek_roots, str(evidence.get("ekCrls") or "").encode())
+                for crl in _crls(pem)]
+    except InputError as exc:
+        return fail("malformed", f"EK CRLs: {exc}")
     at = appraisal.when()
     errors = []
     for root in roots:
         try:
-            pki.verify_chain(leaf, intermediates, root, at)
+            chain = pki.verify_chain(leaf, intermediates, root, at)
         except InputError as exc:
             errors.append(str(exc))
             continue
         label = pki.root_label(f"TPM EK root {root.subject.rfc4514_string()}", root)
+        try:
+            checked, unchecked = _revocation(chain, crls, at)
+        except InputError as exc:
+            return fail("certificate chain", f"EK certificate chain up to {label}: {exc}")
         verified.append(f"EK certificate chain up to {label}")
+        verified.extend(checked)
+        not_verified.extend(unchecked)
         claims["ekIssuer"] = leaf.issuer.rfc4514_string()
         return label
     return fail("certificate chain", "EK certificate: no valid chain to any of the "
                 f"{len(roots)} EK root(s) given ({'; '.join(errors)[:400]})")
+
+
+_CRL_PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
+
+
+def _crls(pem: bytes) -> list[x509.CertificateRevocationList]:
+    """The ``X509 CRL`` blocks of a PEM file (one also holding certificates, or none)."""
+    try:
+        return [x509.load_pem_x509_crl(block) for block in _CRL_PEM.findall(pem)]
+    except ValueError as exc:
+        raise InputError(f"expected PEM CRLs, found {exc}") from None
+
+
+def _revocation(chain: list[x509.Certificate], crls: list[x509.CertificateRevocationList],
+                at: dt.datetime) -> tuple[list[str], list[str]]:
+    """Each certificate below the root against its issuer's CRL: (what was checked, what
+    was not). Fail closed: a certificate that names a CRL distribution point needs a
+    current CRL of its issuer (given with the EK roots or carried by the node).
+
+    Raises:
+        ChainError: revoked, a bad or stale CRL, or a CRL named but not given.
+    """
+    checked, unchecked = [], []
+    for cert, issuer in itertools.pairwise(chain):
+        subject = cert.subject.rfc4514_string()
+        mine = [crl for crl in crls if crl.issuer == issuer.subject]
+        if not mine:
+            try:
+                points = cert.extensions.get_extension_for_class(
+                    x509.CRLDistributionPoints).value
+            except x509.ExtensionNotFound:
+                unchecked.append(f"revocation of {subject} (no CRL distribution point, no "
+                                 "CRL of its issuer given)")
+                continue
+            uris = [str(name.value) for point in points for name in point.full_name or ()]
+            raise pki.ChainError(
+                f"{subject} names a CRL distribution point ({', '.join(uris)[:200] or '?'}), "
+                f"but no CRL of {issuer.subject.rfc4514_string()} was given (add it to an "
+                f"--ek-roots PEM file, or carry it: {EK_CRLS_ENV})")
+        # the newest CRL issued by then is the one in force
+        current = max((c for c in mine if c.last_update_utc <= at),
+                      key=lambda c: c.last_update_utc, default=mine[0])
+        pki.check_crl(current.public_bytes(serialization.Encoding.DER), issuer, [cert], at)
+        checked.append(f"{subject} not revoked (CRL of {issuer.subject.rfc4514_string()} "
+                       f"of {current.last_update_utc.isoformat()})")
+    return checked, unchecked
 
 
 def available() -> str | None:
@@ -682,13 +746,14 @@ def collect(nonce: bytes, job_id: str, node_id: str, *, challenge: bytes = b"") 
         if activation is not None:
             evidence["activation"] = activation
         _attach_event_log(evidence)
-        chain = os.environ.get(EK_CHAIN_ENV)
-        if chain:
-            try:
-                evidence["ekChain"] = Path(chain).read_text()
-            except OSError as exc:
-                raise InputError(f"{EK_CHAIN_ENV}: expected a readable PEM file at {chain}, "
-                                 f"found {exc}") from None
+        for variable, key in ((EK_CHAIN_ENV, "ekChain"), (EK_CRLS_ENV, "ekCrls")):
+            path = os.environ.get(variable)
+            if path:
+                try:
+                    evidence[key] = Path(path).read_text()
+                except OSError as exc:
+                    raise InputError(f"{variable}: expected a readable PEM file at {path}, "
+                                     f"found {exc}") from None
     return json.dumps(evidence, sort_keys=True).encode()
 
 

@@ -70,7 +70,8 @@ def _attestation_kinds(args: argparse.Namespace) -> list[str]:
 
 
 def _read_ek_roots(paths: list[Path]) -> tuple[bytes, ...]:
-    """The PEM files given with --ek-roots, each holding one or more root certificates."""
+    """The PEM files given with --ek-roots, each holding one or more root certificates
+    (and any CRLs of the EK chain: ``X509 CRL`` blocks, read at appraisal)."""
     from slsa_dist.attest._pki import load_certificates
 
     pems = []
@@ -265,8 +266,9 @@ def register(sub: Subparsers) -> None:
     verify.add_argument("--ek-roots", action="append", default=[], type=Path, metavar="PEM",
                         help="with --require-attestation tpm: count a quote only when its AK "
                              "was activated by an EK whose certificate chains to a root in "
-                             "this PEM file (TPM manufacturers' or your own EK CA); "
-                             "repeatable")
+                             "this PEM file (TPM manufacturers' or your own EK CA), and no "
+                             "CRL in it (X509 CRL blocks) or carried revokes a certificate "
+                             "of the chain; repeatable")
     verify.add_argument("--tcb-status", action="append", metavar="STATUS",
                         help="with --require-attestation: accept evidence with a vendor TCB "
                              "status (TDX) only if it is one of these (repeatable; e.g. "
@@ -322,8 +324,8 @@ def register(sub: Subparsers) -> None:
     one.add_argument("--job", help="the job id the evidence must be bound to")
     one.add_argument("--node", help="the node id the evidence must be bound to")
     one.add_argument("--ek-roots", action="append", default=[], type=Path, metavar="PEM",
-                     help="TPM: EK root certificates the EK certificate must chain to "
-                          "(repeatable)")
+                     help="TPM: EK root certificates the EK certificate must chain to, "
+                          "and CRLs of the chain (repeatable)")
     one.add_argument("--challenge", type=Path, metavar="FILE",
                      help="TPM: the coordinator's credential challenge record (JSON, the "
                           "node record's tpmChallenge) the evidence answers")

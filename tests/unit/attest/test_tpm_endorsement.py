@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -279,3 +280,119 @@ def test_a_p256_ek_activates_the_python_credential(tmp_path: Path,
         run("tpm2_flushcontext", "-t")
         run("tpm2_flushcontext", "s.ctx")
     assert (tmp_path / "secret.bin").read_bytes() == secret
+
+
+def _issuer(ca: swtpm.EkCa) -> tuple[Any, Any]:
+    """The local CA's intermediate (what signed the EK certificates) and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    raw = (ca.root.parent / "signkey.pem").read_bytes()  # GnuTLS text, then the PEM
+    key = serialization.load_pem_private_key(raw[raw.index(b"-----BEGIN"):], None)
+    return x509.load_pem_x509_certificate(ca.chain.read_bytes()), key
+
+
+def _crl(ca: swtpm.EkCa, *revoked: int, days: tuple[int, int] = (-1, 30)) -> bytes:
+    """A CRL (PEM) of the EK certificates' issuer revoking ``revoked`` serials, current
+    from ``days[0]`` to ``days[1]`` days from now."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    issuer, key = _issuer(ca)
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
+               .last_update(now + dt.timedelta(days=days[0]))
+               .next_update(now + dt.timedelta(days=days[1])))
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial)
+            .revocation_date(now - dt.timedelta(days=2)).build())
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def _serial(ek: bytes) -> int:
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(ek).serial_number
+
+
+def test_ek_crls_given_with_the_roots_revoke_or_clear_the_ek(
+        tpms: dict[str, Tpm], answered: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """A CRL of the EK's issuer in the --ek-roots PEM: a revoked EK fails naming it and
+    its serial; a current CRL without it is recorded as checked; a stale one fails."""
+    blob, record = answered
+    a = tpms["A"]
+    roots = tmp_path / "roots-and-crl.pem"
+    serial = _serial(a.ek)
+    roots.write_bytes(a.ca.root.read_bytes() + _crl(a.ca, serial + 1))
+    verdict = _appraise(blob, record, roots)
+    assert verdict.status == "verified", verdict.describe()
+    assert any(v.startswith("CN=unknown not revoked (CRL of CN=swtpm-localca")
+               for v in verdict.verified), verdict.verified
+    roots.write_bytes(a.ca.root.read_bytes() + _crl(a.ca, serial))
+    verdict = _appraise(blob, record, roots)
+    assert (verdict.status, verdict.failure) == ("failed", "certificate chain")
+    assert f"CN=unknown (serial {serial:#x}) is revoked" in verdict.reason
+    roots.write_bytes(a.ca.root.read_bytes() + _crl(a.ca, days=(-30, -1)))
+    verdict = _appraise(blob, record, roots)
+    assert verdict.failure == "certificate chain"
+    assert "CRL of CN=swtpm-localca: current from" in verdict.reason
+
+
+def test_without_a_crl_the_ek_revocation_is_said_unchecked(
+        tpms: dict[str, Tpm], answered: tuple[bytes, bytes]) -> None:
+    blob, record = answered
+    verdict = _appraise(blob, record, tpms["A"].ca.root)
+    assert verdict.status == "verified"
+    assert "revocation of CN=unknown (no CRL distribution point, no CRL of its issuer " \
+           "given)" in verdict.not_verified
+
+
+def test_a_crl_carried_by_the_node_revokes_the_ek(tpms: dict[str, Tpm], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    a = tpms["A"]
+    crls = tmp_path / "crls.pem"
+    crls.write_bytes(_crl(a.ca, _serial(a.ek)))
+    blob, record = _collect(a, a, monkeypatch, **{tpm.EK_CRLS_ENV: str(crls)})
+    assert json.loads(blob)["ekCrls"].startswith("-----BEGIN X509 CRL-----")
+    verdict = _appraise(blob, record, a.ca.root)
+    assert verdict.failure == "certificate chain"
+    assert "is revoked" in verdict.reason
+    forged = crls.read_bytes().replace(b"A", b"B", 3)  # not the issuer's signature
+    blob = _edit(blob, ekCrls=forged.decode())
+    assert _appraise(blob, record, a.ca.root).failure in ("certificate chain", "malformed")
+
+
+def test_an_ek_naming_a_crl_distribution_point_fails_closed_without_its_crl(
+        tpms: dict[str, Tpm], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same EK key re-certified by the same CA with a CRL distribution point: with
+    no CRL of its issuer at hand the chain fails, naming the point; with one it passes."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    a = tpms["A"]
+    issuer, key = _issuer(a.ca)
+    original = x509.load_der_x509_certificate(a.ek)
+    url = "http://crl.example.invalid/ek.crl"
+    builder = (x509.CertificateBuilder().subject_name(original.subject)
+               .issuer_name(issuer.subject).public_key(original.public_key())
+               .serial_number(_serial(a.ek) + 100)
+               .not_valid_before(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1))
+               .not_valid_after(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30))
+               .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                   [x509.UniformResourceIdentifier(url)], None, None, None)]), critical=False))
+    ek = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    monkeypatch.setattr(tpm, "_ek_certificate", lambda cwd: ek)
+    here = Tpm(a.ca, a.tcti, ek, a.ak_public)
+    blob, record = _collect(here, here, monkeypatch)
+    verdict = _appraise(blob, record, a.ca.root)
+    assert (verdict.status, verdict.failure) == ("failed", "certificate chain")
+    assert f"CN=unknown names a CRL distribution point ({url}), but no CRL of " \
+           "CN=swtpm-localca was given" in verdict.reason
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(a.ca.root.read_bytes() + _crl(a.ca))
+    assert _appraise(blob, record, roots).status == "verified"
