@@ -19,6 +19,7 @@ from typing import Any
 from slsa_dist.errors import InputError
 from slsa_dist.model._provenance import Provenance
 from slsa_dist.model._statement import Statement
+from slsa_dist.report._text import attestation_verdicts, verdict_status
 from slsa_dist.sign._formats import read_bundle
 from slsa_dist.sign._keys import Verifier
 from slsa_dist.verify._bundle import check_bundle
@@ -203,12 +204,16 @@ def _job_sections(job: _Job) -> str:
                          ((node.inventory.get("torch") or {}).get("version", "-"))))
         out.append("<h4>Nodes and devices</h4>" + _table(
             ["node", "host", "CPU", "GPUs", "torch"], rows))
-        evidence_rows = [(node.node, e.kind, f"reported by node {node.node}"
-                          if e.status == "reported" else e.status, "; ".join(e.verified) or "-",
-                          "; ".join(e.not_verified) or "-", e.reason)
-                         for node in nodes for e in node.evidence]
-        out.append("<h4>Attestation</h4>" + _table(
-            ["node", "kind", "status", "verified", "not verified", "reason"], evidence_rows))
+        # this reader's verdict, re-appraised from the raw evidence (as verify does with
+        # no EK roots, trusted AKs or collateral), beside what the coordinator recorded
+        evidence_rows = [(node, e.kind, verdict_status(v, node),
+                          v.root or "none reached", v.as_of or "-",
+                          "; ".join(v.verified) or "-", "; ".join(v.not_verified) or "-",
+                          v.reason, e.status)
+                         for node, e, v in attestation_verdicts(p)]
+        out.append("<h4>Attestation (re-appraised from the raw evidence)</h4>" + _table(
+            ["node", "kind", "status", "root", "as of", "verified", "not verified", "reason",
+             "coordinator recorded"], evidence_rows))
         attempts = [(node.node, a.attempt, a.state, json.dumps(dict(a.exit_codes)))
                     for node in nodes for a in node.attempts]
         if attempts:

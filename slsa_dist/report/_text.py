@@ -9,14 +9,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from slsa_dist._internal import canonical
+from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict
 from slsa_dist.errors import InputError, VerificationError
 from slsa_dist.model._provenance import Provenance
+from slsa_dist.model._records import EvidenceRecord
 from slsa_dist.model._statement import Statement
 from slsa_dist.sign._dsse import verify_envelope
 from slsa_dist.sign._formats import read_bundle
 from slsa_dist.sign._loaders import load_verifier
+from slsa_dist.verify._attestation import job_time, reappraise
 
-__all__ = ["printable", "summarize_bundle", "summarize_provenance"]
+__all__ = ["attestation_verdicts", "printable", "summarize_bundle", "summarize_provenance",
+           "verdict_line", "verdict_status"]
 
 # C0 controls, DEL and C1 controls: what a terminal acts on instead of showing.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -52,6 +56,31 @@ def _wrapped(head: str, text: str, width: int = _WIDTH) -> list[str]:
         text = text[cut:]
     lines.append(text)
     return [head + lines[0], *(indent + line for line in lines[1:])]
+
+
+def attestation_verdicts(provenance: Provenance
+                         ) -> list[tuple[str, EvidenceRecord, EvidenceVerdict]]:
+    """(node, evidence record, this reader's own verdict) for each piece of node evidence:
+    re-appraised from the raw evidence in the bundle as of the job's finish (as ``verify``
+    does, with no EK roots, trusted AKs or offline collateral), never the coordinator's
+    recorded status taken on its word."""
+    appraisal = Appraisal(at=job_time(provenance))
+    return [(node.node, e, reappraise(e, job_id=provenance.job_id or "", node_id=node.node,
+                                      appraisal=appraisal))
+            for node in provenance.node_records() for e in node.evidence]
+
+
+def verdict_status(verdict: EvidenceVerdict, node: str) -> str:
+    """``verified``, ``failed (KIND)``, or ``reported by node N`` (the node's own word)."""
+    if verdict.status == "reported":
+        return f"reported by node {node}"
+    return verdict.status + (f" ({verdict.failure})" if verdict.failure else "")
+
+
+def verdict_line(verdict: EvidenceVerdict, node: str) -> str:
+    """A verdict's status, root and as-of time in one phrase."""
+    return (f"{verdict_status(verdict, node)}; root: {verdict.root or 'none reached'}; "
+            f"as of: {verdict.as_of or '-'}")
 
 
 def summarize_provenance(provenance: Provenance) -> list[str]:
@@ -104,6 +133,7 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
     launchers = [n.node for n in records if n.attempts and not any(a.ranks for a in n.attempts)
                  and not n.inventory and not n.evidence]
     nodes = [n for n in records if n.node not in launchers]
+    appraised = attestation_verdicts(provenance) if nodes else []
     if nodes:
         lines.append(f"nodes ({len(nodes)}):")
     for node in nodes:
@@ -113,6 +143,13 @@ def summarize_provenance(provenance: Provenance) -> list[str]:
                              else f"{e.kind}={e.status}" for e in node.evidence) or "none"
         seen = f" (connected from {node.connected_from})" if node.connected_from else ""
         lines.append(f"  {node.node}{seen}: {len(devices)} device(s); attestations: {verdicts}")
+        for _, evidence, verdict in (v for v in appraised if v[0] == node.node):
+            lines.append(f"    {evidence.kind} re-appraised here: "
+                         f"{verdict_line(verdict, node.node)}")
+            if verdict.reason:
+                lines.extend(_wrapped("      reason: ", verdict.reason))
+            if verdict.not_verified:
+                lines.extend(_wrapped("      not verified: ", "; ".join(verdict.not_verified)))
     if launchers:
         lines.append(f"launchers without ranks ({len(launchers)}): {', '.join(launchers)}")
     completeness = provenance.completeness()

@@ -401,3 +401,31 @@ def test_a_boot_event_log_replays_to_the_quote_and_its_events_hold_reference_val
     assert code == 1
     assert f"PCR 4 event {victim.index} ({victim.type_name}): expected a digest among " \
            f"the {len(events['4'])} allowed, found {victim.digests['sha256'].hex()}" in out
+
+
+@pytest.mark.tpm
+def test_inspect_and_the_report_show_each_nodes_re_appraised_verdict(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Kind, status, root, as-of and what was not verified, re-appraised from the raw
+    evidence: here a quote whose PCRs the node's boot log does not replay to."""
+    from slsa_dist.attest import _tpm as tpm
+
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    fixture = Path(__file__).parents[1] / "assets/vectors/tpm-eventlog/event.bin"
+    with swtpm.swtpm() as tcti:
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        monkeypatch.setenv(tpm.EVENT_LOG_ENV, str(fixture))
+        bundle, public = run_job(tmp_path, with_tpm=True)
+    capsys.readouterr()
+    assert cli_main(["inspect", str(bundle), "--key", str(public)]) == 0
+    out = capsys.readouterr().out
+    assert "    tpm re-appraised here: failed (event log); root: none reached; as of: -" in out
+    assert "      reason: event log: PCR 0: the log (its 1 event(s)," in out
+    assert "      not verified: PCR values against reference values (none configured)" in out
+    report = tmp_path / "report.html"
+    assert cli_main(["report", str(bundle), "--key", str(public), "-o", str(report)]) == 0
+    page = report.read_text()
+    assert "<h4>Attestation (re-appraised from the raw evidence)</h4>" in page
+    assert "<th>root</th><th>as of</th>" in page
+    assert "<td>tpm</td><td>failed (event log)</td><td>none reached</td><td>-</td>" in page
