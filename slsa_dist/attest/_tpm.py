@@ -30,9 +30,15 @@ the magic and type, the AK's signature over it, that ``extraData`` equals the
 expected binding (fresh nonce, this job, this node), and that the quoted PCR
 digest equals the SHA-256 of the reported PCR values.
 
+Boot event log (:mod:`._eventlog`): the node sends the firmware's measured-boot log
+(``EVENT_LOG_ENV``, default securityfs) with the quote; the verifier replays its SHA-256
+bank and fails (``event log``) naming a quoted PCR the log does not replay to. The
+events of quoted PCRs then count as proven (``claims["events"]``) for reference values.
+
 Not verified, and recorded as such: that the AK lives in a genuine TPM when no EK
 roots are given or no challenge was recorded (a trusted AK list stands in for it),
-and that the PCR values match known-good reference values (none are configured).
+that the PCR values match known-good reference values (none are configured), and
+without an event log, which boot events produced them.
 """
 
 from __future__ import annotations
@@ -784,7 +790,7 @@ class TpmAttester:
     kinds = ("tpm",)
     proves = ("the quote answers this job's nonce for this node, signed by an AK the "
               "policy trusts, or one activated by an EK certified up to a given EK root; "
-              "PCRs 0-7 as quoted")
+              "PCRs 0-7 as quoted, and the boot event log's events when it replays to them")
 
     def available(self) -> str | None:
         return available()
