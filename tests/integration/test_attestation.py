@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -429,3 +430,39 @@ def test_inspect_and_the_report_show_each_nodes_re_appraised_verdict(
     assert "<h4>Attestation (re-appraised from the raw evidence)</h4>" in page
     assert "<th>root</th><th>as of</th>" in page
     assert "<td>tpm</td><td>failed (event log)</td><td>none reached</td><td>-</td>" in page
+
+
+@pytest.mark.tpm
+def test_a_node_with_only_an_ecc_ek_certificate_counts_through_the_ek_chain(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """swtpm's P-384 EK, its RSA EK certificate removed: the node sends the ECC one, the
+    coordinator's challenge is made by ECDH (its opening the ephemeral scalar), the TPM
+    activates it, and verify --ek-roots re-makes it and passes."""
+    import json
+    import subprocess
+
+    from slsa_dist.attest import _tpm as tpm
+
+    need(swtpm.available() is None, f"software TPM: {swtpm.available()}")
+    try:
+        ca = swtpm.provision(tmp_path / "tpm")
+    except Exception as exc:  # no swtpm_setup here: skipped, said why
+        need(False, f"swtpm_setup: {exc}")
+        raise
+    monkeypatch.setenv(tpm.EK_CHAIN_ENV, str(ca.chain))
+    with swtpm.swtpm(ca.state) as tcti:
+        monkeypatch.setenv("TPM2TOOLS_TCTI", tcti)
+        subprocess.run(["tpm2_nvundefine", "0x01c00002", "-C", "p"], check=True,
+                       capture_output=True, timeout=30)
+        tpm.enroll()
+        bundle, public = run_attested_job(tmp_path / "job")
+    capsys.readouterr()
+    code = cli_main(["verify", str(bundle), "--key", str(public), "--require-attestation",
+                     "tpm", "--ek-roots", str(ca.root)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PASS  attestation tpm (EK roots)" in out
+    statement = json.loads(base64.b64decode(json.loads(bundle.read_text().splitlines()[0])
+                                            ["payload"]))
+    assert '"ephemeral"' in json.dumps(statement)  # the ECC opening was recorded
