@@ -6,6 +6,7 @@ import base64
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,77 @@ def test_a_malformed_trusted_ak_list_is_refused_naming_the_line(
     path.write_text(text)
     with pytest.raises(InputError, match=re.escape(message)):
         tpm.load_trusted_aks(path)
+
+
+EVENT_LOGS = Path(__file__).resolve().parents[2] / "assets" / "vectors" / "tpm-eventlog"
+
+
+def _with_log(blob: bytes, log: bytes) -> bytes:
+    return _edit(blob, eventLog=base64.b64encode(log).decode())
+
+
+def test_a_log_that_replays_to_the_quote_is_verified(blob: bytes) -> None:
+    """A fresh swtpm's PCRs 0-7 are all zero: a log with only its Spec ID header (no
+    event extended) replays to exactly that."""
+    header = (EVENT_LOGS / "event.bin").read_bytes()[:4 + 4 + 20 + 4 + 45]
+    result = tpm.verify(_with_log(blob, header), NONCE, "job-1", "node-0")
+    assert result.status == "verified", result.describe()
+    assert "boot event log replays to the quoted SHA-256 PCRs 0, 1, 2, 3, 4, 5, 6, 7 " \
+           "(0 events)" in result.verified
+    assert result.claims["events"] == []
+    assert result.claims["eventLog"]["replay"] == "matches"  # type: ignore[index]
+
+
+def test_a_log_that_does_not_replay_names_the_pcr(blob: bytes) -> None:
+    result = tpm.verify(_with_log(blob, (EVENT_LOGS / "event.bin").read_bytes()), NONCE,
+                        "job-1", "node-0")
+    assert (result.status, result.failure) == ("failed", "event log")
+    assert result.reason == (
+        "event log: PCR 0: the log (its 1 event(s), indices 1-1) replays to "
+        "118bdc4043596f8d6b7813438131959961f6abba29bab0075d16ca39664f5862, the quote "
+        "holds " + "00" * 32)
+
+
+def test_a_legacy_sha1_log_is_refused_clearly(blob: bytes) -> None:
+    result = tpm.verify(_with_log(blob, (EVENT_LOGS / "event-uefi-sha1-log.bin").read_bytes()),
+                        NONCE, "job-1", "node-0")
+    assert (result.status, result.failure) == ("failed", "event log")
+    assert result.reason == ("event log: expected SHA-256 digests (the quoted bank), found "
+                             "only sha1 (a legacy SHA-1 log, no Spec ID Event03 header)")
+
+
+def test_a_malformed_log_fails(blob: bytes) -> None:
+    result = tpm.verify(_with_log(blob, b"\x00" * 10), NONCE, "job-1", "node-0")
+    assert result.failure == "event log"
+    assert result.reason == ("event log: malformed (event log: expected 20 bytes of event 0 "
+                             "SHA-1 digest at offset 8, found 2)")
+
+
+def test_without_a_log_the_boot_events_are_said_unverified(blob: bytes) -> None:
+    result = tpm.verify(_edit(blob, eventLogError="/sys/...: Permission denied"), NONCE,
+                        "job-1", "node-0")
+    assert result.status == "verified"
+    assert "the boot events behind the PCR values (no event log in the evidence: " \
+           "/sys/...: Permission denied)" in result.not_verified
+
+
+def test_the_node_attaches_its_log_or_says_why_not(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    log = (EVENT_LOGS / "event-gce-ubuntu-2104-log.bin").read_bytes()
+    path = tmp_path / "binary_bios_measurements"
+    path.write_bytes(log)
+    monkeypatch.setenv(tpm.EVENT_LOG_ENV, str(path))
+    evidence: dict[str, object] = {}
+    tpm._attach_event_log(evidence)
+    assert base64.b64decode(str(evidence["eventLog"])) == log
+    monkeypatch.setenv(tpm.EVENT_LOG_ENV, str(tmp_path / "absent"))
+    evidence = {}
+    tpm._attach_event_log(evidence)
+    assert "eventLog" not in evidence
+    assert "No such file or directory" in str(evidence["eventLogError"])
+    path.write_bytes(b"\0" * (tpm.MAX_EVENT_LOG_BYTES + 1))
+    monkeypatch.setenv(tpm.EVENT_LOG_ENV, str(path))
+    evidence = {}
+    tpm._attach_event_log(evidence)
+    assert evidence == {"eventLogError": f"{path}: expected at most "
+                                         f"{tpm.MAX_EVENT_LOG_BYTES} bytes, found more"}
