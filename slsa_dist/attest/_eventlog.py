@@ -29,10 +29,11 @@ from slsa_dist.errors import InputError
 
 __all__ = ["ALGORITHMS", "EV_NO_ACTION", "TYPES_BY_NAME", "Event", "EventLog", "parse", "type_name"]
 
-# TPM_ALG_ID -> (name, digest size)
+# TPM_ALG_ID -> (hashlib name, digest size): the banks this module replays. Digests of
+# any other algorithm the header declares (SM3-256, ...) are read past, never replayed.
 ALGORITHMS: Mapping[int, tuple[str, int]] = {
     0x0004: ("sha1", 20), 0x000B: ("sha256", 32), 0x000C: ("sha384", 48),
-    0x000D: ("sha512", 64), 0x0012: ("sm3_256", 32)}
+    0x000D: ("sha512", 64)}
 EV_NO_ACTION = 0x00000003
 _SPEC_ID = b"Spec ID Event03\0"
 _STARTUP_LOCALITY = b"StartupLocality\0"

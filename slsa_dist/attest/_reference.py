@@ -204,9 +204,10 @@ def _check_events(wanted: Mapping[str, tuple[Any, ...]], claims: Mapping[str, An
             problems.append(f"events of PCR {pcr}: expected PCR {pcr} in the quote, found it "
                             "not quoted (its events are not proven)")
             continue
-        for index, event_pcr, kind, digest in events:
-            if event_pcr != pcr:
+        for event in events:
+            if not isinstance(event, (list, tuple)) or len(event) != 4 or event[1] != pcr:
                 continue
+            index, _, kind, digest = event
             accepted = allowed.get(kind, allowed.get("*"))
             if accepted is None:
                 problems.append(f"PCR {pcr} event {index} ({kind}): expected an event type "

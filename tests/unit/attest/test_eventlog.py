@@ -97,3 +97,18 @@ def test_a_truncated_last_event_names_it() -> None:
     data = (LOGS / "event.bin").read_bytes()
     with pytest.raises(InputError, match=r"event log: expected 16 bytes of event 1 data"):
         eventlog.parse(data[:-1])
+
+
+def test_a_bank_hashlib_cannot_replay_is_read_past() -> None:
+    """A header declaring SM3-256 too: its digests are skipped, the others replayed."""
+    sm3 = 0x0012
+    header = (b"Spec ID Event03\0" + struct.pack("<IBBBBI", 0, 0, 2, 0, 2, 2)
+              + struct.pack("<HHHH", 0x000B, 32, sm3, 32) + b"\0")
+    digest = bytes(range(32))
+    log = (struct.pack("<II", 0, 3) + bytes(20) + struct.pack("<I", len(header)) + header
+           + struct.pack("<IIIH", 5, 4, 2, 0x000B) + digest + struct.pack("<H", sm3)
+           + bytes(32) + struct.pack("<I", 4) + b"\0\0\0\0")
+    parsed = eventlog.parse(log)
+    assert parsed.algorithms == ("sha256",)
+    assert parsed.events[1].digests == {"sha256": digest}
+    assert parsed.replay() == {"sha256": {5: hashlib.sha256(bytes(32) + digest).digest()}}
