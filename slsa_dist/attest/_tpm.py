@@ -74,7 +74,7 @@ from slsa_dist.errors import InputError
 
 __all__ = ["AK_HANDLE", "EK_CHAIN_ENV", "EK_CRLS_ENV", "EVENT_LOG_ENV", "FORMAT", "Quote",
            "TpmAttester", "ak_fingerprint", "check_ak_fingerprint", "collect", "enroll", "identity",
-           "load_trusted_aks", "parse_attest", "verify"]
+           "load_crls", "load_trusted_aks", "parse_attest", "verify"]
 
 FORMAT = "tpm2-quote/v1"
 PCRS = tuple(range(8))
@@ -475,7 +475,7 @@ def _endorsement(evidence: dict[str, object], attest: bytes, ak: ec.EllipticCurv
         return fail("malformed", f"EK certificate chain: {exc}")
     try:
         crls = [crl for pem in (*appraisal.ek_roots, str(evidence.get("ekCrls") or "").encode())
-                for crl in _crls(pem)]
+                for crl in load_crls(pem)]
     except InputError as exc:
         return fail("malformed", f"EK CRLs: {exc}")
     at = appraisal.when()
@@ -503,7 +503,7 @@ def _endorsement(evidence: dict[str, object], attest: bytes, ak: ec.EllipticCurv
 _CRL_PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
 
 
-def _crls(pem: bytes) -> list[x509.CertificateRevocationList]:
+def load_crls(pem: bytes) -> list[x509.CertificateRevocationList]:
     """The ``X509 CRL`` blocks of a PEM file (one also holding certificates, or none)."""
     try:
         return [x509.load_pem_x509_crl(block) for block in _CRL_PEM.findall(pem)]
@@ -532,17 +532,23 @@ def _revocation(chain: list[x509.Certificate], crls: list[x509.CertificateRevoca
                 unchecked.append(f"revocation of {subject} (no CRL distribution point, no "
                                  "CRL of its issuer given)")
                 continue
+            except ValueError as exc:
+                raise pki.ChainError(f"{subject}: malformed extensions ({exc})") from None
             uris = [str(name.value) for point in points for name in point.full_name or ()]
             raise pki.ChainError(
                 f"{subject} names a CRL distribution point ({', '.join(uris)[:200] or '?'}), "
                 f"but no CRL of {issuer.subject.rfc4514_string()} was given (add it to an "
                 f"--ek-roots PEM file, or carry it: {EK_CRLS_ENV})")
-        # the newest CRL issued by then is the one in force
-        current = max((c for c in mine if c.last_update_utc <= at),
-                      key=lambda c: c.last_update_utc, default=mine[0])
-        pki.check_crl(current.public_bytes(serialization.Encoding.DER), issuer, [cert], at)
+        # The newest CRL is the one in force. One issued after the time judged at (a
+        # bundle re-checked later with today's CRL) is judged as of its own issue: it
+        # still must be the issuer's, and listing the certificate still fails.
+        current = max(mine, key=lambda c: c.last_update_utc)
+        later = current.last_update_utc > at
+        pki.check_crl(current.public_bytes(serialization.Encoding.DER), issuer, [cert],
+                      current.last_update_utc if later else at)
         checked.append(f"{subject} not revoked (CRL of {issuer.subject.rfc4514_string()} "
-                       f"of {current.last_update_utc.isoformat()})")
+                       f"of {current.last_update_utc.isoformat()}"
+                       + (", issued after the time judged at)" if later else ")"))
     return checked, unchecked
 
 

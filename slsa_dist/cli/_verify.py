@@ -73,6 +73,7 @@ def _read_ek_roots(paths: list[Path]) -> tuple[bytes, ...]:
     """The PEM files given with --ek-roots, each holding one or more root certificates
     (and any CRLs of the EK chain: ``X509 CRL`` blocks, read at appraisal)."""
     from slsa_dist.attest._pki import load_certificates
+    from slsa_dist.attest._tpm import load_crls
 
     pems = []
     for path in paths:
@@ -83,6 +84,10 @@ def _read_ek_roots(paths: list[Path]) -> tuple[bytes, ...]:
                              f"{exc}") from None
         if not load_certificates(pem):
             raise InputError(f"--ek-roots {path}: expected PEM certificates, found none")
+        try:
+            load_crls(pem)  # CRLs of the EK chain may come with the roots
+        except InputError as exc:
+            raise InputError(f"--ek-roots {path}: {exc}") from None
         pems.append(pem)
     return tuple(pems)
 

@@ -292,7 +292,7 @@ def _issuer(ca: swtpm.EkCa) -> tuple[Any, Any]:
     return x509.load_pem_x509_certificate(ca.chain.read_bytes()), key
 
 
-def _crl(ca: swtpm.EkCa, *revoked: int, days: tuple[int, int] = (-1, 30)) -> bytes:
+def _crl(ca: swtpm.EkCa, *revoked: int, days: tuple[float, float] = (-1, 30)) -> bytes:
     """A CRL (PEM) of the EK certificates' issuer revoking ``revoked`` serials, current
     from ``days[0]`` to ``days[1]`` days from now."""
     import datetime as dt
@@ -339,6 +339,30 @@ def test_ek_crls_given_with_the_roots_revoke_or_clear_the_ek(
     verdict = _appraise(blob, record, roots)
     assert verdict.failure == "certificate chain"
     assert "CRL of CN=swtpm-localca: current from" in verdict.reason
+    # a CRL issued after the time judged at (a bundle re-checked later): judged as of its
+    # own issue, and a revocation in it still fails
+    roots.write_bytes(a.ca.root.read_bytes() + _crl(a.ca, days=(0.05, 30)))
+    verdict = _appraise(blob, record, roots)
+    assert verdict.status == "verified", verdict.describe()
+    assert any(v.endswith(", issued after the time judged at)") for v in verdict.verified)
+    roots.write_bytes(a.ca.root.read_bytes() + _crl(a.ca, serial, days=(0.05, 30)))
+    assert "is revoked" in _appraise(blob, record, roots).reason
+
+
+def test_a_malformed_crl_with_the_roots_is_a_usage_error(
+        tpms: dict[str, Tpm], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from slsa_dist.cli import main as cli_main
+    from slsa_dist.sign._keys import Signer
+
+    key = tmp_path / "signing.pub"
+    key.write_bytes(Signer.generate().public().public_pem())
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(tpms["A"].ca.root.read_bytes()
+                      + b"-----BEGIN X509 CRL-----\nMAA=\n-----END X509 CRL-----\n")
+    code = cli_main(["verify", str(tmp_path / "none.intoto.jsonl"), "--key", str(key),
+                     "--require-attestation", "tpm", "--ek-roots", str(roots)])
+    assert code == 2
+    assert f"--ek-roots {roots}: expected PEM CRLs, found" in capsys.readouterr().err
 
 
 def test_without_a_crl_the_ek_revocation_is_said_unchecked(
