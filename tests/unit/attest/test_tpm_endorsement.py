@@ -420,3 +420,35 @@ def test_an_ek_naming_a_crl_distribution_point_fails_closed_without_its_crl(
     roots = tmp_path / "roots.pem"
     roots.write_bytes(a.ca.root.read_bytes() + _crl(a.ca))
     assert _appraise(blob, record, roots).status == "verified"
+
+
+def test_a_node_with_a_p256_ek_certificate_activates_through_the_node_path(
+        tpms: dict[str, Tpm], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TPM A's default-template P-256 EK (L-2, made by tpm2_createek -G ecc), certified
+    here by A's CA: the node sends that certificate, activates with a policy session on
+    the EK it makes from the template, and the quote verifies up to A's root."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    a = tpms["A"]
+    monkeypatch.setenv("TPM2TOOLS_TCTI", a.tcti)
+    subprocess.run(["tpm2_createek", "-G", "ecc", "-c", "ek.ctx", "-u", "ek.pem", "-f", "pem"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=30)
+    subprocess.run(["tpm2_flushcontext", "-t"], check=False, capture_output=True, timeout=30)
+    issuer, key = _issuer(a.ca)
+    now = dt.datetime.now(dt.timezone.utc)
+    public = serialization.load_pem_public_key((tmp_path / "ek.pem").read_bytes())
+    ek = (x509.CertificateBuilder().subject_name(x509.Name([]))
+          .issuer_name(issuer.subject).public_key(public).serial_number(4242)
+          .not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=30))
+          .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    monkeypatch.setattr(tpm, "_ek_certificate", lambda cwd: ek)
+    here = Tpm(a.ca, a.tcti, ek, a.ak_public)
+    blob, record = _collect(here, here, monkeypatch)
+    assert "mac" in json.loads(blob)["activation"], json.loads(blob)["activation"]
+    verdict = _appraise(blob, record, a.ca.root)
+    assert verdict.status == "verified", verdict.describe()
+    assert verdict.claims["akActivated"] is True
