@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Callable, Collection
 from dataclasses import replace
@@ -122,6 +123,21 @@ def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
     return None
 
 
+def _ek_key(evidence: EvidenceRecord) -> str:
+    """The EK a counted TPM quote was activated by, as ``sha256:`` of its public key
+    (SubjectPublicKeyInfo): two certificates of one EK are one EK. Only called for
+    evidence whose EK certificate verify already parsed and chained."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    blob = json.loads(base64.b64decode(evidence.blob, validate=True))
+    certificate = x509.load_der_x509_certificate(
+        base64.b64decode(str(blob["ekCertificate"]), validate=True))
+    key = certificate.public_key().public_bytes(Encoding.DER,
+                                                PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(key).hexdigest()
+
+
 def _matches(verdict: EvidenceVerdict, kind: str, reference: ReferenceValues) -> str | None:
     """None when counted evidence holds the reference values of its kind, else why not."""
     if kind not in reference.kinds:
@@ -217,8 +233,8 @@ def require_attestation(provenance: Provenance, kind: str, *,
                               ek_roots=bool(ek_roots))
                 if why is None and reference_values is not None:
                     why = _matches(verdict, e.kind, reference_values)
-                ek = verdict.claims.get("ekSha256") if e.kind == "tpm" else None
-                if why is None and verdict.root and isinstance(ek, str):
+                ek = _ek_key(e) if e.kind == "tpm" and why is None and verdict.root else None
+                if ek is not None:
                     eks.setdefault(ek, []).append(node_id)
                 reasons.append((e, why))
         if any(why is None for _, why in reasons):
@@ -227,8 +243,9 @@ def require_attestation(provenance: Provenance, kind: str, *,
             or f"no {kind} evidence recorded"
         lacking.append(f"{node_id} ({why})")
     # One TPM answering for two nodes (a relay: a node that quotes through another's
-    # TPM) is refused: each node's quote must come from a TPM of its own.
-    lacking += [f"{node_id} (tpm: its EK {ek[:23]}... also answered for "
+    # TPM) is refused: each node's quote must come from a TPM of its own. An EK is its
+    # key, not its certificate: a CA may certify one EK twice.
+    lacking += [f"{node_id} (tpm: its EK key {ek[:23]}... also answered for "
                 f"{', '.join(n for n in sharing if n != node_id)})"
                 for ek, sharing in sorted(eks.items()) if len(set(sharing)) > 1
                 for node_id in sorted(set(sharing))]
