@@ -38,6 +38,10 @@ def _verify_bundle(args: argparse.Namespace) -> int:
             raise InputError("--trusted-aks: expected it with --require-attestation tpm, found "
                              f"{args.require_attestation or 'no attestation requirement'}")
         trusted_aks = load_trusted_aks(args.trusted_aks)
+    if args.tcb_status and not {"tdx", "any"} & set(kinds):
+        raise InputError("--tcb-status: expected it with --require-attestation tdx or any (a "
+                         "TDX TCB status is what it narrows), found "
+                         f"{args.require_attestation or 'no attestation requirement'}")
     if args.ek_roots and not {"tpm", "any"} & set(kinds):
         raise InputError("--ek-roots: expected it with --require-attestation tpm or any, found "
                          f"{args.require_attestation or 'no attestation requirement'}")
@@ -143,7 +147,8 @@ def _check(args: argparse.Namespace, bundle: Any, keys: list[Verifier], artifact
         wanted.append(policy.Attestation(
             kind, trusted_aks=trusted_aks if kind == "tpm" else None,
             ek_roots=_read_ek_roots(args.ek_roots),
-            tcb_statuses=frozenset(args.tcb_status) if args.tcb_status else None,
+            tcb_statuses=frozenset(args.tcb_status)
+            if args.tcb_status and kind in ("tdx", "any") else None,
             reference_values=reference if named else None))
     summary = policy.VsaSummary(verifier_id=args.verifier_id, resource_uri=args.resource_uri,
                                 verified_level=args.verified_level)

@@ -94,6 +94,9 @@ def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
     if verdict.status != "verified":
         what = f"{verdict.status} ({verdict.failure})" if verdict.failure else verdict.status
         return f"{what}: {verdict.reason}"
+    if tcb_statuses is not None and kind == "tdx" and not verdict.tcb_status:
+        return (f"verified up to {verdict.root}, but it carries no TCB status, and the policy "
+                f"accepts only {', '.join(sorted(tcb_statuses))}")
     if tcb_statuses is not None and verdict.tcb_status and \
             verdict.tcb_status not in tcb_statuses:
         return (f"verified up to {verdict.root}, but its TCB status {verdict.tcb_status} "

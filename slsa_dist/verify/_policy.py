@@ -357,11 +357,12 @@ class Attestation:
     quotes count only from the AK enrolled for that node. With ``ek_roots`` (PEM
     certificates of TPM manufacturers' or the operator's EK CAs) TPM quotes count only
     when their AK was activated by an EK whose certificate chains to one of them. With
-    ``tcb_statuses``, evidence that has a TCB status (TDX) counts only with one of them
-    (``UpToDate`` ...). With ``reference_values`` (:class:`ReferenceValues`), evidence
-    counts only when the registers it proves (PCRs, MRTD and RTMRs, the SNP measurement,
-    GPU measurements) hold the values they accept; a register they name that the
-    evidence lacks fails. For ``tpm`` they need ``ek_roots`` or ``trusted_aks``."""
+    ``tcb_statuses`` (``tdx`` and ``any`` only), TDX evidence counts only with one of
+    them (``UpToDate`` ...; evidence carrying none does not). With ``reference_values``
+    (:class:`ReferenceValues`), evidence counts only when the registers it proves (PCRs,
+    MRTD and RTMRs, the SNP measurement, GPU measurements) hold the values they accept; a
+    register they name that the evidence lacks fails. For ``tpm`` they need ``ek_roots``
+    or ``trusted_aks``."""
 
     kind: str
     trusted_aks: frozenset[tuple[str, str]] | None = None
@@ -376,6 +377,9 @@ class Attestation:
         if self.trusted_aks is not None and self.kind != "tpm":
             raise InputError(f"trusted AKs: expected them with a tpm requirement, found "
                              f"{self.kind!r}")
+        if self.tcb_statuses is not None and self.kind not in ("tdx", "any"):
+            raise InputError(f"TCB statuses: expected them with a tdx or any requirement (a "
+                             f"TDX TCB status is what they narrow), found {self.kind!r}")
         check_reference_kinds(self.kind, self.reference_values, trusted_aks=self.trusted_aks,
                               ek_roots=self.ek_roots)
 

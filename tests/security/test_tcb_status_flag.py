@@ -27,9 +27,6 @@ from slsa_dist.verify._policy import Attestation
 
 from support.sim import Cluster, signed
 
-pytestmark = pytest.mark.xfail(strict=True, reason=(
-    "finding: --tcb-status with no tdx/any requirement checked nothing and verify passed"))
-
 
 @pytest.fixture
 def bundle(tmp_path: Path) -> tuple[Path, Path]:
