@@ -36,6 +36,8 @@ names it, or it is a gap unless its sha256 is in one of the ``allowed`` lists
 (the three are one set; the names say why a digest is there). An input without
 a sha256 digest cannot be looked up and is a gap.
 
+A key the policy does not know, at the top or in a step, is refused (a misspelt
+``requireAttestation`` would otherwise be a requirement nobody checks).
 Key paths are relative to the policy file. ``builderIds``,
 ``requireAttestation`` and ``trustedAks`` (only with ``requireAttestation:
 tpm``: a node's quotes count only from the attestation key enrolled for that
@@ -128,6 +130,7 @@ class ChainPolicy:
         if not isinstance(data, dict) or data.get("version") != 1:
             raise InputError(f"policy {file}: expected an object with \"version\": 1, found "
                              f"{data.get('version') if isinstance(data, dict) else data!r:.40}")
+        _known(data, _POLICY_KEYS, f"policy {file}")
         steps = data.get("steps")
         if not isinstance(steps, list) or not steps:
             raise InputError(f"policy {file}: expected a non-empty \"steps\" list")
@@ -135,6 +138,7 @@ class ChainPolicy:
         for index, step in enumerate(steps):
             if not isinstance(step, dict) or not step.get("buildType") or not step.get("keys"):
                 raise InputError(f"policy {file}: steps[{index}]: expected buildType and keys")
+            _known(step, _STEP_KEYS, f"policy {file}: steps[{index}]")
             trusted_aks = None
             if "trustedAks" in step:
                 trusted_aks = _trusted_aks(step["trustedAks"], step.get("requireAttestation"),
@@ -154,6 +158,21 @@ class ChainPolicy:
 
     def rule_for(self, build_type: str | None) -> StepRule | None:
         return next((r for r in self.rules if r.build_type == build_type), None)
+
+
+# The keys a policy file may hold: one it does not know is refused, since a misspelt
+# requirement ("requireAttestaton") would otherwise be a requirement nobody checks.
+_POLICY_KEYS = ("version", "maxDepth", "steps", "allowedDatasets", "allowedModels",
+                "allowedInputs")
+_STEP_KEYS = ("buildType", "keys", "builderIds", "requireAttestation", "trustedAks",
+              "slsaBuildLevel")
+
+
+def _known(data: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(data) - set(keys))
+    if unknown:
+        raise InputError(f"{where}: expected only {', '.join(keys)}, found unknown key(s) "
+                         f"{', '.join(map(repr, unknown))}")
 
 
 def _trusted_aks(value: Any, requirement: Any, where: str) -> frozenset[tuple[str, str]]:
