@@ -318,7 +318,8 @@ def register(sub: Subparsers) -> None:
     attest_sub = attest.add_subparsers(dest="attest_command", required=True,
                                        parser_class=type(attest))
     one = attest_sub.add_parser("verify", help="verify one piece of evidence up to its "
-                                "vendor's pinned root and print the verdict")
+                                "vendor's pinned root and print the verdict (exit 0 only "
+                                "when a pinned root was reached)")
     one.add_argument("evidence", type=Path, help="the evidence: a raw TDX quote or SNP report "
                      "(binary or hex), or an evidence blob as slsa-dist records it (JSON)")
     one.add_argument("--kind", required=True, choices=["tdx", "snp", "nvidia", "tpm"])
@@ -401,8 +402,16 @@ def _attest_verify(args: argparse.Namespace) -> int:
         from slsa_dist.attest._reference import appraise
 
         verdict = appraise(verdict, kind, reference)
+    # Exit 0 only for evidence verified up to a pinned root (a vendor's, or the EK roots
+    # given with the coordinator's challenge): a TPM quote checked only against the key
+    # it names proves that some key signed it, and anyone makes one in software.
+    counted = verdict.status == "verified" and bool(verdict.root)
     if args.json:
-        print(json.dumps(verdict.to_json(), indent=2, sort_keys=True))
+        print(json.dumps({**verdict.to_json(), "counted": counted}, indent=2, sort_keys=True))
     else:
         print(f"kind: {args.kind}\n{verdict.describe()}")
-    return 0 if verdict.status == "verified" else 1
+        if verdict.status == "verified" and not counted:
+            print("not counted: verified up to no pinned root" + (
+                " (a TPM quote's AK is tied to a TPM only with --ek-roots and the "
+                "coordinator's --challenge)" if kind == "tpm" else ""))
+    return 0 if counted else 1
