@@ -126,18 +126,23 @@ def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
     return None
 
 
-def _ek_key(evidence: EvidenceRecord) -> str:
+def _ek_key(evidence: EvidenceRecord, verdict: EvidenceVerdict) -> str | None:
     """The EK a counted TPM quote was activated by, as ``sha256:`` of its public key
-    (SubjectPublicKeyInfo): two certificates of one EK are one EK. Only called for
-    evidence whose EK certificate verify already parsed and chained."""
+    (SubjectPublicKeyInfo): two certificates of one EK are one EK. Read from the EK
+    certificate in the raw evidence the verdict came from; the verdict's own
+    ``ekSha256`` (the certificate's digest) when that cannot be read."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    blob = json.loads(base64.b64decode(evidence.blob, validate=True))
-    certificate = x509.load_der_x509_certificate(
-        base64.b64decode(str(blob["ekCertificate"]), validate=True))
-    key = certificate.public_key().public_bytes(Encoding.DER,
-                                                PublicFormat.SubjectPublicKeyInfo)
+    try:
+        blob = json.loads(base64.b64decode(evidence.blob, validate=True))
+        certificate = x509.load_der_x509_certificate(
+            base64.b64decode(str(blob["ekCertificate"]), validate=True))
+        key = certificate.public_key().public_bytes(Encoding.DER,
+                                                    PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        fallback = verdict.claims.get("ekSha256")
+        return fallback if isinstance(fallback, str) else None
     return "sha256:" + hashlib.sha256(key).hexdigest()
 
 
@@ -236,7 +241,8 @@ def require_attestation(provenance: Provenance, kind: str, *,
                               ek_roots=bool(ek_roots))
                 if why is None and reference_values is not None:
                     why = _matches(verdict, e.kind, reference_values)
-                ek = _ek_key(e) if e.kind == "tpm" and why is None and verdict.root else None
+                ek = _ek_key(e, verdict) if e.kind == "tpm" and why is None and verdict.root \
+                    else None
                 if ek is not None:
                     eks.setdefault(ek, []).append(node_id)
                 reasons.append((e, why))
