@@ -473,6 +473,10 @@ def _endorsement(evidence: dict[str, object], attest: bytes, ak: ec.EllipticCurv
         roots = [cert for pem in appraisal.ek_roots for cert in pki.load_certificates(pem)]
     except InputError as exc:
         return fail("malformed", f"EK certificate chain: {exc}")
+    not_ek = ek_profile(leaf)
+    if not_ek:
+        return fail("certificate chain", f"EK certificate {leaf.subject.rfc4514_string()}: "
+                    f"{not_ek}")
     try:
         crls = [crl for pem in (*appraisal.ek_roots, str(evidence.get("ekCrls") or "").encode())
                 for crl in load_crls(pem)]
@@ -498,6 +502,52 @@ def _endorsement(evidence: dict[str, object], attest: bytes, ak: ec.EllipticCurv
         return label
     return fail("certificate chain", "EK certificate: no valid chain to any of the "
                 f"{len(roots)} EK root(s) given ({'; '.join(errors)[:400]})")
+
+
+_EK_CERTIFICATE = x509.ObjectIdentifier("2.23.133.8.1")  # TCG EK Credential Profile EKU
+_TPM_NAMES = {x509.ObjectIdentifier(f"2.23.133.2.{n}") for n in (1, 2, 3)}  # manufacturer,
+# model, version in the subject alternative name's directoryName
+
+
+def ek_profile(cert: x509.Certificate) -> str:
+    """Why ``cert`` is no TPM EK certificate (TCG EK Credential Profile), "" when it is one.
+
+    A chain to an EK root proves who issued a certificate, not what it certifies: a TLS
+    certificate from the same CA would let its key holder answer the credential
+    challenge in software. An EK certificate is no CA, may encipher (RSA) or agree keys
+    (ECC), and says it is one: the EK certificate extended key usage, or the TPM's
+    manufacturer, model and version in its subject alternative name.
+    """
+    extensions = cert.extensions
+    try:
+        if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return "expected an end-entity EK certificate, found a CA certificate"
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not (usage.key_encipherment or usage.key_agreement):
+        return "expected a key usage with keyEncipherment or keyAgreement (an EK decrypts), " \
+               "found neither"
+    try:
+        ekus = set(extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        ekus = set()
+    names: set[x509.ObjectIdentifier] = set()
+    try:
+        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        names = {attribute.oid for directory in san.get_values_for_type(x509.DirectoryName)
+                 for attribute in directory}
+    if _EK_CERTIFICATE in ekus or names >= _TPM_NAMES:
+        return ""
+    return ("expected the EK certificate extended key usage (2.23.133.8.1) or the TPM's "
+            "manufacturer, model and version (2.23.133.2.1-3) in the subject alternative "
+            "name, found neither: not an EK certificate")
 
 
 _CRL_PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)

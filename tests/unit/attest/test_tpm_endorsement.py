@@ -408,7 +408,9 @@ def test_an_ek_naming_a_crl_distribution_point_fails_closed_without_its_crl(
                .not_valid_before(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1))
                .not_valid_after(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30))
                .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
-                   [x509.UniformResourceIdentifier(url)], None, None, None)]), critical=False))
+                   [x509.UniformResourceIdentifier(url)], None, None, None)]), critical=False)
+               .add_extension(original.extensions.get_extension_for_class(  # the TPM's names
+                   x509.SubjectAlternativeName).value, critical=True))
     ek = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
     monkeypatch.setattr(tpm, "_ek_certificate", lambda cwd: ek)
     here = Tpm(a.ca, a.tcti, ek, a.ak_public)
@@ -444,6 +446,8 @@ def test_a_node_with_a_p256_ek_certificate_activates_through_the_node_path(
           .issuer_name(issuer.subject).public_key(public).serial_number(4242)
           .not_valid_before(now - dt.timedelta(days=1))
           .not_valid_after(now + dt.timedelta(days=30))
+          .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("2.23.133.8.1")]),
+                         critical=False)  # the TCG EK certificate usage
           .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
     monkeypatch.setattr(tpm, "_ek_certificate", lambda cwd: ek)
     here = Tpm(a.ca, a.tcti, ek, a.ak_public)
