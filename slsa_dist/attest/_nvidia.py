@@ -13,12 +13,15 @@ signed SWID tags) and OCSP answers (base64 DER), collected by the node at job ti
   (:mod:`._nvidia_rim`), its version = the driver / VBIOS version the report states,
   and the report's measurement blocks = the RIMs' active golden values;
 - carried OCSP answers for every certificate of those chains (:mod:`._ocsp`): a bad,
-  stale or revoked answer fails; a certificate without one is listed as not verified;
+  stale or revoked answer fails;
 - the request's nonce = this job's binding (checked last).
 
-What the node could not fetch (RIMs, OCSP answers) it records with the reason, and the
-verdict lists it as not verified. When nv-attestation-sdk is installed, its local
-verifier's outcome is carried too, labelled as reported by the node; nothing counts it.
+Evidence without the RIMs, or without an OCSP answer for some certificate, is
+``unverified`` (counted by no requirement, as NVIDIA's own verifier refuses it by
+default), naming what is missing; what was verified is still listed. What the node could
+not fetch it records with the reason, which the verdict repeats. When nv-attestation-sdk
+is installed, its local verifier's outcome is carried too, labelled as reported by the
+node; nothing counts it.
 The older ``nvidia-cc/v1`` format (that outcome alone) stays ``reported``.
 """
 
@@ -75,6 +78,7 @@ def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, no
     raises on bad evidence."""
     appraisal = appraisal or Appraisal()
     not_verified: list[str] = []
+    unchecked: list[str] = []  # what verify could not check: the verdict then counts for nothing
 
     def fail(failure: Failure, reason: str) -> EvidenceVerdict:
         return EvidenceVerdict(status="failed", failure=failure, reason=reason,
@@ -124,17 +128,20 @@ def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, no
         return fail("malformed", f"SPDM measurement record: {exc}")
     try:
         _revocation("GPU certificate chain", path, answers=answers, at=at, verified=verified,
-                    not_verified=not_verified)
+                    not_verified=not_verified, unchecked=unchecked)
     except (pki.ChainError, ValueError) as exc:
         return fail("certificate chain", f"GPU certificate chain: {exc}")
     if rims:
         try:
             claims["rims"] = _appraise_rims(rims, runtime, fields, answers=answers, at=at,
-                                            verified=verified, not_verified=not_verified)
+                                            verified=verified, not_verified=not_verified,
+                                            unchecked=unchecked)
         except rim.RimError as exc:
             return fail(_FAILURES.get(exc.failure, "collateral"), str(exc))
     else:
-        not_verified.append(f"{_RIMS} ({rims_missing or 'no RIMs carried'})")
+        missing = f"{_RIMS} ({rims_missing or 'no RIMs carried'})"
+        not_verified.append(missing)
+        unchecked.append(missing)
     if appraisal.check_binding:
         expected = report_data(nonce, job_id, node_id)
         if request_nonce != expected:
@@ -144,6 +151,13 @@ def verify_report(report: bytes, chain_pem: bytes, nonce: bytes, job_id: str, no
         verified.append("nonce, job and node binding (the SPDM request nonce)")
     else:
         not_verified.append("the nonce, job and node binding (no nonce given)")
+    if unchecked:
+        # Fail closed: a node that leaves out RIMs or revocation answers must not get a
+        # verdict that counts (NVIDIA's own verifier refuses both by default).
+        return EvidenceVerdict(status="unverified", verified=verified, not_verified=not_verified,
+                               root=label, as_of=at.isoformat(), claims=claims,
+                               reason="not counted: expected RIMs and OCSP answers for every "
+                                      "certificate, missing " + "; ".join(unchecked))
     return EvidenceVerdict(status="verified", verified=verified, not_verified=not_verified,
                            root=label, as_of=at.isoformat(), claims=claims)
 
@@ -156,17 +170,19 @@ _FAILURES: dict[str, Failure] = {"malformed": "malformed", "signature": "signatu
 
 def _revocation(what: str, path: Sequence[x509.Certificate], *,
                 answers: Sequence[x509_ocsp.OCSPResponse], at: dt.datetime,
-                verified: list[str], not_verified: list[str]) -> None:
+                verified: list[str], not_verified: list[str], unchecked: list[str]) -> None:
     done, left = ocsp.check_chain(what, path, answers, at)
     if done:
         verified.append(done)
     if left:
         not_verified.append(left)
+        unchecked.append(left)
 
 
 def _appraise_rims(rims: Mapping[str, bytes], runtime: dict[str, str], fields: dict[int, bytes],
                    *, answers: Sequence[x509_ocsp.OCSPResponse], at: dt.datetime,
-                   verified: list[str], not_verified: list[str]) -> dict[str, object]:
+                   verified: list[str], not_verified: list[str],
+                   unchecked: list[str]) -> dict[str, object]:
     """Both RIMs up to the pinned RIM root, their versions against the report's, and the
     report's measurements against their golden values. Raises :class:`rim.RimError`."""
     missing = [c for c in rim.COMPONENTS if c not in rims]
@@ -186,7 +202,8 @@ def _appraise_rims(rims: Mapping[str, bytes], runtime: dict[str, str], fields: d
                                f"{wanted[component]}")
         try:
             _revocation(f"{component} RIM signing chain", manifest.chain, answers=answers,
-                        at=at, verified=verified, not_verified=not_verified)
+                        at=at, verified=verified, not_verified=not_verified,
+                        unchecked=unchecked)
         except (pki.ChainError, ValueError) as exc:
             raise rim.RimError("certificate chain", f"{component} RIM signing chain: "
                                f"{exc}") from None
@@ -280,7 +297,10 @@ def _verify_spdm(evidence: dict[str, object], nonce: bytes, job_id: str, node_id
         if verdict.status != "verified":
             return EvidenceVerdict(status=verdict.status, failure=verdict.failure,
                                    reason=f"GPU {index}: {verdict.reason}",
-                                   not_verified=verdict.not_verified)
+                                   verified=[f"GPU {index}: {v}" for v in verdict.verified],
+                                   not_verified=[f"GPU {index}: {v}"
+                                                 for v in verdict.not_verified],
+                                   root=verdict.root, as_of=verdict.as_of)
         verdicts.append(verdict)
     first = verdicts[0]
 
@@ -376,8 +396,9 @@ class NvidiaAttester:
     proves = ("raw SPDM reports: signed by the GPU's attestation key, chained to the pinned "
               "NVIDIA Device Identity CA, answering this job's nonce; measurements equal to "
               "the golden values of driver and VBIOS RIMs verified up to the pinned NVIDIA "
-              "CoRIM signing Root CA (when carried); OCSP answers checked when carried; "
-              "otherwise the node's own report, never counted")
+              "CoRIM signing Root CA; a good, current OCSP answer for every certificate "
+              "(without RIMs or an answer: unverified, never counted); otherwise the node's "
+              "own report, never counted")
 
     def available(self) -> str | None:
         return available()

@@ -6,7 +6,10 @@ The NVML call (``nvmlDeviceGetConfComputeGpuAttestationReport`` /
 ``...GpuCertificate``) cannot run here: there is no GPU. Everything after it runs: the
 reader that stands in for NVML returns NVIDIA's real Hopper sample report and chain.
 Since that report does not answer our binding, the verdicts here are judged without the
-binding (it is tested in test_nvidia_spdm.py and test_nvidia_rim.py).
+binding (it is tested in test_nvidia_spdm.py and test_nvidia_rim.py). No responder here can
+answer for NVIDIA's chain, so the sample's verdicts are "unverified" (counted by nothing);
+the counted path runs on a synthetic GPU (:class:`support.nvidia_pki.Gpu`, its device root
+pinned) whose reader answers the job's binding, served RIMs and answers for every chain.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from slsa_dist.attest import _roots as roots
 from slsa_dist.attest._nvidia_spdm import rim_ids
 from slsa_dist.attest._verdict import Appraisal
 
-from support.nvidia_pki import Ca
+from support.nvidia_pki import Ca, Gpu
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -113,6 +116,10 @@ class Services:
         self.issuers[ca.leaf.serial_number] = (ca.leaf, ca.ca, ca.ca_key)
         self.issuers[ca.ca.serial_number] = (ca.ca, ca.root, ca.root_key)
 
+    def answer_for_gpu(self, gpu: Gpu) -> None:
+        self.issuers[gpu.leaf.serial_number] = (gpu.leaf, gpu.ica, gpu.ica_key)
+        self.issuers[gpu.ica.serial_number] = (gpu.ica, gpu.root, gpu.root_key)
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -134,6 +141,23 @@ def gpu_reader(binding: bytes) -> list[tuple[bytes, bytes]]:
     return [(REPORT, CHAIN)]
 
 
+def synthetic(monkeypatch: pytest.MonkeyPatch, services: Services) -> Gpu:
+    """A synthetic GPU and a test RIM CA pinned, its RIMs served, every chain answered."""
+    gpu, ca = Gpu(), Ca()
+    monkeypatch.setattr(roots, "NVIDIA_DEVICE_ROOT", gpu.pem())
+    monkeypatch.setattr(roots, "NVIDIA_RIM_ROOT", ca.pem())
+    driver, vbios = gpu.golden()
+    services.rims = {DRIVER_ID: ca.sign_rim("driver", "550.90.07", driver),
+                     VBIOS_ID: ca.sign_rim("vbios", "96.00.9F.00.01", vbios)}
+    services.answer_for(ca)
+    services.answer_for_gpu(gpu)
+    return gpu
+
+
+BOUND = Appraisal(at=AT)
+JOB = (b"n" * 32, "job", "node")
+
+
 def test_the_rim_ids_are_the_ones_the_report_names() -> None:
     fields = nvidia.opaque_data(REPORT)
     assert rim_ids(fields) == {"driver": DRIVER_ID, "vbios": VBIOS_ID}
@@ -142,6 +166,28 @@ def test_the_rim_ids_are_the_ones_the_report_names() -> None:
 def test_fetched_rims_and_answers_are_carried_and_verified(services: Services,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
+    gpu = synthetic(monkeypatch, services)
+    blob = nvidia.collect(*JOB, read=lambda b: [(gpu.report(b), gpu.chain_pem())],
+                          sources=services.sources())
+    evidence = json.loads(blob)
+    entry = evidence["gpus"][0]
+    carried = base64.b64decode(evidence["shared"][entry["rims"]["driver"]])
+    assert carried == services.rims[DRIVER_ID]  # byte-exact, named by its digest
+    assert f"/v1/rim/{DRIVER_ID}" in services.requests
+    assert f"/v1/rim/{VBIOS_ID}" in services.requests
+    assert len(entry["ocsp"]) == 6  # the GPU's leaf and ICA, each RIM's signer and CA
+    assert "ocspUnavailable" not in entry
+    verdict = nvidia.NvidiaAttester().verify("nvidia-cc", blob, *JOB, appraisal=BOUND)
+    assert verdict.status == "verified", verdict.describe()
+    text = verdict.describe()
+    assert "the report's measurements equal the RIMs' golden values" in text
+    assert "vbios RIM signing chain: not revoked, by OCSP answers" in text
+    assert "GPU certificate chain: not revoked, by OCSP answers" in text
+    assert "nonce, job and node binding (the SPDM request nonce)" in text
+
+
+def test_the_sample_with_fetched_rims_and_no_gpu_answer_does_not_count(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     ca = Ca()
     monkeypatch.setattr(roots, "NVIDIA_RIM_ROOT", ca.pem())
     services.rims = {DRIVER_ID: ca.sign_rim("driver", "550.90.07", DRIVER_GOLDEN),
@@ -149,21 +195,15 @@ def test_fetched_rims_and_answers_are_carried_and_verified(services: Services,
     services.answer_for(ca)
     blob = nvidia.collect(b"n" * 32, "job", "node", read=gpu_reader,
                           sources=services.sources())
-    evidence = json.loads(blob)
-    gpu = evidence["gpus"][0]
-    carried = base64.b64decode(evidence["shared"][gpu["rims"]["driver"]])
-    assert carried == services.rims[DRIVER_ID]  # byte-exact, named by its digest
-    assert f"/v1/rim/{DRIVER_ID}" in services.requests
-    assert f"/v1/rim/{VBIOS_ID}" in services.requests
+    gpu = json.loads(blob)["gpus"][0]
     assert len(gpu["ocsp"]) == 4  # the signer and the CA of each RIM's chain
     assert len(gpu["ocspUnavailable"]) == 4  # the GPU chain: this responder knows none
     verdict = nvidia.NvidiaAttester().verify("nvidia-cc", blob, b"", "", "",
                                              appraisal=UNBOUND)
-    assert verdict.status == "verified", verdict.describe()
-    text = verdict.describe()
-    assert "the report's measurements equal the RIMs' golden values" in text
-    assert "vbios RIM signing chain: not revoked, by OCSP answers" in text
-    assert "GPU certificate chain: revocation of" in text
+    assert verdict.status == "unverified", verdict.describe()
+    assert "GPU certificate chain: revocation of" in verdict.reason
+    assert "GPU 0: the report's measurements equal the RIMs' golden values (10 active " \
+           "entries)" in verdict.verified
 
 
 def test_nvidia_s_own_rims_served_are_carried_and_fail_as_not_this_report_s(
@@ -185,7 +225,9 @@ def test_an_unreachable_rim_service_is_recorded_and_not_verified(services: Servi
     assert "HTTP Error 404" in gpu["rimsUnavailable"]
     verdict = nvidia.NvidiaAttester().verify("nvidia-cc", blob, b"", "", "",
                                              appraisal=UNBOUND)
-    assert verdict.status == "verified"
+    assert verdict.status == "unverified"
+    assert "driver and VBIOS RIMs (the node: driver RIM NV_GPU_DRIVER_GH100_550.90.07" \
+           in verdict.reason
     assert any("driver and VBIOS RIMs (the node: driver RIM NV_GPU_DRIVER_GH100_550.90.07"
                in n for n in verdict.not_verified), verdict.not_verified
 
@@ -206,7 +248,13 @@ def test_a_local_rim_directory_picks_the_rim_by_version(tmp_path: Path,
     assert gpu["ocspUnavailable"] == ["no OCSP responder configured (SLSA_NVIDIA_OCSP_URL)"]
     verdict = nvidia.NvidiaAttester().verify("nvidia-cc", blob, b"", "", "",
                                              appraisal=UNBOUND)
-    assert verdict.status == "verified", verdict.describe()
+    # the RIMs picked hold; without any OCSP answer the verdict counts for nothing
+    assert verdict.status == "unverified", verdict.describe()
+    assert "GPU 0: the driver RIM is for the report's driver 550.90.07, the VBIOS RIM for its " \
+           "VBIOS 96.00.9f.00.01" in verdict.verified
+    for chain in ("GPU certificate chain", "driver RIM signing chain",
+                  "vbios RIM signing chain"):
+        assert f"{chain}: revocation of" in verdict.reason, chain
 
 
 def test_the_sources_default_to_nvidia_s_services() -> None:
@@ -242,17 +290,20 @@ def test_eight_gpus_carry_each_rim_once_and_a_changed_shared_rim_fails(
 def test_what_one_gpu_of_several_lacks_is_said_of_that_gpu(services: Services,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
-    ca = Ca()
-    monkeypatch.setattr(roots, "NVIDIA_RIM_ROOT", ca.pem())
-    services.rims = {DRIVER_ID: ca.sign_rim("driver", "550.90.07", DRIVER_GOLDEN),
-                     VBIOS_ID: ca.sign_rim("vbios", "96.00.9F.00.01", VBIOS_GOLDEN)}
-    evidence = json.loads(nvidia.collect(b"n" * 32, "job", "node",
-                                         read=lambda b: gpu_reader(b) * 2,
-                                         sources=services.sources()))
+    gpu = synthetic(monkeypatch, services)
+    evidence = json.loads(nvidia.collect(
+        *JOB, read=lambda b: [(gpu.report(b), gpu.chain_pem())] * 2,
+        sources=services.sources()))
+    whole = nvidia.NvidiaAttester().verify("nvidia-cc", json.dumps(evidence).encode(), *JOB,
+                                           appraisal=BOUND)
+    assert whole.status == "verified", whole.describe()
     del evidence["gpus"][1]["rims"]  # the second GPU's node carried none
-    verdict = nvidia.NvidiaAttester().verify("nvidia-cc", json.dumps(evidence).encode(), b"",
-                                             "", "", appraisal=UNBOUND)
-    assert verdict.status == "verified"
+    verdict = nvidia.NvidiaAttester().verify("nvidia-cc", json.dumps(evidence).encode(), *JOB,
+                                             appraisal=BOUND)
+    assert verdict.status == "unverified", verdict.describe()
+    assert verdict.reason == ("GPU 1: not counted: expected RIMs and OCSP answers for every "
+                              "certificate, missing the measurements against NVIDIA's driver "
+                              "and VBIOS RIMs (no RIMs carried)")
     assert any(n.startswith("GPU 1: the measurements against NVIDIA's driver and VBIOS RIMs")
                for n in verdict.not_verified), verdict.not_verified
-    assert not any(n.startswith("GPU 0: the measurements against") for n in verdict.not_verified)
+    assert not any(n.startswith("GPU 0:") for n in verdict.not_verified)

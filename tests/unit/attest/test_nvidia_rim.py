@@ -9,6 +9,9 @@ The matching path runs on RIMs a test CA signs (its root pinned by monkeypatch) 
 golden values are the sample report's own. No real NVIDIA OCSP answer is available
 offline: the OCSP answers here are real RFC 6960 responses a test CA builds with
 ``cryptography``'s OCSPResponseBuilder. Before this, no RIM nor OCSP answer was read.
+Without an answer for NVIDIA's GPU chain, the sample's verdict is "unverified" (counted
+by nothing) even with matching RIMs; the counted path runs on a synthetic GPU
+(:class:`support.nvidia_pki.Gpu`) whose device root is pinned by monkeypatch too.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from slsa_dist.attest import _roots as roots
 from slsa_dist.attest._verdict import Appraisal
 from slsa_dist.cli import main as cli_main
 
-from support.nvidia_pki import Ca
+from support.nvidia_pki import Ca, Gpu
 
 VECTORS = Path(__file__).parents[2] / "assets" / "vectors" / "hw" / "nvidia"
 REPORT = bytes.fromhex((VECTORS / "hopperAttestationReport.txt").read_text().strip())
@@ -151,11 +154,15 @@ def matching_rims(ca: Ca) -> dict[str, bytes]:
 def test_matching_rims_verify_and_their_outcome_is_claimed(ca: Ca) -> None:
     verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND,
                                    rims=matching_rims(ca), ocsp_answers=ca.chain_answers())
-    assert verdict.status == "verified", verdict.describe()
-    text = verdict.describe()
+    # no answer for NVIDIA's GPU chain: the RIMs hold, the verdict still does not count
+    assert verdict.status == "unverified", verdict.describe()
+    assert verdict.reason.startswith("not counted: expected RIMs and OCSP answers for every "
+                                     "certificate, missing GPU certificate chain: revocation "
+                                     "of CN=GH100 A01 GSP FMC LF")
+    assert "RIMs (" not in verdict.reason
+    text = "\n".join(verdict.verified)
     assert "the report's measurements equal the RIMs' golden values (10 active entries)" in text
     assert "driver RIM signing chain: not revoked, by OCSP answers current at" in text
-    assert "GPU certificate chain: revocation of" in text  # no NVIDIA answer: said so
     assert verdict.claims["rims"]["driver"]["version"] == "550.90.07"
     assert verdict.claims["rims"]["vbios"]["matched"] is True
 
@@ -191,7 +198,8 @@ def test_a_missing_rim_fails_and_none_is_not_verified(ca: Ca) -> None:
     assert (verdict.status, verdict.failure) == ("failed", "collateral")
     verdict = nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND,
                                    rims_missing="the node: RIM service unreachable")
-    assert verdict.status == "verified"
+    assert verdict.status == "unverified"
+    assert "RIMs (the node: RIM service unreachable)" in verdict.reason
     assert any("RIMs (the node: RIM service unreachable)" in n for n in verdict.not_verified)
 
 
@@ -290,13 +298,29 @@ def test_a_revoked_rim_signer_fails_the_gpu_verdict_naming_it(ca: Ca) -> None:
     assert "is revoked" in verdict.reason
 
 
-def test_evidence_and_cli_carry_rims_and_answers(ca: Ca, tmp_path: Path,
+@pytest.fixture
+def gpu(monkeypatch: pytest.MonkeyPatch) -> Gpu:
+    """A synthetic GPU, its device root pinned in place of NVIDIA's."""
+    device = Gpu()
+    monkeypatch.setattr(roots, "NVIDIA_DEVICE_ROOT", device.pem())
+    return device
+
+
+def gpu_rims(ca: Ca, gpu: Gpu) -> dict[str, bytes]:
+    driver, vbios = gpu.golden()
+    return {"driver": ca.sign_rim("driver", "550.90.07", driver),
+            "vbios": ca.sign_rim("vbios", "96.00.9F.00.01", vbios)}
+
+
+def test_evidence_and_cli_carry_rims_and_answers(ca: Ca, gpu: Gpu, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    rims = matching_rims(ca)
+    rims = gpu_rims(ca, gpu)
+    report, chain = gpu.report(bytes(32)), gpu.chain_pem()
+    answers = ca.chain_answers() + gpu.answers()
     blob = {"format": nvidia.SPDM_FORMAT, "gpus": [{
-        "report": REPORT.hex(), "certChain": CHAIN.decode(),
+        "report": report.hex(), "certChain": chain.decode(),
         "rims": {c: base64.b64encode(v).decode() for c, v in rims.items()},
-        "ocsp": [base64.b64encode(a).decode() for a in ca.chain_answers()]}]}
+        "ocsp": [base64.b64encode(a).decode() for a in answers]}]}
     evidence = tmp_path / "gpu.json"
     evidence.write_text(json.dumps(blob))
     assert cli_main(["attest", "verify", "--kind", "nvidia", str(evidence),
@@ -305,20 +329,27 @@ def test_evidence_and_cli_carry_rims_and_answers(ca: Ca, tmp_path: Path,
     assert "verified: the report's measurements equal the RIMs' golden values" in out
     # the raw report with the chain, both RIMs and the answers as --collateral files
     paths = []
-    for name, data in (("chain.pem", CHAIN), ("driver.swidtag", rims["driver"]),
+    for name, data in (("chain.pem", chain), ("driver.swidtag", rims["driver"]),
                        ("vbios.swidtag", rims["vbios"]),
-                       *((f"ocsp{i}.der", a) for i, a in enumerate(ca.chain_answers()))):
+                       *((f"ocsp{i}.der", a) for i, a in enumerate(answers))):
         (tmp_path / name).write_bytes(data)
         paths += ["--collateral", str(tmp_path / name)]
-    report = str(VECTORS / "hopperAttestationReport.txt")
-    assert cli_main(["attest", "verify", "--kind", "nvidia", report, *paths,
-                     "--at", AT.isoformat()]) == 0
+    (tmp_path / "report.txt").write_text(report.hex())
+    assert cli_main(["attest", "verify", "--kind", "nvidia", str(tmp_path / "report.txt"),
+                     *paths, "--at", AT.isoformat()]) == 0
     out = capsys.readouterr().out
     assert "vbios RIM 96.00.9f.00.01" in out
     assert "status: verified" in out
+    # the same without the GPU chain's answers: not counted, exit 1
+    assert cli_main(["attest", "verify", "--kind", "nvidia", str(tmp_path / "report.txt"),
+                     *paths[:-4], "--at", AT.isoformat()]) == 1
+    out = capsys.readouterr().out
+    assert "status: unverified" in out
+    assert "revocation of CN=test GPU attestation; CN=test GPU provisioner ICA" in out
     flipped = json.loads(json.dumps(blob))
+    golden = gpu.golden()[0][7]
     flipped["gpus"][0]["rims"]["driver"] = base64.b64encode(
-        rims["driver"].replace(DRIVER_GOLDEN[7][:8].encode(), b"00000000")).decode()
+        rims["driver"].replace(golden[:8].encode(), b"00000000")).decode()
     evidence.write_text(json.dumps(flipped))
     assert cli_main(["attest", "verify", "--kind", "nvidia", str(evidence),
                      "--at", AT.isoformat()]) == 1
@@ -328,25 +359,37 @@ def test_evidence_and_cli_carry_rims_and_answers(ca: Ca, tmp_path: Path,
 # --- reference values ------------------------------------------------------------------------
 
 
-def test_reference_values_can_require_the_rim_comparison_and_versions(ca: Ca) -> None:
+def test_reference_values_can_require_the_rim_comparison_and_versions(ca: Ca,
+                                                                    gpu: Gpu) -> None:
+    from dataclasses import replace
+
     from slsa_dist.attest._reference import ReferenceValues, appraise
 
     def gpus(verdict: nvidia.EvidenceVerdict) -> nvidia.EvidenceVerdict:
-        from dataclasses import replace
-
         return replace(verdict, claims={"gpus": [dict(verdict.claims)]})
 
     refs = ReferenceValues.from_json({"version": 1, "nvidia-cc": {
         "rims": "matched", "driverVersion": ["550.90.07", "550.127.05"],
         "vbiosVersion": "96.00.9F.00.01"}})
-    compared = gpus(nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND,
-                                         rims=matching_rims(ca)))
+    report, chain = gpu.report(bytes(32)), gpu.chain_pem()
+    answers = ca.chain_answers() + gpu.answers()
+    compared = gpus(nvidia.verify_report(report, chain, b"", "", "", appraisal=UNBOUND,
+                                         rims=gpu_rims(ca, gpu), ocsp_answers=answers))
     held = appraise(compared, "nvidia-cc", refs)
     assert held.status == "verified", held.describe()
     assert ("driver and VBIOS RIM comparison, driver version, VBIOS version equal the "
             "reference values") in held.verified
-    without = gpus(nvidia.verify_report(REPORT, CHAIN, b"", "", "", appraisal=UNBOUND))
+    # without RIMs the verdict counts for nothing already ("rims": "matched" is not needed
+    # for that), and reference values never make it count
+    without = gpus(nvidia.verify_report(report, chain, b"", "", "", appraisal=UNBOUND,
+                                        ocsp_answers=answers))
     held = appraise(without, "nvidia-cc", refs)
+    assert held.status == "unverified", held.describe()
+    assert "RIMs (no RIMs carried)" in held.reason
+    # a verified verdict without the RIM outcome (none such is made here) fails them
+    bare = replace(compared, claims={"gpus": [{k: v for k, v in compared.claims["gpus"][0]
+                                               .items() if k != "rims"}]})
+    held = appraise(bare, "nvidia-cc", refs)
     assert (held.status, held.failure) == ("failed", "reference values")
     assert "GPU 0 driver and VBIOS RIM comparison: expected matched, found no such" in held.reason
     other = ReferenceValues.from_json({"version": 1, "nvidia-cc": {"driverVersion": "535.1"}})
