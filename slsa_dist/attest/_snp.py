@@ -11,6 +11,11 @@ of failure in the verdict):
    pinned), each link's RSASSA-PSS signature and validity checked
    as of the given time; the product is the one whose ARK the chain reaches, and a
    version-3 report's CPUID family and model must be that product's;
+   then, when a CRL is given, revocation: AMD's CRL of that product (KDS
+   ``/vcek/v1/{product}/crl``, for a VLEK ``/vlek/v1/{product}/crl``) must be issued and
+   signed (RSASSA-PSS) by the pinned ARK and current at the given time (thisUpdate <=
+   time <= nextUpdate), else the verdict fails (``collateral``); the ASK (ASVK) or the
+   VCEK (VLEK) listed in it fails the chain (``certificate chain``), naming it;
 3. the report's signature by the VCEK's key;
 4. the VCEK was issued for this chip and this TCB: its hwID extension equals the
    report's CHIP_ID (a VLEK names no chip, but its cloud provider, recorded), and its
@@ -20,26 +25,33 @@ of failure in the verdict):
 
 Recorded, not judged (no reference values are configured): the measurement, host
 data, the guest policy (decoded: debug, migration agent, SMT, single socket), the
-current, committed and launch TCBs and the VMPL. Not checked: revocation of the ASK
-(AMD publishes a CRL per product; none is carried yet).
+current, committed and launch TCBs and the VMPL.
+
+Without a CRL nothing shows the ASK and VCEK were not revoked, so a report that passes
+every other check is ``unverified`` (counted by no requirement), never ``verified``:
+its reason names the missing CRL, and its ``verified`` lines, root and time stay.
 
 Collateral: the VCEK certificate (DER or PEM, optionally followed by the ASK and ARK
-in PEM), or the configfs-tsm ``auxblob`` the host fills with its certificate table
-(GUID-indexed VCEK, ASK and ARK).
+in PEM, and AMD's CRL in PEM or DER), or the configfs-tsm ``auxblob`` the host fills
+with its certificate table (GUID-indexed VCEK, ASK and ARK); the CRL the node fetched
+is passed on its own (``crl``). A CRL in the collateral (the verifier's own) wins over
+the one passed on its own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import struct
 import uuid
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from slsa_dist.attest._pki import (
     ChainError,
@@ -52,7 +64,8 @@ from slsa_dist.attest._roots import AMD_ARK, AMD_ASK
 from slsa_dist.attest._verdict import EvidenceVerdict, Failure
 from slsa_dist.errors import InputError
 
-__all__ = ["PRODUCTS", "certificate_table", "parse_report", "vcek_matches", "verify_report"]
+__all__ = ["PRODUCTS", "certificate_table", "parse_report", "product_of", "split_collateral",
+           "vcek_matches", "verify_report"]
 
 _SIZE, _SIGNED = 0x4A0, 0x2A0
 _AMD = "1.3.6.1.4.1.3704.1"
@@ -136,9 +149,9 @@ def _integer(raw: bytes) -> int:
 
 
 def _chain(certs: list[x509.Certificate], at: dt.datetime, signer: str = "vcek") \
-        -> tuple[str, x509.Certificate, x509.Certificate]:
-    """(product, VCEK or VLEK, ARK): the signer's certificate chained through an ASK
-    (ASVK for a VLEK) to a pinned ARK."""
+        -> tuple[str, x509.Certificate, x509.Certificate, x509.Certificate]:
+    """(product, VCEK or VLEK, ASK or ASVK, ARK): the signer's certificate chained
+    through an ASK (ASVK for a VLEK) to a pinned ARK."""
     cn = {"vcek": "SEV-VCEK", "vlek": "SEV-VLEK"}[signer]
     leaves = [c for c in certs if _cn(c) == cn] or certs[:1]
     if not leaves:
@@ -169,10 +182,127 @@ def _chain(certs: list[x509.Certificate], at: dt.datetime, signer: str = "vcek")
             except ChainError as exc:
                 errors.append(f"{product}: {exc}")
                 continue
-            return product, leaf, ark
+            return product, leaf, ask, ark
     via = "an ASK" if signer == "vcek" else "an ASVK (carried: none is pinned)"
     raise _FailError("certificate chain", f"{signer.upper()}: no chain through {via} to a "
                      f"pinned AMD ARK (Milan, Genoa, Turin): {'; '.join(errors[-3:])}")
+
+
+def _der_objects(data: bytes) -> list[bytes]:
+    """The whole DER encodings of concatenated top-level items (certificates, CRLs);
+    white space between items is skipped."""
+    found, offset = [], 0
+    while offset < len(data):
+        if data[offset] in b" \t\r\n":
+            offset += 1
+            continue
+        start = offset
+        if offset + 2 > len(data):
+            raise InputError("DER: truncated item")
+        length = data[offset + 1]
+        offset += 2
+        if length & 0x80:
+            count = length & 0x7F
+            if count == 0 or count > 4 or offset + count > len(data):
+                raise InputError("DER: unsupported length")
+            length = int.from_bytes(data[offset:offset + count], "big")
+            offset += count
+        if offset + length > len(data):
+            raise InputError("DER: item runs past the end")
+        offset += length
+        found.append(data[start:offset])
+    return found
+
+
+_PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
+
+
+def split_collateral(data: bytes) -> tuple[list[x509.Certificate], list[bytes]]:
+    """(certificates, CRLs as DER) of SNP collateral: PEM blocks of both and DER
+    certificates and CRLs, one after another (files concatenated, in any encoding).
+    Raises :class:`InputError`."""
+    certs: list[x509.Certificate] = []
+    crls: list[bytes] = []
+    for block in _PEM.finditer(data):
+        try:
+            if block[1] == b"X509 CRL":
+                crls.append(x509.load_pem_x509_crl(block[0]).public_bytes(Encoding.DER))
+            elif block[1] == b"CERTIFICATE":
+                certs += load_certificates(block[0])
+        except ValueError as exc:
+            raise InputError(f"SNP collateral: a PEM {block[1].decode()} that does not "
+                             f"parse ({exc})") from None
+    # Between PEM blocks: DER items, or text (openssl's comments), which is passed over.
+    gaps = [gap for gap in _PEM.sub(b"\0PEM\0", data).split(b"\0PEM\0")
+            if gap.lstrip()[:1] == b"\x30" or (gap.strip() and gap == data)]
+    for item in (item for gap in gaps for item in _der_objects(gap)):
+        try:
+            certs += load_certificates(item)
+        except InputError:
+            try:
+                x509.load_der_x509_crl(item)
+            except ValueError:
+                raise InputError("SNP collateral: expected DER certificates or CRLs, found "
+                                 "an item that is neither") from None
+            crls.append(item)
+    return certs, crls
+
+
+def _check_revocation(crls: list[bytes], chain: tuple[str, x509.Certificate,
+                                                     x509.Certificate, x509.Certificate],
+                      at: dt.datetime, signer: str) -> None:
+    """AMD's CRL of ``product``: issued and signed by the pinned ``ark``, current at
+    ``at``, and listing neither the ASK (ASVK) nor the VCEK (VLEK). Raises
+    :class:`_FailError`."""
+    product, leaf, ask, ark = chain
+    what = f"AMD CRL of ARK-{product}"
+    loaded = []
+    for der in crls:
+        try:
+            loaded.append(x509.load_der_x509_crl(der))
+        except ValueError as exc:
+            raise _FailError("collateral", f"{what}: expected a DER X.509 CRL, found "
+                             f"{exc}") from None
+    mine = [crl for crl in loaded if crl.issuer == ark.subject]
+    if not mine:
+        raise _FailError("collateral", f"{what}: the CRL given is issued by "
+                         f"{loaded[0].issuer.rfc4514_string()}, not by the pinned ARK "
+                         f"{ark.subject.rfc4514_string()}")
+    key = ark.public_key()
+    for crl in mine:
+        algorithm = crl.signature_hash_algorithm
+        try:
+            params = crl.signature_algorithm_parameters
+            if not isinstance(key, rsa.RSAPublicKey) or algorithm is None \
+                    or not isinstance(params, padding.PSS):
+                raise ValueError(f"expected RSASSA-PSS, found {crl.signature_algorithm_oid}")
+            key.verify(crl.signature, crl.tbs_certlist_bytes, params, algorithm)
+        except (InvalidSignature, UnsupportedAlgorithm, ValueError) as exc:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise _FailError("collateral", f"{what}: signature not valid for the pinned "
+                             f"ARK-{product} ({detail})") from None
+        start, end = crl.last_update_utc, crl.next_update_utc
+        if at < start or end is None or at > end:
+            raise _FailError("collateral", f"{what}: current from {start.isoformat()} to "
+                             f"{end.isoformat() if end else '(no nextUpdate)'}, not at "
+                             f"{at.isoformat()} (a CRL current then is needed)")
+        for cert, name in ((ask, "ASK" if signer == "vcek" else "ASVK"),
+                           (leaf, signer.upper())):
+            if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+                raise _FailError("certificate chain", f"{name} {_cn(cert)!r} (serial "
+                                 f"{cert.serial_number:#x}) is revoked: listed in the {what}")
+
+
+def product_of(cert: x509.Certificate) -> str | None:
+    """The product (Milan, Genoa, Turin) a VCEK, VLEK, ASK or ASVK names in its issuer or
+    subject (``SEV-Milan``, ``SEV-VLEK-Genoa``, ``ARK-Turin``), or None. A hint for
+    fetching collateral: verification finds the product by the ARK the chain reaches."""
+    for name in (cert.issuer, cert.subject):
+        names = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        last = str(names[0].value).rsplit("-", 1)[-1] if names else ""
+        if last in PRODUCTS:
+            return last
+    return None
 
 
 def _cn(cert: x509.Certificate) -> str:
@@ -223,21 +353,24 @@ def vcek_matches(cert: x509.Certificate, report: bytes) -> bool:
 
 
 def verify_report(report: bytes, collateral: bytes | dict[str, bytes], at: dt.datetime,
-                  expected_report_data: bytes | None) -> EvidenceVerdict:
+                  expected_report_data: bytes | None, *, crl: bytes | None = None,
+                  crl_missing: str = "") -> EvidenceVerdict:
     """Appraise an SNP report with its VCEK (and ASK) as of ``at``; never raises on bad input.
 
-    ``collateral``: certificate bytes (DER, or PEM with the VCEK first), or a certificate
-    table as :func:`certificate_table` returns it. ``expected_report_data``: this job's
-    64-byte binding, or None when there is no job to bind to.
+    ``collateral``: certificate bytes (DER, or PEM with the VCEK first; AMD's CRL may
+    follow, PEM or DER), or a certificate table as :func:`certificate_table` returns it.
+    ``expected_report_data``: this job's 64-byte binding, or None when there is no job to
+    bind to. ``crl``: AMD's CRL of the product (DER or PEM), used when the collateral
+    holds none; ``crl_missing``: why the node has none, named in the verdict. Without
+    any CRL the verdict is at best ``unverified``.
     """
     as_of = at.isoformat()
     verified: list[str] = []
-    not_verified = ["measurement and host data against reference values (none configured)",
-                    "ASK revocation (no AMD CRL carried)"]
+    not_verified = ["measurement and host data against reference values (none configured)"]
     if expected_report_data is None:
         not_verified.append("report data binding (no job, node and nonce to bind to)")
     fields: dict[str, Any] = {}
-    label = ""
+    label = revocation = ""
 
     def fail(failure: Failure, reason: str) -> EvidenceVerdict:
         return EvidenceVerdict(status="failed", failure=failure, reason=reason,
@@ -257,12 +390,29 @@ def verify_report(report: bytes, collateral: bytes | dict[str, bytes], at: dt.da
         if isinstance(collateral, dict):
             certs = [c for name in ("vcek", "vlek", "ask", "ark") if name in collateral
                      for c in load_certificates(collateral[name])]
+            crls = split_collateral(collateral["crl"])[1] if collateral.get("crl") else []
         else:
-            certs = load_certificates(collateral)
-        product, vcek, ark = _chain(certs, at, signer)
+            certs, crls = split_collateral(collateral)
+        if not crls and crl:
+            crls = split_collateral(crl)[1] if b"-----BEGIN" in crl else [crl]
+        chain = _chain(certs, at, signer)
+        product, vcek, _, ark = chain
         label = root_label(f"AMD ARK-{product}", ark)
-        verified.append(f"{signer.upper()} -> {'ASK' if signer == 'vcek' else 'ASVK'} -> "
-                        f"pinned {label}, each link's signature and validity")
+        intermediate = "ASK" if signer == "vcek" else "ASVK"
+        verified.append(f"{signer.upper()} -> {intermediate} -> pinned {label}, each "
+                        "link's signature and validity")
+        if crls:
+            _check_revocation(crls, chain, at, signer)
+            verified.append(f"neither the {intermediate} nor the {signer.upper()} is revoked "
+                            f"(AMD's CRL of ARK-{product}, signed by the pinned ARK, current "
+                            "at the appraisal time)")
+        else:
+            kds = "vcek" if signer == "vcek" else "vlek"
+            why = f"; the node could not fetch it: {crl_missing[:300]}" if crl_missing else ""
+            revocation = (f"revocation of the {intermediate} and the {signer.upper()} (no AMD "
+                          f"CRL of ARK-{product}, KDS /{kds}/v1/{product}/crl, carried or "
+                          f"supplied{why})")
+            not_verified.append(revocation)
         cpuid = fields.get("cpuid")
         family, models = PRODUCTS[product]
         if cpuid and (cpuid["family"], cpuid["model"] in models) != (family, True):
@@ -311,4 +461,9 @@ def verify_report(report: bytes, collateral: bytes | dict[str, bytes], at: dt.da
                        f"{expected_report_data[:16].hex()}... (evidence for another job, "
                        "node or nonce)", **result)
         verified.append("report data is this job's binding (nonce, job, node)")
+    if revocation:
+        # Everything else held, but nothing shows the ASK and VCEK were not revoked:
+        # counted by no requirement until a CRL is carried or supplied.
+        return EvidenceVerdict(status="unverified", verified=verified,
+                               reason=f"not verified: {revocation}", **result)
     return EvidenceVerdict(status="verified", verified=verified, **result)

@@ -6,14 +6,15 @@ under ``/sys/kernel/config/tsm/report``, write the 64-byte binding of
 (the TDX quote or the SNP attestation report) and ``provider``.
 
 Collateral (Intel's TCB info, QE identity and CRLs for TDX; the VCEK and its chain for
-SNP) is fetched on the node right after the report and carried in the evidence, so
-that ``verify`` is offline (:mod:`._collateral`); where it could not be fetched, the
-evidence says why (``collateralMissing``).
+SNP, and AMD's CRL, ``crl``) is fetched on the node right after the report and carried
+in the evidence, so that ``verify`` is offline (:mod:`._collateral`); where it could
+not be fetched, the evidence says why (``collateralMissing``, ``crlMissing``).
 
 Verification (on the coordinator, and again by ``verify``): with collateral (Intel's
 TCB info, QE identity and CRLs for TDX; the VCEK, and optionally the ASK, for SNP),
 carried in the evidence or supplied by the verifier, the report is verified up to
-the vendor's pinned root, as of the appraisal's time (:mod:`._tdx`, :mod:`._snp`).
+the vendor's pinned root, as of the appraisal's time (:mod:`._tdx`, :mod:`._snp`);
+an SNP report without AMD's CRL is ``unverified``, its reason naming the CRL.
 Without collateral only the structure and the binding are checked, and the verdict
 is ``structure-only``, which no requirement counts. Not verified, and recorded as
 such: the measurements against reference values.
@@ -156,7 +157,13 @@ def verify(blob: bytes, nonce: bytes, job_id: str, node_id: str,
         if supplied or table.get("vcek") or table.get("vlek") or node_vcek:
             source: bytes | dict[str, bytes] = supplied or (
                 table if table.get("vcek") or table.get("vlek") else node_vcek)
-            return verify_report(out, source, at, expected)
+            try:
+                crl = _b64(evidence.get("crl"))
+            except ValueError as exc:
+                return EvidenceVerdict(status="failed", failure="malformed", claims=fields,
+                                       reason=f"malformed TSM evidence: crl: {exc}")
+            return verify_report(out, source, at, expected, crl=crl,
+                                 crl_missing=str(evidence.get("crlMissing") or ""))
     missing = str(evidence.get("collateralMissing") or "")[:300]
     why = f"; the node could not fetch it: {missing}" if missing else ""
     not_verified = (["quote signature, PCK certificate chain and TCB status (no Intel "

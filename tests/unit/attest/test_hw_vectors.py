@@ -1,6 +1,7 @@
 """Real, vendor-signed evidence (tests/assets/vectors/hw, SOURCE.md) verified up to the
 pinned vendor roots, offline: TDX quotes to the Intel SGX Root CA, SEV-SNP reports to
-AMD's ARK of their product. One bit changed in the evidence, a certificate or the
+AMD's ARK of their product (no real AMD CRL is public, so these stay "unverified", the
+CRL named). One bit changed in the evidence, a certificate or the
 collateral fails, named by kind; and since these vectors were not made for our jobs,
 their report data is a "binding mismatch", told apart from a signature failure."""
 
@@ -22,7 +23,7 @@ from slsa_dist.attest._binding import report_data
 from slsa_dist.attest._snp import verify_report
 from slsa_dist.attest._tdx import verify_quote
 from slsa_dist.attest._tsm import verify as tsm_verify
-from slsa_dist.attest._verdict import Appraisal
+from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict
 from slsa_dist.cli import main as cli_main
 
 HW = Path(__file__).resolve().parents[2] / "assets" / "vectors" / "hw"
@@ -165,11 +166,26 @@ def test_tdx_evidence_carrying_its_collateral_verifies_through_the_attester() ->
 
 # --- SEV-SNP --------------------------------------------------------------------------
 
+def no_crl(verdict: EvidenceVerdict, product: str = "Milan", signer: str = "VCEK") -> None:
+    """Everything but revocation held: no real AMD CRL is public as a test vector, so the
+    real reports are "unverified", naming the CRL, with the chain to the pinned ARK in
+    ``verified`` (the revocation path is shown with a test PKI: test_snp_crl.py)."""
+    assert verdict.status == "unverified", verdict.reason
+    middle = "ASK" if signer == "VCEK" else "ASVK"
+    assert verdict.reason == (f"not verified: revocation of the {middle} and the {signer} "
+                              f"(no AMD CRL of ARK-{product}, KDS /{signer.lower()}/v1/"
+                              f"{product}/crl, carried or supplied)")
+    assert verdict.verified[0].startswith(f"{signer} -> {middle} -> pinned AMD ARK-{product}")
+    assert verdict.reason.removeprefix("not verified: ") in verdict.not_verified
+    assert verdict.root.startswith(f"AMD ARK-{product} (sha256:")
+    assert verdict.as_of
+
+
 @pytest.mark.parametrize("name", sorted(SNP))
 def test_snp_report_verifies_to_amds_milan_root(name: str) -> None:
     report, vcek = SNP[name]
     verdict = verify_report(report, vcek, AT, None)
-    assert verdict.status == "verified", verdict.reason
+    no_crl(verdict)
     assert verdict.root == MILAN
     assert verdict.claims["product"] == "Milan"
     assert verdict.claims["measurement"] == report[0x90:0xC0].hex()
@@ -326,7 +342,7 @@ def test_a_turin_vcek_chains_to_the_pinned_turin_ark() -> None:
     vcek = (HW / "snp" / "virtee-turin.vcek.der").read_bytes()
     chain = (HW / "snp" / "virtee-turin.cert_chain.pem").read_bytes()
     certs = load_certificates(vcek) + load_certificates(chain)
-    product, _, ark = _chain(certs, AT)
+    product, _, _, ark = _chain(certs, AT)
     assert (product, root_label("AMD ARK-Turin", ark)) == ("Turin", TURIN)
     # No Turin report is public: one with its hwID and TCB but a self-made signature
     # must fail on the signature, after the chain held.
@@ -379,7 +395,7 @@ def vlek_collateral() -> bytes:
 
 def test_an_azure_genoa_report_verifies_to_the_genoa_ark() -> None:
     verdict = verify_report(GENOA_REPORT, GENOA_VCEK, AT, None)
-    assert verdict.status == "verified", verdict.reason
+    no_crl(verdict, "Genoa")
     assert (verdict.root, verdict.claims["product"]) == (GENOA, "Genoa")
     assert verdict.claims["cpuid"]["model"] == 0x11
     assert set(verdict.claims["reportedTcb"]) == {"bootLoader", "tee", "snp", "microcode"}
@@ -418,7 +434,7 @@ def test_a_vcek_for_another_tcb_is_refused_even_with_a_valid_signature() -> None
 
 def test_a_vlek_signed_report_verifies_through_the_asvk_to_the_milan_ark() -> None:
     verdict = verify_report(VLEK_REPORT, vlek_collateral(), AT, None)
-    assert verdict.status == "verified", verdict.reason
+    no_crl(verdict, signer="VLEK")
     assert verdict.root == MILAN
     assert verdict.claims["signingKey"] == "vlek"
     assert "amazonaws.com" in verdict.claims["cspId"]
@@ -442,7 +458,9 @@ def test_attest_verify_prints_the_genoa_and_vlek_verdicts(
         code = cli_main(["attest", "verify", "--kind", "snp", str(report), "--collateral",
                          str(collateral), "--at", "2025-06-20T12:00:00Z"])
         out = capsys.readouterr().out
-        assert (code, f"root: {root}" in out) == (0, True), out
+        # up to the root, but no AMD CRL: not verified, and the exit code says so
+        assert (code, f"root: {root}" in out, "status: unverified" in out) == (1, True, True), out
+        assert "reason: not verified: revocation of the AS" in out, out
 
 
 def test_reference_values_can_name_the_td15_mrservicetd_of_a_v5_quote() -> None:
