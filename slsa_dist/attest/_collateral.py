@@ -16,6 +16,12 @@ SEV-SNP (AMD): the VCEK (or VLEK) from the host's certificate table (configfs-ts
 ``auxblob``) when it has one; else from AMD's KDS (``/vcek/v1/{product}/{hwid}?blSPL=..``
 for the report's chip and REPORTED_TCB, and ``/vcek/v1/{product}/cert_chain``), or from a
 directory of certificates (the VCEK whose hwID and TCB are the report's, and any ASK/ARK).
+And always AMD's CRL of the product (signed by its ARK; it lists revoked ASKs/ASVKs),
+carried as ``crl`` (DER, base64) with ``crlSource``, or ``crlMissing``: why none (then
+the report verifies at best ``unverified``): from the KDS (``/vcek/v1/{product}/crl``,
+for a VLEK ``/vlek/v1/{product}/crl``), or from the same directory (a ``.crl``,
+``.der`` or ``.pem`` file holding the CRL of ``ARK-{product}``). The product is the
+one the VCEK's (VLEK's) issuer names, else the only one the report's CPUID allows.
 
 Settings (environment of the node agent):
 
@@ -23,7 +29,8 @@ Settings (environment of the node agent):
 ``SLSA_TDX_COLLATERAL_URL``  PCCS or PCS base URL (default Intel's PCS); ``none``: no fetch
 ``SLSA_TDX_COLLATERAL_DIR``  a directory of TDX collateral JSON files (wins over the URL)
 ``SLSA_SNP_KDS_URL``         AMD KDS base URL (default AMD's); ``none``: no fetch
-``SLSA_SNP_COLLATERAL_DIR``  a directory of VCEK/ASK/ARK certificates (wins over the URL)
+``SLSA_SNP_COLLATERAL_DIR``  a directory of VCEK/ASK/ARK certificates and AMD CRLs (wins
+                             over the URL)
 ``SLSA_COLLATERAL_TIMEOUT``  seconds per request (default 10)
 ========================  ============================================================
 """
@@ -45,7 +52,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from slsa_dist.errors import InputError
 
 __all__ = ["AMD_KDS_URL", "INTEL_PCS_URL", "asvk_chain", "attach", "kds_path",
-           "pcs_signed_json", "snp_collateral", "tdx_collateral"]
+           "pcs_signed_json", "snp_collateral", "snp_crl", "tdx_collateral"]
 
 INTEL_PCS_URL = "https://api.trustedservices.intel.com"
 AMD_KDS_URL = "https://kdsintf.amd.com"
@@ -284,23 +291,96 @@ def asvk_chain(report: bytes, env: dict[str, str] | None = None) -> tuple[bytes,
     raise InputError("; ".join(errors))
 
 
+def _crl_from_dir(directory: Path, product: str) -> bytes:
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() in (".crl", ".der", ".pem"):
+            try:
+                crl_der = _crl_der(path.read_bytes())
+                crl = x509.load_der_x509_crl(crl_der)
+            except (ValueError, OSError):
+                continue
+            names = crl.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+            if names and names[0].value == f"ARK-{product}":
+                return crl_der
+    raise InputError(f"{directory}: expected AMD's CRL of ARK-{product} (a .crl, .der or "
+                     ".pem file), found none")
+
+
+def snp_crl(report: bytes, signer: str, certs: bytes,
+            env: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """(AMD's CRL as DER, where from) for the product of ``certs`` (the VCEK or VLEK and
+    its chain, DER or PEM; empty when there are none) and ``signer`` (``vcek`` or
+    ``vlek``). Raises :class:`InputError` (why not)."""
+    from slsa_dist.attest._pki import load_certificates
+    from slsa_dist.attest._snp import product_of
+
+    env = dict(os.environ) if env is None else env
+    named = [p for c in (load_certificates(certs) if certs else [])
+             if (p := product_of(c)) is not None]
+    products = named[:1] or _snp_product(report)
+    if len(products) != 1:
+        raise InputError(f"AMD CRL: no VCEK to tell the product by, and the report could "
+                         f"be from a {' or a '.join(products)}")
+    product = products[0]
+    directory = env.get("SLSA_SNP_COLLATERAL_DIR")
+    if directory:
+        return _crl_from_dir(Path(directory), product), f"dir:{directory}"
+    base = (env.get("SLSA_SNP_KDS_URL") or AMD_KDS_URL).rstrip("/")
+    if base.lower() == "none":
+        raise InputError("SLSA_SNP_KDS_URL=none: collateral fetching turned off")
+    url = f"{base}/{'vlek' if signer == 'vlek' else 'vcek'}/v1/{product}/crl"
+    body, _ = _get(url)
+    try:
+        crl_der = _crl_der(body)
+        x509.load_der_x509_crl(crl_der)
+    except ValueError as exc:
+        raise InputError(f"GET {url}: expected a DER X.509 CRL, found {exc}") from None
+    return crl_der, base
+
+
+def _missing(exc: Exception) -> str:
+    return str(exc)[:500] or type(exc).__name__
+
+
+def _attach_snp(report: bytes, evidence: dict[str, Any], env: dict[str, str] | None) -> None:
+    from slsa_dist.attest._snp import certificate_table
+
+    signer, certs = "vcek", b""
+    try:
+        table = certificate_table(base64.b64decode(evidence.get("auxblob") or ""))
+        if "vlek" in table and "vcek" not in table:
+            signer, certs = "vlek", table["vlek"]
+        if "vcek" in table or {"vlek", "ask"} <= set(table):
+            certs = table.get("vcek") or certs  # the host's table carries the VCEK (or VLEK
+        else:                                   # and ASVK): nothing to fetch but the CRL
+            found, source = (asvk_chain(report, env) if "vlek" in table
+                             else snp_collateral(report, env))
+            evidence["collateral"] = base64.b64encode(found).decode()
+            evidence["collateralSource"] = source
+            certs = certs or found
+    except Exception as exc:  # collection must go on: the evidence says what is missing
+        evidence["collateralMissing"] = _missing(exc)
+    try:
+        crl, source = snp_crl(report, signer, certs, env)
+    except Exception as exc:
+        evidence["crlMissing"] = _missing(exc)
+        return
+    evidence["crl"] = base64.b64encode(crl).decode()
+    evidence["crlSource"] = source
+
+
 def attach(kind: str, report: bytes, evidence: dict[str, Any],
            env: dict[str, str] | None = None) -> None:
     """Add the collateral for ``report`` to ``evidence`` (``collateral``, base64, and
-    ``collateralSource``), or ``collateralMissing``: why none. Never raises."""
+    ``collateralSource``), or ``collateralMissing``: why none; for SNP also AMD's CRL
+    (``crl``, ``crlSource``), or ``crlMissing``. Never raises."""
+    if kind == "snp":
+        _attach_snp(report, evidence, env)
+        return
     try:
-        if kind == "snp":
-            from slsa_dist.attest._snp import certificate_table
-
-            table = certificate_table(base64.b64decode(evidence.get("auxblob") or ""))
-            if "vcek" in table or {"vlek", "ask"} <= set(table):
-                return  # the host's certificate table carries the VCEK (or VLEK and ASVK)
-            found, source = (asvk_chain(report, env) if "vlek" in table
-                             else snp_collateral(report, env))
-        else:
-            found, source = tdx_collateral(report, env)
+        found, source = tdx_collateral(report, env)
     except Exception as exc:  # collection must go on: the evidence says what is missing
-        evidence["collateralMissing"] = str(exc)[:500] or type(exc).__name__
+        evidence["collateralMissing"] = _missing(exc)
         return
     evidence["collateral"] = base64.b64encode(found).decode()
     evidence["collateralSource"] = source

@@ -3,11 +3,16 @@
 A fake configfs-tsm (the kernel's side: mkdir makes an entry whose ``outblob`` is a real,
 vendor-signed report) feeds the node's real collection path; a real HTTP server on
 loopback answers as Intel's PCS / a PCCS (pckcrl, tcb, qe/identity with their issuer
-chains in headers, rootcacrl) and AMD's KDS (vcek, cert_chain) with the vectors'
+chains in headers, rootcacrl) and AMD's KDS (vcek, cert_chain, crl) with the vectors'
 collateral (tests/assets/vectors/hw). The evidence must then verify offline to the
 vendor's root with the expected TCB status, and a byte changed in what the server
 served must fail. The vectors answer no slsa-dist job, so with a binding to check the
 verdict is a "binding mismatch" up to the root, told apart from a forgery.
+
+No real AMD CRL is public, so the real SNP vectors are served without one (the KDS
+answers 404): carried without a CRL, they verify to "unverified", naming it. The CRL
+path is shown end to end with the test PKI of tests/support/amd_pki.py (its ARK pinned
+for the test): a report signed by its VCEK, the KDS serving its VCEK, chain and CRL.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ import pytest
 
 from slsa_dist.attest import _registry
 from slsa_dist.attest import _tsm as tsm
-from slsa_dist.attest._collateral import pcs_signed_json
+from slsa_dist.attest._collateral import kds_path, pcs_signed_json
 from slsa_dist.attest._roots import AMD_ARK, AMD_ASK
 from slsa_dist.attest._verdict import UNAVAILABLE, Appraisal
 
 from conftest import need
+from support.amd_pki import AmdPki, shared
 
 HW = Path(__file__).resolve().parents[1] / "assets" / "vectors" / "hw"
 QUOTE = (HW / "tdx" / "quote-v4.bin").read_bytes()
@@ -41,6 +47,7 @@ AT = dt.datetime(2025, 6, 20, 12, tzinfo=dt.timezone.utc)
 GENOA_REPORT = (HW / "snp" / "trustee-azure-genoa.report.bin").read_bytes()
 GENOA_VCEK_PEM = (HW / "snp" / "trustee-azure-genoa.vcek.pem").read_bytes()
 INTEL = "Intel SGX Root CA (sha256:44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3)"
+MILAN_ROOT = "AMD ARK-Milan (sha256:69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd)"
 GENOA = "AMD ARK-Genoa (sha256:4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1)"
 NONCE = b"\x05" * 32
 ENV = ("SLSA_TDX_COLLATERAL_URL", "SLSA_TDX_COLLATERAL_DIR", "SLSA_SNP_KDS_URL",
@@ -184,6 +191,17 @@ def collect(kind: str) -> bytes:
     return blob
 
 
+def without_crl(verdict: Any, root: str, product: str = "Genoa", signer: str = "vcek",
+                missing: str = "HTTP 404") -> None:
+    """Verified up to ``root`` but for revocation: "unverified", naming the CRL and why
+    the node has none."""
+    assert (verdict.status, verdict.root) == ("unverified", root), verdict.reason
+    assert verdict.reason.startswith("not verified: revocation of the ")
+    assert f"no AMD CRL of ARK-{product}, KDS /{signer}/v1/{product}/crl" in verdict.reason
+    assert "the node could not fetch it: " in verdict.reason
+    assert verdict.reason.endswith(f"{missing})"), verdict.reason
+
+
 def appraise(blob: bytes, kind: str, *, bound: bool = True) -> Any:
     return _registry.verify_evidence(kind, blob, NONCE, "j", "node-a",
                                      appraisal=Appraisal(at=AT, check_binding=bound))
@@ -283,9 +301,13 @@ def test_snp_vcek_from_amds_kds_is_carried_and_verifies_offline(
     tcb = GENOA_REPORT[0x180:0x188]
     assert vendor.asked == [  # the report's chip id and REPORTED_TCB name the VCEK
         f"/vcek/v1/Genoa/{GENOA_REPORT[0x1A0:0x1E0].hex()}?blSPL={tcb[0]}&teeSPL={tcb[1]}"
-        f"&snpSPL={tcb[6]}&ucodeSPL={tcb[7]}", "/vcek/v1/Genoa/cert_chain"]
+        f"&snpSPL={tcb[6]}&ucodeSPL={tcb[7]}", "/vcek/v1/Genoa/cert_chain",
+        "/vcek/v1/Genoa/crl"]  # the product's CRL: the VCEK's issuer names the product
+    evidence = json.loads(blob)
+    assert evidence["crlMissing"] == f"GET {vendor.url}/vcek/v1/Genoa/crl: HTTP 404"
+    assert "crl" not in evidence
     verdict = appraise(blob, "snp", bound=False)
-    assert (verdict.status, verdict.root) == ("verified", GENOA), verdict.reason
+    without_crl(verdict, GENOA)
     assert any("VCEK issued for this chip and the reported TCB" in v for v in verdict.verified)
     assert appraise(blob, "snp").failure == "binding mismatch"
 
@@ -323,10 +345,10 @@ def test_the_hosts_certificate_table_needs_no_fetch(fake_tsm: Callable[..., None
     with Vendor({}) as vendor:
         monkeypatch.setenv("SLSA_SNP_KDS_URL", vendor.url)
         blob = collect("snp")
-    assert vendor.asked == []
+    assert vendor.asked == ["/vcek/v1/Genoa/crl"]  # only the CRL: the table has the VCEK
     assert "collateral" not in json.loads(blob)
     verdict = appraise(blob, "snp", bound=False)
-    assert (verdict.status, verdict.root) == ("verified", GENOA), verdict.reason
+    without_crl(verdict, GENOA)
 
 
 def test_snp_vcek_from_a_local_directory(fake_tsm: Callable[..., None],
@@ -340,8 +362,11 @@ def test_snp_vcek_from_a_local_directory(fake_tsm: Callable[..., None],
     monkeypatch.setenv("SLSA_SNP_COLLATERAL_DIR", str(tmp_path / "certs"))
     blob = collect("snp")
     assert json.loads(blob)["collateralSource"] == f"dir:{tmp_path / 'certs'}"
+    assert json.loads(blob)["crlMissing"] == (f"{tmp_path / 'certs'}: expected AMD's CRL of "
+                                              "ARK-Genoa (a .crl, .der or .pem file), found "
+                                              "none")
     verdict = appraise(blob, "snp", bound=False)
-    assert (verdict.status, verdict.root) == ("verified", GENOA), verdict.reason
+    without_crl(verdict, GENOA, missing="found none")
 
 
 def test_snp_kds_unreachable_is_named(fake_tsm: Callable[..., None],
@@ -350,7 +375,112 @@ def test_snp_kds_unreachable_is_named(fake_tsm: Callable[..., None],
     monkeypatch.setenv("SLSA_SNP_KDS_URL", "none")
     blob = collect("snp")
     assert "turned off" in json.loads(blob)["collateralMissing"]
+    assert "turned off" in json.loads(blob)["crlMissing"]
     assert appraise(blob, "snp", bound=False).status == "structure-only"
+
+
+# --- AMD's CRL, end to end with the test PKI ------------------------------------------
+
+def kds_answers(pki: AmdPki, report: bytes, crl: bytes) -> dict[str, tuple[bytes, dict[str, str]]]:
+    """What AMD's KDS answers for ``pki``'s chip: its VCEK (DER), chain and CRL."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return {kds_path(report, pki.product): (pki.vcek.public_bytes(Encoding.DER), {}),
+            f"/vcek/v1/{pki.product}/cert_chain": (pki.pem(pki.ask, pki.ark), {}),
+            f"/vcek/v1/{pki.product}/crl": (crl, {})}
+
+
+@pytest.fixture
+def test_pki(monkeypatch: pytest.MonkeyPatch) -> AmdPki:
+    pki = shared()
+    pki.pin(monkeypatch)
+    return pki
+
+
+def test_snp_crl_from_the_kds_is_carried_and_verifies_offline(
+        fake_tsm: Callable[..., None], monkeypatch: pytest.MonkeyPatch,
+        test_pki: AmdPki) -> None:
+    from slsa_dist.attest._binding import report_data
+
+    report = test_pki.report(report_data(NONCE, "j", "node-a", size=64))
+    fake_tsm("sev_guest", report)
+    crl = test_pki.crl()
+    with Vendor(kds_answers(test_pki, report, crl)) as vendor:
+        monkeypatch.setenv("SLSA_SNP_KDS_URL", vendor.url)
+        blob = collect("snp")
+    assert vendor.asked[1:] == ["/vcek/v1/Milan/cert_chain", "/vcek/v1/Milan/crl"]
+    evidence = json.loads(blob)
+    assert base64.b64decode(evidence["crl"]) == crl  # carried byte for byte
+    assert (evidence["crlSource"], "crlMissing" in evidence) == (vendor.url, False)
+    verdict = appraise(blob, "snp")  # offline, bound to this job, node and nonce
+    assert verdict.status == "verified", verdict.reason
+    assert any("neither the ASK nor the VCEK is revoked" in v for v in verdict.verified)
+    # the same server, its CRL now listing the VCEK (and one served in PEM)
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    revoked = x509.load_der_x509_crl(test_pki.crl(test_pki.vcek)).public_bytes(Encoding.PEM)
+    with Vendor(kds_answers(test_pki, report, revoked)) as vendor:
+        monkeypatch.setenv("SLSA_SNP_KDS_URL", vendor.url)
+        blob = collect("snp")
+    verdict = appraise(blob, "snp")
+    assert (verdict.status, verdict.failure) == ("failed", "certificate chain")
+    assert verdict.reason.startswith("VCEK 'SEV-VCEK' (serial 0x5ec) is revoked")
+
+
+def test_a_crl_not_made_by_the_ark_fails(fake_tsm: Callable[..., None],
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         test_pki: AmdPki) -> None:
+    report = test_pki.report()
+    fake_tsm("sev_guest", report)
+    other = AmdPki()  # another ARK of the same name
+    with Vendor(kds_answers(test_pki, report, other.crl())) as vendor:
+        monkeypatch.setenv("SLSA_SNP_KDS_URL", vendor.url)
+        blob = collect("snp")
+    verdict = appraise(blob, "snp", bound=False)
+    assert (verdict.status, verdict.failure) == ("failed", "collateral")
+    assert "signature not valid for the pinned ARK-Milan" in verdict.reason
+    # a body that is no CRL: the node carries none and says why
+    with Vendor(kds_answers(test_pki, report, b"<html>busy</html>")) as vendor:
+        monkeypatch.setenv("SLSA_SNP_KDS_URL", vendor.url)
+        blob = collect("snp")
+    assert json.loads(blob)["crlMissing"].startswith(
+        f"GET {vendor.url}/vcek/v1/Milan/crl: expected a DER X.509 CRL")
+    assert appraise(blob, "snp", bound=False).status == "unverified"
+
+
+def test_snp_crl_from_a_local_directory_and_with_a_host_table(
+        fake_tsm: Callable[..., None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        test_pki: AmdPki) -> None:
+    import struct
+    import uuid
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    report = test_pki.report()
+    fake_tsm("sev_guest", report)
+    (tmp_path / "amd").mkdir()
+    (tmp_path / "amd" / "vcek.pem").write_bytes(test_pki.collateral)
+    crl = test_pki.crl()
+    (tmp_path / "amd" / "other.crl").write_bytes(GENOA_VCEK_PEM)  # no CRL: passed over
+    (tmp_path / "amd" / "milan.crl").write_bytes(crl)
+    monkeypatch.setenv("SLSA_SNP_COLLATERAL_DIR", str(tmp_path / "amd"))
+    blob = collect("snp")
+    assert base64.b64decode(json.loads(blob)["crl"]) == crl
+    assert json.loads(blob)["crlSource"] == f"dir:{tmp_path / 'amd'}"
+    assert appraise(blob, "snp", bound=False).status == "verified"
+    # the host's table has the VCEK: only the CRL is fetched
+    monkeypatch.delenv("SLSA_SNP_COLLATERAL_DIR")
+    vcek = test_pki.vcek.public_bytes(Encoding.DER)
+    table = (uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd").bytes_le
+             + struct.pack("<II", 48, len(vcek)) + bytes(24) + vcek)
+    fake_tsm("sev_guest", report, table)
+    with Vendor({"/vcek/v1/Milan/crl": (crl, {})}) as vendor:
+        monkeypatch.setenv("SLSA_SNP_KDS_URL", vendor.url)
+        blob = collect("snp")
+    assert vendor.asked == ["/vcek/v1/Milan/crl"]
+    verdict = appraise(blob, "snp", bound=False)
+    assert verdict.status == "verified", verdict.reason
 
 
 def test_carried_collateral_fits_the_evidence_and_message_limits() -> None:
@@ -397,7 +527,7 @@ def test_a_jobs_evidence_carries_its_collateral_inline_and_in_the_ledger(
         rank.complete()
         assert rank.close(30)
         bundle = server.wait_finalized(30).bundle
-    assert len(vendor.asked) == (2 if kind == "snp" else 4)  # once, at job time
+    assert len(vendor.asked) == (3 if kind == "snp" else 4)  # once, at job time
     ledgers = list(bundle.parent.glob("*ledger*"))
     assert bool(ledgers) == (ledger_above == 0)
     code = cli_main(["verify", str(bundle), "--key", str(tmp_path / "signing.pub"),
@@ -456,10 +586,10 @@ def test_a_hosts_vlek_gets_its_asvk_chain_from_the_kds(fake_tsm: Callable[..., N
     with Vendor({"/vlek/v1/Milan/cert_chain": (asvk, {})}) as vendor:
         monkeypatch.setenv("SLSA_SNP_KDS_URL", vendor.url)
         blob = collect("snp")
-    assert vendor.asked == ["/vlek/v1/Milan/cert_chain"]
+    assert vendor.asked == ["/vlek/v1/Milan/cert_chain", "/vlek/v1/Milan/crl"]
     verdict = appraise(blob, "snp", bound=False)
-    assert (verdict.status, verdict.claims["signingKey"]) == ("verified", "vlek"), verdict.reason
-    assert verdict.root.startswith("AMD ARK-Milan (sha256:69d063b4")
+    without_crl(verdict, MILAN_ROOT, "Milan", "vlek")
+    assert verdict.claims["signingKey"] == "vlek"
     # the same host table without the ASVK fetched: no chain, never verified
     bare = json.loads(blob)
     del bare["collateral"]

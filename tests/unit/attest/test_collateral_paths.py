@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.attest._collateral import kds_path, pcs_signed_json, snp_collateral
+from slsa_dist.attest._collateral import kds_path, pcs_signed_json, snp_collateral, snp_crl
 from slsa_dist.attest._pki import load_certificates
 from slsa_dist.attest._snp import vcek_matches
 from slsa_dist.errors import InputError
@@ -62,6 +62,29 @@ def test_fetching_can_be_turned_off_and_says_so() -> None:
         snp_collateral(turin_report(), {"SLSA_SNP_KDS_URL": "none"})
     with pytest.raises(InputError, match="expected http:// or https://"):
         snp_collateral(turin_report(), {"SLSA_SNP_KDS_URL": "file:///etc"})
+
+
+def test_the_crl_is_the_one_of_the_product_the_vcek_names(tmp_path: Path) -> None:
+    from support.amd_pki import shared
+
+    env = {"SLSA_SNP_KDS_URL": "none"}
+    # the real Turin VCEK names Turin (issuer SEV-Turin): Turin's CRL, from the directory
+    with pytest.raises(InputError, match="expected AMD's CRL of ARK-Turin"):
+        snp_crl(turin_report(), "vcek", TURIN_VCEK, {"SLSA_SNP_COLLATERAL_DIR": str(tmp_path)})
+    with pytest.raises(InputError, match="SLSA_SNP_KDS_URL=none"):
+        snp_crl(turin_report(), "vcek", TURIN_VCEK, env)
+    # no VCEK, and a version-2 report could be a Milan's or a Genoa's: no guess
+    v2 = bytearray(turin_report())
+    v2[0:4] = (2).to_bytes(4, "little")
+    with pytest.raises(InputError, match="could be from a Milan or a Genoa"):
+        snp_crl(bytes(v2), "vcek", b"", env)
+    pki = shared()  # a Milan test PKI: its CRL picked by issuer among other files
+    crl = pki.crl()
+    (tmp_path / "milan.crl").write_bytes(crl)
+    (tmp_path / "x.pem").write_text("no CRL")
+    found, source = snp_crl(bytes(v2), "vcek", pki.collateral,
+                            {"SLSA_SNP_COLLATERAL_DIR": str(tmp_path)})
+    assert (found, source) == (crl, f"dir:{tmp_path}")
 
 
 def test_a_pcs_answer_keeps_the_signed_bytes_exactly() -> None:
