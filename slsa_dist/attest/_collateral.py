@@ -345,14 +345,15 @@ def _missing(exc: Exception) -> str:
 def _attach_snp(report: bytes, evidence: dict[str, Any], env: dict[str, str] | None) -> None:
     from slsa_dist.attest._snp import certificate_table
 
-    signer, certs = "vcek", b""
+    flags = int.from_bytes(report[0x48:0x4C], "little")
+    signer = "vlek" if (flags >> 2 & 7) == 1 else "vcek"  # the report's SIGNING_KEY
+    certs = b""
     try:
         table = certificate_table(base64.b64decode(evidence.get("auxblob") or ""))
-        if "vlek" in table and "vcek" not in table:
-            signer, certs = "vlek", table["vlek"]
-        if "vcek" in table or {"vlek", "ask"} <= set(table):
-            certs = table.get("vcek") or certs  # the host's table carries the VCEK (or VLEK
-        else:                                   # and ASVK): nothing to fetch but the CRL
+        certs = table.get(signer, b"")
+        # With the VCEK (or the VLEK and its ASVK) in the host's table, only the CRL is
+        # fetched.
+        if not ("vcek" in table or {"vlek", "ask"} <= set(table)):
             found, source = (asvk_chain(report, env) if "vlek" in table
                              else snp_collateral(report, env))
             evidence["collateral"] = base64.b64encode(found).decode()
