@@ -16,7 +16,9 @@ UNAVAILABLE = "unavailable"  # the format of an evidence event that carries only
 # (or, for TPM quotes with --trusted-aks, a key the policy trusts); "structure-only":
 # well-formed and bound to the nonce, but no signature chain was verified (anyone could
 # have written it); "failed": a check did not pass (``failure`` says which kind,
-# ``reason`` says what); "unverified": nothing here could check this kind;
+# ``reason`` says what); "unverified": nothing here could check this kind, or what
+# was checked held but something the verdict needs is missing (SNP without AMD's CRL,
+# NVIDIA without both RIMs or an OCSP answer per certificate): ``reason`` names it;
 # "unavailable": the node had none and said why; "reported": an outcome the node reports
 # of a check it ran itself, which nothing here can verify (NVIDIA's local verifier signs
 # with a fixed key): shown as "reported by node X". Only "verified" counts for
@@ -47,8 +49,8 @@ class Appraisal:
     ``at``: the time certificates, CRLs and TCB collateral are judged as of (default:
     now); a bundle is re-appraised as of the job's finish. ``collateral``: offline
     collateral by kind (``tdx``: the quote collateral JSON; ``snp``: the VCEK, PEM or
-    DER, optionally followed by ASK/ARK); it is checked up to the pinned roots like
-    collateral carried with the evidence. ``ek_roots``: PEM certificates of the TPM
+    DER, optionally followed by ASK/ARK and AMD's CRL); it is checked up to the pinned
+    roots like collateral carried with the evidence. ``ek_roots``: PEM certificates of the TPM
     manufacturers' (or the operator's) EK roots. ``challenge``: the coordinator's record of
     the credential challenge it issued with this evidence's nonce (TPM credential
     activation, :mod:`._credential`), re-made here from its opening, never taken on its

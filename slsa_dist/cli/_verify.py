@@ -325,8 +325,9 @@ def register(sub: Subparsers) -> None:
     one.add_argument("--kind", required=True, choices=["tdx", "snp", "nvidia", "tpm"])
     one.add_argument("--collateral", action="append", default=[], type=Path, metavar="FILE",
                      help="TDX: the quote collateral JSON; SNP: the VCEK (DER or PEM), "
-                          "optionally the ASK/ARK (PEM); NVIDIA: the GPU's certificate "
-                          "chain (PEM, leaf first), the driver and VBIOS RIMs (SWID XML) "
+                          "optionally the ASK/ARK and AMD's CRL (PEM or DER); NVIDIA: the "
+                          "GPU's certificate chain (PEM, leaf first), the driver and VBIOS "
+                          "RIMs (SWID XML) "
                           "and OCSP answers (DER), one per file; repeatable, concatenated")
     one.add_argument("--at", metavar="TIME", help="judge certificates and collateral as of "
                      "this time (ISO 8601; default: now)")
