@@ -9,7 +9,8 @@ hold (one value, or a list of accepted values)::
              "events": {"4": ["a5ce...", "4f2c..."],
                         "7": {"EV_EFI_VARIABLE_DRIVER_CONFIG": ["ccfc..."],
                               "EV_SEPARATOR": ["df3f..."], "*": ["..."]}}},
-     "tdx": {"mrtd": "...", "rtmr0": "...", "rtmr1": "...", "rtmr2": "...", "rtmr3": "..."},
+     "tdx": {"mrtd": "...", "rtmr0": "...", "rtmr1": "...", "rtmr2": "...", "rtmr3": "...",
+             "debug": false},
      "snp": {"measurement": "...", "hostData": "...", "policy": {"debug": false}},
      "nvidia-cc": {"measurements": {"2": "8048..."}, "rims": "matched",
                    "driverVersion": ["550.90.07"], "vbiosVersion": "96.00.9f.00.01"}}
@@ -282,6 +283,12 @@ def _parse_kind(kind: str, spec: Mapping[str, Any], where: str) -> dict[str, tup
     else:
         names = _TDX if kind == "tdx" else _SNP
         for key, value in spec.items():
+            if kind == "tdx" and key == "debug":
+                if type(value) is not bool:
+                    raise InputError(f"reference values {where}.debug: expected a bool, "
+                                     f"found {value!r:.40}")
+                out["debug"] = (value,)
+                continue
             if kind == "snp" and key == "policy":
                 for bit, expected in _object(value, f"{where}.policy").items():
                     typ = _SNP_POLICY.get(bit)
@@ -297,7 +304,8 @@ def _parse_kind(kind: str, spec: Mapping[str, Any], where: str) -> dict[str, tup
             if known is None:
                 raise InputError(f"reference values {where}: expected registers among "
                                  f"{', '.join(label for _, label, _ in names.values())}"
-                                 f"{' and policy' if kind == 'snp' else ''}, found {key!r}")
+                                 f"{' and policy' if kind == 'snp' else ' and debug'}, "
+                                 f"found {key!r}")
             out[known[0]] = _hex_values(value, known[2], f"{where}.{key}")
     return out
 
@@ -316,8 +324,10 @@ def _label(kind: str) -> Mapping[str, str]:
             f"events.{i}": f"events of PCR {i}" for i in range(24)}
     if kind == "nvidia-cc":
         return {str(i): f"measurement {i}" for i in range(1, 255)} | _NVIDIA
-    names = _TDX if kind == "tdx" else _SNP
-    return {claim: label for claim, label, _ in names.values()} | {
+    if kind == "tdx":
+        return {claim: label for claim, label, _ in _TDX.values()} | {
+            "debug": "TD_ATTRIBUTES.DEBUG"}
+    return {claim: label for claim, label, _ in _SNP.values()} | {
         f"policy.{bit}": f"policy.{bit}" for bit in _SNP_POLICY}
 
 
@@ -331,6 +341,8 @@ def _flat(kind: str, claims: Mapping[str, Any]) -> dict[str, Any]:
     policy = claims.get("policy")
     if kind == "snp" and isinstance(policy, dict):
         out.update({f"policy.{k}": v for k, v in policy.items() if k in _SNP_POLICY})
+    if kind == "tdx" and isinstance(claims.get("debug"), bool):
+        out["debug"] = claims["debug"]  # TD_ATTRIBUTES.DEBUG, signed with the TD report
     return out
 
 

@@ -99,6 +99,19 @@ def test_tdx_quote_with_one_register_changed_fails_naming_it(register: str) -> N
                            f"{values[register]}, found {TDX_VALUES[register]}")
 
 
+def test_a_debuggable_td_can_be_refused_by_reference_values() -> None:
+    """TD_ATTRIBUTES.DEBUG is signed with the TD report: a policy can hold it to false
+    (a debuggable TD's memory is readable by the host)."""
+    verdict = tdx_verdict()
+    assert verdict.claims["debug"] is False
+    assert appraise(verdict, "tdx", refs(tdx={"debug": False})).status == "verified"
+    held = appraise(verdict, "tdx", refs(tdx={"debug": True}))
+    assert (held.status, held.failure) == ("failed", "reference values")
+    assert held.reason == "reference values: TD_ATTRIBUTES.DEBUG: expected true, found false"
+    with pytest.raises(InputError, match="tdx.debug: expected a bool, found 'no'"):
+        refs(tdx={"debug": "no"})
+
+
 def test_a_register_the_quote_does_not_carry_fails_closed() -> None:
     # MRSERVICETD is in TD 1.5 report bodies only; quote-v4 carries a TD 1.0 body.
     held = appraise(tdx_verdict(), "tdx", refs(tdx={"mrtd": MRTD, "mrServiceTd": "00" * 48}))
