@@ -175,6 +175,8 @@ def _chain(certs: list[x509.Certificate], at: dt.datetime, signer: str = "vcek")
         pinned = [x509.load_pem_x509_certificate(AMD_ASK[product].encode())] \
             if signer == "vcek" else []
         for ask in [*asks, *pinned]:
+            if ask.issuer != ark.subject:  # another product's: its error would hide this one's
+                continue
             try:
                 verify_issued_by(ark, ark, at)
                 verify_issued_by(ask, ark, at)
@@ -184,8 +186,11 @@ def _chain(certs: list[x509.Certificate], at: dt.datetime, signer: str = "vcek")
                 continue
             return product, leaf, ask, ark
     via = "an ASK" if signer == "vcek" else "an ASVK (carried: none is pinned)"
+    if not errors:
+        issuers = sorted({c.issuer.rfc4514_string() for c in asks}) or ["none"]
+        errors.append(f"no ASK or ASVK issued by a pinned ARK, found issuers {issuers}")
     raise _FailError("certificate chain", f"{signer.upper()}: no chain through {via} to a "
-                     f"pinned AMD ARK (Milan, Genoa, Turin): {'; '.join(errors[-3:])}")
+                     f"pinned AMD ARK (Milan, Genoa, Turin): {'; '.join(errors[:3])}")
 
 
 def _der_objects(data: bytes) -> list[bytes]:

@@ -348,6 +348,26 @@ def register(sub: Subparsers) -> None:
     one.set_defaults(handler=_attest_verify)
 
 
+def _as_pem(data: bytes) -> bytes:
+    """One ``--collateral`` file as PEM when it is a lone DER certificate or CRL, so that
+    files in either encoding concatenate; anything else as it is."""
+    import warnings
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    if not data.startswith(b"\x30"):
+        return data
+    for load in (x509.load_der_x509_certificate, x509.load_der_x509_crl):
+        try:
+            with warnings.catch_warnings():  # AMD's VLEKs have a non-positive serial
+                warnings.simplefilter("ignore")
+                return load(data).public_bytes(Encoding.PEM)
+        except ValueError:
+            continue
+    return data
+
+
 def _attest_verify(args: argparse.Namespace) -> int:
     """``slsa-dist attest verify``: one piece of evidence, its verdict; exit 0 if verified."""
     import base64
@@ -363,7 +383,7 @@ def _attest_verify(args: argparse.Namespace) -> int:
                          f"{', '.join(given)}")
     try:
         raw = args.evidence.read_bytes()
-        collateral = b"".join(path.read_bytes() for path in args.collateral)
+        collateral = b"".join(_as_pem(path.read_bytes()) for path in args.collateral)
         at = dt.datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
         nonce = bytes.fromhex(args.nonce) if args.nonce else b""
         challenge = args.challenge.read_bytes() if args.challenge else b""

@@ -432,6 +432,26 @@ def test_a_vcek_for_another_tcb_is_refused_even_with_a_valid_signature() -> None
         _issued_for(vcek, bytes(other), "Genoa", "vcek")
 
 
+def test_attest_verify_takes_the_vlek_in_der_beside_the_asvk_in_pem(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """As a user passes them: one file per certificate, in the encoding it came in."""
+    code = cli_main(["attest", "verify", "--kind", "snp", str(HW / "snp" /
+                     "trustee-milan-vlek.report.bin"),
+                     "--collateral", str(HW / "snp" / "trustee-milan-vlek.vlek.der"),
+                     "--collateral", str(HW / "snp" / "go-sev-guest-milan.asvk.pem"),
+                     "--at", AT.isoformat()])
+    out = capsys.readouterr().out
+    assert (code, "status: unverified" in out) == (1, True), out  # no AMD CRL: not counted
+    assert "root: AMD ARK-Milan" in out, out
+    code = cli_main(["attest", "verify", "--kind", "snp", str(HW / "snp" /
+                     "trustee-milan-vlek.report.bin"),
+                     "--collateral", str(HW / "snp" / "trustee-milan-vlek.vlek.der"),
+                     "--collateral", str(HW / "snp" / "go-sev-guest-milan.asvk.pem"),
+                     "--at", "2026-01-01T00:00:00+00:00"])
+    out = capsys.readouterr().out  # the VLEK expired 2025-12-10: its own chain's error
+    assert ("Milan: CN=SEV-VLEK" in out, "2025-12-10" in out) == (True, True), out
+
+
 def test_a_vlek_signed_report_verifies_through_the_asvk_to_the_milan_ark() -> None:
     verdict = verify_report(VLEK_REPORT, vlek_collateral(), AT, None)
     no_crl(verdict, signer="VLEK")
