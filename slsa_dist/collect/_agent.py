@@ -192,6 +192,7 @@ class Agent:
         self._spool_dir = base / job_id
         self._reset()
         self._work: list[threading.Thread] = []
+        self.refusals = 0  # calls the coordinator refused with a retry-after (load)
         _AGENTS.add(self)
 
     # -- state that a fork must not share ------------------------------------------------
@@ -567,8 +568,14 @@ class Agent:
                     self._resync(f"{exc.code().name}: {exc.details()}")
                 elif exc.code() not in _RETRYABLE:
                     self._give_up(f"{exc.code().name}: {exc.details()}")
-                # A coordinator under load says when to come back; otherwise back off.
-                time.sleep(retry_delay(max(backoff, wire.retry_after(exc) or 0.0)))
+                # A coordinator under load says when to come back: a refusal, not a
+                # failure (nothing was done; the backoff does not grow). Otherwise back off.
+                after = wire.retry_after(exc)
+                if after is not None:
+                    self.refusals += 1
+                    time.sleep(retry_delay(max(after, 0.05)))
+                    continue
+                time.sleep(retry_delay(backoff))
                 backoff = min(backoff * 2, 2.0)
             except OSError as exc:  # spool trouble: keep events in memory and retry
                 self._note(f"spool: {exc}")

@@ -89,6 +89,20 @@ MAX_RETRY_AFTER_MS = 15_000
 HELD_BYTES = 32 << 20
 # How long room granted to a relay waits for its call.
 GRANT_SECONDS = 5.0
+# Admission (issue 27): calls being handled at once, at most. Past it, or when a call
+# would wait longer than its own deadline allows behind the calls already admitted (at
+# the rate calls were completed in the last second), it is refused at once with
+# RESOURCE_EXHAUSTED and a retry-after that spreads the refused over the time it takes
+# to serve them, before any work: on the direct path (every rank its own caller, as Ray
+# workers without a node relay) calls otherwise wait in the queue past their deadline,
+# are resent, and are then handled twice.
+MAX_CALLS = 4096
+# A call is admitted only if the calls ahead of it are served within this share of the
+# time its deadline leaves (the rest is its own handling and the reply's way back).
+DEADLINE_SHARE = 0.5
+# What a call refused by admission may be told to wait, at most: the refused of a burst
+# of 65,536 ranks come back spread over a minute instead of all again after 15 s.
+MAX_ADMISSION_WAIT_MS = 60_000
 # The size of the request being handled, noted by its deserializer: gRPC's asyncio server
 # deserializes a request in the task that then runs its handler.
 _REQUEST_BYTES: contextvars.ContextVar[int] = contextvars.ContextVar("request_bytes",
@@ -237,6 +251,9 @@ class CoordinatorConfig:
             the first is the result's bundle.
         ledger_above: ranks above which records go to a ledger beside the bundle.
         held_bytes: request bytes held and reserved at once (flow control, ADR 0012).
+        max_calls: calls handled at once (admission, :data:`MAX_CALLS`); beyond it, or
+            when a call's deadline would pass behind those admitted, it is refused at
+            once with a retry-after hint.
     """
 
     job_id: str
@@ -253,6 +270,7 @@ class CoordinatorConfig:
     formats: tuple[str, ...] = (DEFAULT_FORMAT,)
     ledger_above: int = LEDGER_ABOVE
     held_bytes: int = HELD_BYTES
+    max_calls: int = MAX_CALLS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -262,6 +280,9 @@ class CoordinatorConfig:
         if unknown or not self.formats:
             raise InputError(f"bundle format: expected one or more of {list(FORMATS)}, "
                              f"found {unknown or 'none'}")
+        if self.max_calls < 1:
+            raise InputError(f"max calls: expected 1 or more calls handled at once, found "
+                             f"{self.max_calls}")
         if self.ledger_above < 0:
             raise InputError(f"ledger threshold: expected 0 or more ranks, found "
                              f"{self.ledger_above}")
@@ -281,6 +302,7 @@ class Coordinator:
         self._ledger_above = config.ledger_above
         self.room = _Room(config.held_bytes)  # request bytes held and reserved (HELD_BYTES)
         self._backlog = _Backlog(config.held_bytes)
+        self.admission = _Admission(config.max_calls)
         job_id = self.job_id = config.job_id
         self._signer = signer
         self.out_dir = config.out_dir
@@ -323,10 +345,11 @@ class Coordinator:
         self._last_message = time.monotonic()
         self._all_done_since: float | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._lag: asyncio.Task[None] | None = None
         self.tls = False
         self._buckets: dict[str, tuple[float, float]] = {}  # peer -> (tokens, last refill)
         self.calls = 0  # RPCs received, and refused by the rate limit (for benchmarks)
-        self.refused = 0
+        self.refused = 0  # refused for rate, memory or admission
         self.reserved_calls = 0  # Reserve calls granted
 
     # -- journal replay ---------------------------------------------------------------
@@ -410,6 +433,7 @@ class Coordinator:
                              "in use or not bindable (another coordinator?)")
         await self._server.start()
         self._watch = asyncio.get_running_loop().create_task(self._watchdog())
+        self._lag = asyncio.get_running_loop().create_task(self.admission.watch_lag())
         if self.state.finalized:
             await self.finalize("replayed-finalized")
         return port
@@ -423,6 +447,8 @@ class Coordinator:
     async def stop(self, grace: float = 1.0) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        if self._lag is not None:
+            self._lag.cancel()
         if self._server is not None:
             await self._server.stop(grace)
         self._committer.close()
@@ -530,6 +556,19 @@ class Coordinator:
                                    f"requests in progress, found "
                                    f"{(room.held + room.reserved) >> 20} MiB held or reserved "
                                    f"and {size >> 10} KiB more; retry after {wait} ms",
+                                   retry_after_ms=wait)
+
+    def admit(self, time_remaining: float | None) -> None:
+        """Count a call as being handled until ``admission.done``; refuses it (retry after)
+        when :data:`MAX_CALLS` are, or when those ahead of it would outlast its deadline."""
+        wait = self.admission.admit(time.monotonic(), time_remaining)
+        if wait is not None:
+            self.refused += 1
+            admission = self.admission
+            raise _OverloadedError(f"load: expected a call to be served within its deadline "
+                                   f"(at most {admission.limit} at once), found "
+                                   f"{admission.in_flight} in progress at "
+                                   f"{admission.rate:,.0f}/s; retry after {wait} ms",
                                    retry_after_ms=wait)
 
     def release(self, size: int) -> None:
@@ -733,6 +772,10 @@ class _Room:
                 self._lapse(node)  # granted as it gave up: let it go
             raise
 
+    def granted(self, node: str) -> bool:
+        """True when ``node`` was granted room for its next call (Reserve answered)."""
+        return node in self._grants
+
     def hold(self, node: str, size: int) -> bool:
         """Count a call's bytes as held; False (refuse it) when there is no room and its
         node was granted none."""
@@ -796,6 +839,72 @@ class _Backlog:
         return min(max(int(wait * 1000), RETRY_AFTER_MS), MAX_RETRY_AFTER_MS)
 
 
+class _Admission:
+    """Admission control (:data:`MAX_CALLS`): how many calls are being handled, how fast
+    they are served, and when a refused one should come back.
+
+    A call is admitted when fewer than ``limit`` are in progress and those ahead of it
+    are served (at the rate measured over the last second) within
+    :data:`DEADLINE_SHARE` of the time its deadline leaves. Otherwise it is refused
+    before any work, and takes the next slot of a virtual queue that drains at that
+    rate: the refused of a burst come back spread over the time serving them takes,
+    each told its slot (as 4/3 of it: agents wait 0.5 to 1.0 times what they are told,
+    drawn at random), rather than all at once, to time out in the queue and be resent."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self.rate = 1000.0  # calls/s served while busy, until measured
+        self._busy = 0.0  # seconds with a call in progress, in this window
+        self._served = 0  # calls served, in this window
+        self._last = time.monotonic()  # when in_flight last changed
+        self._until = 0.0  # when the slots handed out to refused calls are served
+        self.lag = 0.0  # how late the event loop runs what is ready (seconds, smoothed)
+
+    async def watch_lag(self, period: float = 0.05) -> None:
+        """Measure how late the event loop runs a timer (:attr:`lag`): calls queue there,
+        and in gRPC's own queue before it, unseen by :attr:`in_flight`."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(period)
+            late = max(loop.time() - start - period, 0.0)
+            # Up at once, down slowly: a backlog shows in one sample, its end in several.
+            self.lag = late if late > self.lag else 0.8 * self.lag + 0.2 * late
+
+    def _tick(self, now: float) -> None:
+        if self.in_flight:
+            self._busy += now - self._last
+        self._last = now
+
+    def admit(self, now: float, time_remaining: float | None) -> int | None:
+        """None (admitted: call :meth:`done` when it ends), or the retry-after (ms)."""
+        # What is ahead of a call admitted now: the calls in progress, and the wait for the
+        # event loop that runs them (calls queued before they reach a handler).
+        ahead = self.in_flight / self.rate + self.lag
+        if time_remaining is not None and time_remaining <= 0:
+            return RETRY_AFTER_MS  # its caller has given up already: do nothing
+        if self.in_flight < self.limit and (
+                time_remaining is None or ahead <= DEADLINE_SHARE * time_remaining):
+            self._tick(now)
+            self.in_flight += 1
+            return None
+        # The slot after what is in progress and what was refused before.
+        self._until = max(self._until, now + ahead) + 1 / self.rate
+        wait = (self._until - now) * 4 / 3
+        return min(max(int(wait * 1000), RETRY_AFTER_MS), MAX_ADMISSION_WAIT_MS)
+
+    def done(self, now: float, *, served: bool = True) -> None:
+        self._tick(now)
+        self.in_flight -= 1
+        self._served += served
+        # The rate while busy (idle time says nothing of what the coordinator can do),
+        # once a window holds a second of work; never under 50/s.
+        if self._busy >= 1.0:
+            self.rate = max(self._served / self._busy, 50.0)
+            self._busy, self._served = 0.0, 0
+
+
 def _handlers(servicer: _Servicer) -> grpc.GenericRpcHandler[Any, Any]:
     """The Collector service's handlers, as the generated ``add_CollectorServicer_to_server``
     makes them, except that each request's deserializer notes its size on the wire (for
@@ -846,7 +955,8 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
 
     async def _call(self, context: aio.ServicerContext[Any, Any],
                     body: Callable[[Principal], Awaitable[T]], *, mutates: bool = True,
-                    node: str = "", relay: bool = False, cost: int = 1) -> T:
+                    node: str = "", relay: bool = False, cost: int = 1,
+                    admit: bool = True) -> T:
         """Authenticate the peer (its certificate, or loopback in plaintext) as the
         principal the body is called with; what that principal may claim is decided in
         one place, ``collect._authority``, at ingest, before any state changes."""
@@ -873,11 +983,23 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 "journal: expected a writable journal, found it failed "
                                 f"({self._c.journal_failure}); restart the coordinator")
+        # Admission, before any work: a relay's call with room reserved was admitted when
+        # its Reserve was answered; a read, a Reserve or a Finalize is never turned away.
+        admitted = admit and mutates and not (relay and self._c.room.granted(node))
+        try:
+            if admitted:
+                self._c.admit(context.time_remaining())
+        except _OverloadedError as exc:
+            code, detail = wire.status_of(exc)
+            await context.abort(code, detail,
+                                trailing_metadata=wire.retry_after_trailer(exc.retry_after_ms))
         size = _REQUEST_BYTES.get() if mutates else 0  # a read or a Reserve holds nothing
         try:
             if size:
                 self._c.hold(size, node if relay else "")  # only a Relay call uses a grant
         except _OverloadedError as exc:
+            if admitted:
+                self._c.admission.done(time.monotonic(), served=False)
             code, detail = wire.status_of(exc)
             await context.abort(code, detail,
                                 trailing_metadata=wire.retry_after_trailer(exc.retry_after_ms))
@@ -890,6 +1012,8 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
         finally:
             if size:
                 self._c.release(size)
+            if admitted:
+                self._c.admission.done(time.monotonic())
         raise AssertionError("unreachable: abort raises")
 
     async def Challenge(self, request: pb.ChallengeRequest,  # noqa: N802 -- gRPC's method names
@@ -926,7 +1050,7 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
 
     async def Finalize(self, request: pb.FinalizeRequest,  # noqa: N802
                        context: aio.ServicerContext[Any, Any]) -> pb.FinalizeResponse:
-        return await self._call(context, partial(self._c.finalize_rpc, request))
+        return await self._call(context, partial(self._c.finalize_rpc, request), admit=False)
 
     async def GetStatus(self, request: pb.StatusRequest,  # noqa: N802
                         context: aio.ServicerContext[Any, Any]) -> pb.StatusResponse:

@@ -43,6 +43,7 @@ import grpc
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist._pb.v1 import collector_pb2_grpc as pb_grpc
 from slsa_dist.collect import _wire as wire
+from slsa_dist.collect._agent import retry_delay
 
 __all__ = ["NodeRelay"]
 
@@ -88,6 +89,7 @@ class NodeRelay:
         self._thread: threading.Thread | None = None
         self.forwarded = 0  # Relay calls made, and room reserved first (for benchmarks, tests)
         self.reserved = 0
+        self.refusals = 0  # Relay calls the coordinator refused with a retry-after, resent
 
     @property
     def address(self) -> str:
@@ -183,18 +185,31 @@ class NodeRelay:
     def _send(self, stub: pb_grpc.CollectorStub, batch: list[_Call]) -> None:
         request = pb.RelayRequest(job_id=self.job_id, node_id=self.node_id,
                                   items=[c.item for c in batch])
-        try:
-            self._reserve(stub, request)
-            reply = stub.Relay(request, timeout=self._timeout)
-            self.forwarded += 1
-        except grpc.RpcError as exc:
-            # The ranks' agents retry on their own, with jitter: the relay keeps nothing.
-            failure = (exc.code(), exc.details() or "", wire.wants_resync(exc),
-                       wire.retry_after(exc))
-            for call in batch:
-                call.failure = failure
-                call.done.set()
-            return
+        # A coordinator under load refuses before doing anything, and says when to come
+        # back: the relay waits that long (with jitter) and sends again, for up to half
+        # its deadline (the ranks wait meanwhile: the node's back-pressure); past that,
+        # the ranks are told, and their agents wait as told.
+        patience = time.monotonic() + self._timeout / 2
+        while True:
+            try:
+                self._reserve(stub, request)
+                reply = stub.Relay(request, timeout=self._timeout)
+                self.forwarded += 1
+                break
+            except grpc.RpcError as exc:
+                after = wire.retry_after(exc)
+                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and after is not None:
+                    delay = retry_delay(max(after, 0.05))
+                    if time.monotonic() + delay < patience and not self._closing:
+                        self.refusals += 1
+                        time.sleep(delay)
+                        continue
+                # The ranks' agents retry on their own, with jitter: the relay keeps nothing.
+                failure = (exc.code(), exc.details() or "", wire.wants_resync(exc), after)
+                for call in batch:
+                    call.failure = failure
+                    call.done.set()
+                return
         if len(reply.results) != len(batch):
             failure = (grpc.StatusCode.INTERNAL, f"relay: expected {len(batch)} results, "
                        f"found {len(reply.results)}", False, None)
