@@ -19,6 +19,13 @@ registers the node (by Ray node id), reports its inventory and packages, and
 its hardware evidence answering a fresh nonce (TPM through
 ``TPM2TOOLS_TCTI`` or ``/dev/tpmrm0``, TDX/SEV-SNP, NVIDIA CC; or why
 there is none), and the attempt's state as that worker saw it.
+Ranks report through a node relay per Ray node (as under torchrun): a Ray actor
+the controller starts on each node its workers were placed on (pinned to it,
+``NodeAffinitySchedulingStrategy(soft=False)``, no CPU), that speaks as that Ray
+node, outlives the workers and their attempts, and is stopped after the
+run; a worker that dies takes no relay with it, so its peers' reports still
+arrive. A node whose relay could not start (``SLSA_NODE_RELAY=0``: none at
+all) reports directly, under the coordinator's back-pressure.
 Zero-code capture is on in every worker: the ``DataLoader`` that
 ``prepare_data_loader`` makes (its ``DistributedSampler``: samples and the
 digest of the indices each rank drew) and every pass over a Ray Data shard
@@ -223,6 +230,42 @@ def _record_ray_data() -> None:
             ray.train.get_dataset_shard = get_dataset_shard
 
 
+class _RelayActor:
+    """A Ray node's relay (``collect._relay.NodeRelay``), as a Ray actor on that node: its
+    ranks reach it over a Unix socket there; it speaks to the coordinator as the node (with
+    the node's certificate when ``SLSA_TLS_DIR`` names one)."""
+
+    def __init__(self, coordinator: str, job_id: str, node_id: str) -> None:
+        import tempfile
+
+        from slsa_dist.collect._agent import NodeIdentity, tls_from_env
+        from slsa_dist.collect._relay import NodeRelay
+
+        tag = hashlib.sha256(f"{job_id}/{node_id}/{os.getpid()}".encode()).hexdigest()
+        # Unix socket paths are short (108 bytes): a per-user folder, a hashed name.
+        path = Path(tempfile.gettempdir()) / f"slsa-{os.getuid()}" / f"{tag[:16]}.sock"
+        self._relay = NodeRelay(coordinator=coordinator, job_id=job_id, node_id=node_id,
+                                socket_path=path,
+                                credentials=tls_from_env(NodeIdentity(node_id=node_id)))
+        self._address = self._relay.start()
+
+    def address(self) -> str:
+        return self._address
+
+    def forwarded(self) -> int:
+        return self._relay.forwarded
+
+    def close(self, grace: float) -> int:
+        """Forward what is queued (up to ``grace`` seconds) and stop; Relay calls made."""
+        self._relay.close(grace)
+        return self._relay.forwarded
+
+
+# How long the controller waits for a node's relay to start before its ranks report
+# directly.
+RELAY_START_SECONDS = 30.0
+
+
 class _Controller:
     """The run's controller-side state. Ray hands copies of a callback to its
     components, so this lives at module level: each run has its own controller
@@ -235,6 +278,44 @@ class _Controller:
         self.job_id: str | None = None
         self.attempt = -1
         self.reports = 0
+        # Ray node id -> (its relay actor, the relay's address); None: none could start.
+        self.relays: dict[str, tuple[Any, str] | None] = {}
+
+    def start_relays(self, node_ids: set[str]) -> dict[str, str]:
+        """One relay per Ray node that has none yet, each pinned to its node and owned by
+        the controller; the address of every node's relay that runs."""
+        if os.environ.get("SLSA_NODE_RELAY", "1") == "0" or not self.coordinator \
+                or not self.job_id:
+            return {}
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        actor_class: Any = ray.remote(num_cpus=0, max_restarts=0)(_RelayActor)
+        started: dict[str, Any] = {}
+        for node in sorted(node_ids - set(self.relays)):
+            started[node] = actor_class.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+            ).remote(self.coordinator, self.job_id, node)
+        for node, actor in started.items():
+            try:
+                address = str(ray.get(actor.address.remote(), timeout=RELAY_START_SECONDS))
+                self.relays[node] = (actor, address)
+            except Exception as exc:  # its ranks report directly; the run goes on
+                log.warning("slsa-dist: no node relay on Ray node %s (%s); its ranks report "
+                            "to the coordinator directly", node, exc)
+                ray.kill(actor)
+                self.relays[node] = None
+        return {node: relay[1] for node, relay in self.relays.items() if relay is not None}
+
+    def stop_relays(self, grace: float) -> None:
+        """Forward what the relays hold, then stop them (the run is over)."""
+        actors = [relay[0] for relay in self.relays.values() if relay is not None]
+        try:
+            ray.get([actor.close.remote(grace) for actor in actors], timeout=grace + 10)
+        except Exception as exc:  # the run is over; what did not arrive is recorded missing
+            log.warning("slsa-dist: a node relay did not stop cleanly (%s)", exc)
+        for actor in actors:
+            ray.kill(actor)
+        self.relays.clear()
 
 
 _STATE = _Controller()
@@ -262,6 +343,7 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
         self.out_dir = str(out_dir or os.environ.get("SLSA_OUT", "provenance"))
         self.spool_dir = os.environ.get("SLSA_SPOOL_DIR")
         self.attempt = -1
+        self.relays: dict[str, str] = {}  # Ray node id -> its relay's address (workers)
         if not SUPPORTED:
             raise RuntimeError(f"slsa-dist: Ray {ray.__version__} is not supported: the Ray "
                                "Train capture is written against Ray 2.60.x internals")
@@ -315,6 +397,17 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
         self.coordinator, self.job_id, self.attempt = (_STATE.coordinator, _STATE.job_id,
                                                        _STATE.attempt)
 
+    def before_init_train_context(self, workers: list[Any]) -> dict[str, list[Any]]:
+        """The workers are placed, not yet started: a relay on each of their nodes (kept
+        from an earlier attempt where there is one). This instance is pickled into the
+        workers next: each finds its node's relay here."""
+        try:
+            self.relays = _STATE.start_relays({str(w.metadata.node_id) for w in workers})
+        except Exception as exc:  # no relays: every rank reports directly
+            log.warning("slsa-dist: no node relays (%s); ranks report directly", exc)
+            self.relays = {}
+        return {}
+
     def after_worker_group_start(self, worker_group: Any) -> None:
         topology = []
         for worker in worker_group.get_workers():
@@ -356,6 +449,8 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
         _STATE.agent.record_attempt(attempt=_STATE.attempt, run_id=_STATE.job_id or "",
                                     ranks=[], state="FAILED" if failed else "SUCCEEDED")
         _STATE.agent.close(timeout=60)
+        # Every worker is gone: what the relays still hold goes out, then they stop.
+        _STATE.stop_relays(float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")) / 3)
         if _STATE.server is not None:
             try:
                 bundle = self._finalize(_STATE.server).bundle
@@ -414,6 +509,12 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
             # Ray at once, and its node's evidence must not go down with it.
             node.flush(timeout=float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")))
             _NODE.append(node)
+        # This node's relay (its agent reads SLSA_RELAY); none: straight to the coordinator.
+        relay = self.relays.get(node_id, "")
+        if relay:
+            os.environ["SLSA_RELAY"] = relay
+        else:
+            os.environ.pop("SLSA_RELAY", None)
         rt = _contract.init(coordinator=self.coordinator, job_id=self.job_id,
                             rank=context.get_world_rank(),
                             world_size=context.get_world_size(), attempt=self.attempt,

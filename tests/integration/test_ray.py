@@ -93,6 +93,10 @@ def test_a_torch_trainer_run_with_a_restart_gives_one_verified_provenance(
     # The Ray node itself: registered by its first worker in each attempt, with its
     # inventory and hardware evidence for this job (or the reason there is none).
     (node,) = [n for n in provenance.records(MEDIA_NODE) if n["node"] == topology[0]["nodeId"]]
+    # Every rank attempt reported through its Ray node's relay (an actor on that node),
+    # which speaks as that node.
+    assert {a.get("relayedBy") for r in ranks.values() for a in r["attempts"]} == \
+        {node["node"]}
     assert [(a["attempt"], a["state"]) for a in node["attempts"]][-1] == (1, "SUCCEEDED")
     assert node["challenges"] == 2  # one fresh nonce per attempt
     tpm = [e for e in node["evidence"] if e["kind"] == "tpm"]
@@ -246,3 +250,70 @@ def test_prepare_data_loader_and_ray_data_are_recorded_per_worker(
     assert "2 rank(s)" in line, line
     assert line.split("; verify with")[0].endswith("complete"), line
     assert f"verify with: slsa-dist verify {bundle} --key {public}" in line
+
+
+def dying_train_fn(config: dict) -> None:  # type: ignore[type-arg]
+    """Rank 0 (its node's first worker) dies at once, hard; rank 1 saves a checkpoint after
+    that, and is then torn down by Ray."""
+    import os
+    import time
+
+    import ray.train
+
+    context = ray.train.get_context()
+    marker = Path(config["marker"])
+    if context.get_world_rank() == 0:
+        marker.write_text("rank 0 died")
+        os._exit(1)
+    for _ in range(300):
+        if marker.exists():
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)  # rank 0's process is gone by now
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / "late.pt").write_bytes(b"saved after rank 0 died")
+        # The digest is reported before the report's barrier, which waits for rank 0 in
+        # vain until Ray tears the group down.
+        ray.train.report({"late": 1},
+                         checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_that_dies_takes_no_relay_and_no_peer_reports_with_it(
+        cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The relay is an actor of the controller's on the Ray node, not a worker: when the
+    node's first worker dies, its peer's later reports still arrive through it."""
+    import hashlib
+
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from slsa_dist.ray import SlsaCallback
+
+    key, public = signing_key(tmp_path)
+    trainer = TorchTrainer(
+        dying_train_fn, train_loop_config={"marker": str(tmp_path / "died")},
+        scaling_config=ScalingConfig(num_workers=2, use_gpu=False),
+        run_config=RunConfig(name="slsa-ray-dies", storage_path=str(tmp_path / "ray-results"),
+                             failure_config=FailureConfig(max_failures=0),
+                             callbacks=[SlsaCallback(key=key, out_dir=tmp_path / "provenance",
+                                                     job_id="ray-dies-1")]))
+    with contextlib.suppress(Exception):  # the run fails: rank 0 died
+        trainer.fit()
+    from slsa_dist.verify._bundle import check_bundle
+
+    result = check_bundle(tmp_path / "provenance" / "ray-dies-1.intoto.jsonl",
+                          keys=[load_verifier(public)])
+    provenance = result.provenance
+    assert provenance is not None
+    ranks = {r["rank"]: r for r in provenance.records(MEDIA_RANK)}
+    (node,) = [n["node"] for n in provenance.records(MEDIA_NODE) if n["node"] != "ray-controller"]
+    assert ranks[1]["attempts"][-1]["relayedBy"] == node
+    # Rank 1's checkpoint, digested after rank 0 died, arrived through the node's relay.
+    checkpoints = {r["name"]: r for r in provenance.records(MEDIA_CHECKPOINT)}
+    assert checkpoints["ray-report-0"]["resources"] == [{
+        "name": "late.pt", "algorithm": "sha256",
+        "digest": hashlib.sha256(b"saved after rank 0 died").hexdigest()}]
+    # The run failed, and the bundle says what never came (rank 0 died without a word;
+    # Ray tore rank 1 down as it stood): that, and nothing else, fails verification.
+    assert [c.name for c in result.failures] == ["completeness"], result.failures
