@@ -241,8 +241,10 @@ class _RelayActor:
         from slsa_dist.collect._agent import NodeIdentity, tls_from_env
         from slsa_dist.collect._relay import NodeRelay
 
-        tag = hashlib.sha256(f"{job_id}/{node_id}/{os.getpid()}".encode()).hexdigest()
-        # Unix socket paths are short (108 bytes): a per-user folder, a hashed name.
+        # The same path for the same job and node: a relay Ray restarts (it died) listens
+        # where the ranks' channels reconnect. Unix socket paths are short (108 bytes): a
+        # per-user folder, a hashed name.
+        tag = hashlib.sha256(f"{job_id}/{node_id}".encode()).hexdigest()
         path = Path(tempfile.gettempdir()) / f"slsa-{os.getuid()}" / f"{tag[:16]}.sock"
         self._relay = NodeRelay(coordinator=coordinator, job_id=job_id, node_id=node_id,
                                 socket_path=path,
@@ -289,7 +291,9 @@ class _Controller:
             return {}
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        actor_class: Any = ray.remote(num_cpus=0, max_restarts=0)(_RelayActor)
+        # Restarted on its node if it dies (the relay keeps nothing: ranks resend what it
+        # did not answer).
+        actor_class: Any = ray.remote(num_cpus=0, max_restarts=3)(_RelayActor)
         started: dict[str, Any] = {}
         for node in sorted(node_ids - set(self.relays)):
             started[node] = actor_class.options(
