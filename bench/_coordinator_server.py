@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from slsa_dist.collect._coordinator import Coordinator
+from slsa_dist.collect._coordinator import Coordinator, CoordinatorConfig
 from slsa_dist.sign._formats import read_bundle
 from slsa_dist.sign._keys import Signer
 
@@ -31,8 +31,8 @@ async def main(out: Path, job: str, world: int) -> None:
     signer = Signer.generate()
     out.mkdir(parents=True, exist_ok=True)
     (out / "signing.pub").write_bytes(signer.public().public_pem())
-    coordinator = Coordinator(job_id=job, signer=signer, out_dir=out, world_size=world,
-                              settle=3600)
+    coordinator = Coordinator(CoordinatorConfig(job_id=job, out_dir=out, world_size=world,
+                                                settle=3600), signer=signer)
     port = await coordinator.start("127.0.0.1:0")
     print(json.dumps({"port": port}), flush=True)
     result = await coordinator.wait_finalized()
