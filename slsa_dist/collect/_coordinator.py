@@ -865,12 +865,15 @@ class _Admission:
         """Measure how late the event loop runs a timer (:attr:`lag`): calls queue there,
         and in gRPC's own queue before it, unseen by :attr:`in_flight`."""
         loop = asyncio.get_running_loop()
+        samples: deque[float] = deque(maxlen=10)
         while True:
             start = loop.time()
             await asyncio.sleep(period)
-            late = max(loop.time() - start - period, 0.0)
-            # Up at once, down slowly: a backlog shows in one sample, its end in several.
-            self.lag = late if late > self.lag else 0.8 * self.lag + 0.2 * late
+            samples.append(max(loop.time() - start - period, 0.0))
+            # The least of the last ten: a backlog shows in every sample, a stall of the
+            # process (descheduled on a busy host, a collection) in one, and refusing
+            # every call after a stall would only add retries.
+            self.lag = min(samples)
 
     def _tick(self, now: float) -> None:
         if self.in_flight:
