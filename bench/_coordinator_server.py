@@ -2,7 +2,8 @@
 
     python bench/_coordinator_server.py OUT JOB WORLD
 
-With SLSA_BENCH_PROFILE=FILE the coordinator runs under cProfile into FILE.
+With SLSA_BENCH_PROFILE=FILE the coordinator runs under cProfile into FILE; with
+SLSA_BENCH_ADMISSION=1 it prints its admission control's state every second (stderr).
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ def peak_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+async def _admission(coordinator: Coordinator) -> None:
+    while True:
+        await asyncio.sleep(1)
+        seen = coordinator.admission
+        print(f"admission: {seen.in_flight} in handlers, {seen.rate:,.0f} calls/s served, "
+              f"loop lag {seen.lag:.2f} s; {coordinator.refused} refused of "
+              f"{coordinator.calls} calls", file=sys.stderr, flush=True)
+
+
 async def main(out: Path, job: str, world: int) -> None:
     signer = Signer.generate()
     out.mkdir(parents=True, exist_ok=True)
@@ -35,6 +45,8 @@ async def main(out: Path, job: str, world: int) -> None:
                                                 settle=3600), signer=signer)
     port = await coordinator.start("127.0.0.1:0")
     print(json.dumps({"port": port}), flush=True)
+    if os.environ.get("SLSA_BENCH_ADMISSION"):  # admission control's view, every second
+        asyncio.get_running_loop().create_task(_admission(coordinator))
     result = await coordinator.wait_finalized()
     await coordinator.stop(0.5)
     ledger = out / f"{job}.ledger.jsonl"

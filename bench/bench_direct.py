@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -129,10 +128,8 @@ class Ranks:
 
 
 def _server(out: Path, job: str, world: int) -> tuple[subprocess.Popen[str], int]:
-    # SLSA_BENCH_SERVER: another coordinator script (one that prints its admission state)
-    script = os.environ.get("SLSA_BENCH_SERVER", str(HERE / "_coordinator_server.py"))
-    server = subprocess.Popen([sys.executable, script, str(out), job, str(world)],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, str(HERE / "_coordinator_server.py"),
+                               str(out), job, str(world)], stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
     return server, json.loads(server.stdout.readline())["port"]
 
