@@ -14,7 +14,10 @@ with the coordinator's own status and resync mark when it refused.
 
 Flow control (ADR 0012): a batch from 16 KiB asks the coordinator for room
 first (``Reserve``) and is sent once it has some, so every node sending at
-once waits here, not in the coordinator's memory.
+once waits here, not in the coordinator's memory. A batch the coordinator
+refuses under load (``RESOURCE_EXHAUSTED`` with ``retry-after-ms``, before any
+work) is sent again after that wait, with jitter, for up to half the relay's
+deadline; past that its ranks are told, and their agents wait as told.
 
 Trust (ADR 0010): the relay is the node's trust unit. The coordinator accepts a
 relayed item only for a rank registered under the relaying node, which is what
