@@ -19,9 +19,11 @@ the end of the rank (or while written, for DCP).
 * **Data consumed.** Every ``DataLoader`` over a map-style dataset has its
   index sampler (``DistributedSampler``, a shuffling or sequential sampler,
   inside a batch sampler) wrapped as :class:`~slsa_dist.torch.RecordingSampler`
-  wraps it: per rank and epoch, the count and a digest of the indices it
-  yielded, and the sampler's parameters. Without shard files to map indices
-  to, they are counted against a pseudo-shard named ``index:<Dataset>``
+  wraps it: per rank and epoch, the count and a digest of the indices the
+  loop was handed (DataLoader workers draw batches ahead; a batch counts only
+  once the iterator hands it to the loop: a loop that breaks early consumed what
+  it got, not what was prefetched), and the sampler's parameters. Without shard
+  files to map indices to, they are counted against a pseudo-shard named ``index:<Dataset>``
   (``slsa-dist:index/...``) that identifies the dataset's index space, not
   its bytes (which the inputs above name); the merge does not list it as a
   dependency.
@@ -39,6 +41,7 @@ memory-mapped readers opened in C) are not seen; use
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import importlib.abc
@@ -615,6 +618,8 @@ def _patch_dataloader() -> None:
             and not hasattr(base.__init__, "__slsa_dist_original__"):
         base.__init__ = _follow_indices(base.__init__)
         base._reset = _follow_indices(base._reset)  # noqa: SLF001 -- torch's re-iteration
+        if callable(getattr(base, "__next__", None)):
+            base.__next__ = _count_yielded(base.__next__)
         _ITERATOR_PATCHED = True
     elif base is not None and hasattr(base.__init__, "__slsa_dist_original__"):
         _ITERATOR_PATCHED = True
@@ -647,12 +652,55 @@ def _follow_indices(original: Callable[..., None]) -> Callable[..., None]:
             source = self.__dict__.get("_sampler_iter")
             if tracked is not None and source is not None \
                     and not isinstance(source, _IndexStream):
-                self._sampler_iter = _IndexStream(source, tracked)
+                # Counted when the iterator hands an item to the loop (its __next__ is
+                # ours), not when drawn: workers draw prefetch_factor batches ahead.
+                deferred = hasattr(type(self).__next__, "__slsa_dist_original__")
+                unordered = bool(_attribute(self, "_num_workers")) \
+                    and _attribute(self, "_in_order") is False
+                self._sampler_iter = _IndexStream(source, tracked, deferred=deferred,
+                                                  unordered=unordered)
         except Exception as exc:  # iterate unrecorded
             capture_gap(f"data consumed from {_loader_name(loader)}", exc)
 
     follow.__slsa_dist_original__ = original  # type: ignore[attr-defined]
     return follow
+
+
+def _count_yielded(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps ``_BaseDataLoaderIter.__next__``: an item it returns was handed to the loop
+    (counted); one that raised was not (dropped); the end of the pass closes its record.
+    What reaches the loop is the iterator's own result or exception, unchanged."""
+
+    @functools.wraps(original)
+    def next_item(self: Any) -> Any:
+        try:
+            item = original(self)
+        except StopIteration:
+            _settle(self, "end")
+            raise
+        except BaseException:
+            _settle(self, "drop")
+            raise
+        _settle(self, "yield")
+        return item
+
+    next_item.__slsa_dist_original__ = original  # type: ignore[attr-defined]
+    return next_item
+
+
+def _settle(iterator: Any, what: str) -> None:
+    """Tell the iterator's index stream (if it is one of ours) what became of an item."""
+    try:
+        stream = iterator.__dict__.get("_sampler_iter")
+        if isinstance(stream, _IndexStream):
+            if what == "yield":
+                stream.handed_out()
+            elif what == "drop":
+                stream.dropped()
+            else:
+                stream.ended()
+    except Exception as exc:  # the loop has its item (or its exception) regardless
+        capture_gap("data consumed from a DataLoader", exc)
 
 
 class _Tracked:
@@ -689,21 +737,35 @@ class _IndexStream:
     """The index stream of one pass over a tracked DataLoader: each item (a batch of
     indices, or one index) is handed on unchanged, its indices tallied a chunk at a
     time; the pass is reported when it ends or is abandoned. Anything it cannot count
-    is a capture gap, and the items still flow."""
+    is a capture gap, and the items still flow.
 
-    __slots__ = ("__weakref__", "_broken", "_count", "_done", "_epoch", "_hasher", "_pending",
-                 "_source", "_tracked")
+    ``deferred`` (the iterator's ``__next__`` is patched): an item drawn is counted only
+    once the iterator hands its batch to the loop. DataLoader workers draw
+    ``prefetch_factor`` batches each ahead of the loop; a loop that stops early (a
+    ``break``, ``max_steps``, an exception) consumed only what it was handed. Drawn
+    items wait in order: an in-order loader hands out batches in the order drawn, and a
+    batch whose fetch raised is the oldest one waiting. An out-of-order loader
+    (``in_order=False``) left early is a capture gap: which of its prefetched batches
+    reached the loop is not known."""
 
-    def __init__(self, source: Any, tracked: _Tracked) -> None:
+    __slots__ = ("__weakref__", "_broken", "_count", "_deferred", "_done", "_drawn", "_epoch",
+                 "_hasher", "_pending", "_source", "_tracked", "_unordered", "_unsure")
+
+    def __init__(self, source: Any, tracked: _Tracked, *, deferred: bool = False,
+                 unordered: bool = False) -> None:
         import hashlib
 
         self._source = source
         self._tracked = tracked
         self._pending: list[int] = []
+        self._drawn: collections.deque[list[int]] = collections.deque()
         self._count = 0
         self._hasher = hashlib.sha256()
         self._done = False
         self._broken = False
+        self._deferred = deferred
+        self._unordered = unordered
+        self._unsure = False  # out of order, a batch raised: which one is not known
         self._epoch = tracked.epoch()
         _PASSES.add(self)
 
@@ -714,29 +776,41 @@ class _IndexStream:
         try:
             item = next(self._source)
         except StopIteration:
-            self._close()
+            if not self._deferred:  # else the iterator's own end closes the pass
+                self._close()
             raise
         if not self._broken:
             try:
-                self._add(item)
+                indices = _indices(item)
+                if self._deferred:
+                    if len(self._drawn) >= _MAX_AHEAD:
+                        raise InputError(f"expected the loop to take the batches drawn, "
+                                         f"found {len(self._drawn)} drawn and not handed out")
+                    self._drawn.append(indices)
+                else:
+                    self._take(indices)
             except Exception as exc:  # hand the item on, uncounted
                 self._broken = True
+                self._drawn.clear()
                 capture_gap(f"data consumed from {self._tracked.name}", exc)
         return item
 
-    def _add(self, item: Any) -> None:
-        if isinstance(item, int) and not isinstance(item, bool):
-            self._pending.append(item)
-        elif isinstance(item, (list, tuple, range)):
-            self._pending.extend(_index(i) for i in item)
-        else:  # a tensor or array of indices: counted without being consumed
-            shape = getattr(item, "shape", None)
-            if shape is None or not hasattr(item, "tolist"):
-                raise InputError(f"expected indices (an int or a list of them), found a "
-                                 f"{type(item).__qualname__}")
-            values = item.tolist()
-            self._pending.extend(_index(i) for i in (values if isinstance(values, list)
-                                                     else [values]))
+    def handed_out(self) -> None:
+        """The iterator handed the loop its oldest drawn item."""
+        if self._deferred and self._drawn and not self._broken:
+            self._take(self._drawn.popleft())
+
+    def dropped(self) -> None:
+        """Fetching the oldest drawn item raised: the loop got an exception, not it."""
+        if self._deferred and self._drawn:
+            self._drawn.popleft()
+            self._unsure = self._unsure or self._unordered
+
+    def ended(self) -> None:
+        self._close()
+
+    def _take(self, indices: list[int]) -> None:
+        self._pending.extend(indices)
         if len(self._pending) >= _CHUNK:
             self._flush()
 
@@ -756,6 +830,14 @@ class _IndexStream:
         try:
             if self._broken:
                 return
+            if self._unordered and (self._unsure or self._drawn):
+                self._drawn.clear()
+                capture_gap(f"data consumed from {self._tracked.name}",
+                            "an out-of-order loader (in_order=False) stopped before its "
+                            "prefetched batches were all handed out: which of them the "
+                            "loop consumed is not known")
+                return
+            self._drawn.clear()  # prefetched, never handed to the loop: not consumed
             self._flush()
             if not self._count:
                 return
@@ -778,6 +860,22 @@ class _IndexStream:
             self._close()
 
 
+def _indices(item: Any) -> list[int]:
+    """The indices in one item of an index stream: an int, a list of them, a tensor."""
+    if isinstance(item, int) and not isinstance(item, bool):
+        return [item]
+    if isinstance(item, (list, tuple, range)):
+        return [_index(i) for i in item]
+    # a tensor or array of indices: counted without being consumed
+    shape = getattr(item, "shape", None)
+    if shape is None or not hasattr(item, "tolist"):
+        raise InputError(f"expected indices (an int or a list of them), found a "
+                         f"{type(item).__qualname__}")
+    values = item.tolist()
+    return [_index(i) for i in (values if isinstance(values, list) else [values])]
+
+
+_MAX_AHEAD = 1 << 16  # items drawn and not handed out: more is no prefetch, a gap
 _CHUNK = 1024
 _PASSES: weakref.WeakSet[_IndexStream] = weakref.WeakSet()  # passes not reported yet
 

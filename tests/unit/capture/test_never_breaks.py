@@ -585,3 +585,130 @@ def test_dcp_s_own_stream_saves_are_no_gap_and_a_foreign_dcp_writer_is_one(
     assert "DCP checkpoint" in gap[0]
     assert "FileSystemWriter" in gap[1]
     assert (tmp_path / "theirs" / ".metadata").is_file()  # the user's save, unchanged
+
+
+# -- what the loop consumed, not what workers prefetched (#27) ------------------------------
+
+class Faulty(Dataset[int]):
+    """Item ``bad`` raises (in a worker or in the loop's own process)."""
+
+    def __init__(self, bad: int) -> None:
+        self.bad = bad
+
+    def __getitem__(self, index: int) -> int:
+        if index == self.bad:
+            raise KeyError(f"item {index} is unreadable")
+        return index
+
+    def __len__(self) -> int:
+        return 40
+
+
+def _digest(batches: list[list[int]]) -> str:
+    import hashlib
+
+    import numpy as np
+
+    flat = [int(i) for batch in batches for i in batch]
+    return hashlib.sha256(np.asarray(flat, dtype="<i8").tobytes()).hexdigest()
+
+
+def _prefetching(**kwargs: Any) -> DataLoader[Any]:
+    generator = torch.Generator().manual_seed(7)
+    return DataLoader(TensorDataset(torch.arange(64)), batch_size=2, shuffle=True,
+                      generator=generator, num_workers=2, prefetch_factor=4, **kwargs)
+
+
+def _first(loader: Any, k: int) -> list[list[int]]:
+    taken: list[list[int]] = []
+    for (batch,) in loader:
+        taken.append(batch.tolist())
+        if len(taken) == k:
+            break
+    return taken
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_a_loop_that_breaks_consumed_only_the_batches_it_was_handed(agent: FakeAgent,
+                                                                    k: int) -> None:
+    """Two workers prefetch 4 batches each: 8 batches are drawn before the loop takes
+    its first. Only the k batches handed to the loop are recorded as consumed."""
+    plain = _prefetching()
+    auto._TRACKED.pop(plain, None)
+    expected = _first(plain, k)
+    loader = _prefetching()
+    auto.wrap_loader(loader)
+    taken = _first(loader, k)
+    assert taken == expected  # the user's batches, as without capture
+    import gc
+
+    gc.collect()  # the abandoned iterator (and its index stream) is gone
+    (shard,) = agent.shards
+    assert shard["samples"] == 2 * k
+    assert shard["index_digest"] == _digest(taken)
+    assert agent.gaps == []
+
+
+def test_a_full_pass_with_prefetching_workers_is_counted_once(agent: FakeAgent) -> None:
+    loader = _prefetching()
+    auto.wrap_loader(loader)
+    taken = [batch.tolist() for (batch,) in loader]
+    (shard,) = agent.shards
+    assert (shard["samples"], shard["index_digest"]) == (64, _digest(taken))
+
+
+def test_persistent_workers_count_each_pass_by_what_it_handed_out(agent: FakeAgent) -> None:
+    loader = _prefetching(persistent_workers=True)
+    auto.wrap_loader(loader)
+    first = _first(loader, 2)
+    second = [batch.tolist() for (batch,) in loader]  # resets the same iterator
+    import gc
+
+    gc.collect()
+    counted = [(s["samples"], s["index_digest"]) for s in agent.shards]
+    assert counted == [(4, _digest(first)), (64, _digest(second))]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_batch_that_raised_is_not_consumed(agent: FakeAgent, workers: int) -> None:
+    """The loop catches the dataset's error and stops: consumed are the batches it got,
+    not the one that raised nor those prefetched after it."""
+    def make() -> DataLoader[Any]:
+        return DataLoader(Faulty(bad=9), batch_size=4, num_workers=workers,
+                          **({"prefetch_factor": 4} if workers else {}))
+
+    def run(loader: Any) -> tuple[list[list[int]], str]:
+        got: list[list[int]] = []
+        try:
+            for batch in loader:
+                got.append(batch.tolist())
+        except KeyError as exc:
+            return got, type(exc).__name__
+        return got, ""
+
+    plain = make()
+    auto._TRACKED.pop(plain, None)
+    expected = run(plain)
+    loader = make()
+    auto.wrap_loader(loader)
+    got = run(loader)
+    assert got == expected
+    assert got[0] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    import gc
+
+    gc.collect()
+    (shard,) = agent.shards
+    assert (shard["samples"], shard["index_digest"]) == (8, _digest(got[0]))
+
+
+def test_an_out_of_order_loader_left_early_is_a_gap(agent: FakeAgent) -> None:
+    loader = DataLoader(TensorDataset(torch.arange(64)), batch_size=2, num_workers=2,
+                        prefetch_factor=4, in_order=False)
+    auto.wrap_loader(loader)
+    assert len(_first(loader, 3)) == 3
+    import gc
+
+    gc.collect()
+    assert agent.shards == []
+    (gap,) = agent.gaps
+    assert "in_order=False" in gap[1]
