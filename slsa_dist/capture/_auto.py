@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime
 import functools
 import importlib.abc
 import importlib.machinery
@@ -257,7 +258,11 @@ class Capture:
             self.inputs += 1
             self.runtime.agent.record_dependency(
                 "input", name=self.runtime.artifact_name(path), uri=Path(path).as_uri(),
-                digest={"sha256": digest}, annotations={"slsadist_captured": "read"})
+                digest={"sha256": digest},
+                # when its bytes were last written: the merge tells a file this job wrote
+                # (on any rank) and read back from one that was there before it began
+                annotations={"slsadist_captured": "read",
+                             "slsadist_modified": _utc(st.st_mtime_ns)})
 
     # -- outputs ----------------------------------------------------------------------
 
@@ -419,6 +424,12 @@ class Capture:
     @property
     def outputs(self) -> int:
         return len(self._saved)
+
+
+def _utc(nanoseconds: int) -> str:
+    """A file time as RFC 3339 UTC with microseconds."""
+    when = datetime.datetime.fromtimestamp(nanoseconds / 1e9, tz=datetime.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # Files that make a directory one model: read from it, the directory is the input,

@@ -9,6 +9,7 @@ ranks, completeness) and the in-toto Statement with its SLSA Provenance predicat
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import signal
@@ -69,8 +70,8 @@ def statement(state: State, *, builder_id: str = DEFAULT_BUILDER_ID,
     _add_parameters(state, builder, internal)
     builder.set_builder(version=builder_version)
     builder.set_times(started=started, finished=max(finished, started))
-    missing_files, conflicts, checkpoints = _add_artifacts(state, builder)
-    conflicts.extend(_add_dependencies(state, builder))
+    missing_files, conflicts, checkpoints, produced = _add_artifacts(state, builder)
+    conflicts.extend(_add_dependencies(state, builder, produced))
     entries = _ledger_entries(state, checkpoints, refs=ledger is not None)
     if ledger is None:
         for entry in entries:
@@ -153,8 +154,10 @@ def _add_parameters(state: State, builder: ProvenanceBuilder,
 
 
 def _add_artifacts(state: State, builder: ProvenanceBuilder
-                   ) -> tuple[list[str], list[str], list[LedgerEntry]]:
-    """Subjects; returns (missing files, conflicts, checkpoint records)."""
+                   ) -> tuple[list[str], list[str], list[LedgerEntry], set[tuple[str, str]]]:
+    """Subjects; returns (missing files, conflicts, checkpoint records, what the job
+    wrote: each artifact and each of its files as (name as recorded, SHA-256))."""
+    produced: set[tuple[str, str]] = set()
     missing_files: list[str] = []
     checkpoints: list[LedgerEntry] = []
     conflicts = list(state.conflicts)
@@ -171,6 +174,10 @@ def _add_artifacts(state: State, builder: ProvenanceBuilder
                             for p in sorted(files, key=path_order)),
             ignore_paths=(),
         )
+        if artifact.algorithm == "sha256":
+            produced.add((artifact.name, manifest.identity))
+            produced.update((artifact.name if p == "." else f"{artifact.name}/{p}", d)
+                           for p, (d, _, _) in files.items())
         # The checkpoint record is built once (the manifest root with it) and its
         # dict too: for a 65,536-rank checkpoint each is a 65,536-file pass.
         record = replace(
@@ -188,13 +195,25 @@ def _add_artifacts(state: State, builder: ProvenanceBuilder
         if artifact.name in subjects:
             builder.add_subject(ResourceDescriptor(
                 name=artifact.name, digest={"sha256": manifest.identity}))
-    return missing_files, conflicts, checkpoints
+    return missing_files, conflicts, checkpoints, produced
 
 
-def _add_dependencies(state: State, builder: ProvenanceBuilder) -> list[str]:
-    """Declared dependencies and every shard read; returns what had to be left out."""
+def _add_dependencies(state: State, builder: ProvenanceBuilder,
+                      produced: set[tuple[str, str]]) -> list[str]:
+    """Declared dependencies and every shard read; returns what had to be left out.
+
+    A file capture saw read (``slsadist_captured: read``) whose name as recorded and
+    digest are those of a file the job wrote, on any rank or node, is that output read
+    back (rank 0 saved a checkpoint, rank 1 loaded it): no input. One read with another
+    digest (the previous run's checkpoint, read before this job overwrote it) stays an
+    input, so ``verify chain`` still follows it to the run that made it; so does what a
+    rank declared itself (``record_input``)."""
     left_out: list[str] = []
     for dependency in state.dependencies:
+        if dependency.annotations.get("slsadist_captured") == "read":
+            if _read_back(state, dependency, produced):
+                continue
+            dependency = _without(dependency, "slsadist_modified")
         builder.add_dependency(dependency)
     # Each shard once, as first read (the builder merges equal digests read under
     # other names); an index space is no data: no input.
@@ -209,6 +228,34 @@ def _add_dependencies(state: State, builder: ProvenanceBuilder) -> list[str]:
             left_out.append(f"rank {source.first_rank}: shard {source.name!r} left out: "
                             f"{exc}")
     return left_out
+
+
+def _read_back(state: State, dependency: ResourceDescriptor,
+               produced: set[tuple[str, str]]) -> bool:
+    """A captured read of a file the job wrote: the same name as recorded and digest as
+    one of its outputs, and bytes last written after the job began (a file that was
+    there before, even with those bytes, is an input: the job may have copied it onto
+    itself). Without the time the reading rank sent, the read stays an input."""
+    if (dependency.name or "", dependency.digest.get("sha256", "")) not in produced:
+        return False
+    modified = dependency.annotations.get("slsadist_modified")
+    if not isinstance(modified, str) or state.started is None:
+        return False
+    try:
+        when = dt.datetime.strptime(modified, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=dt.timezone.utc)
+    except ValueError:
+        return False
+    started = state.started if state.started.tzinfo is not None \
+        else state.started.replace(tzinfo=dt.timezone.utc)
+    return when >= started
+
+
+def _without(dependency: ResourceDescriptor, key: str) -> ResourceDescriptor:
+    if key not in dependency.annotations:
+        return dependency
+    return replace(dependency, annotations={k: v for k, v in dependency.annotations.items()
+                                            if k != key})
 
 
 def _completeness(state: State, reason: str, missing_files: list[str],
