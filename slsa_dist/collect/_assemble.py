@@ -213,7 +213,8 @@ def _add_dependencies(state: State, builder: ProvenanceBuilder,
         if dependency.annotations.get("slsadist_captured") == "read":
             if _read_back(state, dependency, produced):
                 continue
-            dependency = _without(dependency, "slsadist_modified")
+            builder.add_dependency(_without(dependency, "slsadist_modified"))
+            continue
         builder.add_dependency(dependency)
     # Each shard once, as first read (the builder merges equal digests read under
     # other names); an index space is no data: no input.
@@ -269,7 +270,11 @@ def _completeness(state: State, reason: str, missing_files: list[str],
                         "coordinator (its journal was lost)")
     failed_evidence = [f"{node.node}: {e.kind}: {e.reason}" for node in state.nodes.values()
                        for e in node.evidence if e.status == "failed"]
-    conflicts = [*conflicts, *_exit_disagreements(state), *_binding_disagreements(state),
+    claims = [c.line() for c in state.duplicate_claims.values()]
+    if state.duplicate_claims_over:
+        claims.append(f"{state.duplicate_claims_over} more claim(s) of a rank another "
+                      "process holds")
+    conflicts = [*conflicts, *claims, *_exit_disagreements(state), *_binding_disagreements(state),
                  *_world_disagreements(state), *_launcher_disagreements(state)]
     missing_ranks = state.missing_ranks()
     attempts, departed = _membership(state)

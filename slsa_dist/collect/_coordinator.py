@@ -23,6 +23,7 @@ recorded in the provenance, never hidden.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime as dt
 import gc
@@ -53,7 +54,7 @@ from slsa_dist.collect import _authority as authority
 from slsa_dist.collect import _wire as wire
 from slsa_dist.collect._authority import REPLAY, Principal
 from slsa_dist.collect._journal import GroupCommitter, Journal, JournalFailed
-from slsa_dist.collect._merge import JobState, Limits
+from slsa_dist.collect._merge import DuplicateClaimError, JobState, Limits
 from slsa_dist.errors import InputError, SenderError, SigningError
 from slsa_dist.model._ledger import LEDGER_ABOVE, write_ledger
 from slsa_dist.model._provenance import Provenance
@@ -371,8 +372,10 @@ class Coordinator:
                 self.state.register_node(entry.node, now, peer=entry.peer_address,
                                          principal=REPLAY)
             elif which == "rank":
-                self.state.register_rank(entry.rank, now, relayed_by=entry.relayed_by,
-                                         principal=REPLAY)
+                # a second claimant's registration: refused again, and kept again
+                with contextlib.suppress(DuplicateClaimError):
+                    self.state.register_rank(entry.rank, now, relayed_by=entry.relayed_by,
+                                             principal=REPLAY)
             elif which == "batch":
                 self.state.accept(entry.batch, now, principal=REPLAY)
             elif which == "finalize":
@@ -624,7 +627,11 @@ class Coordinator:
     async def register_rank(self, req: pb.RegisterRankRequest, principal: Principal
                             ) -> pb.RegisterResponse:
         now = _now()
-        registered = self.state.register_rank(req, now, principal=principal)
+        try:
+            registered = self.state.register_rank(req, now, principal=principal)
+        except DuplicateClaimError as exc:  # refused; the conflict it is, made durable
+            await self._durable(self._entry(now, rank=req) if exc.new else None)
+            raise
         await self._durable(self._entry(now, rank=req) if registered.new else None)
         return pb.RegisterResponse(sender=registered.sender,
                                    next_sequence=registered.next_sequence)
@@ -684,8 +691,13 @@ class Coordinator:
         which = item.WhichOneof("call")
         relay = Principal.node(node)
         if which == "register":
-            registered = self.state.register_rank(item.register, now, relayed_by=node,
-                                                  principal=relay)
+            try:
+                registered = self.state.register_rank(item.register, now, relayed_by=node,
+                                                      principal=relay)
+            except DuplicateClaimError as exc:  # refused; the conflict it is, journaled
+                if exc.new:
+                    entries.append(self._entry(now, rank=item.register, relayed_by=node))
+                raise
             if registered.new:
                 entries.append(self._entry(now, rank=item.register, relayed_by=node))
             return pb.RelayResult(registered=pb.RegisterResponse(

@@ -34,6 +34,7 @@ from slsa_dist.collect._state import (
     CaptureGapReported,
     Completed,
     DependencyDeclared,
+    DuplicateClaim,
     Event,
     EvidenceAppraised,
     FileReported,
@@ -236,10 +237,12 @@ class Ingest:
                           peer=peer, now=now)
 
     def register_rank(self, req: pb.RegisterRankRequest, now: dt.datetime, *,
-                      relayed_by: str, principal: Principal) -> RankJoined | Registered:
-        """A new (rank, attempt, worker) sender, or the :class:`Registered` answer of the
-        registration it repeats; ``relayed_by`` names the node agent that relayed it
-        (which must be the node the rank names)."""
+                      relayed_by: str, principal: Principal
+                      ) -> RankJoined | Registered | DuplicateClaim:
+        """A new (rank, attempt, worker) sender, the :class:`Registered` answer of the
+        registration it repeats, or the :class:`DuplicateClaim` of another process;
+        ``relayed_by`` names the node agent that relayed it (which must be the node the
+        rank names)."""
         self.check_open(req.job_id)
         if relayed_by and relayed_by != req.node_id:
             raise reject("PERMISSION_DENIED", f"rank {req.rank}: expected node "
@@ -271,10 +274,12 @@ class Ingest:
         existing = state.senders.get(key)
         if existing is not None:
             if existing.identity != identity:
-                raise reject("ALREADY_EXISTS",
-                             f"rank {req.rank} attempt {req.attempt} worker {req.worker}: "
-                             f"registered as (node, run id, pid) {existing.identity}, "
-                             f"found {identity}")
+                # Refused, and kept: two processes claimed the same (rank, attempt,
+                # worker). A restart is a new attempt (its launcher numbers it); the
+                # same attempt again from another process is a conflict of the job.
+                return DuplicateClaim(key=key, rank=req.rank, attempt=req.attempt,
+                                      worker=req.worker, first=existing.identity,
+                                      second=identity)
             return Registered(key, existing.next_sequence, new=False)
         self._check_binding(req)
         charged = principal.kind + "/" + principal.name if not principal.trusted \

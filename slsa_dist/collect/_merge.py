@@ -38,7 +38,10 @@ The contract:
 3. Each (rank, attempt, worker) registers once. Registering again with the
    same identity (node, run id, pid) is the same registration and answers the
    same sender and next sequence number (a retried RPC); with a different
-   identity it is refused (``ALREADY_EXISTS``). Nodes likewise, by node id.
+   identity it is refused (``ALREADY_EXISTS``) and kept: two processes claiming one
+   rank is a conflict of the job, named in its completeness record with both
+   claimants (a restart is a new attempt, numbered by its launcher, never this).
+   Nodes likewise, by node id (refused only).
 4. Sequence numbers are per sender, start at 1 and are consecutive within and
    across batches. A batch whose events were all accepted before is a
    duplicate: ignored and acknowledged. A batch that starts past the next
@@ -72,11 +75,34 @@ from slsa_dist.collect import _assemble as assemble
 from slsa_dist.collect._assemble import LedgerWriter
 from slsa_dist.collect._authority import OPERATOR, Principal
 from slsa_dist.collect._ingest import Ingest, no_verifier, reject
-from slsa_dist.collect._state import Limits, MemoryRecords, RecordStore, Registered, State
+from slsa_dist.collect._state import (
+    DuplicateClaim,
+    Limits,
+    MemoryRecords,
+    RecordStore,
+    Registered,
+    State,
+)
+from slsa_dist.errors import SenderError
 from slsa_dist.model._statement import DEFAULT_BUILDER_ID, Statement
 
-__all__ = ["EvidenceVerdict", "JobState", "LedgerWriter", "Limits", "MemoryRecords",
-           "RecordStore", "Registered"]
+__all__ = ["DuplicateClaimError", "EvidenceVerdict", "JobState", "LedgerWriter", "Limits",
+           "MemoryRecords", "RecordStore", "Registered"]
+
+
+class DuplicateClaimError(SenderError):
+    """``ALREADY_EXISTS``: a second process claimed a (rank, attempt, worker). Refused,
+    and kept by the state as a conflict of the job; ``new`` when this claimant was not
+    kept before (the coordinator journals its registration, and a replay keeps it
+    again)."""
+
+    def __init__(self, claim: DuplicateClaim, *, new: bool) -> None:
+        super().__init__(f"rank {claim.rank} attempt {claim.attempt} worker {claim.worker}: "
+                         f"registered as (node, run id, pid) {claim.first}, found "
+                         f"{claim.second}; recorded as a conflict of the job",
+                         code="ALREADY_EXISTS")
+        self.claim = claim
+        self.new = new
 
 
 class JobState:
@@ -190,6 +216,8 @@ class JobState:
         must be the node the rank names); ``principal`` is who the coordinator saw."""
         joined = self._ingest.register_rank(req, now, relayed_by=relayed_by,
                                             principal=principal)
+        if isinstance(joined, DuplicateClaim):
+            raise DuplicateClaimError(joined, new=self._state.add_duplicate_claim(joined, now))
         return joined if isinstance(joined, Registered) else self._state.add_rank(joined)
 
     def accept(self, req: pb.ReportRequest, now: dt.datetime, *,

@@ -29,10 +29,10 @@ from slsa_dist.model._statement import ResourceDescriptor
 
 __all__ = [
     "ENDED", "FINAL_ROLES", "INLINE_SHARDS", "Annotated", "AttemptReported", "Batch",
-    "CaptureGapReported", "Completed", "DependencyDeclared", "Event", "EvidenceAppraised",
-    "FileReported", "FilesPlanned", "Gap", "InventoryReported", "LeftOut", "Limits",
-    "MemoryRecords", "NodeJoined", "ParametersReported", "RankJoined", "RecordStore",
-    "Registered", "ShardRead", "State", "digest_key", "json_bytes",
+    "CaptureGapReported", "Completed", "DependencyDeclared", "DuplicateClaim", "Event",
+    "EvidenceAppraised", "FileReported", "FilesPlanned", "Gap", "InventoryReported",
+    "LeftOut", "Limits", "MemoryRecords", "NodeJoined", "ParametersReported", "RankJoined",
+    "RecordStore", "Registered", "ShardRead", "State", "digest_key", "json_bytes",
 ]
 
 # Artifact roles (the wire's ArtifactRole, named at ingest) that make a subject.
@@ -121,6 +121,24 @@ class RankJoined:
     @property
     def key(self) -> str:
         return f"rank/{self.rank}/{self.attempt}/{self.worker}"
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateClaim:
+    """A second process registering a (rank, attempt, worker) another one holds: refused
+    (``ALREADY_EXISTS``) and kept, as a conflict of the job. ``first`` and ``second``
+    are the claimants' (node, run id, pid)."""
+
+    key: str
+    rank: int
+    attempt: int
+    worker: int
+    first: tuple[Any, ...]
+    second: tuple[Any, ...]
+
+    def line(self) -> str:
+        return (f"rank {self.rank} attempt {self.attempt} worker {self.worker}: claimed by "
+                f"two processes: (node, run id, pid) {self.first} and {self.second}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +440,9 @@ class MemoryRecords:
         return data
 
 
+_MAX_DUPLICATE_CLAIMS = 1024  # claimants named in the completeness record; past it, a count
+
+
 def _spans(values: set[int]) -> tuple[tuple[int, int], ...]:
     """``{0, 1, 2, 5}`` -> ``((0, 2), (5, 5))``: epochs read stay small in the record."""
     spans: list[list[int]] = []
@@ -475,6 +496,10 @@ class State:
         self.external: dict[str, Any] = {}
         self.internal: dict[str, Any] = {}
         self.conflicts: list[str] = []
+        # Second processes that claimed a rank another holds, each claimant once (bounded:
+        # past the cap, a count), in arrival order (a replay gives the same order).
+        self.duplicate_claims: dict[tuple[str, tuple[Any, ...]], DuplicateClaim] = {}
+        self.duplicate_claims_over = 0
         self.started: dt.datetime | None = None
         self.last: dt.datetime | None = None
         self.finalized: tuple[str, dt.datetime] | None = None
@@ -556,6 +581,18 @@ class State:
         return True
 
     # -- registrations --------------------------------------------------------------------
+
+    def add_duplicate_claim(self, claim: DuplicateClaim, now: dt.datetime) -> bool:
+        """Keep a refused second claim on a rank; True when it is new (to journal)."""
+        which = (claim.key, claim.second)
+        del now  # refused: the job's times are those of what it accepted
+        if which in self.duplicate_claims:
+            return False
+        if len(self.duplicate_claims) >= _MAX_DUPLICATE_CLAIMS:
+            self.duplicate_claims_over += 1
+            return False  # counted, never journaled: a restart may count fewer
+        self.duplicate_claims[which] = claim
+        return True
 
     def _touch(self, now: dt.datetime) -> None:
         if self.started is None:
