@@ -68,7 +68,7 @@ from slsa_dist.digest._manifest import digest_path
 from slsa_dist.errors import InputError
 from slsa_dist.model._records import INDEX_URI
 
-__all__ = ["Capture", "install", "local_code", "wrap_loader"]
+__all__ = ["Capture", "install", "local_code", "watch_early", "wrap_loader"]
 
 log = logging.getLogger(__name__)
 
@@ -1038,10 +1038,69 @@ _INSTALLED: Capture | None = None  # the capture of the rank this process runs n
 _HOOKED = False  # the patches and the audit hook: once per process (hooks stay for good)
 
 
+_AUDITING = False  # the audit hook is in (early, or by install): once per process
+# Files opened before this process's rank was known (Lightning's own launcher: the rank
+# comes with the Trainer, after the script's top level read its data), as absolute
+# names, replayed into the rank's capture when it starts. None: not buffering.
+_EARLY: dict[str, tuple[Any, Any]] | None = None
+_EARLY_OVER = [0]
+_EARLY_LIMIT = 4096
+
+
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     capture = _INSTALLED
     if capture is not None:
         capture.audit(event, args)
+    elif _EARLY is not None and event == "open":
+        _buffer(args)
+
+
+def _buffer(args: tuple[Any, ...]) -> None:
+    """Keep an open before the rank's capture started; never raises (the open goes on)."""
+    try:
+        early = _EARLY
+        path, mode, flags = args
+        if early is None or isinstance(path, int) or reading_own():
+            return
+        name = os.path.abspath(os.fsdecode(path) if isinstance(path, bytes) else str(path))
+        if name.endswith(_CODE_SUFFIXES) or name in early:
+            return  # the interpreter importing modules: never an input
+        if len(early) >= _EARLY_LIMIT:
+            _EARLY_OVER[0] += 1
+            return
+        early[name] = (mode, flags)
+    except Exception:  # noqa: S110 -- nothing to report to yet; the open goes on
+        pass
+
+
+def watch_early() -> None:
+    """Keep the files this process opens until its rank's capture starts (:func:`install`
+    replays them into it): a process whose rank is known only later (Lightning's own
+    launcher) records what its script read before that too. Never raises."""
+    global _EARLY, _AUDITING  # noqa: PLW0603 -- one audit hook per process
+    if _INSTALLED is not None or _EARLY is not None:
+        return
+    try:
+        _EARLY = {}
+        if not _AUDITING:
+            sys.addaudithook(_audit)
+            _AUDITING = True
+    except Exception:  # unrecorded, as before; install says nothing either
+        _EARLY = None
+
+
+def _replay_early(capture: Capture) -> None:
+    """The files opened before ``capture`` started, into it (read or written)."""
+    global _EARLY
+    early, _EARLY = _EARLY, None
+    if not early:
+        return
+    for name, (mode, flags) in early.items():
+        capture.audit("open", (name, mode, flags))
+    if _EARLY_OVER[0]:
+        capture_gap("files read before the rank's recorder started",
+                    f"{_EARLY_OVER[0]} more than the {_EARLY_LIMIT} kept were opened; "
+                    "those were not followed")
 
 
 def install(runtime: Runtime, *, script: str | None = None) -> Capture:
@@ -1062,11 +1121,22 @@ def install(runtime: Runtime, *, script: str | None = None) -> Capture:
             ("torch.save and dcp.save", _patch_torch),
             ("DataLoader samplers", _patch_dataloader),
             ("safetensors save_file", _patch_safetensors),
-            ("file reads", lambda: sys.addaudithook(_audit))]
+            ("file reads", _hook_audit)]
         for what, hook in hooks:
             try:
                 hook()
             except Exception as exc:  # train on; this part goes unrecorded
                 capture_gap(f"zero-code capture of {what}", exc)
+    try:
+        _replay_early(capture)
+    except Exception as exc:  # the reads before it are what is missing
+        capture_gap("files read before the rank's recorder started", exc)
     runtime.capture = capture
     return capture
+
+
+def _hook_audit() -> None:
+    global _AUDITING  # noqa: PLW0603 -- one audit hook per process
+    if not _AUDITING:
+        sys.addaudithook(_audit)
+        _AUDITING = True

@@ -33,15 +33,22 @@ import logging
 import os
 import socket
 import sys
+import time
 from typing import Any
 
 from slsa_dist.capture import _runtime
-from slsa_dist.capture._auto import install, wrap_loader
+from slsa_dist.capture._auto import install, watch_early, wrap_loader
 from slsa_dist.integrations import _contract
 
 __all__ = ["SlsaCallback"]
 
 log = logging.getLogger(__name__)
+
+if os.environ.get("SLSA_COORDINATOR"):
+    # Under Lightning's own launcher the rank is known only once the Trainer launched its
+    # processes: what the script reads before (its data, at the top level) is kept from
+    # here and handed to the rank's capture when it starts. Never raises.
+    watch_early()
 
 # The Trainer's package, by the module of its Callback class.
 _PACKAGES = ("lightning.pytorch", "pytorch_lightning")
@@ -291,21 +298,45 @@ def _start_node_agent(trainer: Any, rank: int, world: int) -> None:
                                 spool_dir=os.environ.get("SLSA_SPOOL_DIR"))
         node.set_parameters(internal={"launcher": "lightning"})
         node.record_attempt(attempt=attempt, run_id=job, ranks=ranks, state="STARTED")
-        _NODE.append((node, attempt, job, ranks, rank))
+        # The processes Lightning started for this node's other local ranks (local rank
+        # i is global rank ``rank + i``): their exit codes are this node's to report.
+        launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
+        children = list(getattr(launcher, "procs", None) or [])
+        _NODE.append((node, attempt, job, ranks, rank, children))
         atexit.register(_close_node_agent)
     except Exception:  # the ranks still record; the node's part is what is missing
         log.warning("slsa-dist: could not start this node's agent", exc_info=True)
 
 
 def _close_node_agent() -> None:
-    """The node's final state as its local rank 0 saw it (its own exit)."""
+    """The node's final report: every local rank's exit code, as this process (local
+    rank 0, which started the others) saw them end, and the node's state from them."""
     while _NODE:
-        node, attempt, job, ranks, rank = _NODE.pop()
-        failed = getattr(sys, "last_value", None) is not None
-        state = "FAILED" if failed else "SUCCEEDED"
+        node, attempt, job, ranks, rank, children = _NODE.pop()
         try:
+            codes, state = _exit_codes(rank, children)
             node.record_attempt(attempt=attempt, run_id=job, ranks=ranks, state=state,
-                                exit_codes={rank: 1 if failed else 0})
+                                exit_codes=codes)
             node.close(timeout=float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")))
         except Exception:
             log.warning("slsa-dist: node agent did not close", exc_info=True)
+
+
+def _exit_codes(rank: int, children: list[Any]) -> tuple[dict[int, int], str]:
+    """This process's exit code (as its atexit hook can tell) and each child's, waited
+    for at most ``SLSA_FLUSH_TIMEOUT`` seconds in all (a child still running then has
+    no code: its own report speaks for it); the state FAILED when any code is not 0.
+    A code is as a launcher sees a process end: ``-N`` for signal N."""
+    own, _ = _contract._exit_state()  # noqa: SLF001 -- the contract's own rule
+    codes = {rank: own}
+    deadline = time.monotonic() + float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30"))
+    for local, child in enumerate(children, start=1):
+        try:
+            code = child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception:  # still running (or not a process we can wait for)
+            log.warning("slsa-dist: local rank %d had not ended; its exit code is not "
+                        "recorded", local)
+            continue
+        if isinstance(code, int):
+            codes[rank + local] = code
+    return codes, "FAILED" if any(codes.values()) else "SUCCEEDED"

@@ -21,7 +21,11 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--package", choices=("lightning", "pytorch_lightning"), required=True)
 parser.add_argument("--data", type=Path, required=True)
 parser.add_argument("--out", type=Path, required=True)
+parser.add_argument("--labels", type=Path, help="a file read at the top level, before fit")
 args = parser.parse_args()
+# read by every process as it runs the script's top level: under Lightning's own
+# launcher before the Trainer (and so the rank) exists
+LABELS = args.labels.read_text().split() if args.labels else []
 
 L = importlib.import_module("lightning" if args.package == "lightning" else "pytorch_lightning")
 

@@ -9,6 +9,7 @@ set. Each process records as Lightning's own rank: never two rank 0s.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -29,8 +30,10 @@ def test_a_lightning_fit_at_two_ranks(tmp_path: Path, package: str, launcher: st
     pytest.importorskip(package)
     signing_key(tmp_path)
     digest = data_file(tmp_path / "data.pt")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("low high\n")
     arguments = ["--package", package, "--data", str(tmp_path / "data.pt"),
-                 "--out", str(tmp_path / "fit")]
+                 "--out", str(tmp_path / "fit"), "--labels", str(labels)]
     job_id = f"pl-{package}-{launcher}".replace("_", "-")
     job: LocalJob
     if launcher == "slsa-torchrun":
@@ -40,7 +43,15 @@ def test_a_lightning_fit_at_two_ranks(tmp_path: Path, package: str, launcher: st
         job = run_command_job(job_id=job_id, key=tmp_path / "signing.key", out=tmp_path,
                               command=[sys.executable, str(SCRIPT), *arguments],
                               world_size=2, timeout=300)
-    provenance, records = assert_job(job, tmp_path, expect_inputs={"data.pt": digest})
+    # the labels file every process read at the top level, before fit: an input, once
+    provenance, records = assert_job(job, tmp_path, expect_inputs={
+        "data.pt": digest, "labels.txt": hashlib.sha256(labels.read_bytes()).hexdigest()})
+    assert sum(d.name == "labels.txt" for d in provenance.dependencies) == 1
+    # every local rank's exit code, and the node's state from them
+    nodes = provenance.node_records()
+    final = [n.attempts[-1] for n in nodes]
+    assert {int(r): c for a in final for r, c in a.exit_codes.items()} == {0: 0, 1: 0}, final
+    assert {a.state for a in final} == {"SUCCEEDED"}, final
     # 64 samples, 2 ranks, 2 epochs: each rank drew its own half of each epoch
     assert {rank: r.samples for rank, r in records.items()} == {0: 64, 1: 64}
     for rank, record in records.items():

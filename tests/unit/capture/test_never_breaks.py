@@ -712,3 +712,68 @@ def test_an_out_of_order_loader_left_early_is_a_gap(agent: FakeAgent) -> None:
     assert agent.shards == []
     (gap,) = agent.gaps
     assert "in_order=False" in gap[1]
+
+
+# -- files opened before the rank's capture started (#27: Lightning's own launcher) --------
+
+def test_files_opened_before_the_capture_started_are_replayed_into_it(
+        agent: FakeAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auto, "_EARLY", {})
+    monkeypatch.setattr(auto, "_EARLY_OVER", [0])
+    data, notes, code = tmp_path / "labels.txt", tmp_path / "notes.txt", tmp_path / "mod.py"
+    for path in (data, notes, code):
+        path.write_text("x")
+    monkeypatch.chdir(tmp_path)
+    auto._buffer(("labels.txt", "r", 0))  # relative: kept as the absolute name it was
+    auto._buffer((str(code), "r", 0))  # an import: never an input
+    auto._buffer((str(notes), "w", 0))  # written first, so read back it is an output
+    auto._buffer((str(notes), "r", 0))
+    auto._buffer((3, "r", 0))  # a descriptor
+    monkeypatch.chdir("/")
+    capture = _capture(tmp_path)
+    auto._replay_early(capture)
+    assert auto._EARLY is None  # handed over once; nothing buffered from here
+    capture.finish(timeout=10)
+    inputs = [d["uri"] for d in agent.dependencies if d["kind"] == "input"]
+    assert inputs == [data.as_uri()]
+    assert agent.gaps == []
+
+
+def test_past_the_early_limit_the_rest_is_a_gap(agent: FakeAgent, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auto, "_EARLY", {})
+    monkeypatch.setattr(auto, "_EARLY_OVER", [0])
+    monkeypatch.setattr(auto, "_EARLY_LIMIT", 2)
+    for i in range(4):
+        auto._buffer((str(tmp_path / f"f{i}"), "r", 0))
+    auto._buffer(("only", "two"))  # a malformed event: ignored, never raised
+    capture = _capture(tmp_path)
+    auto._replay_early(capture)
+    (gap,) = agent.gaps
+    assert gap[0] == "files read before the rank's recorder started"
+    assert "2 more than the 2 kept" in gap[1]
+
+
+def test_the_lightning_node_reports_every_local_ranks_exit_code(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from slsa_dist.integrations import _contract, _lightning
+
+    class Child:
+        def __init__(self, code: int | None) -> None:
+            self.code = code
+
+        def wait(self, timeout: float | None = None) -> int:
+            if self.code is None:
+                raise subprocess.TimeoutExpired("child", timeout or 0)
+            return self.code
+
+    monkeypatch.setenv("SLSA_FLUSH_TIMEOUT", "0.1")
+    monkeypatch.setattr(_contract, "_exit_state", lambda: (0, "SUCCEEDED"))
+    assert _lightning._exit_codes(2, [Child(0), Child(0)]) == ({2: 0, 3: 0, 4: 0}, "SUCCEEDED")
+    assert _lightning._exit_codes(0, [Child(-9)]) == ({0: 0, 1: -9}, "FAILED")
+    # one still running: no code of its own (its report speaks for it), the rest stand
+    assert _lightning._exit_codes(0, [Child(None), Child(3)]) == ({0: 0, 2: 3}, "FAILED")
+    monkeypatch.setattr(_contract, "_exit_state", lambda: (1, "FAILED"))
+    assert _lightning._exit_codes(0, [Child(0)]) == ({0: 1, 1: 0}, "FAILED")
