@@ -68,7 +68,8 @@ from slsa_dist.digest._manifest import digest_path
 from slsa_dist.errors import InputError
 from slsa_dist.model._records import INDEX_URI
 
-__all__ = ["Capture", "install", "local_code", "watch_early", "wrap_loader"]
+__all__ = ["Capture", "install", "local_code", "patch_iterator", "watch_early",
+           "wrap_loader"]
 
 log = logging.getLogger(__name__)
 
@@ -620,20 +621,9 @@ def _patch_dataloader() -> None:
     records is taken where the loader draws its indices, inside torch's own iterator."""
     try:
         from torch.utils.data import DataLoader
-        from torch.utils.data import dataloader as _dataloader
     except ImportError:
         return
-    base = getattr(_dataloader, "_BaseDataLoaderIter", None)
-    global _ITERATOR_PATCHED  # noqa: PLW0603 -- the iterator class is patched once
-    if base is not None and callable(getattr(base, "_reset", None)) \
-            and not hasattr(base.__init__, "__slsa_dist_original__"):
-        base.__init__ = _follow_indices(base.__init__)
-        base._reset = _follow_indices(base._reset)  # noqa: SLF001 -- torch's re-iteration
-        if callable(getattr(base, "__next__", None)):
-            base.__next__ = _count_yielded(base.__next__)
-        _ITERATOR_PATCHED = True
-    elif base is not None and hasattr(base.__init__, "__slsa_dist_original__"):
-        _ITERATOR_PATCHED = True
+    patch_iterator()
     original = DataLoader.__init__
     if hasattr(original, "__slsa_dist_original__"):
         return
@@ -645,6 +635,28 @@ def _patch_dataloader() -> None:
 
     init.__slsa_dist_original__ = original  # type: ignore[attr-defined]
     DataLoader.__init__ = init  # type: ignore[method-assign]
+
+
+def patch_iterator() -> bool:
+    """Follow the index stream of DataLoader iterators (once per process): for tracked
+    loaders and those over a :class:`~slsa_dist.torch.RecordingSampler`, an item counts
+    once the iterator hands it to the loop. True when the iterator is followed."""
+    try:
+        from torch.utils.data import dataloader as _dataloader
+    except ImportError:
+        return False
+    base = getattr(_dataloader, "_BaseDataLoaderIter", None)
+    global _ITERATOR_PATCHED  # noqa: PLW0603 -- the iterator class is patched once
+    if base is not None and callable(getattr(base, "_reset", None)) \
+            and not hasattr(base.__init__, "__slsa_dist_original__"):
+        base.__init__ = _follow_indices(base.__init__)
+        base._reset = _follow_indices(base._reset)  # noqa: SLF001 -- torch's re-iteration
+        if callable(getattr(base, "__next__", None)):
+            base.__next__ = _count_yielded(base.__next__)
+        _ITERATOR_PATCHED = True
+    elif base is not None and hasattr(base.__init__, "__slsa_dist_original__"):
+        _ITERATOR_PATCHED = True
+    return _ITERATOR_PATCHED
 
 
 _ITERATOR_PATCHED = False
@@ -661,15 +673,20 @@ def _follow_indices(original: Callable[..., None]) -> Callable[..., None]:
         try:
             tracked = _TRACKED.get(loader)
             source = self.__dict__.get("_sampler_iter")
-            if tracked is not None and source is not None \
-                    and not isinstance(source, _IndexStream):
-                # Counted when the iterator hands an item to the loop (its __next__ is
-                # ours), not when drawn: workers draw prefetch_factor batches ahead.
-                deferred = hasattr(type(self).__next__, "__slsa_dist_original__")
-                unordered = bool(_attribute(self, "_num_workers")) \
-                    and _attribute(self, "_in_order") is False
+            if source is None or isinstance(source, (_IndexStream, _HandOff)):
+                return
+            # Counted when the iterator hands an item to the loop (its __next__ is
+            # ours), not when drawn: workers draw prefetch_factor batches ahead.
+            deferred = hasattr(type(self).__next__, "__slsa_dist_original__")
+            unordered = bool(_attribute(self, "_num_workers")) \
+                and _attribute(self, "_in_order") is False
+            if tracked is not None:
                 self._sampler_iter = _IndexStream(source, tracked, deferred=deferred,
                                                   unordered=unordered)
+            elif deferred:
+                recording = _recording_sampler(loader)
+                if recording is not None:
+                    self._sampler_iter = _HandOff(source, recording, unordered=unordered)
         except Exception as exc:  # iterate unrecorded
             capture_gap(f"data consumed from {_loader_name(loader)}", exc)
 
@@ -703,7 +720,7 @@ def _settle(iterator: Any, what: str) -> None:
     """Tell the iterator's index stream (if it is one of ours) what became of an item."""
     try:
         stream = iterator.__dict__.get("_sampler_iter")
-        if isinstance(stream, _IndexStream):
+        if isinstance(stream, (_IndexStream, _HandOff)):
             if what == "yield":
                 stream.handed_out()
             elif what == "drop":
@@ -871,6 +888,117 @@ class _IndexStream:
             self._close()
 
 
+class _HandOff:
+    """The index stream of one pass over a DataLoader whose sampler is a
+    :class:`~slsa_dist.torch.RecordingSampler`: the sampler records, this says which of
+    the indices it yielded reached the loop. The indices the sampler yields while one
+    item is drawn are that item's; they are tallied (by the sampler's own rule) once
+    the iterator hands the item to the loop, and the pass is reported when it ends or
+    is abandoned: prefetched batches the loop never got are not consumed."""
+
+    __slots__ = ("__weakref__", "_broken", "_chunk", "_done", "_drawn", "_fresh",
+                 "_recording", "_source", "_tallies", "_unordered", "_unsure")
+
+    def __init__(self, source: Any, recording: Any, *, unordered: bool = False) -> None:
+        self._source = source
+        self._recording = recording
+        self._fresh: list[Any] = []
+        self._drawn: collections.deque[list[Any]] = collections.deque()
+        self._chunk: list[Any] = []
+        self._tallies: dict[str, Any] = {}
+        self._broken = False
+        self._done = False
+        self._unordered = unordered
+        self._unsure = False
+        recording._handoff = self  # noqa: SLF001 -- the pass about to start draws here
+        _PASSES.add(self)
+
+    def __iter__(self) -> _HandOff:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = next(self._source)
+        except BaseException:
+            self._fresh = []  # drawn for no item (drop_last's remainder, a failure)
+            raise
+        group, self._fresh = self._fresh, []
+        if not self._broken:
+            if len(self._drawn) >= _MAX_AHEAD:
+                self._broken = True
+                self._drawn.clear()
+                capture_gap(f"data consumed through {self._sampler_name()}",
+                            f"expected the loop to take the batches drawn, found "
+                            f"{_MAX_AHEAD} drawn and not handed out")
+            else:
+                self._drawn.append(group)
+        return item
+
+    def drawn(self, index: Any) -> None:
+        """The sampler yielded ``index`` (called from its own generator)."""
+        self._fresh.append(index)
+
+    def handed_out(self) -> None:
+        if self._drawn and not self._broken:
+            self._chunk.extend(self._drawn.popleft())
+            if len(self._chunk) >= _CHUNK:
+                chunk, self._chunk = self._chunk, []
+                self._broken = not self._recording._safely(  # noqa: SLF001 -- its own rule
+                    self._recording._tally, self._tallies, chunk)  # noqa: SLF001
+
+    def dropped(self) -> None:
+        if self._drawn:
+            self._drawn.popleft()
+            self._unsure = self._unsure or self._unordered
+
+    def ended(self) -> None:
+        self._close()
+
+    def _sampler_name(self) -> str:
+        try:
+            return type(self._recording.sampler).__qualname__
+        except Exception:
+            return "a RecordingSampler"
+
+    def _close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        _PASSES.discard(self)
+        if self._recording.__dict__.get("_handoff") is self:
+            self._recording._handoff = None  # noqa: SLF001 -- never started: not ours
+        if self._broken:
+            return
+        if self._unordered and (self._unsure or self._drawn):
+            capture_gap(f"data consumed through {self._sampler_name()}",
+                        "an out-of-order loader (in_order=False) stopped before its "
+                        "prefetched batches were all handed out: which of them the loop "
+                        "consumed is not known")
+            return
+        recording = self._recording
+        if self._chunk and not recording._safely(recording._tally, self._tallies,  # noqa: SLF001
+                                                 self._chunk):
+            return
+        self._chunk = []
+        recording._safely(recording._report, self._tallies)  # noqa: SLF001
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._close()
+
+
+def _recording_sampler(loader: Any) -> Any:
+    """The :class:`~slsa_dist.torch.RecordingSampler` the loader draws its indices from
+    (as its sampler, or inside its batch sampler), if any."""
+    from slsa_dist.capture._samplers import RecordingSampler
+
+    for candidate in (_attribute(loader, "sampler"),
+                      *(_attribute(b, "sampler") for b in _batch_samplers(loader))):
+        if isinstance(candidate, RecordingSampler):
+            return candidate
+    return None
+
+
 def _indices(item: Any) -> list[int]:
     """The indices in one item of an index stream: an int, a list of them, a tensor."""
     if isinstance(item, int) and not isinstance(item, bool):
@@ -888,7 +1016,7 @@ def _indices(item: Any) -> list[int]:
 
 _MAX_AHEAD = 1 << 16  # items drawn and not handed out: more is no prefetch, a gap
 _CHUNK = 1024
-_PASSES: weakref.WeakSet[_IndexStream] = weakref.WeakSet()  # passes not reported yet
+_PASSES: weakref.WeakSet[_IndexStream | _HandOff] = weakref.WeakSet()  # passes not reported yet
 
 
 def close_passes() -> None:

@@ -7,7 +7,9 @@
   order (each a little-endian int64), and the sampler's parameters (seed,
   replicas, rank, shuffle): with those a verifier can regenerate the exact index sequence of a
   ``DistributedSampler`` and compare digests, without the provenance holding
-  per-sample lists.
+  per-sample lists. Inside a DataLoader only the batches its iterator handed to
+  the loop count: workers draw ``prefetch_factor`` batches ahead, and a loop that
+  stops early did not consume those.
 * :class:`RecordingIterable` wraps an iterable dataset whose samples name
   their shard (webdataset's ``__url__``). It runs in DataLoader workers and
   reports per shard as the shard changes; each forked worker reports as its
@@ -117,6 +119,10 @@ class RecordingSampler(Generic[T]):
         self._fallback = Shard(name=dataset_name, digest=dict(dataset_digest or {}), start=0,
                                stop=2**62)
         self.epoch = 0
+        # Set by a DataLoader iterator about to draw a pass from this sampler: that pass
+        # counts only what the iterator hands to the loop (``capture._auto._HandOff``).
+        self._handoff: Any = None
+        _follow_loaders()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -132,6 +138,12 @@ class RecordingSampler(Generic[T]):
         # chunk at a time with numpy: per index, the training loop pays one append and
         # one yield, not a shard lookup and a hash update. Recording never fails the
         # loop: what it cannot tally or report is a capture gap.
+        handoff, self._handoff = self._handoff, None
+        if handoff is not None:  # a DataLoader's pass: its iterator says what was consumed
+            for index in self.sampler:
+                handoff.drawn(index)
+                yield index
+            return
         tallies: dict[str, tuple[Shard, _Tally]] = {}
         chunk: list[Any] = []
         broken = False
@@ -186,6 +198,17 @@ class RecordingSampler(Generic[T]):
             runtime.agent.record_shard(shard.name, shard.digest, uri=shard.uri,
                                        samples=tally.count, index_digest=tally.hasher.hexdigest(),
                                        epoch=self.epoch, sampler=params)
+
+
+def _follow_loaders() -> None:
+    """DataLoader iterators say which drawn batches reached the loop (once per process;
+    without it a pass counts what the sampler yielded, prefetched batches included)."""
+    try:
+        from slsa_dist.capture._auto import patch_iterator
+
+        patch_iterator()
+    except Exception as exc:  # counted as yielded, as before; said
+        _runtime.capture_gap("DataLoader iterators (batches handed to the loop)", exc)
 
 
 class RecordingIterable(Generic[T]):

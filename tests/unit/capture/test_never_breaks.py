@@ -777,3 +777,36 @@ def test_the_lightning_node_reports_every_local_ranks_exit_code(
     assert _lightning._exit_codes(0, [Child(None), Child(3)]) == ({0: 0, 2: 3}, "FAILED")
     monkeypatch.setattr(_contract, "_exit_state", lambda: (1, "FAILED"))
     assert _lightning._exit_codes(0, [Child(0)]) == ({0: 1, 1: 0}, "FAILED")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_explicit_recording_sampler_counts_only_what_the_loop_was_handed(
+        agent: FakeAgent, workers: int) -> None:
+    """slsa_dist.torch.RecordingSampler in a DataLoader whose workers prefetch: a loop
+    that breaks after 3 batches consumed those 3, not the 8 drawn ahead."""
+    shard = Shard(name="s", digest={"sha256": "0" * 64}, start=0, stop=64)
+
+    def make() -> DataLoader[Any]:
+        sampler = DistributedSampler(range(64), num_replicas=2, rank=1, shuffle=True, seed=4)
+        return DataLoader(TensorDataset(torch.arange(64)), batch_size=2, num_workers=workers,
+                          sampler=RecordingSampler(sampler, shards=[shard]),
+                          **({"prefetch_factor": 4} if workers else {}))
+
+    plain = DataLoader(TensorDataset(torch.arange(64)), batch_size=2,
+                       sampler=DistributedSampler(range(64), num_replicas=2, rank=1,
+                                                  shuffle=True, seed=4))
+    auto._TRACKED.pop(plain, None)  # made after the patch: untrack it
+    expected = _first(plain, 3)
+    taken = _first(make(), 3)
+    assert taken == expected
+    import gc
+
+    gc.collect()
+    (record,) = agent.shards
+    assert (record["samples"], record["index_digest"]) == (6, _digest(taken))
+    full = make()
+    whole = [batch.tolist() for (batch,) in full]
+    gc.collect()
+    assert [(s["samples"], s["index_digest"]) for s in agent.shards[1:]] == \
+        [(32, _digest(whole))]
+    assert agent.gaps == []
