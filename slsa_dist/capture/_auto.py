@@ -62,6 +62,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from slsa_dist.capture import _samplers
 from slsa_dist.capture._outputs import classify, named_subjects
 from slsa_dist.capture._runtime import Runtime, capture_gap, own_reads, reading_own
 from slsa_dist.digest._manifest import digest_path
@@ -660,6 +661,7 @@ def patch_iterator() -> bool:
 
 
 _ITERATOR_PATCHED = False
+_samplers.LOADER_HOOKS.append(patch_iterator)  # every RecordingSampler made from now on
 
 
 def _follow_indices(original: Callable[..., None]) -> Callable[..., None]:
@@ -990,11 +992,9 @@ class _HandOff:
 def _recording_sampler(loader: Any) -> Any:
     """The :class:`~slsa_dist.torch.RecordingSampler` the loader draws its indices from
     (as its sampler, or inside its batch sampler), if any."""
-    from slsa_dist.capture._samplers import RecordingSampler
-
     for candidate in (_attribute(loader, "sampler"),
                       *(_attribute(b, "sampler") for b in _batch_samplers(loader))):
-        if isinstance(candidate, RecordingSampler):
+        if isinstance(candidate, _samplers.RecordingSampler):
             return candidate
     return None
 

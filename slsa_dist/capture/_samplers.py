@@ -33,7 +33,8 @@ from slsa_dist.capture import _runtime
 from slsa_dist.digest._manifest import digest_path
 from slsa_dist.errors import InputError
 
-__all__ = ["RecordingIterable", "RecordingSampler", "Shard", "shards_from_files"]
+__all__ = ["LOADER_HOOKS", "RecordingIterable", "RecordingSampler", "Shard",
+           "shards_from_files"]
 
 T = TypeVar("T")
 _CHUNK = 1024  # indices tallied per numpy call
@@ -200,15 +201,19 @@ class RecordingSampler(Generic[T]):
                                        epoch=self.epoch, sampler=params)
 
 
-def _follow_loaders() -> None:
-    """DataLoader iterators say which drawn batches reached the loop (once per process;
-    without it a pass counts what the sampler yielded, prefetched batches included)."""
-    try:
-        from slsa_dist.capture._auto import patch_iterator
+# Run when a RecordingSampler is made: ``capture._auto`` (which imports this module, and
+# which ``slsa_dist.torch`` imports) adds the patch that makes DataLoader iterators say
+# which drawn batches reached the loop. Without it a pass counts what the sampler
+# yielded, prefetched batches included.
+LOADER_HOOKS: list[Callable[[], object]] = []
 
-        patch_iterator()
-    except Exception as exc:  # counted as yielded, as before; said
-        _runtime.capture_gap("DataLoader iterators (batches handed to the loop)", exc)
+
+def _follow_loaders() -> None:
+    for hook in LOADER_HOOKS:
+        try:
+            hook()
+        except Exception as exc:  # counted as yielded, as before; said
+            _runtime.capture_gap("DataLoader iterators (batches handed to the loop)", exc)
 
 
 class RecordingIterable(Generic[T]):

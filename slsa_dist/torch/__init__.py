@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from slsa_dist.capture import _auto  # noqa: F401 -- in a DataLoader, samplers count batches handed out
 from slsa_dist.capture._samplers import (
     RecordingIterable,
     RecordingSampler,
