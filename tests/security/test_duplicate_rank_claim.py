@@ -114,3 +114,33 @@ def test_a_restarted_coordinator_keeps_the_claim(tmp_path: Path) -> None:
     assert list(completeness.conflicts) == [CLAIM]
     restarted._committer.close()
     restarted._records.close()
+
+
+def test_a_claim_relayed_by_the_node_is_kept_across_a_restart_too(tmp_path: Path) -> None:
+    signer = Signer.generate()
+    config = CoordinatorConfig(job_id="job-1", out_dir=tmp_path, world_size=1)
+
+    def register(pid: int) -> pb.RelayItem:
+        return pb.RelayItem(register=pb.RegisterRankRequest(
+            job_id="job-1", rank=0, world_size=1, node_id="node-0", run_id="run", pid=pid))
+
+    async def run() -> None:
+        coordinator = Coordinator(config, signer=signer)
+        await coordinator.register_node(pb.RegisterNodeRequest(job_id="job-1",
+                                                               node_id="node-0"),
+                                        Principal.node("node-0"))
+        reply = await coordinator.relay(pb.RelayRequest(
+            job_id="job-1", node_id="node-0", items=[register(100), register(666)]))
+        assert reply.results[0].WhichOneof("reply") == "registered"
+        assert "recorded as a conflict" in reply.results[1].detail
+        coordinator._committer.close()
+        coordinator._records.close()
+
+    asyncio.run(run())
+    restarted = Coordinator(config, signer=signer)
+    restarted.state.finalize("job-1", "request", dt.datetime.now(dt.timezone.utc))
+    completeness = Provenance.from_statement(restarted.state.statement()).completeness()
+    assert completeness is not None
+    assert list(completeness.conflicts) == [CLAIM]
+    restarted._committer.close()
+    restarted._records.close()
