@@ -272,6 +272,10 @@ RECORDED: list[tuple[str, Callable[[], Any], int]] = [
                                                         sampler=LenRaises()), 7),
     ("attributes that raise", lambda: DataLoader(_data(), batch_size=4, sampler=Hostile()), 9),
     ("a worker process", lambda: DataLoader(_data(), batch_size=4, num_workers=1), 20),
+    ("prefetching workers", lambda: DataLoader(_data(), batch_size=2, num_workers=2,
+                                               prefetch_factor=4, shuffle=True), 20),
+    ("persistent prefetching workers", lambda: DataLoader(
+        _data(), batch_size=3, num_workers=2, prefetch_factor=4, persistent_workers=True), 20),
 ]
 
 
@@ -809,4 +813,18 @@ def test_an_explicit_recording_sampler_counts_only_what_the_loop_was_handed(
     gc.collect()
     assert [(s["samples"], s["index_digest"]) for s in agent.shards[1:]] == \
         [(32, _digest(whole))]
+    assert agent.gaps == []
+
+
+def test_an_out_of_order_loader_run_to_its_end_is_counted_whole(agent: FakeAgent) -> None:
+    """Its batches arrive in any order (so no run equals another); every one drawn was
+    handed out, and the record is the pass, in the order drawn."""
+    loader = DataLoader(TensorDataset(torch.arange(64)), batch_size=2, num_workers=2,
+                        prefetch_factor=4, in_order=False)
+    auto.wrap_loader(loader)
+    taken = [batch.tolist() for (batch,) in loader]
+    assert sorted(i for b in taken for i in b) == list(range(64))
+    (shard,) = agent.shards
+    assert (shard["samples"], shard["index_digest"]) == (64, _digest(
+        [list(range(i, i + 2)) for i in range(0, 64, 2)]))
     assert agent.gaps == []
