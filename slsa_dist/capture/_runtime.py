@@ -85,6 +85,7 @@ class Runtime:
     capture: _Capture | None = None  # zero-code capture, when on (capture/_auto.py)
     # what record_artifact recorded whole: zero-code capture leaves files inside them out
     recorded_roots: set[str] = field(default_factory=set)
+    exit_code: int | None = None  # what finish reported: the rank's exit code
 
     def artifact_name(self, path: str | os.PathLike[str]) -> str:
         """``path`` relative to the artifact root, or absolute when outside it."""
@@ -104,6 +105,7 @@ class Runtime:
         if self.capture is not None:
             self.capture.finish()  # drains what it still digests; what it cannot is a gap
         self.completed = True
+        self.exit_code = exit_code
         self.agent.complete(exit_code=exit_code,
                             state=state or ("SUCCEEDED" if exit_code == 0 else "FAILED"))
         return self.agent.close(timeout=timeout if timeout is not None else

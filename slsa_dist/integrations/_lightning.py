@@ -228,11 +228,13 @@ def _start(trainer: Any) -> _runtime.Runtime | None:
         _CHECKED.add(id(runtime))
         _runtime.capture_gap("rank identity (SlsaCallback)", exc)
         return runtime
+    # No launcher of slsa-dist on this node (Lightning's own started the processes, the
+    # script under `python` or `-m slsa_dist.exec`): local rank 0 runs the node agent.
+    own_node = not os.environ.get("SLSA_NODE_AGENT") and int(trainer.local_rank) == 0
     if runtime is None:
         if not os.environ.get("SLSA_COORDINATOR"):
             return None
-        launched_by_us = bool(os.environ.get("SLSA_NODE_AGENT"))
-        if not launched_by_us and int(trainer.local_rank) == 0:
+        if own_node:
             _start_node_agent(trainer, rank, world)
         runtime = _contract.init(rank=rank, world_size=world)
     _CHECKED.add(id(runtime))
@@ -242,8 +244,23 @@ def _start(trainer: Any) -> _runtime.Runtime | None:
         _runtime.capture_gap(
             "rank identity (SlsaCallback)",
             f"the recorder registered as rank {runtime.rank} of {runtime.world_size}, "
-            f"Lightning runs this process as rank {rank} of {world}")
+            f"Lightning runs this process as rank {rank} of {world} (under Lightning's own "
+            "launcher, -m slsa_dist.exec starts before the Trainer: set SLSA_WORLD_SIZE)")
+    elif own_node and not _NODE and _children(trainer):
+        # -m slsa_dist.exec started the rank's recorder, and Lightning's own launcher
+        # started this node's other processes: their exit codes are this node's to say
+        _start_node_agent(trainer, rank, world)
     return runtime
+
+
+def _children(trainer: Any) -> list[Any]:
+    """The processes Lightning's own launcher started for this node's other local ranks
+    (local rank i is global rank ``trainer.global_rank + i``); none under torchrun."""
+    try:
+        launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
+        return list(getattr(launcher, "procs", None) or [])
+    except Exception:  # a launcher without them: no children of ours to wait for
+        return []
 
 
 def _start_before_setup() -> None:
@@ -298,11 +315,7 @@ def _start_node_agent(trainer: Any, rank: int, world: int) -> None:
                                 spool_dir=os.environ.get("SLSA_SPOOL_DIR"))
         node.set_parameters(internal={"launcher": "lightning"})
         node.record_attempt(attempt=attempt, run_id=job, ranks=ranks, state="STARTED")
-        # The processes Lightning started for this node's other local ranks (local rank
-        # i is global rank ``rank + i``): their exit codes are this node's to report.
-        launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
-        children = list(getattr(launcher, "procs", None) or [])
-        _NODE.append((node, attempt, job, ranks, rank, children))
+        _NODE.append((node, attempt, job, ranks, rank, _children(trainer)))
         atexit.register(_close_node_agent)
     except Exception:  # the ranks still record; the node's part is what is missing
         log.warning("slsa-dist: could not start this node's agent", exc_info=True)
@@ -314,7 +327,7 @@ def _close_node_agent() -> None:
     while _NODE:
         node, attempt, job, ranks, rank, children = _NODE.pop()
         try:
-            codes, state = _exit_codes(rank, children)
+            codes, state = _exit_codes(rank, children, _runtime.current())
             node.record_attempt(attempt=attempt, run_id=job, ranks=ranks, state=state,
                                 exit_codes=codes)
             node.close(timeout=float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30")))
@@ -322,12 +335,16 @@ def _close_node_agent() -> None:
             log.warning("slsa-dist: node agent did not close", exc_info=True)
 
 
-def _exit_codes(rank: int, children: list[Any]) -> tuple[dict[int, int], str]:
-    """This process's exit code (as its atexit hook can tell) and each child's, waited
+def _exit_codes(rank: int, children: list[Any], runtime: _runtime.Runtime | None = None
+                ) -> tuple[dict[int, int], str]:
+    """This process's exit code (what its rank reported, under ``-m slsa_dist.exec``;
+    else as its atexit hook can tell) and each child's, waited
     for at most ``SLSA_FLUSH_TIMEOUT`` seconds in all (a child still running then has
     no code: its own report speaks for it); the state FAILED when any code is not 0.
     A code is as a launcher sees a process end: ``-N`` for signal N."""
     own, _ = _contract._exit_state()  # noqa: SLF001 -- the contract's own rule
+    if runtime is not None and runtime.exit_code is not None and runtime.rank == rank:
+        own = runtime.exit_code
     codes = {rank: own}
     deadline = time.monotonic() + float(os.environ.get("SLSA_FLUSH_TIMEOUT", "30"))
     for local, child in enumerate(children, start=1):

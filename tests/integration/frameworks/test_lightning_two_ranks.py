@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.torchrun, pytest.mark.multiprocess, pytest.mark.timeou
 SCRIPT = ASSETS / "lightning_fit.py"
 
 
-@pytest.mark.parametrize("launcher", ["slsa-torchrun", "lightning"])
+@pytest.mark.parametrize("launcher", ["slsa-torchrun", "lightning", "lightning-exec"])
 @pytest.mark.parametrize("package", ["lightning", "pytorch_lightning"])
 def test_a_lightning_fit_at_two_ranks(tmp_path: Path, package: str, launcher: str) -> None:
     pytest.importorskip(package)
@@ -39,10 +39,15 @@ def test_a_lightning_fit_at_two_ranks(tmp_path: Path, package: str, launcher: st
     if launcher == "slsa-torchrun":
         job = run_local_job(job_id=job_id, key=tmp_path / "signing.key", out=tmp_path,
                             script=SCRIPT, script_args=arguments, nproc=2, timeout=300)
-    else:
+    elif launcher == "lightning":
         job = run_command_job(job_id=job_id, key=tmp_path / "signing.key", out=tmp_path,
                               command=[sys.executable, str(SCRIPT), *arguments],
                               world_size=2, timeout=300)
+    else:  # -m slsa_dist.exec starts before Lightning's processes: it is told the world
+        job = run_command_job(job_id=job_id, key=tmp_path / "signing.key", out=tmp_path,
+                              command=[sys.executable, "-m", "slsa_dist.exec", str(SCRIPT),
+                                       *arguments],
+                              world_size=2, timeout=300, env={"SLSA_WORLD_SIZE": "2"})
     # the labels file every process read at the top level, before fit: an input, once
     provenance, records = assert_job(job, tmp_path, expect_inputs={
         "data.pt": digest, "labels.txt": hashlib.sha256(labels.read_bytes()).hexdigest()})

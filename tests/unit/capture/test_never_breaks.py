@@ -759,7 +759,7 @@ def test_past_the_early_limit_the_rest_is_a_gap(agent: FakeAgent, tmp_path: Path
 
 
 def test_the_lightning_node_reports_every_local_ranks_exit_code(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        agent: FakeAgent, monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
 
     from slsa_dist.integrations import _contract, _lightning
@@ -781,6 +781,11 @@ def test_the_lightning_node_reports_every_local_ranks_exit_code(
     assert _lightning._exit_codes(0, [Child(None), Child(3)]) == ({0: 0, 2: 3}, "FAILED")
     monkeypatch.setattr(_contract, "_exit_state", lambda: (1, "FAILED"))
     assert _lightning._exit_codes(0, [Child(0)]) == ({0: 1, 1: 0}, "FAILED")
+    # under -m slsa_dist.exec the wrapper knows the script's code; the rank reported it
+    runtime = _runtime.current()
+    assert runtime is not None
+    monkeypatch.setattr(runtime, "exit_code", 3)
+    assert _lightning._exit_codes(0, [Child(0)], runtime) == ({0: 3, 1: 0}, "FAILED")
 
 
 @pytest.mark.parametrize("workers", [0, 2])
