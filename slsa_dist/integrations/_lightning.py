@@ -337,11 +337,11 @@ def _close_node_agent() -> None:
 
 def _exit_codes(rank: int, children: list[Any], runtime: _runtime.Runtime | None = None
                 ) -> tuple[dict[int, int], str]:
-    """This process's exit code (what its rank reported, under ``-m slsa_dist.exec``;
-    else as its atexit hook can tell) and each child's, waited
-    for at most ``SLSA_FLUSH_TIMEOUT`` seconds in all (a child still running then has
-    no code: its own report speaks for it); the state FAILED when any code is not 0.
-    A code is as a launcher sees a process end: ``-N`` for signal N."""
+    """This process's exit code (what its rank reported; else as its atexit hook can
+    tell) and each child's, waited for at most ``SLSA_FLUSH_TIMEOUT`` seconds in all (a
+    child still running then has no code: its own report speaks for it); the state
+    FAILED when any code is not 0. A code is as a launcher sees a process end: ``-N``
+    for signal N."""
     own, _ = _contract._exit_state()  # noqa: SLF001 -- the contract's own rule
     if runtime is not None and runtime.exit_code is not None and runtime.rank == rank:
         own = runtime.exit_code
