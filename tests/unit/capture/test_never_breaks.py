@@ -722,11 +722,11 @@ def test_an_out_of_order_loader_left_early_is_a_gap(agent: FakeAgent) -> None:
 
 def test_files_opened_before_the_capture_started_are_replayed_into_it(
         agent: FakeAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data, notes, code = tmp_path / "labels.txt", tmp_path / "notes.txt", tmp_path / "mod.py"
+    for path in (data, notes, code):  # before buffering: an audit hook an earlier test
+        path.write_text("x")  # left in this process would buffer these writes too
     monkeypatch.setattr(auto, "_EARLY", {})
     monkeypatch.setattr(auto, "_EARLY_OVER", [0])
-    data, notes, code = tmp_path / "labels.txt", tmp_path / "notes.txt", tmp_path / "mod.py"
-    for path in (data, notes, code):
-        path.write_text("x")
     monkeypatch.chdir(tmp_path)
     auto._buffer(("labels.txt", "r", 0))  # relative: kept as the absolute name it was
     auto._buffer((str(code), "r", 0))  # an import: never an input
