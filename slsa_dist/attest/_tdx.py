@@ -256,6 +256,9 @@ def _current(doc: dict[str, Any], what: str, at: dt.datetime) -> None:
                     f"{next_update.isoformat()}, not at {at.isoformat()}")
 
 
+_TCB_SIGNING = "Intel SGX TCB Signing"
+
+
 def _signed_json(collateral: dict[str, Any], name: str, root: x509.Certificate,
                  at: dt.datetime, root_crl: bytes) -> tuple[dict[str, Any], x509.Certificate]:
     """Verify ``name`` (tcb_info or qe_identity): its chain to the root, its signature."""
@@ -265,6 +268,13 @@ def _signed_json(collateral: dict[str, Any], name: str, root: x509.Certificate,
         check_crl(root_crl, root, [*chain[1:-1], chain[0]], at)
     except ChainError as exc:
         raise _FailError("certificate chain", f"{name} signing certificate: {exc}") from None
+    # Any certificate under the root chains to it, a PCK certificate too (a key that a
+    # platform holds, and an out-of-date one may leak): only Intel's TCB Signing
+    # certificate, issued by the root itself, speaks for TCB levels and QE identities.
+    if len(chain) != 2 or _cn(chain[0]) != _TCB_SIGNING:
+        path = " -> ".join(c.subject.rfc4514_string() for c in chain)
+        raise _FailError("certificate chain", f"{name} signing certificate: expected "
+                         f"{_TCB_SIGNING!r} issued by the root, found {path}")
     text = str(collateral[name])
     _verify_p256(_ec_key(chain[0]), bytes.fromhex(collateral[f"{name}_signature"]),
                  text.encode(), f"{name} (collateral)")
