@@ -29,7 +29,7 @@ from cryptography.x509.verification import (
 
 from slsa_dist.errors import InputError
 
-__all__ = ["ChainError", "check_crl", "der_items", "fingerprint", "load_certificates",
+__all__ = ["ChainError", "check_crl", "crl_scope", "der_items", "fingerprint", "load_certificates",
            "root_label", "verify_chain", "verify_issued_by"]
 
 
@@ -126,12 +126,56 @@ def verify_issued_by(cert: x509.Certificate, issuer: x509.Certificate,
                          f"{issuer.subject.rfc4514_string()} ({type(exc).__name__})") from None
 
 
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def crl_scope(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> str:
+    """Why ``crl`` is not its issuer's complete list for ``cert``, "" when it is.
+
+    A delta CRL (RFC 5280 5.2.4) lists only what changed since a base CRL; an issuing
+    distribution point (5.2.5) may limit a CRL to CA or end-entity certificates, some
+    reasons, or one distribution point. Not listed in such a CRL is not "not revoked".
+    """
+    extensions = crl.extensions
+    try:
+        extensions.get_extension_for_class(x509.DeltaCRLIndicator)
+        return "a delta CRL (only the changes since a base CRL)"
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        point = extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    except x509.ExtensionNotFound:
+        return ""
+    if point.only_some_reasons:
+        return "a CRL of some revocation reasons only"
+    if point.indirect_crl or point.only_contains_attribute_certs:
+        return "an indirect or attribute-certificate CRL"
+    if point.only_contains_ca_certs and not _is_ca(cert):
+        return "a CRL of CA certificates only"
+    if point.only_contains_user_certs and _is_ca(cert):
+        return "a CRL of end-entity certificates only"
+    if point.full_name or point.relative_name:
+        try:
+            named = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        except x509.ExtensionNotFound:
+            named = None
+        mine = {name for dp in named or () for name in dp.full_name or ()}
+        if not mine & set(point.full_name or ()):
+            return "a CRL of another distribution point than the certificate's"
+    return ""
+
+
 def check_crl(crl_der: bytes, issuer: x509.Certificate, certs: Sequence[x509.Certificate],
               at: dt.datetime) -> None:
-    """The CRL is signed by ``issuer``, current at ``at``, and revokes none of ``certs``.
+    """The CRL is signed by ``issuer``, current at ``at``, a complete CRL for each of
+    ``certs`` (:func:`crl_scope`), and revokes none of them.
 
     Raises:
-        ChainError: a bad or stale CRL, or a revoked certificate.
+        ChainError: a bad, stale or partial CRL, or a revoked certificate.
     """
     try:
         crl = (x509.load_pem_x509_crl(crl_der) if crl_der.lstrip().startswith(b"-----")
@@ -141,6 +185,11 @@ def check_crl(crl_der: bytes, issuer: x509.Certificate, certs: Sequence[x509.Cer
     if crl.issuer != issuer.subject:
         raise ChainError(f"CRL issued by {crl.issuer.rfc4514_string()}, expected "
                          f"{issuer.subject.rfc4514_string()}")
+    for cert in certs:
+        partial = crl_scope(crl, cert)
+        if partial:
+            raise ChainError(f"CRL of {issuer.subject.rfc4514_string()}: expected a complete "
+                             f"CRL for {cert.subject.rfc4514_string()}, found {partial}")
     key = issuer.public_key()
     if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)) \
             or not crl.is_signature_valid(key):

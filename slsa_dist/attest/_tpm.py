@@ -61,7 +61,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
@@ -573,7 +573,21 @@ def _revocation(chain: list[x509.Certificate], crls: list[x509.CertificateRevoca
     checked, unchecked = [], []
     for cert, issuer in itertools.pairwise(chain):
         subject = cert.subject.rfc4514_string()
-        mine = [crl for crl in crls if crl.issuer == issuer.subject]
+        issued = [crl for crl in crls if crl.issuer == issuer.subject]
+        # A delta or partitioned CRL lists only part of what the issuer revoked: it is
+        # never the one in force (the newest complete one is), but a certificate an
+        # authentic one lists is revoked all the same.
+        mine = [crl for crl in issued if not pki.crl_scope(crl, cert)]
+        key = issuer.public_key()
+        for crl in issued:
+            if crl in mine or crl.get_revoked_certificate_by_serial_number(
+                    cert.serial_number) is None:
+                continue
+            if isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)) \
+                    and crl.is_signature_valid(key):
+                raise pki.ChainError(f"{subject} (serial {cert.serial_number:#x}) is revoked "
+                                     f"({pki.crl_scope(crl, cert)} of "
+                                     f"{issuer.subject.rfc4514_string()} lists it)")
         if not mine:
             try:
                 points = cert.extensions.get_extension_for_class(
