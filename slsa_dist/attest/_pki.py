@@ -195,10 +195,13 @@ def check_crl(crl_der: bytes, issuer: x509.Certificate, certs: Sequence[x509.Cer
             or not crl.is_signature_valid(key):
         raise ChainError(f"CRL of {issuer.subject.rfc4514_string()}: signature not valid")
     next_update = crl.next_update_utc
-    if at < crl.last_update_utc or (next_update is not None and at > next_update):
+    if next_update is None:  # RFC 5280 5.1.2.5: it would be current forever
+        raise ChainError(f"CRL of {issuer.subject.rfc4514_string()}: no nextUpdate (refused: "
+                         "nothing bounds how stale it is)")
+    if not crl.last_update_utc <= at <= next_update:
         raise ChainError(f"CRL of {issuer.subject.rfc4514_string()}: current from "
                          f"{crl.last_update_utc.isoformat()} to "
-                         f"{next_update.isoformat() if next_update else '-'}, "
+                         f"{next_update.isoformat()}, "
                          f"not at {at.isoformat()}")
     for cert in certs:
         if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
