@@ -478,6 +478,7 @@ class Ingest:
                   oversized: bool) -> records.EvidenceRecord:
         """The evidence record: the verifier's verdict on a blob answering our nonce."""
         blob = evidence.blob
+        unissued = False
         # The credential challenge the coordinator issued with this nonce (TPM evidence):
         # recorded beside the evidence, opening included, so anyone re-checks activation.
         challenge = self.state.nodes[sender.node].tpm_challenges.get(evidence.nonce, b"") \
@@ -497,6 +498,7 @@ class Ingest:
             verdict = EvidenceVerdict(status="failed", reason=(
                 f"nonce: expected one issued to node {sender.node!r} for job "
                 f"{self.state.job_id!r}, found {evidence.nonce.hex()[:32] or 'none'}"))
+            unissued = True
         else:
             try:
                 if challenge:
@@ -510,12 +512,14 @@ class Ingest:
                 verdict = EvidenceVerdict(status="failed",
                                           reason=f"verifier raised {type(exc).__name__}: {exc}")
         # The raw evidence travels with the verdict (not for oversized blobs): anyone can
-        # re-appraise it from the nonce, job and node in the signed statement.
+        # re-appraise it from the nonce, job and node in the signed statement. A nonce
+        # this coordinator did not issue is not recorded: re-appraised against it, evidence
+        # made whenever the node liked would verify (the nonce is our word, not the node's).
         return record(status=verdict.status, verified=tuple(verdict.verified),
                       not_verified=tuple(verdict.not_verified), reason=verdict.reason,
                       claims=dict(verdict.claims),
                       blob="" if oversized else base64.b64encode(blob).decode(),
-                      nonce="" if oversized else evidence.nonce.hex())
+                      nonce="" if oversized or unissued else evidence.nonce.hex())
 
     def _annotation(self, sender: Sender, note: pb.Annotation, where: str) -> Annotated:
         del sender

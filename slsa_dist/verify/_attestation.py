@@ -69,9 +69,13 @@ def reappraise(evidence: EvidenceRecord, *, job_id: str, node_id: str,
         nonce = bytes.fromhex(evidence.nonce)
     except (binascii.Error, ValueError) as exc:
         return EvidenceVerdict(status="failed", reason=f"raw evidence: malformed ({exc})")
-    if len(blob) != evidence.size or len(nonce) == 0:
+    if len(nonce) == 0:  # the coordinator records only a nonce it issued to the node
+        return EvidenceVerdict(status="failed", reason="raw evidence: expected the nonce the "
+                               "coordinator issued for it, found none recorded"
+                               + (f" ({evidence.reason[:200]})" if evidence.reason else ""))
+    if len(blob) != evidence.size:
         return EvidenceVerdict(status="failed", reason="raw evidence: expected the recorded "
-                               f"size {evidence.size} and a nonce, found {len(blob)} bytes")
+                               f"size {evidence.size}, found {len(blob)} bytes")
     if evidence.tpm_challenge:  # the coordinator's credential challenge, re-made, not trusted
         appraisal = replace(appraisal or Appraisal(), challenge=json.dumps(
             dict(evidence.tpm_challenge), sort_keys=True).encode())
