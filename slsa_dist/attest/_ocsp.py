@@ -6,6 +6,9 @@ issuer or by a responder certificate the issuer signed for OCSP signing (extende
 usage ``id-kp-OCSPSigning``), it was current at the appraisal time (thisUpdate <= at <=
 nextUpdate; an answer without nextUpdate is refused: nothing would bound how stale it
 is), and its status is good. A revoked certificate is named, with the reason and time.
+Of several answers naming one certificate, every one is judged: an authentic, current
+"revoked" fails it whatever else is carried; otherwise one authentic, current "good"
+clears it (others, badly signed or stale, are passed over).
 Nothing here fetches anything: nodes fetch the answers at job time and carry them.
 """
 
@@ -116,18 +119,42 @@ def _responder(response: ocsp.OCSPResponse, issuer: x509.Certificate,
                      "responder certificate it carries")
 
 
+class _RevokedError(ChainError):
+    """An authentic answer, current at the appraisal time, says the certificate is revoked."""
+
+
 def check(cert: x509.Certificate, issuer: x509.Certificate,
           answers: Sequence[ocsp.OCSPResponse], at: dt.datetime) -> str:
-    """``cert`` is not revoked, by a carried answer current at ``at``; returns who signed it.
+    """``cert`` is not revoked, by the carried answers current at ``at``; returns who signed
+    the one that clears it.
 
     Raises:
-        ChainError: no answer names ``cert``, or the one that does is badly signed,
-            not current at ``at``, revoked or unknown.
+        ChainError: no answer names ``cert``; an authentic answer current at ``at``
+            says it is revoked; or none of those naming it is authentic, current and good.
     """
     found = answers_for(cert, issuer, answers)
     if not found:
         raise ChainError(f"no OCSP answer for {_name(cert)} (serial {cert.serial_number:#x})")
-    response = found[0]
+    # Every answer naming the certificate is judged, not the first the node listed: an
+    # authentic, current "revoked" fails it, even beside an older "good" one still
+    # current; otherwise one authentic, current "good" answer clears it.
+    cleared, refused = "", []
+    for response in found:
+        try:
+            cleared = _judge(cert, issuer, response, at) or cleared
+        except _RevokedError:
+            raise
+        except ChainError as exc:
+            refused.append(exc)
+    if not cleared:
+        raise refused[0]
+    return cleared
+
+
+
+def _judge(cert: x509.Certificate, issuer: x509.Certificate, response: ocsp.OCSPResponse,
+           at: dt.datetime) -> str:
+    """One answer naming ``cert``: who signed it when it holds. Raises ChainError."""
     signer = _responder(response, issuer, at)
     single = _single(cert, issuer, response)
     if single is None:  # found above: cannot happen
@@ -144,9 +171,9 @@ def check(cert: x509.Certificate, issuer: x509.Certificate,
     if status == ocsp.OCSPCertStatus.REVOKED:
         reason = single.revocation_reason
         when = single.revocation_time_utc
-        raise ChainError(f"{_name(cert)} (serial {cert.serial_number:#x}) is revoked"
-                         f"{f' since {when.isoformat()}' if when else ''}"
-                         f"{f' ({reason.name})' if reason else ''}, says {_name(signer)}")
+        raise _RevokedError(f"{_name(cert)} (serial {cert.serial_number:#x}) is revoked"
+                            f"{f' since {when.isoformat()}' if when else ''}"
+                            f"{f' ({reason.name})' if reason else ''}, says {_name(signer)}")
     if status != ocsp.OCSPCertStatus.GOOD:
         raise ChainError(f"OCSP answer for {_name(cert)}: status {status.name.lower()}, "
                          "expected good")

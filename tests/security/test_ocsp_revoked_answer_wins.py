@@ -22,7 +22,6 @@ from support.nvidia_pki import Gpu, answer
 AT = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
 
 
-@pytest.mark.xfail(strict=True, reason="the first answer the node lists decides")
 def test_a_current_revoked_answer_fails_whatever_the_order() -> None:
     gpu = Gpu()
     good = answer(gpu.leaf, gpu.ica, gpu.ica_key, this=dt.datetime(2024, 5, 28,
