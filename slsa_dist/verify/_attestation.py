@@ -227,7 +227,8 @@ def require_attestation(provenance: Provenance, kind: str, *,
     if not nodes:
         return Check(name, False, "expected node records with evidence, found no nodes")
     lacking = []
-    eks: dict[str, list[str]] = {}  # EK certificate -> the nodes whose counted quote used it
+    # EK key (and "AK <fingerprint>") -> the nodes whose counted quote used it
+    eks: dict[str, list[str]] = {}
     for node_id in nodes:
         node = records.get(node_id)
         if node is None:
@@ -249,6 +250,11 @@ def require_attestation(provenance: Provenance, kind: str, *,
                     else None
                 if ek is not None:
                     eks.setdefault(ek, []).append(node_id)
+                    # An AK is fixed to its TPM: one AK answering for two nodes is one
+                    # TPM, even through two EKs (a TPM holds an RSA and an ECC one).
+                    ak = verdict.claims.get("akSha256")
+                    if isinstance(ak, str) and ak:
+                        eks.setdefault(f"AK {ak}", []).append(node_id)
                 reasons.append((e, why))
         if any(why is None for _, why in reasons):
             continue
@@ -258,10 +264,15 @@ def require_attestation(provenance: Provenance, kind: str, *,
     # One TPM answering for two nodes (a relay: a node that quotes through another's
     # TPM) is refused: each node's quote must come from a TPM of its own. An EK is its
     # key, not its certificate: a CA may certify one EK twice.
-    lacking += [f"{node_id} (tpm: its EK key {ek[:23]}... also answered for "
-                f"{', '.join(n for n in sharing if n != node_id)})"
-                for ek, sharing in sorted(eks.items()) if len(set(sharing)) > 1
-                for node_id in sorted(set(sharing))]
+    shared: dict[str, list[str]] = {}  # node -> what of its TPM also answered elsewhere
+    for key, sharing in sorted(eks.items()):
+        if len(set(sharing)) > 1:
+            what = key[:26] if key.startswith("AK ") else f"EK key {key[:23]}"
+            for node_id in sorted(set(sharing)):
+                shared.setdefault(node_id, []).append(
+                    f"its {what}... also answered for "
+                    f"{', '.join(n for n in sorted(set(sharing)) if n != node_id)}")
+    lacking += [f"{node_id} (tpm: {'; '.join(why)})" for node_id, why in sorted(shared.items())]
     if lacking:
         return Check(name, False, f"expected verified {kind} evidence from every node, found "
                      f"none for: {', '.join(lacking)}")
