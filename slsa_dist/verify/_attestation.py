@@ -150,6 +150,24 @@ def _ek_key(evidence: EvidenceRecord, verdict: EvidenceVerdict) -> str | None:
     return "sha256:" + hashlib.sha256(key).hexdigest()
 
 
+def _ek_type(evidence: EvidenceRecord) -> str:
+    """The kind of EK a counted quote was activated by: ``RSA 2048``, ``ECC secp384r1``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    try:
+        blob = json.loads(base64.b64decode(evidence.blob, validate=True))
+        key = x509.load_der_x509_certificate(
+            base64.b64decode(str(blob["ekCertificate"]), validate=True)).public_key()
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return "unreadable"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ECC {key.curve.name}"
+    return type(key).__name__
+
+
 def _matches(verdict: EvidenceVerdict, kind: str, reference: ReferenceValues) -> str | None:
     """None when counted evidence holds the reference values of its kind, else why not."""
     if kind not in reference.kinds:
@@ -229,6 +247,7 @@ def require_attestation(provenance: Provenance, kind: str, *,
     lacking = []
     # EK key (and "AK <fingerprint>") -> the nodes whose counted quote used it
     eks: dict[str, list[str]] = {}
+    ek_types: dict[str, list[str]] = {}  # EK type -> the nodes whose quote it activated
     for node_id in nodes:
         node = records.get(node_id)
         if node is None:
@@ -250,6 +269,7 @@ def require_attestation(provenance: Provenance, kind: str, *,
                     else None
                 if ek is not None:
                     eks.setdefault(ek, []).append(node_id)
+                    ek_types.setdefault(_ek_type(e), []).append(node_id)
                     # An AK is fixed to its TPM: one AK answering for two nodes is one
                     # TPM, even through two EKs (a TPM holds an RSA and an ECC one).
                     ak = verdict.claims.get("akSha256")
@@ -273,6 +293,13 @@ def require_attestation(provenance: Provenance, kind: str, *,
                     f"its {what}... also answered for "
                     f"{', '.join(n for n in sorted(set(sharing)) if n != node_id)}")
     lacking += [f"{node_id} (tpm: {'; '.join(why)})" for node_id, why in sorted(shared.items())]
+    # A TPM holds one certified EK per type (RSA 2048, ECC P-256, P-384...), each with AKs
+    # of its own: nothing a verifier sees ties two of them to one chip. So the nodes of a
+    # job must answer with EKs of one type, or one TPM could answer for two nodes.
+    if len(ek_types) > 1:
+        found = "; ".join(f"{t}: {', '.join(sorted(set(n)))}" for t, n in sorted(ek_types.items()))
+        lacking.append(f"the job's TPM quotes (expected EKs of one type, found {found}: one "
+                       "TPM holds an EK of each type and could answer for a node with each)")
     if lacking:
         return Check(name, False, f"expected verified {kind} evidence from every node, found "
                      f"none for: {', '.join(lacking)}")
