@@ -20,6 +20,14 @@ the coordinator acknowledges that they are durably journaled.
   holds from the coordinator's count; the events the coordinator had
   acknowledged and lost are reported as a gap, and nothing still held is
   dropped.
+* Paced: a rank that reports straight to the coordinator (no node relay) makes its
+  first call :func:`start_delay` after it starts, ``rank`` slots of a coordinator
+  serving ``SLSA_COORDINATOR_RATE`` calls/s, so a large job's ranks do not all call
+  at once and time out in the coordinator's queue; an answered call carrying a
+  ``pace-ms`` trailer (a loaded coordinator) delays the next one, at most
+  :data:`MAX_PACE` seconds. Events recorded meanwhile are queued and spooled; a
+  flush or a close cuts the wait short. Refusals with a retry-after stay the
+  safety valve.
 * Fork-safe: no gRPC channel is opened before first use, and a forked child
   (a DataLoader worker) starts afresh as its own sender (``worker`` = pid).
 
@@ -55,7 +63,8 @@ from slsa_dist.collect import _wire as wire
 from slsa_dist.collect._spool import Spool
 from slsa_dist.errors import InputError, TransportError
 
-__all__ = ["Agent", "AgentStats", "NodeIdentity", "RankIdentity", "jsonable", "tls_from_env"]
+__all__ = ["Agent", "AgentStats", "NodeIdentity", "RankIdentity", "coordinator_rate", "jsonable",
+           "start_delay", "tls_from_env"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,17 @@ _ROLES: dict[str, pb.ArtifactRole] = {
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
               grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
               grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
+# Pacing (issue 27): the calls per second the coordinator serves, as the launcher
+# passes it (SLSA_COORDINATOR_RATE; 0: no pacing), and what a rank's start costs it in
+# calls (its registration and its first reports). The default is conservative: the
+# Python coordinator served ~1,000-2,000 calls/s on a busy 2-core host (docs/
+# performance.md); ranks start at 250/s, so 65,536 ranks take ~4.4 minutes to all be
+# registered, and 8 ranks 32 ms.
+RATE_ENV = "SLSA_COORDINATOR_RATE"
+DEFAULT_RATE = 1000.0
+CALLS_PER_START = 4
+# A loaded coordinator's pace-ms hint is waited for, at most this long (seconds).
+MAX_PACE = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,6 +210,9 @@ class Agent:
         base = Path(spool_dir) if spool_dir is not None else Path(
             os.environ.get("SLSA_SPOOL_DIR", Path.home() / ".cache" / "slsa-dist" / "spool"))
         self._spool_dir = base / job_id
+        # Paced: a rank calling the coordinator itself (a relay paces its node's ranks).
+        self._rate = coordinator_rate() if isinstance(identity, RankIdentity) \
+            and not relay and not identity.pid else 0.0
         self._reset()
         self._work: list[threading.Thread] = []
         self.refusals = 0  # calls the coordinator refused with a retry-after (load)
@@ -217,6 +240,10 @@ class Agent:
         self._thread: threading.Thread | None = None
         self._spool_loaded = False
         self._pid = os.getpid()
+        # No call before this (time.monotonic()): this sender's slot (start_delay), then
+        # what a loaded coordinator's pace-ms hint said.
+        self._not_before = time.monotonic() + start_delay(
+            self.identity.rank if isinstance(self.identity, RankIdentity) else 0, self._rate)
 
     def _after_fork(self) -> None:
         """In a forked child: new locks, no channel, no thread, a sender of its own."""
@@ -353,7 +380,8 @@ class Agent:
     # -- flushing ---------------------------------------------------------------------
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every recorded event is acknowledged. False on timeout."""
+        """Wait until every recorded event is acknowledged (a paced first call, or the
+        wait a loaded coordinator asked for, is cut short). False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
             if self._thread is None and not self._queue:
@@ -430,16 +458,17 @@ class Agent:
         assert self._stub is not None
         identity = self.identity
         if isinstance(identity, RankIdentity):
-            reply = self._stub.RegisterRank(pb.RegisterRankRequest(
+            reply, call = self._stub.RegisterRank.with_call(pb.RegisterRankRequest(
                 job_id=self.job_id, rank=identity.rank, attempt=identity.attempt,
                 world_size=identity.world_size, node_id=identity.node_id,
                 run_id=identity.run_id, worker=identity.worker,
                 pid=identity.pid or os.getpid()),
                 timeout=self._timeout)
         else:
-            reply = self._stub.RegisterNode(pb.RegisterNodeRequest(
+            reply, call = self._stub.RegisterNode.with_call(pb.RegisterNodeRequest(
                 job_id=self.job_id, node_id=identity.node_id, hostname=identity.hostname,
                 node_rank=identity.node_rank), timeout=self._timeout)
+        self._pace_from(call)
         expected = int(reply.next_sequence)
         with self._lock:
             self._sender = reply.sender
@@ -559,8 +588,12 @@ class Agent:
                     self._load_spool()
                 if drained:
                     self._spool_append(drained, dropped)
+                if self._paced():
+                    continue  # spool what comes meanwhile; call once the slot has come
                 self._connect()
-                self._register()
+                if self._sender is None:
+                    self._register()
+                    continue  # the report waits for the pace its answer may carry
                 if self._send_batch():
                     backoff = 0.05
             except grpc.RpcError as exc:
@@ -590,9 +623,10 @@ class Agent:
                 self._maybe_sent = max(self._maybe_sent, batch[-1][0])
         if not batch:
             return True
-        reply = self._stub.Report(pb.ReportRequest(
+        reply, call = self._stub.Report.with_call(pb.ReportRequest(
             job_id=self.job_id, sender=self._sender, first_sequence=batch[0][0],
             events=[event for _, event in batch]), timeout=self._timeout)
+        self._pace_from(call)
         with self._cond:
             self._acked_through = max(self._acked_through, reply.acked_through)
             while self._unacked and self._unacked[0][0] <= self._acked_through:
@@ -602,6 +636,26 @@ class Agent:
         if everything_acked or len(batch) >= self._batch_max:
             self._compact_spool()
         return True
+
+    def _paced(self) -> bool:
+        """True while this sender's next call must wait (its start slot, or a loaded
+        coordinator's pace): waits for it, woken early by a new event (to spool it),
+        a flush or a close, which cut the wait short."""
+        with self._cond:
+            remaining = self._not_before - time.monotonic()
+            if remaining <= 0 or self._flushing or self._closing:
+                return False
+            self._cond.wait(remaining)
+            return True
+
+    def _pace_from(self, call: Any) -> None:
+        """Wait before the next call as long as the answer's pace-ms trailer says (with
+        jitter, as a retry-after), at most :data:`MAX_PACE`."""
+        after = wire.pace(call.trailing_metadata())
+        if after is not None:
+            with self._lock:
+                self._not_before = max(self._not_before, time.monotonic()
+                                       + retry_delay(min(after, MAX_PACE)))
 
     def _resync(self, why: str) -> None:
         """The coordinator lost track of us: register again; nothing held is dropped."""
@@ -630,6 +684,34 @@ def retry_delay(backoff: float, draw: Callable[[], float] = random.random) -> fl
     at random, so agents refused together (a coordinator restart, a partition that
     heals) do not retry in step and arrive in waves."""
     return backoff * (0.5 + draw() / 2)
+
+
+def coordinator_rate(environ: Mapping[str, str] | None = None) -> float:
+    """The calls per second the coordinator serves, from ``SLSA_COORDINATOR_RATE``
+    (:data:`DEFAULT_RATE` when unset; 0: no pacing). A value that is no such number is
+    not the training's problem: a warning, and the default."""
+    text = (os.environ if environ is None else environ).get(RATE_ENV, "").strip()
+    if not text:
+        return DEFAULT_RATE
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not math.isfinite(rate) or rate < 0:
+        log.warning("slsa-dist: %s: expected calls per second (a number >= 0; 0 for no "
+                    "pacing), found %r; using %g", RATE_ENV, text, DEFAULT_RATE)
+        return DEFAULT_RATE
+    return rate
+
+
+def start_delay(rank: int, rate: float, draw: Callable[[], float] = random.random) -> float:
+    """How long after it starts a rank reporting straight to a coordinator that serves
+    ``rate`` calls/s makes its first call: its slot, ``rank`` starts of
+    :data:`CALLS_PER_START` calls each, at a random point within it (ranks started
+    together then reach the coordinator spread at the rate it serves). 0 without a rate."""
+    if rate <= 0:
+        return 0.0
+    return (max(rank, 0) + draw()) * CALLS_PER_START / rate
 
 
 def _role(role: str) -> pb.ArtifactRole:

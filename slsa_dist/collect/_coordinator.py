@@ -104,6 +104,12 @@ DEADLINE_SHARE = 0.5
 # What a call refused by admission may be told to wait, at most: the refused of a burst
 # of 65,536 ranks come back spread over a minute instead of all again after 15 s.
 MAX_ADMISSION_WAIT_MS = 60_000
+# Pacing (issue 27): when the calls ahead of a new one would take longer than this to
+# serve, an answered call's reply carries a pace-ms trailer, the next slot of the same
+# virtual queue as refusals, so its caller waits for it before calling again instead of
+# queueing its next call behind the others; at most MAX_PACE_MS (agents bound it too).
+PACE_AFTER_S = 1.0
+MAX_PACE_MS = 5_000
 # The size of the request being handled, noted by its deserializer: gRPC's asyncio server
 # deserializes a request in the task that then runs its handler.
 _REQUEST_BYTES: contextvars.ContextVar[int] = contextvars.ContextVar("request_bytes",
@@ -909,6 +915,16 @@ class _Admission:
         wait = (self._until - now) * 4 / 3
         return min(max(int(wait * 1000), RETRY_AFTER_MS), MAX_ADMISSION_WAIT_MS)
 
+    def pace(self, now: float) -> int | None:
+        """None, or when the caller of an answered call should make its next one (ms):
+        when the calls ahead would take over :data:`PACE_AFTER_S` to serve, the next
+        slot of the virtual queue (told as 4/3 of it, as a refusal's retry-after)."""
+        ahead = self.in_flight / self.rate + self.lag
+        if ahead <= PACE_AFTER_S:
+            return None
+        self._until = max(self._until, now + ahead) + 1 / self.rate
+        return min(int((self._until - now) * 4 / 3 * 1000), MAX_PACE_MS)
+
     def done(self, now: float, *, served: bool = True) -> None:
         self._tick(now)
         self.in_flight -= 1
@@ -1019,17 +1035,22 @@ class _Servicer(pb_grpc.CollectorServicer):  # type: ignore[misc]  # generated b
             await context.abort(code, detail,
                                 trailing_metadata=wire.retry_after_trailer(exc.retry_after_ms))
         try:
-            return await body(principal)
+            reply = await body(principal)
         except (SenderError, JournalFailed, InputError) as exc:
             code, detail = wire.status_of(exc)
             trailer = wire.resync_trailer(exc) if isinstance(exc, SenderError) else ()
             await context.abort(code, detail, trailing_metadata=trailer)
+            raise AssertionError("unreachable: abort raises") from None
         finally:
             if size:
                 self._c.release(size)
             if admitted:
                 self._c.admission.done(time.monotonic())
-        raise AssertionError("unreachable: abort raises")
+        # Loaded: the caller's next call waits for its slot rather than in the queue.
+        pace = self._c.admission.pace(time.monotonic()) if admitted else None
+        if pace is not None:
+            context.set_trailing_metadata(wire.pace_trailer(pace))
+        return reply
 
     async def Challenge(self, request: pb.ChallengeRequest,  # noqa: N802 -- gRPC's method names
                         context: aio.ServicerContext[Any, Any]) -> pb.ChallengeResponse:

@@ -21,8 +21,9 @@ import grpc
 
 from slsa_dist.errors import InputError, SenderError
 
-__all__ = ["CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "RESYNC_KEY", "SERVER_OPTIONS", "check_listen",
-           "check_port_free", "is_loopback", "open_channel", "peer_is_loopback",
+__all__ = ["CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "PACE_KEY", "RESYNC_KEY", "SERVER_OPTIONS",
+           "check_listen", "check_port_free", "is_loopback", "open_channel", "pace",
+           "pace_trailer", "peer_is_loopback",
            "require_tls_or_loopback", "resync_trailer", "retry_after", "retry_after_trailer",
            "status_of", "varint", "wants_resync", "wire_field"]
 
@@ -192,6 +193,22 @@ def _trailer(exc: grpc.RpcError, key: str) -> str | None:
 def retry_after(exc: grpc.RpcError) -> float | None:
     """Seconds the coordinator asked a refused caller to wait, or None."""
     value = _trailer(exc, RETRY_AFTER_KEY)
+    return int(value) / 1000 if value is not None and value.isdigit() else None
+
+
+PACE_KEY = "pace-ms"
+
+
+def pace_trailer(milliseconds: int) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata on an answered call of a loaded coordinator: how long the
+    caller should wait before its next call (it adds jitter, as to a retry-after)."""
+    return ((PACE_KEY, str(milliseconds)),)
+
+
+def pace(trailing: Any) -> float | None:
+    """Seconds an answered call's trailing metadata (its (key, value) pairs) asks the
+    caller to wait before the next one, or None."""
+    value = next((str(v) for k, v in trailing or () if k == PACE_KEY), None)
     return int(value) / 1000 if value is not None and value.isdigit() else None
 
 
