@@ -29,6 +29,9 @@ Settings come from arguments or, as launchers pass them, from the environment:
 ``SLSA_ATTEMPT``       attempt (default: ``TORCHELASTIC_RESTART_COUNT``)
 ``SLSA_NODE_ID``       node id (default: the host name)
 ``SLSA_SPOOL_DIR``     where unacknowledged events are kept
+``SLSA_COORDINATOR_RATE``  calls/s the coordinator serves (default 1000; 0: off):
+                       a rank without a node relay makes its first call
+                       ``rank * 4 / rate`` seconds after it starts
 ``SLSA_ARTIFACT_ROOT`` artifact names are paths relative to it (default: cwd)
 ``SLSA_NODE_AGENT``    set by the torchrun plugin: the node agent reports
                        host inventory and packages, so ranks need not

@@ -25,7 +25,8 @@ the controller starts on each node its workers were placed on (pinned to it,
 node, outlives the workers and their attempts, and is stopped after the
 run; a worker that dies takes no relay with it, so its peers' reports still
 arrive. A node whose relay could not start (``SLSA_NODE_RELAY=0``: none at
-all) reports directly, under the coordinator's back-pressure.
+all) reports directly, paced (each worker's first call waits for its slot at
+``SLSA_COORDINATOR_RATE``) and under the coordinator's back-pressure.
 Zero-code capture is on in every worker: the ``DataLoader`` that
 ``prepare_data_loader`` makes (its ``DistributedSampler``: samples and the
 digest of the indices each rank drew) and every pass over a Ray Data shard
@@ -37,7 +38,9 @@ driver's log gets one closing line naming the bundle and how to verify it.
 Settings: ``SLSA_COORDINATOR`` (an existing coordinator; otherwise one runs in
 the controller, which needs ``SLSA_KEY``), ``SLSA_JOB_ID`` (default: Ray's
 run id), ``SLSA_OUT`` (where that coordinator writes bundles, default
-``provenance``), ``SLSA_SPOOL_DIR``.
+``provenance``), ``SLSA_SPOOL_DIR``, ``SLSA_COORDINATOR_RATE`` (the calls/s
+the coordinator serves: workers without a relay start reporting paced to it,
+``collect._agent.start_delay``).
 
 Ray calls only the user hooks (``after_report``, ``after_exception``) of a
 public ``UserCallback``; worker topology, restarts and worker-side capture
@@ -346,6 +349,8 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
         self.key = str(key or os.environ.get("SLSA_KEY") or "")
         self.out_dir = str(out_dir or os.environ.get("SLSA_OUT", "provenance"))
         self.spool_dir = os.environ.get("SLSA_SPOOL_DIR")
+        # The driver's pacing setting for workers without a relay (collect._agent).
+        self.coordinator_rate = os.environ.get("SLSA_COORDINATOR_RATE")
         self.attempt = -1
         self.relays: dict[str, str] = {}  # Ray node id -> its relay's address (workers)
         if not SUPPORTED:
@@ -519,6 +524,9 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
             os.environ["SLSA_RELAY"] = relay
         else:
             os.environ.pop("SLSA_RELAY", None)
+            # Straight to the coordinator: paced at the driver's rate (or the default).
+            if getattr(self, "coordinator_rate", None):
+                os.environ["SLSA_COORDINATOR_RATE"] = str(self.coordinator_rate)
         rt = _contract.init(coordinator=self.coordinator, job_id=self.job_id,
                             rank=context.get_world_rank(),
                             world_size=context.get_world_size(), attempt=self.attempt,

@@ -161,8 +161,9 @@ class SlsaLogsSpecs(DefaultLogsSpecs):
         settings = {"SLSA_COORDINATOR": node.coordinator, "SLSA_JOB_ID": job_id,
                     "SLSA_NODE_ID": node.node_id, "SLSA_ATTEMPT": str(attempt),
                     "SLSA_RUN_ID": run_id, "SLSA_NODE_AGENT": "1"}
-        if os.environ.get("SLSA_SPOOL_DIR"):
-            settings["SLSA_SPOOL_DIR"] = os.environ["SLSA_SPOOL_DIR"]
+        for name in ("SLSA_SPOOL_DIR", "SLSA_COORDINATOR_RATE"):  # pacing: collect._agent
+            if os.environ.get(name):
+                settings[name] = os.environ[name]
         if node.relay is not None:
             settings["SLSA_RELAY"] = node.relay.address
         for env in envs.values():
