@@ -3,8 +3,11 @@
 Direct: ranks report without a node relay, as Ray workers do when none runs on their
 node. One client process simulates every rank: each registers, then sends its ~100
 events in two reports (as bench_collect.py's ranks do), one call at a time, over one
-channel per 8 ranks, with a 10 s deadline, retrying as the agent does: a refusal's
-retry-after with jitter (the backoff does not grow), otherwise a doubling backoff. Every
+channel per 8 ranks, with a 10 s deadline, paced and retrying as the agent does: its
+first call waits for its slot (``start_delay``: rank * 4 / SLSA_COORDINATOR_RATE s after
+the start, the agent's default rate when unset), an answer's pace-ms delays the next
+call (with jitter, at most the agent's MAX_PACE), a refusal's retry-after with jitter
+(the backoff does not grow), otherwise a doubling backoff. Every
 attempt is counted, and how it ended: accepted, turned away (RESOURCE_EXHAUSTED with a
 retry-after from admission control, before any work; or UNAVAILABLE, CANCELLED, ...
 from gRPC itself), or timed out (DEADLINE_EXCEEDED: resent, and possibly handled
@@ -39,7 +42,7 @@ from grpc import aio
 
 from slsa_dist._pb.v1 import collector_pb2 as pb
 from slsa_dist.collect import _wire as wire
-from slsa_dist.collect._agent import retry_delay
+from slsa_dist.collect._agent import MAX_PACE, coordinator_rate, retry_delay, start_delay
 from slsa_dist.collect._wire import varint, wire_field
 
 DEADLINE = 10.0
@@ -73,17 +76,22 @@ class Ranks:
         self.report = [c.unary_unary(REPORT, request_serializer=None,
                                      response_deserializer=pb.ReportResponse.FromString)
                        for c in self.channels]
-        self.counts = {"calls": 0, "attempts": 0, "refused": 0, "timeouts": 0, "events": 0}
+        self.rate = coordinator_rate()  # calls/s, as the agent reads it
+        self.counts = {"calls": 0, "attempts": 0, "refused": 0, "timeouts": 0, "events": 0,
+                       "paced": 0}
         self.why: Counter[str] = Counter()  # how attempts failed: status, hint, detail
 
-    async def _send(self, method: Any, request: bytes) -> Any:
-        """One call as the agent makes it: resent until it is answered."""
+    async def _send(self, method: Any, request: bytes) -> tuple[Any, float | None]:
+        """One call as the agent makes it: resent until it is answered. The answer, and
+        the pace (s) it asks before the next call, or None."""
         self.counts["calls"] += 1
         backoff = 0.05
         while True:
             self.counts["attempts"] += 1
             try:
-                return await method(request, timeout=DEADLINE)
+                call = method(request, timeout=DEADLINE)
+                reply = await call
+                return reply, wire.pace(await call.trailing_metadata())
             except aio.AioRpcError as exc:
                 code = exc.code()
                 after = wire.retry_after(exc)
@@ -116,10 +124,14 @@ class Ranks:
 
     async def rank(self, rank: int, register: bytes, reports: list[tuple[int, bytes]]) -> None:
         node = rank // RANKS_PER_NODE
-        reply = await self._send(self.register[node], register)
+        await asyncio.sleep(start_delay(rank, self.rate))  # its slot, as the agent waits
+        reply, pace = await self._send(self.register[node], register)
         assert reply.sender == _sender(rank), reply
         for count, report in reports:
-            await self._send(self.report[node], report)
+            if pace is not None:  # a loaded coordinator asked for a wait: the agent's
+                self.counts["paced"] += 1
+                await asyncio.sleep(retry_delay(min(pace, MAX_PACE)))
+            _, pace = await self._send(self.report[node], report)
             self.counts["events"] += count
 
     async def close(self) -> None:
@@ -167,7 +179,8 @@ async def _direct(port: int, job: str, world: int) -> dict[str, float]:
         assert final.complete, final
     finally:
         await ranks.close()
-    print(f"  direct {world}: attempts that failed: {dict(ranks.why)}", file=sys.stderr)
+    print(f"  direct {world}: rate {ranks.rate:,.0f} calls/s; attempts that failed: "
+          f"{dict(ranks.why)}", file=sys.stderr)
     return {"ingest_s": ingest, **ranks.counts}
 
 
@@ -224,7 +237,7 @@ def main() -> int:
                 rows.append(runs[path]())
                 print(f"  {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
     print(f"{'ranks':>6} {'path':>6} {'events/s':>9} {'calls':>8} {'attempts/call':>13} "
-          f"{'timeouts':>8} {'refusals':>8} {'coord peak':>10}  targets")
+          f"{'timeouts':>8} {'refusals':>8} {'paced':>6} {'coord peak':>10}  targets")
     ok = True
     for row in rows:
         per_call = row["attempts"] / row["calls"]
@@ -232,10 +245,11 @@ def main() -> int:
         ok = ok and good
         print(f"{row['ranks']:>6} {row['path']:>6} {row['events_per_s']:>9,.0f} "
               f"{row['calls']:>8,} {per_call:>13.3f} {row['timeouts']:>8,} "
-              f"{row['refused']:>8,} {row['rss_mib']:>7,.0f}MiB  "
+              f"{row['refused']:>8,} {row.get('paced', 0):>6,} {row['rss_mib']:>7,.0f}MiB  "
               f"{'PASS' if good else 'MISS'}")
     print(f"\ntargets: attempts/call <= {TARGETS['attempts_per_call']}, coordinator peak "
-          f"<= {TARGETS['rss_mib']:,.0f} MiB; deadline {DEADLINE:.0f} s per direct call")
+          f"<= {TARGETS['rss_mib']:,.0f} MiB; deadline {DEADLINE:.0f} s per direct call; "
+          f"direct ranks paced at {coordinator_rate():,.0f} calls/s (SLSA_COORDINATOR_RATE)")
     print("all targets met" if ok else "targets missed: see MISS above")
     return 0
 
