@@ -147,8 +147,13 @@ def _add_parameters(state: State, builder: ProvenanceBuilder,
     external["worldSize"] = state.final_world_size
     if state.elastic:
         external["worldSizeRange"] = [state.min_world_size, state.world_size]
-    if state.nodes:
-        external["nodes"] = len(state.nodes)
+    # The machines of the job: nodes that hosted a rank or reported their host (inventory,
+    # evidence); a launcher that did neither (Ray's Train controller) is no node of it.
+    hosting = {a.node for rank in state.ranks.values() for a in rank.attempts.values()}
+    machines = [n for n in state.nodes.values()
+                if n.node in hosting or n.inventory or n.evidence]
+    if machines:
+        external["nodes"] = len(machines)
     builder.set_external_parameters(external)
     builder.set_internal_parameters({**state.internal, **(internal or {})})
 

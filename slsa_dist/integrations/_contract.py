@@ -122,6 +122,19 @@ def _env_rank() -> int:
     return node * per_node + local
 
 
+def _entry_point(entry: str | os.PathLike[str] | None) -> str:
+    """The script as every rank names it: relative to the working directory when under it,
+    else absolute. Ranks of one job name it alike whatever their launcher passed (Lightning
+    starts its other processes with the absolute path of the ``train.py`` the user ran)."""
+    if not entry:
+        return ""
+    path = Path(entry)
+    if not path.is_file():
+        return str(entry)  # a module (-m), or a command: as given
+    resolved, here = path.resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
+
+
 def _code_dependency(script: Path | None) -> dict[str, Any] | None:
     """The git commit (and whether the tree is dirty), else the script's digest."""
     where = (script.parent if script else Path.cwd()).resolve()
@@ -211,7 +224,7 @@ def init(
     arguments = list(sys.argv[1:] if argv is None else argv[1:])
     entry = script or (argv[0] if argv else sys.argv[0])
     script_path = Path(entry) if entry and Path(entry).is_file() else None
-    external: dict[str, Any] = {"entryPoint": str(entry) if entry else "", "arguments": arguments}
+    external: dict[str, Any] = {"entryPoint": _entry_point(entry), "arguments": arguments}
     if hyperparameters:
         external["hyperparameters"] = dict(hyperparameters)
     agent.set_parameters(external=external)
