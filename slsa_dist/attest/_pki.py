@@ -29,8 +29,8 @@ from cryptography.x509.verification import (
 
 from slsa_dist.errors import InputError
 
-__all__ = ["ChainError", "check_crl", "crl_scope", "der_items", "fingerprint", "load_certificates",
-           "root_label", "verify_chain", "verify_issued_by"]
+__all__ = ["ChainError", "check_crl", "crl_scope", "der_items", "der_spans", "fingerprint",
+           "load_certificates", "root_label", "verify_chain", "verify_issued_by"]
 
 
 class ChainError(InputError):
@@ -209,14 +209,19 @@ def check_crl(crl_der: bytes, issuer: x509.Certificate, certs: Sequence[x509.Cer
                              f"{cert.serial_number:#x}) is revoked")
 
 
-def der_items(data: bytes) -> list[tuple[int, bytes]]:
-    """The (tag, content) items of a DER SEQUENCE's contents, or of concatenated items.
+def der_spans(data: bytes, *, skip: bytes = b"") -> list[tuple[int, int, int, int]]:
+    """(tag, start, content start, end) of each top-level DER item in ``data``, in
+    order; bytes in ``skip`` between items (white space) are passed over.
 
     Raises:
         InputError: truncated or indefinite-length DER.
     """
-    items, offset = [], 0
+    spans, offset = [], 0
     while offset < len(data):
+        if data[offset] in skip:
+            offset += 1
+            continue
+        start = offset
         if offset + 2 > len(data):
             raise InputError("DER: truncated item")
         tag, length = data[offset], data[offset + 1]
@@ -229,8 +234,17 @@ def der_items(data: bytes) -> list[tuple[int, bytes]]:
             offset += count
         if offset + length > len(data):
             raise InputError("DER: item runs past the end")
-        items.append((tag, data[offset:offset + length]))
+        spans.append((tag, start, offset, offset + length))
         offset += length
-    return items
+    return spans
+
+
+def der_items(data: bytes) -> list[tuple[int, bytes]]:
+    """The (tag, content) items of a DER SEQUENCE's contents, or of concatenated items.
+
+    Raises:
+        InputError: truncated or indefinite-length DER.
+    """
+    return [(tag, data[content:end]) for tag, _, content, end in der_spans(data)]
 
 

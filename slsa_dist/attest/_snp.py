@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from slsa_dist.attest._pki import (
     ChainError,
     der_items,
+    der_spans,
     load_certificates,
     root_label,
     verify_issued_by,
@@ -196,27 +197,7 @@ def _chain(certs: list[x509.Certificate], at: dt.datetime, signer: str = "vcek")
 def _der_objects(data: bytes) -> list[bytes]:
     """The whole DER encodings of concatenated top-level items (certificates, CRLs);
     white space between items is skipped."""
-    found, offset = [], 0
-    while offset < len(data):
-        if data[offset] in b" \t\r\n":
-            offset += 1
-            continue
-        start = offset
-        if offset + 2 > len(data):
-            raise InputError("DER: truncated item")
-        length = data[offset + 1]
-        offset += 2
-        if length & 0x80:
-            count = length & 0x7F
-            if count == 0 or count > 4 or offset + count > len(data):
-                raise InputError("DER: unsupported length")
-            length = int.from_bytes(data[offset:offset + count], "big")
-            offset += count
-        if offset + length > len(data):
-            raise InputError("DER: item runs past the end")
-        offset += length
-        found.append(data[start:offset])
-    return found
+    return [data[start:end] for _, start, _, end in der_spans(data, skip=b" \t\r\n")]
 
 
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)

@@ -57,6 +57,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -518,31 +519,22 @@ def ek_profile(cert: x509.Certificate) -> str:
     (ECC), and says it is one: the EK certificate extended key usage, or the TPM's
     manufacturer, model and version in its subject alternative name.
     """
-    extensions = cert.extensions
-    try:
-        if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-            return "expected an end-entity EK certificate, found a CA certificate"
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        usage = extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        usage = None
+    def value(kind: type[x509.ExtensionType]) -> Any:
+        try:
+            return cert.extensions.get_extension_for_class(kind).value
+        except x509.ExtensionNotFound:
+            return None
+
+    constraints, usage = value(x509.BasicConstraints), value(x509.KeyUsage)
+    if constraints is not None and constraints.ca:
+        return "expected an end-entity EK certificate, found a CA certificate"
     if usage is not None and not (usage.key_encipherment or usage.key_agreement):
         return "expected a key usage with keyEncipherment or keyAgreement (an EK decrypts), " \
                "found neither"
-    try:
-        ekus = set(extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-    except x509.ExtensionNotFound:
-        ekus = set()
-    names: set[x509.ObjectIdentifier] = set()
-    try:
-        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
-        names = {attribute.oid for directory in san.get_values_for_type(x509.DirectoryName)
-                 for attribute in directory}
+    ekus = set(value(x509.ExtendedKeyUsage) or ())
+    san = value(x509.SubjectAlternativeName)
+    names = {attribute.oid for directory in san.get_values_for_type(x509.DirectoryName)
+             for attribute in directory} if san is not None else set()
     if _EK_CERTIFICATE in ekus or names >= _TPM_NAMES:
         return ""
     return ("expected the EK certificate extended key usage (2.23.133.8.1) or the TPM's "
