@@ -10,7 +10,7 @@ hold (one value, or a list of accepted values)::
                         "7": {"EV_EFI_VARIABLE_DRIVER_CONFIG": ["ccfc..."],
                               "EV_SEPARATOR": ["df3f..."], "*": ["..."]}}},
      "tdx": {"mrtd": "...", "rtmr0": "...", "rtmr1": "...", "rtmr2": "...", "rtmr3": "...",
-             "debug": false},
+             "debug": false, "minTcbEvaluationDataNumber": 17},
      "snp": {"measurement": "...", "hostData": "...", "policy": {"debug": false}},
      "nvidia-cc": {"measurements": {"2": "8048..."}, "rims": "matched",
                    "driverVersion": ["550.90.07"], "vbiosVersion": "96.00.9f.00.01"}}
@@ -66,6 +66,8 @@ _SNP = {name.lower(): (name, label, size) for name, label, size in (
 _SNP_POLICY = {"debug": bool, "smt": bool, "migrateMa": bool, "singleSocket": bool,
                "abiMajor": int, "abiMinor": int}
 KINDS = ("tpm", "tdx", "snp", "nvidia-cc")
+# TDX: the least TCB evaluation data number the collateral may have (a floor)
+_MIN_EVALUATION = "min.tcbEvaluationDataNumber"
 # nvidia-cc beyond measurement indices: the outcome of the RIM comparison (only "matched":
 # the verdict compared every active golden value of both RIMs) and the driver and VBIOS
 # versions the signed report states (each a string or a list of accepted ones)
@@ -283,6 +285,12 @@ def _parse_kind(kind: str, spec: Mapping[str, Any], where: str) -> dict[str, tup
     else:
         names = _TDX if kind == "tdx" else _SNP
         for key, value in spec.items():
+            if kind == "tdx" and key == "minTcbEvaluationDataNumber":
+                if type(value) is not int or value < 0:
+                    raise InputError(f"reference values {where}.{key}: expected a "
+                                     f"non-negative integer, found {value!r:.40}")
+                out[_MIN_EVALUATION] = (value,)
+                continue
             if kind == "tdx" and key == "debug":
                 if type(value) is not bool:
                     raise InputError(f"reference values {where}.debug: expected a bool, "
@@ -302,10 +310,10 @@ def _parse_kind(kind: str, spec: Mapping[str, Any], where: str) -> dict[str, tup
                 continue
             known = names.get(str(key).lower())
             if known is None:
+                more = " and policy" if kind == "snp" else ", debug, minTcbEvaluationDataNumber"
                 raise InputError(f"reference values {where}: expected registers among "
                                  f"{', '.join(label for _, label, _ in names.values())}"
-                                 f"{' and policy' if kind == 'snp' else ' and debug'}, "
-                                 f"found {key!r}")
+                                 f"{more}, found {key!r}")
             out[known[0]] = _hex_values(value, known[2], f"{where}.{key}")
     return out
 
@@ -326,7 +334,8 @@ def _label(kind: str) -> Mapping[str, str]:
         return {str(i): f"measurement {i}" for i in range(1, 255)} | _NVIDIA
     if kind == "tdx":
         return {claim: label for claim, label, _ in _TDX.values()} | {
-            "debug": "TD_ATTRIBUTES.DEBUG"}
+            "debug": "TD_ATTRIBUTES.DEBUG",
+            _MIN_EVALUATION: "TCB evaluation data number (TCB info and QE identity)"}
     return {claim: label for claim, label, _ in _SNP.values()} | {
         f"policy.{bit}": f"policy.{bit}" for bit in _SNP_POLICY}
 
@@ -343,6 +352,8 @@ def _flat(kind: str, claims: Mapping[str, Any]) -> dict[str, Any]:
         out.update({f"policy.{k}": v for k, v in policy.items() if k in _SNP_POLICY})
     if kind == "tdx" and isinstance(claims.get("debug"), bool):
         out["debug"] = claims["debug"]  # TD_ATTRIBUTES.DEBUG, signed with the TD report
+    if kind == "tdx" and type(claims.get("tcbEvaluationDataNumber")) is int:
+        out[_MIN_EVALUATION] = claims["tcbEvaluationDataNumber"]  # of Intel-signed collateral
     return out
 
 
@@ -373,6 +384,10 @@ def _compare(wanted: Mapping[str, tuple[Any, ...]], found: Mapping[str, Any],
         if name not in found:
             problems.append(f"{label}: expected {expected}, found no such register in the "
                             "evidence")
+        elif name == _MIN_EVALUATION:  # a floor, not a value
+            if found[name] < accepted[0]:
+                problems.append(f"{label}: expected at least {accepted[0]}, found "
+                                f"{found[name]} (collateral from before a TCB recovery)")
         elif found[name] not in accepted:
             problems.append(f"{label}: expected {expected}, found {_show(found[name])}")
     return problems

@@ -466,6 +466,13 @@ def verify_quote(quote: bytes, collateral: bytes, at: dt.datetime,
     except (ValueError, KeyError, TypeError, IndexError, InputError) as exc:
         return fail("collateral", f"TDX collateral: malformed ({exc!r})")
     fields["fmspc"] = pck["fmspc"]
+    # Intel raises it at each TCB recovery: an older TCB info, still inside its window,
+    # judges the platform by the levels before the recovery (reference values can ask
+    # for a minimum, docs/attestation.md)
+    numbers = [n for n in (info.get("tcbEvaluationDataNumber"),
+                           identity.get("tcbEvaluationDataNumber")) if type(n) is int]
+    if numbers:
+        fields["tcbEvaluationDataNumber"] = min(numbers)
     fields["debug"] = bool(parsed.body[120] & 0x01)
     if fields["debug"]:
         not_verified.append("confidentiality: the TD is debuggable (TD_ATTRIBUTES.DEBUG), "

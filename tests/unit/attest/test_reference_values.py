@@ -112,6 +112,24 @@ def test_a_debuggable_td_can_be_refused_by_reference_values() -> None:
         refs(tdx={"debug": "no"})
 
 
+def test_collateral_from_before_a_tcb_recovery_can_be_refused() -> None:
+    """A node may carry an older TCB info still inside its window: one from before Intel's
+    last TCB recovery judges the platform by the levels before it. Its evaluation data
+    number, signed with it, can be held to a floor."""
+    verdict = tdx_verdict()
+    assert verdict.claims["tcbEvaluationDataNumber"] == 17
+    assert appraise(verdict, "tdx", refs(tdx={"minTcbEvaluationDataNumber": 17})).status \
+        == "verified"
+    held = appraise(verdict, "tdx", refs(tdx={"minTcbEvaluationDataNumber": 18}))
+    assert (held.status, held.failure) == ("failed", "reference values")
+    assert held.reason == ("reference values: TCB evaluation data number (TCB info and QE "
+                           "identity): expected at least 18, found 17 (collateral from "
+                           "before a TCB recovery)")
+    with pytest.raises(InputError, match="minTcbEvaluationDataNumber: expected a "
+                                         "non-negative integer, found '17'"):
+        refs(tdx={"minTcbEvaluationDataNumber": "17"})
+
+
 def test_a_register_the_quote_does_not_carry_fails_closed() -> None:
     # MRSERVICETD is in TD 1.5 report bodies only; quote-v4 carries a TD 1.0 body.
     held = appraise(tdx_verdict(), "tdx", refs(tdx={"mrtd": MRTD, "mrServiceTd": "00" * 48}))
