@@ -60,7 +60,7 @@ from slsa_dist.collect._agent import Agent, RankIdentity
 from slsa_dist.errors import InputError
 from slsa_dist.model._statement import redact_url
 
-__all__ = ["init", "remote_uri"]
+__all__ = ["entry_point_name", "init", "remote_uri"]
 
 
 def _env_int(names: Sequence[str], default: int | None = None) -> int | None:
@@ -122,7 +122,7 @@ def _env_rank() -> int:
     return node * per_node + local
 
 
-def _entry_point(entry: str | os.PathLike[str] | None) -> str:
+def entry_point_name(entry: str | os.PathLike[str] | None) -> str:
     """The script as every rank names it: relative to the working directory when under it,
     else absolute. Ranks of one job name it alike whatever their launcher passed (Lightning
     starts its other processes with the absolute path of the ``train.py`` the user ran)."""
@@ -177,6 +177,7 @@ def init(
     hyperparameters: Mapping[str, Any] | None = None,
     argv: Sequence[str] | None = None,
     script: str | os.PathLike[str] | None = None,
+    entry_point: str | None = None,
     finish_at_exit: bool = True,
 ) -> Runtime:
     """Start this process's rank agent (idempotent) and record what it runs.
@@ -185,7 +186,8 @@ def init(
     command line and ``hyperparameters`` as external parameters, and the
     rank's inventory. At exit it reports completion and flushes, unless
     ``finish_at_exit`` is False (the ``slsa_dist.exec`` wrapper reports the
-    exit code itself).
+    exit code itself). ``entry_point``: the script's name as the launcher chose it for
+    every rank (Ray's driver), recorded as is; otherwise :func:`entry_point_name`.
 
     Raises:
         InputError: no coordinator address or job id was given or found.
@@ -224,7 +226,9 @@ def init(
     arguments = list(sys.argv[1:] if argv is None else argv[1:])
     entry = script or (argv[0] if argv else sys.argv[0])
     script_path = Path(entry) if entry and Path(entry).is_file() else None
-    external: dict[str, Any] = {"entryPoint": _entry_point(entry), "arguments": arguments}
+    external: dict[str, Any] = {
+        "entryPoint": entry_point if entry_point is not None else entry_point_name(entry),
+        "arguments": arguments}
     if hyperparameters:
         external["hyperparameters"] = dict(hyperparameters)
     agent.set_parameters(external=external)

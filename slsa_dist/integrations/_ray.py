@@ -342,6 +342,8 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
 
         main = sys.modules.get("__main__")
         self.driver = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv else "")
+        # named once, here: workers may run elsewhere, from another working directory
+        self.entry_point = _contract.entry_point_name(self.driver) or "ray.train"
         self.driver_arguments = list(sys.argv[1:])
         self.code = local_code(self.driver if str(self.driver).endswith(".py") else None)
         self.coordinator = coordinator or os.environ.get("SLSA_COORDINATOR")
@@ -387,7 +389,7 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
                             spool_dir=self.spool_dir,
                             identity=NodeIdentity(node_id="ray-controller",
                                                   hostname=socket.gethostname()))
-        external: dict[str, Any] = {"entryPoint": str(self.driver or "ray.train"),
+        external: dict[str, Any] = {"entryPoint": self.entry_point,
                                     "arguments": self.driver_arguments, "worldSize": world}
         if train_run_context.train_loop_config:
             external["trainLoopConfig"] = dict(train_run_context.train_loop_config)
@@ -531,7 +533,8 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
                             rank=context.get_world_rank(),
                             world_size=context.get_world_size(), attempt=self.attempt,
                             node_id=node_id, spool_dir=self.spool_dir, finish_at_exit=False,
-                            argv=[str(self.driver or "ray.train"), *self.driver_arguments])
+                            argv=[str(self.driver or "ray.train"), *self.driver_arguments],
+                            entry_point=self.entry_point)
         # zero-code capture: prepare_data_loader's DataLoader, Ray Data passes, reads, saves
         for what, start in (("zero-code capture", lambda: install(rt)),
                             ("Ray Data iterators", _record_ray_data)):

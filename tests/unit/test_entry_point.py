@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from slsa_dist.integrations._contract import _entry_point
+from slsa_dist.integrations._contract import entry_point_name as _entry_point
 
 
 def test_a_relative_and_an_absolute_name_of_one_script_are_one_entry_point(
