@@ -104,9 +104,16 @@ def _record_checkpoint(checkpoint: Any, index: int) -> None:
         name = resource.path if resource.path != "." else Path(path).name
         rt.agent.record_file(f"ray-report-{index}", name, {"sha256": resource.digest},
                              size=resource.size, role="checkpoint")
+    # Sent before Ray's report barrier, which may never return: when a peer has died, Ray
+    # tears this worker down while it waits there (bounded; a timeout loses nothing, the
+    # events stay queued and spooled as ever).
+    flush = getattr(rt.agent, "flush", None)  # the rank agent has one (a Recorder need not)
+    if callable(flush):
+        flush(timeout=_CHECKPOINT_FLUSH_S)
 
 
 _REPORTS = [0]
+_CHECKPOINT_FLUSH_S = 5.0
 
 
 def report_with_digests(metrics: dict[str, Any], checkpoint: Any = None,
@@ -115,7 +122,10 @@ def report_with_digests(metrics: dict[str, Any], checkpoint: Any = None,
     index = _REPORTS[0]
     _REPORTS[0] += 1
     if checkpoint is not None:
-        _record_checkpoint(checkpoint, index)
+        try:
+            _record_checkpoint(checkpoint, index)
+        except Exception as exc:  # the user's report goes on; the bundle says what is missing
+            runtime.capture_gap(f"Ray checkpoint ray-report-{index}", exc)
     _ORIGINAL_REPORT(metrics, checkpoint=checkpoint, **kwargs)
 
 

@@ -263,13 +263,16 @@ def dying_train_fn(config: dict) -> None:  # type: ignore[type-arg]
     context = ray.train.get_context()
     marker = Path(config["marker"])
     if context.get_world_rank() == 0:
-        marker.write_text("rank 0 died")
+        marker.write_text(str(os.getpid()))
         os._exit(1)
-    for _ in range(300):
-        if marker.exists():
-            break
-        time.sleep(0.1)
-    time.sleep(1.0)  # rank 0's process is gone by now
+    for _ in range(600):  # rank 0's process gone (one node: its pid is seen here)
+        pid = marker.read_text() if marker.exists() else ""
+        if pid:
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                break
+        time.sleep(0.02)
     with tempfile.TemporaryDirectory() as directory:
         (Path(directory) / "late.pt").write_bytes(b"saved after rank 0 died")
         # The digest is reported before the report's barrier, which waits for rank 0 in
