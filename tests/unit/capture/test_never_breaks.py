@@ -833,3 +833,26 @@ def test_an_out_of_order_loader_run_to_its_end_is_counted_whole(agent: FakeAgent
     assert (shard["samples"], shard["index_digest"]) == (64, _digest(
         [list(range(i, i + 2)) for i in range(0, 64, 2)]))
     assert agent.gaps == []
+
+
+# -- Ray Train's report ---------------------------------------------------------------------
+
+def test_a_checkpoint_that_cannot_be_digested_leaves_the_users_report_as_it_was(
+        agent: FakeAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray.train")
+    from slsa_dist.integrations import _ray
+
+    calls: list[tuple[dict[str, Any], Any]] = []
+    monkeypatch.setattr(_ray, "_ORIGINAL_REPORT",
+                        lambda metrics, checkpoint=None, **kw: calls.append((metrics, checkpoint)))
+
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError("checkpoint folder unreadable")
+
+    monkeypatch.setattr(_ray, "digest_path", unreadable)
+    checkpoint = SimpleNamespace(path=str(tmp_path))
+    _ray.report_with_digests({"loss": 1.0}, checkpoint=checkpoint)
+    assert calls == [({"loss": 1.0}, checkpoint)]  # the user's report, exactly once
+    (gap,) = agent.gaps
+    assert gap[0].startswith("Ray checkpoint ray-report-"), gap
+    assert "unreadable" in gap[1], gap
