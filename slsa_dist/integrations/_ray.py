@@ -513,6 +513,7 @@ class SlsaCallback(*_BASES):  # type: ignore[misc]
     # -- workers ----------------------------------------------------------------------
 
     def after_init_train_context(self) -> None:
+        _REPORTS[0] = 0  # counted per worker group: Ray may reuse this process from another
         context = ray.train.get_context()
         node_id = ray.get_runtime_context().get_node_id()
         if context.get_local_rank() == 0 and self.coordinator and self.job_id:
