@@ -6,6 +6,7 @@ loads what rank 0 saved. It knows nothing of slsa-dist.
 """
 
 import argparse
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ model = torch.nn.Linear(4, 1)
 if args.resume:  # every rank starts from the previous run's checkpoint
     model.load_state_dict(torch.load(args.ckpt))
     dist.barrier()  # all have read it before it is overwritten
+    time.sleep(1.0)  # and a reader's own tools (a backup, a hash) are done with it too
 with torch.no_grad():
     model.weight.add_(1.0)
 if rank == 0:
