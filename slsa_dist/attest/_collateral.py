@@ -200,6 +200,14 @@ def tdx_collateral(quote: bytes, env: dict[str, str] | None = None) -> tuple[byt
     return _tdx_from_url(base, fmspc, ca), base
 
 
+def _kds_base(env: dict[str, str]) -> str:
+    """AMD's KDS, or the one ``SLSA_SNP_KDS_URL`` names; raises when it says ``none``."""
+    base = (env.get("SLSA_SNP_KDS_URL") or AMD_KDS_URL).rstrip("/")
+    if base.lower() == "none":
+        raise InputError("SLSA_SNP_KDS_URL=none: collateral fetching turned off")
+    return base
+
+
 def _snp_product(report: bytes) -> list[str]:
     from slsa_dist.attest._snp import PRODUCTS
 
@@ -261,9 +269,7 @@ def snp_collateral(report: bytes, env: dict[str, str] | None = None) -> tuple[by
     directory = env.get("SLSA_SNP_COLLATERAL_DIR")
     if directory:
         return _snp_from_dir(Path(directory), report), f"dir:{directory}"
-    base = (env.get("SLSA_SNP_KDS_URL") or AMD_KDS_URL).rstrip("/")
-    if base.lower() == "none":
-        raise InputError("SLSA_SNP_KDS_URL=none: collateral fetching turned off")
+    base = _kds_base(env)
     errors = []
     for product in _snp_product(report):
         try:
@@ -278,9 +284,7 @@ def snp_collateral(report: bytes, env: dict[str, str] | None = None) -> tuple[by
 def asvk_chain(report: bytes, env: dict[str, str] | None = None) -> tuple[bytes, str]:
     """(ASVK and ARK PEM, where from): the chain of a VLEK the host's table carries."""
     env = dict(os.environ) if env is None else env
-    base = (env.get("SLSA_SNP_KDS_URL") or AMD_KDS_URL).rstrip("/")
-    if base.lower() == "none":
-        raise InputError("SLSA_SNP_KDS_URL=none: collateral fetching turned off")
+    base = _kds_base(env)
     errors = []
     for product in _snp_product(report):
         try:
@@ -325,9 +329,7 @@ def snp_crl(report: bytes, signer: str, certs: bytes,
     directory = env.get("SLSA_SNP_COLLATERAL_DIR")
     if directory:
         return _crl_from_dir(Path(directory), product), f"dir:{directory}"
-    base = (env.get("SLSA_SNP_KDS_URL") or AMD_KDS_URL).rstrip("/")
-    if base.lower() == "none":
-        raise InputError("SLSA_SNP_KDS_URL=none: collateral fetching turned off")
+    base = _kds_base(env)
     url = f"{base}/{'vlek' if signer == 'vlek' else 'vcek'}/v1/{product}/crl"
     body, _ = _get(url)
     try:
