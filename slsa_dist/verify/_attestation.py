@@ -130,42 +130,28 @@ def _counts(verdict: EvidenceVerdict, kind: str, node_id: str,
     return None
 
 
-def _ek_key(evidence: EvidenceRecord, verdict: EvidenceVerdict) -> str | None:
-    """The EK a counted TPM quote was activated by, as ``sha256:`` of its public key
-    (SubjectPublicKeyInfo): two certificates of one EK are one EK. Read from the EK
-    certificate in the raw evidence the verdict came from; the verdict's own
-    ``ekSha256`` (the certificate's digest) when that cannot be read."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    try:
-        blob = json.loads(base64.b64decode(evidence.blob, validate=True))
-        certificate = x509.load_der_x509_certificate(
-            base64.b64decode(str(blob["ekCertificate"]), validate=True))
-        key = certificate.public_key().public_bytes(Encoding.DER,
-                                                    PublicFormat.SubjectPublicKeyInfo)
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        fallback = verdict.claims.get("ekSha256")
-        return fallback if isinstance(fallback, str) else None
-    return "sha256:" + hashlib.sha256(key).hexdigest()
-
-
-def _ek_type(evidence: EvidenceRecord) -> str:
-    """The kind of EK a counted quote was activated by: ``RSA 2048``, ``ECC secp384r1``."""
+def _ek(evidence: EvidenceRecord, verdict: EvidenceVerdict) -> tuple[str, str] | None:
+    """(key, type) of the EK a counted TPM quote was activated by: ``sha256:`` of its
+    public key (SubjectPublicKeyInfo: two certificates of one EK are one EK) and
+    ``RSA 2048`` / ``ECC secp384r1``. Read from the EK certificate in the raw evidence the
+    verdict came from; the verdict's own ``ekSha256`` (the certificate's digest) and an
+    ``unreadable`` type when that cannot be read."""
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     try:
         blob = json.loads(base64.b64decode(evidence.blob, validate=True))
         key = x509.load_der_x509_certificate(
             base64.b64decode(str(blob["ekCertificate"]), validate=True)).public_key()
     except (ValueError, KeyError, TypeError, binascii.Error):
-        return "unreadable"
-    if isinstance(key, rsa.RSAPublicKey):
-        return f"RSA {key.key_size}"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"ECC {key.curve.name}"
-    return type(key).__name__
+        fallback = verdict.claims.get("ekSha256")
+        return (fallback, "unreadable") if isinstance(fallback, str) else None
+    spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    kind = (f"RSA {key.key_size}" if isinstance(key, rsa.RSAPublicKey)
+            else f"ECC {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey)
+            else type(key).__name__)
+    return "sha256:" + hashlib.sha256(spki).hexdigest(), kind
 
 
 def _matches(verdict: EvidenceVerdict, kind: str, reference: ReferenceValues) -> str | None:
@@ -265,11 +251,11 @@ def require_attestation(provenance: Provenance, kind: str, *,
                               ek_roots=bool(ek_roots))
                 if why is None and reference_values is not None:
                     why = _matches(verdict, e.kind, reference_values)
-                ek = _ek_key(e, verdict) if e.kind == "tpm" and why is None and verdict.root \
+                ek = _ek(e, verdict) if e.kind == "tpm" and why is None and verdict.root \
                     else None
                 if ek is not None:
-                    eks.setdefault(ek, []).append(node_id)
-                    ek_types.setdefault(_ek_type(e), []).append(node_id)
+                    eks.setdefault(ek[0], []).append(node_id)
+                    ek_types.setdefault(ek[1], []).append(node_id)
                     # An AK is fixed to its TPM: one AK answering for two nodes is one
                     # TPM, even through two EKs (a TPM holds an RSA and an ECC one).
                     ak = verdict.claims.get("akSha256")
