@@ -55,6 +55,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from slsa_dist.attest._pki import (
     ChainError,
+    crl_scope,
     der_items,
     der_spans,
     load_certificates,
@@ -274,6 +275,10 @@ def _check_revocation(crls: list[bytes], chain: tuple[str, x509.Certificate,
                              f"{at.isoformat()} (a CRL current then is needed)")
         for cert, name in ((ask, "ASK" if signer == "vcek" else "ASVK"),
                            (leaf, signer.upper())):
+            partial = crl_scope(crl, cert)  # not listed in a partial CRL is not "not revoked"
+            if partial:
+                raise _FailError("collateral", f"{what}: expected a complete CRL for the "
+                                 f"{name}, found {partial}")
             if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
                 raise _FailError("certificate chain", f"{name} {_cn(cert)!r} (serial "
                                  f"{cert.serial_number:#x}) is revoked: listed in the {what}")
