@@ -32,9 +32,10 @@ from slsa_dist.attest import _credential as credential
 from slsa_dist.attest._binding import report_data
 from slsa_dist.attest._reference import ReferenceValues
 from slsa_dist.model._provenance import Provenance
-from slsa_dist.model._records import MEDIA_NODE, EvidenceRecord, NodeRecord
-from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, record_descriptor
+from slsa_dist.model._records import EvidenceRecord
 from slsa_dist.verify._attestation import require_attestation
+
+from support.attest import with_evidence
 
 JOB, NODE, NONCE = "job-1", "node-0", bytes(range(32))
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -90,13 +91,8 @@ def _ak_public(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _job(record: EvidenceRecord) -> Provenance:
-    builder = ProvenanceBuilder(invocation_id=f"{JOB}/0c2f5a4e-8d1b-4f3a-9b7e-1a2b3c4d5e6f")
-    builder.add_subject(ResourceDescriptor(name="m",
-                                           digest={"sha256": hashlib.sha256().hexdigest()}))
-    builder.add_byproduct(record_descriptor(name=f"node/{NODE}", media_type=MEDIA_NODE,
-                                            record=NodeRecord(node=NODE,
-                                                              evidence=(record,)).to_dict()))
-    return Provenance.from_statement(builder.build())
+    return with_evidence({NODE: (record,)},
+                         invocation_id=f"{JOB}/0c2f5a4e-8d1b-4f3a-9b7e-1a2b3c4d5e6f")
 
 
 def test_a_certificate_that_is_no_ek_certificate_does_not_activate_an_ak() -> None:

@@ -10,30 +10,25 @@ the signed statement.
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Iterator
 
 import pytest
 
 from slsa_dist.attest import _tpm as tpm
 from slsa_dist.model._provenance import Provenance
-from slsa_dist.model._records import MEDIA_NODE, EvidenceRecord, NodeRecord
-from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, record_descriptor
+from slsa_dist.model._records import EvidenceRecord
 from slsa_dist.verify._attestation import require_attestation
 
 from conftest import need
 from support import swtpm
+from support.attest import with_evidence
 
 NONCE = bytes(range(32))
 
 
 def _job(evidence: EvidenceRecord, node: str = "node-0") -> Provenance:
-    builder = ProvenanceBuilder(invocation_id="job-1/0c2f5a4e-8d1b-4f3a-9b7e-1a2b3c4d5e6f")
-    builder.add_subject(ResourceDescriptor(name="m", digest={"sha256": hashlib.sha256().hexdigest()}))
-    builder.add_byproduct(record_descriptor(name=f"node/{node}", media_type=MEDIA_NODE,
-                                            record=NodeRecord(node=node,
-                                                              evidence=(evidence,)).to_dict()))
-    return Provenance.from_statement(builder.build())
+    return with_evidence({node: (evidence,)},
+                         invocation_id="job-1/0c2f5a4e-8d1b-4f3a-9b7e-1a2b3c4d5e6f")
 
 
 def _record(blob: bytes, **fields: object) -> EvidenceRecord:

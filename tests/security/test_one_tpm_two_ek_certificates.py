@@ -11,7 +11,6 @@ quotes counted. The EK is its public key: the check compares keys.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +22,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from slsa_dist.attest import _credential as credential
 from slsa_dist.attest import _tpm as tpm
 from slsa_dist.model._provenance import Provenance
-from slsa_dist.model._records import MEDIA_NODE, EvidenceRecord, NodeRecord
-from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, record_descriptor
+from slsa_dist.model._records import EvidenceRecord
 from slsa_dist.verify._attestation import require_attestation
 
 from conftest import need
 from support import swtpm
+from support.attest import with_evidence
 
 pytestmark = [pytest.mark.tpm, pytest.mark.timeout(180)]
 
@@ -78,14 +77,8 @@ def _evidence(node: str, nonce: bytes, ek: bytes, ak_public: bytes,
 
 
 def _job(evidence: dict[str, EvidenceRecord]) -> Provenance:
-    builder = ProvenanceBuilder(invocation_id=f"{JOB}/0c2f5a4e-8d1b-4f3a-9b7e-1a2b3c4d5e6f")
-    builder.add_subject(ResourceDescriptor(name="m",
-                                           digest={"sha256": hashlib.sha256().hexdigest()}))
-    for node, record in evidence.items():
-        builder.add_byproduct(record_descriptor(
-            name=f"node/{node}", media_type=MEDIA_NODE,
-            record=NodeRecord(node=node, evidence=(record,)).to_dict()))
-    return Provenance.from_statement(builder.build())
+    return with_evidence({node: (record,) for node, record in evidence.items()},
+                         invocation_id=f"{JOB}/0c2f5a4e-8d1b-4f3a-9b7e-1a2b3c4d5e6f")
 
 
 @pytest.mark.parametrize("second", ["the same certificate", "a re-issued certificate"])

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
 from slsa_dist.errors import InputError
 from slsa_dist.model._provenance import Provenance
 from slsa_dist.model._records import (
-    MEDIA_NODE,
-    MEDIA_RANK,
     EvidenceRecord,
-    NodeRecord,
-    RankAttempt,
-    RankRecord,
 )
-from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, record_descriptor
 from slsa_dist.verify._attestation import require_attestation
 
-from support.attest import as_recorded
+from support.attest import as_recorded, with_evidence
 
 AK = "sha256:" + "ab" * 32
 
@@ -31,18 +23,7 @@ def tpm(status: str = "verified", ak: str = AK) -> EvidenceRecord:
 
 def provenance(nodes: dict[str, tuple[EvidenceRecord, ...]],
                ranks: dict[int, str] | None = None) -> Provenance:
-    builder = ProvenanceBuilder(invocation_id="job-1")
-    builder.add_subject(ResourceDescriptor(name="m", digest={"sha256": hashlib.sha256().hexdigest()}))
-    for node, evidence in nodes.items():
-        builder.add_byproduct(record_descriptor(
-            name=f"node/{node}", media_type=MEDIA_NODE,
-            record=NodeRecord(node=node, evidence=evidence).to_dict()))
-    for rank, node in (ranks or {}).items():
-        builder.add_byproduct(record_descriptor(
-            name=f"rank/{rank}", media_type=MEDIA_RANK,
-            record=RankRecord(rank=rank, node=node, completed=True,
-                              attempts=(RankAttempt(attempt=0, node=node),)).to_dict()))
-    return Provenance.from_statement(builder.build())
+    return with_evidence(nodes, ranks=ranks)
 
 
 def test_every_node_with_verified_evidence_passes() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 from pathlib import Path
 
@@ -28,11 +27,12 @@ from slsa_dist.attest._verdict import Appraisal, EvidenceVerdict
 from slsa_dist.cli import main as cli_main
 from slsa_dist.errors import InputError
 from slsa_dist.model._provenance import Provenance
-from slsa_dist.model._records import MEDIA_NODE, EvidenceRecord, NodeRecord
-from slsa_dist.model._statement import ProvenanceBuilder, ResourceDescriptor, record_descriptor
+from slsa_dist.model._records import EvidenceRecord
 from slsa_dist.verify import Attestation
 from slsa_dist.verify import ReferenceValues as PublicReferenceValues
 from slsa_dist.verify._attestation import reappraise, require_attestation
+
+from support.attest import with_evidence
 
 HW = Path(__file__).resolve().parents[2] / "assets" / "vectors" / "hw"
 QUOTE = (HW / "tdx" / "quote-v4.bin").read_bytes()
@@ -249,14 +249,7 @@ def test_yaml_and_json_files_read_the_same(tmp_path: Path) -> None:
 # --- in a bundle ----------------------------------------------------------------------
 
 def provenance(nodes: dict[str, tuple[EvidenceRecord, ...]]) -> Provenance:
-    builder = ProvenanceBuilder(invocation_id="job-1")
-    builder.add_subject(ResourceDescriptor(name="m",
-                                           digest={"sha256": hashlib.sha256().hexdigest()}))
-    for node, evidence in nodes.items():
-        builder.add_byproduct(record_descriptor(
-            name=f"node/{node}", media_type=MEDIA_NODE,
-            record=NodeRecord(node=node, evidence=evidence).to_dict()))
-    return Provenance.from_statement(builder.build())
+    return with_evidence(nodes)
 
 
 def tdx_record(claims: dict[str, object] | None = None) -> EvidenceRecord:
