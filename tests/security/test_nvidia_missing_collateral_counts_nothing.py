@@ -59,9 +59,7 @@ def node(monkeypatch: pytest.MonkeyPatch) -> Node:
     gpu, ca = Gpu(), Ca()
     monkeypatch.setattr(roots, "NVIDIA_DEVICE_ROOT", gpu.pem())
     monkeypatch.setattr(roots, "NVIDIA_RIM_ROOT", ca.pem())
-    driver, vbios = gpu.golden()
-    rims = {"driver": ca.sign_rim("driver", gpu.driver_version, driver),
-            "vbios": ca.sign_rim("vbios", gpu.vbios_version, vbios)}
+    rims = ca.rims_for(gpu)
     gpu_leaf, gpu_ica = gpu.answers(**WINDOW)
     answers = {"CN=test GPU attestation": gpu_leaf, "CN=test GPU provisioner ICA": gpu_ica,
                "CN=test RIM signer": ca.answer(ca.leaf, ca.ca, ca.ca_key, **WINDOW),

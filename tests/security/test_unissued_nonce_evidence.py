@@ -52,16 +52,12 @@ def _bundle(folder: Path, gpu: Gpu, ca: Ca, *, issued: bool) -> tuple[Path, Path
     nonce = cluster.challenge("node-0")
     if not issued:
         nonce = bytes(range(32))  # the node's own: its evidence made whenever it liked
-    driver, vbios = gpu.golden()
     answers = [*gpu.answers(**WINDOW), ca.answer(ca.leaf, ca.ca, ca.ca_key, **WINDOW),
                ca.answer(ca.ca, ca.root, ca.root_key, **WINDOW)]
     entry = {"report": gpu.report(report_data(nonce, "job-1", "node-0")).hex(),
              "certChain": gpu.chain_pem().decode(),
              "ocsp": [base64.b64encode(a).decode() for a in answers],
-             "rims": {"driver": base64.b64encode(
-                          ca.sign_rim("driver", gpu.driver_version, driver)).decode(),
-                      "vbios": base64.b64encode(
-                          ca.sign_rim("vbios", gpu.vbios_version, vbios)).decode()}}
+             "rims": {c: base64.b64encode(rim).decode() for c, rim in ca.rims_for(gpu).items()}}
     blob = json.dumps({"format": SPDM_FORMAT, "gpus": [entry]}).encode()
     sender.report(pb.Event(evidence=pb.Evidence(kind="nvidia-cc", format=SPDM_FORMAT,
                                                 blob=blob, nonce=nonce)))

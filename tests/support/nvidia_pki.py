@@ -81,6 +81,13 @@ class Ca:
     def pem(self) -> str:
         return self.root.public_bytes(serialization.Encoding.PEM).decode()
 
+    def rims_for(self, gpu: Gpu) -> dict[str, bytes]:
+        """The driver and VBIOS RIMs of ``gpu``'s versions whose golden values are its own
+        measurements (what NVIDIA would publish for it), both signed by this PKI."""
+        driver, vbios = gpu.golden()
+        return {"driver": self.sign_rim("driver", gpu.driver_version, driver),
+                "vbios": self.sign_rim("vbios", gpu.vbios_version, vbios)}
+
     def sign_rim(self, component: str, version: str, golden: dict[int, str],
                  inactive: dict[int, str] | None = None) -> bytes:
         from lxml import etree

@@ -137,9 +137,7 @@ def complete(monkeypatch: pytest.MonkeyPatch) -> Complete:
     gpu, ca = Gpu(), Ca()
     monkeypatch.setattr(roots, "NVIDIA_DEVICE_ROOT", gpu.pem())
     monkeypatch.setattr(roots, "NVIDIA_RIM_ROOT", ca.pem())
-    driver, vbios = gpu.golden()
-    rims = {"driver": ca.sign_rim("driver", gpu.driver_version, driver),
-            "vbios": ca.sign_rim("vbios", gpu.vbios_version, vbios)}
+    rims = ca.rims_for(gpu)
     return Complete(gpu, ca, gpu.report(report_data(NONCE, JOB, NODE)), rims,
                     gpu.answers() + ca.chain_answers())  # one RIM CA signs both RIMs
 
