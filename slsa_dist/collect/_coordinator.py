@@ -830,6 +830,20 @@ class _Room:
                 waiter.set_result(None)
 
 
+class _Slots:
+    """A virtual queue of callers told when to come back: each takes the next slot after
+    ``start`` (what is ahead of it), ``cost`` seconds long, and is told its slot as 4/3
+    of the wait (agents wait 0.5 to 1.0 times what they are told, drawn at random), in
+    ms within [``low``, ``high``]."""
+
+    def __init__(self) -> None:
+        self._until = 0.0  # when the slots handed out so far are served
+
+    def take(self, now: float, start: float, cost: float, low: int, high: int) -> int:
+        self._until = max(self._until, start) + cost
+        return min(max(int((self._until - now) * 4 / 3 * 1000), low), high)
+
+
 class _Backlog:
     """When a caller refused for memory should come back. Each refusal takes the next
     slot of a virtual queue that drains at the rate requests were served in the last
@@ -838,7 +852,7 @@ class _Backlog:
     to 1.0 times what they are told, drawn at random: the slot is told as 4/3 of it."""
 
     def __init__(self, budget: int) -> None:
-        self._until = 0.0  # when the slots handed out so far are served
+        self._slots = _Slots()
         self._rate = float(max(budget, 1 << 20))  # bytes/s served, until measured
         self._window = (time.monotonic(), 0)  # (since, bytes served since)
 
@@ -852,9 +866,8 @@ class _Backlog:
             self._window = (since, served)
 
     def refuse(self, size: int, now: float) -> int:
-        self._until = max(self._until, now) + size / self._rate
-        wait = (self._until - now) * 4 / 3
-        return min(max(int(wait * 1000), RETRY_AFTER_MS), MAX_RETRY_AFTER_MS)
+        return self._slots.take(now, now, size / self._rate, RETRY_AFTER_MS,
+                                MAX_RETRY_AFTER_MS)
 
 
 class _Admission:
@@ -876,7 +889,7 @@ class _Admission:
         self._busy = 0.0  # seconds with a call in progress, in this window
         self._served = 0  # calls served, in this window
         self._last = time.monotonic()  # when in_flight last changed
-        self._until = 0.0  # when the slots handed out to refused calls are served
+        self._slots = _Slots()  # refused calls and paced callers, in one queue
         self.lag = 0.0  # how late the event loop runs what is ready (seconds, smoothed)
 
     async def watch_lag(self, period: float = 0.05) -> None:
@@ -911,9 +924,8 @@ class _Admission:
             self.in_flight += 1
             return None
         # The slot after what is in progress and what was refused before.
-        self._until = max(self._until, now + ahead) + 1 / self.rate
-        wait = (self._until - now) * 4 / 3
-        return min(max(int(wait * 1000), RETRY_AFTER_MS), MAX_ADMISSION_WAIT_MS)
+        return self._slots.take(now, now + ahead, 1 / self.rate, RETRY_AFTER_MS,
+                                MAX_ADMISSION_WAIT_MS)
 
     def pace(self, now: float) -> int | None:
         """None, or when the caller of an answered call should make its next one (ms):
@@ -922,8 +934,7 @@ class _Admission:
         ahead = self.in_flight / self.rate + self.lag
         if ahead <= PACE_AFTER_S:
             return None
-        self._until = max(self._until, now + ahead) + 1 / self.rate
-        return min(int((self._until - now) * 4 / 3 * 1000), MAX_PACE_MS)
+        return self._slots.take(now, now + ahead, 1 / self.rate, 0, MAX_PACE_MS)
 
     def done(self, now: float, *, served: bool = True) -> None:
         self._tick(now)
